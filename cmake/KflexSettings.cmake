@@ -1,0 +1,18 @@
+# SPDX-License-Identifier: Apache-2.0
+# kflex::build_settings carries the language level, warnings and sanitizers for every target.
+add_library(kflex_build_settings INTERFACE)
+add_library(kflex::build_settings ALIAS kflex_build_settings)
+target_compile_features(kflex_build_settings INTERFACE cxx_std_20)
+target_compile_options(kflex_build_settings INTERFACE -Wall -Wextra -Wno-unused-parameter)
+if(KFLEX_WARNINGS_AS_ERRORS)
+  target_compile_options(kflex_build_settings INTERFACE -Werror)
+endif()
+target_include_directories(kflex_build_settings INTERFACE ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}/generated)
+# Asio and Beast are compiled once, in shared/net/asio_impl.cpp.
+target_compile_definitions(kflex_build_settings INTERFACE
+  BOOST_ASIO_SEPARATE_COMPILATION BOOST_BEAST_SEPARATE_COMPILATION BOOST_ASIO_NO_DEPRECATED)
+if(KFLEX_SANITIZE)
+  string(REPLACE ";" "," _kflex_san "${KFLEX_SANITIZE}")
+  target_compile_options(kflex_build_settings INTERFACE -fsanitize=${_kflex_san} -fno-omit-frame-pointer)
+  target_link_options(kflex_build_settings INTERFACE -fsanitize=${_kflex_san})
+endif()
