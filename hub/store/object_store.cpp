@@ -1,0 +1,485 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/store/object_store.hpp"
+
+#include <algorithm>
+
+#include "shared/common/log.hpp"
+
+namespace kflex::hub {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+std::map<std::string, std::string> labelsOf(const Json& obj) {
+  std::map<std::string, std::string> out;
+  auto meta = obj.find("metadata");
+  if (meta == obj.end() || !meta->is_object()) {
+    return out;
+  }
+  auto labels = meta->find("labels");
+  if (labels == meta->end() || !labels->is_object()) {
+    return out;
+  }
+  for (auto it = labels->begin(); it != labels->end(); ++it) {
+    if (it.value().is_string()) {
+      out.emplace(it.key(), it.value().get<std::string>());
+    }
+  }
+  return out;
+}
+
+ObjectPtr makeRecord(std::string resource, std::string name, int64_t revision, std::string bytes) {
+  auto rec = std::make_shared<ObjectRecord>();
+  rec->resource = std::move(resource);
+  rec->name = std::move(name);
+  rec->revision = revision;
+  Json obj = Json::parse(bytes, nullptr, false);
+  rec->labels = labelsOf(obj);
+  rec->bytes = std::move(bytes);
+  return rec;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::filesystem::path& db_path, StoreOptions options) {
+  std::unique_ptr<ObjectStore> s(new ObjectStore(db_path, options));
+  auto db = store::Database::open(db_path);
+  if (!db) {
+    return db.error();
+  }
+  s->db_ = std::move(db.value());
+  if (auto r = s->migrate(); !r) {
+    return r.error();
+  }
+  if (auto r = s->load(); !r) {
+    return r.error();
+  }
+  s->writer_ = std::thread([p = s.get()] { p->writerLoop(); });
+  return s;
+}
+
+ObjectStore::~ObjectStore() { stop(); }
+
+Result<void> ObjectStore::migrate() {
+  auto version = db_->userVersion();
+  if (!version) {
+    return version.error();
+  }
+  if (version.value() > kSchemaVersion) {
+    return fail(path_.string() + ": schema version " + std::to_string(version.value()) +
+                " is newer than this kflex-hub understands (" + std::to_string(kSchemaVersion) +
+                "); run a newer kflex-hub or restore a backup");
+  }
+  if (version.value() < 1) {
+    auto r = db_->exec(R"(
+      BEGIN;
+      CREATE TABLE objects (resource TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL,
+                            body BLOB NOT NULL, PRIMARY KEY (resource, name)) WITHOUT ROWID;
+      CREATE TABLE events (revision INTEGER PRIMARY KEY, type INTEGER NOT NULL, resource TEXT NOT NULL,
+                           name TEXT NOT NULL, body BLOB NOT NULL);
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO meta VALUES ('revision', 0), ('compacted', 0);
+      PRAGMA user_version = 1;
+      COMMIT;)");
+    if (!r) {
+      (void)db_->exec("ROLLBACK");
+      return r.error();
+    }
+  }
+  return {};
+}
+
+Result<void> ObjectStore::load() {
+  auto meta = store::Statement::prepare(*db_, "SELECT key, value FROM meta");
+  if (!meta) {
+    return meta.error();
+  }
+  while (true) {
+    auto row = meta->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!row.value()) {
+      break;
+    }
+    std::string key = meta->columnText(0);
+    if (key == "revision") {
+      revision_ = meta->columnInt(1);
+    } else if (key == "compacted") {
+      compacted_ = meta->columnInt(1);
+    }
+  }
+  auto objs = store::Statement::prepare(*db_, "SELECT resource, name, revision, body FROM objects");
+  if (!objs) {
+    return objs.error();
+  }
+  std::unordered_map<std::string, ObjectPtr> by_key;
+  while (true) {
+    auto row = objs->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!row.value()) {
+      break;
+    }
+    auto rec = makeRecord(objs->columnText(0), objs->columnText(1), objs->columnInt(2), objs->columnText(3));
+    by_key[rec->resource + "\n" + rec->name] = rec;
+    objects_[rec->resource][rec->name] = rec;
+  }
+  auto evs = store::Statement::prepare(*db_,
+      "SELECT revision, type, resource, name, body FROM events WHERE revision > ? ORDER BY revision");
+  if (!evs) {
+    return evs.error();
+  }
+  evs->bind(1, compacted_);
+  while (true) {
+    auto row = evs->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!row.value()) {
+      break;
+    }
+    auto ev = std::make_shared<Event>();
+    ev->revision = evs->columnInt(0);
+    ev->type = static_cast<EventType>(evs->columnInt(1));
+    std::string resource = evs->columnText(2);
+    std::string name = evs->columnText(3);
+    // Share the bytes with the live object when this event wrote its current version.
+    auto live = by_key.find(resource + "\n" + name);
+    if (live != by_key.end() && live->second->revision == ev->revision) {
+      ev->object = live->second;
+    } else {
+      ev->object = makeRecord(std::move(resource), std::move(name), ev->revision, evs->columnText(4));
+    }
+    events_.push_back(std::move(ev));
+  }
+  return {};
+}
+
+void ObjectStore::submit(std::string resource, std::string name, Mutation mutation,
+                         net::any_completion_handler<void(WriteResult)> handler) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (!stopping_) {
+      queue_.push_back({std::move(resource), std::move(name), std::move(mutation), std::move(handler)});
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  WriteResult r;
+  r.decision.status = 503;
+  r.decision.reason = "ServiceUnavailable";
+  r.decision.message = "the hub is shutting down";
+  auto ex = net::get_associated_executor(handler);
+  net::post(ex, [h = std::move(handler), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+}
+
+void ObjectStore::writerLoop() {
+  std::vector<PendingWrite> batch;
+  while (true) {
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty() && stopping_) {
+        return;
+      }
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    commitBatch(batch);
+    batch.clear();
+  }
+}
+
+void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
+  struct Outcome {
+    WriteResult result;
+    EventPtr event;
+  };
+  std::vector<Outcome> outcomes(batch.size());
+  std::unordered_map<std::string, ObjectPtr> staged;  // key -> new version (nullptr: deleted)
+  int64_t next = revision();
+  std::string storage_error;
+
+  auto current = [&](const PendingWrite& w) -> ObjectPtr {
+    auto it = staged.find(w.resource + "\n" + w.name);
+    if (it != staged.end()) {
+      return it->second;
+    }
+    return get(w.resource, w.name);
+  };
+
+  auto txn = store::Transaction::begin(*db_);
+  if (!txn) {
+    storage_error = txn.error().message;
+  }
+  auto put = store::Statement::prepare(*db_, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)");
+  auto del = store::Statement::prepare(*db_, "DELETE FROM objects WHERE resource = ? AND name = ?");
+  auto ev = store::Statement::prepare(*db_, "INSERT INTO events VALUES (?, ?, ?, ?, ?)");
+  if (storage_error.empty() && (!put || !del || !ev)) {
+    storage_error = db_->lastError();
+  }
+  for (size_t i = 0; i < batch.size() && storage_error.empty(); ++i) {
+    auto& w = batch[i];
+    ObjectPtr cur = current(w);
+    Decision d;
+    try {
+      d = w.mutation(cur.get(), next + 1);
+    } catch (const std::exception& e) {
+      d.kind = Decision::Kind::Fail;
+      d.status = 500;
+      d.reason = "InternalError";
+      d.message = std::string("internal error: ") + e.what();
+    }
+    auto& out = outcomes[i].result;
+    if (d.kind == Decision::Kind::Fail) {
+      out.decision = std::move(d);
+      continue;
+    }
+    if (d.kind == Decision::Kind::Unchanged) {
+      out.object = cur;
+      out.decision = std::move(d);
+      continue;
+    }
+    ++next;
+    auto event = std::make_shared<Event>();
+    event->revision = next;
+    if (d.kind == Decision::Kind::Put) {
+      d.object["metadata"]["resourceVersion"] = std::to_string(next);
+      auto rec = makeRecord(w.resource, w.name, next, d.object.dump());
+      event->type = cur ? EventType::Modified : EventType::Added;
+      event->object = rec;
+      staged[w.resource + "\n" + w.name] = rec;
+      if (!put->bind(1, w.resource).bind(2, w.name).bind(3, next).bindBlob(4, rec->bytes).run()) {
+        storage_error = db_->lastError();
+      }
+    } else {
+      // Delete: the event carries the last state at the deletion revision.
+      Json last = cur ? Json::parse(cur->bytes) : Json::object();
+      last["metadata"]["resourceVersion"] = std::to_string(next);
+      event->type = EventType::Deleted;
+      event->object = makeRecord(w.resource, w.name, next, last.dump());
+      staged[w.resource + "\n" + w.name] = nullptr;
+      if (!del->bind(1, w.resource).bind(2, w.name).run()) {
+        storage_error = db_->lastError();
+      }
+    }
+    if (storage_error.empty() &&
+        !ev->bind(1, next).bind(2, int64_t(event->type)).bind(3, w.resource).bind(4, w.name)
+             .bindBlob(5, event->object->bytes).run()) {
+      storage_error = db_->lastError();
+    }
+    out.decision = std::move(d);
+    out.object = event->object;
+    outcomes[i].event = std::move(event);
+  }
+  int64_t compact_to = 0;
+  if (storage_error.empty() && next > revision()) {
+    // Compact in steps so the delete is amortised over many writes.
+    int64_t keep_from = next - int64_t(options_.event_retention);
+    if (keep_from > compacted_ + int64_t(options_.event_retention / 10 + 1)) {
+      compact_to = keep_from;
+      auto c = store::Statement::prepare(*db_, "DELETE FROM events WHERE revision <= ?");
+      if (!c || !c->bind(1, compact_to).run()) {
+        storage_error = db_->lastError();
+      }
+    }
+    auto m = store::Statement::prepare(*db_, "UPDATE meta SET value = ? WHERE key = ?");
+    if (storage_error.empty() && (!m || !m->bind(1, next).bind(2, std::string_view("revision")).run())) {
+      storage_error = db_->lastError();
+    }
+    if (storage_error.empty() && compact_to > 0 &&
+        !m->bind(1, compact_to).bind(2, std::string_view("compacted")).run()) {
+      storage_error = db_->lastError();
+    }
+    if (storage_error.empty()) {
+      if (auto r = txn->commit(); !r) {
+        storage_error = r.error().message;
+      }
+    }
+  }
+  if (!storage_error.empty()) {
+    // Nothing of this batch is stored (the transaction rolls back); fail every write of it.
+    log::error("store write failed", {{"error", storage_error}, {"writes", std::to_string(batch.size())}});
+    for (auto& o : outcomes) {
+      o.event.reset();
+      o.result = WriteResult{};
+      o.result.decision.kind = Decision::Kind::Fail;
+      o.result.decision.status = 500;
+      o.result.decision.reason = "InternalError";
+      o.result.decision.message = "the write was not stored: " + storage_error;
+    }
+    // A failed transaction object rolls back in its destructor.
+    txn = fail("rolled back");
+  } else {
+    std::vector<EventPtr> events;
+    for (auto& o : outcomes) {
+      if (o.event) {
+        events.push_back(o.event);
+      }
+    }
+    if (!events.empty()) {
+      std::lock_guard wlock(watch_mutex_);
+      {
+        std::unique_lock lock(mutex_);
+        for (const auto& e : events) {
+          auto& bucket = objects_[e->object->resource];
+          if (e->type == EventType::Deleted) {
+            bucket.erase(e->object->name);
+          } else {
+            bucket[e->object->name] = e->object;
+          }
+          events_.push_back(e);
+        }
+        revision_ = next;
+        while (events_.size() > options_.event_retention) {
+          compacted_ = std::max(compacted_, events_.front()->revision);
+          events_.pop_front();
+        }
+        if (compact_to > compacted_) {
+          compacted_ = compact_to;
+        }
+      }
+      publish(events);
+    }
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto ex = net::get_associated_executor(batch[i].handler);
+    net::post(ex, [h = std::move(batch[i].handler), r = std::move(outcomes[i].result)]() mutable {
+      std::move(h)(std::move(r));
+    });
+  }
+}
+
+void ObjectStore::publish(const std::vector<EventPtr>& events) {
+  // Caller holds watch_mutex_.
+  std::vector<uint64_t> slow;
+  for (auto& [id, ch] : watchers_) {
+    for (const auto& e : events) {
+      if (!ch->try_send(boost::system::error_code{}, e)) {
+        slow.push_back(id);
+        break;
+      }
+    }
+  }
+  for (uint64_t id : slow) {
+    log::warn("closing a watch that fell behind", {{"watch", std::to_string(id)}});
+    watchers_[id]->close();
+    watchers_.erase(id);
+  }
+}
+
+WriteResult ObjectStore::dryRun(const std::string& resource, const std::string& name, const Mutation& mutation) {
+  ObjectPtr cur = get(resource, name);
+  WriteResult r;
+  r.decision = mutation(cur.get(), revision() + 1);
+  if (r.decision.kind == Decision::Kind::Put) {
+    r.decision.object["metadata"]["resourceVersion"] = cur ? std::to_string(cur->revision) : "";
+    if (!cur) {
+      r.decision.object["metadata"].erase("resourceVersion");
+    }
+    r.object = makeRecord(resource, name, 0, r.decision.object.dump());
+  } else {
+    r.object = cur;
+  }
+  return r;
+}
+
+ObjectPtr ObjectStore::get(const std::string& resource, const std::string& name) const {
+  std::shared_lock lock(mutex_);
+  auto b = objects_.find(resource);
+  if (b == objects_.end()) {
+    return nullptr;
+  }
+  auto it = b->second.find(name);
+  return it == b->second.end() ? nullptr : it->second;
+}
+
+std::pair<std::vector<ObjectPtr>, int64_t> ObjectStore::list(const std::string& resource) const {
+  std::shared_lock lock(mutex_);
+  std::vector<ObjectPtr> out;
+  auto b = objects_.find(resource);
+  if (b != objects_.end()) {
+    out.reserve(b->second.size());
+    for (const auto& [_, obj] : b->second) {
+      out.push_back(obj);
+    }
+  }
+  return {std::move(out), revision_};
+}
+
+int64_t ObjectStore::revision() const {
+  std::shared_lock lock(mutex_);
+  return revision_;
+}
+
+size_t ObjectStore::size() const {
+  std::shared_lock lock(mutex_);
+  size_t n = 0;
+  for (const auto& [_, b] : objects_) {
+    n += b.size();
+  }
+  return n;
+}
+
+Result<WatchSubscription> ObjectStore::watch(int64_t since, const net::any_io_executor& executor) {
+  std::lock_guard wlock(watch_mutex_);
+  std::shared_lock lock(mutex_);
+  WatchSubscription sub;
+  sub.revision = revision_;
+  if (since > 0) {
+    if (since < compacted_) {
+      return fail("too old resource version: " + std::to_string(since) + " (" + std::to_string(compacted_ + 1) + ")");
+    }
+    auto it = std::upper_bound(events_.begin(), events_.end(), since,
+                               [](int64_t rv, const EventPtr& e) { return rv < e->revision; });
+    sub.replay.assign(it, events_.end());
+  } else {
+    for (const auto& [_, bucket] : objects_) {
+      for (const auto& [name, obj] : bucket) {
+        auto e = std::make_shared<Event>();
+        e->revision = obj->revision;
+        e->type = EventType::Added;
+        e->object = obj;
+        sub.replay.push_back(std::move(e));
+      }
+    }
+  }
+  sub.channel = std::make_shared<WatchSubscription::Channel>(executor, options_.watch_queue);
+  sub.id = next_watch_id_++;
+  watchers_[sub.id] = sub.channel;
+  return sub;
+}
+
+void ObjectStore::unwatch(uint64_t id) {
+  std::lock_guard wlock(watch_mutex_);
+  auto it = watchers_.find(id);
+  if (it != watchers_.end()) {
+    it->second->close();
+    watchers_.erase(it);
+  }
+}
+
+void ObjectStore::closeWatches() {
+  std::lock_guard wlock(watch_mutex_);
+  for (auto& [_, ch] : watchers_) {
+    ch->close();
+  }
+  watchers_.clear();
+}
+
+void ObjectStore::stop() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+    queue_cv_.notify_all();
+  }
+  if (writer_.joinable()) {
+    writer_.join();
+  }
+}
+
+}  // namespace kflex::hub

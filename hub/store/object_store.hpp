@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <nlohmann/json.hpp>
+
+#include "shared/common/result.hpp"
+#include "shared/net/asio.hpp"
+#include "shared/store/sqlite.hpp"
+
+namespace kflex::hub {
+
+using Json = nlohmann::json;
+
+/// One stored version of an object: its serialized JSON (resourceVersion included) and the
+/// fields lists filter on, so that reads never parse.
+struct ObjectRecord {
+  std::string resource;  ///< "group/plural", the table key prefix.
+  std::string name;
+  int64_t revision = 0;  ///< The store revision of its last write (= metadata.resourceVersion).
+  std::string bytes;     ///< Compact JSON of the whole object.
+  std::map<std::string, std::string> labels;
+};
+using ObjectPtr = std::shared_ptr<const ObjectRecord>;
+
+enum class EventType : uint8_t { Added = 0, Modified = 1, Deleted = 2 };
+
+/// One change, as watch delivers it. Shared by every watcher; never copied per recipient.
+struct Event {
+  int64_t revision = 0;
+  EventType type = EventType::Added;
+  ObjectPtr object;  ///< The new version (for Deleted: the last version, at the deletion revision).
+};
+using EventPtr = std::shared_ptr<const Event>;
+
+/// What a mutation decided, on the writer thread, given the current object.
+struct Decision {
+  enum class Kind { Put, Delete, Fail, Unchanged } kind = Kind::Fail;
+  Json object;            ///< Put: the new object (its resourceVersion is filled in by the store).
+  int status = 500;       ///< Fail: HTTP status.
+  std::string reason;     ///< Fail: Kubernetes Status reason (NotFound, AlreadyExists, Conflict, ...).
+  std::string message;    ///< Fail: message.
+  Json details;           ///< Fail: optional Status details.
+};
+
+/// The outcome of a write, delivered to the requester.
+struct WriteResult {
+  Decision decision;  ///< Fail decisions carry the error; storage failures become status 500.
+  ObjectPtr object;   ///< The stored version (Put), the last version (Delete) or current (Unchanged).
+};
+
+/// Computes the next version of one object. `current` is nullptr when absent. Runs on the writer
+/// thread (or the caller's, for dry runs): must not block.
+using Mutation = std::function<Decision(const ObjectRecord* current, int64_t next_revision)>;
+
+/// Options of the store.
+struct StoreOptions {
+  size_t event_retention = 10000;  ///< Events kept for watch resume (memory and disk).
+  size_t max_batch = 256;          ///< Most writes committed in one transaction.
+  size_t watch_queue = 4096;       ///< Events buffered per watcher before it is closed as too slow.
+};
+
+/// A live watch: events arrive on `channel`; the store closes it when the watcher falls behind.
+struct WatchSubscription {
+  using Channel = net::experimental::concurrent_channel<void(boost::system::error_code, EventPtr)>;
+  std::shared_ptr<Channel> channel;
+  std::vector<EventPtr> replay;  ///< Events after the requested revision, to send first.
+  int64_t revision = 0;          ///< The store revision when subscribed.
+  uint64_t id = 0;
+};
+
+/**
+ * The hub's object store: every object and an ordered event log in SQLite, one revision counter
+ * for the whole store bumped by each write in the same transaction. Reads are served from memory.
+ * Writes go through one writer thread that commits them in groups (group commit).
+ * Thread safety: every public method may be called from any thread.
+ */
+class ObjectStore {
+ public:
+  /// Opens or creates DIR/hub.db, loads objects and retained events.
+  static Result<std::unique_ptr<ObjectStore>> open(const std::filesystem::path& db_path, StoreOptions options);
+  ~ObjectStore();
+
+  /// Submits a mutation; the handler runs on its associated executor after the commit.
+  template <class Token>
+  auto write(std::string resource, std::string name, Mutation mutation, Token&& token) {
+    return net::async_initiate<Token, void(WriteResult)>(
+        [this](auto handler, std::string r, std::string n, Mutation m) {
+          submit(std::move(r), std::move(n), std::move(m),
+                 net::any_completion_handler<void(WriteResult)>(std::move(handler)));
+        },
+        token, std::move(resource), std::move(name), std::move(mutation));
+  }
+  /// Runs a mutation against current state without storing it (dryRun=All).
+  WriteResult dryRun(const std::string& resource, const std::string& name, const Mutation& mutation);
+
+  /// The current version of one object, or nullptr.
+  ObjectPtr get(const std::string& resource, const std::string& name) const;
+  /// All objects of a resource sorted by name, and the revision they reflect.
+  std::pair<std::vector<ObjectPtr>, int64_t> list(const std::string& resource) const;
+  /// The current store revision.
+  int64_t revision() const;
+  /// Number of stored objects (all resources).
+  size_t size() const;
+
+  /// Subscribes to events of all resources. With `since` > 0, replays the retained events after
+  /// it (an error naming the oldest kept revision when `since` is older: the caller answers 410);
+  /// with `since` == 0, replays the current state as synthetic Added events.
+  Result<WatchSubscription> watch(int64_t since, const net::any_io_executor& executor);
+  /// Ends a subscription (closes its channel).
+  void unwatch(uint64_t id);
+  /// Closes every watch channel (shutdown).
+  void closeWatches();
+  /// Stops the writer after it drains its queue.
+  void stop();
+  /// The path of the database file.
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  struct PendingWrite {
+    std::string resource;
+    std::string name;
+    Mutation mutation;
+    net::any_completion_handler<void(WriteResult)> handler;
+  };
+  ObjectStore(std::filesystem::path path, StoreOptions options) : path_(std::move(path)), options_(options) {}
+  void submit(std::string resource, std::string name, Mutation mutation,
+              net::any_completion_handler<void(WriteResult)> handler);
+  void writerLoop();
+  void commitBatch(std::vector<PendingWrite>& batch);
+  Result<void> migrate();
+  Result<void> load();
+  void publish(const std::vector<EventPtr>& events);
+
+  std::filesystem::path path_;
+  StoreOptions options_;
+  std::unique_ptr<store::Database> db_;  // writer thread only, after open()
+
+  mutable std::shared_mutex mutex_;  // guards objects_, revision_, events_
+  std::unordered_map<std::string, std::map<std::string, ObjectPtr>> objects_;
+  int64_t revision_ = 0;
+  std::deque<EventPtr> events_;
+  int64_t compacted_ = 0;  // events at or below this revision are gone
+
+  std::mutex watch_mutex_;
+  uint64_t next_watch_id_ = 1;
+  std::unordered_map<uint64_t, std::shared_ptr<WatchSubscription::Channel>> watchers_;
+
+  std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<PendingWrite> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+};
+
+}  // namespace kflex::hub

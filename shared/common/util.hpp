@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+#include <sys/types.h>
+
+#include "shared/common/result.hpp"
+
+namespace kflex {
+
+/// Standard base64 (with padding).
+std::string base64Encode(std::string_view data);
+/// Decodes standard base64; ignores whitespace; error on anything else.
+Result<std::string> base64Decode(std::string_view text);
+/// A random RFC 4122 version-4 UUID from the OpenSSL CSPRNG.
+std::string newUuid();
+/// Reads a whole file.
+Result<std::string> readFile(const std::filesystem::path& path);
+/// Writes a file atomically (temp file, fsync, rename, fsync dir) with the given mode.
+Result<void> writeFileAtomic(const std::filesystem::path& path, std::string_view data, mode_t mode);
+/// True when s is a DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
+bool isDns1123Label(std::string_view s);
+/// True when s is a DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+bool isDns1123Subdomain(std::string_view s);
+/// Splits on a separator, keeping empty parts.
+std::vector<std::string> split(std::string_view s, char sep);
+/// Strips ASCII whitespace at both ends.
+std::string_view trim(std::string_view s);
+
+}  // namespace kflex

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "shared/model/schema.hpp"
+
+namespace kflex::model {
+
+/// A printer column, as CRDs declare additionalPrinterColumns.
+struct PrinterColumn {
+  std::string name;         ///< Header, e.g. "READY".
+  std::string type;         ///< string, integer, number, boolean or date.
+  std::string json_path;    ///< Simple JSONPath: ".spec.type", ".status.conditions[?(@.type=='Ready')].status".
+  std::string description;  ///< Shown by kubectl with --show-kind style tools.
+  int priority = 0;         ///< 0 = always shown; >0 only with -o wide.
+};
+
+/// Everything the generic API machinery needs to serve one kind.
+struct ResourceType {
+  std::string group;
+  std::string version;
+  std::string kind;
+  std::string list_kind;
+  std::string plural;
+  std::string singular;
+  std::vector<std::string> short_names;
+  std::vector<std::string> categories;
+  bool namespaced = false;
+  bool has_status = true;  ///< The status subresource exists.
+  bool name_is_label = true;  ///< Names must be DNS-1123 labels (else DNS-1123 subdomains).
+  Json schema;             ///< OpenAPI v3 schema of the whole object.
+  std::vector<PrinterColumn> columns;
+  /// Rules beyond the schema (name format, cross-field checks). Appends to errors.
+  std::function<void(const Json& obj, std::vector<FieldError>& errors)> validate;
+
+  /// "group/version", or "version" for the core group.
+  std::string apiVersion() const { return group.empty() ? version : group + "/" + version; }
+  /// "plural.group" (the resource's qualified name in messages, e.g. controlplanes.tenancy...).
+  std::string qualifiedKind() const { return group.empty() ? kind : kind + "." + group; }
+};
+
+/// The set of kinds a server offers. Immutable once built; shareable across threads.
+class Registry {
+ public:
+  void add(ResourceType type);
+  /// Finds by group, version and plural; nullptr when absent.
+  const ResourceType* find(const std::string& group, const std::string& version,
+                           const std::string& plural) const;
+  /// Finds by apiVersion and kind; nullptr when absent.
+  const ResourceType* findKind(const std::string& api_version, const std::string& kind) const;
+  const std::vector<std::unique_ptr<ResourceType>>& all() const { return types_; }
+  /// Groups in registration order, each once.
+  std::vector<std::string> groups() const;
+
+ private:
+  std::vector<std::unique_ptr<ResourceType>> types_;
+};
+
+/// The API group of kflex's kinds.
+inline constexpr const char* kTenancyGroup = "tenancy.kflex.kubestellar.org";
+inline constexpr const char* kTenancyVersion = "v1alpha1";
+
+/// The kinds the hub serves: ControlPlane and PostCreateHook (as upstream KubeFlex).
+Registry kflexRegistry();
+
+/// Checks metadata the way kube-apiserver checks ObjectMeta (name, labels, annotations,
+/// finalizers, no unknown fields). Appends to errors.
+void validateObjectMeta(const Json& meta, bool namespaced, bool name_is_label, std::vector<FieldError>& errors);
+/// The OpenAPI schema published for metadata (ObjectMeta), for explain.
+const Json& objectMetaSchema();
+
+/// Evaluates a printer-column JSONPath on obj; null when nothing matches.
+Json evalJsonPath(const Json& obj, const std::string& path);
+
+}  // namespace kflex::model

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "shared/tls/context.hpp"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+namespace kflex::tls {
+namespace {
+
+// TLS 1.2 suites: forward-secret AEAD only, ECDSA first (kflex issues ECDSA keys).
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384";
+
+Result<void> common(ssl::context& ctx, const TlsConfig& cfg) {
+  boost::system::error_code ec;
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                      ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                      ssl::context::single_dh_use,
+                  ec);
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  SSL_CTX_set_cipher_list(ctx.native_handle(), kTls12Ciphers);
+  // Idle connections keep no read/write buffers (thousands of agents, few busy at a time).
+  SSL_CTX_set_mode(ctx.native_handle(), SSL_MODE_RELEASE_BUFFERS);
+  if (!cfg.ca_pem.empty()) {
+    ctx.add_certificate_authority(net::buffer(cfg.ca_pem), ec);
+    if (ec) {
+      return fail("cannot load CA certificate: " + ec.message());
+    }
+  }
+  if (!cfg.cert_pem.empty()) {
+    ctx.use_certificate_chain(net::buffer(cfg.cert_pem), ec);
+    if (ec) {
+      return fail("cannot load certificate: " + ec.message());
+    }
+    ctx.use_private_key(net::buffer(cfg.key_pem), ssl::context::pem, ec);
+    if (ec) {
+      return fail("cannot load private key: " + ec.message());
+    }
+    if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+      ERR_clear_error();
+      return fail("the private key does not belong to the certificate");
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::shared_ptr<ssl::context>> makeServerContext(const TlsConfig& cfg) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  if (auto r = common(*ctx, cfg); !r) {
+    return r.error();
+  }
+  // Ask for a client certificate; accept the handshake whatever comes so that the HTTP layer can
+  // answer 401 with a Status body (as kube-apiserver does). peerIdentity() reads the verdict.
+  ctx->set_verify_mode(ssl::verify_peer);
+  ctx->set_verify_callback([](bool, ssl::verify_context&) { return true; });
+  // Name the CAs we accept so clients pick the right certificate.
+  if (!cfg.ca_pem.empty()) {
+    STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
+    BIO* bio = BIO_new_mem_buf(cfg.ca_pem.data(), int(cfg.ca_pem.size()));
+    while (X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+      sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(x)));
+      X509_free(x);
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    SSL_CTX_set_client_CA_list(ctx->native_handle(), names);
+  }
+  SSL_CTX_set_session_id_context(ctx->native_handle(), reinterpret_cast<const unsigned char*>("kflex"), 5);
+  return ctx;
+}
+
+Result<std::shared_ptr<ssl::context>> makeClientContext(const TlsConfig& cfg) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  if (auto r = common(*ctx, cfg); !r) {
+    return r.error();
+  }
+  ctx->set_verify_mode(ssl::verify_peer);
+  return ctx;
+}
+
+PeerIdentity peerIdentity(SSL* ssl) {
+  PeerIdentity id;
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) {
+    return id;
+  }
+  id.presented = true;
+  long rc = SSL_get_verify_result(ssl);
+  id.verified = rc == X509_V_OK;
+  if (!id.verified) {
+    id.verify_error = X509_verify_cert_error_string(rc);
+  }
+  X509_NAME* name = X509_get_subject_name(cert);
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+    unsigned char* utf8 = nullptr;
+    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+    if (len < 0) {
+      continue;
+    }
+    std::string v(reinterpret_cast<char*>(utf8), size_t(len));
+    OPENSSL_free(utf8);
+    if (nid == NID_commonName) {
+      id.common_name = v;
+    } else if (nid == NID_organizationName) {
+      id.organizations.push_back(v);
+    }
+  }
+  X509_free(cert);
+  return id;
+}
+
+}  // namespace kflex::tls
