@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # Every dependency comes from a Debian package through find_package; nothing is downloaded.
-find_package(Boost 1.81 EXACT REQUIRED CONFIG COMPONENTS headers)
+find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS headers)
 find_package(OpenSSL 3 REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)

@@ -2,6 +2,7 @@
 #include "hub/store/object_store.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "shared/common/log.hpp"
 
@@ -158,11 +159,11 @@ Result<void> ObjectStore::load() {
 }
 
 void ObjectStore::submit(std::string resource, std::string name, Mutation mutation,
-                         net::any_completion_handler<void(WriteResult)> handler) {
+                         std::function<void(WriteResult)> done) {
   {
     std::lock_guard lock(queue_mutex_);
     if (!stopping_) {
-      queue_.push_back({std::move(resource), std::move(name), std::move(mutation), std::move(handler)});
+      queue_.push_back({std::move(resource), std::move(name), std::move(mutation), std::move(done)});
       queue_cv_.notify_one();
       return;
     }
@@ -171,8 +172,7 @@ void ObjectStore::submit(std::string resource, std::string name, Mutation mutati
   r.decision.status = 503;
   r.decision.reason = "ServiceUnavailable";
   r.decision.message = "the hub is shutting down";
-  auto ex = net::get_associated_executor(handler);
-  net::post(ex, [h = std::move(handler), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+  done(std::move(r));
 }
 
 void ObjectStore::writerLoop() {
@@ -212,9 +212,11 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
     return get(w.resource, w.name);
   };
 
-  auto txn = store::Transaction::begin(*db_);
-  if (!txn) {
-    storage_error = txn.error().message;
+  std::optional<store::Transaction> txn;
+  if (auto t = store::Transaction::begin(*db_); t) {
+    txn.emplace(std::move(t.value()));
+  } else {
+    storage_error = t.error().message;
   }
   auto put = store::Statement::prepare(*db_, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)");
   auto del = store::Statement::prepare(*db_, "DELETE FROM objects WHERE resource = ? AND name = ?");
@@ -312,8 +314,7 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
       o.result.decision.reason = "InternalError";
       o.result.decision.message = "the write was not stored: " + storage_error;
     }
-    // A failed transaction object rolls back in its destructor.
-    txn = fail("rolled back");
+    txn.reset();  // rolls back
   } else {
     std::vector<EventPtr> events;
     for (auto& o : outcomes) {
@@ -347,10 +348,7 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
     }
   }
   for (size_t i = 0; i < batch.size(); ++i) {
-    auto ex = net::get_associated_executor(batch[i].handler);
-    net::post(ex, [h = std::move(batch[i].handler), r = std::move(outcomes[i].result)]() mutable {
-      std::move(h)(std::move(r));
-    });
+    batch[i].done(std::move(outcomes[i].result));
   }
 }
 

@@ -15,7 +15,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <nlohmann/json.hpp>
 
@@ -101,8 +100,12 @@ class ObjectStore {
   auto write(std::string resource, std::string name, Mutation mutation, Token&& token) {
     return net::async_initiate<Token, void(WriteResult)>(
         [this](auto handler, std::string r, std::string n, Mutation m) {
-          submit(std::move(r), std::move(n), std::move(m),
-                 net::any_completion_handler<void(WriteResult)>(std::move(handler)));
+          // Complete on the requester's executor, never on the writer thread.
+          auto ex = net::get_associated_executor(handler);
+          auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+          submit(std::move(r), std::move(n), std::move(m), [shared, ex](WriteResult result) {
+            net::post(ex, [shared, result = std::move(result)]() mutable { std::move(*shared)(std::move(result)); });
+          });
         },
         token, std::move(resource), std::move(name), std::move(mutation));
   }
@@ -136,11 +139,10 @@ class ObjectStore {
     std::string resource;
     std::string name;
     Mutation mutation;
-    net::any_completion_handler<void(WriteResult)> handler;
+    std::function<void(WriteResult)> done;
   };
   ObjectStore(std::filesystem::path path, StoreOptions options) : path_(std::move(path)), options_(options) {}
-  void submit(std::string resource, std::string name, Mutation mutation,
-              net::any_completion_handler<void(WriteResult)> handler);
+  void submit(std::string resource, std::string name, Mutation mutation, std::function<void(WriteResult)> done);
   void writerLoop();
   void commitBatch(std::vector<PendingWrite>& batch);
   Result<void> migrate();

@@ -1,0 +1,1078 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/api/api_service.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include "hub/api/managed_fields.hpp"
+#include "hub/api/selector.hpp"
+#include "shared/common/log.hpp"
+#include "shared/common/util.hpp"
+#include "shared/common/version.hpp"
+#include "shared/config/yaml_json.hpp"
+
+namespace kflex::hub {
+namespace {
+
+using model::FieldError;
+using model::ResourceType;
+using namespace net::experimental::awaitable_operators;
+
+constexpr const char* kJson = "application/json";
+constexpr const char* kAggregatedType = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+std::string resourceKey(const ResourceType& t) { return t.group + "/" + t.plural; }
+std::string qualifiedResource(const ResourceType& t) {
+  return t.group.empty() ? t.plural : t.plural + "." + t.group;
+}
+
+ApiResponse statusResponse(unsigned code, const std::string& reason, const std::string& message,
+                           const Json& details = nullptr) {
+  Json s = {{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", Json::object()}, {"status", "Failure"},
+            {"message", message}, {"reason", reason}, {"code", code}};
+  if (!details.is_null()) {
+    s["details"] = details;
+  }
+  ApiResponse r;
+  r.status = code;
+  r.body = s.dump();
+  return r;
+}
+
+ApiResponse fromDecision(const Decision& d) {
+  return statusResponse(unsigned(d.status), d.reason, d.message, d.details);
+}
+
+Decision failure(int status, std::string reason, std::string message, Json details = nullptr) {
+  Decision d;
+  d.kind = Decision::Kind::Fail;
+  d.status = status;
+  d.reason = std::move(reason);
+  d.message = std::move(message);
+  d.details = std::move(details);
+  return d;
+}
+
+Decision notFound(const ResourceType& t, const std::string& name) {
+  return failure(404, "NotFound", qualifiedResource(t) + " \"" + name + "\" not found",
+                 {{"name", name}, {"group", t.group}, {"kind", t.plural}});
+}
+
+Decision conflict(const ResourceType& t, const std::string& name) {
+  return failure(409, "Conflict",
+                 "Operation cannot be fulfilled on " + qualifiedResource(t) + " \"" + name +
+                     "\": the object has been modified; please apply your changes to the latest version and try again",
+                 {{"name", name}, {"group", t.group}, {"kind", t.plural}});
+}
+
+Decision invalid(const ResourceType& t, const std::string& name, const std::vector<FieldError>& errors) {
+  Json causes = Json::array();
+  std::string joined;
+  for (const auto& e : errors) {
+    causes.push_back({{"reason", e.reason}, {"message", e.message}, {"field", e.field}});
+    joined += (joined.empty() ? "" : ", ") + e.field + ": " + e.message;
+  }
+  if (errors.size() > 1) {
+    joined = "[" + joined + "]";
+  }
+  return failure(422, "Invalid", t.qualifiedKind() + " \"" + name + "\" is invalid: " + joined,
+                 {{"name", name}, {"group", t.group}, {"kind", t.kind}, {"causes", causes}});
+}
+
+bool isDryRun(const ApiRequest& req) {
+  auto it = req.query.find("dryRun");
+  return it != req.query.end() && it->second == "All";
+}
+
+// What kubectl and client-go call the manager when fieldManager is not given.
+std::string managerOf(const ApiRequest& req) {
+  auto it = req.query.find("fieldManager");
+  if (it != req.query.end() && !it->second.empty()) {
+    return it->second;
+  }
+  std::string ua = req.user_agent;
+  auto slash = ua.find('/');
+  return slash == std::string::npos ? (ua.empty() ? "unknown" : ua) : ua.substr(0, slash);
+}
+
+Result<Json> parseBody(const ApiRequest& req) {
+  if (trim(req.body).empty()) {
+    return fail("the request body is empty; send a JSON or YAML object");
+  }
+  bool yaml = req.content_type.find("yaml") != std::string::npos;
+  if (!yaml) {
+    Json j = Json::parse(req.body, nullptr, false);
+    if (j.is_discarded()) {
+      // Say where: re-parse with exceptions for the position.
+      try {
+        Json ignored = Json::parse(req.body);
+      } catch (const Json::parse_error& e) {
+        return fail(std::string("couldn't decode the JSON body: ") + e.what());
+      }
+      return fail("couldn't decode the JSON body");
+    }
+    return j;
+  }
+  auto j = config::yamlToJson(req.body);
+  if (!j) {
+    return fail("couldn't decode the YAML body: " + j.error().message);
+  }
+  return j;
+}
+
+// Checks apiVersion/kind of a body against the endpoint; fills them in when absent.
+std::optional<Decision> checkKind(Json& obj, const ResourceType& t) {
+  if (!obj.is_object()) {
+    return failure(400, "BadRequest", "the body must be a JSON or YAML object, not " + std::string(obj.type_name()));
+  }
+  std::string api_version = obj.value("apiVersion", "");
+  std::string kind = obj.value("kind", "");
+  if (obj.contains("apiVersion") && !obj["apiVersion"].is_string()) {
+    return failure(400, "BadRequest", "apiVersion must be a string");
+  }
+  if (obj.contains("kind") && !obj["kind"].is_string()) {
+    return failure(400, "BadRequest", "kind must be a string");
+  }
+  if (!api_version.empty() && api_version != t.apiVersion()) {
+    return failure(400, "BadRequest", "the API version in the data (" + api_version +
+                                          ") does not match the expected API version (" + t.apiVersion() + ")");
+  }
+  if (!kind.empty() && kind != t.kind) {
+    return failure(400, "BadRequest",
+                   "the kind in the data (" + kind + ") does not match the expected kind (" + t.kind + ")");
+  }
+  obj["apiVersion"] = t.apiVersion();
+  obj["kind"] = t.kind;
+  if (!obj.contains("metadata")) {
+    obj["metadata"] = Json::object();
+  }
+  if (!obj["metadata"].is_object()) {
+    return failure(400, "BadRequest", "metadata must be an object");
+  }
+  if (!t.namespaced) {
+    obj["metadata"].erase("namespace");
+  }
+  return std::nullopt;
+}
+
+// Validates and defaults everything but server-managed metadata. Returns errors.
+std::vector<FieldError> validateObject(const ResourceType& t, Json& obj, model::UnknownFields unknown,
+                                       std::vector<std::string>& dropped) {
+  std::vector<FieldError> errors;
+  model::validateObjectMeta(obj["metadata"], t.namespaced, t.name_is_label, errors);
+  Json metadata = std::move(obj["metadata"]);
+  obj.erase("metadata");
+  model::validateAndDefault(t.schema, obj, "", unknown, errors, dropped);
+  obj["metadata"] = std::move(metadata);
+  if (t.validate) {
+    t.validate(obj, errors);
+  }
+  return errors;
+}
+
+model::UnknownFields unknownPolicy(const ApiRequest& req) {
+  auto it = req.query.find("fieldValidation");
+  if (it != req.query.end() && (it->second == "Ignore" || it->second == "Warn")) {
+    return model::UnknownFields::Drop;
+  }
+  return model::UnknownFields::Reject;
+}
+
+std::optional<Decision> checkFieldValidationParam(const ApiRequest& req) {
+  auto it = req.query.find("fieldValidation");
+  if (it != req.query.end() && it->second != "Ignore" && it->second != "Warn" && it->second != "Strict") {
+    return failure(400, "BadRequest", "fieldValidation must be one of Ignore, Warn or Strict, not \"" + it->second + "\"");
+  }
+  return std::nullopt;
+}
+
+Json specLike(const Json& obj) {
+  Json copy = obj;
+  copy.erase("metadata");
+  copy.erase("status");
+  return copy;
+}
+
+const Json& metaOf(const Json& obj) {
+  static const Json kEmpty = Json::object();
+  auto it = obj.find("metadata");
+  return it != obj.end() && it->is_object() ? *it : kEmpty;
+}
+
+bool hasFinalizers(const Json& obj) {
+  auto f = metaOf(obj).find("finalizers");
+  return f != metaOf(obj).end() && f->is_array() && !f->empty();
+}
+
+// Applies the rules every write shares once the new object is known: keeps server-owned metadata,
+// keeps the other half (status or the rest) of the object, bumps generation, validates, and turns
+// the removal of the last finalizer of a deleting object into a delete.
+Decision finishUpdate(const ResourceType& t, const ApiRequest& req, const std::string& name, const Json& old_obj,
+                      Json obj, const std::string& subresource, const std::string& now,
+                      std::vector<std::string>* dropped_out) {
+  const Json& old_meta = metaOf(old_obj);
+  Json& meta = obj["metadata"];
+  std::string want_rv = meta.value("resourceVersion", "");
+  if (meta.contains("name") && meta["name"] != name) {
+    return failure(400, "BadRequest", "the name of the object (" + meta["name"].dump() +
+                                          ") does not match the name on the URL (" + name + ")");
+  }
+  meta["name"] = name;
+  if (!want_rv.empty() && want_rv != old_meta.value("resourceVersion", "")) {
+    return conflict(t, name);
+  }
+  if (meta.contains("uid") && meta["uid"] != old_meta.value("uid", "")) {
+    return failure(409, "Conflict", "Precondition failed: UID in precondition: " + meta["uid"].dump() +
+                                        ", UID in object meta: " + old_meta.value("uid", ""));
+  }
+  for (const char* key : {"uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"}) {
+    if (old_meta.contains(key)) {
+      meta[key] = old_meta[key];
+    } else {
+      meta.erase(key);
+    }
+  }
+  meta.erase("resourceVersion");
+  if (subresource == "status") {
+    // Status writes change only status (and nothing of metadata).
+    Json status = obj.contains("status") ? obj["status"] : Json(nullptr);
+    obj = old_obj;
+    if (status.is_null()) {
+      obj.erase("status");
+    } else {
+      obj["status"] = status;
+    }
+    // managedFields is recorded by the caller on `obj`.
+  } else {
+    if (t.has_status) {
+      if (old_obj.contains("status")) {
+        obj["status"] = old_obj["status"];
+      } else {
+        obj.erase("status");
+      }
+    }
+    if (old_meta.contains("deletionTimestamp") && meta.contains("finalizers")) {
+      std::set<std::string> before;
+      if (auto f = old_meta.find("finalizers"); f != old_meta.end() && f->is_array()) {
+        for (const auto& x : *f) {
+          before.insert(x.dump());
+        }
+      }
+      for (const auto& x : meta["finalizers"]) {
+        if (before.count(x.dump()) == 0) {
+          return failure(422, "Invalid", t.qualifiedKind() + " \"" + name +
+                                             "\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be "
+                                             "added if the object is being deleted, found new finalizers " + x.dump());
+        }
+      }
+    }
+  }
+  std::vector<std::string> dropped;
+  auto errors = validateObject(t, obj, unknownPolicy(req), dropped);
+  if (dropped_out != nullptr) {
+    *dropped_out = dropped;
+  }
+  if (!errors.empty()) {
+    return invalid(t, name, errors);
+  }
+  if (specLike(obj) != specLike(old_obj)) {
+    obj["metadata"]["generation"] = old_meta.value("generation", int64_t(1)) + 1;
+  }
+  if (subresource != "apply") {
+    recordUpdate(&old_obj, obj, managerOf(req), subresource == "status" ? "status" : "", now);
+  }
+  // Compare without the volatile managedFields timestamps.
+  Json a = obj;
+  Json b = old_obj;
+  a["metadata"].erase("resourceVersion");
+  b["metadata"].erase("resourceVersion");
+  a["metadata"].erase("managedFields");
+  b["metadata"].erase("managedFields");
+  if (a == b) {
+    Decision d;
+    d.kind = Decision::Kind::Unchanged;
+    return d;
+  }
+  Decision d;
+  if (obj["metadata"].contains("deletionTimestamp") && !hasFinalizers(obj)) {
+    d.kind = Decision::Kind::Delete;
+    return d;
+  }
+  d.kind = Decision::Kind::Put;
+  d.object = std::move(obj);
+  return d;
+}
+
+// Fills in what create sets: uid, creationTimestamp, generation; drops what a client may not set.
+Decision prepareCreate(const ResourceType& t, const ApiRequest& req, Json obj, const std::string& now) {
+  Json& meta = obj["metadata"];
+  if (!meta.value("resourceVersion", "").empty()) {
+    return failure(500, "InternalError", "resourceVersion should not be set on objects to be created");
+  }
+  for (const char* key : {"uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                          "generation", "resourceVersion", "selfLink"}) {
+    meta.erase(key);
+  }
+  if (t.has_status) {
+    obj.erase("status");
+  }
+  std::string name = meta.value("name", "");
+  std::vector<std::string> dropped;
+  auto errors = validateObject(t, obj, unknownPolicy(req), dropped);
+  if (!errors.empty()) {
+    return invalid(t, name, errors);
+  }
+  Json& fresh = obj["metadata"];  // validateObject re-seated metadata
+  fresh["uid"] = newUuid();
+  fresh["creationTimestamp"] = now;
+  fresh["generation"] = 1;
+  Decision d;
+  d.kind = Decision::Kind::Put;
+  d.object = std::move(obj);
+  return d;
+}
+
+Json parseObject(const ObjectRecord& rec) { return Json::parse(rec.bytes); }
+
+std::string watchEventLine(EventType type, const std::string& object_json) {
+  const char* name = type == EventType::Added ? "ADDED" : type == EventType::Modified ? "MODIFIED" : "DELETED";
+  std::string line;
+  line.reserve(object_json.size() + 32);
+  line += "{\"type\":\"";
+  line += name;
+  line += "\",\"object\":";
+  line += object_json;
+  line += "}\n";
+  return line;
+}
+
+bool wantsTable(const ApiRequest& req) { return req.accept.find("as=Table") != std::string::npos; }
+
+Json partialMetadata(const Json& obj) {
+  return {{"kind", "PartialObjectMetadata"}, {"apiVersion", "meta.k8s.io/v1"}, {"metadata", metaOf(obj)}};
+}
+
+}  // namespace
+
+bool User::isAdmin() const {
+  return std::find(groups.begin(), groups.end(), "system:masters") != groups.end();
+}
+
+void parseTarget(std::string_view target, std::string& path, std::map<std::string, std::string>& query) {
+  auto decode = [](std::string_view s, bool plus_is_space) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+          std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+        out += char(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+      } else if (s[i] == '+' && plus_is_space) {
+        out += ' ';
+      } else {
+        out += s[i];
+      }
+    }
+    return out;
+  };
+  auto q = target.find('?');
+  path = decode(target.substr(0, q), false);
+  if (q == std::string_view::npos) {
+    return;
+  }
+  for (const auto& part : split(target.substr(q + 1), '&')) {
+    if (part.empty()) {
+      continue;
+    }
+    auto eq = part.find('=');
+    if (eq == std::string::npos) {
+      query[decode(part, true)] = "";
+    } else {
+      query[decode(std::string_view(part).substr(0, eq), true)] = decode(std::string_view(part).substr(eq + 1), true);
+    }
+  }
+}
+
+ApiService::ApiService(ObjectStore& store, const model::Registry& registry, const Clock& clock, ApiOptions options)
+    : store_(store), registry_(registry), clock_(clock), options_(std::move(options)),
+      docs_(buildDiscovery(registry, options_.server_version)) {}
+
+void ApiService::shutdown() {
+  stopping_ = true;
+  store_.closeWatches();
+}
+
+net::awaitable<ApiResponse> ApiService::handle(ApiRequest req) {
+  const std::string& p = req.path;
+  // Health and version are public, as kube-apiserver's system:public-info-viewer makes them.
+  if (p == "/livez" || p == "/healthz" || p == "/readyz" || p == "/livez/ping" || p == "/readyz/ping") {
+    ApiResponse r;
+    r.content_type = "text/plain; charset=utf-8";
+    if (p.rfind("/readyz", 0) == 0 && stopping_) {
+      r.status = 503;
+      r.body = "[-]shutdown failed: the hub is shutting down\nreadyz check failed";
+    } else {
+      r.body = "ok";
+    }
+    co_return r;
+  }
+  if (p == "/version") {
+    ApiResponse r;
+    r.body = Json{{"major", "1"}, {"minor", "32"}, {"gitVersion", options_.server_version},
+                  {"gitCommit", ""}, {"gitTreeState", "clean"}, {"buildDate", ""}, {"goVersion", ""},
+                  {"compiler", "gcc"}, {"platform", "linux/amd64"}, {"kflexVersion", kVersion}}.dump();
+    co_return r;
+  }
+  if (!req.user.authenticated()) {
+    co_return statusResponse(401, "Unauthorized",
+                             req.auth_error.empty() ? "Unauthorized" : "Unauthorized: " + req.auth_error);
+  }
+  bool aggregated = req.accept.find("as=APIGroupDiscoveryList") != std::string::npos &&
+                    req.accept.find("v=v2") != std::string::npos;
+  auto doc = [](std::string body, const char* type = kJson) {
+    ApiResponse r;
+    r.body = std::move(body);
+    r.content_type = type;
+    return r;
+  };
+  if (p == "/api" || p == "/api/") {
+    co_return aggregated ? doc(docs_.aggregated_api, kAggregatedType) : doc(docs_.api);
+  }
+  if (p == "/apis" || p == "/apis/") {
+    co_return aggregated ? doc(docs_.aggregated_apis, kAggregatedType) : doc(docs_.apis);
+  }
+  if (p == "/openapi/v2") {
+    if (req.accept.find("json") == std::string::npos && req.accept.find("*/*") == std::string::npos &&
+        !req.accept.empty()) {
+      co_return statusResponse(406, "NotAcceptable", "only application/json is served for /openapi/v2");
+    }
+    co_return doc(docs_.openapi_v2);
+  }
+  if (p == "/openapi/v3" || p == "/openapi/v3/") {
+    co_return doc(docs_.openapi_v3_root);
+  }
+  if (p.rfind("/openapi/v3/", 0) == 0) {
+    auto it = docs_.openapi_v3.find(p.substr(12));
+    if (it != docs_.openapi_v3.end()) {
+      ApiResponse r = doc(it->second);
+      r.headers.emplace_back("Cache-Control", "public, immutable");
+      co_return r;
+    }
+    co_return statusResponse(404, "NotFound", "the server could not find the requested resource");
+  }
+  if (auto it = docs_.groups.find(p); it != docs_.groups.end()) {
+    co_return doc(it->second);
+  }
+  if (auto it = docs_.versions.find(p); it != docs_.versions.end()) {
+    co_return doc(it->second);
+  }
+  // /apis/GROUP/VERSION/PLURAL[/NAME[/SUBRESOURCE]]
+  auto parts = split(p, '/');
+  if (parts.size() >= 5 && parts[0].empty() && parts[1] == "apis") {
+    const ResourceType* t = registry_.find(parts[2], parts[3], parts[4]);
+    if (t != nullptr && parts.size() <= 7) {
+      std::string name = parts.size() > 5 ? parts[5] : "";
+      std::string sub = parts.size() > 6 ? parts[6] : "";
+      if ((parts.size() > 5 && name.empty()) || (parts.size() > 6 && (sub != "status" || !t->has_status))) {
+        co_return statusResponse(404, "NotFound", "the server could not find the requested resource");
+      }
+      if (!req.user.isAdmin()) {
+        co_return statusResponse(403, "Forbidden",
+                                 qualifiedResource(*t) + " is forbidden: User \"" + req.user.name +
+                                     "\" cannot access resource \"" + t->plural + "\" in API group \"" + t->group +
+                                     "\" at the cluster scope: only members of system:masters may");
+      }
+      co_return co_await handleResource(req, *t, name, sub);
+    }
+  }
+  co_return statusResponse(404, "NotFound", "the server could not find the requested resource");
+}
+
+net::awaitable<ApiResponse> ApiService::handleResource(ApiRequest& req, const ResourceType& t,
+                                                       const std::string& name, const std::string& sub) {
+  bool watching = req.query.count("watch") > 0 && req.query["watch"] != "false" && req.query["watch"] != "0";
+  switch (req.method) {
+    case http::verb::get:
+      if (watching) {
+        co_return watch(req, t, name);
+      }
+      co_return name.empty() ? list(req, t) : get(req, t, name);
+    case http::verb::post:
+      if (!name.empty()) {
+        co_return statusResponse(405, "MethodNotAllowed", "POST is not supported on a named " + t.kind);
+      }
+      co_return co_await create(req, t);
+    case http::verb::put:
+      if (name.empty()) {
+        co_return statusResponse(405, "MethodNotAllowed", "PUT needs an object name in the path");
+      }
+      co_return co_await update(req, t, name, sub);
+    case http::verb::patch:
+      if (name.empty()) {
+        co_return statusResponse(405, "MethodNotAllowed", "PATCH needs an object name in the path");
+      }
+      co_return co_await patch(req, t, name, sub);
+    case http::verb::delete_:
+      if (name.empty() || !sub.empty()) {
+        co_return statusResponse(405, "MethodNotAllowed", "DELETE needs an object name in the path");
+      }
+      co_return co_await remove(req, t, name);
+    default:
+      co_return statusResponse(405, "MethodNotAllowed", "the method is not supported on this resource");
+  }
+}
+
+std::string ApiService::tableFor(const ApiRequest& req, const ResourceType& t, const std::vector<ObjectPtr>& objects,
+                                 int64_t revision, bool with_columns) const {
+  Json table = {{"kind", "Table"}, {"apiVersion", "meta.k8s.io/v1"},
+                {"metadata", {{"resourceVersion", std::to_string(revision)}}}};
+  if (with_columns) {
+    Json cols = Json::array({{{"name", "Name"}, {"type", "string"}, {"format", "name"},
+                              {"description", "Name must be unique. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"},
+                              {"priority", 0}}});
+    for (const auto& c : t.columns) {
+      cols.push_back({{"name", c.name}, {"type", c.type}, {"format", ""}, {"description", c.description},
+                      {"priority", c.priority}});
+    }
+    table["columnDefinitions"] = cols;
+  } else {
+    table["columnDefinitions"] = nullptr;
+  }
+  std::string include = "Metadata";
+  if (auto it = req.query.find("includeObject"); it != req.query.end()) {
+    include = it->second;
+  }
+  Json rows = Json::array();
+  auto now = clock_.now();
+  for (const auto& rec : objects) {
+    Json obj = parseObject(*rec);
+    Json cells = Json::array({rec->name});
+    for (const auto& c : t.columns) {
+      Json v = model::evalJsonPath(obj, c.json_path);
+      if (c.type == "date" && v.is_string()) {
+        auto tp = parseTime(v.get<std::string>());
+        v = tp ? humanDuration(std::chrono::duration_cast<std::chrono::seconds>(now - *tp)) : "<invalid>";
+      }
+      cells.push_back(v);
+    }
+    Json row = {{"cells", cells}};
+    if (include == "Object") {
+      row["object"] = obj;
+    } else if (include != "None") {
+      row["object"] = partialMetadata(obj);
+    }
+    rows.push_back(std::move(row));
+  }
+  table["rows"] = rows;
+  return table.dump();
+}
+
+ApiResponse ApiService::get(const ApiRequest& req, const ResourceType& t, const std::string& name) {
+  ObjectPtr obj = store_.get(resourceKey(t), name);
+  if (!obj) {
+    return fromDecision(notFound(t, name));
+  }
+  ApiResponse r;
+  r.body = wantsTable(req) ? tableFor(req, t, {obj}, obj->revision, true) : obj->bytes;
+  return r;
+}
+
+ApiResponse ApiService::list(const ApiRequest& req, const ResourceType& t) {
+  auto labels = LabelSelector::parse(req.query.count("labelSelector") ? req.query.at("labelSelector") : "");
+  if (!labels) {
+    return statusResponse(400, "BadRequest", "unable to parse labelSelector: " + labels.error().message);
+  }
+  auto fields = FieldSelector::parse(req.query.count("fieldSelector") ? req.query.at("fieldSelector") : "");
+  if (!fields) {
+    return statusResponse(400, "BadRequest", "unable to parse fieldSelector: " + fields.error().message);
+  }
+  size_t limit = 0;
+  if (auto it = req.query.find("limit"); it != req.query.end() && !it->second.empty()) {
+    try {
+      long v = std::stol(it->second);
+      limit = v > 0 ? size_t(v) : 0;
+    } catch (const std::exception&) {
+      return statusResponse(400, "BadRequest", "limit must be an integer, not \"" + it->second + "\"");
+    }
+  }
+  std::string start_after;
+  if (auto it = req.query.find("continue"); it != req.query.end() && !it->second.empty()) {
+    auto decoded = base64Decode(it->second);
+    Json token = decoded ? Json::parse(decoded.value(), nullptr, false) : Json();
+    if (!token.is_object() || !token.contains("start") || !token["start"].is_string()) {
+      return statusResponse(400, "BadRequest", "the continue token is not valid; list again without it");
+    }
+    start_after = token["start"].get<std::string>();
+  }
+  auto [all, revision] = store_.list(resourceKey(t));
+  std::vector<ObjectPtr> items;
+  size_t remaining = 0;
+  std::string next;
+  for (const auto& obj : all) {
+    if (!start_after.empty() && obj->name <= start_after) {
+      continue;
+    }
+    if (!labels->matches(obj->labels) || !fields->matches(obj->name)) {
+      continue;
+    }
+    if (limit > 0 && items.size() >= limit) {
+      ++remaining;
+      continue;
+    }
+    items.push_back(obj);
+  }
+  if (limit > 0 && remaining > 0 && !items.empty()) {
+    next = base64Encode(Json{{"start", items.back()->name}, {"rv", revision}}.dump());
+  }
+  ApiResponse r;
+  if (wantsTable(req)) {
+    Json table = Json::parse(tableFor(req, t, items, revision, true));
+    if (!next.empty()) {
+      table["metadata"]["continue"] = next;
+      table["metadata"]["remainingItemCount"] = remaining;
+    }
+    r.body = table.dump();
+    return r;
+  }
+  // Assemble the list from the stored bytes: no object is decoded or re-encoded.
+  Json meta = {{"resourceVersion", std::to_string(revision)}};
+  if (!next.empty()) {
+    meta["continue"] = next;
+    meta["remainingItemCount"] = remaining;
+  }
+  std::string body = "{\"apiVersion\":\"" + t.apiVersion() + "\",\"items\":[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) {
+      body += ',';
+    }
+    body += items[i]->bytes;
+  }
+  body += "],\"kind\":\"" + t.list_kind + "\",\"metadata\":" + meta.dump() + "}";
+  r.body = std::move(body);
+  return r;
+}
+
+ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, const std::string& name) {
+  auto labels = LabelSelector::parse(req.query.count("labelSelector") ? req.query.at("labelSelector") : "");
+  if (!labels) {
+    return statusResponse(400, "BadRequest", "unable to parse labelSelector: " + labels.error().message);
+  }
+  auto fields = FieldSelector::parse(req.query.count("fieldSelector") ? req.query.at("fieldSelector") : "");
+  if (!fields) {
+    return statusResponse(400, "BadRequest", "unable to parse fieldSelector: " + fields.error().message);
+  }
+  int64_t since = 0;
+  std::string rv = req.query.count("resourceVersion") ? req.query.at("resourceVersion") : "";
+  if (!rv.empty()) {
+    try {
+      since = std::stoll(rv);
+    } catch (const std::exception&) {
+      return statusResponse(400, "BadRequest", "resourceVersion must be a revision number, not \"" + rv + "\"");
+    }
+  }
+  std::chrono::seconds timeout = options_.default_watch_timeout;
+  if (auto it = req.query.find("timeoutSeconds"); it != req.query.end() && !it->second.empty()) {
+    try {
+      timeout = std::chrono::seconds(std::max(1L, std::stol(it->second)));
+    } catch (const std::exception&) {
+      return statusResponse(400, "BadRequest", "timeoutSeconds must be an integer");
+    }
+  }
+  bool bookmarks = req.query.count("allowWatchBookmarks") && req.query.at("allowWatchBookmarks") == "true";
+  bool send_initial = req.query.count("sendInitialEvents") && req.query.at("sendInitialEvents") == "true";
+  if (send_initial && !bookmarks) {
+    return statusResponse(422, "Invalid", "sendInitialEvents requires allowWatchBookmarks=true");
+  }
+  // Only the named object, when watching one (kubectl get NAME -w uses a field selector instead).
+  ApiRequest copy = req;
+  auto filter = [labels = labels.value(), fields = fields.value(), name, key = resourceKey(t)](const ObjectRecord& o) {
+    return o.resource == key && (name.empty() || o.name == name) && labels.matches(o.labels) && fields.matches(o.name);
+  };
+  ApiResponse r;
+  if (stopping_) {
+    return statusResponse(503, "ServiceUnavailable", "the hub is shutting down");
+  }
+  // Subscribe now so that a 410 is a real status code, not an event inside a 200 stream.
+  auto sub_result = store_.watch(rv == "0" ? 0 : since, net::system_executor());
+  if (!sub_result) {
+    return statusResponse(410, "Expired", sub_result.error().message);
+  }
+  auto sub = std::make_shared<WatchSubscription>(std::move(sub_result.value()));
+  bool table = wantsTable(req);
+  r.stream = [this, sub, filter, copy, table, timeout, bookmarks, send_initial, &t](ChunkWriter& out)
+      -> net::awaitable<void> {
+    auto ex = co_await net::this_coro::executor;
+    bool first_table = true;
+    auto encode = [&](const Event& e) -> std::string {
+      if (!table) {
+        return watchEventLine(e.type, e.object->bytes);
+      }
+      std::string tbl = tableFor(copy, t, {e.object}, e.revision, first_table);
+      first_table = false;
+      return watchEventLine(e.type, tbl);
+    };
+    auto bookmark = [&](int64_t revision, bool initial_end) {
+      Json meta = {{"resourceVersion", std::to_string(revision)}, {"creationTimestamp", nullptr}};
+      if (initial_end) {
+        meta["annotations"] = {{"k8s.io/initial-events-end", "true"}};
+      }
+      return "{\"type\":\"BOOKMARK\",\"object\":" +
+             Json{{"kind", t.kind}, {"apiVersion", t.apiVersion()}, {"metadata", meta}}.dump() + "}\n";
+    };
+    int64_t last = sub->revision;
+    bool ok = true;
+    std::string batch;
+    for (const auto& e : sub->replay) {
+      if (filter(*e->object)) {
+        batch += encode(*e);
+      }
+    }
+    if (send_initial) {
+      batch += bookmark(sub->revision, true);
+    }
+    if (!batch.empty()) {
+      ok = co_await out.write(std::move(batch));
+    }
+    sub->replay.clear();
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    net::steady_timer timer(ex);
+    while (ok && !stopping_) {
+      auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) {
+        break;
+      }
+      auto wait = std::min<std::chrono::steady_clock::duration>(deadline - now, options_.bookmark_interval);
+      timer.expires_after(wait);
+      auto result = co_await (sub->channel->async_receive(net::as_tuple(net::use_awaitable)) ||
+                              timer.async_wait(net::as_tuple(net::use_awaitable)));
+      if (result.index() == 1) {
+        if (bookmarks && std::chrono::steady_clock::now() < deadline) {
+          ok = co_await out.write(bookmark(last, false));
+        }
+        continue;
+      }
+      auto [ec, event] = std::get<0>(result);
+      if (ec || !event) {
+        break;  // closed: shutdown or the watcher fell behind
+      }
+      last = event->revision;
+      std::string chunk;
+      if (filter(*event->object)) {
+        chunk = encode(*event);
+      }
+      // Drain what else is queued into the same chunk.
+      EventPtr more;
+      while (sub->channel->try_receive([&](boost::system::error_code e2, EventPtr ev) {
+        if (!e2 && ev) {
+          more = std::move(ev);
+        }
+      })) {
+        if (more) {
+          last = more->revision;
+          if (filter(*more->object)) {
+            chunk += encode(*more);
+          }
+          more.reset();
+        }
+      }
+      if (!chunk.empty()) {
+        ok = co_await out.write(std::move(chunk));
+      }
+    }
+    store_.unwatch(sub->id);
+  };
+  return r;
+}
+
+net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const ResourceType& t, const std::string& name,
+                                               Mutation mutation, unsigned created_status) {
+  WriteResult result;
+  if (isDryRun(req)) {
+    result = store_.dryRun(resourceKey(t), name, mutation);
+  } else {
+    result = co_await store_.write(resourceKey(t), name, std::move(mutation), net::use_awaitable);
+  }
+  const Decision& d = result.decision;
+  if (d.kind == Decision::Kind::Fail) {
+    co_return fromDecision(d);
+  }
+  ApiResponse r;
+  r.status = d.kind == Decision::Kind::Put && created_status != 0 ? created_status : 200;
+  r.body = result.object ? result.object->bytes : "{}";
+  co_return r;
+}
+
+net::awaitable<ApiResponse> ApiService::create(const ApiRequest& req, const ResourceType& t) {
+  if (auto bad = checkFieldValidationParam(req)) {
+    co_return fromDecision(*bad);
+  }
+  auto body = parseBody(req);
+  if (!body) {
+    co_return statusResponse(400, "BadRequest", body.error().message);
+  }
+  Json obj = std::move(body.value());
+  if (auto bad = checkKind(obj, t)) {
+    co_return fromDecision(*bad);
+  }
+  Json& meta = obj["metadata"];
+  if (meta.value("name", "").empty() && !meta.value("generateName", "").empty()) {
+    static constexpr char kChars[] = "bcdfghjklmnpqrstvwxz2456789";
+    std::string suffix;
+    std::string uuid = newUuid();
+    for (int i = 0; i < 5; ++i) {
+      suffix += kChars[static_cast<unsigned char>(uuid[size_t(i)]) % 27];
+    }
+    meta["name"] = meta["generateName"].get<std::string>() + suffix;
+  }
+  std::string name = meta.value("name", "");
+  std::string now = formatTime(clock_.now());
+  std::string manager = managerOf(req);
+  Mutation m = [&t, req, obj, now, manager, name](const ObjectRecord* current, int64_t) {
+    if (current != nullptr) {
+      return failure(409, "AlreadyExists", qualifiedResource(t) + " \"" + name + "\" already exists",
+                     {{"name", name}, {"group", t.group}, {"kind", t.plural}});
+    }
+    Decision d = prepareCreate(t, req, obj, now);
+    if (d.kind == Decision::Kind::Put) {
+      recordUpdate(nullptr, d.object, manager, "", now);
+    }
+    return d;
+  };
+  co_return co_await commit(req, t, name, std::move(m), 201);
+}
+
+net::awaitable<ApiResponse> ApiService::update(const ApiRequest& req, const ResourceType& t, const std::string& name,
+                                               const std::string& sub) {
+  if (auto bad = checkFieldValidationParam(req)) {
+    co_return fromDecision(*bad);
+  }
+  auto body = parseBody(req);
+  if (!body) {
+    co_return statusResponse(400, "BadRequest", body.error().message);
+  }
+  Json obj = std::move(body.value());
+  if (auto bad = checkKind(obj, t)) {
+    co_return fromDecision(*bad);
+  }
+  if (obj["metadata"].value("resourceVersion", "").empty()) {
+    co_return fromDecision(invalid(t, name, {{"FieldValueInvalid", "metadata.resourceVersion",
+                                              "Invalid value: 0x0: must be specified for an update"}}));
+  }
+  std::string now = formatTime(clock_.now());
+  Mutation m = [&t, req, obj, now, name, sub](const ObjectRecord* current, int64_t) {
+    if (current == nullptr) {
+      return notFound(t, name);
+    }
+    return finishUpdate(t, req, name, parseObject(*current), obj, sub, now, nullptr);
+  };
+  co_return co_await commit(req, t, name, std::move(m), 0);
+}
+
+net::awaitable<ApiResponse> ApiService::patch(const ApiRequest& req, const ResourceType& t, const std::string& name,
+                                              const std::string& sub) {
+  if (auto bad = checkFieldValidationParam(req)) {
+    co_return fromDecision(*bad);
+  }
+  std::string ct = req.content_type.substr(0, req.content_type.find(';'));
+  std::string now = formatTime(clock_.now());
+  if (ct == "application/apply-patch+yaml" || ct == "application/apply-patch+cbor") {
+    ApiRequest yaml_req = req;
+    yaml_req.content_type = "application/yaml";
+    auto body = parseBody(yaml_req);
+    if (!body) {
+      co_return statusResponse(400, "BadRequest", body.error().message);
+    }
+    Json applied = std::move(body.value());
+    if (auto bad = checkKind(applied, t)) {
+      co_return fromDecision(*bad);
+    }
+    auto fm = req.query.find("fieldManager");
+    if (fm == req.query.end() || fm->second.empty()) {
+      co_return statusResponse(400, "BadRequest", "PATCH with application/apply-patch+yaml requires fieldManager");
+    }
+    std::string manager = fm->second;
+    bool force = req.query.count("force") && req.query.at("force") == "true";
+    if (applied["metadata"].contains("name") && applied["metadata"]["name"] != name) {
+      co_return statusResponse(400, "BadRequest", "the name of the object (" + applied["metadata"]["name"].dump() +
+                                                      ") does not match the name on the URL (" + name + ")");
+    }
+    applied["metadata"]["name"] = name;
+    Mutation m = [&t, req, applied, now, manager, force, name, sub](const ObjectRecord* current, int64_t) {
+      Json result;
+      if (current == nullptr) {
+        if (sub == "status") {
+          return notFound(t, name);
+        }
+        Json base = applied;
+        base["metadata"].erase("managedFields");
+        Decision d = prepareCreate(t, req, base, now);
+        if (d.kind != Decision::Kind::Put) {
+          return d;
+        }
+        Json merged;
+        applyConfig(nullptr, applied, manager, true, "", now, merged);
+        d.object["metadata"]["managedFields"] = merged["metadata"]["managedFields"];
+        return d;
+      }
+      Json live = parseObject(*current);
+      auto conflicts = applyConfig(&live, applied, manager, force, sub, now, result);
+      if (!conflicts.empty() && !force) {
+        Json causes = Json::array();
+        std::string msg;
+        for (const auto& c : conflicts) {
+          std::string field = pathString(c.path);
+          causes.push_back({{"reason", "FieldManagerConflict"},
+                            {"message", "conflict with \"" + c.manager + "\""},
+                            {"field", field}});
+          msg += (msg.empty() ? "" : "\n") + std::string("- conflict with \"") + c.manager + "\": " + field;
+        }
+        return failure(409, "Conflict", "Apply failed with " + std::to_string(conflicts.size()) +
+                                            " conflict" + (conflicts.size() > 1 ? "s" : "") + ": " + msg,
+                       {{"name", name}, {"group", t.group}, {"kind", t.plural}, {"causes", causes}});
+      }
+      Json managed = result["metadata"].contains("managedFields") ? result["metadata"]["managedFields"] : Json();
+      Decision d = finishUpdate(t, req, name, live, result, sub == "status" ? "status" : "apply", now, nullptr);
+      if (d.kind == Decision::Kind::Put) {
+        if (managed.is_null()) {
+          d.object["metadata"].erase("managedFields");
+        } else {
+          d.object["metadata"]["managedFields"] = managed;
+        }
+      }
+      return d;
+    };
+    co_return co_await commit(req, t, name, std::move(m), 201);
+  }
+  enum class Kind { Merge, Strategic, Json6902 } kind;
+  if (ct == "application/merge-patch+json") {
+    kind = Kind::Merge;
+  } else if (ct == "application/strategic-merge-patch+json") {
+    kind = Kind::Strategic;
+  } else if (ct == "application/json-patch+json") {
+    kind = Kind::Json6902;
+  } else {
+    co_return statusResponse(415, "UnsupportedMediaType",
+                             "the body of the request was in an unknown format - accepted media types include: "
+                             "application/json-patch+json, application/merge-patch+json, "
+                             "application/strategic-merge-patch+json, application/apply-patch+yaml");
+  }
+  Json patch_doc = Json::parse(req.body, nullptr, false);
+  if (patch_doc.is_discarded()) {
+    co_return statusResponse(400, "BadRequest", "couldn't decode the patch: the body is not valid JSON");
+  }
+  if (kind != Kind::Json6902 && !patch_doc.is_object()) {
+    co_return statusResponse(400, "BadRequest", "a merge patch must be a JSON object");
+  }
+  if (kind == Kind::Json6902 && !patch_doc.is_array()) {
+    co_return statusResponse(400, "BadRequest", "a JSON patch must be a JSON array of operations");
+  }
+  Mutation m = [&t, req, patch_doc, kind, now, name, sub](const ObjectRecord* current, int64_t) {
+    if (current == nullptr) {
+      return notFound(t, name);
+    }
+    Json live = parseObject(*current);
+    Json patched = live;
+    // Without a stated resourceVersion a patch applies to whatever is current (no precondition).
+    patched["metadata"].erase("resourceVersion");
+    if (kind == Kind::Json6902) {
+      try {
+        patched = patched.patch(patch_doc);
+      } catch (const std::exception& e) {
+        return failure(422, "Invalid", std::string("the JSON patch could not be applied: ") + e.what());
+      }
+    } else {
+      // For kinds without patch strategies (all CRD-like kinds), a strategic merge patch is a
+      // JSON merge patch with $patch/$retainKeys directives removed.
+      Json doc = patch_doc;
+      if (kind == Kind::Strategic) {
+        std::function<void(Json&)> strip = [&](Json& j) {
+          if (j.is_object()) {
+            j.erase("$patch");
+            j.erase("$retainKeys");
+            for (auto it = j.begin(); it != j.end();) {
+              if (it.key().rfind("$setElementOrder/", 0) == 0 || it.key().rfind("$deleteFromPrimitiveList/", 0) == 0) {
+                it = j.erase(it);
+              } else {
+                strip(*it);
+                ++it;
+              }
+            }
+          }
+        };
+        strip(doc);
+      }
+      patched.merge_patch(doc);
+    }
+    if (!patched.is_object()) {
+      return failure(422, "Invalid", "the patched object is not an object");
+    }
+    Json& meta = patched["metadata"];
+    if (!meta.is_object()) {
+      return failure(422, "Invalid", "the patch removed metadata");
+    }
+    if (!meta.contains("resourceVersion")) {
+      meta["resourceVersion"] = "";
+    }
+    if (meta["resourceVersion"] == "") {
+      meta.erase("resourceVersion");
+    }
+    Json tmp = patched;
+    if (auto bad = checkKind(tmp, t)) {
+      return *bad;
+    }
+    return finishUpdate(t, req, name, live, tmp, sub, now, nullptr);
+  };
+  co_return co_await commit(req, t, name, std::move(m), 0);
+}
+
+net::awaitable<ApiResponse> ApiService::remove(const ApiRequest& req, const ResourceType& t, const std::string& name) {
+  Json options = Json::object();
+  if (!trim(req.body).empty()) {
+    options = Json::parse(req.body, nullptr, false);
+    if (options.is_discarded() || !options.is_object()) {
+      co_return statusResponse(400, "BadRequest", "the DeleteOptions body is not a JSON object");
+    }
+  }
+  ApiRequest effective = req;
+  if (auto dr = options.find("dryRun"); dr != options.end() && dr->is_array() && !dr->empty() && (*dr)[0] == "All") {
+    effective.query["dryRun"] = "All";
+  }
+  Json preconditions = options.value("preconditions", Json::object());
+  std::string now = formatTime(clock_.now());
+  Mutation m = [&t, name, preconditions, now](const ObjectRecord* current, int64_t) {
+    if (current == nullptr) {
+      return notFound(t, name);
+    }
+    Json live = parseObject(*current);
+    const Json& meta = live["metadata"];
+    if (preconditions.is_object()) {
+      if (auto uid = preconditions.find("uid"); uid != preconditions.end() && uid->is_string() &&
+                                                 *uid != meta.value("uid", "")) {
+        return failure(409, "Conflict", "Precondition failed: UID in precondition: " + uid->get<std::string>() +
+                                            ", UID in object meta: " + meta.value("uid", ""));
+      }
+      if (auto rv = preconditions.find("resourceVersion"); rv != preconditions.end() && rv->is_string() &&
+                                                            *rv != meta.value("resourceVersion", "")) {
+        return failure(409, "Conflict", "Precondition failed: ResourceVersion in precondition: " +
+                                            rv->get<std::string>() + ", ResourceVersion in object meta: " +
+                                            meta.value("resourceVersion", ""));
+      }
+    }
+    Decision d;
+    if (hasFinalizers(live)) {
+      if (meta.contains("deletionTimestamp")) {
+        d.kind = Decision::Kind::Unchanged;
+        return d;
+      }
+      live["metadata"]["deletionTimestamp"] = now;
+      live["metadata"]["deletionGracePeriodSeconds"] = 0;
+      live["metadata"]["generation"] = meta.value("generation", int64_t(1)) + 1;
+      d.kind = Decision::Kind::Put;
+      d.object = std::move(live);
+      return d;
+    }
+    d.kind = Decision::Kind::Delete;
+    return d;
+  };
+  co_return co_await commit(effective, t, name, std::move(m), 0);
+}
+
+}  // namespace kflex::hub

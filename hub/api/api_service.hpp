@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "hub/api/api_types.hpp"
+#include "hub/api/discovery.hpp"
+#include "hub/store/object_store.hpp"
+#include "shared/common/time.hpp"
+#include "shared/model/resource.hpp"
+
+namespace kflex::hub {
+
+/// Limits and timings of the API.
+struct ApiOptions {
+  std::chrono::seconds default_watch_timeout{1800};   ///< Watch without timeoutSeconds ends after this.
+  std::chrono::seconds bookmark_interval{60};         ///< BOOKMARK events when asked for.
+  std::string server_version = "v1.32.0+kflex";       ///< gitVersion reported by /version.
+};
+
+/**
+ * The Kubernetes-style REST API over the registry's kinds: discovery, OpenAPI, get, list, watch,
+ * create, update, patch (merge, strategic, JSON, apply), delete, status subresource, Table output.
+ * Thread safety: handle() may run concurrently on any number of strands.
+ */
+class ApiService {
+ public:
+  ApiService(ObjectStore& store, const model::Registry& registry, const Clock& clock, ApiOptions options);
+  /// Serves one request.
+  net::awaitable<ApiResponse> handle(ApiRequest req);
+  /// Ends every open watch (graceful stop).
+  void shutdown();
+
+ private:
+  net::awaitable<ApiResponse> handleResource(ApiRequest& req, const model::ResourceType& type,
+                                             const std::string& name, const std::string& subresource);
+  ApiResponse get(const ApiRequest& req, const model::ResourceType& type, const std::string& name);
+  ApiResponse list(const ApiRequest& req, const model::ResourceType& type);
+  ApiResponse watch(const ApiRequest& req, const model::ResourceType& type, const std::string& name);
+  net::awaitable<ApiResponse> create(const ApiRequest& req, const model::ResourceType& type);
+  net::awaitable<ApiResponse> update(const ApiRequest& req, const model::ResourceType& type,
+                                     const std::string& name, const std::string& subresource);
+  net::awaitable<ApiResponse> patch(const ApiRequest& req, const model::ResourceType& type,
+                                    const std::string& name, const std::string& subresource);
+  net::awaitable<ApiResponse> remove(const ApiRequest& req, const model::ResourceType& type,
+                                     const std::string& name);
+  net::awaitable<ApiResponse> commit(const ApiRequest& req, const model::ResourceType& type,
+                                     const std::string& name, Mutation mutation, unsigned created_status);
+  std::string tableFor(const ApiRequest& req, const model::ResourceType& type,
+                       const std::vector<ObjectPtr>& objects, int64_t revision, bool with_columns) const;
+
+  ObjectStore& store_;
+  const model::Registry& registry_;
+  const Clock& clock_;
+  ApiOptions options_;
+  DiscoveryDocs docs_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace kflex::hub

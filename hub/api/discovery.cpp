@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/api/discovery.hpp"
+
+#include <algorithm>
+
+#include <openssl/sha.h>
+
+#include "shared/common/util.hpp"
+
+namespace kflex::hub {
+namespace {
+
+using model::Json;
+constexpr const char* kObjectMetaRef = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+const std::vector<std::string> kVerbs = {"delete", "get", "list", "patch", "create", "update", "watch"};
+
+std::string hashOf(const std::string& text) {
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), d);
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (int i = 0; i < 32; ++i) {
+    out += kHex[d[i] >> 4];
+    out += kHex[d[i] & 15];
+  }
+  return out;
+}
+
+std::string reverseGroup(const std::string& group) {
+  auto parts = split(group, '.');
+  std::reverse(parts.begin(), parts.end());
+  std::string out;
+  for (const auto& p : parts) {
+    out += (out.empty() ? "" : ".") + p;
+  }
+  return out;
+}
+
+// Replaces the schema's metadata with a reference to ObjectMeta, as kube-apiserver publishes CRDs.
+Json publishedSchema(const model::ResourceType& t, const std::string& ref_prefix) {
+  Json s = t.schema;
+  s["properties"]["metadata"] = {{"allOf", Json::array({{{"$ref", ref_prefix + kObjectMetaRef}}})},
+                                 {"description", "Standard object's metadata."}};
+  s["x-kubernetes-group-version-kind"] = Json::array({{{"group", t.group}, {"kind", t.kind}, {"version", t.version}}});
+  return s;
+}
+
+Json listSchema(const model::ResourceType& t, const std::string& ref_prefix) {
+  return {{"type", "object"},
+          {"description", t.list_kind + " is a list of " + t.kind},
+          {"required", Json::array({"items"})},
+          {"properties",
+           {{"apiVersion", {{"type", "string"}}},
+            {"kind", {{"type", "string"}}},
+            {"metadata", {{"type", "object"}}},
+            {"items", {{"type", "array"}, {"items", {{"$ref", ref_prefix + definitionName(t)}}}}}}},
+          {"x-kubernetes-group-version-kind", Json::array({{{"group", t.group}, {"kind", t.list_kind}, {"version", t.version}}})}};
+}
+
+Json queryParam(const std::string& name, const std::string& type, const std::string& description, bool v3) {
+  Json p = {{"name", name}, {"in", "query"}, {"description", description}, {"uniqueItems", true}};
+  if (v3) {
+    p["schema"] = {{"type", type}};
+  } else {
+    p["type"] = type;
+  }
+  return p;
+}
+
+Json operation(const model::ResourceType& t, const std::string& action, const std::string& ref, bool v3,
+               bool with_validation) {
+  Json op = {{"operationId", action + t.kind},
+             {"tags", Json::array({reverseGroup(t.group) + "_" + t.version})},
+             {"x-kubernetes-action", action},
+             {"x-kubernetes-group-version-kind", {{"group", t.group}, {"kind", t.kind}, {"version", t.version}}},
+             {"parameters", Json::array()}};
+  if (with_validation) {
+    op["parameters"].push_back(queryParam("dryRun", "string", "When present, indicates that modifications should not be persisted. Valid value: All", v3));
+    op["parameters"].push_back(queryParam("fieldManager", "string", "Name of the actor making these changes.", v3));
+    op["parameters"].push_back(queryParam("fieldValidation", "string", "Ignore, Warn or Strict: what to do with unknown fields. Default Strict.", v3));
+  }
+  if (v3) {
+    op["responses"] = {{"200", {{"description", "OK"}, {"content", {{"application/json", {{"schema", {{"$ref", ref}}}}}}}}}};
+  } else {
+    op["responses"] = {{"200", {{"description", "OK"}, {"schema", {{"$ref", ref}}}}}};
+  }
+  return op;
+}
+
+Json pathsFor(const model::ResourceType& t, const std::string& ref_prefix, bool v3) {
+  std::string base = "/apis/" + t.group + "/" + t.version + "/" + t.plural;
+  std::string ref = ref_prefix + definitionName(t);
+  Json name_param = {{"name", "name"}, {"in", "path"}, {"required", true}, {"description", "name of the " + t.kind}};
+  if (v3) {
+    name_param["schema"] = {{"type", "string"}};
+  } else {
+    name_param["type"] = "string";
+  }
+  Json paths;
+  paths[base] = {{"get", operation(t, "list", ref_prefix + definitionName(t) + "List", v3, false)},
+                 {"post", operation(t, "post", ref, v3, true)}};
+  Json item = {{"get", operation(t, "get", ref, v3, false)},
+               {"put", operation(t, "put", ref, v3, true)},
+               {"patch", operation(t, "patch", ref, v3, true)},
+               {"delete", operation(t, "delete", ref, v3, false)},
+               {"parameters", Json::array({name_param})}};
+  paths[base + "/{name}"] = item;
+  if (t.has_status) {
+    paths[base + "/{name}/status"] = {{"get", operation(t, "get", ref, v3, false)},
+                                      {"put", operation(t, "put", ref, v3, true)},
+                                      {"patch", operation(t, "patch", ref, v3, true)},
+                                      {"parameters", Json::array({name_param})}};
+  }
+  return paths;
+}
+
+Json aggregatedResource(const model::ResourceType& t) {
+  Json r = {{"resource", t.plural},
+            {"responseKind", {{"group", t.group}, {"version", t.version}, {"kind", t.kind}}},
+            {"scope", t.namespaced ? "Namespaced" : "Cluster"},
+            {"singularResource", t.singular},
+            {"verbs", kVerbs}};
+  if (!t.short_names.empty()) {
+    r["shortNames"] = t.short_names;
+  }
+  if (!t.categories.empty()) {
+    r["categories"] = t.categories;
+  }
+  if (t.has_status) {
+    r["subresources"] = Json::array({{{"subresource", "status"},
+                                      {"responseKind", {{"group", t.group}, {"version", t.version}, {"kind", t.kind}}},
+                                      {"verbs", Json::array({"get", "patch", "update"})}}});
+  }
+  return r;
+}
+
+}  // namespace
+
+std::string definitionName(const model::ResourceType& t) {
+  return reverseGroup(t.group) + "." + t.version + "." + t.kind;
+}
+
+DiscoveryDocs buildDiscovery(const model::Registry& registry, const std::string& server_version) {
+  DiscoveryDocs d;
+  d.api = Json{{"kind", "APIVersions"}, {"versions", Json::array({"v1"})},
+               {"serverAddressByClientCIDRs", Json::array()}}.dump();
+  d.groups["/api/v1"] = Json{{"kind", "APIResourceList"}, {"groupVersion", "v1"}, {"resources", Json::array()}}.dump();
+  d.aggregated_api = Json{{"kind", "APIGroupDiscoveryList"}, {"apiVersion", "apidiscovery.k8s.io/v2"},
+                          {"metadata", Json::object()},
+                          {"items", Json::array({{{"metadata", {{"creationTimestamp", nullptr}}},
+                                                  {"versions", Json::array({{{"version", "v1"},
+                                                                             {"resources", Json::array()},
+                                                                             {"freshness", "Current"}}})}}})}}
+                         .dump();
+
+  Json groups = Json::array();
+  Json agg_items = Json::array();
+  Json v2 = {{"swagger", "2.0"},
+             {"info", {{"title", "kflex-hub"}, {"version", server_version}}},
+             {"paths", Json::object()},
+             {"definitions", Json::object()}};
+  v2["definitions"][kObjectMetaRef] = model::objectMetaSchema();
+  Json v3_root = {{"paths", Json::object()}};
+
+  for (const auto& group : registry.groups()) {
+    // One version per group today; kinds of the group share it.
+    std::string version;
+    Json resources = Json::array();
+    Json agg_resources = Json::array();
+    Json v3 = {{"openapi", "3.0.0"},
+               {"info", {{"title", "kflex-hub"}, {"version", server_version}}},
+               {"paths", Json::object()},
+               {"components", {{"schemas", Json::object()}}}};
+    v3["components"]["schemas"][kObjectMetaRef] = model::objectMetaSchema();
+    for (const auto& t : registry.all()) {
+      if (t->group != group) {
+        continue;
+      }
+      version = t->version;
+      Json res = {{"name", t->plural}, {"singularName", t->singular}, {"namespaced", t->namespaced},
+                  {"kind", t->kind}, {"verbs", kVerbs},
+                  {"storageVersionHash", base64Encode(hashOf(t->apiVersion() + t->kind)).substr(0, 11)}};
+      if (!t->short_names.empty()) {
+        res["shortNames"] = t->short_names;
+      }
+      if (!t->categories.empty()) {
+        res["categories"] = t->categories;
+      }
+      resources.push_back(res);
+      if (t->has_status) {
+        resources.push_back({{"name", t->plural + "/status"}, {"singularName", ""}, {"namespaced", t->namespaced},
+                             {"kind", t->kind}, {"verbs", Json::array({"get", "patch", "update"})}});
+      }
+      agg_resources.push_back(aggregatedResource(*t));
+      v2["definitions"][definitionName(*t)] = publishedSchema(*t, "#/definitions/");
+      v2["definitions"][definitionName(*t) + "List"] = listSchema(*t, "#/definitions/");
+      v2["paths"].update(pathsFor(*t, "#/definitions/", false));
+      v3["components"]["schemas"][definitionName(*t)] = publishedSchema(*t, "#/components/schemas/");
+      v3["components"]["schemas"][definitionName(*t) + "List"] = listSchema(*t, "#/components/schemas/");
+      v3["paths"].update(pathsFor(*t, "#/components/schemas/", true));
+    }
+    std::string gv = group + "/" + version;
+    Json gv_entry = {{"groupVersion", gv}, {"version", version}};
+    Json api_group = {{"name", group}, {"versions", Json::array({gv_entry})}, {"preferredVersion", gv_entry}};
+    groups.push_back(api_group);
+    Json g = api_group;
+    g["kind"] = "APIGroup";
+    g["apiVersion"] = "v1";
+    d.groups["/apis/" + group] = g.dump();
+    d.versions["/apis/" + gv] = Json{{"kind", "APIResourceList"}, {"apiVersion", "v1"}, {"groupVersion", gv},
+                                     {"resources", resources}}.dump();
+    agg_items.push_back({{"metadata", {{"name", group}, {"creationTimestamp", nullptr}}},
+                         {"versions", Json::array({{{"version", version}, {"resources", agg_resources},
+                                                    {"freshness", "Current"}}})}});
+    std::string doc = v3.dump();
+    d.openapi_v3["apis/" + gv] = doc;
+    v3_root["paths"]["apis/" + gv] = {{"serverRelativeURL", "/openapi/v3/apis/" + gv + "?hash=" + hashOf(doc)}};
+  }
+  d.apis = Json{{"kind", "APIGroupList"}, {"apiVersion", "v1"}, {"groups", groups}}.dump();
+  d.aggregated_apis = Json{{"kind", "APIGroupDiscoveryList"}, {"apiVersion", "apidiscovery.k8s.io/v2"},
+                           {"metadata", Json::object()}, {"items", agg_items}}.dump();
+  d.openapi_v2 = v2.dump();
+  d.openapi_v3_root = v3_root.dump();
+  return d;
+}
+
+}  // namespace kflex::hub

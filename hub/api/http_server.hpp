@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "hub/api/api_service.hpp"
+#include "shared/common/result.hpp"
+#include "shared/net/asio.hpp"
+
+namespace kflex::hub {
+
+/// Limits of the HTTPS listener.
+struct HttpOptions {
+  size_t max_body_bytes = 3 * 1024 * 1024;               ///< Larger bodies get 413 (kube-apiserver: 3 MiB).
+  size_t max_header_bytes = 64 * 1024;                   ///< Larger headers get 431.
+  size_t max_connections = 4096;                         ///< Further connections are closed at once.
+  std::chrono::seconds handshake_timeout{10};            ///< TLS handshake deadline.
+  std::chrono::seconds header_timeout{10};               ///< From first byte to the end of the headers.
+  std::chrono::seconds body_timeout{60};                 ///< To read the whole body.
+  std::chrono::seconds idle_timeout{120};                ///< Keep-alive wait for the next request.
+};
+
+/**
+ * The hub's HTTPS listener. Each connection is a coroutine on its own strand.
+ * Thread safety: start/stop from any thread; the io_context may run on several threads.
+ */
+class HttpServer {
+ public:
+  /// Binds host:port (port 0 picks one). Fails with a message naming the address.
+  static Result<std::unique_ptr<HttpServer>> create(net::io_context& ioc, std::shared_ptr<ssl::context> tls,
+                                                    ApiService& api, const std::string& host, uint16_t port,
+                                                    HttpOptions options);
+  /// The bound endpoint.
+  net::ip::tcp::endpoint endpoint() const { return endpoint_; }
+  /// Starts accepting.
+  void start();
+  /// Stops accepting and closes idle connections; busy ones finish their request first.
+  void stop();
+  /// Connections open now.
+  size_t connections() const { return open_.load(); }
+
+ private:
+  struct Conn;
+  HttpServer(net::io_context& ioc, std::shared_ptr<ssl::context> tls, ApiService& api, HttpOptions options)
+      : ioc_(ioc), tls_(std::move(tls)), api_(api), options_(options), acceptor_(ioc) {}
+  net::awaitable<void> acceptLoop();
+  net::awaitable<void> session(std::shared_ptr<Conn> conn);
+
+  net::io_context& ioc_;
+  std::shared_ptr<ssl::context> tls_;
+  ApiService& api_;
+  HttpOptions options_;
+  net::ip::tcp::acceptor acceptor_;
+  net::ip::tcp::endpoint endpoint_;
+  std::atomic<size_t> open_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex conns_mutex_;
+  std::set<std::shared_ptr<Conn>> conns_;
+};
+
+}  // namespace kflex::hub

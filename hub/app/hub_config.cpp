@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/app/hub_config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include "shared/common/util.hpp"
+#include "shared/tls/pki.hpp"
+
+namespace kflex::hub {
+namespace {
+
+bool splitListen(const std::string& listen, std::string& host, std::string& port) {
+  if (!listen.empty() && listen.front() == '[') {
+    auto close = listen.find(']');
+    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
+      return false;
+    }
+    host = listen.substr(1, close - 1);
+    port = listen.substr(close + 2);
+    return true;
+  }
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || listen.find(':') != colon) {
+    return false;
+  }
+  host = listen.substr(0, colon);
+  port = listen.substr(colon + 1);
+  return true;
+}
+
+}  // namespace
+
+std::string HubConfig::host() const {
+  std::string h;
+  std::string p;
+  splitListen(listen, h, p);
+  return h;
+}
+
+uint16_t HubConfig::port() const {
+  std::string h;
+  std::string p;
+  splitListen(listen, h, p);
+  try {
+    return uint16_t(std::stoul(p));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
+  auto text = readFile(path);
+  if (!text) {
+    return text.error();
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(text.value());
+  } catch (const YAML::Exception& e) {
+    return fail(path.string() + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  if (root.IsNull()) {
+    return {};
+  }
+  if (!root.IsMap()) {
+    return fail(path.string() + ": the file must be a YAML mapping of settings");
+  }
+  std::vector<std::string> problems;
+  auto where = [&](const YAML::Node& n, const std::string& key) {
+    return key + " (" + path.string() + ":" + std::to_string(n.Mark().line + 1) + ")";
+  };
+  auto seconds = [&](const YAML::Node& n, const std::string& key, std::chrono::seconds& out) {
+    try {
+      long v = n.as<long>();
+      if (v <= 0) {
+        problems.push_back(where(n, key) + ": must be a positive number of seconds");
+      } else {
+        out = std::chrono::seconds(v);
+      }
+    } catch (const YAML::Exception&) {
+      problems.push_back(where(n, key) + ": must be a whole number of seconds");
+    }
+  };
+  auto count = [&](const YAML::Node& n, const std::string& key, size_t& out) {
+    try {
+      long v = n.as<long>();
+      if (v < 0) {
+        problems.push_back(where(n, key) + ": must not be negative");
+      } else {
+        out = size_t(v);
+      }
+    } catch (const YAML::Exception&) {
+      problems.push_back(where(n, key) + ": must be a whole number");
+    }
+  };
+  for (const auto& kv : root) {
+    std::string key = kv.first.as<std::string>();
+    const YAML::Node& v = kv.second;
+    try {
+      if (key == "data_dir") {
+        cfg.data_dir = v.as<std::string>();
+      } else if (key == "listen") {
+        cfg.listen = v.as<std::string>();
+      } else if (key == "tls_sans") {
+        if (!v.IsSequence()) {
+          problems.push_back(where(v, key) + ": must be a list of DNS names or IP addresses");
+        } else {
+          cfg.tls_sans = v.as<std::vector<std::string>>();
+        }
+      } else if (key == "max_connections") {
+        count(v, key, cfg.max_connections);
+      } else if (key == "event_retention") {
+        count(v, key, cfg.event_retention);
+      } else if (key == "threads") {
+        count(v, key, cfg.threads);
+      } else if (key == "log_level") {
+        cfg.log_level = v.as<std::string>();
+      } else if (key == "shutdown_grace_seconds") {
+        seconds(v, key, cfg.shutdown_grace);
+      } else if (key == "header_timeout_seconds") {
+        seconds(v, key, cfg.header_timeout);
+      } else if (key == "body_timeout_seconds") {
+        seconds(v, key, cfg.body_timeout);
+      } else {
+        problems.push_back(where(kv.first, key) + ": unknown setting");
+      }
+    } catch (const YAML::Exception&) {
+      problems.push_back(where(v, key) + ": has the wrong type");
+    }
+  }
+  if (!problems.empty()) {
+    std::string msg;
+    for (const auto& p : problems) {
+      msg += (msg.empty() ? "" : "\n") + p;
+    }
+    return fail(msg);
+  }
+  return {};
+}
+
+Result<void> validateHubConfig(const HubConfig& cfg) {
+  std::vector<std::string> problems;
+  std::string host;
+  std::string port;
+  if (!splitListen(cfg.listen, host, port)) {
+    problems.push_back("listen: \"" + cfg.listen + "\" is not HOST:PORT (e.g. 127.0.0.1:6443 or [::1]:6443)");
+  } else {
+    if (!tls::isIpAddress(host)) {
+      problems.push_back("listen: host \"" + host + "\" must be an IP address (127.0.0.1, ::1, 0.0.0.0, ...)");
+    }
+    try {
+      size_t used = 0;
+      unsigned long p = std::stoul(port, &used);
+      if (used != port.size() || p > 65535) {
+        throw std::out_of_range("port");
+      }
+    } catch (const std::exception&) {
+      problems.push_back("listen: port \"" + port + "\" must be a number from 0 to 65535");
+    }
+  }
+  for (const auto& san : cfg.tls_sans) {
+    if (!tls::isIpAddress(san) && !isDns1123Subdomain(san)) {
+      problems.push_back("tls_sans: \"" + san + "\" is neither an IP address nor a DNS name");
+    }
+  }
+  if (cfg.max_connections == 0) {
+    problems.push_back("max_connections: must be at least 1");
+  }
+  if (cfg.event_retention < 100) {
+    problems.push_back("event_retention: must be at least 100");
+  }
+  if (cfg.log_level != "debug" && cfg.log_level != "info" && cfg.log_level != "warn" && cfg.log_level != "error") {
+    problems.push_back("log_level: must be debug, info, warn or error");
+  }
+  if (cfg.data_dir.empty()) {
+    problems.push_back("data_dir: must not be empty");
+  }
+  if (!problems.empty()) {
+    std::string msg;
+    for (const auto& p : problems) {
+      msg += (msg.empty() ? "" : "\n") + p;
+    }
+    return fail(msg);
+  }
+  return {};
+}
+
+}  // namespace kflex::hub

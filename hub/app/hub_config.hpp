@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "shared/common/result.hpp"
+
+namespace kflex::hub {
+
+/// Everything kflex-hub is told, from defaults, then /etc/kflex/hub.yaml, then flags.
+struct HubConfig {
+  /// State directory: hub.db, pki/, admin.kubeconfig. YAML `data_dir`. Default /var/lib/kflex-hub.
+  std::filesystem::path data_dir = "/var/lib/kflex-hub";
+  /// Listen address HOST:PORT (IPv6 as [::1]:6443). YAML `listen`. Default 127.0.0.1:6443.
+  std::string listen = "127.0.0.1:6443";
+  /// Extra DNS names or IPs for the serving certificate. YAML `tls_sans`.
+  std::vector<std::string> tls_sans;
+  /// Most concurrent connections. YAML `max_connections`. Default 4096.
+  size_t max_connections = 4096;
+  /// Events kept for watch resume. YAML `event_retention`. Default 10000.
+  size_t event_retention = 10000;
+  /// Worker threads for the network; 0 = number of cores. YAML `threads`.
+  size_t threads = 0;
+  /// debug, info, warn or error. YAML `log_level`.
+  std::string log_level = "info";
+  /// Seconds to finish requests on SIGTERM. YAML `shutdown_grace_seconds`. Default 15.
+  std::chrono::seconds shutdown_grace{15};
+  /// Seconds a client may take to send request headers. YAML `header_timeout_seconds`. Default 10.
+  std::chrono::seconds header_timeout{10};
+  /// Seconds a client may take to send a request body. YAML `body_timeout_seconds`. Default 60.
+  std::chrono::seconds body_timeout{60};
+
+  /// The host part of listen.
+  std::string host() const;
+  /// The port part of listen.
+  uint16_t port() const;
+};
+
+/// Reads a hub.yaml into cfg: every problem is listed as "key (file:line): message".
+Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg);
+/// Checks values (listen syntax, ranges). Lists every problem.
+Result<void> validateHubConfig(const HubConfig& cfg);
+
+}  // namespace kflex::hub

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "shared/config/kubeconfig.hpp"
+
+#include <cstdlib>
+
+#include "shared/common/util.hpp"
+#include "shared/config/yaml_json.hpp"
+
+namespace kflex::config {
+namespace {
+
+using Json = nlohmann::json;
+
+Json* findNamed(Json& list, const std::string& name) {
+  if (!list.is_array()) {
+    return nullptr;
+  }
+  for (auto& e : list) {
+    if (e.is_object() && e.value("name", "") == name) {
+      return &e;
+    }
+  }
+  return nullptr;
+}
+
+const Json* findNamed(const Json& list, const std::string& name) {
+  return findNamed(const_cast<Json&>(list), name);
+}
+
+void upsertNamed(Json& list, const std::string& name, const std::string& field, const Json& value) {
+  if (!list.is_array()) {
+    list = Json::array();
+  }
+  Json entry = {{"name", name}, {field, value}};
+  if (Json* e = findNamed(list, name)) {
+    *e = entry;
+  } else {
+    list.push_back(entry);
+  }
+}
+
+}  // namespace
+
+Kubeconfig::Kubeconfig()
+    : doc_({{"apiVersion", "v1"}, {"kind", "Config"}, {"clusters", Json::array()}, {"users", Json::array()},
+            {"contexts", Json::array()}, {"current-context", ""}, {"preferences", Json::object()}}) {}
+
+Result<Kubeconfig> Kubeconfig::load(const std::filesystem::path& path, bool allow_missing) {
+  Kubeconfig kc;
+  kc.dir_ = path.parent_path();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    if (allow_missing) {
+      return kc;
+    }
+    return fail("kubeconfig " + path.string() + " does not exist");
+  }
+  auto text = readFile(path);
+  if (!text) {
+    return text.error();
+  }
+  if (trim(text.value()).empty()) {
+    return kc;
+  }
+  auto doc = yamlToJson(text.value());
+  if (!doc) {
+    return fail("kubeconfig " + path.string() + ": " + doc.error().message);
+  }
+  if (!doc->is_object()) {
+    return fail("kubeconfig " + path.string() + " is not a YAML mapping");
+  }
+  for (const char* list : {"clusters", "users", "contexts"}) {
+    if (!doc->contains(list) || (*doc)[list].is_null()) {
+      (*doc)[list] = Json::array();
+    }
+  }
+  kc.doc_ = std::move(doc.value());
+  return kc;
+}
+
+Result<void> Kubeconfig::save(const std::filesystem::path& path) const {
+  std::error_code ec;
+  if (!path.parent_path().empty()) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+  }
+  return writeFileAtomic(path, toYaml(), 0600);
+}
+
+std::string Kubeconfig::toYaml() const { return jsonToYaml(doc_); }
+
+void Kubeconfig::setContext(const std::string& context, const std::string& cluster, const std::string& user,
+                            const Json& cluster_entry, const Json& user_entry) {
+  upsertNamed(doc_["clusters"], cluster, "cluster", cluster_entry);
+  upsertNamed(doc_["users"], user, "user", user_entry);
+  upsertNamed(doc_["contexts"], context, "context", Json{{"cluster", cluster}, {"user", user}});
+}
+
+Result<void> Kubeconfig::mergeContext(const Kubeconfig& other, const std::string& from_context,
+                                      const std::string& as_context) {
+  const Json* ctx = findNamed(other.doc_["contexts"], from_context);
+  if (ctx == nullptr) {
+    return fail("context " + from_context + " not found");
+  }
+  std::string cluster = (*ctx)["context"].value("cluster", "");
+  std::string user = (*ctx)["context"].value("user", "");
+  const Json* c = findNamed(other.doc_["clusters"], cluster);
+  const Json* u = findNamed(other.doc_["users"], user);
+  if (c == nullptr || u == nullptr) {
+    return fail("context " + from_context + " refers to a missing cluster or user");
+  }
+  // Inline file references so the merged entry does not depend on the other file's location.
+  auto cluster_entry = other.access(from_context);
+  if (!cluster_entry) {
+    return cluster_entry.error();
+  }
+  Json ce = {{"server", cluster_entry->server}};
+  if (!cluster_entry->ca_pem.empty()) {
+    ce["certificate-authority-data"] = base64Encode(cluster_entry->ca_pem);
+  }
+  Json ue = Json::object();
+  if (!cluster_entry->client_cert_pem.empty()) {
+    ue["client-certificate-data"] = base64Encode(cluster_entry->client_cert_pem);
+    ue["client-key-data"] = base64Encode(cluster_entry->client_key_pem);
+  }
+  if (!cluster_entry->token.empty()) {
+    ue["token"] = cluster_entry->token;
+  }
+  setContext(as_context, as_context + "-cluster", as_context + "-admin", ce, ue);
+  return {};
+}
+
+bool Kubeconfig::hasContext(const std::string& name) const { return findNamed(doc_["contexts"], name) != nullptr; }
+
+std::string Kubeconfig::currentContext() const {
+  return doc_.contains("current-context") && doc_["current-context"].is_string() ? doc_["current-context"].get<std::string>() : "";
+}
+
+void Kubeconfig::setCurrentContext(const std::string& name) { doc_["current-context"] = name; }
+
+Json Kubeconfig::extension(const std::string& name) const {
+  const Json* ext = doc_.contains("preferences") && doc_["preferences"].is_object() &&
+                            doc_["preferences"].contains("extensions")
+                        ? &doc_["preferences"]["extensions"]
+                        : nullptr;
+  if (ext == nullptr) {
+    return nullptr;
+  }
+  const Json* e = findNamed(*ext, name);
+  return e != nullptr && e->contains("extension") ? (*e)["extension"] : Json(nullptr);
+}
+
+void Kubeconfig::setExtension(const std::string& name, const Json& value) {
+  if (!doc_.contains("preferences") || !doc_["preferences"].is_object()) {
+    doc_["preferences"] = Json::object();
+  }
+  upsertNamed(doc_["preferences"]["extensions"], name, "extension", value);
+}
+
+Result<ClusterAccess> Kubeconfig::access(const std::string& context) const {
+  ClusterAccess a;
+  a.context = context.empty() ? currentContext() : context;
+  if (a.context.empty()) {
+    return fail("the kubeconfig has no current context; pass --context or run 'kflex init'");
+  }
+  const Json* ctx = findNamed(doc_["contexts"], a.context);
+  if (ctx == nullptr || !ctx->contains("context")) {
+    return fail("context \"" + a.context + "\" not found in the kubeconfig");
+  }
+  const Json* c = findNamed(doc_["clusters"], (*ctx)["context"].value("cluster", ""));
+  const Json* u = findNamed(doc_["users"], (*ctx)["context"].value("user", ""));
+  if (c == nullptr || !c->contains("cluster")) {
+    return fail("context \"" + a.context + "\" refers to a cluster that is not in the kubeconfig");
+  }
+  auto readRef = [&](const Json& entry, const char* data_key, const char* file_key, std::string& out) -> Result<void> {
+    if (entry.contains(data_key) && entry[data_key].is_string()) {
+      auto d = base64Decode(entry[data_key].get<std::string>());
+      if (!d) {
+        return fail(std::string(data_key) + " is not valid base64");
+      }
+      out = d.value();
+    } else if (entry.contains(file_key) && entry[file_key].is_string()) {
+      std::filesystem::path p = entry[file_key].get<std::string>();
+      if (p.is_relative()) {
+        p = dir_ / p;
+      }
+      auto d = readFile(p);
+      if (!d) {
+        return d.error();
+      }
+      out = d.value();
+    }
+    return {};
+  };
+  const Json& cl = (*c)["cluster"];
+  a.server = cl.value("server", "");
+  a.insecure_skip_verify = cl.value("insecure-skip-tls-verify", false);
+  if (auto r = readRef(cl, "certificate-authority-data", "certificate-authority", a.ca_pem); !r) {
+    return r.error();
+  }
+  if (u != nullptr && u->contains("user") && (*u)["user"].is_object()) {
+    const Json& us = (*u)["user"];
+    if (auto r = readRef(us, "client-certificate-data", "client-certificate", a.client_cert_pem); !r) {
+      return r.error();
+    }
+    if (auto r = readRef(us, "client-key-data", "client-key", a.client_key_pem); !r) {
+      return r.error();
+    }
+    a.token = us.value("token", "");
+  }
+  return a;
+}
+
+std::filesystem::path defaultKubeconfigPath(const std::string& explicit_path) {
+  if (!explicit_path.empty()) {
+    return explicit_path;
+  }
+  if (const char* env = std::getenv("KUBECONFIG"); env != nullptr && *env != '\0') {
+    std::string s = env;
+    return s.substr(0, s.find(':'));
+  }
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home != nullptr ? home : ".") / ".kube" / "config";
+}
+
+}  // namespace kflex::config

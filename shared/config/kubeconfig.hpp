@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "shared/common/result.hpp"
+
+namespace kflex::config {
+
+/// Credentials and endpoint of one kubeconfig context, with file references resolved.
+struct ClusterAccess {
+  std::string context;
+  std::string server;  ///< https://host:port
+  std::string ca_pem;
+  std::string client_cert_pem;
+  std::string client_key_pem;
+  std::string token;
+  bool insecure_skip_verify = false;
+};
+
+/// A kubeconfig file (clientcmd v1) as a JSON document, with helpers to read and merge it.
+class Kubeconfig {
+ public:
+  /// An empty kubeconfig.
+  Kubeconfig();
+  /// Reads a file; a missing file is an empty kubeconfig when allow_missing.
+  static Result<Kubeconfig> load(const std::filesystem::path& path, bool allow_missing = false);
+  /// Writes the file atomically with mode 0600.
+  Result<void> save(const std::filesystem::path& path) const;
+  /// The YAML text.
+  std::string toYaml() const;
+
+  /// Adds or replaces a cluster, a user and a context binding them.
+  void setContext(const std::string& context, const std::string& cluster, const std::string& user,
+                  const nlohmann::json& cluster_entry, const nlohmann::json& user_entry);
+  /// Copies context `from_context` of other (with its cluster and user) in as `as_context`.
+  Result<void> mergeContext(const Kubeconfig& other, const std::string& from_context, const std::string& as_context);
+  bool hasContext(const std::string& name) const;
+  std::string currentContext() const;
+  void setCurrentContext(const std::string& name);
+  /// Reads an extension value stored under preferences.extensions (name -> JSON).
+  nlohmann::json extension(const std::string& name) const;
+  void setExtension(const std::string& name, const nlohmann::json& value);
+  /// Resolves a context (empty: the current one) to an endpoint and credentials.
+  Result<ClusterAccess> access(const std::string& context = "") const;
+  const nlohmann::json& doc() const { return doc_; }
+
+ private:
+  nlohmann::json doc_;
+  std::filesystem::path dir_;  // base for relative file references
+};
+
+/// The kubeconfig path kubectl would use: explicit, else $KUBECONFIG's first entry, else ~/.kube/config.
+std::filesystem::path defaultKubeconfigPath(const std::string& explicit_path);
+
+}  // namespace kflex::config
