@@ -20,6 +20,22 @@ std::string statusBody(unsigned code, const char* reason, const std::string& mes
          nlohmann::json(message).dump() + ",\"reason\":\"" + reason + "\",\"code\":" + std::to_string(code) + "}";
 }
 
+// After refusing a body, read and discard what the client is still sending (bounded in bytes and
+// time) so that it reads our answer instead of a connection reset (nginx's lingering close).
+net::awaitable<void> lingeringDrain(Stream& stream, uint64_t max_bytes) {
+  auto& tcp = beast::get_lowest_layer(stream);
+  tcp.expires_after(std::chrono::seconds(5));
+  std::vector<char> scratch(64 * 1024);
+  uint64_t total = 0;
+  while (total < max_bytes) {
+    auto [ec, n] = co_await stream.async_read_some(net::buffer(scratch), net::as_tuple(net::use_awaitable));
+    if (ec) {
+      break;
+    }
+    total += n;
+  }
+}
+
 class StreamChunkWriter final : public ChunkWriter {
  public:
   explicit StreamChunkWriter(Stream& s) : stream_(s) {}
@@ -202,7 +218,13 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
                             {"status", std::to_string(code)}, {"peer", conn->peer}, {"error", msg}});
     };
     if (hec2) {
-      if (hec2 == http::error::header_limit) {
+      if (hec2 == http::error::body_limit) {
+        // Beast checks Content-Length against the limit as soon as the header is complete.
+        co_await reply_error(413, "RequestEntityTooLarge",
+                             "the request body is larger than the limit of " +
+                                 std::to_string(options_.max_body_bytes) + " bytes");
+        co_await lingeringDrain(stream, 4 * options_.max_body_bytes);
+      } else if (hec2 == http::error::header_limit) {
         co_await reply_error(431, "RequestHeaderFieldsTooLarge", "request headers are larger than the limit");
       } else if (hec2 == beast::error::timeout) {
         log::info("closing a connection whose request headers did not arrive in time", {{"peer", conn->peer}});
@@ -216,6 +238,7 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
       co_await reply_error(413, "RequestEntityTooLarge",
                            "the request body is " + std::to_string(*len) + " bytes; the limit is " +
                                std::to_string(options_.max_body_bytes) + " bytes");
+      co_await lingeringDrain(stream, std::min<uint64_t>(*len, 4 * options_.max_body_bytes));
       break;
     }
     if (!parser.is_done()) {
@@ -226,6 +249,7 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
           co_await reply_error(413, "RequestEntityTooLarge",
                                "the request body is larger than the limit of " +
                                    std::to_string(options_.max_body_bytes) + " bytes");
+          co_await lingeringDrain(stream, 4 * options_.max_body_bytes);
         } else if (bec == beast::error::timeout) {
           co_await reply_error(408, "Timeout", "the request body did not arrive in time");
         } else if (!expectedEnd(bec)) {

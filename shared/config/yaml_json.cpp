@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shared/config/yaml_json.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <regex>
@@ -94,6 +95,11 @@ bool needsQuotes(const std::string& s) {
   Json as_yaml = scalar(YAML::Node(s));
   if (!as_yaml.is_string()) {
     return true;  // would read back as a number, bool or null
+  }
+  // Timestamps, versions and the like start with a digit; YAML 1.1 readers may retype them.
+  if (std::isdigit(static_cast<unsigned char>(s.front())) || s == "y" || s == "n" || s == "yes" || s == "no" ||
+      s == "on" || s == "off" || s == "Yes" || s == "No" || s == "On" || s == "Off") {
+    return true;
   }
   static const std::string kSpecialFirst = "!&*-?{}[],#|>@`\"'%: ";
   if (kSpecialFirst.find(s.front()) != std::string::npos || s.back() == ' ' || s.back() == ':') {

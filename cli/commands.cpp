@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cli/commands.hpp"
+
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/hub_client.hpp"
+#include "shared/common/time.hpp"
+#include "shared/common/util.hpp"
+#include "shared/common/version.hpp"
+#include "shared/config/kubeconfig.hpp"
+#include "shared/config/yaml_json.hpp"
+
+namespace kflex::cli {
+namespace {
+
+constexpr const char* kExtension = "kflex";
+constexpr const char* kHubContext = "kflex-hub";
+const std::set<std::string> kTypes = {"k8s", "k3s", "vcluster", "host", "external"};
+
+struct Globals {
+  std::string kubeconfig;
+  std::string context;
+};
+
+std::string conditionStatus(const Json& obj, const std::string& type) {
+  if (!obj.contains("status") || !obj["status"].contains("conditions")) {
+    return "";
+  }
+  for (const auto& c : obj["status"]["conditions"]) {
+    if (c.value("type", "") == type) {
+      return c.value("status", "");
+    }
+  }
+  return "";
+}
+
+const Json* condition(const Json& obj, const std::string& type) {
+  if (!obj.contains("status") || !obj["status"].contains("conditions") || !obj["status"]["conditions"].is_array()) {
+    return nullptr;
+  }
+  for (const auto& c : obj["status"]["conditions"]) {
+    if (c.value("type", "") == type) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
+
+std::chrono::milliseconds parseDuration(const std::string& s) {
+  if (s.empty()) {
+    return std::chrono::milliseconds(0);
+  }
+  size_t used = 0;
+  double v = std::stod(s, &used);
+  std::string unit = s.substr(used);
+  double ms = unit == "ms" ? v : unit == "m" ? v * 60000 : unit == "h" ? v * 3600000 : v * 1000;
+  return std::chrono::milliseconds(static_cast<long>(ms));
+}
+
+int cmdInit(const Globals& g, const std::string& hub_kubeconfig, std::ostream& out, std::ostream& err) {
+  auto src = config::Kubeconfig::load(hub_kubeconfig);
+  if (!src) {
+    err << "kflex init: " << src.error().message << "\n";
+    return 1;
+  }
+  std::string from = src->currentContext();
+  if (from.empty()) {
+    err << "kflex init: " << hub_kubeconfig << " has no current-context\n";
+    return 1;
+  }
+  auto path = config::defaultKubeconfigPath(g.kubeconfig);
+  auto dst = config::Kubeconfig::load(path, true);
+  if (!dst) {
+    err << "kflex init: " << dst.error().message << "\n";
+    return 1;
+  }
+  if (auto r = dst->mergeContext(src.value(), from, kHubContext); !r) {
+    err << "kflex init: " << r.error().message << "\n";
+    return 1;
+  }
+  // Check that the hub answers with these credentials before saving anything.
+  auto access = dst->access(kHubContext);
+  if (!access) {
+    err << "kflex init: " << access.error().message << "\n";
+    return 1;
+  }
+  auto http = net_client::HttpsClient::create(access.value());
+  if (!http) {
+    err << "kflex init: " << http.error().message << "\n";
+    return 1;
+  }
+  auto probe = http.value()->request(http::verb::get, "/apis/tenancy.kflex.kubestellar.org/v1alpha1");
+  if (!probe || probe->status != 200) {
+    err << "kflex init: the hub at " << access->server << " did not answer: "
+        << (probe ? "HTTP " + std::to_string(probe->status) : probe.error().message) << "\n";
+    return 1;
+  }
+  dst->setExtension(kExtension, Json{{"hubContext", kHubContext}, {"initialContext", kHubContext}});
+  dst->setCurrentContext(kHubContext);
+  if (auto r = dst->save(path); !r) {
+    err << "kflex init: " << r.error().message << "\n";
+    return 1;
+  }
+  out << "Hub " << access->server << " added to " << path.string() << " as context \"" << kHubContext
+      << "\" (now current).\n";
+  return 0;
+}
+
+int cmdVersion(const Globals& g, std::ostream& out) {
+  out << "Client Version: " << kVersion << "\n";
+  auto hub = HubClient::connect(g.kubeconfig, g.context);
+  if (!hub) {
+    out << "Hub Version: unknown (" << hub.error().message << ")\n";
+    return 0;
+  }
+  auto v = hub.value()->get("/version");
+  if (v) {
+    out << "Hub Version: " << v->value("kflexVersion", "?") << " (API " << v->value("gitVersion", "?") << ")\n";
+  } else {
+    out << "Hub Version: unknown (" << v.error().message << ")\n";
+  }
+  return 0;
+}
+
+Result<void> waitFor(HubClient& hub, const std::string& name, const std::string& start_rv,
+                     std::chrono::milliseconds timeout, bool for_delete, std::ostream& out) {
+  std::string path = std::string(kControlPlanesPath) + "?watch=1&fieldSelector=metadata.name%3D" + name +
+                     "&allowWatchBookmarks=true&resourceVersion=" + start_rv +
+                     "&timeoutSeconds=" + std::to_string(std::max<long>(1, timeout.count() / 1000 + 1));
+  std::string last_reason;
+  bool done = false;
+  auto r = hub.watch(
+      path,
+      [&](const Json& ev) {
+        std::string type = ev.value("type", "");
+        if (type == "ERROR") {
+          return false;
+        }
+        if (type == "DELETED") {
+          done = for_delete;
+          return !for_delete;
+        }
+        if (for_delete || type == "BOOKMARK") {
+          return true;
+        }
+        const Json& obj = ev["object"];
+        if (const Json* ready = condition(obj, "Ready")) {
+          std::string reason = ready->value("reason", "");
+          if (ready->value("status", "") == "True") {
+            done = true;
+            return false;
+          }
+          if (reason != last_reason) {
+            out << "Waiting for control plane " << name << ": " << reason
+                << (ready->value("message", "").empty() ? "" : " (" + ready->value("message", "") + ")") << "\n";
+            last_reason = reason;
+          }
+        }
+        return true;
+      },
+      timeout);
+  if (done) {
+    return {};
+  }
+  if (!r) {
+    return r.error();
+  }
+  return fail("the watch ended before the control plane was " + std::string(for_delete ? "gone" : "ready"));
+}
+
+int cmdCreate(const Globals& g, const std::string& name, const std::string& type, const std::string& backend,
+              const std::string& hook, const std::vector<std::string>& sets, bool wait, const std::string& timeout,
+              std::ostream& out, std::ostream& err) {
+  if (!isDns1123Label(name)) {
+    err << "kflex create: \"" << name << "\" is not a valid name: use lower-case letters, digits and '-', "
+        << "starting and ending with a letter or digit, at most 63 characters\n";
+    return 2;
+  }
+  if (type == "ocm") {
+    err << "kflex create: type ocm is deprecated upstream and not supported by kflex; use k8s\n";
+    return 2;
+  }
+  if (kTypes.count(type) == 0) {
+    err << "kflex create: unknown type \"" << type << "\": use one of k8s, k3s, vcluster, host, external\n";
+    return 2;
+  }
+  if (backend != "shared" && backend != "dedicated") {
+    err << "kflex create: unknown backend \"" << backend << "\": use shared or dedicated\n";
+    return 2;
+  }
+  Json vars = Json::object();
+  for (const auto& s : sets) {
+    auto eq = s.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      err << "kflex create: --set \"" << s << "\" must be name=value\n";
+      return 2;
+    }
+    vars[s.substr(0, eq)] = s.substr(eq + 1);
+  }
+  if (!hook.empty() && !isDns1123Subdomain(hook)) {
+    err << "kflex create: \"" << hook << "\" is not a valid PostCreateHook name\n";
+    return 2;
+  }
+  if (hook.empty() && !vars.empty()) {
+    err << "kflex create: --set needs --postcreate-hook (the variables are for that hook)\n";
+    return 2;
+  }
+  std::chrono::milliseconds wait_timeout;
+  try {
+    wait_timeout = parseDuration(timeout);
+  } catch (const std::exception&) {
+    err << "kflex create: --timeout \"" << timeout << "\" is not a duration such as 90s or 5m\n";
+    return 2;
+  }
+  auto hub = HubClient::connect(g.kubeconfig, g.context);
+  if (!hub) {
+    err << "kflex create: " << hub.error().message << "\n";
+    return 1;
+  }
+  Json spec = {{"type", type}, {"backend", backend}};
+  if (!hook.empty()) {
+    Json use = {{"hookName", hook}};
+    if (!vars.empty()) {
+      use["vars"] = vars;
+    }
+    spec["postCreateHooks"] = Json::array({use});
+  }
+  Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
+             {"metadata", {{"name", name}}}, {"spec", spec}};
+  auto created = hub.value()->post(kControlPlanesPath, cp);
+  if (!created) {
+    if (hub.value()->lastStatus() == 409) {
+      err << "kflex create: control plane \"" << name << "\" already exists; choose another name or "
+          << "'kflex delete " << name << "' first\n";
+    } else {
+      err << "kflex create: " << created.error().message << "\n";
+    }
+    return 1;
+  }
+  out << "control plane " << name << " (type " << type << ") created\n";
+  if (!wait) {
+    return 0;
+  }
+  out << "Waiting for control plane " << name << " to be ready (timeout " << timeout << ")...\n";
+  std::string rv = created->at("metadata").value("resourceVersion", "");
+  if (auto r = waitFor(*hub.value(), name, rv, wait_timeout, false, out); !r) {
+    err << "kflex create: control plane " << name << " is not ready: " << r.error().message
+        << "; see 'kflex get " << name << " -o yaml'\n";
+    return 1;
+  }
+  out << "control plane " << name << " is ready\n";
+  return 0;
+}
+
+int cmdList(const Globals& g, std::ostream& out, std::ostream& err) {
+  auto hub = HubClient::connect(g.kubeconfig, g.context);
+  if (!hub) {
+    err << "kflex list: " << hub.error().message << "\n";
+    return 1;
+  }
+  auto list = hub.value()->get(kControlPlanesPath);
+  if (!list) {
+    err << "kflex list: " << list.error().message << "\n";
+    return 1;
+  }
+  const Json& items = (*list)["items"];
+  if (items.empty()) {
+    out << "No control planes. Create one with 'kflex create NAME --type k3s'.\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {{"NAME", "TYPE", "SYNCED", "READY", "AGE"}};
+  auto now = std::chrono::system_clock::now();
+  for (const auto& cp : items) {
+    auto created = parseTime(cp["metadata"].value("creationTimestamp", ""));
+    std::string age = created ? humanDuration(std::chrono::duration_cast<std::chrono::seconds>(now - *created)) : "";
+    rows.push_back({cp["metadata"].value("name", ""), cp["spec"].value("type", ""), conditionStatus(cp, "Synced"),
+                    conditionStatus(cp, "Ready"), age});
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      widths[i] = std::max(widths[i], r[i].size());
+    }
+  }
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      out << std::left << std::setw(int(i + 1 < r.size() ? widths[i] + 3 : 0)) << r[i];
+    }
+    out << "\n";
+  }
+  return 0;
+}
+
+int cmdGet(const Globals& g, const std::string& name, const std::string& output, std::ostream& out, std::ostream& err) {
+  if (output != "yaml" && output != "json") {
+    err << "kflex get: -o must be yaml or json\n";
+    return 2;
+  }
+  auto hub = HubClient::connect(g.kubeconfig, g.context);
+  if (!hub) {
+    err << "kflex get: " << hub.error().message << "\n";
+    return 1;
+  }
+  auto cp = hub.value()->get(std::string(kControlPlanesPath) + "/" + name);
+  if (!cp) {
+    err << "kflex get: " << cp.error().message << "\n";
+    return 1;
+  }
+  cp->at("metadata").erase("managedFields");
+  out << (output == "json" ? cp->dump(2) + "\n" : config::jsonToYaml(cp.value()));
+  return 0;
+}
+
+int cmdDelete(const Globals& g, const std::string& name, bool wait, const std::string& timeout, std::ostream& out,
+              std::ostream& err) {
+  auto hub = HubClient::connect(g.kubeconfig, g.context);
+  if (!hub) {
+    err << "kflex delete: " << hub.error().message << "\n";
+    return 1;
+  }
+  auto r = hub.value()->remove(std::string(kControlPlanesPath) + "/" + name);
+  if (!r) {
+    err << "kflex delete: " << r.error().message << "\n";
+    return 1;
+  }
+  bool pending = r->contains("metadata") && r->at("metadata").contains("deletionTimestamp");
+  if (!pending || !wait) {
+    out << "control plane " << name << (pending ? " is being deleted\n" : " deleted\n");
+    return 0;
+  }
+  out << "Waiting for control plane " << name << " to be deleted...\n";
+  std::string rv = r->at("metadata").value("resourceVersion", "");
+  if (auto w = waitFor(*hub.value(), name, rv, parseDuration(timeout), true, out); !w) {
+    err << "kflex delete: control plane " << name << " is still being deleted: " << w.error().message << "\n";
+    return 1;
+  }
+  out << "control plane " << name << " deleted\n";
+  return 0;
+}
+
+int cmdCtx(const Globals& g, const std::string& name, std::ostream& out, std::ostream& err) {
+  auto path = config::defaultKubeconfigPath(g.kubeconfig);
+  auto kc = config::Kubeconfig::load(path);
+  if (!kc) {
+    err << "kflex ctx: " << kc.error().message << "\n";
+    return 1;
+  }
+  std::string target = name;
+  if (target.empty()) {
+    Json ext = kc->extension(kExtension);
+    if (!ext.is_object() || !ext.contains("initialContext")) {
+      err << "kflex ctx: no initial context is remembered; run 'kflex init --hub-kubeconfig FILE' first\n";
+      return 1;
+    }
+    target = ext["initialContext"].get<std::string>();
+  }
+  if (!kc->hasContext(target)) {
+    err << "kflex ctx: context \"" << target << "\" is not in " << path.string()
+        << "; control plane kubeconfigs are written once the control plane is ready\n";
+    return 1;
+  }
+  kc->setCurrentContext(target);
+  if (auto r = kc->save(path); !r) {
+    err << "kflex ctx: " << r.error().message << "\n";
+    return 1;
+  }
+  out << "Switched to context \"" << target << "\".\n";
+  return 0;
+}
+
+}  // namespace
+
+int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
+  CLI::App app{"kflex: create, list, delete and switch between dedicated Kubernetes control planes\n"
+               "served by a kflex hub."};
+  app.set_version_flag("--version", std::string("kflex ") + kVersion);
+  app.require_subcommand(1);
+  Globals g;
+  app.add_option("--kubeconfig", g.kubeconfig, "Kubeconfig to use [$KUBECONFIG, then ~/.kube/config]");
+  app.add_option("--context", g.context, "Kubeconfig context of the hub [kflex-hub when present, else current]");
+
+  auto* init = app.add_subcommand("init", "Add a hub to your kubeconfig as context kflex-hub and remember it");
+  std::string hub_kubeconfig;
+  init->add_option("--hub-kubeconfig", hub_kubeconfig, "The hub's admin.kubeconfig (DATA_DIR/admin.kubeconfig)")
+      ->required();
+
+  auto* version = app.add_subcommand("version", "Print the client and hub versions");
+
+  auto* create = app.add_subcommand("create", "Create a control plane");
+  std::string name;
+  std::string type = "k8s";
+  std::string backend = "shared";
+  std::string hook;
+  std::vector<std::string> sets;
+  bool wait = false;
+  std::string timeout = "5m";
+  create->add_option("NAME", name, "Control plane name (DNS-1123 label)")->required();
+  create->add_option("-t,--type", type, "k8s, k3s, vcluster, host or external")->capture_default_str();
+  create->add_option("-b,--backend-type", backend, "shared or dedicated")->capture_default_str();
+  create->add_option("-p,--postcreate-hook", hook, "PostCreateHook to run after creation");
+  create->add_option("-e,--set", sets, "Hook variable name=value (repeatable)");
+  create->add_flag("--wait,!--no-wait", wait,
+                   "Wait until the control plane is Ready (default false until agents run control planes)");
+  create->add_option("--timeout", timeout, "How long --wait waits (90s, 5m, 1h)")->capture_default_str();
+
+  auto* list = app.add_subcommand("list", "List control planes");
+  auto* get = app.add_subcommand("get", "Show one control plane");
+  std::string output = "yaml";
+  get->add_option("NAME", name, "Control plane name")->required();
+  get->add_option("-o,--output", output, "yaml or json")->capture_default_str();
+
+  auto* del = app.add_subcommand("delete", "Delete a control plane");
+  bool del_wait = true;
+  del->add_option("NAME", name, "Control plane name")->required();
+  del->add_flag("--wait,!--no-wait", del_wait, "Wait until it is gone")->capture_default_str();
+  del->add_option("--timeout", timeout, "How long --wait waits")->capture_default_str();
+
+  auto* ctx = app.add_subcommand("ctx", "Switch kubeconfig context to a control plane, or back to the hub with no NAME");
+  std::string ctx_name;
+  ctx->add_option("NAME", ctx_name, "Control plane name");
+
+  app.footer("Hub connection: the kubeconfig context kflex-hub written by 'kflex init'.");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e, out, err);
+    return rc == 0 ? 0 : 2;
+  }
+  if (init->parsed()) {
+    return cmdInit(g, hub_kubeconfig, out, err);
+  }
+  if (version->parsed()) {
+    return cmdVersion(g, out);
+  }
+  if (create->parsed()) {
+    return cmdCreate(g, name, type, backend, hook, sets, wait, timeout, out, err);
+  }
+  if (list->parsed()) {
+    return cmdList(g, out, err);
+  }
+  if (get->parsed()) {
+    return cmdGet(g, name, output, out, err);
+  }
+  if (del->parsed()) {
+    return cmdDelete(g, name, del_wait, timeout, out, err);
+  }
+  if (ctx->parsed()) {
+    return cmdCtx(g, ctx_name, out, err);
+  }
+  return 2;
+}
+
+}  // namespace kflex::cli

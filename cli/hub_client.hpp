@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "shared/common/result.hpp"
+#include "shared/net/https_client.hpp"
+
+namespace kflex::cli {
+
+using Json = nlohmann::json;
+
+/// The hub's API as the CLI uses it: typed calls on ControlPlane objects with readable errors.
+class HubClient {
+ public:
+  /// Connects with the kubeconfig at path (context: given, else kflex-hub if present, else current).
+  static Result<std::unique_ptr<HubClient>> connect(const std::string& kubeconfig_path, const std::string& context);
+  /// GET a path; the decoded JSON on 2xx, else the Status message.
+  Result<Json> get(const std::string& path);
+  /// POST a JSON object.
+  Result<Json> post(const std::string& path, const Json& body);
+  /// DELETE a path.
+  Result<Json> remove(const std::string& path);
+  /// Watches a path (a ?watch=1 URL); on_event gets each event until it returns false. Ok when
+  /// on_event stopped it; an error mentioning the deadline when the timeout passed first.
+  Result<void> watch(const std::string& path, const std::function<bool(const Json&)>& on_event,
+                     std::chrono::milliseconds timeout);
+  /// The hub URL.
+  const std::string& server() const { return http_->server(); }
+  /// The HTTP status of the last call.
+  unsigned lastStatus() const { return last_status_; }
+
+ private:
+  explicit HubClient(std::unique_ptr<net_client::HttpsClient> http) : http_(std::move(http)) {}
+  Result<Json> decode(const Result<net_client::HttpResult>& r);
+  std::unique_ptr<net_client::HttpsClient> http_;
+  unsigned last_status_ = 0;
+};
+
+/// The collection path of control planes.
+inline constexpr const char* kControlPlanesPath = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
+
+}  // namespace kflex::cli

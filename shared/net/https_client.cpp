@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "shared/net/https_client.hpp"
+
+#include "shared/common/version.hpp"
+#include "shared/tls/context.hpp"
+
+namespace kflex::net_client {
+namespace {
+
+using Stream = beast::ssl_stream<beast::tcp_stream>;
+
+std::string describe(const boost::system::error_code& ec, const std::string& server) {
+  if (ec == net::error::connection_refused) {
+    return "cannot reach " + server + ": connection refused (is kflex-hub running and listening there?)";
+  }
+  if (ec == beast::error::timeout) {
+    return "cannot reach " + server + ": timed out";
+  }
+  return "cannot talk to " + server + ": " + ec.message();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HttpsClient>> HttpsClient::create(const config::ClusterAccess& access) {
+  std::string rest = access.server;
+  if (rest.rfind("https://", 0) != 0) {
+    return fail("server \"" + access.server + "\" must be an https:// URL");
+  }
+  rest = rest.substr(8);
+  rest = rest.substr(0, rest.find('/'));
+  std::string host;
+  std::string port = "443";
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
+    if (close == std::string::npos) {
+      return fail("server \"" + access.server + "\" has a malformed IPv6 address");
+    }
+    host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size() && rest[close + 1] == ':') {
+      port = rest.substr(close + 2);
+    }
+  } else {
+    auto colon = rest.rfind(':');
+    host = rest.substr(0, colon);
+    if (colon != std::string::npos) {
+      port = rest.substr(colon + 1);
+    }
+  }
+  tls::TlsConfig cfg{access.ca_pem, access.client_cert_pem, access.client_key_pem};
+  auto ctx = tls::makeClientContext(cfg);
+  if (!ctx) {
+    return ctx.error();
+  }
+  if (access.ca_pem.empty()) {
+    boost::system::error_code ec;
+    ctx.value()->set_default_verify_paths(ec);
+  }
+  if (access.insecure_skip_verify) {
+    ctx.value()->set_verify_mode(ssl::verify_none);
+  }
+  return std::unique_ptr<HttpsClient>(new HttpsClient(access, ctx.value(), host, port));
+}
+
+Result<HttpResult> HttpsClient::request(http::verb method, const std::string& target, const std::string& body,
+                                        const std::string& content_type, std::chrono::milliseconds timeout) {
+  HttpResult out;
+  net::io_context ioc;
+  Result<HttpResult> result = fail("no answer");
+  net::co_spawn(
+      ioc,
+      [&]() -> net::awaitable<void> {
+        auto ex = co_await net::this_coro::executor;
+        net::ip::tcp::resolver resolver(ex);
+        Stream stream(ex, *ctx_);
+        auto& tcp = beast::get_lowest_layer(stream);
+        tcp.expires_after(timeout);
+        auto [rec, endpoints] = co_await resolver.async_resolve(host_, port_, net::as_tuple(net::use_awaitable));
+        if (rec) {
+          result = fail("cannot resolve " + host_ + ": " + rec.message());
+          co_return;
+        }
+        auto [cec, ep] = co_await tcp.async_connect(endpoints, net::as_tuple(net::use_awaitable));
+        if (cec) {
+          result = fail(describe(cec, access_.server));
+          co_return;
+        }
+        SSL_set_tlsext_host_name(stream.native_handle(), host_.c_str());
+        stream.set_verify_callback(ssl::host_name_verification(host_));
+        auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+        if (hec) {
+          result = fail("TLS handshake with " + access_.server + " failed: " + hec.message() +
+                        " (check the CA and server address in the kubeconfig)");
+          co_return;
+        }
+        http::request<http::string_body> req{method, target, 11};
+        req.set(http::field::host, host_);
+        req.set(http::field::user_agent, std::string("kflex/") + kVersion);
+        req.set(http::field::accept, "application/json");
+        if (!access_.token.empty()) {
+          req.set(http::field::authorization, "Bearer " + access_.token);
+        }
+        if (!body.empty() || method == http::verb::post || method == http::verb::put || method == http::verb::patch) {
+          req.set(http::field::content_type, content_type);
+          req.body() = body;
+        }
+        req.prepare_payload();
+        auto [wec, wn] = co_await http::async_write(stream, req, net::as_tuple(net::use_awaitable));
+        if (wec) {
+          result = fail(describe(wec, access_.server));
+          co_return;
+        }
+        beast::flat_buffer buffer;
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(256 * 1024 * 1024);
+        auto [rdec, rn] = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+        if (rdec) {
+          result = fail(describe(rdec, access_.server));
+          co_return;
+        }
+        auto& res = parser.get();
+        out.status = res.result_int();
+        out.content_type = std::string(res[http::field::content_type]);
+        out.body = std::move(res.body());
+        result = out;
+        tcp.expires_after(std::chrono::seconds(1));
+        co_await stream.async_shutdown(net::as_tuple(net::use_awaitable));
+      },
+      net::detached);
+  ioc.run();
+  return result;
+}
+
+Result<HttpResult> HttpsClient::stream(const std::string& target, const std::function<bool(std::string_view)>& on_line,
+                                       std::chrono::milliseconds timeout, bool& timed_out) {
+  timed_out = false;
+  net::io_context ioc;
+  Result<HttpResult> result = fail("no answer");
+  net::co_spawn(
+      ioc,
+      [&]() -> net::awaitable<void> {
+        auto ex = co_await net::this_coro::executor;
+        net::ip::tcp::resolver resolver(ex);
+        Stream stream(ex, *ctx_);
+        auto& tcp = beast::get_lowest_layer(stream);
+        tcp.expires_after(timeout);
+        auto [rec, endpoints] = co_await resolver.async_resolve(host_, port_, net::as_tuple(net::use_awaitable));
+        if (rec) {
+          result = fail("cannot resolve " + host_ + ": " + rec.message());
+          co_return;
+        }
+        auto [cec, ep] = co_await tcp.async_connect(endpoints, net::as_tuple(net::use_awaitable));
+        if (cec) {
+          result = fail(describe(cec, access_.server));
+          co_return;
+        }
+        SSL_set_tlsext_host_name(stream.native_handle(), host_.c_str());
+        stream.set_verify_callback(ssl::host_name_verification(host_));
+        auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+        if (hec) {
+          result = fail("TLS handshake with " + access_.server + " failed: " + hec.message());
+          co_return;
+        }
+        http::request<http::empty_body> req{http::verb::get, target, 11};
+        req.set(http::field::host, host_);
+        req.set(http::field::user_agent, std::string("kflex/") + kVersion);
+        req.set(http::field::accept, "application/json");
+        if (!access_.token.empty()) {
+          req.set(http::field::authorization, "Bearer " + access_.token);
+        }
+        auto [wec, wn] = co_await http::async_write(stream, req, net::as_tuple(net::use_awaitable));
+        if (wec) {
+          result = fail(describe(wec, access_.server));
+          co_return;
+        }
+        beast::flat_buffer buffer;
+        http::response_parser<http::buffer_body> parser;
+        parser.body_limit(boost::none);
+        auto [hdec, hn] = co_await http::async_read_header(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+        if (hdec) {
+          result = fail(describe(hdec, access_.server));
+          co_return;
+        }
+        HttpResult out;
+        out.status = parser.get().result_int();
+        std::string pending;
+        char chunk[16384];
+        while (!parser.is_done()) {
+          parser.get().body().data = chunk;
+          parser.get().body().size = sizeof chunk;
+          auto [ec, n] = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+          if (ec == http::error::need_buffer) {
+            ec = {};
+          }
+          if (ec) {
+            if (ec == beast::error::timeout) {
+              timed_out = true;
+              result = out;
+            } else {
+              result = fail(describe(ec, access_.server));
+            }
+            co_return;
+          }
+          pending.append(chunk, sizeof chunk - parser.get().body().size);
+          if (out.status != 200) {
+            continue;
+          }
+          size_t nl;
+          while ((nl = pending.find('\n')) != std::string::npos) {
+            std::string line = pending.substr(0, nl);
+            pending.erase(0, nl + 1);
+            if (!on_line(line)) {
+              result = out;
+              co_return;
+            }
+          }
+        }
+        out.body = pending;
+        result = out;
+      },
+      net::detached);
+  ioc.run();
+  return result;
+}
+
+}  // namespace kflex::net_client
