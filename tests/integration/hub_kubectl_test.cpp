@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: Apache-2.0
+// The real kflex-hub binary driven by the real kubectl.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "shared/common/util.hpp"
+#include "shared/config/kubeconfig.hpp"
+#include "shared/tls/pki.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace kflex::test {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr const char* kCp = R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: ControlPlane
+metadata:
+  name: cp1
+  labels:
+    env: dev
+spec:
+  type: k3s
+  backend: shared
+  postCreateHooks:
+  - hookName: openshift-crds
+    vars:
+      a: b
+)";
+
+class HubKubectl : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (kubectlPath().empty()) {
+      GTEST_SKIP() << "kubectl is not installed";
+    }
+    hub_ = std::make_unique<HubProcess>(dir_.path() / "data");
+    ASSERT_TRUE(hub_->ok()) << hub_->log();
+  }
+  CommandResult k(const std::vector<std::string>& args, const std::string& input = "") {
+    return kubectl(hub_->kubeconfig(), args, input);
+  }
+  TempDir dir_;
+  std::unique_ptr<HubProcess> hub_;
+};
+
+TEST_F(HubKubectl, ApplyGetPatchWatchDeleteRestart) {
+  auto r = k({"apply", "-f", "-"}, kCp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("controlplane.tenancy.kflex.kubestellar.org/cp1 created"), std::string::npos);
+  r = k({"apply", "-f", "-"}, kCp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("unchanged"), std::string::npos) << r.out;
+
+  r = k({"get", "cp", "cp1", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json obj = Json::parse(r.out);
+  EXPECT_EQ(obj["spec"]["type"], "k3s");
+  EXPECT_EQ(obj["spec"]["tokenExpirationSeconds"], 31536000);
+  EXPECT_EQ(obj["metadata"]["generation"], 1);
+  std::string uid = obj["metadata"]["uid"];
+
+  r = k({"get", "controlplanes"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("NAME"), std::string::npos);
+  EXPECT_NE(r.out.find("SYNCED"), std::string::npos);
+  EXPECT_NE(r.out.find("TYPE"), std::string::npos);
+  EXPECT_NE(r.out.find("k3s"), std::string::npos);
+
+  EXPECT_NE(k({"get", "cp", "-l", "env=dev", "-o", "name"}).out.find("cp1"), std::string::npos);
+  r = k({"get", "cp", "-l", "env=prod", "-o", "name"});
+  EXPECT_EQ(r.out, "");
+
+  // Patch spec: generation moves.
+  r = k({"patch", "cp", "cp1", "--type", "merge", "-p", R"({"spec":{"type":"k8s"}})"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(k({"get", "cp", "cp1", "-o", "jsonpath={.metadata.generation}"}).out, "2");
+
+  // Status through the main resource is ignored; through /status it sticks.
+  k({"patch", "cp", "cp1", "--type", "merge", "-p", R"({"status":{"observedGeneration":9,"conditions":[]}})"});
+  EXPECT_EQ(k({"get", "cp", "cp1", "-o", "jsonpath={.status}"}).out, "");
+  r = k({"patch", "cp", "cp1", "--subresource", "status", "--type", "merge", "-p",
+         R"({"status":{"observedGeneration":2,"conditions":[{"type":"Ready","status":"True","reason":"Available","message":"","lastTransitionTime":"2026-01-01T00:00:00Z","lastUpdateTime":"2026-01-01T00:00:00Z"}]}})"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(k({"get", "cp", "cp1", "-o", "jsonpath={.status.conditions[0].reason}"}).out, "Available");
+
+  // Watch: a change made while kubectl watches arrives.
+  std::string rv = k({"get", "cp", "cp1", "-o", "jsonpath={.metadata.resourceVersion}"}).out;
+  CommandResult watched;
+  std::thread watcher([&] {
+    watched = kubectl(hub_->kubeconfig(), {"get", "cp", "--watch-only", "-o", "json", "--output-watch-events",
+                                           "--request-timeout=5s"}, "", std::chrono::seconds(8));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  k({"label", "cp", "cp1", "watched=yes"});
+  watcher.join();
+  EXPECT_NE(watched.out.find("\"MODIFIED\""), std::string::npos) << watched.out << watched.err;
+  EXPECT_NE(watched.out.find("\"watched\": \"yes\""), std::string::npos) << watched.out;
+
+  // Stale update: 409.
+  Json stale = Json::parse(k({"get", "cp", "cp1", "-o", "json"}).out);
+  stale["metadata"]["resourceVersion"] = rv;
+  r = k({"replace", "-f", "-"}, stale.dump());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("the object has been modified"), std::string::npos) << r.err;
+
+  // Delete with a finalizer waits for it.
+  k({"patch", "cp", "cp1", "--type", "merge", "-p", R"({"metadata":{"finalizers":["kflex.kubestellar.org/finalizer"]}})"});
+  r = k({"delete", "cp", "cp1", "--wait=false"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(k({"get", "cp", "cp1", "-o", "jsonpath={.metadata.deletionTimestamp}"}).out, "");
+
+  // Restart: everything is still there.
+  ASSERT_EQ(hub_->stop(), 0);
+  EXPECT_NE(hub_->log().find("msg=stopped"), std::string::npos);
+  hub_ = std::make_unique<HubProcess>(dir_.path() / "data");
+  ASSERT_TRUE(hub_->ok()) << hub_->log();
+  obj = Json::parse(k({"get", "cp", "cp1", "-o", "json"}).out);
+  EXPECT_EQ(obj["metadata"]["uid"], uid);
+  EXPECT_EQ(obj["spec"]["type"], "k8s");
+  EXPECT_TRUE(obj["metadata"].contains("deletionTimestamp"));
+
+  r = k({"patch", "cp", "cp1", "--type", "json", "-p", R"([{"op":"remove","path":"/metadata/finalizers"}])"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = k({"get", "cp", "cp1"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("NotFound"), std::string::npos) << r.err;
+}
+
+TEST_F(HubKubectl, ServerSideApplyAndExplain) {
+  auto r = k({"apply", "--server-side", "-f", "-"}, kCp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("serverside-applied"), std::string::npos);
+  k({"patch", "cp", "cp1", "--type", "merge", "-p", R"({"spec":{"type":"vcluster"}})"});
+  r = k({"apply", "--server-side", "-f", "-"}, kCp);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("conflict"), std::string::npos) << r.err;
+  r = k({"apply", "--server-side", "--force-conflicts", "-f", "-"}, kCp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(k({"get", "cp", "cp1", "-o", "jsonpath={.spec.type}"}).out, "k3s");
+  r = k({"explain", "controlplane.spec.type"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("k3s"), std::string::npos) << r.out;
+  r = k({"apply", "--dry-run=server", "-f", "-"}, std::string(kCp).replace(std::string(kCp).find("cp1"), 3, "dry"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(k({"get", "cp", "dry"}).exit_code, 0);
+}
+
+TEST_F(HubKubectl, InvalidObjectsAreRejectedNamingTheField) {
+  std::string bad = R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: ControlPlane
+metadata:
+  name: Bad_Name
+spec:
+  type: nope
+  colour: red
+  postCreateHooks:
+  - hookName: 5
+)";
+  auto r = k({"apply", "-f", "-"}, bad);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("metadata.name"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("spec.type: Unsupported value: \"nope\""), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("spec.colour"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("spec.postCreateHooks[0].hookName"), std::string::npos) << r.err;
+  r = k({"create", "-f", "-"}, "{\"apiVersion\": ");
+  EXPECT_NE(r.exit_code, 0);
+  // Oversized bodies: 413, and the hub keeps serving.
+  std::string big = "{\"apiVersion\":\"tenancy.kflex.kubestellar.org/v1alpha1\",\"kind\":\"ControlPlane\","
+                    "\"metadata\":{\"name\":\"big\",\"annotations\":{\"a\":\"" + std::string(4 << 20, 'x') +
+                    "\"}},\"spec\":{\"type\":\"k3s\"}}";
+  r = k({"create", "-f", "-"}, big);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("RequestEntityTooLarge"), std::string::npos) << r.err;
+  EXPECT_EQ(k({"get", "cp", "-o", "name"}).exit_code, 0);
+}
+
+TEST_F(HubKubectl, RequestsWithoutAValidClientCertificateAreRefused) {
+  auto kc = config::Kubeconfig::load(hub_->kubeconfig());
+  ASSERT_TRUE(kc);
+  auto access = kc->access();
+  ASSERT_TRUE(access);
+  // No certificate at all.
+  config::Kubeconfig anon;
+  anon.setContext("x", "x", "x", {{"server", access->server}, {"certificate-authority-data", base64Encode(access->ca_pem)}},
+                  Json::object());
+  anon.setCurrentContext("x");
+  ASSERT_TRUE(anon.save(dir_.path() / "anon.kubeconfig"));
+  auto r = kubectl(dir_.path() / "anon.kubeconfig", {"get", "cp"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("Unauthorized"), std::string::npos) << r.err;
+  // A certificate from another CA, even one claiming system:masters.
+  SystemClock clock;
+  auto ca = tls::createCa({.common_name = "evil-ca"}, clock);
+  auto cert = tls::issueCertificate(ca.value(), {.common_name = "mallory", .organizations = {"system:masters"},
+                                                 .client_auth = true}, clock);
+  config::Kubeconfig foreign;
+  foreign.setContext("x", "x", "x", {{"server", access->server}, {"certificate-authority-data", base64Encode(access->ca_pem)}},
+                     {{"client-certificate-data", base64Encode(cert->cert_pem)},
+                      {"client-key-data", base64Encode(cert->key_pem)}});
+  foreign.setCurrentContext("x");
+  ASSERT_TRUE(foreign.save(dir_.path() / "foreign.kubeconfig"));
+  r = kubectl(dir_.path() / "foreign.kubeconfig", {"get", "cp"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("Unauthorized"), std::string::npos) << r.err;
+  EXPECT_EQ(k({"get", "cp"}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace kflex::test

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: Apache-2.0
+// Bad input and hostile clients against the real kflex-hub binary.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sys/mount.h>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "shared/common/util.hpp"
+#include "shared/config/kubeconfig.hpp"
+#include "shared/net/asio.hpp"
+#include "shared/net/https_client.hpp"
+#include "shared/tls/context.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace kflex::test {
+namespace {
+
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+constexpr const char* kBase = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
+
+std::unique_ptr<net_client::HttpsClient> client(const fs::path& kubeconfig) {
+  auto kc = config::Kubeconfig::load(kubeconfig);
+  auto c = net_client::HttpsClient::create(kc->access().value());
+  return std::move(c.value());
+}
+
+std::string cpJson(const std::string& name) {
+  return Json{{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
+              {"metadata", {{"name", name}}}, {"spec", {{"type", "k3s"}}}}.dump();
+}
+
+// A raw TLS connection to the hub that the test drives byte by byte.
+struct RawTls {
+  net::io_context ioc;
+  std::shared_ptr<ssl::context> ctx;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> stream;
+  bool connect(const std::string& url, const fs::path& kubeconfig) {
+    auto kc = config::Kubeconfig::load(kubeconfig);
+    auto a = kc->access().value();
+    ctx = tls::makeClientContext({a.ca_pem, a.client_cert_pem, a.client_key_pem}).value();
+    stream = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, *ctx);
+    auto hostport = url.substr(8);
+    auto colon = hostport.rfind(':');
+    boost::system::error_code ec;
+    beast::get_lowest_layer(*stream).connect(
+        net::ip::tcp::endpoint(net::ip::make_address(hostport.substr(0, colon)), uint16_t(std::stoi(hostport.substr(colon + 1)))), ec);
+    if (ec) {
+      return false;
+    }
+    stream->handshake(ssl::stream_base::client, ec);
+    return !ec;
+  }
+  bool write(const std::string& s) {
+    boost::system::error_code ec;
+    net::write(*stream, net::buffer(s), ec);
+    return !ec;
+  }
+  // True when the server closed the connection within the timeout.
+  bool closedWithin(std::chrono::seconds timeout) {
+    beast::get_lowest_layer(*stream).expires_after(timeout);
+    char buf[1024];
+    bool closed = false;
+    bool done = false;
+    std::function<void()> read = [&] {
+      stream->async_read_some(net::buffer(buf), [&](boost::system::error_code ec, size_t) {
+        if (ec) {
+          closed = ec != beast::error::timeout;
+          done = true;
+        } else {
+          read();
+        }
+      });
+    };
+    read();
+    ioc.restart();
+    ioc.run();
+    return done && closed;
+  }
+};
+
+bool canMount(const fs::path& dir, const std::string& options) {
+  fs::create_directories(dir);
+  return ::mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) == 0;
+}
+
+TEST(HubRobustness, SlowLorisHeadersAreCutOffOthersStillServed) {
+  TempDir dir;
+  ASSERT_TRUE(writeFileAtomic(dir.path() / "hub.yaml", "header_timeout_seconds: 1\n", 0644));
+  HubProcess hub(dir.path() / "data", {"--config", (dir.path() / "hub.yaml").string()});
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  RawTls slow;
+  ASSERT_TRUE(slow.connect(hub.url(), hub.kubeconfig()));
+  ASSERT_TRUE(slow.write("GET /apis HTTP/1.1\r\nHost: x\r\n"));  // never finishes its headers
+  auto c = client(hub.kubeconfig());
+  auto r = c->request(http::verb::get, "/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200u);
+  EXPECT_TRUE(slow.closedWithin(std::chrono::seconds(5)));
+}
+
+TEST(HubRobustness, ConnectionLimitClosesTheExtraOnes) {
+  TempDir dir;
+  ASSERT_TRUE(writeFileAtomic(dir.path() / "hub.yaml", "max_connections: 4\n", 0644));
+  HubProcess hub(dir.path() / "data", {"--config", (dir.path() / "hub.yaml").string()});
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  std::vector<std::unique_ptr<RawTls>> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(std::make_unique<RawTls>());
+    ASSERT_TRUE(held.back()->connect(hub.url(), hub.kubeconfig()));
+  }
+  RawTls extra;
+  EXPECT_FALSE(extra.connect(hub.url(), hub.kubeconfig()));
+  EXPECT_TRUE(waitFor([&] { return hub.log().find("connection limit reached") != std::string::npos; },
+                      std::chrono::seconds(5), "the limit warning"));
+  held.clear();
+  EXPECT_TRUE(waitFor([&] {
+    auto r = client(hub.kubeconfig())->request(http::verb::get, "/readyz", "", "", std::chrono::seconds(2));
+    return r && r->status == 200;
+  }, std::chrono::seconds(10), "service after the held connections closed"));
+}
+
+TEST(HubRobustness, CorruptDatabaseRefusesToStartNamingTheFile) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "data");
+  std::ofstream(dir.path() / "data" / "hub.db") << std::string(8192, 'z');
+  HubProcess hub(dir.path() / "data");
+  EXPECT_FALSE(hub.ok());
+  EXPECT_EQ(hub.process().wait(std::chrono::seconds(10)), 1);
+  EXPECT_NE(hub.log().find((dir.path() / "data" / "hub.db").string()), std::string::npos) << hub.log();
+  EXPECT_NE(hub.log().find("not a database"), std::string::npos) << hub.log();
+}
+
+TEST(HubRobustness, BadConfigurationExitsWithCode2) {
+  TempDir dir;
+  ASSERT_TRUE(writeFileAtomic(dir.path() / "hub.yaml", "listen: nowhere\nbogus: 1\n", 0644));
+  auto r = run({(binDir() / "kflex-hub").string(), "serve", "--config", (dir.path() / "hub.yaml").string(),
+                "--check-config"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("bogus"), std::string::npos) << r.err;
+  r = run({(binDir() / "kflex-hub").string(), "serve", "--config", "/dev/null", "--listen", "999.1.1.1:1", "--check-config"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = run({(binDir() / "kflex-hub").string(), "--version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("kflex-hub "), std::string::npos);
+}
+
+TEST(HubRobustness, ReadOnlyDataDirRefusesToStart) {
+  TempDir dir;
+  fs::path data = dir.path() / "ro";
+  if (!canMount(data, "size=1m")) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  }
+  ASSERT_EQ(::mount("tmpfs", data.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, "size=1m"), 0);
+  HubProcess hub(data);
+  EXPECT_FALSE(hub.ok());
+  EXPECT_EQ(hub.process().wait(std::chrono::seconds(10)), 1);
+  EXPECT_NE(hub.log().find(data.string()), std::string::npos) << hub.log();
+  EXPECT_NE(hub.log().find("Read-only"), std::string::npos) << hub.log();
+  ::umount2(data.c_str(), MNT_DETACH);
+}
+
+TEST(HubRobustness, FullDiskFailsTheWriteKeepsServingReads) {
+  TempDir dir;
+  fs::path data = dir.path() / "small";
+  if (!canMount(data, "size=2m")) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  }
+  {
+    HubProcess hub(data);
+    ASSERT_TRUE(hub.ok()) << hub.log();
+    auto c = client(hub.kubeconfig());
+    auto r = c->request(http::verb::post, kBase, cpJson("before"));
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 201u) << r->body;
+    // Fill the disk.
+    {
+      std::ofstream filler(data / "filler", std::ios::binary);
+      std::string block(64 * 1024, 'f');
+      while (filler.write(block.data(), std::streamsize(block.size())) && filler.flush()) {
+      }
+    }
+    unsigned status = 0;
+    for (int i = 0; i < 50 && status != 500; ++i) {
+      // Annotations make each row big enough to need new pages.
+      Json obj = Json::parse(cpJson("full-" + std::to_string(i)));
+      obj["metadata"]["annotations"] = {{"pad", std::string(60000, 'p')}};
+      auto w = c->request(http::verb::post, kBase, obj.dump());
+      ASSERT_TRUE(w);
+      status = w->status;
+    }
+    EXPECT_EQ(status, 500u);
+    auto g = c->request(http::verb::get, std::string(kBase) + "/before");
+    ASSERT_TRUE(g);
+    EXPECT_EQ(g->status, 200u);
+    fs::remove(data / "filler");
+    auto after = c->request(http::verb::post, kBase, cpJson("after"));
+    ASSERT_TRUE(after);
+    EXPECT_EQ(after->status, 201u) << after->body;
+    EXPECT_EQ(hub.stop(), 0);
+  }
+  // Nothing half-written: the store reopens with exactly what was acknowledged.
+  {
+    HubProcess hub(data);
+    ASSERT_TRUE(hub.ok()) << hub.log();
+    auto list = client(hub.kubeconfig())->request(http::verb::get, kBase);
+    Json items = Json::parse(list->body)["items"];
+    std::set<std::string> names;
+    for (const auto& i : items) {
+      names.insert(i["metadata"]["name"].get<std::string>());
+    }
+    EXPECT_TRUE(names.count("before"));
+    EXPECT_TRUE(names.count("after"));
+  }
+  ::umount2(data.c_str(), MNT_DETACH);
+}
+
+TEST(HubRobustness, WatchResumesAcrossRestartAndOldRevisionsAreGone) {
+  TempDir dir;
+  ASSERT_TRUE(writeFileAtomic(dir.path() / "hub.yaml", "event_retention: 100\n", 0644));
+  std::vector<std::string> args = {"--config", (dir.path() / "hub.yaml").string()};
+  int64_t rv_mid = 0;
+  {
+    HubProcess hub(dir.path() / "data", args);
+    ASSERT_TRUE(hub.ok()) << hub.log();
+    auto c = client(hub.kubeconfig());
+    for (int i = 0; i < 5; ++i) {
+      auto r = c->request(http::verb::post, kBase, cpJson("w" + std::to_string(i)));
+      ASSERT_EQ(r->status, 201u);
+      if (i == 2) {
+        rv_mid = std::stoll(Json::parse(r->body)["metadata"]["resourceVersion"].get<std::string>());
+      }
+    }
+  }
+  HubProcess hub(dir.path() / "data", args);
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  auto c = client(hub.kubeconfig());
+  std::vector<std::string> seen;
+  bool timed_out = false;
+  auto r = c->stream(std::string(kBase) + "?watch=1&resourceVersion=" + std::to_string(rv_mid),
+                     [&](std::string_view line) {
+                       Json ev = Json::parse(line);
+                       seen.push_back(ev["object"]["metadata"]["name"]);
+                       return seen.size() < 2;
+                     },
+                     std::chrono::seconds(10), timed_out);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(seen, (std::vector<std::string>{"w3", "w4"}));
+  // Push the kept window past revision 1; then asking for it is 410 Gone.
+  for (int i = 0; i < 250; ++i) {
+    c->request(http::verb::patch, std::string(kBase) + "/w0", R"({"metadata":{"labels":{"n":")" + std::to_string(i) + "\"}}}",
+               "application/merge-patch+json");
+  }
+  auto gone = c->request(http::verb::get, std::string(kBase) + "?watch=1&resourceVersion=1");
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->status, 410u);
+  EXPECT_EQ(Json::parse(gone->body)["reason"], "Expired");
+}
+
+}  // namespace
+}  // namespace kflex::test

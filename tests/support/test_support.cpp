@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tests/support/test_support.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <fcntl.h>
+#include <fstream>
+#include <poll.h>
+#include <random>
+#include <sstream>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace kflex::test {
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  std::random_device rd;
+  std::string tmpl = (fs::temp_directory_path() / "kflex-test-XXXXXX").string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  char* p = ::mkdtemp(buf.data());
+  path_ = p != nullptr ? fs::path(p) : fs::temp_directory_path() / ("kflex-test-" + std::to_string(rd()));
+  fs::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  // Restore write permission on anything a test made read-only, then remove.
+  for (auto it = fs::recursive_directory_iterator(path_, ec); it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+  }
+  fs::remove_all(path_, ec);
+}
+
+fs::path binDir() {
+  const char* d = std::getenv("KFLEX_BIN_DIR");
+  return d != nullptr ? fs::path(d) : fs::current_path() / "bin";
+}
+
+namespace {
+std::vector<char*> cargs(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const auto& s : v) {
+    out.push_back(const_cast<char*>(s.c_str()));
+  }
+  out.push_back(nullptr);
+  return out;
+}
+}  // namespace
+
+CommandResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env, const std::string& input,
+                  std::chrono::milliseconds timeout) {
+  CommandResult r;
+  int in_pipe[2];
+  int out_pipe[2];
+  int err_pipe[2];
+  if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    return r;
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in_pipe[0], 0);
+    ::dup2(out_pipe[1], 1);
+    ::dup2(err_pipe[1], 2);
+    for (const auto& e : env) {
+      ::putenv(const_cast<char*>(e.c_str()));
+    }
+    auto a = cargs(argv);
+    ::execvp(a[0], a.data());
+    std::fprintf(stderr, "cannot run %s\n", a[0]);
+    ::_exit(127);
+  }
+  ::close(in_pipe[0]);
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  if (!input.empty()) {
+    std::thread([fd = in_pipe[1], input] {
+      size_t off = 0;
+      while (off < input.size()) {
+        ssize_t n = ::write(fd, input.data() + off, input.size() - off);
+        if (n <= 0) {
+          break;
+        }
+        off += size_t(n);
+      }
+      ::close(fd);
+    }).detach();
+  } else {
+    ::close(in_pipe[1]);
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      r.timed_out = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    if (::poll(fds, 2, int(left.count())) <= 0) {
+      continue;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP)) != 0) {
+        ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+        if (n <= 0) {
+          ::close(fds[i].fd);
+          fds[i].fd = -1;
+          --open_fds;
+        } else {
+          (i == 0 ? r.out : r.err).append(buf, size_t(n));
+        }
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) {
+      ::close(f.fd);
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+Process::Process(const std::vector<std::string>& argv, const fs::path& log) : log_(log) {
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    auto a = cargs(argv);
+    ::execvp(a[0], a.data());
+    ::_exit(127);
+  }
+}
+
+Process::~Process() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    wait(std::chrono::seconds(10));
+  }
+}
+
+void Process::signal(int sig) {
+  if (!reaped_) {
+    ::kill(pid_, sig);
+  }
+}
+
+bool Process::running() {
+  if (reaped_ || pid_ <= 0) {
+    return false;
+  }
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    reaped_ = true;
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return true;
+}
+
+int Process::wait(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return status_;
+}
+
+std::string Process::log() const {
+  std::ifstream in(log_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+testing::AssertionResult waitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                                 const std::string& what) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) {
+      return testing::AssertionSuccess();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return testing::AssertionFailure() << "timed out after " << timeout.count() << " ms waiting for " << what;
+}
+
+HubProcess::HubProcess(const fs::path& data_dir, const std::vector<std::string>& extra_args) : data_dir_(data_dir) {
+  std::vector<std::string> argv = {(binDir() / "kflex-hub").string(), "serve", "--config", "/dev/null",
+                                   "--data-dir", data_dir.string(), "--listen", "127.0.0.1:0"};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  static int counter = 0;
+  fs::path log = data_dir.parent_path() / ("hub-" + data_dir.filename().string() + "-" + std::to_string(++counter) + ".log");
+  proc_ = std::make_unique<Process>(argv, log);
+  auto found = waitFor(
+      [&] {
+        std::string text = proc_->log();
+        auto pos = text.find("msg=\"kflex-hub serving\"");
+        if (pos == std::string::npos) {
+          return !proc_->running();
+        }
+        auto u = text.find("url=", pos);
+        url_ = text.substr(u + 4, text.find(' ', u) - u - 4);
+        return true;
+      },
+      std::chrono::seconds(20), "kflex-hub to serve");
+  if (!found) {
+    url_.clear();
+  }
+}
+
+HubProcess::~HubProcess() {
+  if (proc_ && proc_->running()) {
+    stop();
+  }
+}
+
+int HubProcess::stop() {
+  proc_->signal(SIGTERM);
+  int rc = proc_->wait(std::chrono::seconds(20));
+  url_.clear();
+  return rc;
+}
+
+std::string kubectlPath() {
+  for (const char* p : {"/usr/bin/kubectl", "/usr/local/bin/kubectl"}) {
+    if (::access(p, X_OK) == 0) {
+      return p;
+    }
+  }
+  return "";
+}
+
+CommandResult kubectl(const fs::path& kubeconfig, const std::vector<std::string>& args, const std::string& input,
+                      std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv = {kubectlPath(), "--kubeconfig", kubeconfig.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  // A private cache dir so discovery caching never leaks between tests.
+  return run(argv, {"KUBECACHEDIR=" + (kubeconfig.parent_path() / ".kube-cache").string(),
+                    "HOME=" + kubeconfig.parent_path().string()},
+             input, timeout);
+}
+
+}  // namespace kflex::test

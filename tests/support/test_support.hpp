@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+namespace kflex::test {
+
+/// A fresh directory under the system temp dir, removed when the object goes.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Where the built binaries are (KFLEX_BIN_DIR from CTest, else ./bin).
+std::filesystem::path binDir();
+
+/// Output and exit code of a finished command.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  ///< stdout
+  std::string err;  ///< stderr
+  bool timed_out = false;
+};
+
+/// Runs argv with an environment addition (NAME=VALUE entries), input on stdin, and a deadline.
+CommandResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
+                  const std::string& input = "", std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+/// A background process whose stdout+stderr go to a log file. Killed (SIGKILL) in the destructor if running.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const std::filesystem::path& log);
+  ~Process();
+  pid_t pid() const { return pid_; }
+  /// Sends a signal.
+  void signal(int sig);
+  /// Waits for exit up to timeout; returns the exit code, or -1 on timeout.
+  int wait(std::chrono::milliseconds timeout);
+  bool running();
+  /// The log so far.
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+  bool reaped_ = false;
+  std::filesystem::path log_;
+};
+
+/// Polls pred every 20 ms until it holds or the timeout passes.
+testing::AssertionResult waitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
+                                 const std::string& what);
+
+/// A kflex-hub started from the build on 127.0.0.1 port 0 with its own data dir.
+class HubProcess {
+ public:
+  /// Starts the hub and waits until it serves (its log shows the URL).
+  explicit HubProcess(const std::filesystem::path& data_dir, const std::vector<std::string>& extra_args = {});
+  ~HubProcess();
+  /// True when it started and serves.
+  bool ok() const { return !url_.empty(); }
+  const std::string& url() const { return url_; }
+  std::filesystem::path kubeconfig() const { return data_dir_ / "admin.kubeconfig"; }
+  Process& process() { return *proc_; }
+  /// SIGTERM and wait; returns the exit code.
+  int stop();
+  std::string log() const { return proc_->log(); }
+
+ private:
+  std::filesystem::path data_dir_;
+  std::unique_ptr<Process> proc_;
+  std::string url_;
+};
+
+/// Path of kubectl, or empty when it is not installed.
+std::string kubectlPath();
+/// Runs kubectl against a kubeconfig.
+CommandResult kubectl(const std::filesystem::path& kubeconfig, const std::vector<std::string>& args,
+                      const std::string& input = "", std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+}  // namespace kflex::test

@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <gtest/gtest.h>
+
+#include "hub/api/api_service.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace kflex::hub {
+namespace {
+
+constexpr const char* kBase = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
+
+class ApiServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = ObjectStore::open(dir_.path() / "hub.db", {});
+    ASSERT_TRUE(s);
+    store_ = std::move(s.value());
+    api_ = std::make_unique<ApiService>(*store_, registry_, clock_, ApiOptions{});
+  }
+
+  ApiResponse call(http::verb method, const std::string& target, const std::string& body = "",
+                   const std::string& content_type = "application/json", const std::string& accept = "") {
+    ApiRequest req;
+    req.method = method;
+    parseTarget(target, req.path, req.query);
+    req.body = body;
+    req.content_type = content_type;
+    req.accept = accept;
+    req.user.name = "admin";
+    req.user.groups = {"system:masters"};
+    net::io_context ioc;
+    ApiResponse out;
+    net::co_spawn(ioc, api_->handle(req), [&](std::exception_ptr e, ApiResponse r) {
+      if (e) {
+        std::rethrow_exception(e);
+      }
+      out = std::move(r);
+    });
+    // Writes complete on the store's thread and post back here: run until done.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (out.status == 200 && out.body.empty() && !out.stream && std::chrono::steady_clock::now() < deadline) {
+      ioc.run_for(std::chrono::milliseconds(10));
+      ioc.restart();
+    }
+    return out;
+  }
+
+  Json create(const std::string& name, const std::string& type = "k3s") {
+    auto r = call(http::verb::post, kBase,
+                  Json{{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
+                       {"metadata", {{"name", name}}}, {"spec", {{"type", type}}}}.dump());
+    EXPECT_EQ(r.status, 201u) << r.body;
+    return Json::parse(r.body);
+  }
+
+  test::TempDir dir_;
+  model::Registry registry_ = model::kflexRegistry();
+  FakeClock clock_{*parseTime("2026-01-01T00:00:00Z")};
+  std::unique_ptr<ObjectStore> store_;
+  std::unique_ptr<ApiService> api_;
+};
+
+TEST_F(ApiServiceTest, CreateSetsServerFieldsAndConflictsOnSecondCreate) {
+  Json obj = create("cp1");
+  EXPECT_EQ(obj["metadata"]["generation"], 1);
+  EXPECT_EQ(obj["metadata"]["creationTimestamp"], "2026-01-01T00:00:00Z");
+  EXPECT_EQ(obj["metadata"]["resourceVersion"], "1");
+  EXPECT_EQ(obj["metadata"]["uid"].get<std::string>().size(), 36u);
+  auto again = call(http::verb::post, kBase, obj.dump());
+  EXPECT_EQ(again.status, 409u);
+  EXPECT_EQ(Json::parse(again.body)["reason"], "AlreadyExists");
+}
+
+TEST_F(ApiServiceTest, UpdateNeedsCurrentResourceVersion) {
+  Json obj = create("cp1");
+  obj["spec"]["type"] = "k8s";
+  auto ok = call(http::verb::put, std::string(kBase) + "/cp1", obj.dump());
+  ASSERT_EQ(ok.status, 200u) << ok.body;
+  EXPECT_EQ(Json::parse(ok.body)["metadata"]["generation"], 2);
+  auto stale = call(http::verb::put, std::string(kBase) + "/cp1", obj.dump());
+  EXPECT_EQ(stale.status, 409u);
+  EXPECT_EQ(Json::parse(stale.body)["reason"], "Conflict");
+  obj["metadata"].erase("resourceVersion");
+  EXPECT_EQ(call(http::verb::put, std::string(kBase) + "/cp1", obj.dump()).status, 422u);
+}
+
+TEST_F(ApiServiceTest, StatusAndSpecAreSeparated) {
+  create("cp1");
+  std::string status = R"({"status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"True","reason":"Available","message":"","lastTransitionTime":"2026-01-01T00:00:00Z","lastUpdateTime":"2026-01-01T00:00:00Z"}]}})";
+  // On the main resource a status change is ignored.
+  auto main = call(http::verb::patch, std::string(kBase) + "/cp1", status, "application/merge-patch+json");
+  ASSERT_EQ(main.status, 200u);
+  EXPECT_FALSE(Json::parse(main.body).contains("status"));
+  // On /status a spec change is ignored and generation stays.
+  std::string both = R"({"spec":{"type":"k8s"},"status":{"observedGeneration":1,"conditions":[]}})";
+  auto sub = call(http::verb::patch, std::string(kBase) + "/cp1/status", both, "application/merge-patch+json");
+  ASSERT_EQ(sub.status, 200u) << sub.body;
+  Json after = Json::parse(sub.body);
+  EXPECT_EQ(after["spec"]["type"], "k3s");
+  EXPECT_EQ(after["status"]["observedGeneration"], 1);
+  EXPECT_EQ(after["metadata"]["generation"], 1);
+}
+
+TEST_F(ApiServiceTest, FinalizersHoldDeletion) {
+  create("cp1");
+  call(http::verb::patch, std::string(kBase) + "/cp1", R"({"metadata":{"finalizers":["kflex.kubestellar.org/finalizer"]}})",
+       "application/merge-patch+json");
+  auto del = call(http::verb::delete_, std::string(kBase) + "/cp1");
+  ASSERT_EQ(del.status, 200u);
+  EXPECT_TRUE(Json::parse(del.body)["metadata"].contains("deletionTimestamp"));
+  EXPECT_EQ(call(http::verb::get, std::string(kBase) + "/cp1").status, 200u);
+  auto add = call(http::verb::patch, std::string(kBase) + "/cp1", R"({"metadata":{"finalizers":["a/b","kflex.kubestellar.org/finalizer"]}})",
+                  "application/merge-patch+json");
+  EXPECT_EQ(add.status, 422u);
+  auto clear = call(http::verb::patch, std::string(kBase) + "/cp1", R"([{"op":"remove","path":"/metadata/finalizers"}])",
+                    "application/json-patch+json");
+  EXPECT_EQ(clear.status, 200u) << clear.body;
+  EXPECT_EQ(call(http::verb::get, std::string(kBase) + "/cp1").status, 404u);
+}
+
+TEST_F(ApiServiceTest, DryRunStoresNothing) {
+  auto r = call(http::verb::post, std::string(kBase) + "?dryRun=All",
+                R"({"apiVersion":"tenancy.kflex.kubestellar.org/v1alpha1","kind":"ControlPlane","metadata":{"name":"dry"},"spec":{"type":"k3s"}})");
+  EXPECT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(call(http::verb::get, std::string(kBase) + "/dry").status, 404u);
+  EXPECT_EQ(store_->revision(), 0);
+}
+
+TEST_F(ApiServiceTest, BadInputGetsKubernetesStatus) {
+  auto malformed = call(http::verb::post, kBase, "{\"apiVersion\":");
+  EXPECT_EQ(malformed.status, 400u);
+  EXPECT_EQ(Json::parse(malformed.body)["kind"], "Status");
+  auto yaml = call(http::verb::post, kBase, "apiVersion: tenancy.kflex.kubestellar.org/v1alpha1\nkind: [", "application/yaml");
+  EXPECT_EQ(yaml.status, 400u);
+  auto wrong_kind = call(http::verb::post, kBase, R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}})");
+  EXPECT_EQ(wrong_kind.status, 400u);
+  auto invalid = call(http::verb::post, kBase,
+                      R"({"apiVersion":"tenancy.kflex.kubestellar.org/v1alpha1","kind":"ControlPlane","metadata":{"name":"x"},"spec":{"type":"nope"}})");
+  ASSERT_EQ(invalid.status, 422u);
+  Json st = Json::parse(invalid.body);
+  EXPECT_EQ(st["reason"], "Invalid");
+  EXPECT_EQ(st["details"]["causes"][0]["field"], "spec.type");
+  EXPECT_EQ(call(http::verb::patch, std::string(kBase) + "/missing", "{}", "application/merge-patch+json").status, 404u);
+  EXPECT_EQ(call(http::verb::patch, std::string(kBase) + "/x", "{}", "text/plain").status, 415u);
+  EXPECT_EQ(call(http::verb::get, std::string(kBase) + "?labelSelector=a%20in%20b").status, 400u);
+  EXPECT_EQ(store_->revision(), 0);
+}
+
+TEST_F(ApiServiceTest, ListSelectorsPaginationAndTable) {
+  for (const char* n : {"a", "b", "c"}) {
+    create(n);
+  }
+  call(http::verb::patch, std::string(kBase) + "/b", R"({"metadata":{"labels":{"env":"prod"}}})", "application/merge-patch+json");
+  Json sel = Json::parse(call(http::verb::get, std::string(kBase) + "?labelSelector=env%3Dprod").body);
+  ASSERT_EQ(sel["items"].size(), 1u);
+  EXPECT_EQ(sel["items"][0]["metadata"]["name"], "b");
+  Json byname = Json::parse(call(http::verb::get, std::string(kBase) + "?fieldSelector=metadata.name%3Dc").body);
+  ASSERT_EQ(byname["items"].size(), 1u);
+  Json page1 = Json::parse(call(http::verb::get, std::string(kBase) + "?limit=2").body);
+  ASSERT_EQ(page1["items"].size(), 2u);
+  std::string token = page1["metadata"]["continue"];
+  Json page2 = Json::parse(call(http::verb::get, std::string(kBase) + "?limit=2&continue=" + token).body);
+  ASSERT_EQ(page2["items"].size(), 1u);
+  EXPECT_EQ(page2["items"][0]["metadata"]["name"], "c");
+  Json table = Json::parse(call(http::verb::get, kBase, "", "", "application/json;as=Table;v=v1;g=meta.k8s.io").body);
+  EXPECT_EQ(table["kind"], "Table");
+  ASSERT_EQ(table["columnDefinitions"].size(), 5u);
+  EXPECT_EQ(table["columnDefinitions"][4]["name"], "AGE");
+  EXPECT_EQ(table["rows"][0]["cells"][3], "k3s");
+  EXPECT_EQ(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+}
+
+TEST_F(ApiServiceTest, DiscoveryAndOpenApi) {
+  Json agg = Json::parse(call(http::verb::get, "/apis", "", "", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList").body);
+  EXPECT_EQ(agg["kind"], "APIGroupDiscoveryList");
+  EXPECT_EQ(agg["items"][0]["versions"][0]["resources"][0]["shortNames"][0], "cp");
+  Json plain = Json::parse(call(http::verb::get, "/apis/tenancy.kflex.kubestellar.org/v1alpha1").body);
+  EXPECT_EQ(plain["resources"][0]["name"], "controlplanes");
+  Json root = Json::parse(call(http::verb::get, "/openapi/v3").body);
+  std::string url = root["paths"]["apis/tenancy.kflex.kubestellar.org/v1alpha1"]["serverRelativeURL"];
+  Json doc = Json::parse(call(http::verb::get, url).body);
+  EXPECT_TRUE(doc["components"]["schemas"].contains("org.kubestellar.kflex.tenancy.v1alpha1.ControlPlane"));
+  EXPECT_EQ(call(http::verb::get, "/openapi/v2", "", "", "application/json").status, 200u);
+}
+
+TEST_F(ApiServiceTest, AnonymousIsRefusedButHealthIsPublic) {
+  ApiRequest req;
+  req.path = kBase;
+  net::io_context ioc;
+  ApiResponse out;
+  net::co_spawn(ioc, api_->handle(req), [&](std::exception_ptr, ApiResponse r) { out = std::move(r); });
+  ioc.run();
+  EXPECT_EQ(out.status, 401u);
+  EXPECT_EQ(Json::parse(out.body)["kind"], "Status");
+  req.path = "/readyz";
+  net::io_context ioc2;
+  net::co_spawn(ioc2, api_->handle(req), [&](std::exception_ptr, ApiResponse r) { out = std::move(r); });
+  ioc2.run();
+  EXPECT_EQ(out.body, "ok");
+}
+
+}  // namespace
+}  // namespace kflex::hub

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "shared/common/time.hpp"
+#include "shared/common/util.hpp"
+#include "shared/config/kubeconfig.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace kflex {
+namespace {
+
+TEST(Util, Base64RoundTrip) {
+  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+    auto d = base64Decode(base64Encode(s));
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d.value(), s);
+  }
+  EXPECT_EQ(base64Encode("hello"), "aGVsbG8=");
+  EXPECT_FALSE(base64Decode("a$b"));
+}
+
+TEST(Util, Dns1123) {
+  EXPECT_TRUE(isDns1123Label("cp-1"));
+  EXPECT_FALSE(isDns1123Label("-cp"));
+  EXPECT_FALSE(isDns1123Label("Cp"));
+  EXPECT_FALSE(isDns1123Label(std::string(64, 'a')));
+  EXPECT_TRUE(isDns1123Subdomain("a.b-c.d"));
+  EXPECT_FALSE(isDns1123Subdomain("a..b"));
+}
+
+TEST(Util, UuidIsVersion4) {
+  std::string u = newUuid();
+  EXPECT_EQ(u.size(), 36u);
+  EXPECT_EQ(u[14], '4');
+  EXPECT_NE(u, newUuid());
+}
+
+TEST(Util, WriteFileAtomicSetsMode) {
+  test::TempDir dir;
+  auto p = dir.path() / "secret";
+  ASSERT_TRUE(writeFileAtomic(p, "one", 0644));
+  ASSERT_TRUE(writeFileAtomic(p, "two", 0600));
+  struct stat st {};
+  ASSERT_EQ(::stat(p.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(readFile(p).value(), "two");
+  EXPECT_FALSE(writeFileAtomic(dir.path() / "missing" / "x", "y", 0600));
+}
+
+TEST(Time, FormatParseAndHumanDurations) {
+  auto t = parseTime("2026-11-24T08:00:05Z");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(formatTime(*t), "2026-11-24T08:00:05Z");
+  EXPECT_EQ(formatTime(*parseTime("2026-11-24T10:00:05+02:00")), "2026-11-24T08:00:05Z");
+  EXPECT_FALSE(parseTime("yesterday"));
+  EXPECT_EQ(humanDuration(std::chrono::seconds(45)), "45s");
+  EXPECT_EQ(humanDuration(std::chrono::seconds(185)), "3m5s");
+  EXPECT_EQ(humanDuration(std::chrono::seconds(3600 * 30)), "30h");
+  EXPECT_EQ(humanDuration(std::chrono::seconds(86400 * 10)), "10d");
+  FakeClock clock(*t);
+  clock.advance(std::chrono::seconds(10));
+  EXPECT_EQ(formatTime(clock.now()), "2026-11-24T08:00:15Z");
+}
+
+TEST(Kubeconfig, MergeInlinesCredentialsAndKeepsOthers) {
+  test::TempDir dir;
+  auto src = dir.path() / "src.yaml";
+  auto ca = dir.path() / "ca.crt";
+  ASSERT_TRUE(writeFileAtomic(ca, "CA-PEM", 0644));
+  ASSERT_TRUE(writeFileAtomic(src,
+                              "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n"
+                              "    server: https://127.0.0.1:1\n    certificate-authority: ca.crt\nusers:\n- name: u\n"
+                              "  user:\n    token: abc\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n",
+                              0600));
+  auto in = config::Kubeconfig::load(src);
+  ASSERT_TRUE(in) << in.error().message;
+  auto out = config::Kubeconfig::load(dir.path() / "none", true);
+  ASSERT_TRUE(out);
+  out->setContext("other", "oc", "ou", {{"server", "https://x"}}, nlohmann::json::object());
+  ASSERT_TRUE(out->mergeContext(in.value(), "c", "hub"));
+  auto a = out->access("hub");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->server, "https://127.0.0.1:1");
+  EXPECT_EQ(a->ca_pem, "CA-PEM");
+  EXPECT_EQ(a->token, "abc");
+  EXPECT_TRUE(out->hasContext("other"));
+  out->setExtension("kflex", {{"initialContext", "hub"}});
+  ASSERT_TRUE(out->save(dir.path() / "out.yaml"));
+  auto reread = config::Kubeconfig::load(dir.path() / "out.yaml");
+  ASSERT_TRUE(reread);
+  EXPECT_EQ(reread->extension("kflex")["initialContext"], "hub");
+  EXPECT_FALSE(reread->access("missing"));
+}
+
+}  // namespace
+}  // namespace kflex
