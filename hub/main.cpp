@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> sans;
   bool check_only = false;
   serve->add_option("--config", config_path, "Configuration file (YAML); a missing default file is ignored")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->capture_default_str();
   serve->add_option("--data-dir", data_dir, "State directory: hub.db, pki/, admin.kubeconfig [/var/lib/kflex-hub]");
   serve->add_option("--listen", listen, "Address to serve HTTPS on, HOST:PORT; port 0 picks a free one [127.0.0.1:6443]");

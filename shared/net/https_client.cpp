@@ -187,7 +187,7 @@ Result<HttpResult> HttpsClient::stream(const std::string& target, const std::fun
         while (!parser.is_done()) {
           parser.get().body().data = chunk;
           parser.get().body().size = sizeof chunk;
-          auto [ec, n] = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+          auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, net::as_tuple(net::use_awaitable));
           if (ec == http::error::need_buffer) {
             ec = {};
           }
