@@ -3,7 +3,13 @@
 add_library(kflex_build_settings INTERFACE)
 add_library(kflex::build_settings ALIAS kflex_build_settings)
 target_compile_features(kflex_build_settings INTERFACE cxx_std_20)
-target_compile_options(kflex_build_settings INTERFACE -Wall -Wextra -Wno-unused-parameter)
+# Designated initializers may leave members to their defaults: not worth a warning.
+target_compile_options(kflex_build_settings INTERFACE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
+# GCC 12 reports a false mismatched-new-delete on Asio's coroutine frames (they use their own
+# operator new/delete pair through a recycling allocator).
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(kflex_build_settings INTERFACE -Wno-mismatched-new-delete)
+endif()
 if(KFLEX_WARNINGS_AS_ERRORS)
   target_compile_options(kflex_build_settings INTERFACE -Werror)
 endif()

@@ -233,7 +233,6 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
       }
       break;
     }
-    auto& hdr = parser.get();
     if (auto len = parser.content_length(); len && *len > options_.max_body_bytes) {
       co_await reply_error(413, "RequestEntityTooLarge",
                            "the request body is " + std::to_string(*len) + " bytes; the limit is " +

@@ -12,7 +12,7 @@ std::string format(TimePoint t, bool millis) {
   std::time_t tt = std::chrono::system_clock::to_time_t(secs);
   std::tm tm{};
   gmtime_r(&tt, &tm);
-  char buf[40];
+  char buf[64];
   if (millis) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - secs).count();
     std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
