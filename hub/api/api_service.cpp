@@ -177,6 +177,18 @@ model::UnknownFields unknownPolicy(const ApiRequest& req) {
   return model::UnknownFields::Reject;
 }
 
+// With fieldValidation=Warn the dropped unknown fields come back as warnings.
+std::vector<std::string> unknownFieldWarnings(const ApiRequest& req, const std::vector<std::string>& dropped) {
+  std::vector<std::string> out;
+  auto it = req.query.find("fieldValidation");
+  if (it != req.query.end() && it->second == "Warn") {
+    for (const auto& f : dropped) {
+      out.push_back("unknown field \"" + f + "\"");
+    }
+  }
+  return out;
+}
+
 std::optional<Decision> checkFieldValidationParam(const ApiRequest& req) {
   auto it = req.query.find("fieldValidation");
   if (it != req.query.end() && it->second != "Ignore" && it->second != "Warn" && it->second != "Strict") {
@@ -293,6 +305,7 @@ Decision finishUpdate(const ResourceType& t, const ApiRequest& req, const std::s
     return d;
   }
   Decision d;
+  d.warnings = unknownFieldWarnings(req, dropped);
   if (obj["metadata"].contains("deletionTimestamp") && !hasFinalizers(obj)) {
     d.kind = Decision::Kind::Delete;
     return d;
@@ -328,6 +341,7 @@ Decision prepareCreate(const ResourceType& t, const ApiRequest& req, Json obj, c
   Decision d;
   d.kind = Decision::Kind::Put;
   d.object = std::move(obj);
+  d.warnings = unknownFieldWarnings(req, dropped);
   return d;
 }
 
@@ -797,6 +811,9 @@ net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const Reso
   ApiResponse r;
   r.status = d.kind == Decision::Kind::Put && created_status != 0 ? created_status : 200;
   r.body = result.object ? result.object->bytes : "{}";
+  for (const auto& w : d.warnings) {
+    r.headers.emplace_back("Warning", "299 - " + Json(w).dump());
+  }
   co_return r;
 }
 

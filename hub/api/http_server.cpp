@@ -280,7 +280,7 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
     http::response<http::string_body> out{http::status(res.status), req.version()};
     out.set(http::field::content_type, res.content_type);
     for (const auto& [k, v] : res.headers) {
-      out.set(k, v);
+      out.insert(k, v);  // insert, not set: there may be several Warning headers
     }
     out.keep_alive(keep_alive && !stopping_);
     tcp.expires_after(std::chrono::seconds(60));

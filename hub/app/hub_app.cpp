@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/app/hub_app.hpp"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -205,6 +206,14 @@ int runHub(const HubConfig& cfg) {
                 : cfg.log_level == "error" ? log::Level::Error
                                            : log::Level::Info);
   SystemClock clock;
+  // Everything the hub writes (database, WAL, keys) is for its own user only.
+  ::umask(077);
+  // One descriptor per connection: use the hard limit, as most servers do.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   if (auto r = ensureDir(cfg.data_dir, 0700); !r) {
     log::error("cannot start: the data directory is not usable", {{"error", r.error().message}});
     return kExitRuntime;

@@ -29,13 +29,22 @@ std::map<std::string, std::string> labelsOf(const Json& obj) {
   return out;
 }
 
+ObjectPtr makeRecord(std::string resource, std::string name, int64_t revision, const Json& obj) {
+  auto rec = std::make_shared<ObjectRecord>();
+  rec->resource = std::move(resource);
+  rec->name = std::move(name);
+  rec->revision = revision;
+  rec->labels = labelsOf(obj);
+  rec->bytes = obj.dump();
+  return rec;
+}
+
 ObjectPtr makeRecord(std::string resource, std::string name, int64_t revision, std::string bytes) {
   auto rec = std::make_shared<ObjectRecord>();
   rec->resource = std::move(resource);
   rec->name = std::move(name);
   rec->revision = revision;
-  Json obj = Json::parse(bytes, nullptr, false);
-  rec->labels = labelsOf(obj);
+  rec->labels = labelsOf(Json::parse(bytes, nullptr, false));
   rec->bytes = std::move(bytes);
   return rec;
 }
@@ -251,7 +260,7 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
     event->revision = next;
     if (d.kind == Decision::Kind::Put) {
       d.object["metadata"]["resourceVersion"] = std::to_string(next);
-      auto rec = makeRecord(w.resource, w.name, next, d.object.dump());
+      auto rec = makeRecord(w.resource, w.name, next, d.object);
       event->type = cur ? EventType::Modified : EventType::Added;
       event->object = rec;
       staged[w.resource + "\n" + w.name] = rec;
@@ -263,7 +272,7 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
       Json last = cur ? Json::parse(cur->bytes) : Json::object();
       last["metadata"]["resourceVersion"] = std::to_string(next);
       event->type = EventType::Deleted;
-      event->object = makeRecord(w.resource, w.name, next, last.dump());
+      event->object = makeRecord(w.resource, w.name, next, last);
       staged[w.resource + "\n" + w.name] = nullptr;
       if (!del->bind(1, w.resource).bind(2, w.name).run()) {
         storage_error = db_->lastError();
@@ -379,7 +388,7 @@ WriteResult ObjectStore::dryRun(const std::string& resource, const std::string& 
     if (!cur) {
       r.decision.object["metadata"].erase("resourceVersion");
     }
-    r.object = makeRecord(resource, name, 0, r.decision.object.dump());
+    r.object = makeRecord(resource, name, 0, r.decision.object);
   } else {
     r.object = cur;
   }

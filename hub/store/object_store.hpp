@@ -55,6 +55,7 @@ struct Decision {
   std::string reason;     ///< Fail: Kubernetes Status reason (NotFound, AlreadyExists, Conflict, ...).
   std::string message;    ///< Fail: message.
   Json details;           ///< Fail: optional Status details.
+  std::vector<std::string> warnings;  ///< Sent back as HTTP Warning headers (kubectl prints them).
 };
 
 /// The outcome of a write, delivered to the requester.

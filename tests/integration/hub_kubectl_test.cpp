@@ -167,6 +167,19 @@ spec:
   EXPECT_NE(r.err.find("spec.type: Unsupported value: \"nope\""), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("spec.colour"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("spec.postCreateHooks[0].hookName"), std::string::npos) << r.err;
+  // --validate=warn stores the object without the unknown field and says so.
+  std::string warn = R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: ControlPlane
+metadata:
+  name: warned
+spec:
+  type: k3s
+  colour: red
+)";
+  r = k({"create", "--validate=warn", "-f", "-"}, warn);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("unknown field \"spec.colour\""), std::string::npos) << r.err;
+  EXPECT_EQ(k({"get", "cp", "warned", "-o", "jsonpath={.spec.colour}"}).out, "");
   r = k({"create", "-f", "-"}, "{\"apiVersion\": ");
   EXPECT_NE(r.exit_code, 0);
   // Oversized bodies: 413, and the hub keeps serving.

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "shared/net/asio.hpp"
 #include "shared/net/https_client.hpp"
 #include "shared/tls/context.hpp"
+#include "shared/tls/pki.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::test {
@@ -85,6 +87,43 @@ struct RawTls {
 bool canMount(const fs::path& dir, const std::string& options) {
   fs::create_directories(dir);
   return ::mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) == 0;
+}
+
+mode_t modeOf(const fs::path& p) {
+  struct stat st {};
+  ::stat(p.c_str(), &st);
+  return st.st_mode & 0777;
+}
+
+TEST(HubStart, FirstStartLaysOutPrivateStateLaterStartsReuseIt) {
+  TempDir dir;
+  fs::path data = dir.path() / "data";
+  std::string ca;
+  {
+    HubProcess hub(data);
+    ASSERT_TRUE(hub.ok()) << hub.log();
+    for (const char* f : {"hub.db", "admin.kubeconfig", "pki/ca.key", "pki/server.key", "pki/admin.key"}) {
+      ASSERT_TRUE(fs::exists(data / f)) << f;
+      EXPECT_EQ(modeOf(data / f), 0600u) << f;
+    }
+    EXPECT_EQ(modeOf(data), 0700u);
+    EXPECT_EQ(modeOf(data / "pki"), 0700u);
+    ca = readFile(data / "pki" / "ca.crt").value();
+    auto r = client(hub.kubeconfig())->request(http::verb::get, "/livez");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "ok");
+  }
+  HubProcess hub(data, {"--tls-san", "hub.example.test", "--tls-san", "10.9.8.7"});
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  EXPECT_EQ(readFile(data / "pki" / "ca.crt").value(), ca);
+  auto info = tls::inspectCertificate(readFile(data / "pki" / "server.crt").value());
+  ASSERT_TRUE(info);
+  EXPECT_NE(std::find(info->dns_names.begin(), info->dns_names.end(), "hub.example.test"), info->dns_names.end());
+  EXPECT_NE(std::find(info->ip_addresses.begin(), info->ip_addresses.end(), "10.9.8.7"), info->ip_addresses.end());
+  EXPECT_TRUE(tls::signedBy(readFile(data / "pki" / "server.crt").value(), ca));
+  auto r = client(hub.kubeconfig())->request(http::verb::get, "/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200u);
 }
 
 TEST(HubRobustness, SlowLorisHeadersAreCutOffOthersStillServed) {

@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: Apache-2.0
+// Load generator for kflex-hub: creates, reads, updates and watches N ControlPlane objects over
+// HTTPS with many keep-alive connections, and measures two raw SQLite baselines in the same run.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "shared/common/util.hpp"
+#include "shared/config/kubeconfig.hpp"
+#include "shared/net/asio.hpp"
+#include "shared/store/sqlite.hpp"
+#include "shared/tls/context.hpp"
+
+namespace kflex::bench {
+namespace {
+
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+constexpr const char* kBase = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
+
+std::string objectJson(size_t i) {
+  return Json{{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"},
+              {"kind", "ControlPlane"},
+              {"metadata", {{"name", "cp-" + std::to_string(i)}, {"labels", {{"bench", "yes"}, {"shard", std::to_string(i % 16)}}}}},
+              {"spec", {{"type", "k3s"}, {"backend", "shared"}, {"globalVars", {{"region", "edge-" + std::to_string(i % 7)}}}}}}
+      .dump();
+}
+
+struct Stats {
+  std::vector<double> ms;
+  double seconds = 0;
+  size_t errors = 0;
+  double rate() const { return seconds > 0 ? double(ms.size()) / seconds : 0; }
+  double pct(double p) {
+    if (ms.empty()) {
+      return 0;
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[std::min(ms.size() - 1, size_t(p * double(ms.size())))];
+  }
+};
+
+// --- SQLite baselines: the same rows the hub writes (object row + event row), same durability.
+double sqliteBaseline(const fs::path& dir, size_t rows, size_t group) {
+  fs::remove(dir / "baseline.db");
+  fs::remove(dir / "baseline.db-wal");
+  fs::remove(dir / "baseline.db-shm");
+  auto db = store::Database::open(dir / "baseline.db").value();
+  (void)db->exec("CREATE TABLE objects (resource TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL, "
+                 "body BLOB NOT NULL, PRIMARY KEY (resource, name)) WITHOUT ROWID;"
+                 "CREATE TABLE events (revision INTEGER PRIMARY KEY, type INTEGER NOT NULL, resource TEXT NOT NULL, "
+                 "name TEXT NOT NULL, body BLOB NOT NULL);");
+  auto put = store::Statement::prepare(*db, "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)").value();
+  auto ev = store::Statement::prepare(*db, "INSERT INTO events VALUES (?, ?, ?, ?, ?)").value();
+  std::vector<std::string> bodies;
+  for (size_t i = 0; i < rows; ++i) {
+    bodies.push_back(objectJson(i));
+  }
+  auto start = Clock::now();
+  for (size_t i = 0; i < rows; i += group) {
+    (void)db->exec("BEGIN IMMEDIATE");
+    for (size_t j = i; j < std::min(rows, i + group); ++j) {
+      std::string name = "cp-" + std::to_string(j);
+      (void)put.bind(1, std::string_view("g/controlplanes")).bind(2, name).bind(3, int64_t(j + 1)).bindBlob(4, bodies[j]).run();
+      (void)ev.bind(1, int64_t(j + 1)).bind(2, int64_t(0)).bind(3, std::string_view("g/controlplanes")).bind(4, name)
+          .bindBlob(5, bodies[j]).run();
+    }
+    (void)db->exec("COMMIT");
+  }
+  return double(rows) / std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// --- A keep-alive HTTPS connection driven by a coroutine.
+class Conn {
+ public:
+  Conn(net::io_context& ioc, ssl::context& ctx) : stream_(ioc, ctx) {}
+  net::awaitable<bool> connect(const net::ip::tcp::endpoint& ep) {
+    auto [ec] = co_await beast::get_lowest_layer(stream_).async_connect(ep, net::as_tuple(net::use_awaitable));
+    if (ec) {
+      co_return false;
+    }
+    auto [hec] = co_await stream_.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+    co_return !hec;
+  }
+  net::awaitable<unsigned> request(http::verb method, const std::string& target, const std::string& body,
+                                   const std::string& content_type = "application/json") {
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, "localhost");
+    req.set(http::field::content_type, content_type);
+    req.keep_alive(true);
+    req.body() = body;
+    req.prepare_payload();
+    auto [wec, wn] = co_await http::async_write(stream_, req, net::as_tuple(net::use_awaitable));
+    if (wec) {
+      co_return 0;
+    }
+    http::response<http::string_body> res;
+    auto [rec, rn] = co_await http::async_read(stream_, buffer_, res, net::as_tuple(net::use_awaitable));
+    if (rec) {
+      co_return 0;
+    }
+    last_body_ = std::move(res.body());
+    co_return res.result_int();
+  }
+  // Starts a watch and calls on_line for each event line until stop is set.
+  net::awaitable<void> watch(const std::string& target, std::function<void(std::string_view)> on_line,
+                             std::atomic<bool>& stop) {
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, "localhost");
+    auto [wec, wn] = co_await http::async_write(stream_, req, net::as_tuple(net::use_awaitable));
+    if (wec) {
+      co_return;
+    }
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, net::as_tuple(net::use_awaitable));
+    if (hec) {
+      co_return;
+    }
+    std::string pending;
+    char chunk[8192];
+    while (!stop && !parser.is_done()) {
+      parser.get().body().data = chunk;
+      parser.get().body().size = sizeof chunk;
+      auto [ec, n] = co_await http::async_read_some(stream_, buffer_, parser, net::as_tuple(net::use_awaitable));
+      if (ec && ec != http::error::need_buffer) {
+        co_return;
+      }
+      pending.append(chunk, sizeof chunk - parser.get().body().size);
+      size_t nl;
+      while ((nl = pending.find('\n')) != std::string::npos) {
+        on_line(std::string_view(pending).substr(0, nl));
+        pending.erase(0, nl + 1);
+      }
+    }
+  }
+  void close() {
+    boost::system::error_code ec;
+    beast::get_lowest_layer(stream_).socket().close(ec);
+  }
+  const std::string& lastBody() const { return last_body_; }
+
+ private:
+  beast::ssl_stream<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
+  std::string last_body_;
+};
+
+long rssKb(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::stol(line.substr(6));
+    }
+  }
+  return -1;
+}
+
+// Runs `clients` coroutines that together perform n operations; op(conn, i) returns an HTTP status.
+Stats runPhase(net::io_context& ioc, ssl::context& ctx, const net::ip::tcp::endpoint& ep, size_t clients, size_t n,
+               const std::function<net::awaitable<unsigned>(Conn&, size_t)>& op, unsigned ok_status) {
+  Stats stats;
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  auto start = Clock::now();
+  for (size_t c = 0; c < clients; ++c) {
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+      Conn conn(ioc, ctx);
+      if (!co_await conn.connect(ep)) {
+        ++stats.errors;
+        co_return;
+      }
+      while (true) {
+        size_t i = next++;
+        if (i >= n) {
+          break;
+        }
+        auto t0 = Clock::now();
+        unsigned status = co_await op(conn, i);
+        double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        std::lock_guard lock(mu);
+        if (status == ok_status) {
+          stats.ms.push_back(ms);
+        } else {
+          ++stats.errors;
+        }
+      }
+      conn.close();
+    }, net::detached);
+  }
+  ioc.restart();
+  ioc.run();
+  stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return stats;
+}
+
+}  // namespace
+}  // namespace kflex::bench
+
+int main(int argc, char** argv) {
+  using namespace kflex;
+  using namespace kflex::bench;
+  CLI::App app{"kflex-bench: load generator for kflex-hub with raw SQLite baselines in the same run"};
+  size_t objects = 10000;
+  size_t clients = 64;
+  size_t watchers = 1000;
+  size_t watch_updates = 100;
+  std::string hub_bin = (fs::path(argv[0]).parent_path() / "kflex-hub").string();
+  std::string work;
+  std::string json_out;
+  app.add_option("--objects", objects, "ControlPlane objects to create")->capture_default_str();
+  app.add_option("--clients", clients, "Concurrent keep-alive HTTPS clients")->capture_default_str();
+  app.add_option("--watchers", watchers, "Concurrent watch connections for the fan-out phase")->capture_default_str();
+  app.add_option("--watch-updates", watch_updates, "Updates made while the watchers listen")->capture_default_str();
+  app.add_option("--hub", hub_bin, "kflex-hub binary")->capture_default_str();
+  app.add_option("--work-dir", work, "Directory for the hub's and baselines' data (default: a new temp dir)");
+  app.add_option("--json", json_out, "Also write the figures as JSON to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  // Watchers and clients need descriptors on both ends; the hub inherits the raised limit.
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+
+  if (work.empty()) {
+    char tmpl[] = "/tmp/kflex-bench-XXXXXX";
+    work = ::mkdtemp(tmpl);
+  }
+  fs::path dir = work;
+  fs::create_directories(dir);
+
+  std::cerr << "SQLite baselines (WAL, synchronous=FULL, object row + event row per object)...\n";
+  double base_single = sqliteBaseline(dir, std::min<size_t>(objects, 3000), 1);
+  double base_group = sqliteBaseline(dir, objects, 16);
+
+  std::cerr << "starting " << hub_bin << "...\n";
+  fs::remove_all(dir / "hub");
+  fs::path log = dir / "hub.log";
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    execl(hub_bin.c_str(), hub_bin.c_str(), "serve", "--config", "/dev/null", "--data-dir", (dir / "hub").c_str(),
+          "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string url;
+  for (int i = 0; i < 200 && url.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream in(log);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto text = ss.str();
+    auto pos = text.find("url=https://");
+    if (pos != std::string::npos) {
+      url = text.substr(pos + 4, text.find(' ', pos) - pos - 4);
+    }
+  }
+  if (url.empty()) {
+    std::cerr << "the hub did not start; see " << log << "\n";
+    kill(pid, SIGKILL);
+    return 1;
+  }
+  auto kc = config::Kubeconfig::load(dir / "hub" / "admin.kubeconfig").value();
+  auto access = kc.access().value();
+  auto ctx = tls::makeClientContext({access.ca_pem, access.client_cert_pem, access.client_key_pem}).value();
+  std::string hostport = url.substr(8);
+  net::ip::tcp::endpoint ep(net::ip::make_address(hostport.substr(0, hostport.rfind(':'))),
+                            uint16_t(std::stoi(hostport.substr(hostport.rfind(':') + 1))));
+  long rss_empty = rssKb(pid);
+  net::io_context ioc;
+
+  std::cerr << "create phase: " << objects << " objects, " << clients << " clients...\n";
+  Stats create = runPhase(ioc, *ctx, ep, clients, objects,
+                          [](Conn& c, size_t i) { return c.request(http::verb::post, kBase, objectJson(i)); }, 201);
+  long rss_full = rssKb(pid);
+  std::cerr << "read phase...\n";
+  Stats read = runPhase(ioc, *ctx, ep, clients, objects,
+                        [](Conn& c, size_t i) {
+                          return c.request(http::verb::get, std::string(kBase) + "/cp-" + std::to_string(i), "");
+                        }, 200);
+  std::cerr << "update phase...\n";
+  Stats update = runPhase(ioc, *ctx, ep, clients, objects,
+                          [](Conn& c, size_t i) {
+                            return c.request(http::verb::patch, std::string(kBase) + "/cp-" + std::to_string(i),
+                                             R"({"metadata":{"labels":{"updated":"yes"}}})", "application/merge-patch+json");
+                          }, 200);
+  std::cerr << "list phase...\n";
+  Stats list = runPhase(ioc, *ctx, ep, 4, 20,
+                        [](Conn& c, size_t) { return c.request(http::verb::get, std::string(kBase) + "?labelSelector=shard%3D3", ""); },
+                        200);
+
+  // Watch fan-out: W watchers, then updates; the delay of each delivery is measured from the
+  // moment the update request was sent.
+  std::cerr << "watch fan-out: " << watchers << " watchers, " << watch_updates << " updates...\n";
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> connected{0};
+  std::mutex mu;
+  std::map<std::string, Clock::time_point> sent;  // label value -> send time
+  std::vector<double> delays;
+  std::vector<std::unique_ptr<Conn>> watch_conns;
+  for (size_t w = 0; w < watchers; ++w) {
+    watch_conns.push_back(std::make_unique<Conn>(ioc, *ctx));
+  }
+  std::atomic<size_t> watching{0};
+  for (size_t w = 0; w < watchers; ++w) {
+    Conn* conn = watch_conns[w].get();
+    net::co_spawn(ioc, [&, conn]() -> net::awaitable<void> {
+      if (!co_await conn->connect(ep)) {
+        co_return;
+      }
+      ++connected;
+      bool first = true;
+      co_await conn->watch(std::string(kBase) + "?watch=1&fieldSelector=metadata.name%3Dcp-0",
+                           [&](std::string_view line) {
+                             auto now = Clock::now();
+                             if (first) {
+                               first = false;  // the synthetic ADDED of the current state
+                               ++watching;
+                               return;
+                             }
+                             auto pos = line.find("\"seq\":\"");
+                             if (pos == std::string_view::npos) {
+                               return;
+                             }
+                             std::string seq(line.substr(pos + 7, line.find('"', pos + 7) - pos - 7));
+                             std::lock_guard lock(mu);
+                             auto it = sent.find(seq);
+                             if (it != sent.end()) {
+                               delays.push_back(std::chrono::duration<double, std::milli>(now - it->second).count());
+                             }
+                           },
+                           stop);
+    }, net::detached);
+  }
+  size_t delivered_expected = 0;
+  net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+    net::steady_timer t(ioc);
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (watching < watchers && Clock::now() < deadline) {
+      t.expires_after(std::chrono::milliseconds(20));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    Conn writer(ioc, *ctx);
+    co_await writer.connect(ep);
+    for (size_t u = 0; u < watch_updates; ++u) {
+      std::string seq = "s" + std::to_string(u);
+      {
+        std::lock_guard lock(mu);
+        sent[seq] = Clock::now();
+      }
+      co_await writer.request(http::verb::patch, std::string(kBase) + "/cp-0",
+                              R"({"metadata":{"labels":{"seq":")" + seq + "\"}}}", "application/merge-patch+json");
+      t.expires_after(std::chrono::milliseconds(20));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    delivered_expected = watching.load() * watch_updates;
+    auto drain_deadline = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < drain_deadline) {
+      {
+        std::lock_guard lock(mu);
+        if (delays.size() >= delivered_expected) {
+          break;
+        }
+      }
+      t.expires_after(std::chrono::milliseconds(20));
+      co_await t.async_wait(net::use_awaitable);
+    }
+    stop = true;
+    for (auto& c : watch_conns) {
+      c->close();
+    }
+  }, net::detached);
+  ioc.restart();
+  ioc.run();
+  Stats fan;
+  fan.ms = delays;
+  long rss_watch = rssKb(pid);
+
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+
+  double single_ratio = create.rate() / base_single;
+  double group_ratio = create.rate() / base_group;
+  std::printf("\n%-44s %12s %10s %10s %8s\n", "measure", "per second", "p50 ms", "p99 ms", "errors");
+  std::printf("%-44s %12.0f %10s %10s %8s\n", "SQLite baseline: 1 row per transaction", base_single, "-", "-", "-");
+  std::printf("%-44s %12.0f %10s %10s %8s\n", "SQLite baseline: 16 rows per transaction", base_group, "-", "-", "-");
+  std::printf("%-44s %12.0f %10.2f %10.2f %8zu\n", "hub API: create (durable before 201)", create.rate(), create.pct(0.5), create.pct(0.99), create.errors);
+  std::printf("%-44s %12.0f %10.2f %10.2f %8zu\n", "hub API: get", read.rate(), read.pct(0.5), read.pct(0.99), read.errors);
+  std::printf("%-44s %12.0f %10.2f %10.2f %8zu\n", "hub API: merge patch", update.rate(), update.pct(0.5), update.pct(0.99), update.errors);
+  std::printf("%-44s %12.0f %10.2f %10.2f %8zu\n", "hub API: list with label selector", list.rate(), list.pct(0.5), list.pct(0.99), list.errors);
+  std::printf("%-44s %12s %10.2f %10.2f %8zu\n",
+              ("watch fan-out: " + std::to_string(watching.load()) + " watchers, delay").c_str(), "-", fan.pct(0.5),
+              fan.pct(0.99), delivered_expected > fan.ms.size() ? delivered_expected - fan.ms.size() : 0);
+  std::printf("\ncreate rate / 1-row baseline:  %.2fx (goal >= 2x)\n", single_ratio);
+  std::printf("create rate / 16-row baseline: %.2fx (goal >= 0.25x)\n", group_ratio);
+  std::printf("hub RSS: %ld MB empty, %ld MB with %zu objects, %ld MB with %zu watchers (goal < 100 MB at 10,000 objects)\n",
+              rss_empty / 1024, rss_full / 1024, objects, rss_watch / 1024, watchers);
+  if (!json_out.empty()) {
+    Json j = {{"objects", objects}, {"clients", clients}, {"watchers", watching.load()},
+              {"sqlite_single_rows_per_s", base_single}, {"sqlite_group16_rows_per_s", base_group},
+              {"create_per_s", create.rate()}, {"create_p50_ms", create.pct(0.5)}, {"create_p99_ms", create.pct(0.99)},
+              {"get_per_s", read.rate()}, {"patch_per_s", update.rate()},
+              {"watch_delay_p50_ms", fan.pct(0.5)}, {"watch_delay_p99_ms", fan.pct(0.99)},
+              {"rss_mb_full", rss_full / 1024}, {"ratio_vs_single", single_ratio}, {"ratio_vs_group16", group_ratio}};
+    std::ofstream(json_out) << j.dump(2) << "\n";
+  }
+  return create.errors + read.errors + update.errors == 0 ? 0 : 1;
+}
