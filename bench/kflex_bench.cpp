@@ -96,8 +96,9 @@ class Conn {
     auto [hec] = co_await stream_.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
     co_return !hec;
   }
-  net::awaitable<unsigned> request(http::verb method, const std::string& target, const std::string& body,
-                                   const std::string& content_type = "application/json") {
+  // Arguments by value: a coroutine must not keep references to its caller's temporaries.
+  net::awaitable<unsigned> request(http::verb method, std::string target, std::string body,
+                                   std::string content_type = "application/json") {
     http::request<http::string_body> req{method, target, 11};
     req.set(http::field::host, "localhost");
     req.set(http::field::content_type, content_type);
@@ -117,7 +118,7 @@ class Conn {
     co_return res.result_int();
   }
   // Starts a watch and calls on_line for each event line until stop is set.
-  net::awaitable<void> watch(const std::string& target, std::function<void(std::string_view)> on_line,
+  net::awaitable<void> watch(std::string target, std::function<void(std::string_view)> on_line,
                              std::atomic<bool>& stop) {
     http::request<http::empty_body> req{http::verb::get, target, 11};
     req.set(http::field::host, "localhost");

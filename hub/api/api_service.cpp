@@ -841,17 +841,20 @@ net::awaitable<ApiResponse> ApiService::create(const ApiRequest& req, const Reso
   }
   std::string name = meta.value("name", "");
   std::string now = formatTime(clock_.now());
-  std::string manager = managerOf(req);
-  Mutation m = [&t, req, obj, now, manager, name](const ObjectRecord* current, int64_t) {
+  // Validation and defaulting run here, on the request's strand; the writer thread only checks
+  // that the name is free, so concurrent creates are validated in parallel and committed in groups.
+  auto prepared = std::make_shared<Decision>(prepareCreate(t, req, std::move(obj), now));
+  if (prepared->kind != Decision::Kind::Put) {
+    co_return fromDecision(*prepared);
+  }
+  recordUpdate(nullptr, prepared->object, managerOf(req), "", now);
+  Mutation m = [&t, prepared, name](const ObjectRecord* current, int64_t) {
     if (current != nullptr) {
       return failure(409, "AlreadyExists", qualifiedResource(t) + " \"" + name + "\" already exists",
                      {{"name", name}, {"group", t.group}, {"kind", t.plural}});
     }
-    Decision d = prepareCreate(t, req, obj, now);
-    if (d.kind == Decision::Kind::Put) {
-      recordUpdate(nullptr, d.object, manager, "", now);
-    }
-    return d;
+    // A mutation runs once, so the prepared object can be moved out.
+    return std::move(*prepared);
   };
   co_return co_await commit(req, t, name, std::move(m), 201);
 }
