@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/api/api_service.hpp"
 
+#include <optional>
+#include <variant>
+
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "hub/api/managed_fields.hpp"
@@ -365,6 +368,42 @@ Json partialMetadata(const Json& obj) {
   return {{"kind", "PartialObjectMetadata"}, {"apiVersion", "meta.k8s.io/v1"}, {"metadata", metaOf(obj)}};
 }
 
+// Checks the query, decodes the body and checks its apiVersion/kind: the steps create and update
+// share. Returns the error response, or nothing with the object in `out`.
+std::optional<ApiResponse> decodeObject(const ApiRequest& req, const ResourceType& t, Json& out) {
+  if (auto bad = checkFieldValidationParam(req)) {
+    return fromDecision(*bad);
+  }
+  auto body = parseBody(req);
+  if (!body) {
+    return statusResponse(400, "BadRequest", body.error().message);
+  }
+  out = std::move(body.value());
+  if (auto bad = checkKind(out, t)) {
+    return fromDecision(*bad);
+  }
+  return std::nullopt;
+}
+
+struct Selectors {
+  LabelSelector labels;
+  FieldSelector fields;
+};
+
+// Parses labelSelector and fieldSelector; the error response when either is malformed.
+std::variant<Selectors, ApiResponse> parseSelectors(const ApiRequest& req) {
+  auto param = [&](const char* key) { return req.query.count(key) ? req.query.at(key) : std::string(); };
+  auto labels = LabelSelector::parse(param("labelSelector"));
+  if (!labels) {
+    return statusResponse(400, "BadRequest", "unable to parse labelSelector: " + labels.error().message);
+  }
+  auto fields = FieldSelector::parse(param("fieldSelector"));
+  if (!fields) {
+    return statusResponse(400, "BadRequest", "unable to parse fieldSelector: " + fields.error().message);
+  }
+  return Selectors{std::move(labels.value()), std::move(fields.value())};
+}
+
 }  // namespace
 
 bool User::isAdmin() const {
@@ -590,14 +629,11 @@ ApiResponse ApiService::get(const ApiRequest& req, const ResourceType& t, const 
 }
 
 ApiResponse ApiService::list(const ApiRequest& req, const ResourceType& t) {
-  auto labels = LabelSelector::parse(req.query.count("labelSelector") ? req.query.at("labelSelector") : "");
-  if (!labels) {
-    return statusResponse(400, "BadRequest", "unable to parse labelSelector: " + labels.error().message);
+  auto parsed = parseSelectors(req);
+  if (auto* bad = std::get_if<ApiResponse>(&parsed)) {
+    return std::move(*bad);
   }
-  auto fields = FieldSelector::parse(req.query.count("fieldSelector") ? req.query.at("fieldSelector") : "");
-  if (!fields) {
-    return statusResponse(400, "BadRequest", "unable to parse fieldSelector: " + fields.error().message);
-  }
+  const auto& [labels, fields] = std::get<Selectors>(parsed);
   size_t limit = 0;
   if (auto it = req.query.find("limit"); it != req.query.end() && !it->second.empty()) {
     try {
@@ -624,7 +660,7 @@ ApiResponse ApiService::list(const ApiRequest& req, const ResourceType& t) {
     if (!start_after.empty() && obj->name <= start_after) {
       continue;
     }
-    if (!labels->matches(obj->labels) || !fields->matches(obj->name)) {
+    if (!labels.matches(obj->labels) || !fields.matches(obj->name)) {
       continue;
     }
     if (limit > 0 && items.size() >= limit) {
@@ -665,14 +701,11 @@ ApiResponse ApiService::list(const ApiRequest& req, const ResourceType& t) {
 }
 
 ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, const std::string& name) {
-  auto labels = LabelSelector::parse(req.query.count("labelSelector") ? req.query.at("labelSelector") : "");
-  if (!labels) {
-    return statusResponse(400, "BadRequest", "unable to parse labelSelector: " + labels.error().message);
+  auto parsed = parseSelectors(req);
+  if (auto* bad = std::get_if<ApiResponse>(&parsed)) {
+    return std::move(*bad);
   }
-  auto fields = FieldSelector::parse(req.query.count("fieldSelector") ? req.query.at("fieldSelector") : "");
-  if (!fields) {
-    return statusResponse(400, "BadRequest", "unable to parse fieldSelector: " + fields.error().message);
-  }
+  const auto& [labels, fields] = std::get<Selectors>(parsed);
   int64_t since = 0;
   std::string rv = req.query.count("resourceVersion") ? req.query.at("resourceVersion") : "";
   if (!rv.empty()) {
@@ -697,7 +730,7 @@ ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, cons
   }
   // Only the named object, when watching one (kubectl get NAME -w uses a field selector instead).
   ApiRequest copy = req;
-  auto filter = [labels = labels.value(), fields = fields.value(), name, key = resourceKey(t)](const ObjectRecord& o) {
+  auto filter = [labels = labels, fields = fields, name, key = resourceKey(t)](const ObjectRecord& o) {
     return o.resource == key && (name.empty() || o.name == name) && labels.matches(o.labels) && fields.matches(o.name);
   };
   ApiResponse r;
@@ -818,16 +851,9 @@ net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const Reso
 }
 
 net::awaitable<ApiResponse> ApiService::create(const ApiRequest& req, const ResourceType& t) {
-  if (auto bad = checkFieldValidationParam(req)) {
-    co_return fromDecision(*bad);
-  }
-  auto body = parseBody(req);
-  if (!body) {
-    co_return statusResponse(400, "BadRequest", body.error().message);
-  }
-  Json obj = std::move(body.value());
-  if (auto bad = checkKind(obj, t)) {
-    co_return fromDecision(*bad);
+  Json obj;
+  if (auto bad = decodeObject(req, t, obj)) {
+    co_return std::move(*bad);
   }
   Json& meta = obj["metadata"];
   if (meta.value("name", "").empty() && !meta.value("generateName", "").empty()) {
@@ -861,16 +887,9 @@ net::awaitable<ApiResponse> ApiService::create(const ApiRequest& req, const Reso
 
 net::awaitable<ApiResponse> ApiService::update(const ApiRequest& req, const ResourceType& t, const std::string& name,
                                                const std::string& sub) {
-  if (auto bad = checkFieldValidationParam(req)) {
-    co_return fromDecision(*bad);
-  }
-  auto body = parseBody(req);
-  if (!body) {
-    co_return statusResponse(400, "BadRequest", body.error().message);
-  }
-  Json obj = std::move(body.value());
-  if (auto bad = checkKind(obj, t)) {
-    co_return fromDecision(*bad);
+  Json obj;
+  if (auto bad = decodeObject(req, t, obj)) {
+    co_return std::move(*bad);
   }
   if (obj["metadata"].value("resourceVersion", "").empty()) {
     co_return fromDecision(invalid(t, name, {{"FieldValueInvalid", "metadata.resourceVersion",

@@ -28,6 +28,18 @@ bool splitListen(const std::string& listen, std::string& host, std::string& port
   return true;
 }
 
+// Every problem on its own line, or success when there is none.
+Result<void> reportProblems(const std::vector<std::string>& problems) {
+  if (problems.empty()) {
+    return {};
+  }
+  std::string msg;
+  for (const auto& p : problems) {
+    msg += (msg.empty() ? "" : "\n") + p;
+  }
+  return fail(msg);
+}
+
 }  // namespace
 
 std::string HubConfig::host() const {
@@ -128,14 +140,7 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
       problems.push_back(where(v, key) + ": has the wrong type");
     }
   }
-  if (!problems.empty()) {
-    std::string msg;
-    for (const auto& p : problems) {
-      msg += (msg.empty() ? "" : "\n") + p;
-    }
-    return fail(msg);
-  }
-  return {};
+  return reportProblems(problems);
 }
 
 Result<void> validateHubConfig(const HubConfig& cfg) {
@@ -175,14 +180,7 @@ Result<void> validateHubConfig(const HubConfig& cfg) {
   if (cfg.data_dir.empty()) {
     problems.push_back("data_dir: must not be empty");
   }
-  if (!problems.empty()) {
-    std::string msg;
-    for (const auto& p : problems) {
-      msg += (msg.empty() ? "" : "\n") + p;
-    }
-    return fail(msg);
-  }
-  return {};
+  return reportProblems(problems);
 }
 
 }  // namespace kflex::hub

@@ -19,6 +19,39 @@ std::string describe(const boost::system::error_code& ec, const std::string& ser
   return "cannot talk to " + server + ": " + ec.message();
 }
 
+// Resolves, connects and does the TLS handshake with SNI and host-name verification. Returns an
+// error message for a person, or empty on success.
+net::awaitable<std::string> open(Stream& stream, const std::string& host, const std::string& port,
+                                 const std::string& server) {
+  net::ip::tcp::resolver resolver(stream.get_executor());
+  auto [rec, endpoints] = co_await resolver.async_resolve(host, port, net::as_tuple(net::use_awaitable));
+  if (rec) {
+    co_return "cannot resolve " + host + ": " + rec.message();
+  }
+  auto [cec, ep] = co_await beast::get_lowest_layer(stream).async_connect(endpoints, net::as_tuple(net::use_awaitable));
+  if (cec) {
+    co_return describe(cec, server);
+  }
+  SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+  stream.set_verify_callback(ssl::host_name_verification(host));
+  auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+  if (hec) {
+    co_return "TLS handshake with " + server + " failed: " + hec.message() +
+        " (check the CA and server address in the kubeconfig)";
+  }
+  co_return std::string();
+}
+
+template <class Request>
+void setCommonHeaders(Request& req, const std::string& host, const std::string& token) {
+  req.set(http::field::host, host);
+  req.set(http::field::user_agent, std::string("kflex/") + kVersion);
+  req.set(http::field::accept, "application/json");
+  if (!token.empty()) {
+    req.set(http::field::authorization, "Bearer " + token);
+  }
+}
+
 }  // namespace
 
 Result<std::unique_ptr<HttpsClient>> HttpsClient::create(const config::ClusterAccess& access) {
@@ -70,35 +103,15 @@ Result<HttpResult> HttpsClient::request(http::verb method, const std::string& ta
       ioc,
       [&]() -> net::awaitable<void> {
         auto ex = co_await net::this_coro::executor;
-        net::ip::tcp::resolver resolver(ex);
         Stream stream(ex, *ctx_);
         auto& tcp = beast::get_lowest_layer(stream);
         tcp.expires_after(timeout);
-        auto [rec, endpoints] = co_await resolver.async_resolve(host_, port_, net::as_tuple(net::use_awaitable));
-        if (rec) {
-          result = fail("cannot resolve " + host_ + ": " + rec.message());
-          co_return;
-        }
-        auto [cec, ep] = co_await tcp.async_connect(endpoints, net::as_tuple(net::use_awaitable));
-        if (cec) {
-          result = fail(describe(cec, access_.server));
-          co_return;
-        }
-        SSL_set_tlsext_host_name(stream.native_handle(), host_.c_str());
-        stream.set_verify_callback(ssl::host_name_verification(host_));
-        auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
-        if (hec) {
-          result = fail("TLS handshake with " + access_.server + " failed: " + hec.message() +
-                        " (check the CA and server address in the kubeconfig)");
+        if (std::string error = co_await open(stream, host_, port_, access_.server); !error.empty()) {
+          result = fail(error);
           co_return;
         }
         http::request<http::string_body> req{method, target, 11};
-        req.set(http::field::host, host_);
-        req.set(http::field::user_agent, std::string("kflex/") + kVersion);
-        req.set(http::field::accept, "application/json");
-        if (!access_.token.empty()) {
-          req.set(http::field::authorization, "Bearer " + access_.token);
-        }
+        setCommonHeaders(req, host_, access_.token);
         if (!body.empty() || method == http::verb::post || method == http::verb::put || method == http::verb::patch) {
           req.set(http::field::content_type, content_type);
           req.body() = body;
@@ -139,34 +152,15 @@ Result<HttpResult> HttpsClient::stream(const std::string& target, const std::fun
       ioc,
       [&]() -> net::awaitable<void> {
         auto ex = co_await net::this_coro::executor;
-        net::ip::tcp::resolver resolver(ex);
         Stream stream(ex, *ctx_);
         auto& tcp = beast::get_lowest_layer(stream);
         tcp.expires_after(timeout);
-        auto [rec, endpoints] = co_await resolver.async_resolve(host_, port_, net::as_tuple(net::use_awaitable));
-        if (rec) {
-          result = fail("cannot resolve " + host_ + ": " + rec.message());
-          co_return;
-        }
-        auto [cec, ep] = co_await tcp.async_connect(endpoints, net::as_tuple(net::use_awaitable));
-        if (cec) {
-          result = fail(describe(cec, access_.server));
-          co_return;
-        }
-        SSL_set_tlsext_host_name(stream.native_handle(), host_.c_str());
-        stream.set_verify_callback(ssl::host_name_verification(host_));
-        auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
-        if (hec) {
-          result = fail("TLS handshake with " + access_.server + " failed: " + hec.message());
+        if (std::string error = co_await open(stream, host_, port_, access_.server); !error.empty()) {
+          result = fail(error);
           co_return;
         }
         http::request<http::empty_body> req{http::verb::get, target, 11};
-        req.set(http::field::host, host_);
-        req.set(http::field::user_agent, std::string("kflex/") + kVersion);
-        req.set(http::field::accept, "application/json");
-        if (!access_.token.empty()) {
-          req.set(http::field::authorization, "Bearer " + access_.token);
-        }
+        setCommonHeaders(req, host_, access_.token);
         auto [wec, wn] = co_await http::async_write(stream, req, net::as_tuple(net::use_awaitable));
         if (wec) {
           result = fail(describe(wec, access_.server));

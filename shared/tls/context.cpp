@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shared/tls/context.hpp"
 
+#include "shared/tls/x509_subject.hpp"
+
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -95,23 +97,7 @@ PeerIdentity peerIdentity(SSL* ssl) {
   if (!id.verified) {
     id.verify_error = X509_verify_cert_error_string(rc);
   }
-  X509_NAME* name = X509_get_subject_name(cert);
-  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
-    X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
-    int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
-    unsigned char* utf8 = nullptr;
-    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
-    if (len < 0) {
-      continue;
-    }
-    std::string v(reinterpret_cast<char*>(utf8), size_t(len));
-    OPENSSL_free(utf8);
-    if (nid == NID_commonName) {
-      id.common_name = v;
-    } else if (nid == NID_organizationName) {
-      id.organizations.push_back(v);
-    }
-  }
+  readSubject(cert, id.common_name, id.organizations);
   X509_free(cert);
   return id;
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shared/tls/pki.hpp"
+#include "shared/tls/x509_subject.hpp"
 
 #include <arpa/inet.h>
 #include <memory>
@@ -166,6 +167,26 @@ TimePoint asn1ToTime(const ASN1_TIME* t) {
 
 }  // namespace
 
+void readSubject(X509* cert, std::string& common_name, std::vector<std::string>& organizations) {
+  X509_NAME* name = X509_get_subject_name(cert);
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+    unsigned char* utf8 = nullptr;
+    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+    if (len < 0) {
+      continue;
+    }
+    std::string v(reinterpret_cast<char*>(utf8), size_t(len));
+    OPENSSL_free(utf8);
+    if (nid == NID_commonName) {
+      common_name = v;
+    } else if (nid == NID_organizationName) {
+      organizations.push_back(v);
+    }
+  }
+}
+
 Result<KeyPair> createCa(const CertRequest& req, const Clock& clock) {
   CertRequest ca = req;
   ca.is_ca = true;
@@ -190,23 +211,7 @@ Result<CertInfo> inspectCertificate(const std::string& cert_pem) {
     return cert.error();
   }
   CertInfo info;
-  X509_NAME* name = X509_get_subject_name(cert.value().get());
-  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
-    X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
-    int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
-    unsigned char* utf8 = nullptr;
-    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
-    if (len < 0) {
-      continue;
-    }
-    std::string v(reinterpret_cast<char*>(utf8), size_t(len));
-    OPENSSL_free(utf8);
-    if (nid == NID_commonName) {
-      info.common_name = v;
-    } else if (nid == NID_organizationName) {
-      info.organizations.push_back(v);
-    }
-  }
+  readSubject(cert.value().get(), info.common_name, info.organizations);
   auto* sans = static_cast<GENERAL_NAMES*>(
       X509_get_ext_d2i(cert.value().get(), NID_subject_alt_name, nullptr, nullptr));
   if (sans != nullptr) {
