@@ -3,18 +3,89 @@
 
 #include <CLI/CLI.hpp>
 
+#include "agent/agent_app.hpp"
 #include "shared/common/version.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{"kflex-agent: the kflex edge agent. It enrolls with a kflex hub and runs the control planes\n"
-               "placed on this host. Enrollment and the hub link arrive in the next release; this build\n"
-               "only reports its version."};
-  app.set_version_flag("--version", std::string("kflex-agent ") + kflex::kVersion);
+  using namespace kflex;
+  CLI::App app{"kflex-agent: the kflex edge agent. It enrolls with a kflex hub once, holds a mutual-TLS\n"
+               "link to it, and runs the control planes the hub places on this host."};
+  app.set_version_flag("--version", std::string("kflex-agent ") + kVersion);
+  app.require_subcommand(1);
+  app.fallthrough();  // --config and --data-dir also after the subcommand
+  std::string config_path = "/etc/kflex/agent.yaml";
+  std::vector<std::string> hubs;
+  std::string token;
+  std::string token_file;
+  std::string ca_hash;
+  std::string data_dir;
+  std::string name;
+  std::string labels;
+  app.add_option("--config", config_path, "Configuration file (YAML); a missing default file is ignored")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->capture_default_str();
+  app.add_option("--data-dir", data_dir, "State directory: agent.db, pki/, cp/ [/var/lib/kflex-agent]");
+
+  auto* run = app.add_subcommand("run", "Enroll if needed, then hold the link to the hub until stopped");
+  run->add_option("--hub", hubs, "Hub URL https://HOST:PORT (repeatable: tried in order)");
+  run->add_option("--token", token, "Bootstrap token from `kflex token create` (first start only)");
+  run->add_option("--token-file", token_file, "Read the bootstrap token from this file instead");
+  run->add_option("--ca-cert-hash", ca_hash, "sha256:HEX pin of the hub's CA public key (first start only)");
+  run->add_option("--name", name, "Agent name [this host's name]");
+  run->add_option("--labels", labels, "Labels set at enrollment: k=v,k2=v2");
+  run->footer(
+      "First start: makes a key in DATA_DIR/pki (never sent anywhere), checks the hub's CA against\n"
+      "--ca-cert-hash, and trades the token for a client certificate. Later starts need only the hub\n"
+      "URL (remembered from enrollment). SIGTERM closes the link and exits.\n"
+      "Exit codes: 0 clean stop, 1 runtime failure or enrollment refused, 2 configuration error.");
+
+  auto* status = app.add_subcommand("status", "Show the agent's local state (works without the hub)");
+  bool json = false;
+  status->add_flag("--json", json, "Print JSON");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : agent::kExitConfig;
   }
-  std::cout << app.help();
-  return 0;
+  agent::AgentConfig cfg;
+  std::error_code ec;
+  if (app.count("--config") > 0 || std::filesystem::exists(config_path, ec)) {
+    if (auto r = agent::loadAgentConfig(config_path, cfg); !r) {
+      std::cerr << "kflex-agent: configuration errors:\n" << r.error().message << "\n";
+      return agent::kExitConfig;
+    }
+  }
+  if (!data_dir.empty()) {
+    cfg.data_dir = data_dir;
+  }
+  if (!hubs.empty()) {
+    cfg.hub_urls = hubs;
+  }
+  if (!token.empty()) {
+    cfg.token = token;
+  }
+  if (!token_file.empty()) {
+    cfg.token_file = token_file;
+  }
+  if (!ca_hash.empty()) {
+    cfg.ca_cert_hash = ca_hash;
+  }
+  if (!name.empty()) {
+    cfg.name = name;
+  }
+  if (!labels.empty()) {
+    if (auto r = agent::parseLabels(labels, cfg.labels); !r) {
+      std::cerr << "kflex-agent: --labels: " << r.error().message << "\n";
+      return agent::kExitConfig;
+    }
+  }
+  if (auto r = agent::validateAgentConfig(cfg); !r) {
+    std::cerr << "kflex-agent: configuration errors:\n" << r.error().message << "\n";
+    return agent::kExitConfig;
+  }
+  if (status->parsed()) {
+    return agent::printStatus(cfg, json, std::cout, std::cerr);
+  }
+  return agent::runAgent(cfg);
 }

@@ -9,36 +9,23 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/cli_common.hpp"
+#include "cli/fleet.hpp"
 #include "cli/hub_client.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/config/yaml_json.hpp"
+#include "shared/model/conditions.hpp"
 
 namespace kflex::cli {
 namespace {
 
+using model::conditionStatus;
 constexpr const char* kExtension = "kflex";
 constexpr const char* kHubContext = "kflex-hub";
 const std::set<std::string> kTypes = {"k8s", "k3s", "vcluster", "host", "external"};
-
-struct Globals {
-  std::string kubeconfig;
-  std::string context;
-};
-
-std::string conditionStatus(const Json& obj, const std::string& type) {
-  if (!obj.contains("status") || !obj["status"].contains("conditions")) {
-    return "";
-  }
-  for (const auto& c : obj["status"]["conditions"]) {
-    if (c.value("type", "") == type) {
-      return c.value("status", "");
-    }
-  }
-  return "";
-}
 
 const Json* condition(const Json& obj, const std::string& type) {
   if (!obj.contains("status") || !obj["status"].contains("conditions") || !obj["status"]["conditions"].is_array()) {
@@ -52,16 +39,47 @@ const Json* condition(const Json& obj, const std::string& type) {
   return nullptr;
 }
 
-std::chrono::milliseconds parseDuration(const std::string& s) {
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parseDuration(const std::string& s) {
   if (s.empty()) {
     return std::chrono::milliseconds(0);
   }
   size_t used = 0;
-  double v = std::stod(s, &used);
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
   std::string unit = s.substr(used);
-  double ms = unit == "ms" ? v : unit == "m" ? v * 60000 : unit == "h" ? v * 3600000 : v * 1000;
-  return std::chrono::milliseconds(static_cast<long>(ms));
+  double factor = unit == "ms" ? 1 : unit == "s" || unit.empty() ? 1000 : unit == "m" ? 60000
+                : unit == "h" ? 3600000 : unit == "d" ? 86400000 : -1;
+  if (factor < 0 || v < 0) {
+    return std::nullopt;
+  }
+  return std::chrono::milliseconds(static_cast<long>(v * factor));
 }
+
+void printTable(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
+  if (rows.empty()) {
+    return;
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size() && i < widths.size(); ++i) {
+      widths[i] = std::max(widths[i], r[i].size());
+    }
+  }
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      out << std::left << std::setw(int(i + 1 < r.size() ? widths[i] + 3 : 0)) << r[i];
+    }
+    out << "\n";
+  }
+}
+
+namespace {
 
 int cmdInit(const Globals& g, const std::string& hub_kubeconfig, std::ostream& out, std::ostream& err) {
   auto src = config::Kubeconfig::load(hub_kubeconfig);
@@ -211,10 +229,8 @@ int cmdCreate(const Globals& g, const std::string& name, const std::string& type
     err << "kflex create: --set needs --postcreate-hook (the variables are for that hook)\n";
     return 2;
   }
-  std::chrono::milliseconds wait_timeout;
-  try {
-    wait_timeout = parseDuration(timeout);
-  } catch (const std::exception&) {
+  auto wait_timeout = parseDuration(timeout);
+  if (!wait_timeout) {
     err << "kflex create: --timeout \"" << timeout << "\" is not a duration such as 90s or 5m\n";
     return 2;
   }
@@ -249,7 +265,7 @@ int cmdCreate(const Globals& g, const std::string& name, const std::string& type
   }
   out << "Waiting for control plane " << name << " to be ready (timeout " << timeout << ")...\n";
   std::string rv = created->at("metadata").value("resourceVersion", "");
-  if (auto r = waitFor(*hub.value(), name, rv, wait_timeout, false, out); !r) {
+  if (auto r = waitFor(*hub.value(), name, rv, *wait_timeout, false, out); !r) {
     err << "kflex create: control plane " << name << " is not ready: " << r.error().message
         << "; see 'kflex get " << name << " -o yaml'\n";
     return 1;
@@ -282,18 +298,7 @@ int cmdList(const Globals& g, std::ostream& out, std::ostream& err) {
     rows.push_back({cp["metadata"].value("name", ""), cp["spec"].value("type", ""), conditionStatus(cp, "Synced"),
                     conditionStatus(cp, "Ready"), age});
   }
-  std::vector<size_t> widths(rows[0].size(), 0);
-  for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size(); ++i) {
-      widths[i] = std::max(widths[i], r[i].size());
-    }
-  }
-  for (const auto& r : rows) {
-    for (size_t i = 0; i < r.size(); ++i) {
-      out << std::left << std::setw(int(i + 1 < r.size() ? widths[i] + 3 : 0)) << r[i];
-    }
-    out << "\n";
-  }
+  printTable(rows, out);
   return 0;
 }
 
@@ -336,7 +341,12 @@ int cmdDelete(const Globals& g, const std::string& name, bool wait, const std::s
   }
   out << "Waiting for control plane " << name << " to be deleted...\n";
   std::string rv = r->at("metadata").value("resourceVersion", "");
-  if (auto w = waitFor(*hub.value(), name, rv, parseDuration(timeout), true, out); !w) {
+  auto wait_timeout = parseDuration(timeout);
+  if (!wait_timeout) {
+    err << "kflex delete: --timeout \"" << timeout << "\" is not a duration such as 90s or 5m\n";
+    return 2;
+  }
+  if (auto w = waitFor(*hub.value(), name, rv, *wait_timeout, true, out); !w) {
     err << "kflex delete: control plane " << name << " is still being deleted: " << w.error().message << "\n";
     return 1;
   }
@@ -425,6 +435,8 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   std::string ctx_name;
   ctx->add_option("NAME", ctx_name, "Control plane name");
 
+  FleetCommands fleet(app);
+
   app.footer("Hub connection: the kubeconfig context kflex-hub written by 'kflex init'.");
   try {
     app.parse(argc, argv);
@@ -452,6 +464,9 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   }
   if (ctx->parsed()) {
     return cmdCtx(g, ctx_name, out, err);
+  }
+  if (fleet.parsed()) {
+    return fleet.run(g, out, err);
   }
   return 2;
 }

@@ -21,8 +21,10 @@ int main(int argc, char** argv) {
   serve->add_option("--config", config_path, "Configuration file (YAML); a missing default file is ignored")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
       ->capture_default_str();
-  serve->add_option("--data-dir", data_dir, "State directory: hub.db, pki/, admin.kubeconfig [/var/lib/kflex-hub]");
-  serve->add_option("--listen", listen, "Address to serve HTTPS on, HOST:PORT; port 0 picks a free one [127.0.0.1:6443]");
+  serve->add_option("--data-dir", data_dir, "State directory: hub.db, pki/, admin.kubeconfig [/var/lib/kflex-hub]")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  serve->add_option("--listen", listen, "Address to serve HTTPS on, HOST:PORT; port 0 picks a free one [127.0.0.1:6443]")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve->add_option("--tls-san", sans, "Extra DNS name or IP for the serving certificate (repeatable)");
   serve->add_flag("--check-config", check_only, "Validate the configuration, print problems, and exit");
   serve->footer(

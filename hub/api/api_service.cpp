@@ -23,7 +23,33 @@ using namespace net::experimental::awaitable_operators;
 constexpr const char* kJson = "application/json";
 constexpr const char* kAggregatedType = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
+}  // namespace
+
 std::string resourceKey(const ResourceType& t) { return t.group + "/" + t.plural; }
+
+std::string objectPath(const ResourceType& t, const std::string& name, bool status) {
+  return "/apis/" + t.apiVersion() + "/" + t.plural + "/" + name + (status ? "/status" : "");
+}
+
+net::awaitable<unsigned> updateStatus(ApiService& api, ObjectStore& store, const ResourceType& t, std::string name,
+                                      std::function<bool(Json& obj)> change) {
+  unsigned last = 409;
+  for (int attempt = 0; attempt < 8 && last == 409; ++attempt) {
+    ObjectPtr cur = store.get(resourceKey(t), name);
+    if (!cur) {
+      co_return 404;
+    }
+    Json obj = Json::parse(cur->bytes);
+    if (!change(obj)) {
+      co_return 200;
+    }
+    ApiResponse r = co_await api.internal(http::verb::put, objectPath(t, name, true), obj.dump());
+    last = r.status;
+  }
+  co_return last;
+}
+
+namespace {
 std::string qualifiedResource(const ResourceType& t) {
   return t.group.empty() ? t.plural : t.plural + "." + t.group;
 }
@@ -168,6 +194,9 @@ std::vector<FieldError> validateObject(const ResourceType& t, Json& obj, model::
   obj["metadata"] = std::move(metadata);
   if (t.validate) {
     t.validate(obj, errors);
+  }
+  if (errors.empty() && t.admit) {
+    t.admit(obj);
   }
   return errors;
 }
@@ -447,6 +476,19 @@ void parseTarget(std::string_view target, std::string& path, std::map<std::strin
 ApiService::ApiService(ObjectStore& store, const model::Registry& registry, const Clock& clock, ApiOptions options)
     : store_(store), registry_(registry), clock_(clock), options_(std::move(options)),
       docs_(buildDiscovery(registry, options_.server_version)) {}
+
+net::awaitable<ApiResponse> ApiService::internal(http::verb method, std::string path, std::string body,
+                                                 std::string content_type) {
+  ApiRequest req;
+  req.method = method;
+  parseTarget(path, req.path, req.query);
+  req.body = std::move(body);
+  req.content_type = std::move(content_type);
+  req.user_agent = "kflex-hub";
+  req.user.name = "system:kflex-hub";
+  req.user.groups = {"system:masters", "system:authenticated"};
+  co_return co_await handle(std::move(req));
+}
 
 void ApiService::shutdown() {
   stopping_ = true;

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,10 @@ class ApiService {
   ApiService(ObjectStore& store, const model::Registry& registry, const Clock& clock, ApiOptions options);
   /// Serves one request.
   net::awaitable<ApiResponse> handle(ApiRequest req);
+  /// Serves a request made by the hub itself (its controllers and enrollment), as user
+  /// system:kflex-hub in group system:masters, through the same validation as any client.
+  net::awaitable<ApiResponse> internal(http::verb method, std::string path, std::string body = "",
+                                       std::string content_type = "application/json");
   /// Ends every open watch (graceful stop).
   void shutdown();
 
@@ -59,5 +64,17 @@ class ApiService {
   DiscoveryDocs docs_;
   std::atomic<bool> stopping_{false};
 };
+
+/// The store key of a kind ("group/plural").
+std::string resourceKey(const model::ResourceType& t);
+/// The API path of an object of a cluster-scoped kind (with "/status" when status is true).
+std::string objectPath(const model::ResourceType& t, const std::string& name, bool status = false);
+
+/// Read-modify-write of one object's status through the API (PUT .../status with the read
+/// resourceVersion), retried on conflicts. `change` edits the object and returns false when
+/// there is nothing to write. Returns the HTTP status of the last attempt (200 when nothing
+/// needed writing, 404 when the object is gone).
+net::awaitable<unsigned> updateStatus(ApiService& api, ObjectStore& store, const model::ResourceType& t,
+                                      std::string name, std::function<bool(Json& obj)> change);
 
 }  // namespace kflex::hub

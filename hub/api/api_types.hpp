@@ -28,6 +28,8 @@ struct ApiRequest {
   std::string content_type;
   std::string accept;
   std::string user_agent;
+  std::string authorization;  ///< The Authorization header (never logged).
+  std::string peer;           ///< Remote address:port.
   User user;
   std::string auth_error;  ///< Why authentication failed, when it did (for the 401 message).
 };
@@ -48,6 +50,9 @@ struct ApiResponse {
   std::vector<std::pair<std::string, std::string>> headers;
   std::function<net::awaitable<void>(ChunkWriter&)> stream;
 };
+
+/// Serves requests under a path prefix (enrollment) instead of the API.
+using RouteHandler = std::function<net::awaitable<ApiResponse>(ApiRequest)>;
 
 /// Splits "path?a=b&c=d" and percent-decodes both parts.
 void parseTarget(std::string_view target, std::string& path, std::map<std::string, std::string>& query);

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/api/http_server.hpp"
 
+#include <boost/beast/websocket.hpp>
+
 #include "shared/common/log.hpp"
-#include "shared/tls/context.hpp"
 
 namespace kflex::hub {
 namespace {
 
-using Stream = beast::ssl_stream<beast::tcp_stream>;
+using Stream = HttpStream;
 
 bool expectedEnd(const boost::system::error_code& ec) {
   return ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::operation_aborted ||
@@ -259,6 +260,22 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
     }
     tcp.expires_never();
     auto req = parser.release();
+    if (beast::websocket::is_upgrade(req)) {
+      std::string upath;
+      std::map<std::string, std::string> uquery;
+      parseTarget(req.target(), upath, uquery);
+      const UpgradeHandler* handler = nullptr;
+      for (const auto& [p, h] : upgrades_) {
+        if (p == upath) {
+          handler = &h;
+        }
+      }
+      if (handler != nullptr) {
+        conn->idle = false;
+        co_await (*handler)(stream, std::move(req), id, conn->peer);
+        break;
+      }
+    }
     ApiRequest api_req;
     api_req.method = req.method();
     parseTarget(req.target(), api_req.path, api_req.query);
@@ -266,16 +283,31 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
     api_req.content_type = std::string(req[http::field::content_type]);
     api_req.accept = std::string(req[http::field::accept]);
     api_req.user_agent = std::string(req[http::field::user_agent]);
+    api_req.authorization = std::string(req[http::field::authorization]);
+    api_req.peer = conn->peer;
     api_req.user = user;
     api_req.auth_error = auth_error;
-    // Bearer tokens: no token authenticator is configured yet, so a token alone is not enough.
-    if (!user.authenticated() && !req[http::field::authorization].empty() && auth_error.empty()) {
+    const RouteHandler* route = nullptr;
+    for (const auto& [prefix, h] : routes_) {
+      if (api_req.path.rfind(prefix, 0) == 0) {
+        route = &h;
+      }
+    }
+    // Bearer tokens: no token authenticator is configured for the API yet, so a token alone is
+    // not enough there (enrollment routes read their bootstrap token themselves).
+    if (route == nullptr && !user.authenticated() && !api_req.authorization.empty() && auth_error.empty()) {
       api_req.auth_error = "bearer tokens are not accepted on this endpoint";
     }
     std::string method(req.method_string());
     std::string path = api_req.path;
     bool keep_alive = req.keep_alive();
-    ApiResponse res = co_await api_.handle(std::move(api_req));
+    // (No co_await inside ?: — GCC 12 miscompiles it into a double destruction.)
+    ApiResponse res;
+    if (route != nullptr) {
+      res = co_await (*route)(std::move(api_req));
+    } else {
+      res = co_await api_.handle(std::move(api_req));
+    }
 
     http::response<http::string_body> out{http::status(res.status), req.version()};
     out.set(http::field::content_type, res.content_type);

@@ -7,10 +7,13 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "hub/api/api_service.hpp"
 #include "shared/common/result.hpp"
 #include "shared/net/asio.hpp"
+#include "shared/tls/context.hpp"
 
 namespace kflex::hub {
 
@@ -25,6 +28,13 @@ struct HttpOptions {
   std::chrono::seconds idle_timeout{120};                ///< Keep-alive wait for the next request.
 };
 
+/// The TLS stream of one connection.
+using HttpStream = beast::ssl_stream<beast::tcp_stream>;
+/// Takes over a connection whose request asks for a WebSocket upgrade on its path. The stream
+/// stays valid until the returned awaitable completes; the connection is closed afterwards.
+using UpgradeHandler = std::function<net::awaitable<void>(HttpStream& stream, http::request<http::string_body> req,
+                                                          tls::PeerIdentity peer_id, std::string peer)>;
+
 /**
  * The hub's HTTPS listener. Each connection is a coroutine on its own strand.
  * Thread safety: start/stop from any thread; the io_context may run on several threads.
@@ -37,6 +47,10 @@ class HttpServer {
                                                     HttpOptions options);
   /// The bound endpoint.
   net::ip::tcp::endpoint endpoint() const { return endpoint_; }
+  /// Routes requests whose path starts with prefix to handler (before start()).
+  void addRoute(std::string prefix, RouteHandler handler) { routes_.emplace_back(std::move(prefix), std::move(handler)); }
+  /// Hands WebSocket upgrades of `path` to handler (before start()).
+  void addUpgrade(std::string path, UpgradeHandler handler) { upgrades_.emplace_back(std::move(path), std::move(handler)); }
   /// Starts accepting.
   void start();
   /// Stops accepting and closes idle connections; busy ones finish their request first.
@@ -57,6 +71,8 @@ class HttpServer {
   HttpOptions options_;
   net::ip::tcp::acceptor acceptor_;
   net::ip::tcp::endpoint endpoint_;
+  std::vector<std::pair<std::string, RouteHandler>> routes_;
+  std::vector<std::pair<std::string, UpgradeHandler>> upgrades_;
   std::atomic<size_t> open_{0};
   std::atomic<bool> stopping_{false};
   std::mutex conns_mutex_;

@@ -6,6 +6,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include "hub/agents/enrollment.hpp"
+#include "hub/agents/gateway.hpp"
 #include "hub/api/api_service.hpp"
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
@@ -13,6 +15,7 @@
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
 #include "shared/config/kubeconfig.hpp"
+#include "shared/protocol/link.hpp"
 #include "shared/tls/context.hpp"
 
 namespace kflex::hub {
@@ -254,8 +257,24 @@ int runHub(const HubConfig& cfg) {
     log::error("cannot start: admin kubeconfig", {{"error", r.error().message}});
     return kExitRuntime;
   }
-  server.value()->start();
   std::string url = "https://" + urlHost(cfg.host()) + ":" + std::to_string(port);
+
+  EnrollOptions enroll_options;
+  enroll_options.cert_validity = cfg.agent_cert_validity;
+  enroll_options.hub_urls = cfg.hub_urls.empty() ? std::vector<std::string>{url} : cfg.hub_urls;
+  EnrollmentService enrollment(api, *store.value(), registry, pki->ca, pki->ca.cert_pem, clock, enroll_options);
+  GatewayOptions gateway_options;
+  gateway_options.lease_renew = cfg.agent_lease_renew;
+  gateway_options.lease_duration = cfg.agent_lease_duration;
+  gateway_options.heartbeat_persist = std::min(cfg.agent_lease_duration / 2, 4 * cfg.agent_lease_renew);
+  gateway_options.expired_grace = cfg.agent_expired_grace;
+  AgentGateway gateway(ioc, api, *store.value(), registry, enrollment, clock, gateway_options);
+  server.value()->addRoute("/enroll/", [&enrollment](ApiRequest r) { return enrollment.handle(std::move(r)); });
+  server.value()->addUpgrade(protocol::kConnectPath,
+                             [&gateway](HttpStream& s, http::request<http::string_body> r, tls::PeerIdentity id,
+                                        std::string peer) { return gateway.serve(s, std::move(r), std::move(id), std::move(peer)); });
+  gateway.start();
+  server.value()->start();
   log::info("kflex-hub serving", {{"version", kVersion}, {"url", url},
                                   {"kubeconfig", (cfg.data_dir / "admin.kubeconfig").string()},
                                   {"objects", std::to_string(store.value()->size())},
@@ -282,6 +301,7 @@ int runHub(const HubConfig& cfg) {
     log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     *deadline = std::chrono::steady_clock::now() + cfg.shutdown_grace;
     api.shutdown();
+    gateway.stop();
     server.value()->stop();
     poll();
   });

@@ -28,18 +28,6 @@ bool splitListen(const std::string& listen, std::string& host, std::string& port
   return true;
 }
 
-// Every problem on its own line, or success when there is none.
-Result<void> reportProblems(const std::vector<std::string>& problems) {
-  if (problems.empty()) {
-    return {};
-  }
-  std::string msg;
-  for (const auto& p : problems) {
-    msg += (msg.empty() ? "" : "\n") + p;
-  }
-  return fail(msg);
-}
-
 }  // namespace
 
 std::string HubConfig::host() const {
@@ -93,6 +81,18 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
       problems.push_back(where(n, key) + ": must be a whole number of seconds");
     }
   };
+  auto hours = [&](const YAML::Node& n, const std::string& key, std::chrono::hours& out) {
+    try {
+      long v = n.as<long>();
+      if (v <= 0) {
+        problems.push_back(where(n, key) + ": must be a positive number of hours");
+      } else {
+        out = std::chrono::hours(v);
+      }
+    } catch (const YAML::Exception&) {
+      problems.push_back(where(n, key) + ": must be a whole number of hours");
+    }
+  };
   auto count = [&](const YAML::Node& n, const std::string& key, size_t& out) {
     try {
       long v = n.as<long>();
@@ -119,6 +119,20 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         } else {
           cfg.tls_sans = v.as<std::vector<std::string>>();
         }
+      } else if (key == "hub_urls") {
+        if (!v.IsSequence()) {
+          problems.push_back(where(v, key) + ": must be a list of https:// URLs");
+        } else {
+          cfg.hub_urls = v.as<std::vector<std::string>>();
+        }
+      } else if (key == "agent_lease_renew_seconds") {
+        seconds(v, key, cfg.agent_lease_renew);
+      } else if (key == "agent_lease_duration_seconds") {
+        seconds(v, key, cfg.agent_lease_duration);
+      } else if (key == "agent_cert_validity_hours") {
+        hours(v, key, cfg.agent_cert_validity);
+      } else if (key == "agent_expired_grace_hours") {
+        hours(v, key, cfg.agent_expired_grace);
       } else if (key == "max_connections") {
         count(v, key, cfg.max_connections);
       } else if (key == "event_retention") {
@@ -176,6 +190,15 @@ Result<void> validateHubConfig(const HubConfig& cfg) {
   }
   if (cfg.log_level != "debug" && cfg.log_level != "info" && cfg.log_level != "warn" && cfg.log_level != "error") {
     problems.push_back("log_level: must be debug, info, warn or error");
+  }
+  for (const auto& u : cfg.hub_urls) {
+    if (u.rfind("https://", 0) != 0) {
+      problems.push_back("hub_urls: \"" + u + "\" must be an https:// URL");
+    }
+  }
+  if (cfg.agent_lease_duration <= cfg.agent_lease_renew) {
+    problems.push_back("agent_lease_duration_seconds: must be longer than agent_lease_renew_seconds (Kubernetes "
+                       "uses 5 times: 50 and 10)");
   }
   if (cfg.data_dir.empty()) {
     problems.push_back("data_dir: must not be empty");

@@ -18,8 +18,8 @@ struct HubConfig {
   std::string listen = "127.0.0.1:6443";
   /// Extra DNS names or IPs for the serving certificate. YAML `tls_sans`.
   std::vector<std::string> tls_sans;
-  /// Most concurrent connections. YAML `max_connections`. Default 4096.
-  size_t max_connections = 4096;
+  /// Most concurrent connections (API clients and agent links). YAML `max_connections`. Default 16384.
+  size_t max_connections = 16384;
   /// Events kept for watch resume. YAML `event_retention`. Default 10000.
   size_t event_retention = 10000;
   /// Worker threads for the network; 0 = number of cores. YAML `threads`.
@@ -32,6 +32,18 @@ struct HubConfig {
   std::chrono::seconds header_timeout{10};
   /// Seconds a client may take to send a request body. YAML `body_timeout_seconds`. Default 60.
   std::chrono::seconds body_timeout{60};
+
+  /// URLs agents use to reach the hub, told to them at enrollment (first preferred). YAML
+  /// `hub_urls`. Default: the listen address (then the first tls_san names are not used).
+  std::vector<std::string> hub_urls;
+  /// Agents renew their lease this often. YAML `agent_lease_renew_seconds`. Default 10.
+  std::chrono::seconds agent_lease_renew{10};
+  /// An agent without a renewal for this long goes Ready=False. YAML `agent_lease_duration_seconds`. Default 50.
+  std::chrono::seconds agent_lease_duration{50};
+  /// Lifetime of agent certificates, renewed at 2/3. YAML `agent_cert_validity_hours`. Default 720 (30 days).
+  std::chrono::hours agent_cert_validity{720};
+  /// An expired agent certificate may still connect (to renew) this long. YAML `agent_expired_grace_hours`. Default 168.
+  std::chrono::hours agent_expired_grace{168};
 
   /// The host part of listen.
   std::string host() const;

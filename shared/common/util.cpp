@@ -211,4 +211,15 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+Result<void> reportProblems(const std::vector<std::string>& problems) {
+  if (problems.empty()) {
+    return {};
+  }
+  std::string msg;
+  for (const auto& p : problems) {
+    msg += (msg.empty() ? "" : "\n") + p;
+  }
+  return fail(msg);
+}
+
 }  // namespace kflex

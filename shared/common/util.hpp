@@ -29,5 +29,7 @@ bool isDns1123Subdomain(std::string_view s);
 std::vector<std::string> split(std::string_view s, char sep);
 /// Strips ASCII whitespace at both ends.
 std::string_view trim(std::string_view s);
+/// Success when problems is empty, else one error listing every problem on its own line.
+Result<void> reportProblems(const std::vector<std::string>& problems);
 
 }  // namespace kflex

@@ -3,6 +3,9 @@
 // printer columns of upstream KubeFlex's CRDs, so that objects written for KubeFlex apply unchanged.
 #include "shared/model/resource.hpp"
 
+#include "shared/common/time.hpp"
+#include "shared/tls/pki.hpp"
+
 namespace kflex::model {
 namespace {
 
@@ -145,6 +148,143 @@ constexpr const char* kPostCreateHookSchema = R"({
   }
 })";
 
+constexpr const char* kAgentSchema = R"({
+  "type": "object",
+  "description": "Agent is an enrolled edge host that runs control planes. Agents are created by enrollment (kflex-agent run with a bootstrap token); deleting one revokes it.",
+  "properties": {
+    "apiVersion": {"type": "string", "description": "tenancy.kflex.kubestellar.org/v1alpha1."},
+    "kind": {"type": "string", "description": "Agent."},
+    "metadata": {"type": "object"},
+    "spec": {
+      "type": "object",
+      "description": "AgentSpec is what the administrator decides about an agent.",
+      "properties": {
+        "unschedulable": {"type": "boolean", "default": false, "description": "No new control planes are placed on an unschedulable agent; those it runs stay."}
+      }
+    },
+    "status": {
+      "type": "object",
+      "description": "AgentStatus is what the agent reported and what the hub observed.",
+      "properties": {
+        "conditions": {"type": "array", "items": {
+          "type": "object",
+          "required": ["type", "status"],
+          "properties": {
+            "type": {"type": "string", "description": "Ready: the agent's lease is current."},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string", "description": "AgentReady, LeaseExpired, Enrolled, Revoked, ..."},
+            "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "lastHeartbeatTime": {"type": "string", "format": "date-time"}
+          }
+        }},
+        "address": {"type": "string", "description": "The address the agent's link comes from."},
+        "hostname": {"type": "string"},
+        "os": {"type": "string", "description": "Operating system (linux)."},
+        "arch": {"type": "string", "description": "CPU architecture (amd64, arm64, ...)."},
+        "kernelVersion": {"type": "string"},
+        "agentVersion": {"type": "string", "description": "The kflex-agent version."},
+        "capacity": {"type": "object", "additionalProperties": {"type": "string"}, "description": "cpu (cores), memory and disk (bytes, as Kubernetes quantities)."},
+        "allocated": {"type": "object", "additionalProperties": {"type": "string"}, "description": "What the control planes placed on it have reserved."},
+        "controlPlanes": {"type": "integer", "format": "int64", "description": "Control planes placed on this agent."},
+        "lastHeartbeatTime": {"type": "string", "format": "date-time", "description": "When the hub last recorded a lease renewal (written at most every few renewals)."},
+        "acknowledgedRevision": {"type": "integer", "format": "int64", "description": "The hub revision of desired state the agent has stored."},
+        "certificate": {
+          "type": "object",
+          "description": "The agent's current client certificate.",
+          "properties": {
+            "publicKeyPin": {"type": "string", "description": "sha256:<hex> of the agent's public key; only certificates for this key are accepted."},
+            "notAfter": {"type": "string", "format": "date-time"}
+          }
+        }
+      }
+    }
+  }
+})";
+
+constexpr const char* kBootstrapTokenSchema = R"({
+  "type": "object",
+  "description": "BootstrapToken lets an agent enroll once (like a kubeadm bootstrap token). The name is the token's public id; the secret is stored only as a hash.",
+  "properties": {
+    "apiVersion": {"type": "string", "description": "tenancy.kflex.kubestellar.org/v1alpha1."},
+    "kind": {"type": "string", "description": "BootstrapToken."},
+    "metadata": {"type": "object"},
+    "spec": {
+      "type": "object",
+      "required": ["usages"],
+      "properties": {
+        "secret": {"type": "string", "description": "Write-only: the 16-character secret part of the token. The hub stores its SHA-256 in secretHash and never returns it."},
+        "secretHash": {"type": "string", "description": "Hex SHA-256 of the secret."},
+        "description": {"type": "string", "description": "What the token is for."},
+        "expiration": {"type": "string", "format": "date-time", "description": "When the token stops working (RFC 3339). Absent: never."},
+        "usages": {"type": "array", "items": {"type": "string", "enum": ["enroll"]}, "description": "What the token may be used for: enroll."},
+        "singleUse": {"type": "boolean", "default": false, "description": "The token works for one enrollment only."}
+      }
+    },
+    "status": {
+      "type": "object",
+      "properties": {
+        "uses": {"type": "integer", "format": "int64", "description": "Successful enrollments with this token."},
+        "lastUsedTime": {"type": "string", "format": "date-time"},
+        "lastUsedBy": {"type": "string", "description": "The agent that last enrolled with it."}
+      }
+    }
+  }
+})";
+
+bool allOf(std::string_view s, size_t n) {
+  if (s.size() != n) {
+    return false;
+  }
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void validateBootstrapToken(const Json& obj, std::vector<FieldError>& errors) {
+  const Json& meta = obj.at("metadata");
+  std::string name = meta.value("name", "");
+  if (!name.empty() && !allOf(name, 6)) {
+    errors.push_back({"FieldValueInvalid", "metadata.name",
+                      "Invalid value: " + Json(name).dump() + ": a token id is 6 characters of [a-z0-9]"});
+  }
+  const Json spec = obj.value("spec", Json::object());
+  bool has_secret = spec.contains("secret");
+  if (has_secret && !(spec["secret"].is_string() && allOf(spec["secret"].get<std::string>(), 16))) {
+    // Never echo the secret back.
+    errors.push_back({"FieldValueInvalid", "spec.secret", "Invalid value: a token secret is 16 characters of [a-z0-9]"});
+  }
+  if (auto h = spec.find("secretHash"); h != spec.end()) {
+    std::string v = h->is_string() ? h->get<std::string>() : "";
+    bool ok = v.size() == 64 && v.find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (!ok) {
+      errors.push_back({"FieldValueInvalid", "spec.secretHash", "Invalid value: must be 64 lower-case hex digits"});
+    }
+  } else if (!has_secret) {
+    errors.push_back({"FieldValueRequired", "spec.secret", "Required value: the token's secret"});
+  }
+  if (auto e = spec.find("expiration"); e != spec.end()) {
+    if (!e->is_string() || !parseTime(e->get<std::string>())) {
+      errors.push_back({"FieldValueInvalid", "spec.expiration",
+                        "Invalid value: " + e->dump() + ": must be an RFC 3339 time such as 2026-01-02T15:04:05Z"});
+    }
+  }
+}
+
+void admitBootstrapToken(Json& obj) {
+  auto spec = obj.find("spec");
+  if (spec == obj.end() || !spec->is_object()) {
+    return;
+  }
+  if (auto s = spec->find("secret"); s != spec->end() && s->is_string()) {
+    (*spec)["secretHash"] = tls::sha256Hex(s->get<std::string>());
+    spec->erase("secret");
+  }
+}
+
 Json schemaWithConditions(const char* text) {
   std::string s = text;
   for (size_t pos = s.find("CONDITION"); pos != std::string::npos; pos = s.find("CONDITION")) {
@@ -212,7 +352,55 @@ Registry kflexRegistry() {
   pch.columns = tenancyColumns();
   pch.name_is_label = false;
   r.add(std::move(pch));
+
+  ResourceType agent;
+  agent.group = kTenancyGroup;
+  agent.version = kTenancyVersion;
+  agent.kind = "Agent";
+  agent.list_kind = "AgentList";
+  agent.plural = "agents";
+  agent.singular = "agent";
+  agent.short_names = {"ag"};
+  agent.categories = {"kflex"};
+  agent.schema = Json::parse(kAgentSchema);
+  agent.columns = {
+      {"READY", "string", ".status.conditions[?(@.type=='Ready')].status", "Ready condition status", 0},
+      {"VERSION", "string", ".status.agentVersion", "kflex-agent version", 0},
+      {"CONTROL-PLANES", "integer", ".status.controlPlanes", "Control planes placed on the agent", 0},
+      {"LAST-SEEN", "date", ".status.lastHeartbeatTime", "Last recorded lease renewal", 0},
+      {"AGE", "date", ".metadata.creationTimestamp", "Time since enrollment", 0},
+      {"ADDRESS", "string", ".status.address", "Where the link comes from", 1},
+      {"OS", "string", ".status.os", "Operating system", 1},
+      {"ARCH", "string", ".status.arch", "CPU architecture", 1},
+  };
+  r.add(std::move(agent));
+
+  ResourceType token;
+  token.group = kTenancyGroup;
+  token.version = kTenancyVersion;
+  token.kind = "BootstrapToken";
+  token.list_kind = "BootstrapTokenList";
+  token.plural = "bootstraptokens";
+  token.singular = "bootstraptoken";
+  token.short_names = {"bt"};
+  token.categories = {"kflex"};
+  token.schema = Json::parse(kBootstrapTokenSchema);
+  token.columns = {
+      {"EXPIRATION", "string", ".spec.expiration", "When the token stops working", 0},
+      {"USAGES", "string", ".spec.usages", "What it may be used for", 0},
+      {"SINGLE-USE", "boolean", ".spec.singleUse", "Works for one enrollment only", 0},
+      {"USES", "integer", ".status.uses", "Enrollments made with it", 0},
+      {"DESCRIPTION", "string", ".spec.description", "What it is for", 0},
+      {"AGE", "date", ".metadata.creationTimestamp", "Time since creation", 0},
+  };
+  token.validate = validateBootstrapToken;
+  token.admit = admitBootstrapToken;
+  r.add(std::move(token));
   return r;
+}
+
+bool isBootstrapToken(std::string_view s) {
+  return s.size() == 23 && s[6] == '.' && allOf(s.substr(0, 6), 6) && allOf(s.substr(7), 16);
 }
 
 }  // namespace kflex::model

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shared/model/schema.hpp"
@@ -36,6 +37,9 @@ struct ResourceType {
   std::vector<PrinterColumn> columns;
   /// Rules beyond the schema (name format, cross-field checks). Appends to errors.
   std::function<void(const Json& obj, std::vector<FieldError>& errors)> validate;
+  /// Server-side rewriting after validation, before storage (e.g. a write-only secret becomes its
+  /// hash, as a Secret's stringData becomes data). Runs on create and update.
+  std::function<void(Json& obj)> admit;
 
   /// "group/version", or "version" for the core group.
   std::string apiVersion() const { return group.empty() ? version : group + "/" + version; }
@@ -64,8 +68,15 @@ class Registry {
 inline constexpr const char* kTenancyGroup = "tenancy.kflex.kubestellar.org";
 inline constexpr const char* kTenancyVersion = "v1alpha1";
 
-/// The kinds the hub serves: ControlPlane and PostCreateHook (as upstream KubeFlex).
+/// The kinds the hub serves: ControlPlane and PostCreateHook (as upstream KubeFlex), and kflex's
+/// own Agent and BootstrapToken.
 Registry kflexRegistry();
+
+/// Annotation and label keys and condition values kflex uses.
+inline constexpr const char* kAgentGroup = "kflex:agents";  ///< Certificate O of every agent.
+
+/// True when s is a bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}".
+bool isBootstrapToken(std::string_view s);
 
 /// Checks metadata the way kube-apiserver checks ObjectMeta (name, labels, annotations,
 /// finalizers, no unknown fields). Appends to errors.

@@ -7,7 +7,7 @@
 namespace kflex::net_client {
 namespace {
 
-using Stream = beast::ssl_stream<beast::tcp_stream>;
+using Stream = TlsStream;
 
 std::string describe(const boost::system::error_code& ec, const std::string& server) {
   if (ec == net::error::connection_refused) {
@@ -19,10 +19,20 @@ std::string describe(const boost::system::error_code& ec, const std::string& ser
   return "cannot talk to " + server + ": " + ec.message();
 }
 
-// Resolves, connects and does the TLS handshake with SNI and host-name verification. Returns an
-// error message for a person, or empty on success.
-net::awaitable<std::string> open(Stream& stream, const std::string& host, const std::string& port,
-                                 const std::string& server) {
+template <class Request>
+void setCommonHeaders(Request& req, const std::string& host, const std::string& token) {
+  req.set(http::field::host, host);
+  req.set(http::field::user_agent, std::string("kflex/") + kVersion);
+  req.set(http::field::accept, "application/json");
+  if (!token.empty()) {
+    req.set(http::field::authorization, "Bearer " + token);
+  }
+}
+
+}  // namespace
+
+net::awaitable<std::string> openTls(TlsStream& stream, const std::string& host, const std::string& port,
+                                    const std::string& server) {
   net::ip::tcp::resolver resolver(stream.get_executor());
   auto [rec, endpoints] = co_await resolver.async_resolve(host, port, net::as_tuple(net::use_awaitable));
   if (rec) {
@@ -42,31 +52,18 @@ net::awaitable<std::string> open(Stream& stream, const std::string& host, const 
   co_return std::string();
 }
 
-template <class Request>
-void setCommonHeaders(Request& req, const std::string& host, const std::string& token) {
-  req.set(http::field::host, host);
-  req.set(http::field::user_agent, std::string("kflex/") + kVersion);
-  req.set(http::field::accept, "application/json");
-  if (!token.empty()) {
-    req.set(http::field::authorization, "Bearer " + token);
-  }
-}
-
-}  // namespace
-
-Result<std::unique_ptr<HttpsClient>> HttpsClient::create(const config::ClusterAccess& access) {
-  std::string rest = access.server;
+Result<void> splitHttpsUrl(const std::string& url, std::string& host, std::string& port) {
+  std::string rest = url;
   if (rest.rfind("https://", 0) != 0) {
-    return fail("server \"" + access.server + "\" must be an https:// URL");
+    return fail("server \"" + url + "\" must be an https:// URL");
   }
   rest = rest.substr(8);
   rest = rest.substr(0, rest.find('/'));
-  std::string host;
-  std::string port = "443";
+  port = "443";
   if (!rest.empty() && rest.front() == '[') {
     auto close = rest.find(']');
     if (close == std::string::npos) {
-      return fail("server \"" + access.server + "\" has a malformed IPv6 address");
+      return fail("server \"" + url + "\" has a malformed IPv6 address");
     }
     host = rest.substr(1, close - 1);
     if (close + 1 < rest.size() && rest[close + 1] == ':') {
@@ -78,6 +75,18 @@ Result<std::unique_ptr<HttpsClient>> HttpsClient::create(const config::ClusterAc
     if (colon != std::string::npos) {
       port = rest.substr(colon + 1);
     }
+  }
+  if (host.empty()) {
+    return fail("server \"" + url + "\" has no host");
+  }
+  return {};
+}
+
+Result<std::unique_ptr<HttpsClient>> HttpsClient::create(const config::ClusterAccess& access) {
+  std::string host;
+  std::string port;
+  if (auto r = splitHttpsUrl(access.server, host, port); !r) {
+    return r.error();
   }
   tls::TlsConfig cfg{access.ca_pem, access.client_cert_pem, access.client_key_pem};
   auto ctx = tls::makeClientContext(cfg);
@@ -106,7 +115,7 @@ Result<HttpResult> HttpsClient::request(http::verb method, const std::string& ta
         Stream stream(ex, *ctx_);
         auto& tcp = beast::get_lowest_layer(stream);
         tcp.expires_after(timeout);
-        if (std::string error = co_await open(stream, host_, port_, access_.server); !error.empty()) {
+        if (std::string error = co_await openTls(stream, host_, port_, access_.server); !error.empty()) {
           result = fail(error);
           co_return;
         }
@@ -155,7 +164,7 @@ Result<HttpResult> HttpsClient::stream(const std::string& target, const std::fun
         Stream stream(ex, *ctx_);
         auto& tcp = beast::get_lowest_layer(stream);
         tcp.expires_after(timeout);
-        if (std::string error = co_await open(stream, host_, port_, access_.server); !error.empty()) {
+        if (std::string error = co_await openTls(stream, host_, port_, access_.server); !error.empty()) {
           result = fail(error);
           co_return;
         }

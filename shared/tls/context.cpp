@@ -96,8 +96,25 @@ PeerIdentity peerIdentity(SSL* ssl) {
   id.verified = rc == X509_V_OK;
   if (!id.verified) {
     id.verify_error = X509_verify_cert_error_string(rc);
+    // OpenSSL reports the first error; with an expired certificate, check that the chain is
+    // otherwise sound (signed by one of our CAs) before calling it "expired only".
+    if (rc == X509_V_ERR_CERT_HAS_EXPIRED) {
+      X509_STORE* store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl));
+      X509_STORE_CTX* vctx = X509_STORE_CTX_new();
+      if (vctx != nullptr && X509_STORE_CTX_init(vctx, store, cert, nullptr) == 1) {
+        X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(vctx), X509_V_FLAG_NO_CHECK_TIME);
+        id.expired_only = X509_verify_cert(vctx) == 1;
+      }
+      X509_STORE_CTX_free(vctx);
+      ERR_clear_error();
+    }
   }
   readSubject(cert, id.common_name, id.organizations);
+  id.public_key_pin = publicKeyPin(X509_get0_pubkey(cert));
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1) {
+    id.not_after = std::chrono::system_clock::from_time_t(timegm(&tm));
+  }
   X509_free(cert);
   return id;
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,9 @@ struct PeerIdentity {
   std::string common_name;
   std::vector<std::string> organizations;
   std::string verify_error;  ///< Why verification failed, for logs.
+  bool expired_only = false;  ///< Verification failed only because the certificate has expired.
+  std::string public_key_pin; ///< "sha256:<hex>" of the certificate's public key.
+  std::chrono::system_clock::time_point not_after;
 };
 /// Reads the peer identity after the handshake.
 PeerIdentity peerIdentity(SSL* ssl);

@@ -81,10 +81,17 @@ bool addExt(X509* cert, X509* issuer, int nid, const std::string& value) {
   return ok == 1;
 }
 
-Result<KeyPair> build(const CertRequest& req, const Clock& clock, X509* issuer, EVP_PKEY* issuer_key) {
-  auto key = newKey();
-  if (!key) {
-    return key.error();
+// Issues a certificate for `subject_key` (a new key when null; its PEM is returned then).
+Result<KeyPair> build(const CertRequest& req, const Clock& clock, X509* issuer, EVP_PKEY* issuer_key,
+                      EVP_PKEY* subject_key = nullptr) {
+  PKey own;
+  if (subject_key == nullptr) {
+    auto fresh = newKey();
+    if (!fresh) {
+      return fresh.error();
+    }
+    own = std::move(fresh.value());
+    subject_key = own.get();
   }
   X509Ptr cert(X509_new());
   X509_set_version(cert.get(), 2);
@@ -100,7 +107,7 @@ Result<KeyPair> build(const CertRequest& req, const Clock& clock, X509* issuer, 
   ASN1_TIME_set(X509_getm_notBefore(cert.get()), now - 300);
   ASN1_TIME_set(X509_getm_notAfter(cert.get()),
                 now + std::chrono::duration_cast<std::chrono::seconds>(req.validity).count());
-  X509_set_pubkey(cert.get(), key.value().get());
+  X509_set_pubkey(cert.get(), subject_key);
 
   X509_NAME* name = X509_get_subject_name(cert.get());
   for (const auto& o : req.organizations) {
@@ -147,16 +154,58 @@ Result<KeyPair> build(const CertRequest& req, const Clock& clock, X509* issuer, 
   if (!ok) {
     return fail(opensslError("cannot add certificate extensions"));
   }
-  EVP_PKEY* sign_key = issuer_key != nullptr ? issuer_key : key.value().get();
+  EVP_PKEY* sign_key = issuer_key != nullptr ? issuer_key : subject_key;
   if (X509_sign(cert.get(), sign_key, EVP_sha256()) == 0) {
     return fail(opensslError("cannot sign certificate"));
   }
 
   Bio cbio(BIO_new(BIO_s_mem()));
-  Bio kbio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509(cbio.get(), cert.get());
-  PEM_write_bio_PrivateKey(kbio.get(), key.value().get(), nullptr, nullptr, 0, nullptr, nullptr);
-  return KeyPair{bioString(cbio.get()), bioString(kbio.get())};
+  KeyPair out{bioString(cbio.get()), ""};
+  if (own) {
+    Bio kbio(BIO_new(BIO_s_mem()));
+    PEM_write_bio_PrivateKey(kbio.get(), own.get(), nullptr, nullptr, 0, nullptr, nullptr);
+    out.key_pem = bioString(kbio.get());
+  }
+  return out;
+}
+
+std::string hex(const unsigned char* data, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out += kHex[data[i] >> 4];
+    out += kHex[data[i] & 15];
+  }
+  return out;
+}
+
+Result<std::string> pinOf(EVP_PKEY* pub) {
+  std::string pin = publicKeyPin(pub);
+  if (pin.empty()) {
+    return fail(opensslError("cannot encode public key"));
+  }
+  return pin;
+}
+
+using Req = std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>>;
+
+Result<Req> parseCsr(const std::string& pem) {
+  Bio bio(BIO_new_mem_buf(pem.data(), int(pem.size())));
+  Req req(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+  if (!req) {
+    return fail(opensslError("cannot parse the certificate signing request"));
+  }
+  EVP_PKEY* pub = X509_REQ_get0_pubkey(req.get());
+  if (pub == nullptr || X509_REQ_verify(req.get(), pub) != 1) {
+    return fail(opensslError("the certificate signing request's signature does not verify"));
+  }
+  if (EVP_PKEY_get_base_id(pub) != EVP_PKEY_EC && EVP_PKEY_get_base_id(pub) != EVP_PKEY_ED25519 &&
+      !(EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA && EVP_PKEY_get_bits(pub) >= 2048)) {
+    return fail("the certificate signing request's key must be ECDSA, Ed25519 or RSA of at least 2048 bits");
+  }
+  return req;
 }
 
 TimePoint asn1ToTime(const ASN1_TIME* t) {
@@ -185,6 +234,18 @@ void readSubject(X509* cert, std::string& common_name, std::vector<std::string>&
       organizations.push_back(v);
     }
   }
+}
+
+std::string publicKeyPin(EVP_PKEY* pub) {
+  unsigned char* der = nullptr;
+  int len = pub != nullptr ? i2d_PUBKEY(pub, &der) : 0;
+  if (len <= 0) {
+    return "";
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(der, size_t(len), digest);
+  OPENSSL_free(der);
+  return "sha256:" + hex(digest, sizeof digest);
 }
 
 Result<KeyPair> createCa(const CertRequest& req, const Clock& clock) {
@@ -272,21 +333,104 @@ Result<std::string> spkiPin(const std::string& cert_pem) {
   if (!cert) {
     return cert.error();
   }
-  unsigned char* der = nullptr;
-  int len = i2d_PUBKEY(X509_get0_pubkey(cert.value().get()), &der);
-  if (len <= 0) {
-    return fail(opensslError("cannot encode public key"));
+  return pinOf(X509_get0_pubkey(cert.value().get()));
+}
+
+Result<std::string> createPrivateKey() {
+  auto key = newKey();
+  if (!key) {
+    return key.error();
   }
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(der, size_t(len), digest);
-  OPENSSL_free(der);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "sha256:";
-  for (unsigned char c : digest) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
+  Bio kbio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PrivateKey(kbio.get(), key.value().get(), nullptr, nullptr, 0, nullptr, nullptr);
+  return bioString(kbio.get());
+}
+
+Result<std::string> createCsr(const std::string& key_pem, const std::string& common_name) {
+  auto key = parseKey(key_pem);
+  if (!key) {
+    return key.error();
+  }
+  Req req(X509_REQ_new());
+  X509_REQ_set_version(req.get(), 0);
+  X509_NAME* name = X509_REQ_get_subject_name(req.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(common_name.c_str()),
+                             -1, -1, 0);
+  X509_REQ_set_pubkey(req.get(), key.value().get());
+  if (X509_REQ_sign(req.get(), key.value().get(), EVP_sha256()) == 0) {
+    return fail(opensslError("cannot sign the certificate signing request"));
+  }
+  Bio bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509_REQ(bio.get(), req.get());
+  return bioString(bio.get());
+}
+
+Result<CsrInfo> inspectCsr(const std::string& csr_pem) {
+  auto req = parseCsr(csr_pem);
+  if (!req) {
+    return req.error();
+  }
+  CsrInfo info;
+  X509_NAME* name = X509_REQ_get_subject_name(req.value().get());
+  int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+  if (idx >= 0) {
+    unsigned char* utf8 = nullptr;
+    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+    if (len >= 0) {
+      info.common_name.assign(reinterpret_cast<char*>(utf8), size_t(len));
+      OPENSSL_free(utf8);
+    }
+  }
+  auto pin = pinOf(X509_REQ_get0_pubkey(req.value().get()));
+  if (!pin) {
+    return pin.error();
+  }
+  info.public_key_pin = pin.value();
+  return info;
+}
+
+Result<std::string> signCsr(const KeyPair& ca, const std::string& csr_pem, const CertRequest& req, const Clock& clock) {
+  auto csr = parseCsr(csr_pem);
+  if (!csr) {
+    return csr.error();
+  }
+  auto ca_cert = parseCert(ca.cert_pem);
+  if (!ca_cert) {
+    return ca_cert.error();
+  }
+  auto ca_key = parseKey(ca.key_pem);
+  if (!ca_key) {
+    return ca_key.error();
+  }
+  // The subject and extensions come from `req` (the hub decides them), only the key from the CSR.
+  auto out = build(req, clock, ca_cert.value().get(), ca_key.value().get(), X509_REQ_get0_pubkey(csr.value().get()));
+  if (!out) {
+    return out.error();
+  }
+  return out.value().cert_pem;
+}
+
+std::string randomAlnum(size_t n) {
+  static constexpr char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string out;
+  unsigned char buf[64];
+  while (out.size() < n) {
+    if (RAND_bytes(buf, sizeof buf) != 1) {
+      throw std::runtime_error("the system's random source failed");
+    }
+    for (unsigned char b : buf) {
+      if (b < 252 && out.size() < n) {  // 252 = 7 * 36: keep the distribution uniform
+        out += kChars[b % 36];
+      }
+    }
   }
   return out;
+}
+
+std::string sha256Hex(std::string_view data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  return hex(digest, sizeof digest);
 }
 
 bool isIpAddress(const std::string& s) {

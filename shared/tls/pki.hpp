@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shared/common/result.hpp"
@@ -50,6 +51,24 @@ bool signedBy(const std::string& cert_pem, const std::string& ca_pem);
 Result<void> checkKeyMatches(const std::string& cert_pem, const std::string& key_pem);
 /// "sha256:<hex>" of the certificate's SubjectPublicKeyInfo (kubeadm's CA pin format).
 Result<std::string> spkiPin(const std::string& cert_pem);
+/// Makes a new ECDSA P-256 private key (PEM, PKCS#8).
+Result<std::string> createPrivateKey();
+/// Makes a PKCS#10 certificate signing request for the key, with subject CN=common_name.
+Result<std::string> createCsr(const std::string& key_pem, const std::string& common_name);
+/// What a verified CSR asks for.
+struct CsrInfo {
+  std::string common_name;
+  std::string public_key_pin;  ///< "sha256:<hex>" of its SubjectPublicKeyInfo.
+};
+/// Parses a CSR and checks its signature (proof that the requester holds the key).
+Result<CsrInfo> inspectCsr(const std::string& csr_pem);
+/// Issues a certificate for the CSR's public key. Subject, SANs, usages and lifetime come from
+/// `req`, never from the CSR.
+Result<std::string> signCsr(const KeyPair& ca, const std::string& csr_pem, const CertRequest& req, const Clock& clock);
+/// n characters of [a-z0-9] from the system's cryptographic random source (no modulo bias).
+std::string randomAlnum(size_t n);
+/// Lower-case hex SHA-256 of data.
+std::string sha256Hex(std::string_view data);
 /// True when s parses as an IPv4 or IPv6 address.
 bool isIpAddress(const std::string& s);
 

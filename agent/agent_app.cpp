@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/agent_app.hpp"
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "agent/agent_state.hpp"
+#include "agent/enroll.hpp"
+#include "agent/hub_link.hpp"
+#include "shared/common/log.hpp"
+#include "shared/common/time.hpp"
+#include "shared/common/util.hpp"
+#include "shared/common/version.hpp"
+#include "shared/tls/pki.hpp"
+
+namespace kflex::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+std::atomic<bool> g_stop{false};
+
+void onSignal(int) { g_stop = true; }
+
+}  // namespace
+
+int runAgent(const AgentConfig& cfg) {
+  log::setLevel(cfg.log_level == "debug" ? log::Level::Debug
+                : cfg.log_level == "warn" ? log::Level::Warn
+                : cfg.log_level == "error" ? log::Level::Error
+                                           : log::Level::Info);
+  ::umask(077);
+  std::error_code ec;
+  fs::create_directories(cfg.data_dir, ec);
+  if (ec || ::chmod(cfg.data_dir.c_str(), 0700) != 0) {
+    log::error("cannot start: the data directory is not usable",
+               {{"data_dir", cfg.data_dir.string()}, {"error", ec ? ec.message() : std::strerror(errno)}});
+    return kExitRuntime;
+  }
+  auto state = AgentState::open(cfg.data_dir);
+  if (!state) {
+    log::error("cannot start: agent.db", {{"error", state.error().message}});
+    return kExitRuntime;
+  }
+  // Enrollment blocks (with its own retries) before the event loop starts; signals stop it.
+  std::signal(SIGTERM, onSignal);
+  std::signal(SIGINT, onSignal);
+  auto identity = loadIdentity(cfg.data_dir, *state.value());
+  if (!identity) {
+    if (fs::exists(certPath(cfg.data_dir), ec)) {
+      log::error("cannot start: the agent's credentials are unusable", {{"error", identity.error().message}});
+      return kExitRuntime;
+    }
+    identity = enroll(cfg, *state.value(), g_stop);
+    if (!identity) {
+      log::error("enrollment failed", {{"error", identity.error().message}});
+      return g_stop ? kExitOk : kExitRuntime;
+    }
+  } else if (!cfg.name.empty() && cfg.name != identity->name) {
+    log::error("cannot start: this host is enrolled under another name",
+               {{"enrolled_as", identity->name}, {"configured", cfg.name},
+                {"hint", "remove --name or delete " + (cfg.data_dir / "pki").string() + " to enroll again"}});
+    return kExitConfig;
+  }
+  // URLs given now come first; the ones learned at enrollment stay as fallbacks.
+  std::vector<std::string> urls = cfg.hub_urls;
+  for (const auto& u : identity->hub_urls) {
+    if (std::find(urls.begin(), urls.end(), u) == urls.end()) {
+      urls.push_back(u);
+    }
+  }
+  if (urls.empty()) {
+    log::error("cannot start: no hub URL is known; pass --hub or set hub_urls in agent.yaml");
+    return kExitConfig;
+  }
+  identity->hub_urls = urls;
+  if (auto info = tls::inspectCertificate(identity->cert_pem); info) {
+    log::info("kflex-agent starting", {{"version", kVersion}, {"agent", identity->name}, {"hub", urls.front()},
+                                       {"certificate_expires", formatTime(info->not_after)},
+                                       {"data_dir", cfg.data_dir.string()}});
+  }
+
+  net::io_context ioc{1};
+  std::unique_ptr<HubLink> link;
+  try {
+    link = std::make_unique<HubLink>(ioc, identity.value(), *state.value(), cfg.data_dir, LinkOptions{});
+  } catch (const std::exception& e) {
+    log::error("cannot start", {{"error", e.what()}});
+    return kExitRuntime;
+  }
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGINT, SIG_DFL);
+  net::signal_set signals(ioc, SIGTERM, SIGINT);
+  if (g_stop) {
+    return kExitOk;
+  }
+  signals.async_wait([&](boost::system::error_code e, int sig) {
+    if (e) {
+      return;
+    }
+    log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    link->stop();
+  });
+  net::co_spawn(ioc, link->run(), [&](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::error("hub link failed", {{"error", ex.what()}});
+      }
+    }
+    signals.cancel();
+  });
+  ioc.run();
+  log::info("stopped");
+  return kExitOk;
+}
+
+int printStatus(const AgentConfig& cfg, bool json, std::ostream& out, std::ostream& err) {
+  std::error_code ec;
+  if (!fs::exists(cfg.data_dir / "agent.db", ec)) {
+    err << "kflex-agent status: no agent state in " << cfg.data_dir.string()
+        << " (not enrolled yet, or another --data-dir)\n";
+    return kExitRuntime;
+  }
+  auto state = AgentState::open(cfg.data_dir, true);
+  if (!state) {
+    err << "kflex-agent status: " << state.error().message << "\n";
+    return kExitRuntime;
+  }
+  Json s = Json::object();
+  auto& st = *state.value();
+  auto str = [&](const char* key) { return st.get(key).value_or(""); };
+  s["dataDir"] = cfg.data_dir.string();
+  s["name"] = str("name");
+  s["hubURLs"] = Json::parse(st.get("hub_urls").value_or("[]"), nullptr, false);
+  s["enrolledAt"] = str("enrolled_at");
+  s["link"] = {{"state", str("link_state")}, {"since", str("link_since")}, {"detail", str("link_detail")}};
+  s["leaseRenewSeconds"] = str("lease_renew_seconds");
+  if (auto cert = readFile(certPath(cfg.data_dir)); cert) {
+    if (auto info = tls::inspectCertificate(cert.value()); info) {
+      s["name"] = info->common_name;
+      s["certificate"] = {{"notAfter", formatTime(info->not_after)}, {"notBefore", formatTime(info->not_before)}};
+    }
+  }
+  if (json) {
+    out << s.dump(2) << "\n";
+    return kExitOk;
+  }
+  auto now = std::chrono::system_clock::now();
+  out << "Agent:        " << s.value("name", "") << "\n";
+  std::string hubs;
+  for (const auto& u : s["hubURLs"]) {
+    hubs += (hubs.empty() ? "" : ", ") + u.get<std::string>();
+  }
+  out << "Hub:          " << (hubs.empty() ? "<unknown>" : hubs) << "\n";
+  out << "Enrolled:     " << (s.value("enrolledAt", "").empty() ? "<no>" : s.value("enrolledAt", "")) << "\n";
+  if (s.contains("certificate")) {
+    std::string na = s["certificate"].value("notAfter", "");
+    auto t = parseTime(na);
+    std::string left = t && *t > now ? "valid for " + humanDuration(std::chrono::duration_cast<std::chrono::seconds>(*t - now))
+                                     : "EXPIRED";
+    out << "Certificate:  until " << na << " (" << left << ")\n";
+  }
+  const Json& link_info = s["link"];
+  std::string since = link_info.value("since", "");
+  std::string ago;
+  if (auto t = parseTime(since)) {
+    ago = " for " + humanDuration(std::chrono::duration_cast<std::chrono::seconds>(now - *t));
+  }
+  out << "Link:         " << (link_info.value("state", "").empty() ? "never connected" : link_info.value("state", "") + ago);
+  if (!link_info.value("detail", "").empty()) {
+    out << " (" << link_info.value("detail", "") << ")";
+  }
+  out << "\n";
+  return kExitOk;
+}
+
+}  // namespace kflex::agent

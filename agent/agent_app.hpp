@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <iosfwd>
+
+#include "agent/agent_config.hpp"
+
+namespace kflex::agent {
+
+/// Exit codes of kflex-agent.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRuntime = 1;  ///< Could not start, enrollment refused, or failed while running.
+inline constexpr int kExitConfig = 2;   ///< Bad flags or configuration.
+
+/// Enrolls when needed, then holds the hub link until SIGTERM/SIGINT. Returns the exit code.
+int runAgent(const AgentConfig& cfg);
+/// Prints what the agent knows locally, without the hub. Returns the exit code.
+int printStatus(const AgentConfig& cfg, bool json, std::ostream& out, std::ostream& err);
+
+}  // namespace kflex::agent

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/agent_config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <yaml-cpp/yaml.h>
+
+#include "shared/common/util.hpp"
+#include "shared/model/resource.hpp"
+
+namespace kflex::agent {
+
+Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg) {
+  auto text = readFile(path);
+  if (!text) {
+    return text.error();
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(text.value());
+  } catch (const YAML::Exception& e) {
+    return fail(path.string() + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  if (root.IsNull()) {
+    return {};
+  }
+  if (!root.IsMap()) {
+    return fail(path.string() + ": the file must be a YAML mapping of settings");
+  }
+  std::vector<std::string> problems;
+  auto where = [&](const YAML::Node& n, const std::string& key) {
+    return key + " (" + path.string() + ":" + std::to_string(n.Mark().line + 1) + ")";
+  };
+  for (const auto& kv : root) {
+    std::string key = kv.first.as<std::string>();
+    const YAML::Node& v = kv.second;
+    try {
+      if (key == "hub") {
+        cfg.hub_urls = {v.as<std::string>()};
+      } else if (key == "hub_urls") {
+        if (!v.IsSequence()) {
+          problems.push_back(where(v, key) + ": must be a list of https:// URLs");
+        } else {
+          cfg.hub_urls = v.as<std::vector<std::string>>();
+        }
+      } else if (key == "token") {
+        cfg.token = v.IsNull() ? "" : v.as<std::string>();
+      } else if (key == "token_file") {
+        cfg.token_file = v.as<std::string>();
+      } else if (key == "ca_cert_hash") {
+        cfg.ca_cert_hash = v.IsNull() ? "" : v.as<std::string>();
+      } else if (key == "data_dir") {
+        cfg.data_dir = v.as<std::string>();
+      } else if (key == "name") {
+        cfg.name = v.IsNull() ? "" : v.as<std::string>();
+      } else if (key == "labels") {
+        if (!v.IsMap()) {
+          problems.push_back(where(v, key) + ": must be a mapping of label keys to values");
+        } else {
+          for (const auto& l : v) {
+            cfg.labels[l.first.as<std::string>()] = l.second.as<std::string>();
+          }
+        }
+      } else if (key == "log_level") {
+        cfg.log_level = v.as<std::string>();
+      } else {
+        problems.push_back(where(kv.first, key) + ": unknown setting");
+      }
+    } catch (const YAML::Exception&) {
+      problems.push_back(where(v, key) + ": has the wrong type");
+    }
+  }
+  return reportProblems(problems);
+}
+
+Result<void> parseLabels(const std::string& text, std::map<std::string, std::string>& labels) {
+  for (const auto& part : split(text, ',')) {
+    if (trim(part).empty()) {
+      continue;
+    }
+    auto eq = part.find('=');
+    if (eq == std::string::npos) {
+      return fail("label \"" + part + "\" must be key=value");
+    }
+    labels[std::string(trim(part.substr(0, eq)))] = std::string(trim(part.substr(eq + 1)));
+  }
+  return {};
+}
+
+Result<void> validateAgentConfig(const AgentConfig& cfg) {
+  std::vector<std::string> problems;
+  for (const auto& u : cfg.hub_urls) {
+    if (u.rfind("https://", 0) != 0) {
+      problems.push_back("hub: \"" + u + "\" must be an https:// URL such as https://hub.example.com:6443");
+    }
+  }
+  if (!cfg.token.empty() && !model::isBootstrapToken(cfg.token)) {
+    problems.push_back("token: not a bootstrap token; it looks like abcdef.0123456789abcdef (from `kflex token create`)");
+  }
+  if (!cfg.ca_cert_hash.empty()) {
+    const std::string& h = cfg.ca_cert_hash;
+    bool ok = h.rfind("sha256:", 0) == 0 && h.size() == 7 + 64 &&
+              h.find_first_not_of("0123456789abcdef", 7) == std::string::npos;
+    if (!ok) {
+      problems.push_back("ca_cert_hash: must be sha256: followed by 64 lower-case hex digits (from `kflex token create`)");
+    }
+  }
+  if (!cfg.name.empty() && !isDns1123Label(cfg.name)) {
+    problems.push_back("name: \"" + cfg.name +
+                       "\" is not a valid agent name: at most 63 lower-case letters, digits and '-', starting and "
+                       "ending with a letter or digit");
+  }
+  if (cfg.log_level != "debug" && cfg.log_level != "info" && cfg.log_level != "warn" && cfg.log_level != "error") {
+    problems.push_back("log_level: must be debug, info, warn or error");
+  }
+  if (cfg.data_dir.empty()) {
+    problems.push_back("data_dir: must not be empty");
+  }
+  return reportProblems(problems);
+}
+
+std::string defaultAgentName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) {
+    return "";
+  }
+  std::string name(buf);
+  name = name.substr(0, name.find('.'));
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return name;
+}
+
+}  // namespace kflex::agent

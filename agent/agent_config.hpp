@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "shared/common/result.hpp"
+
+namespace kflex::agent {
+
+/// Everything kflex-agent is told: defaults, then /etc/kflex/agent.yaml, then flags.
+struct AgentConfig {
+  /// Hub URLs, tried in order (YAML `hub_urls`, or one `hub`). The hub's list from enrollment is added.
+  std::vector<std::string> hub_urls;
+  /// Bootstrap token for the first enrollment only (YAML `token`). Never logged.
+  std::string token;
+  /// File holding the token (YAML `token_file`), so it does not show in the process list.
+  std::string token_file;
+  /// sha256:<hex> of the hub CA's public key (YAML `ca_cert_hash`), from `kflex token create`.
+  std::string ca_cert_hash;
+  /// State: agent.db, pki/, cp/ (YAML `data_dir`). Default /var/lib/kflex-agent.
+  std::filesystem::path data_dir = "/var/lib/kflex-agent";
+  /// Agent name (YAML `name`). Default: this host's name.
+  std::string name;
+  /// Labels set at enrollment (YAML `labels`, a mapping).
+  std::map<std::string, std::string> labels;
+  /// debug, info, warn or error (YAML `log_level`).
+  std::string log_level = "info";
+};
+
+/// Reads agent.yaml into cfg; every problem as "key (file:line): message".
+Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg);
+/// Parses "k=v,k2=v2" into labels.
+Result<void> parseLabels(const std::string& text, std::map<std::string, std::string>& labels);
+/// Checks values; lists every problem.
+Result<void> validateAgentConfig(const AgentConfig& cfg);
+/// This host's name, lower-cased, usable as an agent name when it is a DNS-1123 label.
+std::string defaultAgentName();
+
+}  // namespace kflex::agent

@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/hub_link.hpp"
+
+#include <sys/statvfs.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <random>
+#include <thread>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "shared/common/log.hpp"
+#include "shared/common/util.hpp"
+#include "shared/common/version.hpp"
+#include "shared/net/https_client.hpp"
+#include "shared/protocol/link.hpp"
+#include "shared/tls/context.hpp"
+
+namespace kflex::agent {
+namespace {
+
+namespace websocket = beast::websocket;
+using namespace net::experimental::awaitable_operators;
+using Json = nlohmann::json;
+
+std::string goArch(const std::string& machine) {
+  if (machine == "x86_64") {
+    return "amd64";
+  }
+  if (machine == "aarch64") {
+    return "arm64";
+  }
+  if (machine.rfind("armv7", 0) == 0) {
+    return "arm";
+  }
+  return machine;
+}
+
+}  // namespace
+
+struct HubLink::Conn {
+  Conn(net::io_context& ioc, ssl::context& ctx) : ws(ioc, ctx) {}
+  websocket::stream<net_client::TlsStream> ws;
+};
+
+HubLink::HubLink(net::io_context& ioc, Identity identity, AgentState& state, const std::filesystem::path& data_dir,
+                 LinkOptions options)
+    : ioc_(ioc), identity_(std::move(identity)), state_(state), data_dir_(data_dir), options_(options), sleep_(ioc) {
+  auto ctx = tls::makeClientContext({identity_.ca_bundle_pem, identity_.cert_pem, identity_.key_pem});
+  if (!ctx) {
+    throw std::runtime_error("cannot set up TLS for the hub link: " + ctx.error().message);
+  }
+  tls_ = ctx.value();
+}
+
+HubLink::~HubLink() = default;
+
+Json HubLink::hostFacts(const std::filesystem::path& data_dir) {
+  Json facts = Json::object();
+  utsname u{};
+  if (::uname(&u) == 0) {
+    facts["os"] = std::string(u.sysname) == "Linux" ? "linux" : std::string(u.sysname);
+    facts["arch"] = goArch(u.machine);
+    facts["kernelVersion"] = u.release;
+    facts["hostname"] = u.nodename;
+  }
+  Json cap = Json::object();
+  cap["cpu"] = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
+  long pages = ::sysconf(_SC_PHYS_PAGES);
+  long page = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) {
+    cap["memory"] = std::to_string((uint64_t(pages) * uint64_t(page)) / 1024) + "Ki";
+  }
+  struct statvfs fs {};
+  if (::statvfs(data_dir.c_str(), &fs) == 0) {
+    cap["disk"] = std::to_string((uint64_t(fs.f_blocks) * fs.f_frsize) / 1024) + "Ki";
+  }
+  facts["capacity"] = cap;
+  facts["agentVersion"] = kVersion;
+  return facts;
+}
+
+void HubLink::record(const std::string& state, const std::string& detail) {
+  auto r = state_.set({{"link_state", state}, {"link_since", formatTime(std::chrono::system_clock::now())},
+                       {"link_detail", detail}});
+  if (!r) {
+    log::warn("cannot record the link state in agent.db", {{"error", r.error().message}});
+  }
+}
+
+void HubLink::stop() {
+  stopping_ = true;
+  sleep_.cancel();
+  if (auto c = conn_) {
+    c->ws.async_close(websocket::close_reason(websocket::close_code::going_away, "agent stopping"),
+                      [c](boost::system::error_code) {});
+  }
+}
+
+net::awaitable<void> HubLink::run() {
+  protocol::Backoff backoff(options_.backoff_base, options_.backoff_cap, std::random_device{}());
+  size_t attempt = 0;
+  std::string last_error;
+  while (!stopping_) {
+    const std::string& url = identity_.hub_urls[attempt % identity_.hub_urls.size()];
+    ++attempt;
+    bool welcomed = false;
+    bool refused = false;
+    std::string why = co_await session(url, welcomed, refused);
+    conn_.reset();
+    if (stopping_) {
+      break;
+    }
+    if (welcomed) {
+      backoff.reset();
+      attempt = 0;  // start again from the preferred URL
+    }
+    auto wait = backoff.next();
+    record("disconnected", why);
+    // Say it once per distinct failure, not on every retry.
+    if (why != last_error || welcomed) {
+      (refused ? log::error : log::warn)("hub link down; reconnecting",
+                                         {{"hub", url}, {"error", why}, {"retry_in", std::to_string(wait.count()) + "ms"}});
+      last_error = why;
+    } else {
+      log::debug("hub still unreachable", {{"hub", url}, {"retry_in", std::to_string(wait.count()) + "ms"}});
+    }
+    sleep_.expires_after(wait);
+    co_await sleep_.async_wait(net::as_tuple(net::use_awaitable));
+  }
+  record("stopped", "the agent stopped");
+}
+
+net::awaitable<std::string> HubLink::session(const std::string& url, bool& welcomed, bool& refused) {
+  std::string host;
+  std::string port;
+  if (auto r = net_client::splitHttpsUrl(url, host, port); !r) {
+    refused = true;
+    co_return r.error().message;
+  }
+  auto conn = std::make_shared<Conn>(ioc_, *tls_);
+  conn_ = conn;
+  auto& ws = conn->ws;
+  auto& tcp = beast::get_lowest_layer(ws);
+  tcp.expires_after(options_.connect_timeout);
+  if (std::string err = co_await net_client::openTls(ws.next_layer(), host, port, url); !err.empty()) {
+    co_return err;
+  }
+  tcp.expires_never();
+  websocket::stream_base::timeout t{};
+  t.handshake_timeout = options_.connect_timeout;
+  t.idle_timeout = options_.idle_timeout;
+  t.keep_alive_pings = true;
+  ws.set_option(t);
+  ws.read_message_max(protocol::kMaxFrameBytes);
+  ws.set_option(websocket::stream_base::decorator(
+      [](websocket::request_type& req) { req.set(http::field::user_agent, std::string("kflex-agent/") + kVersion); }));
+  websocket::response_type res;
+  std::string host_header = url.substr(8);
+  host_header = host_header.substr(0, host_header.find('/'));
+  auto [hec] = co_await ws.async_handshake(res, host_header, protocol::kConnectPath, net::as_tuple(net::use_awaitable));
+  if (hec) {
+    if (hec == websocket::error::upgrade_declined) {
+      Json st = Json::parse(res.body(), nullptr, false);
+      std::string msg = st.is_object() ? st.value("message", "") : "";
+      refused = res.result_int() == 401 || res.result_int() == 403;
+      co_return "the hub refused the link (HTTP " + std::to_string(res.result_int()) + ")" +
+          (msg.empty() ? "" : ": " + msg);
+    }
+    co_return "WebSocket handshake with " + url + " failed: " + hec.message();
+  }
+  ws.text(true);
+  Json hello = hostFacts(data_dir_);
+  hello["name"] = identity_.name;
+  hello["acknowledgedRevision"] = std::stoll(state_.get("acknowledged_revision").value_or("0"));
+  std::string hello_msg = protocol::encode(protocol::msg::kHello, "1", 0, hello);
+  auto [wec, wn] = co_await ws.async_write(net::buffer(hello_msg), net::as_tuple(net::use_awaitable));
+  if (wec) {
+    co_return "cannot send hello: " + wec.message();
+  }
+  beast::flat_buffer buffer;
+  auto [rec, rn] = co_await ws.async_read(buffer, net::as_tuple(net::use_awaitable));
+  if (rec) {
+    co_return rec == websocket::error::closed ? "the hub closed the link: " + std::string(ws.reason().reason.c_str())
+                                              : "no welcome from the hub: " + rec.message();
+  }
+  auto welcome = protocol::decode(beast::buffers_to_string(buffer.data()));
+  buffer.consume(buffer.size());
+  if (!welcome) {
+    co_return "protocol error from the hub: " + welcome.error().message;
+  }
+  if (welcome->type == protocol::msg::kError) {
+    refused = welcome->body.value("code", "") == protocol::code::kUnauthorized;
+    co_return "the hub refused the link: " + welcome->body.value("message", "");
+  }
+  if (welcome->type != protocol::msg::kWelcome) {
+    co_return "protocol error: expected welcome, got " + welcome->type;
+  }
+  welcomed = true;
+  auto renew = std::chrono::seconds(std::clamp<int64_t>(welcome->body.value("leaseRenewSeconds", int64_t(10)), 1, 3600));
+  record("connected", url);
+  (void)state_.set("lease_renew_seconds", std::to_string(renew.count()));
+  log::info("connected to the hub", {{"hub", url}, {"agent", identity_.name}, {"lease_renew", std::to_string(renew.count()) + "s"}});
+
+  std::string reason;
+  auto reader = [&]() -> net::awaitable<void> {
+    beast::flat_buffer buf;
+    while (true) {
+      auto [ec, n] = co_await ws.async_read(buf, net::as_tuple(net::use_awaitable));
+      if (ec) {
+        if (reason.empty()) {
+          reason = ec == websocket::error::closed
+                       ? "the hub closed the link" + (ws.reason().reason.empty() ? std::string() : ": " + std::string(ws.reason().reason.c_str()))
+                       : "link lost: " + ec.message();
+        }
+        co_return;
+      }
+      auto env = protocol::decode(beast::buffers_to_string(buf.data()));
+      buf.consume(buf.size());
+      if (!env) {
+        reason = "protocol error from the hub: " + env.error().message;
+        log::warn("protocol error from the hub", {{"error", env.error().message}});
+        boost::system::error_code ignored;
+        beast::get_lowest_layer(ws).socket().close(ignored);
+        co_return;
+      }
+      if (env->type == protocol::msg::kError) {
+        reason = "the hub closed the link: " + env->body.value("code", "") + ": " + env->body.value("message", "");
+        refused = env->body.value("code", "") == protocol::code::kUnauthorized;
+        continue;  // the close frame follows
+      }
+      log::debug("message from the hub not handled by this agent yet", {{"type", env->type}});
+    }
+  };
+  auto leaser = [&]() -> net::awaitable<void> {
+    net::steady_timer timer(co_await net::this_coro::executor);
+    uint64_t seq = 1;
+    while (true) {
+      timer.expires_after(renew);
+      auto [tec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+      if (tec) {
+        co_return;  // cancelled: the reader finished
+      }
+      std::string lease = protocol::encode(protocol::msg::kLease, std::to_string(++seq), 0, Json::object());
+      auto [ec, n] = co_await ws.async_write(net::buffer(lease), net::as_tuple(net::use_awaitable));
+      if (ec) {
+        reason = "cannot renew the lease: " + ec.message();
+        boost::system::error_code ignored;
+        beast::get_lowest_layer(ws).socket().close(ignored);
+        co_return;
+      }
+    }
+  };
+  co_await (reader() || leaser());
+  co_return reason.empty() ? "link closed" : reason;
+}
+
+}  // namespace kflex::agent

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/agent_state.hpp"
+#include "agent/enroll.hpp"
+#include "shared/common/time.hpp"
+#include "shared/net/asio.hpp"
+
+namespace kflex::agent {
+
+/// Timings of the link.
+struct LinkOptions {
+  std::chrono::milliseconds backoff_base{1000};   ///< First reconnect waits up to this (full jitter).
+  std::chrono::milliseconds backoff_cap{60000};   ///< Reconnect waits never exceed this.
+  std::chrono::seconds connect_timeout{15};       ///< TCP + TLS + WebSocket handshake.
+  std::chrono::seconds idle_timeout{60};          ///< No frame (pings included) for this long: reconnect.
+};
+
+/**
+ * The agent's end of the hub link: one mutual-TLS WebSocket, reconnected with capped exponential
+ * backoff and full jitter across the hub URLs; says hello, renews its lease at the interval the
+ * hub asks for, and records the link's state in agent.db for `kflex-agent status`.
+ * Thread safety: run() and stop() on the io_context's thread.
+ */
+class HubLink {
+ public:
+  HubLink(net::io_context& ioc, Identity identity, AgentState& state, const std::filesystem::path& data_dir,
+          LinkOptions options);
+  ~HubLink();
+  /// Runs until stop(): connect, serve, reconnect.
+  net::awaitable<void> run();
+  /// Closes the link politely and ends run().
+  void stop();
+  /// The facts sent in hello (also shown by status).
+  static nlohmann::json hostFacts(const std::filesystem::path& data_dir);
+
+ private:
+  struct Conn;
+  net::awaitable<std::string> session(const std::string& url, bool& welcomed, bool& refused);
+  void record(const std::string& state, const std::string& detail);
+
+  net::io_context& ioc_;
+  Identity identity_;
+  AgentState& state_;
+  std::filesystem::path data_dir_;
+  LinkOptions options_;
+  std::shared_ptr<ssl::context> tls_;
+  std::shared_ptr<Conn> conn_;
+  net::steady_timer sleep_;
+  bool stopping_ = false;
+};
+
+}  // namespace kflex::agent

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+// Helpers every kflex command shares.
+#pragma once
+
+#include <chrono>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kflex::cli {
+
+/// Flags every command takes.
+struct Globals {
+  std::string kubeconfig;
+  std::string context;
+};
+
+/// Prints rows as aligned columns (the first row is the header), kubectl style.
+void printTable(const std::vector<std::vector<std::string>>& rows, std::ostream& out);
+/// Parses 90s, 5m, 1h, 250ms, 2d (a bare number is seconds); nullopt when malformed or negative.
+std::optional<std::chrono::milliseconds> parseDuration(const std::string& s);
+
+}  // namespace kflex::cli

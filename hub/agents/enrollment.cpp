@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/agents/enrollment.hpp"
+
+#include <openssl/crypto.h>
+
+#include "shared/common/log.hpp"
+#include "shared/common/util.hpp"
+#include "shared/model/conditions.hpp"
+#include "shared/protocol/link.hpp"
+
+namespace kflex::hub {
+namespace {
+
+ApiResponse problem(unsigned code, const char* reason, const std::string& message) {
+  ApiResponse r;
+  r.status = code;
+  r.body = Json{{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", Json::object()}, {"status", "Failure"},
+                {"message", message}, {"reason", reason}, {"code", code}}
+               .dump();
+  return r;
+}
+
+const model::ResourceType& kind(const model::Registry& r, const char* plural) {
+  const auto* t = r.find(model::kTenancyGroup, model::kTenancyVersion, plural);
+  if (t == nullptr) {
+    throw std::logic_error(std::string("registry lacks ") + plural);
+  }
+  return *t;
+}
+
+bool equalSecret(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
+
+EnrollmentService::EnrollmentService(ApiService& api, ObjectStore& store, const model::Registry& registry,
+                                     tls::KeyPair ca, std::string ca_bundle, const Clock& clock, EnrollOptions options)
+    : api_(api), store_(store), agents_(kind(registry, "agents")), tokens_(kind(registry, "bootstraptokens")),
+      ca_(std::move(ca)), ca_bundle_(std::move(ca_bundle)), clock_(clock), options_(std::move(options)) {}
+
+Result<std::string> EnrollmentService::issue(const std::string& name, const std::string& csr_pem) const {
+  tls::CertRequest req;
+  req.common_name = name;
+  req.organizations = {model::kAgentGroup};
+  req.client_auth = true;
+  req.validity = options_.cert_validity;
+  return tls::signCsr(ca_, csr_pem, req, clock_);
+}
+
+net::awaitable<ApiResponse> EnrollmentService::handle(ApiRequest req) {
+  if (req.path == protocol::kEnrollCaPath) {
+    if (req.method != http::verb::get) {
+      co_return problem(405, "MethodNotAllowed", "use GET for " + req.path);
+    }
+    ApiResponse r;
+    r.body = Json{{"kind", "EnrollmentInfo"}, {"caBundle", ca_bundle_}, {"hubURLs", options_.hub_urls}}.dump();
+    co_return r;
+  }
+  if (req.path == protocol::kEnrollPath) {
+    if (req.method != http::verb::post) {
+      co_return problem(405, "MethodNotAllowed", "use POST for " + req.path);
+    }
+    co_return co_await enroll(std::move(req));
+  }
+  co_return problem(404, "NotFound", "the server could not find the requested resource");
+}
+
+net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
+  const std::string kRetry = "; create a new one with `kflex token create` on the hub";
+  std::string token;
+  if (req.authorization.rfind("Bearer ", 0) == 0) {
+    token = trim(req.authorization.substr(7));
+  }
+  if (!model::isBootstrapToken(token)) {
+    co_return problem(401, "Unauthorized",
+                      "enrollment needs a bootstrap token of the form [a-z0-9]{6}.[a-z0-9]{16} in the "
+                      "Authorization header" + kRetry);
+  }
+  std::string token_id = token.substr(0, 6);
+  // Every token failure gets the same answer, so a caller cannot probe which ids exist.
+  const std::string bad_token = "the bootstrap token " + token_id + " is unknown, expired, used up or not for enrollment" + kRetry;
+  ObjectPtr rec = store_.get(resourceKey(tokens_), token_id);
+  if (!rec) {
+    log::warn("enrollment refused", {{"reason", "unknown token"}, {"token_id", token_id}, {"peer", req.peer}});
+    co_return problem(401, "Unauthorized", bad_token);
+  }
+  Json tok = Json::parse(rec->bytes);
+  const Json spec = tok.value("spec", Json::object());
+  std::string why;
+  if (!equalSecret(spec.value("secretHash", ""), tls::sha256Hex(token.substr(7)))) {
+    why = "wrong secret";
+  } else if (auto exp = spec.find("expiration"); exp != spec.end() && exp->is_string() &&
+                                                 parseTime(exp->get<std::string>()).value_or(TimePoint{}) <= clock_.now()) {
+    why = "expired";
+  } else if (!spec.contains("usages") || !spec["usages"].is_array() ||
+             std::find(spec["usages"].begin(), spec["usages"].end(), Json("enroll")) == spec["usages"].end()) {
+    why = "not for enrollment";
+  } else if (spec.value("singleUse", false) && tok.value("status", Json::object()).value("uses", int64_t(0)) > 0) {
+    why = "single-use token already used";
+  }
+  if (!why.empty()) {
+    log::warn("enrollment refused", {{"reason", why}, {"token_id", token_id}, {"peer", req.peer}});
+    co_return problem(401, "Unauthorized", bad_token);
+  }
+
+  if (req.body.size() > protocol::kMaxEnrollBytes) {
+    co_return problem(413, "RequestEntityTooLarge", "the enrollment request is larger than 64 KiB");
+  }
+  Json body = Json::parse(req.body, nullptr, false);
+  auto er = protocol::enrollRequestFromJson(body);
+  if (!er) {
+    co_return problem(400, "BadRequest", "malformed enrollment request: " + er.error().message);
+  }
+  const std::string& name = er->name;
+  if (!isDns1123Label(name)) {
+    co_return problem(400, "BadRequest",
+                      "the agent name \"" + name.substr(0, 80) +
+                          "\" is not valid: use at most 63 lower-case letters, digits and '-', starting and ending "
+                          "with a letter or digit (set it with --name)");
+  }
+  auto csr = tls::inspectCsr(er->csr_pem);
+  if (!csr) {
+    co_return problem(400, "BadRequest", "the certificate signing request is not usable: " + csr.error().message);
+  }
+
+  // An agent of that name exists: the same key (a retried enrollment) gets its certificate
+  // again; another key is a different host claiming a taken name.
+  bool retry = false;
+  if (ObjectPtr existing = store_.get(resourceKey(agents_), name)) {
+    Json a = Json::parse(existing->bytes);
+    std::string pin = a.value("status", Json::object()).value("certificate", Json::object()).value("publicKeyPin", "");
+    if (pin != csr->public_key_pin) {
+      log::warn("enrollment refused", {{"reason", "name taken"}, {"agent", name}, {"peer", req.peer}});
+      co_return problem(409, "AlreadyExists",
+                        "an agent named \"" + name + "\" is already enrolled with another key; choose another name "
+                        "with --name, or revoke the old one first with `kflex agent revoke " + name + "`");
+    }
+    retry = true;
+  }
+
+  // Use up the token first (with the read resourceVersion, so two enrollments racing for a
+  // single-use token cannot both win).
+  std::string now = formatTime(clock_.now());
+  Json token_status = tok.value("status", Json::object());
+  token_status["uses"] = token_status.value("uses", int64_t(0)) + 1;
+  token_status["lastUsedTime"] = now;
+  token_status["lastUsedBy"] = name;
+  tok["status"] = token_status;
+  ApiResponse used = co_await api_.internal(http::verb::put, objectPath(tokens_, token_id, true), tok.dump());
+  if (used.status != 200) {
+    log::warn("enrollment refused", {{"reason", "token changed concurrently"}, {"token_id", token_id}, {"peer", req.peer}});
+    co_return problem(401, "Unauthorized", bad_token);
+  }
+
+  if (!retry) {
+    Json agent = {{"apiVersion", agents_.apiVersion()}, {"kind", agents_.kind},
+                  {"metadata", {{"name", name}, {"labels", er->labels}}}, {"spec", Json::object()}};
+    ApiResponse created = co_await api_.internal(http::verb::post, "/apis/" + agents_.apiVersion() + "/" + agents_.plural,
+                                                 agent.dump());
+    if (created.status == 409) {
+      co_return problem(409, "AlreadyExists", "an agent named \"" + name + "\" was enrolled at the same moment; choose another name");
+    }
+    if (created.status != 201) {
+      Json st = Json::parse(created.body, nullptr, false);
+      std::string msg = st.is_object() ? st.value("message", created.body) : created.body;
+      co_return problem(created.status == 422 ? 400 : created.status, "BadRequest", "the agent cannot be created: " + msg);
+    }
+  }
+  auto cert = issue(name, er->csr_pem);
+  if (!cert) {
+    co_return problem(500, "InternalError", "cannot issue the certificate: " + cert.error().message);
+  }
+  auto info = tls::inspectCertificate(cert.value());
+  std::string not_after = info ? formatTime(info->not_after) : "";
+  std::string pin = csr->public_key_pin;
+  unsigned st = co_await updateStatus(api_, store_, agents_, name, [&](Json& obj) {
+    Json& status = obj["status"];
+    if (!status.is_object()) {
+      status = Json::object();
+    }
+    status["certificate"] = {{"publicKeyPin", pin}, {"notAfter", not_after}};
+    if (model::conditionStatus(obj, "Ready").empty()) {
+      model::setCondition(status, "Ready", "Unknown", "Enrolled", "the agent has enrolled and not connected yet", now);
+    }
+    return true;
+  });
+  if (st != 200) {
+    co_return problem(500, "InternalError", "cannot record the agent's key (status " + std::to_string(st) + ")");
+  }
+  log::info("agent enrolled", {{"agent", name}, {"token_id", token_id}, {"peer", req.peer}, {"retry", retry ? "true" : "false"}});
+  protocol::EnrollResponse out{cert.value(), ca_bundle_, options_.hub_urls};
+  ApiResponse r;
+  r.status = 201;
+  r.body = protocol::toJson(out).dump();
+  co_return r;
+}
+
+}  // namespace kflex::hub

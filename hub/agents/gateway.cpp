@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/agents/gateway.hpp"
+
+#include <deque>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "shared/common/log.hpp"
+#include "shared/common/version.hpp"
+#include "shared/model/conditions.hpp"
+#include "shared/protocol/link.hpp"
+
+namespace kflex::hub {
+namespace {
+
+namespace websocket = beast::websocket;
+using namespace net::experimental::awaitable_operators;
+
+std::string seconds(std::chrono::seconds s) { return std::to_string(s.count()) + "s"; }
+
+// Answers a refused upgrade with a Kubernetes Status, so the agent can show the reason.
+net::awaitable<void> refuse(HttpStream& stream, const http::request<http::string_body>& req, unsigned code,
+                            const char* reason, const std::string& message, const std::string& peer) {
+  http::response<http::string_body> res{http::status(code), req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(false);
+  res.body() = Json{{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", Json::object()}, {"status", "Failure"},
+                    {"message", message}, {"reason", reason}, {"code", code}}
+                   .dump();
+  res.prepare_payload();
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+  co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+  log::warn("agent link refused", {{"peer", peer}, {"status", std::to_string(code)}, {"reason", message}});
+}
+
+}  // namespace
+
+struct AgentGateway::Session {
+  explicit Session(HttpStream& s) : ws(s), wake(s.get_executor()) {}
+  websocket::stream<HttpStream&> ws;
+  net::steady_timer wake;  // the writer sleeps on it; cancel() wakes it
+  std::string name;
+  std::string peer;
+  std::string pin;
+  bool expired_cert = false;
+  // Below: only on the connection's strand.
+  std::deque<std::string> queue;
+  size_t queued = 0;
+  bool closing = false;
+  bool hello_done = false;
+  std::string close_code;
+  std::string close_message;
+  uint64_t seq = 0;
+};
+
+AgentGateway::AgentGateway(net::io_context& ioc, ApiService& api, ObjectStore& store, const model::Registry& registry,
+                           EnrollmentService& enrollment, const Clock& clock, GatewayOptions options)
+    : ioc_(ioc), api_(api), store_(store),
+      agents_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "agents")), enrollment_(enrollment),
+      clock_(clock), options_(options), strand_(net::make_strand(ioc)), started_(clock.now()) {}
+
+AgentGateway::~AgentGateway() = default;
+
+void AgentGateway::start() {
+  auto on_error = [](const char* what) {
+    return [what](std::exception_ptr e) {
+      if (!e) {
+        return;
+      }
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::error("agent gateway task failed", {{"task", what}, {"error", ex.what()}});
+      }
+    };
+  };
+  net::co_spawn(strand_, leaseLoop(), on_error("leases"));
+  net::co_spawn(strand_, watchLoop(), on_error("revocations"));
+}
+
+void AgentGateway::stop() {
+  stopping_ = true;
+  std::vector<std::shared_ptr<Session>> all;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [n, s] : sessions_) {
+      all.push_back(s);
+    }
+  }
+  for (auto& s : all) {
+    close(s, protocol::code::kShuttingDown, "the hub is shutting down; reconnect later");
+  }
+  net::post(strand_, [this] {
+    if (watch_id_ != 0) {
+      store_.unwatch(watch_id_);
+    }
+  });
+}
+
+size_t AgentGateway::connected() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
+net::awaitable<void> AgentGateway::serve(HttpStream& stream, http::request<http::string_body> req,
+                                         tls::PeerIdentity id, std::string peer) {
+  if (stopping_) {
+    co_await refuse(stream, req, 503, "ServiceUnavailable", "the hub is shutting down; reconnect later", peer);
+    co_return;
+  }
+  auto now = clock_.now();
+  if (!id.presented) {
+    co_await refuse(stream, req, 401, "Unauthorized",
+                    "an agent link needs the agent's client certificate; enroll first with a bootstrap token", peer);
+    co_return;
+  }
+  bool in_grace = id.expired_only && now - id.not_after < options_.expired_grace;
+  if (!id.verified && !in_grace) {
+    std::string msg = "the client certificate is rejected: " + id.verify_error;
+    if (id.expired_only) {
+      msg += " (more than " + std::to_string(options_.expired_grace.count()) +
+             "h ago, beyond the renewal grace window); enroll again with a new bootstrap token";
+    }
+    co_await refuse(stream, req, 401, "Unauthorized", msg, peer);
+    co_return;
+  }
+  if (std::find(id.organizations.begin(), id.organizations.end(), model::kAgentGroup) == id.organizations.end()) {
+    co_await refuse(stream, req, 403, "Forbidden",
+                    "the certificate of \"" + id.common_name + "\" is not an agent certificate (O=" +
+                        model::kAgentGroup + ")", peer);
+    co_return;
+  }
+  ObjectPtr rec = store_.get(resourceKey(agents_), id.common_name);
+  if (!rec) {
+    co_await refuse(stream, req, 401, "Unauthorized",
+                    "agent \"" + id.common_name + "\" is not enrolled or was revoked; enroll it again with a new "
+                    "bootstrap token", peer);
+    co_return;
+  }
+  Json agent = Json::parse(rec->bytes);
+  std::string pin = agent.value("status", Json::object()).value("certificate", Json::object()).value("publicKeyPin", "");
+  if (pin != id.public_key_pin) {
+    co_await refuse(stream, req, 401, "Unauthorized",
+                    "this certificate's key is not the one agent \"" + id.common_name +
+                        "\" enrolled with (the agent was revoked or enrolled again elsewhere)", peer);
+    co_return;
+  }
+
+  auto s = std::make_shared<Session>(stream);
+  s->name = id.common_name;
+  s->peer = peer;
+  s->pin = pin;
+  s->expired_cert = !id.verified;
+  beast::get_lowest_layer(stream).expires_never();
+  websocket::stream_base::timeout t{};
+  t.handshake_timeout = std::chrono::seconds(10);
+  t.idle_timeout = options_.idle_timeout;
+  t.keep_alive_pings = true;
+  s->ws.set_option(t);
+  s->ws.read_message_max(protocol::kMaxFrameBytes);
+  s->ws.set_option(websocket::stream_base::decorator(
+      [](websocket::response_type& res) { res.set(http::field::server, std::string("kflex-hub/") + kVersion); }));
+  auto [aec] = co_await s->ws.async_accept(req, net::as_tuple(net::use_awaitable));
+  if (aec) {
+    log::warn("agent link handshake failed", {{"agent", s->name}, {"peer", peer}, {"error", aec.message()}});
+    co_return;
+  }
+  std::shared_ptr<Session> replaced;
+  {
+    std::lock_guard lock(mutex_);
+    auto& slot = sessions_[s->name];
+    replaced = slot;
+    slot = s;
+  }
+  if (replaced) {
+    close(replaced, protocol::code::kReplaced, "a newer link of this agent took over");
+  }
+  log::info("agent connected", {{"agent", s->name}, {"peer", peer}, {"expired_certificate", s->expired_cert ? "true" : "false"}});
+  co_await (readLoop(s) && writeLoop(s));
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sessions_.find(s->name);
+    if (it != sessions_.end() && it->second == s) {
+      sessions_.erase(it);
+    }
+  }
+  log::info("agent disconnected", {{"agent", s->name}, {"peer", peer},
+                                   {"reason", s->close_code.empty() ? "link closed" : s->close_code}});
+}
+
+void AgentGateway::send(const std::shared_ptr<Session>& s, std::string message) {
+  net::dispatch(s->ws.get_executor(), [this, s, m = std::move(message)]() mutable {
+    if (s->closing) {
+      return;
+    }
+    if (s->queued + m.size() > options_.max_queue_bytes) {
+      // A slow agent is disconnected, not buffered without end.
+      log::warn("agent too slow; disconnecting", {{"agent", s->name}, {"queued_bytes", std::to_string(s->queued)}});
+      s->closing = true;
+      s->close_code = protocol::code::kTooSlow;
+      boost::system::error_code ec;
+      beast::get_lowest_layer(s->ws.next_layer()).socket().close(ec);
+      s->wake.cancel();
+      return;
+    }
+    s->queued += m.size();
+    s->queue.push_back(std::move(m));
+    s->wake.cancel();
+  });
+}
+
+void AgentGateway::close(const std::shared_ptr<Session>& s, std::string code, std::string message) {
+  net::dispatch(s->ws.get_executor(), [s, code = std::move(code), message = std::move(message)]() mutable {
+    if (s->closing) {
+      return;
+    }
+    std::string err = protocol::errorMessage(code, message);
+    s->queued += err.size();
+    s->queue.push_back(std::move(err));
+    s->close_code = std::move(code);
+    s->close_message = std::move(message);
+    s->closing = true;
+    s->wake.cancel();
+  });
+}
+
+void AgentGateway::closeByName(const std::string& name, const std::string& code, const std::string& message) {
+  std::shared_ptr<Session> s;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sessions_.find(name);
+    if (it != sessions_.end()) {
+      s = it->second;
+    }
+  }
+  if (s) {
+    close(s, code, message);
+  }
+}
+
+net::awaitable<void> AgentGateway::writeLoop(std::shared_ptr<Session> s) {
+  while (true) {
+    if (s->queue.empty()) {
+      if (s->closing) {
+        break;
+      }
+      s->wake.expires_at(net::steady_timer::time_point::max());
+      co_await s->wake.async_wait(net::as_tuple(net::use_awaitable));
+      continue;
+    }
+    std::string m = std::move(s->queue.front());
+    s->queue.pop_front();
+    s->queued -= m.size();
+    s->ws.text(true);
+    auto [ec, n] = co_await s->ws.async_write(net::buffer(m), net::as_tuple(net::use_awaitable));
+    if (ec) {
+      s->closing = true;
+      co_return;
+    }
+  }
+  if (s->ws.is_open()) {
+    websocket::close_reason why(s->close_code == protocol::code::kShuttingDown ? websocket::close_code::going_away
+                                : s->close_code.empty()                          ? websocket::close_code::normal
+                                                                                 : websocket::close_code::policy_error,
+                                s->close_code);
+    co_await s->ws.async_close(why, net::as_tuple(net::use_awaitable));
+  }
+}
+
+net::awaitable<void> AgentGateway::readLoop(std::shared_ptr<Session> s) {
+  beast::flat_buffer buffer;
+  while (!s->closing) {
+    auto [ec, n] = co_await s->ws.async_read(buffer, net::as_tuple(net::use_awaitable));
+    if (ec) {
+      if (ec == websocket::error::message_too_big) {
+        log::warn("agent sent an oversized frame", {{"agent", s->name}, {"limit", std::to_string(protocol::kMaxFrameBytes)}});
+        s->close_code = protocol::code::kProtocol;
+      }
+      break;
+    }
+    std::string text = beast::buffers_to_string(buffer.data());
+    buffer.consume(buffer.size());
+    auto env = protocol::decode(text);
+    if (!env) {
+      log::warn("agent protocol error", {{"agent", s->name}, {"error", env.error().message}});
+      close(s, protocol::code::kProtocol, env.error().message);
+      break;
+    }
+    const std::string& type = env->type;
+    if (!s->hello_done && type != protocol::msg::kHello) {
+      close(s, protocol::code::kProtocol, "the first message must be hello, not " + type);
+      break;
+    }
+    if (type == protocol::msg::kHello) {
+      if (s->hello_done) {
+        close(s, protocol::code::kProtocol, "hello was already sent on this link");
+        break;
+      }
+      if (!co_await onHello(s, env->body)) {
+        break;
+      }
+      s->hello_done = true;
+    } else if (type == protocol::msg::kLease) {
+      auto now = clock_.now();
+      {
+        std::lock_guard lock(mutex_);
+        renewed_[s->name] = now;
+      }
+      std::string stamp = formatTime(now);
+      auto persist = options_.heartbeat_persist;
+      co_await updateStatus(api_, store_, agents_, s->name, [&](Json& obj) {
+        Json& status = obj["status"];
+        auto last = parseTime(status.value("lastHeartbeatTime", ""));
+        bool stale = !last || now - *last >= persist;
+        bool not_ready = model::conditionStatus(obj, "Ready") != "True";
+        if (!stale && !not_ready) {
+          return false;
+        }
+        status["lastHeartbeatTime"] = stamp;
+        model::setCondition(status, "Ready", "True", "AgentReady", "the agent's lease is current", stamp);
+        return true;
+      });
+    } else {
+      close(s, protocol::code::kProtocol, "message type " + type + " is not expected from an agent by this hub");
+      break;
+    }
+  }
+  s->closing = true;
+  s->wake.cancel();
+}
+
+net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, const Json& body) {
+  std::string claimed = body.value("name", "");
+  if (!claimed.empty() && claimed != s->name) {
+    close(s, protocol::code::kUnauthorized,
+          "the hello names agent \"" + claimed + "\" but the certificate is for \"" + s->name + "\"");
+    co_return false;
+  }
+  auto str = [&](const char* key) {
+    auto it = body.find(key);
+    return it != body.end() && it->is_string() ? it->get<std::string>().substr(0, 256) : std::string();
+  };
+  auto now = clock_.now();
+  std::string stamp = formatTime(now);
+  {
+    std::lock_guard lock(mutex_);
+    renewed_[s->name] = now;
+  }
+  std::string peer_host = s->peer.substr(0, s->peer.rfind(':'));
+  Json capacity = body.contains("capacity") && body["capacity"].is_object() ? body["capacity"] : Json::object();
+  Json cap_clean = Json::object();
+  for (auto it = capacity.begin(); it != capacity.end(); ++it) {
+    if (it.value().is_string() && it.key().size() < 64) {
+      cap_clean[it.key()] = it.value().get<std::string>().substr(0, 64);
+    }
+  }
+  int64_t acked = body.value("acknowledgedRevision", int64_t(0));
+  unsigned st = co_await updateStatus(api_, store_, agents_, s->name, [&](Json& obj) {
+    Json& status = obj["status"];
+    if (!status.is_object()) {
+      status = Json::object();
+    }
+    status["address"] = peer_host;
+    for (const char* key : {"hostname", "os", "arch", "kernelVersion", "agentVersion"}) {
+      if (std::string v = str(key); !v.empty()) {
+        status[key] = v;
+      }
+    }
+    status["capacity"] = cap_clean;
+    status["lastHeartbeatTime"] = stamp;
+    status["acknowledgedRevision"] = acked;
+    model::setCondition(status, "Ready", "True", "AgentReady", "the agent's lease is current", stamp);
+    return true;
+  });
+  if (st != 200) {
+    close(s, protocol::code::kUnauthorized, "the hub cannot record this agent (status " + std::to_string(st) + ")");
+    co_return false;
+  }
+  Json welcome = {{"leaseRenewSeconds", options_.lease_renew.count()},
+                  {"leaseDurationSeconds", options_.lease_duration.count()},
+                  {"hubVersion", kVersion},
+                  {"certificateExpired", s->expired_cert}};
+  send(s, protocol::encode(protocol::msg::kWelcome, std::to_string(++s->seq), store_.revision(), std::move(welcome)));
+  co_return true;
+}
+
+net::awaitable<void> AgentGateway::leaseLoop() {
+  net::steady_timer timer(strand_);
+  auto tick = std::min<std::chrono::milliseconds>(std::chrono::seconds(1), options_.lease_duration / 5);
+  while (!stopping_) {
+    timer.expires_after(tick);
+    co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+    if (stopping_) {
+      break;
+    }
+    co_await checkLeases();
+  }
+}
+
+net::awaitable<void> AgentGateway::checkLeases() {
+  auto now = clock_.now();
+  auto [agents, rev] = store_.list(resourceKey(agents_));
+  for (const auto& rec : agents) {
+    Json obj = Json::parse(rec->bytes);
+    if (model::conditionStatus(obj, "Ready") != "True") {
+      continue;
+    }
+    // A hub that just started gives every agent a full lease from its start.
+    TimePoint last = started_;
+    if (auto t = parseTime(obj.value("status", Json::object()).value("lastHeartbeatTime", "")); t && *t > last) {
+      last = *t;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = renewed_.find(rec->name); it != renewed_.end() && it->second > last) {
+        last = it->second;
+      }
+    }
+    if (now - last <= options_.lease_duration) {
+      continue;
+    }
+    auto silent = std::chrono::duration_cast<std::chrono::seconds>(now - last);
+    std::string stamp = formatTime(now);
+    std::string msg = "the agent has not renewed its lease for " + seconds(silent) + " (lease duration " +
+                      seconds(options_.lease_duration) + ")";
+    log::warn("agent lease expired", {{"agent", rec->name}, {"silent", seconds(silent)}});
+    co_await updateStatus(api_, store_, agents_, rec->name, [&](Json& o) {
+      if (model::conditionStatus(o, "Ready") != "True") {
+        return false;
+      }
+      model::setCondition(o["status"], "Ready", "False", "LeaseExpired", msg, stamp);
+      return true;
+    });
+  }
+}
+
+net::awaitable<void> AgentGateway::watchLoop() {
+  const std::string key = resourceKey(agents_);
+  while (!stopping_) {
+    auto sub = store_.watch(store_.revision(), strand_);
+    if (!sub) {
+      log::error("agent gateway cannot watch the store", {{"error", sub.error().message}});
+      co_return;
+    }
+    watch_id_ = sub->id;
+    while (true) {
+      auto [ec, ev] = co_await sub->channel->async_receive(net::as_tuple(net::use_awaitable));
+      if (ec || !ev) {
+        break;  // closed (shutdown, or we fell behind: subscribe again)
+      }
+      if (ev->object->resource != key) {
+        continue;
+      }
+      const std::string& name = ev->object->name;
+      if (ev->type == EventType::Deleted) {
+        log::info("agent revoked", {{"agent", name}});
+        closeByName(name, protocol::code::kUnauthorized, "the agent was revoked (deleted on the hub)");
+        std::lock_guard lock(mutex_);
+        renewed_.erase(name);
+        continue;
+      }
+      std::shared_ptr<Session> s;
+      {
+        std::lock_guard lock(mutex_);
+        if (auto it = sessions_.find(name); it != sessions_.end()) {
+          s = it->second;
+        }
+      }
+      if (s) {
+        Json obj = Json::parse(ev->object->bytes);
+        std::string pin =
+            obj.value("status", Json::object()).value("certificate", Json::object()).value("publicKeyPin", "");
+        if (pin != s->pin) {
+          close(s, protocol::code::kUnauthorized, "the agent's enrolled key changed; this link's certificate is no longer valid");
+        }
+      }
+    }
+    store_.unwatch(sub->id);
+    watch_id_ = 0;
+  }
+}
+
+}  // namespace kflex::hub

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "hub/agents/enrollment.hpp"
+#include "hub/api/api_service.hpp"
+#include "hub/api/http_server.hpp"
+#include "hub/store/object_store.hpp"
+#include "shared/common/time.hpp"
+
+namespace kflex::hub {
+
+/// Timings and limits of agent links.
+struct GatewayOptions {
+  std::chrono::seconds lease_renew{10};       ///< How often agents renew (told to them in `welcome`).
+  std::chrono::seconds lease_duration{50};    ///< No renewal for this long: Ready=False, LeaseExpired.
+  std::chrono::seconds heartbeat_persist{40}; ///< status.lastHeartbeatTime is written at most this often.
+  std::chrono::seconds idle_timeout{60};      ///< No frame (pings included) for this long closes a link.
+  std::chrono::hours expired_grace{24 * 7};   ///< An expired agent certificate still connects this long (to renew).
+  size_t max_queue_bytes = 8 * 1024 * 1024;   ///< Unsent bytes per agent before it is disconnected as too slow.
+};
+
+/**
+ * The hub's end of agent links: authenticates each WebSocket by its client certificate against
+ * the Agent object (key pin, not revoked), keeps the agents' leases, marks agents whose lease ran
+ * out Ready=False, and closes the link of an agent that is deleted (revoked).
+ * Thread safety: all public methods may be called from any thread.
+ */
+class AgentGateway {
+ public:
+  AgentGateway(net::io_context& ioc, ApiService& api, ObjectStore& store, const model::Registry& registry,
+               EnrollmentService& enrollment, const Clock& clock, GatewayOptions options);
+  ~AgentGateway();
+  /// Starts the lease controller and the revocation watch.
+  void start();
+  /// Closes every link (hub shutdown) and stops the controllers.
+  void stop();
+  /// The upgrade handler for protocol::kConnectPath.
+  net::awaitable<void> serve(HttpStream& stream, http::request<http::string_body> req, tls::PeerIdentity id,
+                             std::string peer);
+  /// Links open now.
+  size_t connected() const;
+
+ private:
+  struct Session;
+  net::awaitable<void> leaseLoop();
+  net::awaitable<void> watchLoop();
+  net::awaitable<void> checkLeases();
+  net::awaitable<void> readLoop(std::shared_ptr<Session> s);
+  net::awaitable<void> writeLoop(std::shared_ptr<Session> s);
+  net::awaitable<bool> onHello(const std::shared_ptr<Session>& s, const Json& body);
+  void send(const std::shared_ptr<Session>& s, std::string message);
+  void close(const std::shared_ptr<Session>& s, std::string code, std::string message);
+  void closeByName(const std::string& name, const std::string& code, const std::string& message);
+
+  net::io_context& ioc_;
+  ApiService& api_;
+  ObjectStore& store_;
+  const model::ResourceType& agents_;
+  EnrollmentService& enrollment_;
+  const Clock& clock_;
+  GatewayOptions options_;
+  net::strand<net::io_context::executor_type> strand_;
+  TimePoint started_;
+  std::atomic<bool> stopping_{false};
+  uint64_t watch_id_ = 0;
+
+  mutable std::mutex mutex_;  // guards sessions_ and renewed_
+  std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
+  std::unordered_map<std::string, TimePoint> renewed_;  // last lease renewal seen by this hub
+};
+
+}  // namespace kflex::hub

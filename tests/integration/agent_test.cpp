@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: Apache-2.0
+// Real kflex-agent processes against a real kflex-hub: enrollment, the link, leases, revocation,
+// restarts, and bad input on the link.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <regex>
+
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+
+#include "shared/common/util.hpp"
+#include "shared/net/https_client.hpp"
+#include "shared/protocol/link.hpp"
+#include "shared/tls/context.hpp"
+#include "shared/tls/pki.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace kflex::test {
+namespace {
+
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+namespace websocket = beast::websocket;
+
+class Agents : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(writeFileAtomic(dir_.path() / "hub.yaml",
+                                "agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 3\n", 0644));
+    startHub("127.0.0.1:0");
+  }
+  void startHub(const std::string& listen) {
+    hub_ = std::make_unique<HubProcess>(dir_.path() / "hub",
+                                        std::vector<std::string>{"--config", (dir_.path() / "hub.yaml").string(),
+                                                                 "--listen", listen});
+    ASSERT_TRUE(hub_->ok()) << hub_->log();
+  }
+  CommandResult kflex(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {(binDir() / "kflex").string(), "--kubeconfig", hub_->kubeconfig().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  }
+  // The token and CA pin from `kflex token create`.
+  struct Token {
+    std::string token;
+    std::string pin;
+  };
+  Token newToken(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"token", "create"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = kflex(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::smatch m;
+    Token t;
+    if (std::regex_search(r.out, m, std::regex("--token ([a-z0-9.]+) --ca-cert-hash (sha256:[0-9a-f]+)"))) {
+      t.token = m[1];
+      t.pin = m[2];
+    }
+    EXPECT_FALSE(t.token.empty()) << r.out;
+    return t;
+  }
+  std::vector<std::string> agentArgs(const std::string& name, const Token& t, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null",
+                                     "--data-dir", (dir_.path() / name).string(), "--hub", hub_->url(),
+                                     "--name", name};
+    if (!t.token.empty()) {
+      argv.insert(argv.end(), {"--token", t.token, "--ca-cert-hash", t.pin});
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+  std::unique_ptr<Process> startAgent(const std::string& name, const Token& t, const std::vector<std::string>& extra = {}) {
+    return std::make_unique<Process>(agentArgs(name, t, extra), dir_.path() / (name + ".log"));
+  }
+  Json agent(const std::string& name) {
+    auto r = run({kubectlPath().empty() ? "false" : kubectlPath(), "--kubeconfig", hub_->kubeconfig().string(), "get",
+                  "agent", name, "-o", "json"});
+    if (r.exit_code != 0) {
+      return Json();
+    }
+    return Json::parse(r.out, nullptr, false);
+  }
+  std::string ready(const std::string& name) {
+    Json a = agent(name);
+    if (!a.is_object()) {
+      return "<absent>";
+    }
+    for (const auto& c : a["status"].value("conditions", Json::array())) {
+      if (c.value("type", "") == "Ready") {
+        return c.value("status", "") + "/" + c.value("reason", "");
+      }
+    }
+    return "<none>";
+  }
+  void requireKubectl() {
+    if (kubectlPath().empty()) {
+      GTEST_SKIP() << "kubectl is not installed";
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<HubProcess> hub_;
+};
+
+TEST_F(Agents, EnrollConnectLeaseExpiryAndRevoke) {
+  requireKubectl();
+  Token t = newToken({"--description", "test fleet"});
+  auto a1 = startAgent("edge-1", t, {"--labels", "zone=eu,tier=test"});
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready"))
+      << a1->log() << hub_->log();
+  Json a = agent("edge-1");
+  EXPECT_EQ(a["metadata"]["labels"].value("zone", ""), "eu");
+  EXPECT_EQ(a["status"].value("os", ""), "linux");
+  EXPECT_FALSE(a["status"].value("arch", "").empty());
+  EXPECT_FALSE(a["status"]["capacity"].value("memory", "").empty());
+  EXPECT_EQ(a["status"].value("address", ""), "127.0.0.1");
+  EXPECT_EQ(a["status"]["certificate"]["publicKeyPin"].get<std::string>().rfind("sha256:", 0), 0u);
+  // The key never left the agent's data dir, and it is private.
+  EXPECT_EQ(fs::status(dir_.path() / "edge-1" / "pki" / "agent.key").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(hub_->log().find(t.token.substr(7)), std::string::npos) << "the token's secret was logged";
+  EXPECT_EQ(a1->log().find(t.token.substr(7)), std::string::npos) << "the token's secret was logged";
+
+  auto list = kflex({"agent", "list"});
+  EXPECT_NE(list.out.find("edge-1"), std::string::npos) << list.out;
+  auto tokens = kflex({"token", "list"});
+  EXPECT_NE(tokens.out.find("test fleet"), std::string::npos) << tokens.out;
+  EXPECT_EQ(tokens.out.find(t.token.substr(7)), std::string::npos) << "token list shows the secret";
+
+  // A frozen agent stops renewing: its lease runs out; thawed, it is Ready again.
+  a1->signal(SIGSTOP);
+  EXPECT_TRUE(waitFor([&] { return ready("edge-1") == "False/LeaseExpired"; }, std::chrono::seconds(15), "lease expiry"));
+  a1->signal(SIGCONT);
+  EXPECT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(15), "Ready again"))
+      << a1->log();
+
+  // Local status works without the hub.
+  auto st = run({(binDir() / "kflex-agent").string(), "status", "--config", "/dev/null", "--data-dir",
+                 (dir_.path() / "edge-1").string()});
+  EXPECT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_NE(st.out.find("edge-1"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("connected"), std::string::npos) << st.out;
+
+  // Revocation closes the link and refuses the certificate from then on.
+  auto rv = kflex({"agent", "revoke", "edge-1"});
+  ASSERT_EQ(rv.exit_code, 0) << rv.err;
+  EXPECT_TRUE(waitFor([&] { return a1->log().find("revoked") != std::string::npos; }, std::chrono::seconds(10),
+                      "the agent hears it was revoked"))
+      << a1->log();
+  EXPECT_TRUE(waitFor([&] { return a1->log().find("HTTP 401") != std::string::npos; }, std::chrono::seconds(10),
+                      "reconnects are refused"))
+      << a1->log();
+  EXPECT_EQ(ready("edge-1"), "<absent>");
+  a1->signal(SIGTERM);
+  EXPECT_EQ(a1->wait(std::chrono::seconds(10)), 0);
+}
+
+TEST_F(Agents, EnrollmentRefusals) {
+  requireKubectl();
+  Token once = newToken({"--single-use", "--ttl", "1h"});
+  auto a = startAgent("edge-a", once);
+  ASSERT_TRUE(waitFor([&] { return agent("edge-a").is_object(); }, std::chrono::seconds(10), "edge-a enrolled"))
+      << a->log();
+
+  // The single-use token is spent.
+  auto again = run(agentArgs("edge-b", once), {}, "", std::chrono::seconds(20));
+  EXPECT_EQ(again.exit_code, 1) << again.err;
+  EXPECT_NE(again.err.find("refused the enrollment"), std::string::npos) << again.err;
+
+  // A wrong CA pin: refused before the token is ever sent.
+  Token t = newToken();
+  Token wrong_pin = t;
+  wrong_pin.pin = "sha256:" + std::string(64, 'a');
+  auto bad_pin = run(agentArgs("edge-c", wrong_pin), {}, "", std::chrono::seconds(20));
+  EXPECT_EQ(bad_pin.exit_code, 1);
+  EXPECT_NE(bad_pin.err.find("refusing to enroll"), std::string::npos) << bad_pin.err;
+  EXPECT_NE(hub_->log().find("path=/enroll/v1/ca"), std::string::npos);
+
+  // A token that does not exist, and a malformed one.
+  Token unknown = t;
+  unknown.token = "zzzzzz.zzzzzzzzzzzzzzzz";
+  auto bad_token = run(agentArgs("edge-d", unknown), {}, "", std::chrono::seconds(20));
+  EXPECT_EQ(bad_token.exit_code, 1);
+  EXPECT_NE(bad_token.err.find("unknown, expired"), std::string::npos) << bad_token.err;
+  Token malformed = t;
+  malformed.token = "not-a-token";
+  auto bad_format = run(agentArgs("edge-d", malformed), {}, "", std::chrono::seconds(20));
+  EXPECT_EQ(bad_format.exit_code, 2);
+  EXPECT_NE(bad_format.err.find("not a bootstrap token"), std::string::npos) << bad_format.err;
+
+  // An expired token.
+  auto expired_tok = newToken({"--ttl", "1s"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto expired = run(agentArgs("edge-e", expired_tok), {}, "", std::chrono::seconds(20));
+  EXPECT_EQ(expired.exit_code, 1);
+  EXPECT_NE(expired.err.find("expired"), std::string::npos) << expired.err;
+
+  // The name edge-a is taken by another key.
+  fs::create_directories(dir_.path() / "other");
+  auto taken_args = agentArgs("edge-a", t);
+  taken_args[5] = (dir_.path() / "other").string();
+  auto taken = run(taken_args, {}, "", std::chrono::seconds(20));
+  EXPECT_EQ(taken.exit_code, 1);
+  EXPECT_NE(taken.err.find("already enrolled with another key"), std::string::npos) << taken.err;
+  // Nothing was half-made: only edge-a exists.
+  auto all = kubectl(hub_->kubeconfig(), {"get", "agents", "-o", "name"});
+  EXPECT_EQ(trim(all.out), "agent.tenancy.kflex.kubestellar.org/edge-a") << all.out;
+}
+
+TEST_F(Agents, HubRestartAgentRestartAndCorruptState) {
+  requireKubectl();
+  Token t = newToken();
+  auto a1 = startAgent("edge-1", t);
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "Ready"))
+      << a1->log();
+  // Hub killed and restarted on the same address: the agent comes back by itself.
+  std::string listen = hub_->url().substr(8);
+  hub_->process().signal(SIGKILL);
+  hub_->process().wait(std::chrono::seconds(5));
+  EXPECT_TRUE(waitFor([&] { return a1->log().find("hub link down") != std::string::npos; }, std::chrono::seconds(10),
+                      "the agent notices"));
+  startHub(listen);
+  EXPECT_TRUE(waitFor(
+      [&] {
+        size_t first = a1->log().find("connected to the hub");
+        return first != std::string::npos && a1->log().find("connected to the hub", first + 1) != std::string::npos;
+      },
+      std::chrono::seconds(30), "the agent reconnects"))
+      << a1->log();
+  EXPECT_EQ(ready("edge-1"), "True/AgentReady");
+
+  // Agent restarted without a token: its certificate is enough. Its agent.db is garbage now:
+  // moved aside with a log line, and the agent carries on.
+  a1->signal(SIGTERM);
+  ASSERT_EQ(a1->wait(std::chrono::seconds(10)), 0) << a1->log();
+  fs::remove(dir_.path() / "edge-1" / "agent.db-wal");
+  fs::remove(dir_.path() / "edge-1" / "agent.db-shm");
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "edge-1" / "agent.db", std::string(8192, 'x'), 0600));
+  auto a2 = std::make_unique<Process>(agentArgs("edge-1", Token{}), dir_.path() / "edge-1-again.log");
+  EXPECT_TRUE(waitFor([&] { return a2->log().find("connected to the hub") != std::string::npos; },
+                      std::chrono::seconds(20), "restart without a token"))
+      << a2->log();
+  EXPECT_NE(a2->log().find("moved aside"), std::string::npos) << a2->log();
+  bool found = false;
+  for (const auto& e : fs::directory_iterator(dir_.path() / "edge-1")) {
+    found = found || e.path().filename().string().rfind("agent.db.corrupt-", 0) == 0;
+  }
+  EXPECT_TRUE(found);
+  // A stopping hub tells the agent it is going away; the agent reconnects to the next one.
+  EXPECT_EQ(hub_->stop(), 0);
+  EXPECT_TRUE(waitFor([&] { return a2->log().find("ShuttingDown") != std::string::npos; }, std::chrono::seconds(10),
+                      "shutdown notice"))
+      << a2->log();
+}
+
+// A WebSocket client with an agent's own certificate, speaking whatever the test wants.
+class RawLink {
+ public:
+  RawLink(const std::string& url, const std::string& ca, const std::string& cert, const std::string& key)
+      : ctx_(tls::makeClientContext({ca, cert, key}).value()), ws_(ioc_, *ctx_) {
+    net_client::splitHttpsUrl(url, host_, port_).value();
+  }
+  // Connects; the HTTP status when the upgrade was declined, 101 on success.
+  unsigned connect() {
+    unsigned status = 0;
+    net::co_spawn(ioc_, [&]() -> net::awaitable<void> {
+      beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(10));
+      std::string err = co_await net_client::openTls(ws_.next_layer(), host_, port_, "hub");
+      if (!err.empty()) {
+        co_return;
+      }
+      beast::get_lowest_layer(ws_).expires_never();
+      websocket::response_type res;
+      auto [ec] = co_await ws_.async_handshake(res, host_ + ":" + port_, protocol::kConnectPath, net::as_tuple(net::use_awaitable));
+      status = ec && res.result_int() == 101 ? 0 : res.result_int();
+    }, net::detached);
+    ioc_.run();
+    ioc_.restart();
+    return status;
+  }
+  // Sends a frame and reads frames until the hub closes: returns what it said.
+  std::string sendAndReadUntilClose(const std::string& frame) {
+    std::string said;
+    net::co_spawn(ioc_, [&]() -> net::awaitable<void> {
+      ws_.text(true);
+      auto [wec, wn] = co_await ws_.async_write(net::buffer(frame), net::as_tuple(net::use_awaitable));
+      if (wec) {
+        said += "|write:" + wec.message();
+      }
+      beast::flat_buffer buf;
+      while (true) {
+        auto [ec, n] = co_await ws_.async_read(buf, net::as_tuple(net::use_awaitable));
+        if (ec) {
+          said += "|closed:" + ec.message();
+          co_return;
+        }
+        said += beast::buffers_to_string(buf.data());
+        buf.consume(buf.size());
+      }
+    }, net::detached);
+    ioc_.run_for(std::chrono::seconds(15));
+    ioc_.restart();
+    return said;
+  }
+
+ private:
+  net::io_context ioc_;
+  std::shared_ptr<ssl::context> ctx_;
+  websocket::stream<net_client::TlsStream> ws_;
+  std::string host_;
+  std::string port_;
+};
+
+TEST_F(Agents, BadFramesAndForeignCertificates) {
+  requireKubectl();
+  Token t = newToken();
+  auto a1 = startAgent("edge-1", t);
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "Ready"))
+      << a1->log();
+  a1->signal(SIGTERM);
+  ASSERT_EQ(a1->wait(std::chrono::seconds(10)), 0);
+  auto pki = dir_.path() / "edge-1" / "pki";
+  std::string ca = readFile(pki / "ca.crt").value();
+  std::string cert = readFile(pki / "agent.crt").value();
+  std::string key = readFile(pki / "agent.key").value();
+
+  auto expectProtocolError = [&](const std::string& frame, const std::string& expect) {
+    RawLink link(hub_->url(), ca, cert, key);
+    ASSERT_EQ(link.connect(), 101u);
+    std::string said = link.sendAndReadUntilClose(frame);
+    EXPECT_NE(said.find("ProtocolError"), std::string::npos) << said;
+    EXPECT_NE(said.find(expect), std::string::npos) << said;
+    EXPECT_NE(said.find("|closed"), std::string::npos) << said;
+  };
+  expectProtocolError("this is not json", "not a JSON object");
+  expectProtocolError(R"({"v":2,"type":"hello","body":{}})", "unsupported protocol version 2");
+  expectProtocolError(R"({"v":1,"type":"launch-missiles","body":{}})", "unknown message type");
+  expectProtocolError(R"({"v":1,"type":"lease","body":{}})", "first message must be hello");
+  expectProtocolError(R"({"v":1,"type":"hello","body":[]})", "body must be an object");
+  {
+    // Oversized: the hub closes the link (WebSocket "message too big") without reading it all.
+    RawLink link(hub_->url(), ca, cert, key);
+    ASSERT_EQ(link.connect(), 101u);
+    std::string said = link.sendAndReadUntilClose(std::string(protocol::kMaxFrameBytes + 1024, 'x'));
+    EXPECT_NE(said.find("|closed"), std::string::npos) << said;
+  }
+  // A certificate from another CA, and the admin's (not an agent) certificate.
+  SystemClock clock;
+  auto other_ca = tls::createCa({"other-ca"}, clock).value();
+  tls::CertRequest req;
+  req.common_name = "edge-1";
+  req.organizations = {"kflex:agents"};
+  req.client_auth = true;
+  auto forged = tls::issueCertificate(other_ca, req, clock).value();
+  EXPECT_EQ(RawLink(hub_->url(), ca, forged.cert_pem, forged.key_pem).connect(), 401u);
+  std::string admin_cert = readFile(dir_.path() / "hub" / "pki" / "admin.crt").value();
+  std::string admin_key = readFile(dir_.path() / "hub" / "pki" / "admin.key").value();
+  EXPECT_EQ(RawLink(hub_->url(), ca, admin_cert, admin_key).connect(), 403u);
+  // The hub kept serving everyone else throughout.
+  auto r = kubectl(hub_->kubeconfig(), {"get", "agents"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("edge-1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kflex::test

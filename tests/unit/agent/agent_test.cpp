@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <gtest/gtest.h>
+
+#include "agent/agent_config.hpp"
+#include "agent/agent_state.hpp"
+#include "shared/common/util.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace kflex::agent {
+namespace {
+
+TEST(AgentState, KeepsValuesAcrossReopen) {
+  test::TempDir dir;
+  {
+    auto s = AgentState::open(dir.path());
+    ASSERT_TRUE(s) << s.error().message;
+    ASSERT_TRUE(s.value()->set({{"a", "1"}, {"b", "2"}}));
+  }
+  auto s = AgentState::open(dir.path());
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s.value()->get("a").value_or(""), "1");
+  EXPECT_FALSE(s.value()->get("missing"));
+  EXPECT_TRUE(s.value()->movedAside().empty());
+}
+
+TEST(AgentState, CorruptFileIsMovedAsideNotLost) {
+  test::TempDir dir;
+  std::string garbage(4096, 'x');
+  ASSERT_TRUE(writeFileAtomic(dir.path() / "agent.db", garbage, 0600));
+  auto ro = AgentState::open(dir.path(), true);
+  EXPECT_FALSE(ro);  // read-only never moves anything
+  auto s = AgentState::open(dir.path());
+  ASSERT_TRUE(s) << s.error().message;
+  ASSERT_FALSE(s.value()->movedAside().empty());
+  EXPECT_EQ(readFile(s.value()->movedAside()).value(), garbage);
+  EXPECT_TRUE(s.value()->set("k", "v"));
+}
+
+TEST(AgentConfig, ReadsYamlAndListsEveryProblem) {
+  test::TempDir dir;
+  auto f = dir.path() / "agent.yaml";
+  ASSERT_TRUE(writeFileAtomic(f, "hub_urls: [https://hub:6443, https://hub2:6443]\nname: edge-1\nlabels: {zone: eu}\n", 0644));
+  AgentConfig cfg;
+  ASSERT_TRUE(loadAgentConfig(f, cfg));
+  EXPECT_EQ(cfg.hub_urls.size(), 2u);
+  EXPECT_EQ(cfg.labels.at("zone"), "eu");
+  EXPECT_TRUE(validateAgentConfig(cfg));
+
+  ASSERT_TRUE(writeFileAtomic(f, "hub: http://plain\ncolour: blue\ntoken: nope\nca_cert_hash: md5:1\nname: Bad_Name\n", 0644));
+  AgentConfig bad;
+  auto r = loadAgentConfig(f, bad);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("colour"), std::string::npos);
+  auto v = validateAgentConfig(bad);
+  ASSERT_FALSE(v);
+  for (const char* key : {"hub:", "token:", "ca_cert_hash:", "name:"}) {
+    EXPECT_NE(v.error().message.find(key), std::string::npos) << key << "\n" << v.error().message;
+  }
+  std::map<std::string, std::string> labels;
+  EXPECT_TRUE(parseLabels("a=b, c=d", labels));
+  EXPECT_EQ(labels.at("c"), "d");
+  EXPECT_FALSE(parseLabels("novalue", labels));
+}
+
+}  // namespace
+}  // namespace kflex::agent
