@@ -137,10 +137,42 @@ fs::path keyPath(const fs::path& data_dir) { return data_dir / "pki" / "agent.ke
 fs::path certPath(const fs::path& data_dir) { return data_dir / "pki" / "agent.crt"; }
 fs::path caPath(const fs::path& data_dir) { return data_dir / "pki" / "ca.crt"; }
 
+Result<void> saveRenewed(const fs::path& data_dir, const Identity& id) {
+  auto next = [](const fs::path& p) { return fs::path(p.string() + ".next"); };
+  if (auto r = writeFileAtomic(next(keyPath(data_dir)), id.key_pem, 0600); !r) {
+    return r;
+  }
+  if (auto r = writeFileAtomic(next(certPath(data_dir)), id.cert_pem, 0644); !r) {
+    return r;
+  }
+  if (auto r = writeFileAtomic(next(caPath(data_dir)), id.ca_bundle_pem, 0644); !r) {
+    return r;
+  }
+  for (const auto& p : {keyPath(data_dir), certPath(data_dir), caPath(data_dir)}) {
+    std::error_code ec;
+    fs::rename(next(p), p, ec);
+    if (ec) {
+      return fail("cannot replace " + p.string() + ": " + ec.message());
+    }
+  }
+  return {};
+}
+
 Result<Identity> loadIdentity(const fs::path& data_dir, AgentState& state) {
   std::error_code ec;
   if (!fs::exists(certPath(data_dir), ec)) {
     return fail("not enrolled yet: " + certPath(data_dir).string() + " does not exist");
+  }
+  // A renewal interrupted between renaming the key and the certificate: finish it.
+  fs::path cert_next = certPath(data_dir).string() + ".next";
+  if (fs::exists(cert_next, ec)) {
+    auto key = readFile(keyPath(data_dir));
+    auto cert = readFile(cert_next);
+    if (key && cert && tls::checkKeyMatches(cert.value(), key.value())) {
+      fs::rename(cert_next, certPath(data_dir), ec);
+      fs::rename(caPath(data_dir).string() + ".next", caPath(data_dir), ec);
+      log::warn("finished an interrupted certificate renewal", {{"certificate", certPath(data_dir).string()}});
+    }
   }
   Identity id;
   for (auto [path, out] : {std::pair{keyPath(data_dir), &id.key_pem}, std::pair{certPath(data_dir), &id.cert_pem},

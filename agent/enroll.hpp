@@ -26,7 +26,11 @@ std::filesystem::path keyPath(const std::filesystem::path& data_dir);
 std::filesystem::path certPath(const std::filesystem::path& data_dir);
 std::filesystem::path caPath(const std::filesystem::path& data_dir);
 
-/// Loads the identity when the agent has enrolled before; nullopt-like error when it has not.
+/// Replaces the agent's key, certificate and CA bundle on disk so that a crash at any point leaves
+/// a usable pair (new files are written as *.next, then renamed; loadIdentity finishes the job).
+Result<void> saveRenewed(const std::filesystem::path& data_dir, const Identity& id);
+
+/// Loads the identity when the agent has enrolled before; an error when it has not.
 Result<Identity> loadIdentity(const std::filesystem::path& data_dir, AgentState& state);
 
 /// Outcome of one enrollment attempt: fatal errors are not retried (a wrong pin, a refused token).

@@ -17,6 +17,7 @@
 #include "shared/net/https_client.hpp"
 #include "shared/protocol/link.hpp"
 #include "shared/tls/context.hpp"
+#include "shared/tls/pki.hpp"
 
 namespace kflex::agent {
 namespace {
@@ -97,6 +98,46 @@ void HubLink::stop() {
     c->ws.async_close(websocket::close_reason(websocket::close_code::going_away, "agent stopping"),
                       [c](boost::system::error_code) {});
   }
+}
+
+bool HubLink::renewalDue() const {
+  auto info = tls::inspectCertificate(identity_.cert_pem);
+  if (!info) {
+    return true;
+  }
+  auto renew_at = info->not_before + (info->not_after - info->not_before) * 2 / 3;
+  return std::chrono::system_clock::now() >= renew_at;
+}
+
+void HubLink::installCertificate(const std::string& cert_pem, const std::string& ca_bundle_pem) {
+  if (pending_key_.empty() || !tls::checkKeyMatches(cert_pem, pending_key_)) {
+    log::warn("ignoring a certificate from the hub that is not for the key this agent asked for");
+    return;
+  }
+  auto info = tls::inspectCertificate(cert_pem);
+  if (!info || info->common_name != identity_.name) {
+    log::warn("ignoring a certificate from the hub for another name");
+    return;
+  }
+  Identity next = identity_;
+  next.key_pem = pending_key_;
+  next.cert_pem = cert_pem;
+  if (!ca_bundle_pem.empty()) {
+    next.ca_bundle_pem = ca_bundle_pem;
+  }
+  auto ctx = tls::makeClientContext({next.ca_bundle_pem, next.cert_pem, next.key_pem});
+  if (!ctx) {
+    log::error("cannot use the renewed certificate", {{"error", ctx.error().message}});
+    return;
+  }
+  if (auto r = saveRenewed(data_dir_, next); !r) {
+    log::error("cannot store the renewed certificate; keeping the current one", {{"error", r.error().message}});
+    return;
+  }
+  identity_ = std::move(next);
+  tls_ = ctx.value();
+  pending_key_.clear();
+  log::info("certificate renewed", {{"agent", identity_.name}, {"valid_until", formatTime(info->not_after)}});
 }
 
 net::awaitable<void> HubLink::run() {
@@ -226,6 +267,10 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
         beast::get_lowest_layer(ws).socket().close(ignored);
         co_return;
       }
+      if (env->type == protocol::msg::kCertificate) {
+        installCertificate(env->body.value("certificate", ""), env->body.value("caBundle", ""));
+        continue;
+      }
       if (env->type == protocol::msg::kError) {
         reason = "the hub closed the link: " + env->body.value("code", "") + ": " + env->body.value("message", "");
         refused = env->body.value("code", "") == protocol::code::kUnauthorized;
@@ -234,23 +279,44 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
       log::debug("message from the hub not handled by this agent yet", {{"type", env->type}});
     }
   };
+  // The only writer after hello: lease renewals, and a certificate request when one is due
+  // (right away when the certificate expired while the agent was away).
+  bool cert_expired = welcome->body.value("certificateExpired", false);
   auto leaser = [&]() -> net::awaitable<void> {
     net::steady_timer timer(co_await net::this_coro::executor);
     uint64_t seq = 1;
+    auto last_csr = std::chrono::steady_clock::time_point{};
+    std::vector<std::string> out;
     while (true) {
+      if ((cert_expired || renewalDue()) &&
+          (last_csr == std::chrono::steady_clock::time_point{} ||
+           std::chrono::steady_clock::now() - last_csr > std::chrono::seconds(60))) {
+        auto key = tls::createPrivateKey();
+        auto csr = key ? tls::createCsr(key.value(), identity_.name) : Result<std::string>(key.error());
+        if (csr) {
+          pending_key_ = key.value();
+          last_csr = std::chrono::steady_clock::now();
+          cert_expired = false;
+          log::info("requesting a new certificate", {{"agent", identity_.name}});
+          out.push_back(protocol::encode(protocol::msg::kCsr, std::to_string(++seq), 0, {{"csr", csr.value()}}));
+        }
+      }
+      for (const auto& m : out) {
+        auto [ec, n] = co_await ws.async_write(net::buffer(m), net::as_tuple(net::use_awaitable));
+        if (ec) {
+          reason = "cannot write to the hub: " + ec.message();
+          boost::system::error_code ignored;
+          beast::get_lowest_layer(ws).socket().close(ignored);
+          co_return;
+        }
+      }
+      out.clear();
       timer.expires_after(renew);
       auto [tec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
       if (tec) {
         co_return;  // cancelled: the reader finished
       }
-      std::string lease = protocol::encode(protocol::msg::kLease, std::to_string(++seq), 0, Json::object());
-      auto [ec, n] = co_await ws.async_write(net::buffer(lease), net::as_tuple(net::use_awaitable));
-      if (ec) {
-        reason = "cannot renew the lease: " + ec.message();
-        boost::system::error_code ignored;
-        beast::get_lowest_layer(ws).socket().close(ignored);
-        co_return;
-      }
+      out.push_back(protocol::encode(protocol::msg::kLease, std::to_string(++seq), 0, Json::object()));
     }
   };
   co_await (reader() || leaser());

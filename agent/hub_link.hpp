@@ -46,6 +46,10 @@ class HubLink {
   struct Conn;
   net::awaitable<std::string> session(const std::string& url, bool& welcomed, bool& refused);
   void record(const std::string& state, const std::string& detail);
+  /// True when the certificate has reached 2/3 of its lifetime (or expired).
+  bool renewalDue() const;
+  /// Stores a renewed certificate for the pending key and uses it from the next connection on.
+  void installCertificate(const std::string& cert_pem, const std::string& ca_bundle_pem);
 
   net::io_context& ioc_;
   Identity identity_;
@@ -54,6 +58,7 @@ class HubLink {
   LinkOptions options_;
   std::shared_ptr<ssl::context> tls_;
   std::shared_ptr<Conn> conn_;
+  std::string pending_key_;  // the key of a requested, not yet received, certificate
   net::steady_timer sleep_;
   bool stopping_ = false;
 };

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <chrono>
+
+#include "shared/common/time.hpp"
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -18,7 +20,5 @@ struct Globals {
 
 /// Prints rows as aligned columns (the first row is the header), kubectl style.
 void printTable(const std::vector<std::vector<std::string>>& rows, std::ostream& out);
-/// Parses 90s, 5m, 1h, 250ms, 2d (a bare number is seconds); nullopt when malformed or negative.
-std::optional<std::chrono::milliseconds> parseDuration(const std::string& s);
 
 }  // namespace kflex::cli

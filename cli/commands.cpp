@@ -41,26 +41,6 @@ const Json* condition(const Json& obj, const std::string& type) {
 
 }  // namespace
 
-std::optional<std::chrono::milliseconds> parseDuration(const std::string& s) {
-  if (s.empty()) {
-    return std::chrono::milliseconds(0);
-  }
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  std::string unit = s.substr(used);
-  double factor = unit == "ms" ? 1 : unit == "s" || unit.empty() ? 1000 : unit == "m" ? 60000
-                : unit == "h" ? 3600000 : unit == "d" ? 86400000 : -1;
-  if (factor < 0 || v < 0) {
-    return std::nullopt;
-  }
-  return std::chrono::milliseconds(static_cast<long>(v * factor));
-}
-
 void printTable(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
   if (rows.empty()) {
     return;

@@ -14,7 +14,7 @@ namespace kflex::hub {
 
 /// Settings of enrollment.
 struct EnrollOptions {
-  std::chrono::hours cert_validity{24 * 30};  ///< Lifetime of agent certificates (renewed at 2/3).
+  std::chrono::seconds cert_validity{30 * 24 * 3600};  ///< Lifetime of agent certificates (renewed at 2/3).
   std::vector<std::string> hub_urls;          ///< Told to agents, first one preferred.
 };
 
@@ -33,7 +33,7 @@ class EnrollmentService {
   /// Issues an agent certificate for a CSR (enrollment and renewal share it).
   Result<std::string> issue(const std::string& name, const std::string& csr_pem) const;
   const std::string& caBundle() const { return ca_bundle_; }
-  std::chrono::hours certValidity() const { return options_.cert_validity; }
+  std::chrono::seconds certValidity() const { return options_.cert_validity; }
 
  private:
   net::awaitable<ApiResponse> enroll(ApiRequest req);

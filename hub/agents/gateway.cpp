@@ -10,6 +10,7 @@
 #include "shared/common/version.hpp"
 #include "shared/model/conditions.hpp"
 #include "shared/protocol/link.hpp"
+#include "shared/tls/pki.hpp"
 
 namespace kflex::hub {
 namespace {
@@ -18,6 +19,22 @@ namespace websocket = beast::websocket;
 using namespace net::experimental::awaitable_operators;
 
 std::string seconds(std::chrono::seconds s) { return std::to_string(s.count()) + "s"; }
+
+const Json& certificateOf(const Json& agent) {
+  static const Json kEmpty = Json::object();
+  auto st = agent.find("status");
+  if (st == agent.end() || !st->is_object()) {
+    return kEmpty;
+  }
+  auto c = st->find("certificate");
+  return c != st->end() && c->is_object() ? *c : kEmpty;
+}
+
+// The key pins the hub accepts for an agent: its current one and a renewed one not yet used.
+bool acceptsPin(const Json& agent, const std::string& pin) {
+  const Json& c = certificateOf(agent);
+  return !pin.empty() && (c.value("publicKeyPin", "") == pin || c.value("pendingPublicKeyPin", "") == pin);
+}
 
 // Answers a refused upgrade with a Kubernetes Status, so the agent can show the reason.
 net::awaitable<void> refuse(HttpStream& stream, const http::request<http::string_body>& req, unsigned code,
@@ -42,8 +59,9 @@ struct AgentGateway::Session {
   net::steady_timer wake;  // the writer sleeps on it; cancel() wakes it
   std::string name;
   std::string peer;
-  std::string pin;
+  std::string pin;  // guarded by the gateway's mutex_
   bool expired_cert = false;
+  std::chrono::steady_clock::time_point last_csr{};
   // Below: only on the connection's strand.
   std::deque<std::string> queue;
   size_t queued = 0;
@@ -119,8 +137,8 @@ net::awaitable<void> AgentGateway::serve(HttpStream& stream, http::request<http:
   if (!id.verified && !in_grace) {
     std::string msg = "the client certificate is rejected: " + id.verify_error;
     if (id.expired_only) {
-      msg += " (more than " + std::to_string(options_.expired_grace.count()) +
-             "h ago, beyond the renewal grace window); enroll again with a new bootstrap token";
+      msg += " (more than " + humanDuration(options_.expired_grace) +
+             " ago, beyond the renewal grace window); enroll again with a new bootstrap token";
     }
     co_await refuse(stream, req, 401, "Unauthorized", msg, peer);
     co_return;
@@ -139,8 +157,7 @@ net::awaitable<void> AgentGateway::serve(HttpStream& stream, http::request<http:
     co_return;
   }
   Json agent = Json::parse(rec->bytes);
-  std::string pin = agent.value("status", Json::object()).value("certificate", Json::object()).value("publicKeyPin", "");
-  if (pin != id.public_key_pin) {
+  if (!acceptsPin(agent, id.public_key_pin)) {
     co_await refuse(stream, req, 401, "Unauthorized",
                     "this certificate's key is not the one agent \"" + id.common_name +
                         "\" enrolled with (the agent was revoked or enrolled again elsewhere)", peer);
@@ -150,7 +167,7 @@ net::awaitable<void> AgentGateway::serve(HttpStream& stream, http::request<http:
   auto s = std::make_shared<Session>(stream);
   s->name = id.common_name;
   s->peer = peer;
-  s->pin = pin;
+  s->pin = id.public_key_pin;
   s->expired_cert = !id.verified;
   beast::get_lowest_layer(stream).expires_never();
   websocket::stream_base::timeout t{};
@@ -321,6 +338,10 @@ net::awaitable<void> AgentGateway::readLoop(std::shared_ptr<Session> s) {
         model::setCondition(status, "Ready", "True", "AgentReady", "the agent's lease is current", stamp);
         return true;
       });
+    } else if (type == protocol::msg::kCsr) {
+      if (!co_await onCsr(s, env->body)) {
+        break;
+      }
     } else {
       close(s, protocol::code::kProtocol, "message type " + type + " is not expected from an agent by this hub");
       break;
@@ -356,6 +377,11 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     }
   }
   int64_t acked = body.value("acknowledgedRevision", int64_t(0));
+  std::string s_pin;
+  {
+    std::lock_guard lock(mutex_);
+    s_pin = s->pin;
+  }
   unsigned st = co_await updateStatus(api_, store_, agents_, s->name, [&](Json& obj) {
     Json& status = obj["status"];
     if (!status.is_object()) {
@@ -369,6 +395,14 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     }
     status["capacity"] = cap_clean;
     status["lastHeartbeatTime"] = stamp;
+    // A renewed certificate is in use now: its key becomes the agent's key.
+    Json& cert = status["certificate"];
+    if (cert.is_object() && cert.value("pendingPublicKeyPin", "") == s_pin) {
+      cert["publicKeyPin"] = s_pin;
+      cert["notAfter"] = cert.value("pendingNotAfter", cert.value("notAfter", ""));
+      cert.erase("pendingPublicKeyPin");
+      cert.erase("pendingNotAfter");
+    }
     status["acknowledgedRevision"] = acked;
     model::setCondition(status, "Ready", "True", "AgentReady", "the agent's lease is current", stamp);
     return true;
@@ -382,6 +416,43 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
                   {"hubVersion", kVersion},
                   {"certificateExpired", s->expired_cert}};
   send(s, protocol::encode(protocol::msg::kWelcome, std::to_string(++s->seq), store_.revision(), std::move(welcome)));
+  co_return true;
+}
+
+net::awaitable<bool> AgentGateway::onCsr(const std::shared_ptr<Session>& s, const Json& body) {
+  auto now = std::chrono::steady_clock::now();
+  if (s->last_csr != std::chrono::steady_clock::time_point{} && now - s->last_csr < std::chrono::seconds(10)) {
+    close(s, protocol::code::kProtocol, "certificate requests are limited to one per 10 seconds");
+    co_return false;
+  }
+  s->last_csr = now;
+  std::string csr_pem = body.value("csr", "");
+  auto csr = tls::inspectCsr(csr_pem);
+  if (!csr) {
+    close(s, protocol::code::kProtocol, "the certificate signing request is not usable: " + csr.error().message);
+    co_return false;
+  }
+  auto cert = enrollment_.issue(s->name, csr_pem);
+  if (!cert) {
+    log::error("cannot renew an agent certificate", {{"agent", s->name}, {"error", cert.error().message}});
+    co_return true;  // the agent retries later
+  }
+  auto info = tls::inspectCertificate(cert.value());
+  std::string not_after = info ? formatTime(info->not_after) : "";
+  std::string pin = csr->public_key_pin;
+  unsigned st = co_await updateStatus(api_, store_, agents_, s->name, [&](Json& obj) {
+    Json& c = obj["status"]["certificate"];
+    c["pendingPublicKeyPin"] = pin;
+    c["pendingNotAfter"] = not_after;
+    return true;
+  });
+  if (st != 200) {
+    log::warn("cannot record a renewed agent certificate", {{"agent", s->name}, {"status", std::to_string(st)}});
+    co_return true;
+  }
+  log::info("agent certificate renewed", {{"agent", s->name}, {"not_after", not_after}});
+  send(s, protocol::encode(protocol::msg::kCertificate, std::to_string(++s->seq), store_.revision(),
+                           {{"certificate", cert.value()}, {"caBundle", enrollment_.caBundle()}}));
   co_return true;
 }
 
@@ -469,9 +540,12 @@ net::awaitable<void> AgentGateway::watchLoop() {
       }
       if (s) {
         Json obj = Json::parse(ev->object->bytes);
-        std::string pin =
-            obj.value("status", Json::object()).value("certificate", Json::object()).value("publicKeyPin", "");
-        if (pin != s->pin) {
+        std::string pin;
+        {
+          std::lock_guard lock(mutex_);
+          pin = s->pin;
+        }
+        if (!acceptsPin(obj, pin)) {
           close(s, protocol::code::kUnauthorized, "the agent's enrolled key changed; this link's certificate is no longer valid");
         }
       }

@@ -22,7 +22,7 @@ struct GatewayOptions {
   std::chrono::seconds lease_duration{50};    ///< No renewal for this long: Ready=False, LeaseExpired.
   std::chrono::seconds heartbeat_persist{40}; ///< status.lastHeartbeatTime is written at most this often.
   std::chrono::seconds idle_timeout{60};      ///< No frame (pings included) for this long closes a link.
-  std::chrono::hours expired_grace{24 * 7};   ///< An expired agent certificate still connects this long (to renew).
+  std::chrono::seconds expired_grace{7 * 24 * 3600};  ///< An expired agent certificate still connects this long (to renew).
   size_t max_queue_bytes = 8 * 1024 * 1024;   ///< Unsent bytes per agent before it is disconnected as too slow.
 };
 
@@ -55,6 +55,7 @@ class AgentGateway {
   net::awaitable<void> readLoop(std::shared_ptr<Session> s);
   net::awaitable<void> writeLoop(std::shared_ptr<Session> s);
   net::awaitable<bool> onHello(const std::shared_ptr<Session>& s, const Json& body);
+  net::awaitable<bool> onCsr(const std::shared_ptr<Session>& s, const Json& body);
   void send(const std::shared_ptr<Session>& s, std::string message);
   void close(const std::shared_ptr<Session>& s, std::string code, std::string message);
   void closeByName(const std::string& name, const std::string& code, const std::string& message);
@@ -71,7 +72,7 @@ class AgentGateway {
   std::atomic<bool> stopping_{false};
   uint64_t watch_id_ = 0;
 
-  mutable std::mutex mutex_;  // guards sessions_ and renewed_
+  mutable std::mutex mutex_;  // guards sessions_, renewed_ and Session::pin
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
   std::unordered_map<std::string, TimePoint> renewed_;  // last lease renewal seen by this hub
 };

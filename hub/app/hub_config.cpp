@@ -3,6 +3,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -81,16 +82,12 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
       problems.push_back(where(n, key) + ": must be a whole number of seconds");
     }
   };
-  auto hours = [&](const YAML::Node& n, const std::string& key, std::chrono::hours& out) {
-    try {
-      long v = n.as<long>();
-      if (v <= 0) {
-        problems.push_back(where(n, key) + ": must be a positive number of hours");
-      } else {
-        out = std::chrono::hours(v);
-      }
-    } catch (const YAML::Exception&) {
-      problems.push_back(where(n, key) + ": must be a whole number of hours");
+  auto duration = [&](const YAML::Node& n, const std::string& key, std::chrono::seconds& out) {
+    auto d = parseDuration(n.as<std::string>());
+    if (!d || d->count() < 1000) {
+      problems.push_back(where(n, key) + ": must be a duration of at least 1s, such as 720h, 30m or 90s");
+    } else {
+      out = std::chrono::duration_cast<std::chrono::seconds>(*d);
     }
   };
   auto count = [&](const YAML::Node& n, const std::string& key, size_t& out) {
@@ -129,10 +126,10 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         seconds(v, key, cfg.agent_lease_renew);
       } else if (key == "agent_lease_duration_seconds") {
         seconds(v, key, cfg.agent_lease_duration);
-      } else if (key == "agent_cert_validity_hours") {
-        hours(v, key, cfg.agent_cert_validity);
-      } else if (key == "agent_expired_grace_hours") {
-        hours(v, key, cfg.agent_expired_grace);
+      } else if (key == "agent_cert_validity") {
+        duration(v, key, cfg.agent_cert_validity);
+      } else if (key == "agent_expired_grace") {
+        duration(v, key, cfg.agent_expired_grace);
       } else if (key == "max_connections") {
         count(v, key, cfg.max_connections);
       } else if (key == "event_retention") {

@@ -40,10 +40,11 @@ struct HubConfig {
   std::chrono::seconds agent_lease_renew{10};
   /// An agent without a renewal for this long goes Ready=False. YAML `agent_lease_duration_seconds`. Default 50.
   std::chrono::seconds agent_lease_duration{50};
-  /// Lifetime of agent certificates, renewed at 2/3. YAML `agent_cert_validity_hours`. Default 720 (30 days).
-  std::chrono::hours agent_cert_validity{720};
-  /// An expired agent certificate may still connect (to renew) this long. YAML `agent_expired_grace_hours`. Default 168.
-  std::chrono::hours agent_expired_grace{168};
+  /// Lifetime of agent certificates, renewed at 2/3. YAML `agent_cert_validity` (a duration: 720h). Default 30 days.
+  std::chrono::seconds agent_cert_validity{30 * 24 * 3600};
+  /// An expired agent certificate may still connect (only to renew) this long after it expired.
+  /// YAML `agent_expired_grace` (a duration: 168h). Default 7 days.
+  std::chrono::seconds agent_expired_grace{7 * 24 * 3600};
 
   /// The host part of listen.
   std::string host() const;

@@ -45,6 +45,8 @@ std::string formatTime(TimePoint t);
 std::string formatTimeMillis(TimePoint t);
 /// Parses what formatTime writes (and fractional seconds or a numeric offset); nullopt if malformed.
 std::optional<TimePoint> parseTime(std::string_view s);
+/// Parses 90s, 5m, 1h, 250ms, 2d, 1.5h (a bare number is seconds); nullopt when malformed or negative.
+std::optional<std::chrono::milliseconds> parseDuration(const std::string& s);
 /// A short human duration as kubectl prints ages: "45s", "3m", "5h", "2d", "3y".
 std::string humanDuration(std::chrono::seconds d);
 

@@ -194,7 +194,9 @@ constexpr const char* kAgentSchema = R"({
           "description": "The agent's current client certificate.",
           "properties": {
             "publicKeyPin": {"type": "string", "description": "sha256:<hex> of the agent's public key; only certificates for this key are accepted."},
-            "notAfter": {"type": "string", "format": "date-time"}
+            "notAfter": {"type": "string", "format": "date-time"},
+            "pendingPublicKeyPin": {"type": "string", "description": "The key of a renewed certificate not yet used to connect; accepted as well until it is, then it replaces publicKeyPin."},
+            "pendingNotAfter": {"type": "string", "format": "date-time"}
           }
         }
       }

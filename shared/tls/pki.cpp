@@ -104,7 +104,8 @@ Result<KeyPair> build(const CertRequest& req, const Clock& clock, X509* issuer, 
   BN_free(bn);
 
   auto now = std::chrono::system_clock::to_time_t(clock.now());
-  ASN1_TIME_set(X509_getm_notBefore(cert.get()), now - 300);
+  auto lifetime = std::chrono::duration_cast<std::chrono::seconds>(req.validity).count();
+  ASN1_TIME_set(X509_getm_notBefore(cert.get()), now - std::min<long>(300, lifetime / 10));
   ASN1_TIME_set(X509_getm_notAfter(cert.get()),
                 now + std::chrono::duration_cast<std::chrono::seconds>(req.validity).count());
   X509_set_pubkey(cert.get(), subject_key);

@@ -26,7 +26,7 @@ struct CertRequest {
   bool is_ca = false;                     ///< A CA certificate (keyCertSign).
   bool server_auth = false;               ///< extendedKeyUsage serverAuth.
   bool client_auth = false;               ///< extendedKeyUsage clientAuth.
-  std::chrono::hours validity{24 * 365};  ///< Lifetime from now (minus 5 minutes of clock skew).
+  std::chrono::seconds validity{365 * 24 * 3600};  ///< Lifetime from now; notBefore is backdated by a tenth of it, at most 5 minutes, for clock skew.
 };
 
 /// Makes a new ECDSA P-256 key and a self-signed CA certificate.

@@ -104,6 +104,68 @@ class Agents : public ::testing::Test {
   std::unique_ptr<HubProcess> hub_;
 };
 
+// A WebSocket client with an agent's own certificate, speaking whatever the test wants.
+class RawLink {
+ public:
+  RawLink(const std::string& url, const std::string& ca, const std::string& cert, const std::string& key)
+      : ctx_(tls::makeClientContext({ca, cert, key}).value()), ws_(ioc_, *ctx_) {
+    net_client::splitHttpsUrl(url, host_, port_).value();
+  }
+  // Connects; the HTTP status when the upgrade was declined, 101 on success.
+  unsigned connect() { return connectAndReadBody().first; }
+  // The same, with the body of a refusal.
+  std::pair<unsigned, std::string> connectAndReadBody() {
+    unsigned status = 0;
+    std::string body;
+    net::co_spawn(ioc_, [&]() -> net::awaitable<void> {
+      beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(10));
+      std::string err = co_await net_client::openTls(ws_.next_layer(), host_, port_, "hub");
+      if (!err.empty()) {
+        co_return;
+      }
+      beast::get_lowest_layer(ws_).expires_never();
+      websocket::response_type res;
+      auto [ec] = co_await ws_.async_handshake(res, host_ + ":" + port_, protocol::kConnectPath, net::as_tuple(net::use_awaitable));
+      status = ec && res.result_int() == 101 ? 0 : res.result_int();
+      body = res.body();
+    }, net::detached);
+    ioc_.run();
+    ioc_.restart();
+    return {status, body};
+  }
+  // Sends a frame and reads frames until the hub closes: returns what it said.
+  std::string sendAndReadUntilClose(const std::string& frame) {
+    std::string said;
+    net::co_spawn(ioc_, [&]() -> net::awaitable<void> {
+      ws_.text(true);
+      auto [wec, wn] = co_await ws_.async_write(net::buffer(frame), net::as_tuple(net::use_awaitable));
+      if (wec) {
+        said += "|write:" + wec.message();
+      }
+      beast::flat_buffer buf;
+      while (true) {
+        auto [ec, n] = co_await ws_.async_read(buf, net::as_tuple(net::use_awaitable));
+        if (ec) {
+          said += "|closed:" + ec.message();
+          co_return;
+        }
+        said += beast::buffers_to_string(buf.data());
+        buf.consume(buf.size());
+      }
+    }, net::detached);
+    ioc_.run_for(std::chrono::seconds(15));
+    ioc_.restart();
+    return said;
+  }
+
+ private:
+  net::io_context ioc_;
+  std::shared_ptr<ssl::context> ctx_;
+  websocket::stream<net_client::TlsStream> ws_;
+  std::string host_;
+  std::string port_;
+};
+
 TEST_F(Agents, EnrollConnectLeaseExpiryAndRevoke) {
   requireKubectl();
   Token t = newToken({"--description", "test fleet"});
@@ -255,63 +317,60 @@ TEST_F(Agents, HubRestartAgentRestartAndCorruptState) {
       << a2->log();
 }
 
-// A WebSocket client with an agent's own certificate, speaking whatever the test wants.
-class RawLink {
- public:
-  RawLink(const std::string& url, const std::string& ca, const std::string& cert, const std::string& key)
-      : ctx_(tls::makeClientContext({ca, cert, key}).value()), ws_(ioc_, *ctx_) {
-    net_client::splitHttpsUrl(url, host_, port_).value();
-  }
-  // Connects; the HTTP status when the upgrade was declined, 101 on success.
-  unsigned connect() {
-    unsigned status = 0;
-    net::co_spawn(ioc_, [&]() -> net::awaitable<void> {
-      beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(10));
-      std::string err = co_await net_client::openTls(ws_.next_layer(), host_, port_, "hub");
-      if (!err.empty()) {
-        co_return;
-      }
-      beast::get_lowest_layer(ws_).expires_never();
-      websocket::response_type res;
-      auto [ec] = co_await ws_.async_handshake(res, host_ + ":" + port_, protocol::kConnectPath, net::as_tuple(net::use_awaitable));
-      status = ec && res.result_int() == 101 ? 0 : res.result_int();
-    }, net::detached);
-    ioc_.run();
-    ioc_.restart();
-    return status;
-  }
-  // Sends a frame and reads frames until the hub closes: returns what it said.
-  std::string sendAndReadUntilClose(const std::string& frame) {
-    std::string said;
-    net::co_spawn(ioc_, [&]() -> net::awaitable<void> {
-      ws_.text(true);
-      auto [wec, wn] = co_await ws_.async_write(net::buffer(frame), net::as_tuple(net::use_awaitable));
-      if (wec) {
-        said += "|write:" + wec.message();
-      }
-      beast::flat_buffer buf;
-      while (true) {
-        auto [ec, n] = co_await ws_.async_read(buf, net::as_tuple(net::use_awaitable));
-        if (ec) {
-          said += "|closed:" + ec.message();
-          co_return;
-        }
-        said += beast::buffers_to_string(buf.data());
-        buf.consume(buf.size());
-      }
-    }, net::detached);
-    ioc_.run_for(std::chrono::seconds(15));
-    ioc_.restart();
-    return said;
-  }
+TEST_F(Agents, CertificateRenewalAndExpiredCertificates) {
+  requireKubectl();
+  // A hub that issues 6-second certificates: agents renew after 4 s.
+  hub_->stop();
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "hub.yaml",
+                              "agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 30\n"
+                              "agent_cert_validity: 6s\nagent_expired_grace: 60s\n",
+                              0644));
+  startHub("127.0.0.1:0");
+  Token t = newToken();
+  auto a1 = startAgent("edge-1", t);
+  auto cert_file = dir_.path() / "edge-1" / "pki" / "agent.crt";
+  ASSERT_TRUE(waitFor([&] { return fs::exists(cert_file); }, std::chrono::seconds(10), "enrolled")) << a1->log();
+  std::string first_cert = readFile(cert_file).value();
+  ASSERT_TRUE(waitFor([&] { return a1->log().find("certificate renewed") != std::string::npos; },
+                      std::chrono::seconds(15), "renewal over the link"))
+      << a1->log() << hub_->log();
+  std::string renewed = readFile(cert_file).value();
+  EXPECT_NE(renewed, first_cert);
+  EXPECT_TRUE(tls::checkKeyMatches(renewed, readFile(dir_.path() / "edge-1" / "pki" / "agent.key").value()));
+  Json cert = agent("edge-1")["status"]["certificate"];
+  EXPECT_EQ(cert.value("pendingPublicKeyPin", ""), tls::spkiPin(renewed).value()) << cert.dump();
+  // The link stayed up through the renewal (no reconnect).
+  size_t first = a1->log().find("connected to the hub");
+  EXPECT_EQ(a1->log().find("connected to the hub", first + 1), std::string::npos) << a1->log();
 
- private:
-  net::io_context ioc_;
-  std::shared_ptr<ssl::context> ctx_;
-  websocket::stream<net_client::TlsStream> ws_;
-  std::string host_;
-  std::string port_;
-};
+  // The agent is away until its certificate has expired: it still gets back in (grace window),
+  // renews at once, and its new key replaces the old one on the hub.
+  a1->signal(SIGTERM);
+  ASSERT_EQ(a1->wait(std::chrono::seconds(10)), 0);
+  auto expiry = tls::inspectCertificate(readFile(cert_file).value()).value().not_after;
+  std::this_thread::sleep_until(std::chrono::steady_clock::now() +
+                                (expiry - std::chrono::system_clock::now()) + std::chrono::seconds(2));
+  auto a2 = std::make_unique<Process>(agentArgs("edge-1", Token{}), dir_.path() / "edge-1-back.log");
+  EXPECT_TRUE(waitFor([&] { return a2->log().find("certificate renewed") != std::string::npos; },
+                      std::chrono::seconds(15), "renewal with an expired certificate"))
+      << a2->log() << hub_->log();
+  EXPECT_NE(hub_->log().find("expired_certificate=true"), std::string::npos);
+  EXPECT_EQ(ready("edge-1"), "True/AgentReady");
+
+  // Expired longer ago than the grace window: refused, with a message that says what to do.
+  auto hub_ca = tls::KeyPair{readFile(dir_.path() / "hub" / "pki" / "ca.crt").value(),
+                             readFile(dir_.path() / "hub" / "pki" / "ca.key").value()};
+  FakeClock last_week(std::chrono::system_clock::now() - std::chrono::hours(24 * 7));
+  tls::CertRequest req;
+  req.common_name = "edge-1";
+  req.organizations = {"kflex:agents"};
+  req.client_auth = true;
+  req.validity = std::chrono::hours(1);
+  auto old = tls::issueCertificate(hub_ca, req, last_week).value();
+  auto refused = RawLink(hub_->url(), hub_ca.cert_pem, old.cert_pem, old.key_pem).connectAndReadBody();
+  EXPECT_EQ(refused.first, 401u);
+  EXPECT_NE(refused.second.find("beyond the renewal grace window"), std::string::npos) << refused.second;
+}
 
 TEST_F(Agents, BadFramesAndForeignCertificates) {
   requireKubectl();
