@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/agent_state.hpp"
 
+#include <algorithm>
 #include <chrono>
+
+#include <nlohmann/json.hpp>
 
 #include "shared/common/log.hpp"
 
@@ -9,7 +12,7 @@ namespace kflex::agent {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 Result<void> migrate(store::Database& db) {
   auto v = db.userVersion();
@@ -25,6 +28,19 @@ Result<void> migrate(store::Database& db) {
       BEGIN;
       CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
       PRAGMA user_version = 1;
+      COMMIT;)");
+    if (!r) {
+      (void)db.exec("ROLLBACK");
+      return r;
+    }
+  }
+  if (v.value() < 2) {
+    auto r = db.exec(R"(
+      BEGIN;
+      CREATE TABLE desired (name TEXT PRIMARY KEY, revision INTEGER NOT NULL, body TEXT NOT NULL,
+                            reported TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+      CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, body TEXT NOT NULL);
+      PRAGMA user_version = 2;
       COMMIT;)");
     if (!r) {
       (void)db.exec("ROLLBACK");
@@ -124,6 +140,160 @@ Result<void> AgentState::set(const std::vector<std::pair<std::string, std::strin
     }
   }
   return txn->commit();
+}
+
+Result<void> AgentState::applySnapshot(int64_t revision,
+                                       const std::vector<std::pair<std::string, std::string>>& objects) {
+  auto txn = store::Transaction::begin(*db_);
+  if (!txn) {
+    return txn.error();
+  }
+  // Keep what was reported for objects that stay, so an unchanged snapshot reports nothing new.
+  std::vector<std::string> names;
+  for (const auto& [n, b] : objects) {
+    names.push_back(n);
+  }
+  auto all = store::Statement::prepare(*db_, "SELECT name FROM desired");
+  if (!all) {
+    return all.error();
+  }
+  std::vector<std::string> gone;
+  while (true) {
+    auto row = all->step();
+    if (!row) {
+      return row.error();
+    }
+    if (!row.value()) {
+      break;
+    }
+    std::string n = all->columnText(0);
+    if (std::find(names.begin(), names.end(), n) == names.end()) {
+      gone.push_back(n);
+    }
+  }
+  if (auto r = applyChanges(revision, objects, gone); !r) {
+    return r;
+  }
+  return txn->commit();
+}
+
+Result<void> AgentState::applyDelta(int64_t revision, const std::vector<std::pair<std::string, std::string>>& upserts,
+                                    const std::vector<std::string>& deletes) {
+  auto txn = store::Transaction::begin(*db_);
+  if (!txn) {
+    return txn.error();
+  }
+  if (auto r = applyChanges(revision, upserts, deletes); !r) {
+    return r;
+  }
+  return txn->commit();
+}
+
+Result<void> AgentState::applyChanges(int64_t revision, const std::vector<std::pair<std::string, std::string>>& upserts,
+                                      const std::vector<std::string>& deletes) {
+  auto put = store::Statement::prepare(
+      *db_, "INSERT INTO desired (name, revision, body) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET revision = excluded.revision, body = excluded.body");
+  auto del = store::Statement::prepare(*db_, "DELETE FROM desired WHERE name = ?");
+  auto meta = store::Statement::prepare(*db_, "INSERT OR REPLACE INTO meta (key, value) VALUES ('acknowledged_revision', ?)");
+  if (!put || !del || !meta) {
+    return fail(db_->lastError());
+  }
+  for (const auto& [name, body] : upserts) {
+    auto obj = nlohmann::json::parse(body, nullptr, false);
+    int64_t rv = 0;
+    if (obj.is_object()) {
+      try {
+        rv = std::stoll(obj.value("metadata", nlohmann::json::object()).value("resourceVersion", "0"));
+      } catch (const std::exception&) {
+        rv = 0;
+      }
+    }
+    if (auto r = put->bind(1, name).bind(2, rv).bind(3, body).run(); !r) {
+      return r;
+    }
+  }
+  for (const auto& name : deletes) {
+    if (auto r = del->bind(1, name).run(); !r) {
+      return r;
+    }
+  }
+  return meta->bind(1, std::to_string(revision)).run();
+}
+
+std::vector<AgentState::Desired> AgentState::desired() {
+  std::vector<Desired> out;
+  auto st = store::Statement::prepare(*db_, "SELECT name, revision, body, reported FROM desired ORDER BY name");
+  if (!st) {
+    return out;
+  }
+  while (true) {
+    auto row = st->step();
+    if (!row || !row.value()) {
+      break;
+    }
+    out.push_back({st->columnText(0), st->columnInt(1), st->columnText(2), st->columnText(3)});
+  }
+  return out;
+}
+
+int64_t AgentState::acknowledgedRevision() {
+  auto v = get("acknowledged_revision");
+  try {
+    return v ? std::stoll(*v) : 0;
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+Result<void> AgentState::enqueueStatus(const std::string& name, const std::string& body) {
+  auto txn = store::Transaction::begin(*db_);
+  if (!txn) {
+    return txn.error();
+  }
+  auto del = store::Statement::prepare(*db_, "DELETE FROM outbox WHERE name = ?");
+  auto ins = store::Statement::prepare(*db_, "INSERT INTO outbox (name, body) VALUES (?, ?)");
+  auto mark = store::Statement::prepare(*db_, "UPDATE desired SET reported = ? WHERE name = ?");
+  if (!del || !ins || !mark) {
+    return fail(db_->lastError());
+  }
+  if (auto r = del->bind(1, name).run(); !r) {
+    return r;
+  }
+  if (auto r = ins->bind(1, name).bind(2, body).run(); !r) {
+    return r;
+  }
+  if (auto r = mark->bind(1, body).bind(2, name).run(); !r) {
+    return r;
+  }
+  return txn->commit();
+}
+
+Result<void> AgentState::clearReported() { return db_->exec("UPDATE desired SET reported = ''"); }
+
+std::vector<AgentState::Report> AgentState::outbox(size_t limit) {
+  std::vector<Report> out;
+  auto st = store::Statement::prepare(*db_, "SELECT seq, name, body FROM outbox ORDER BY seq LIMIT ?");
+  if (!st) {
+    return out;
+  }
+  st->bind(1, int64_t(limit));
+  while (true) {
+    auto row = st->step();
+    if (!row || !row.value()) {
+      break;
+    }
+    out.push_back({st->columnInt(0), st->columnText(1), st->columnText(2)});
+  }
+  return out;
+}
+
+Result<void> AgentState::ackStatus(int64_t seq) {
+  auto st = store::Statement::prepare(*db_, "DELETE FROM outbox WHERE seq = ?");
+  if (!st) {
+    return st.error();
+  }
+  return st->bind(1, seq).run();
 }
 
 }  // namespace kflex::agent

@@ -5,12 +5,15 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <deque>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include "agent/reconciler.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
@@ -215,7 +218,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   ws.text(true);
   Json hello = hostFacts(data_dir_);
   hello["name"] = identity_.name;
-  hello["acknowledgedRevision"] = std::stoll(state_.get("acknowledged_revision").value_or("0"));
+  hello["acknowledgedRevision"] = state_.acknowledgedRevision();
   std::string hello_msg = protocol::encode(protocol::msg::kHello, "1", 0, hello);
   auto [wec, wn] = co_await ws.async_write(net::buffer(hello_msg), net::as_tuple(net::use_awaitable));
   if (wec) {
@@ -246,6 +249,83 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   log::info("connected to the hub", {{"hub", url}, {"agent", identity_.name}, {"lease_renew", std::to_string(renew.count()) + "s"}});
 
   std::string reason;
+  // Everything after hello goes through one queue and one writer; the reader and the ticker
+  // only queue.
+  std::deque<std::string> outq;
+  net::steady_timer wake(co_await net::this_coro::executor);
+  std::set<int64_t> in_flight;  // outbox entries sent and not yet acknowledged on this link
+  bool done = false;            // the reader has finished: the link is over
+  auto queue = [&](std::string m) {
+    outq.push_back(std::move(m));
+    wake.cancel();
+  };
+  uint64_t seq = 1;
+  auto queueReports = [&] {
+    for (const auto& r : state_.outbox(256)) {
+      if (in_flight.insert(r.seq).second) {
+        Json body = Json::parse(r.body, nullptr, false);
+        body["seq"] = r.seq;
+        queue(protocol::encode(protocol::msg::kStatus, std::to_string(++seq), 0, std::move(body)));
+      }
+    }
+  };
+  // A fresh link: report everything again (the hub may have marked it Unknown meanwhile).
+  (void)state_.clearReported();
+  if (auto r = reconcile(state_); !r) {
+    log::warn("cannot reconcile", {{"error", r.error().message}});
+  }
+  queueReports();
+
+  auto onDesired = [&](const protocol::Envelope& env) -> bool {
+    std::vector<std::pair<std::string, std::string>> upserts;
+    std::vector<std::string> deletes;
+    const char* list_key = env.type == protocol::msg::kSnapshot ? "controlPlanes" : "upserts";
+    auto list = env.body.find(list_key);
+    if (list != env.body.end() && !list->is_array()) {
+      return false;
+    }
+    if (list != env.body.end()) {
+      for (const auto& o : *list) {
+        if (!o.is_object() || !o.contains("metadata") || !o["metadata"].is_object() ||
+            !o["metadata"].value("name", "").size()) {
+          return false;
+        }
+        upserts.emplace_back(o["metadata"]["name"].get<std::string>(), o.dump());
+      }
+    }
+    if (auto d = env.body.find("deletes"); d != env.body.end()) {
+      if (!d->is_array()) {
+        return false;
+      }
+      for (const auto& n : *d) {
+        if (!n.is_string()) {
+          return false;
+        }
+        deletes.push_back(n.get<std::string>());
+      }
+    }
+    if (env.type == protocol::msg::kSnapshot) {
+      (void)state_.clearReported();  // a full resync: report every control plane again
+    }
+    // Stored (durably) before it is acknowledged.
+    auto stored = env.type == protocol::msg::kSnapshot ? state_.applySnapshot(env.revision, upserts)
+                                                       : state_.applyDelta(env.revision, upserts, deletes);
+    if (!stored) {
+      log::error("cannot store desired state; not acknowledging it", {{"error", stored.error().message}});
+      return true;
+    }
+    if (env.type == protocol::msg::kSnapshot || !upserts.empty() || !deletes.empty()) {
+      log::info("desired state stored", {{"kind", env.type}, {"revision", std::to_string(env.revision)},
+                                         {"changed", std::to_string(upserts.size() + deletes.size())}});
+    }
+    queue(protocol::encode(protocol::msg::kAck, std::to_string(++seq), env.revision, Json::object()));
+    if (auto r = reconcile(state_); !r) {
+      log::warn("cannot reconcile", {{"error", r.error().message}});
+    }
+    queueReports();
+    return true;
+  };
+
   auto reader = [&]() -> net::awaitable<void> {
     beast::flat_buffer buf;
     while (true) {
@@ -256,37 +336,42 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
                        ? "the hub closed the link" + (ws.reason().reason.empty() ? std::string() : ": " + std::string(ws.reason().reason.c_str()))
                        : "link lost: " + ec.message();
         }
+        done = true;
         co_return;
       }
       auto env = protocol::decode(beast::buffers_to_string(buf.data()));
       buf.consume(buf.size());
-      if (!env) {
-        reason = "protocol error from the hub: " + env.error().message;
-        log::warn("protocol error from the hub", {{"error", env.error().message}});
-        boost::system::error_code ignored;
-        beast::get_lowest_layer(ws).socket().close(ignored);
-        co_return;
-      }
-      if (env->type == protocol::msg::kCertificate) {
+      bool ok = env.has_value();
+      if (ok && (env->type == protocol::msg::kSnapshot || env->type == protocol::msg::kDelta)) {
+        ok = onDesired(env.value());
+      } else if (ok && env->type == protocol::msg::kStatusAck) {
+        int64_t acked = env->body.value("seq", int64_t(0));
+        in_flight.erase(acked);
+        (void)state_.ackStatus(acked);
+      } else if (ok && env->type == protocol::msg::kCertificate) {
         installCertificate(env->body.value("certificate", ""), env->body.value("caBundle", ""));
-        continue;
-      }
-      if (env->type == protocol::msg::kError) {
+      } else if (ok && env->type == protocol::msg::kError) {
         reason = "the hub closed the link: " + env->body.value("code", "") + ": " + env->body.value("message", "");
         refused = env->body.value("code", "") == protocol::code::kUnauthorized;
-        continue;  // the close frame follows
+      } else if (ok) {
+        log::debug("message from the hub not handled by this agent", {{"type", env->type}});
       }
-      log::debug("message from the hub not handled by this agent yet", {{"type", env->type}});
+      if (!ok) {
+        reason = "protocol error from the hub: " + (env ? "malformed " + env->type : env.error().message);
+        log::warn("protocol error from the hub", {{"error", reason}});
+        boost::system::error_code ignored;
+        beast::get_lowest_layer(ws).socket().close(ignored);
+        done = true;
+        co_return;
+      }
     }
   };
-  // The only writer after hello: lease renewals, and a certificate request when one is due
-  // (right away when the certificate expired while the agent was away).
+  // Lease renewals, and a certificate request when one is due (right away when the certificate
+  // expired while the agent was away); unacknowledged reports are sent again.
   bool cert_expired = welcome->body.value("certificateExpired", false);
-  auto leaser = [&]() -> net::awaitable<void> {
+  auto ticker = [&]() -> net::awaitable<void> {
     net::steady_timer timer(co_await net::this_coro::executor);
-    uint64_t seq = 1;
     auto last_csr = std::chrono::steady_clock::time_point{};
-    std::vector<std::string> out;
     while (true) {
       if ((cert_expired || renewalDue()) &&
           (last_csr == std::chrono::steady_clock::time_point{} ||
@@ -298,28 +383,40 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
           last_csr = std::chrono::steady_clock::now();
           cert_expired = false;
           log::info("requesting a new certificate", {{"agent", identity_.name}});
-          out.push_back(protocol::encode(protocol::msg::kCsr, std::to_string(++seq), 0, {{"csr", csr.value()}}));
+          queue(protocol::encode(protocol::msg::kCsr, std::to_string(++seq), 0, {{"csr", csr.value()}}));
         }
       }
-      for (const auto& m : out) {
-        auto [ec, n] = co_await ws.async_write(net::buffer(m), net::as_tuple(net::use_awaitable));
-        if (ec) {
-          reason = "cannot write to the hub: " + ec.message();
-          boost::system::error_code ignored;
-          beast::get_lowest_layer(ws).socket().close(ignored);
-          co_return;
-        }
-      }
-      out.clear();
       timer.expires_after(renew);
       auto [tec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
       if (tec) {
-        co_return;  // cancelled: the reader finished
+        co_return;
       }
-      out.push_back(protocol::encode(protocol::msg::kLease, std::to_string(++seq), 0, Json::object()));
+      queue(protocol::encode(protocol::msg::kLease, std::to_string(++seq), 0, Json::object()));
+      queueReports();
     }
   };
-  co_await (reader() || leaser());
+  auto writer = [&]() -> net::awaitable<void> {
+    while (true) {
+      if (outq.empty()) {
+        wake.expires_at(net::steady_timer::time_point::max());
+        co_await wake.async_wait(net::as_tuple(net::use_awaitable));
+        if (done) {
+          co_return;
+        }
+        continue;
+      }
+      std::string m = std::move(outq.front());
+      outq.pop_front();
+      auto [ec, n] = co_await ws.async_write(net::buffer(m), net::as_tuple(net::use_awaitable));
+      if (ec) {
+        reason = "cannot write to the hub: " + ec.message();
+        boost::system::error_code ignored;
+        beast::get_lowest_layer(ws).socket().close(ignored);
+        co_return;
+      }
+    }
+  };
+  co_await (reader() || ticker() || writer());
   co_return reason.empty() ? "link closed" : reason;
 }
 

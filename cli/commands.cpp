@@ -18,6 +18,7 @@
 #include "shared/config/kubeconfig.hpp"
 #include "shared/config/yaml_json.hpp"
 #include "shared/model/conditions.hpp"
+#include "shared/model/resource.hpp"
 
 namespace kflex::cli {
 namespace {
@@ -172,9 +173,14 @@ Result<void> waitFor(HubClient& hub, const std::string& name, const std::string&
   return fail("the watch ended before the control plane was " + std::string(for_delete ? "gone" : "ready"));
 }
 
+struct PlacementFlags {
+  std::string agent;
+  std::string selector;
+};
+
 int cmdCreate(const Globals& g, const std::string& name, const std::string& type, const std::string& backend,
-              const std::string& hook, const std::vector<std::string>& sets, bool wait, const std::string& timeout,
-              std::ostream& out, std::ostream& err) {
+              const std::string& hook, const std::vector<std::string>& sets, const PlacementFlags& placement, bool wait,
+              const std::string& timeout, std::ostream& out, std::ostream& err) {
   if (!isDns1123Label(name)) {
     err << "kflex create: \"" << name << "\" is not a valid name: use lower-case letters, digits and '-', "
         << "starting and ending with a letter or digit, at most 63 characters\n";
@@ -227,8 +233,23 @@ int cmdCreate(const Globals& g, const std::string& name, const std::string& type
     }
     spec["postCreateHooks"] = Json::array({use});
   }
+  Json meta = {{"name", name}};
+  if (!placement.agent.empty() || !placement.selector.empty()) {
+    if (type != "k8s" && type != "k3s" && type != "vcluster") {
+      err << "kflex create: --agent and --agent-selector apply to k8s, k3s and vcluster control planes only\n";
+      return 2;
+    }
+    Json ann = Json::object();
+    if (!placement.agent.empty()) {
+      ann[model::kAgentAnnotation] = placement.agent;
+    }
+    if (!placement.selector.empty()) {
+      ann[model::kAgentSelectorAnnotation] = placement.selector;
+    }
+    meta["annotations"] = ann;
+  }
   Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
-             {"metadata", {{"name", name}}}, {"spec", spec}};
+             {"metadata", meta}, {"spec", spec}};
   auto created = hub.value()->post(kControlPlanesPath, cp);
   if (!created) {
     if (hub.value()->lastStatus() == 409) {
@@ -398,6 +419,10 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   create->add_flag("--wait,!--no-wait", wait,
                    "Wait until the control plane is Ready (default false until agents run control planes)");
   create->add_option("--timeout", timeout, "How long --wait waits (90s, 5m, 1h)")->capture_default_str();
+  PlacementFlags placement;
+  create->add_option("--agent", placement.agent, "Place it on this agent (k8s, k3s, vcluster)");
+  create->add_option("--agent-selector", placement.selector,
+                     "Place it on the best-fitting Ready agent whose labels match (zone=eu,tier!=test)");
 
   auto* list = app.add_subcommand("list", "List control planes");
   auto* get = app.add_subcommand("get", "Show one control plane");
@@ -431,7 +456,7 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
     return cmdVersion(g, out);
   }
   if (create->parsed()) {
-    return cmdCreate(g, name, type, backend, hook, sets, wait, timeout, out, err);
+    return cmdCreate(g, name, type, backend, hook, sets, placement, wait, timeout, out, err);
   }
   if (list->parsed()) {
     return cmdList(g, out, err);

@@ -2,11 +2,13 @@
 #include "hub/agents/gateway.hpp"
 
 #include <deque>
+#include <map>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include "shared/common/log.hpp"
+#include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
 #include "shared/model/conditions.hpp"
 #include "shared/protocol/link.hpp"
@@ -34,6 +36,32 @@ const Json& certificateOf(const Json& agent) {
 bool acceptsPin(const Json& agent, const std::string& pin) {
   const Json& c = certificateOf(agent);
   return !pin.empty() && (c.value("publicKeyPin", "") == pin || c.value("pendingPublicKeyPin", "") == pin);
+}
+
+// The agent a control plane is placed on ("" when none), from its stored bytes.
+std::string agentOf(const ObjectRecord& rec) {
+  if (rec.bytes.find("\"agent\"") == std::string::npos) {
+    return "";
+  }
+  Json obj = Json::parse(rec.bytes, nullptr, false);
+  if (!obj.is_object()) {
+    return "";
+  }
+  auto st = obj.find("status");
+  return st != obj.end() && st->is_object() ? st->value("agent", "") : std::string();
+}
+
+// A snapshot or delta frame, built around the stored bytes (never re-serialized per agent).
+std::string desiredFrame(const char* type, uint64_t id, int64_t revision, const std::vector<ObjectPtr>& upserts,
+                         const std::vector<std::string>& deletes) {
+  std::string out = "{\"v\":" + std::to_string(protocol::kVersion) + ",\"type\":\"" + type + "\",\"id\":\"" +
+                    std::to_string(id) + "\",\"rev\":" + std::to_string(revision) + ",\"body\":{\"" +
+                    (std::string(type) == protocol::msg::kSnapshot ? "controlPlanes" : "upserts") + "\":[";
+  for (size_t i = 0; i < upserts.size(); ++i) {
+    out += (i == 0 ? "" : ",") + upserts[i]->bytes;
+  }
+  out += "],\"deletes\":" + Json(deletes).dump() + "}}";
+  return out;
 }
 
 // Answers a refused upgrade with a Kubernetes Status, so the agent can show the reason.
@@ -70,12 +98,16 @@ struct AgentGateway::Session {
   std::string close_code;
   std::string close_message;
   uint64_t seq = 0;
+  int64_t synced = -1;           // highest revision sent; -1 until the first sync
+  std::vector<EventPtr> early;   // events that arrived before the first sync
+  int64_t acked = 0;             // the revision the agent last acknowledged
 };
 
 AgentGateway::AgentGateway(net::io_context& ioc, ApiService& api, ObjectStore& store, const model::Registry& registry,
                            EnrollmentService& enrollment, const Clock& clock, GatewayOptions options)
     : ioc_(ioc), api_(api), store_(store),
-      agents_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "agents")), enrollment_(enrollment),
+      agents_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "agents")),
+      cps_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "controlplanes")), enrollment_(enrollment),
       clock_(clock), options_(options), strand_(net::make_strand(ioc)), started_(clock.now()) {}
 
 AgentGateway::~AgentGateway() = default;
@@ -318,6 +350,7 @@ net::awaitable<void> AgentGateway::readLoop(std::shared_ptr<Session> s) {
         break;
       }
       s->hello_done = true;
+      initialSync(s, env->body.value("acknowledgedRevision", int64_t(0)));
     } else if (type == protocol::msg::kLease) {
       auto now = clock_.now();
       {
@@ -325,19 +358,39 @@ net::awaitable<void> AgentGateway::readLoop(std::shared_ptr<Session> s) {
         renewed_[s->name] = now;
       }
       std::string stamp = formatTime(now);
+      int64_t acked = s->acked;
       auto persist = options_.heartbeat_persist;
+      bool was_not_ready = false;
       co_await updateStatus(api_, store_, agents_, s->name, [&](Json& obj) {
         Json& status = obj["status"];
         auto last = parseTime(status.value("lastHeartbeatTime", ""));
         bool stale = !last || now - *last >= persist;
         bool not_ready = model::conditionStatus(obj, "Ready") != "True";
+        was_not_ready = not_ready;
         if (!stale && !not_ready) {
           return false;
         }
         status["lastHeartbeatTime"] = stamp;
+        status["acknowledgedRevision"] = acked;
         model::setCondition(status, "Ready", "True", "AgentReady", "the agent's lease is current", stamp);
         return true;
       });
+      if (was_not_ready && s->synced >= 0) {
+        // Back from a lease expiry on the same link: its control planes were marked Unknown, so
+        // resync in full (a snapshot makes the agent report every control plane again).
+        initialSync(s, 0);
+      }
+    } else if (type == protocol::msg::kAck) {
+      if (env->revision > s->synced) {
+        close(s, protocol::code::kProtocol, "acknowledged revision " + std::to_string(env->revision) +
+                                                " was never sent (last sent: " + std::to_string(s->synced) + ")");
+        break;
+      }
+      s->acked = std::max(s->acked, env->revision);
+    } else if (type == protocol::msg::kStatus) {
+      if (!co_await onStatus(s, env->body)) {
+        break;
+      }
     } else if (type == protocol::msg::kCsr) {
       if (!co_await onCsr(s, env->body)) {
         break;
@@ -456,9 +509,155 @@ net::awaitable<bool> AgentGateway::onCsr(const std::shared_ptr<Session>& s, cons
   co_return true;
 }
 
+void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknowledged) {
+  const std::string key = resourceKey(cps_);
+  bool snapshot = acknowledged <= 0 || acknowledged > store_.revision();
+  if (acknowledged > store_.revision()) {
+    // The hub's store is older than what the agent saw (restored from a backup): a full resync,
+    // never an inference that everything was deleted.
+    log::warn("agent is ahead of the hub's store; sending a full snapshot",
+              {{"agent", s->name}, {"agent_revision", std::to_string(acknowledged)},
+               {"hub_revision", std::to_string(store_.revision())}});
+  }
+  std::vector<EventPtr> replay;
+  int64_t at = 0;
+  if (!snapshot) {
+    auto sub = store_.watch(acknowledged, s->ws.get_executor());
+    if (sub) {
+      replay = std::move(sub->replay);
+      at = sub->revision;
+      store_.unwatch(sub->id);
+    } else {
+      snapshot = true;  // compacted: the events since then are gone
+    }
+  }
+  if (snapshot) {
+    auto [objects, rev] = store_.list(key);
+    std::vector<ObjectPtr> mine;
+    for (const auto& o : objects) {
+      if (agentOf(*o) == s->name) {
+        mine.push_back(o);
+      }
+    }
+    at = rev;
+    send(s, desiredFrame(protocol::msg::kSnapshot, ++s->seq, at, mine, {}));
+  } else {
+    // Collapse the replay to the last state per control plane.
+    std::map<std::string, EventPtr> last;
+    for (const auto& ev : replay) {
+      if (ev->object->resource == key && agentOf(*ev->object) == s->name) {
+        last[ev->object->name] = ev;
+      }
+    }
+    std::vector<ObjectPtr> upserts;
+    std::vector<std::string> deletes;
+    for (const auto& [name, ev] : last) {
+      if (ev->type == EventType::Deleted) {
+        deletes.push_back(name);
+      } else {
+        upserts.push_back(ev->object);
+      }
+    }
+    send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, at, upserts, deletes));
+  }
+  s->synced = at;
+  auto early = std::move(s->early);
+  s->early.clear();
+  for (const auto& ev : early) {
+    deliver(s, ev);
+  }
+}
+
+void AgentGateway::deliver(const std::shared_ptr<Session>& s, const EventPtr& ev) {
+  if (s->synced < 0) {
+    if (s->early.size() >= 100000) {
+      close(s, protocol::code::kTooSlow, "too many changes before the first sync");
+      return;
+    }
+    s->early.push_back(ev);
+    return;
+  }
+  if (ev->revision <= s->synced) {
+    return;  // already part of what was sent
+  }
+  std::vector<ObjectPtr> upserts;
+  std::vector<std::string> deletes;
+  if (ev->type == EventType::Deleted) {
+    deletes.push_back(ev->object->name);
+  } else {
+    upserts.push_back(ev->object);
+  }
+  send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, ev->revision, upserts, deletes));
+  s->synced = ev->revision;
+}
+
+void AgentGateway::progress(const std::shared_ptr<Session>& s, int64_t revision) {
+  if (s->synced < 0 || revision <= s->synced) {
+    return;
+  }
+  send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, revision, {}, {}));
+  s->synced = revision;
+}
+
+net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, const Json& body) {
+  std::string name = body.value("controlPlane", "");
+  int64_t seq = body.contains("seq") && body["seq"].is_number_integer() ? body["seq"].get<int64_t>() : -1;
+  auto conds = body.find("conditions");
+  bool ok = isDns1123Label(name) && seq >= 0 && conds != body.end() && conds->is_array() && conds->size() <= 16;
+  for (size_t i = 0; ok && i < conds->size(); ++i) {
+    const Json& c = (*conds)[i];
+    ok = c.is_object() && c.value("type", "").size() > 0 && c.value("type", "").size() <= 64 &&
+         (c.value("status", "") == "True" || c.value("status", "") == "False" || c.value("status", "") == "Unknown") &&
+         c.value("reason", "").size() <= 128 && c.value("message", "").size() <= 4096;
+  }
+  if (!ok) {
+    close(s, protocol::code::kProtocol,
+          "a status report needs controlPlane (a name), seq, and at most 16 conditions with type, status "
+          "(True, False or Unknown), reason and message");
+    co_return false;
+  }
+  std::string stamp = formatTime(clock_.now());
+  int64_t observed = body.value("observedGeneration", int64_t(0));
+  Json reported = *conds;
+  std::string agent = s->name;
+  co_await updateStatus(api_, store_, cps_, name, [&](Json& obj) {
+    Json& status = obj["status"];
+    if (!status.is_object() || status.value("agent", "") != agent) {
+      return false;  // not (or no longer) this agent's
+    }
+    bool changed = false;
+    for (const auto& c : reported) {
+      changed |= model::setCondition(status, c["type"].get<std::string>(), c["status"].get<std::string>(),
+                                     c.value("reason", ""), c.value("message", ""), stamp, true);
+    }
+    if (status.value("observedGeneration", int64_t(-1)) != observed) {
+      status["observedGeneration"] = observed;
+      changed = true;
+    }
+    return changed;
+  });
+  send(s, protocol::encode(protocol::msg::kStatusAck, std::to_string(++s->seq), 0, {{"seq", seq}}));
+  co_return true;
+}
+
+net::awaitable<void> AgentGateway::markControlPlanesUnknown(const std::string& agent, const std::string& stamp) {
+  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+    if (agentOf(*rec) != agent) {
+      continue;
+    }
+    co_await updateStatus(api_, store_, cps_, rec->name, [&](Json& obj) {
+      return model::setCondition(obj["status"], "Ready", "Unknown", "AgentUnreachable",
+                                 "agent " + agent + " has not renewed its lease; the control plane's state is unknown",
+                                 stamp, true);
+    });
+  }
+}
+
 net::awaitable<void> AgentGateway::leaseLoop() {
   net::steady_timer timer(strand_);
-  auto tick = std::min<std::chrono::milliseconds>(std::chrono::seconds(1), options_.lease_duration / 5);
+  auto tick = std::clamp<std::chrono::milliseconds>(std::chrono::milliseconds(options_.lease_duration) / 5,
+                                                    std::chrono::milliseconds(100), std::chrono::seconds(1));
+  int ticks = 0;
   while (!stopping_) {
     timer.expires_after(tick);
     co_await timer.async_wait(net::as_tuple(net::use_awaitable));
@@ -466,6 +665,20 @@ net::awaitable<void> AgentGateway::leaseLoop() {
       break;
     }
     co_await checkLeases();
+    // Tell idle agents how far the hub has got, so a reconnect replays little.
+    if (++ticks % 10 == 0) {
+      std::vector<std::shared_ptr<Session>> all;
+      {
+        std::lock_guard lock(mutex_);
+        for (auto& [n, sess] : sessions_) {
+          all.push_back(sess);
+        }
+      }
+      int64_t rev = processed_rev_;
+      for (auto& sess : all) {
+        net::dispatch(sess->ws.get_executor(), [this, sess, rev] { progress(sess, rev); });
+      }
+    }
   }
 }
 
@@ -503,11 +716,14 @@ net::awaitable<void> AgentGateway::checkLeases() {
       model::setCondition(o["status"], "Ready", "False", "LeaseExpired", msg, stamp);
       return true;
     });
+    co_await markControlPlanesUnknown(rec->name, stamp);
   }
 }
 
 net::awaitable<void> AgentGateway::watchLoop() {
   const std::string key = resourceKey(agents_);
+  const std::string cp_key = resourceKey(cps_);
+  bool first = true;
   while (!stopping_) {
     auto sub = store_.watch(store_.revision(), strand_);
     if (!sub) {
@@ -515,10 +731,44 @@ net::awaitable<void> AgentGateway::watchLoop() {
       co_return;
     }
     watch_id_ = sub->id;
+    processed_rev_ = sub->revision;
+    if (!first) {
+      // We fell behind and events were dropped: every linked agent gets a full snapshot.
+      std::vector<std::shared_ptr<Session>> all;
+      {
+        std::lock_guard lock(mutex_);
+        for (auto& [n, sess] : sessions_) {
+          all.push_back(sess);
+        }
+      }
+      for (auto& sess : all) {
+        net::dispatch(sess->ws.get_executor(), [this, sess] {
+          if (sess->synced >= 0) {
+            initialSync(sess, 0);
+          }
+        });
+      }
+    }
+    first = false;
     while (true) {
       auto [ec, ev] = co_await sub->channel->async_receive(net::as_tuple(net::use_awaitable));
       if (ec || !ev) {
         break;  // closed (shutdown, or we fell behind: subscribe again)
+      }
+      processed_rev_ = ev->revision;
+      if (ev->object->resource == cp_key) {
+        std::string agent = agentOf(*ev->object);
+        std::shared_ptr<Session> target;
+        if (!agent.empty()) {
+          std::lock_guard lock(mutex_);
+          if (auto it = sessions_.find(agent); it != sessions_.end()) {
+            target = it->second;
+          }
+        }
+        if (target) {
+          net::dispatch(target->ws.get_executor(), [this, target, ev] { deliver(target, ev); });
+        }
+        continue;
       }
       if (ev->object->resource != key) {
         continue;

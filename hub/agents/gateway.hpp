@@ -56,6 +56,12 @@ class AgentGateway {
   net::awaitable<void> writeLoop(std::shared_ptr<Session> s);
   net::awaitable<bool> onHello(const std::shared_ptr<Session>& s, const Json& body);
   net::awaitable<bool> onCsr(const std::shared_ptr<Session>& s, const Json& body);
+  net::awaitable<bool> onStatus(const std::shared_ptr<Session>& s, const Json& body);
+  // Desired state (on the session's strand): the first sync after hello, then live events.
+  void initialSync(const std::shared_ptr<Session>& s, int64_t acknowledged);
+  void deliver(const std::shared_ptr<Session>& s, const EventPtr& ev);
+  void progress(const std::shared_ptr<Session>& s, int64_t revision);
+  net::awaitable<void> markControlPlanesUnknown(const std::string& agent, const std::string& stamp);
   void send(const std::shared_ptr<Session>& s, std::string message);
   void close(const std::shared_ptr<Session>& s, std::string code, std::string message);
   void closeByName(const std::string& name, const std::string& code, const std::string& message);
@@ -64,6 +70,7 @@ class AgentGateway {
   ApiService& api_;
   ObjectStore& store_;
   const model::ResourceType& agents_;
+  const model::ResourceType& cps_;
   EnrollmentService& enrollment_;
   const Clock& clock_;
   GatewayOptions options_;
@@ -71,6 +78,7 @@ class AgentGateway {
   TimePoint started_;
   std::atomic<bool> stopping_{false};
   uint64_t watch_id_ = 0;
+  int64_t processed_rev_ = 0;  // strand_: every event up to here has been dispatched to sessions
 
   mutable std::mutex mutex_;  // guards sessions_, renewed_ and Session::pin
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;

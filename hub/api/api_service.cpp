@@ -7,7 +7,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "hub/api/managed_fields.hpp"
-#include "hub/api/selector.hpp"
+#include "shared/model/selector.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
@@ -18,6 +18,8 @@ namespace {
 
 using model::FieldError;
 using model::ResourceType;
+using model::FieldSelector;
+using model::LabelSelector;
 using namespace net::experimental::awaitable_operators;
 
 constexpr const char* kJson = "application/json";
@@ -312,6 +314,9 @@ Decision finishUpdate(const ResourceType& t, const ApiRequest& req, const std::s
   }
   std::vector<std::string> dropped;
   auto errors = validateObject(t, obj, unknownPolicy(req), dropped);
+  if (errors.empty() && t.validate_update) {
+    t.validate_update(old_obj, obj, errors);
+  }
   if (dropped_out != nullptr) {
     *dropped_out = dropped;
   }

@@ -8,6 +8,7 @@
 
 #include "hub/agents/enrollment.hpp"
 #include "hub/agents/gateway.hpp"
+#include "hub/agents/placement.hpp"
 #include "hub/api/api_service.hpp"
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
@@ -273,7 +274,9 @@ int runHub(const HubConfig& cfg) {
   server.value()->addUpgrade(protocol::kConnectPath,
                              [&gateway](HttpStream& s, http::request<http::string_body> r, tls::PeerIdentity id,
                                         std::string peer) { return gateway.serve(s, std::move(r), std::move(id), std::move(peer)); });
+  PlacementController placement(ioc, api, *store.value(), registry, clock);
   gateway.start();
+  placement.start();
   server.value()->start();
   log::info("kflex-hub serving", {{"version", kVersion}, {"url", url},
                                   {"kubeconfig", (cfg.data_dir / "admin.kubeconfig").string()},
@@ -302,6 +305,7 @@ int runHub(const HubConfig& cfg) {
     *deadline = std::chrono::steady_clock::now() + cfg.shutdown_grace;
     api.shutdown();
     gateway.stop();
+    placement.stop();
     server.value()->stop();
     poll();
   });

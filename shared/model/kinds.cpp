@@ -4,6 +4,8 @@
 #include "shared/model/resource.hpp"
 
 #include "shared/common/time.hpp"
+#include "shared/common/util.hpp"
+#include "shared/model/selector.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::model {
@@ -73,6 +75,7 @@ constexpr const char* kControlPlaneSchema = R"({
       "properties": {
         "conditions": {"type": "array", "items": CONDITION},
         "observedGeneration": {"type": "integer", "format": "int64"},
+        "agent": {"type": "string", "description": "kflex: the agent this control plane is placed on (k8s, k3s, vcluster). Set once by the hub; see the Scheduled condition."},
         "postCreateHookCompleted": {"type": "boolean"},
         "postCreateHooks": {"type": "object", "additionalProperties": {"type": "boolean"}},
         "secretRef": {
@@ -287,6 +290,34 @@ void admitBootstrapToken(Json& obj) {
   }
 }
 
+void validateControlPlaneUpdate(const Json& old_obj, const Json& new_obj, std::vector<FieldError>& errors) {
+  std::string placed = old_obj.value("status", Json::object()).value("agent", "");
+  if (placed.empty()) {
+    return;
+  }
+  auto annotation = [](const Json& o, const char* key) {
+    const Json meta = o.value("metadata", Json::object());
+    const Json ann = meta.value("annotations", Json::object());
+    return ann.is_object() ? ann.value(key, "") : std::string();
+  };
+  for (const char* key : {kAgentAnnotation, kAgentSelectorAnnotation}) {
+    if (annotation(old_obj, key) != annotation(new_obj, key)) {
+      errors.push_back({"FieldValueForbidden", std::string("metadata.annotations[") + key + "]",
+                        "Forbidden: the control plane is placed on agent \"" + placed +
+                            "\" and stays there; moving a control plane is not supported yet (delete and re-create it "
+                            "to place it elsewhere)"});
+    }
+  }
+  std::string now_agent = new_obj.value("status", Json::object()).value("agent", "");
+  if (now_agent != placed) {
+    errors.push_back({"FieldValueForbidden", "status.agent",
+                      "Forbidden: the control plane is placed on agent \"" + placed + "\" and stays there"});
+  }
+  if (new_obj.value("spec", Json::object()).value("type", "") != old_obj.value("spec", Json::object()).value("type", "")) {
+    errors.push_back({"FieldValueForbidden", "spec.type", "Forbidden: the type of a placed control plane cannot change"});
+  }
+}
+
 Json schemaWithConditions(const char* text) {
   std::string s = text;
   for (size_t pos = s.find("CONDITION"); pos != std::string::npos; pos = s.find("CONDITION")) {
@@ -306,6 +337,27 @@ std::vector<PrinterColumn> tenancyColumns() {
 
 void validateControlPlane(const Json& obj, std::vector<FieldError>& errors) {
   const Json spec = obj.value("spec", Json::object());
+  const Json ann = obj.value("metadata", Json::object()).value("annotations", Json::object());
+  if (ann.is_object()) {
+    std::string type = spec.value("type", "");
+    for (const char* key : {kAgentAnnotation, kAgentSelectorAnnotation}) {
+      if (ann.contains(key) && !runsOnAgent(type)) {
+        errors.push_back({"FieldValueInvalid", std::string("metadata.annotations[") + key + "]",
+                          "Invalid value: control planes of type \"" + type +
+                              "\" do not run on an agent; placement applies to k8s, k3s and vcluster"});
+      }
+    }
+    if (auto a = ann.find(kAgentAnnotation); a != ann.end() && a->is_string() && !isDns1123Label(a->get<std::string>())) {
+      errors.push_back({"FieldValueInvalid", std::string("metadata.annotations[") + kAgentAnnotation + "]",
+                        "Invalid value: " + a->dump() + ": must be an agent name"});
+    }
+    if (auto sel = ann.find(kAgentSelectorAnnotation); sel != ann.end() && sel->is_string()) {
+      if (auto parsed = LabelSelector::parse(sel->get<std::string>()); !parsed) {
+        errors.push_back({"FieldValueInvalid", std::string("metadata.annotations[") + kAgentSelectorAnnotation + "]",
+                          "Invalid value: " + sel->dump() + ": " + parsed.error().message});
+      }
+    }
+  }
   if (spec.value("type", "") == "ocm") {
     errors.push_back({"FieldValueNotSupported", "spec.type",
                       "Unsupported value: \"ocm\": type ocm is deprecated upstream and not run by kflex; "
@@ -339,6 +391,7 @@ Registry kflexRegistry() {
   cp.schema = schemaWithConditions(kControlPlaneSchema);
   cp.columns = tenancyColumns();
   cp.validate = validateControlPlane;
+  cp.validate_update = validateControlPlaneUpdate;
   r.add(std::move(cp));
 
   ResourceType pch;
@@ -400,6 +453,8 @@ Registry kflexRegistry() {
   r.add(std::move(token));
   return r;
 }
+
+bool runsOnAgent(const std::string& type) { return type == "k8s" || type == "k3s" || type == "vcluster"; }
 
 bool isBootstrapToken(std::string_view s) {
   return s.size() == 23 && s[6] == '.' && allOf(s.substr(0, 6), 6) && allOf(s.substr(7), 16);

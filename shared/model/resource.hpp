@@ -37,6 +37,8 @@ struct ResourceType {
   std::vector<PrinterColumn> columns;
   /// Rules beyond the schema (name format, cross-field checks). Appends to errors.
   std::function<void(const Json& obj, std::vector<FieldError>& errors)> validate;
+  /// Rules about changes (immutable fields). Appends to errors. Runs on updates, after validate.
+  std::function<void(const Json& old_obj, const Json& new_obj, std::vector<FieldError>& errors)> validate_update;
   /// Server-side rewriting after validation, before storage (e.g. a write-only secret becomes its
   /// hash, as a Secret's stringData becomes data). Runs on create and update.
   std::function<void(Json& obj)> admit;
@@ -74,6 +76,10 @@ Registry kflexRegistry();
 
 /// Annotation and label keys and condition values kflex uses.
 inline constexpr const char* kAgentGroup = "kflex:agents";  ///< Certificate O of every agent.
+inline constexpr const char* kAgentAnnotation = "kflex.kubestellar.org/agent";  ///< Place on this agent.
+inline constexpr const char* kAgentSelectorAnnotation = "kflex.kubestellar.org/agent-selector";  ///< Or on one matching.
+/// True for control-plane types that run on an agent (k8s, k3s, vcluster); host and external do not.
+bool runsOnAgent(const std::string& type);
 
 /// True when s is a bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}".
 bool isBootstrapToken(std::string_view s);

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <gtest/gtest.h>
 
-#include "hub/api/selector.hpp"
+#include "shared/model/selector.hpp"
 
-namespace kflex::hub {
+namespace kflex::model {
 namespace {
 
 TEST(LabelSelector, AllOperators) {
@@ -36,4 +36,4 @@ TEST(FieldSelector, MetadataNameOnly) {
 }
 
 }  // namespace
-}  // namespace kflex::hub
+}  // namespace kflex::model

@@ -7,7 +7,7 @@
 
 #include "shared/common/result.hpp"
 
-namespace kflex::hub {
+namespace kflex::model {
 
 /// A parsed label selector (the syntax of kubectl -l): k=v, k==v, k!=v, k in (a,b), k notin (a),
 /// k, !k, joined by commas.
@@ -41,4 +41,4 @@ class FieldSelector {
   std::vector<Requirement> reqs_;
 };
 
-}  // namespace kflex::hub
+}  // namespace kflex::model

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "hub/api/selector.hpp"
+#include "shared/model/selector.hpp"
 
 #include <algorithm>
 
 #include "shared/common/util.hpp"
 
-namespace kflex::hub {
+namespace kflex::model {
 namespace {
 
 // Splits on commas that are not inside parentheses.
@@ -163,4 +163,4 @@ bool FieldSelector::matches(const std::string& name) const {
   return true;
 }
 
-}  // namespace kflex::hub
+}  // namespace kflex::model

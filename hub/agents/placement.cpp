@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/agents/placement.hpp"
+
+#include <cmath>
+
+#include "shared/common/log.hpp"
+#include "shared/model/conditions.hpp"
+#include "shared/model/selector.hpp"
+
+namespace kflex::hub {
+namespace {
+
+const model::ResourceType& kind(const model::Registry& r, const char* plural) {
+  return *r.find(model::kTenancyGroup, model::kTenancyVersion, plural);
+}
+
+std::string annotation(const Json& obj, const char* key) {
+  const Json meta = obj.value("metadata", Json::object());
+  const Json ann = meta.value("annotations", Json::object());
+  return ann.is_object() ? ann.value(key, "") : std::string();
+}
+
+std::map<std::string, std::string> labelsOf(const Json& obj) {
+  std::map<std::string, std::string> out;
+  const Json meta = obj.value("metadata", Json::object());
+  const Json labels = meta.value("labels", Json::object());
+  for (auto it = labels.begin(); labels.is_object() && it != labels.end(); ++it) {
+    if (it.value().is_string()) {
+      out[it.key()] = it.value().get<std::string>();
+    }
+  }
+  return out;
+}
+
+struct AgentView {
+  std::string name;
+  bool ready = false;
+  bool unschedulable = false;
+  std::map<std::string, std::string> labels;
+  int64_t cpu = 0;     // millis
+  int64_t memory = 0;  // bytes
+  int64_t used_cpu = 0;
+  int64_t used_memory = 0;
+  int64_t control_planes = 0;
+  Json status;
+};
+
+}  // namespace
+
+Reservation reservationFor(const std::string& type) {
+  if (type == "k8s") {
+    return {1000, int64_t(1) << 30};
+  }
+  return {500, int64_t(512) << 20};
+}
+
+std::optional<int64_t> parseQuantity(const std::string& q, bool millis) {
+  if (q.empty()) {
+    return std::nullopt;
+  }
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(q, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  std::string suffix = q.substr(used);
+  static const std::map<std::string, double> kFactors = {
+      {"", 1},         {"m", 1e-3},         {"k", 1e3},          {"M", 1e6},          {"G", 1e9},
+      {"T", 1e12},     {"Ki", 1024.0},      {"Mi", 1048576.0},   {"Gi", 1073741824.0}, {"Ti", 1099511627776.0}};
+  auto f = kFactors.find(suffix);
+  if (f == kFactors.end() || v < 0 || !std::isfinite(v)) {
+    return std::nullopt;
+  }
+  double value = v * f->second * (millis ? 1000 : 1);
+  return int64_t(std::llround(value));
+}
+
+std::string bytesQuantity(int64_t bytes) { return std::to_string(bytes / 1024) + "Ki"; }
+
+PlacementController::PlacementController(net::io_context& ioc, ApiService& api, ObjectStore& store,
+                                         const model::Registry& registry, const Clock& clock)
+    : api_(api), store_(store), cps_(kind(registry, "controlplanes")), agents_(kind(registry, "agents")),
+      clock_(clock), strand_(net::make_strand(ioc)) {}
+
+void PlacementController::start() {
+  net::co_spawn(strand_, run(), [](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::error("placement controller failed", {{"error", ex.what()}});
+      }
+    }
+  });
+}
+
+void PlacementController::stop() {
+  stopping_ = true;
+  net::post(strand_, [this] {
+    if (watch_id_ != 0) {
+      store_.unwatch(watch_id_);
+    }
+  });
+}
+
+net::awaitable<void> PlacementController::run() {
+  const std::string cp_key = resourceKey(cps_);
+  const std::string agent_key = resourceKey(agents_);
+  net::steady_timer timer(strand_);
+  while (!stopping_) {
+    co_await reconcile();
+    auto sub = store_.watch(store_.revision(), strand_);
+    if (!sub) {
+      log::error("placement cannot watch the store", {{"error", sub.error().message}});
+      co_return;
+    }
+    watch_id_ = sub->id;
+    // Reconcile when control planes or agents changed (checked every 200 ms), and every 10 s.
+    auto next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    bool dirty = false;
+    while (!stopping_) {
+      timer.expires_after(std::chrono::milliseconds(200));
+      co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+      bool closed = !sub->channel->is_open();
+      while (!closed && sub->channel->try_receive([&](boost::system::error_code ec, EventPtr ev) {
+        if (ec || !ev) {
+          closed = true;  // a closed channel keeps answering with an error: stop asking
+        } else if (ev->object->resource == cp_key || ev->object->resource == agent_key) {
+          dirty = true;
+        }
+      })) {
+      }
+      if (closed) {
+        break;  // closed: subscribe again (after a full reconcile)
+      }
+      if (dirty || std::chrono::steady_clock::now() >= next_resync) {
+        dirty = false;
+        next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        co_await reconcile();
+      }
+    }
+    store_.unwatch(sub->id);
+    watch_id_ = 0;
+  }
+}
+
+net::awaitable<void> PlacementController::reconcile() {
+  std::string now = formatTime(clock_.now());
+  std::map<std::string, AgentView> agents;
+  for (const auto& rec : store_.list(resourceKey(agents_)).first) {
+    Json a = Json::parse(rec->bytes);
+    AgentView v;
+    v.name = rec->name;
+    v.ready = model::conditionStatus(a, "Ready") == "True";
+    v.unschedulable = a.value("spec", Json::object()).value("unschedulable", false);
+    v.labels = labelsOf(a);
+    v.status = a.value("status", Json::object());
+    const Json cap = v.status.value("capacity", Json::object());
+    v.cpu = parseQuantity(cap.value("cpu", ""), true).value_or(0);
+    v.memory = parseQuantity(cap.value("memory", ""), false).value_or(0);
+    agents[v.name] = std::move(v);
+  }
+  std::vector<Json> pending;
+  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+    Json cp = Json::parse(rec->bytes);
+    std::string type = cp.value("spec", Json::object()).value("type", "");
+    if (!model::runsOnAgent(type)) {
+      continue;
+    }
+    std::string placed = cp.value("status", Json::object()).value("agent", "");
+    if (!placed.empty()) {
+      if (auto it = agents.find(placed); it != agents.end()) {
+        auto res = reservationFor(type);
+        it->second.used_cpu += res.cpu_millis;
+        it->second.used_memory += res.memory_bytes;
+        ++it->second.control_planes;
+      }
+      continue;
+    }
+    if (!cp["metadata"].contains("deletionTimestamp")) {
+      pending.push_back(std::move(cp));
+    }
+  }
+  for (auto& cp : pending) {
+    std::string name = cp["metadata"].value("name", "");
+    std::string type = cp["spec"].value("type", "");
+    auto need = reservationFor(type);
+    std::string wanted = annotation(cp, model::kAgentAnnotation);
+    std::string selector_text = annotation(cp, model::kAgentSelectorAnnotation);
+    auto selector = model::LabelSelector::parse(selector_text);
+    AgentView* best = nullptr;
+    std::string why;
+    size_t matching = 0;
+    size_t ready = 0;
+    for (auto& [n, a] : agents) {
+      if (!wanted.empty() && n != wanted) {
+        continue;
+      }
+      if (selector && !selector->matches(a.labels)) {
+        continue;
+      }
+      ++matching;
+      if (!a.ready || a.unschedulable) {
+        continue;
+      }
+      ++ready;
+      if (a.memory - a.used_memory < need.memory_bytes || a.cpu - a.used_cpu < need.cpu_millis) {
+        continue;
+      }
+      auto better = [&](const AgentView& x, const AgentView& y) {
+        int64_t fx = x.memory - x.used_memory;
+        int64_t fy = y.memory - y.used_memory;
+        if (fx != fy) {
+          return fx > fy;
+        }
+        if (x.control_planes != y.control_planes) {
+          return x.control_planes < y.control_planes;
+        }
+        return x.name < y.name;
+      };
+      if (best == nullptr || better(a, *best)) {
+        best = &a;
+      }
+    }
+    if (best == nullptr) {
+      std::string what = !wanted.empty() ? "agent \"" + wanted + "\"" : !selector_text.empty() ? "agents matching \"" + selector_text + "\"" : "agents";
+      if (!selector) {
+        why = "the agent selector is not valid: " + selector.error().message;
+      } else if (matching == 0) {
+        why = !wanted.empty()          ? "agent \"" + wanted + "\" is not enrolled"
+              : !selector_text.empty() ? "no enrolled agent matches \"" + selector_text + "\""
+                                       : "no agent is enrolled; enroll one with `kflex token create` and kflex-agent";
+      } else if (ready == 0) {
+        why = "none of the " + what + " is Ready and schedulable";
+      } else {
+        why = "none of the Ready " + what + " has " + std::to_string(need.cpu_millis) + "m CPU and " +
+              std::to_string(need.memory_bytes >> 20) + "Mi memory free for a " + type + " control plane";
+      }
+    }
+    std::string chosen = best != nullptr ? best->name : "";
+    unsigned st = co_await updateStatus(api_, store_, cps_, name, [&](Json& obj) {
+      // (observedGeneration and conditions are required by the upstream status schema.)
+      Json& status = obj["status"];
+      if (!status.is_object()) {
+        status = Json::object();
+      }
+      if (!status.value("agent", "").empty()) {
+        return false;  // placed meanwhile
+      }
+      if (!status.contains("observedGeneration")) {
+        status["observedGeneration"] = 0;  // required by the schema; the agent reports what it observed
+      }
+      if (!chosen.empty()) {
+        status["agent"] = chosen;
+        model::setCondition(status, "Scheduled", "True", "Scheduled", "placed on agent " + chosen, now, true);
+        return true;
+      }
+      return model::setCondition(status, "Scheduled", "False", "Unschedulable", why, now, true);
+    });
+    if (st != 200) {
+      log::warn("cannot record a placement decision", {{"control_plane", name}, {"status", std::to_string(st)}});
+    } else if (best != nullptr) {
+      log::info("control plane placed", {{"control_plane", name}, {"agent", chosen}});
+      best->used_cpu += need.cpu_millis;
+      best->used_memory += need.memory_bytes;
+      ++best->control_planes;
+    }
+  }
+  // Keep each agent's bookkeeping current.
+  for (auto& [n, a] : agents) {
+    Json allocated = {{"cpu", std::to_string(a.used_cpu) + "m"}, {"memory", bytesQuantity(a.used_memory)}};
+    if (a.status.value("controlPlanes", int64_t(-1)) == a.control_planes && a.status.value("allocated", Json()) == allocated) {
+      continue;
+    }
+    int64_t count = a.control_planes;
+    co_await updateStatus(api_, store_, agents_, n, [&](Json& obj) {
+      obj["status"]["controlPlanes"] = count;
+      obj["status"]["allocated"] = allocated;
+      return true;
+    });
+  }
+}
+
+}  // namespace kflex::hub
