@@ -10,6 +10,7 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "agent/agent_state.hpp"
 #include "shared/common/util.hpp"
 #include "shared/net/https_client.hpp"
 #include "shared/protocol/link.hpp"
@@ -370,6 +371,58 @@ TEST_F(Agents, CertificateRenewalAndExpiredCertificates) {
   auto refused = RawLink(hub_->url(), hub_ca.cert_pem, old.cert_pem, old.key_pem).connectAndReadBody();
   EXPECT_EQ(refused.first, 401u);
   EXPECT_NE(refused.second.find("beyond the renewal grace window"), std::string::npos) << refused.second;
+}
+
+TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
+  requireKubectl();
+  Token t = newToken();
+  auto eu = startAgent("edge-eu", t, {"--labels", "zone=eu"});
+  auto us = startAgent("edge-us", t, {"--labels", "zone=us"});
+  ASSERT_TRUE(waitFor([&] { return ready("edge-eu") == "True/AgentReady" && ready("edge-us") == "True/AgentReady"; },
+                      std::chrono::seconds(20), "agents Ready"))
+      << eu->log() << us->log();
+  ASSERT_EQ(kflex({"create", "cp-us", "-t", "k3s", "--agent", "edge-us"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "cp-eu", "-t", "k3s", "--agent-selector", "zone=eu"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "cp-mars", "-t", "k3s", "--agent-selector", "zone=mars"}).exit_code, 0);
+  auto field = [&](const std::string& cp, const std::string& path) {
+    return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={" + path + "}"}).out;
+  };
+  auto readyReason = [&](const std::string& cp) { return field(cp, ".status.conditions[?(@.type=='Ready')].reason"); };
+  EXPECT_TRUE(waitFor([&] { return field("cp-us", ".status.agent") == "edge-us"; }, std::chrono::seconds(10), "cp-us placed"));
+  EXPECT_TRUE(waitFor([&] { return field("cp-eu", ".status.agent") == "edge-eu"; }, std::chrono::seconds(10), "cp-eu placed"));
+  EXPECT_TRUE(waitFor([&] { return field("cp-mars", ".status.conditions[?(@.type=='Scheduled')].reason") == "Unschedulable"; },
+                      std::chrono::seconds(10), "cp-mars unschedulable"));
+  EXPECT_NE(field("cp-mars", ".status.conditions[?(@.type=='Scheduled')].message").find("zone=mars"), std::string::npos);
+  // The agent stored it and reports it honestly: not Ready, not supported yet.
+  EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu") == "NotSupported"; }, std::chrono::seconds(10), "cp-eu reported"))
+      << eu->log();
+  EXPECT_EQ(field("cp-eu", ".status.conditions[?(@.type=='Ready')].status"), "False");
+  // Placement is for good.
+  auto move = kubectl(hub_->kubeconfig(), {"annotate", "cp", "cp-eu", "--overwrite", "kflex.kubestellar.org/agent=edge-us"});
+  EXPECT_NE(move.exit_code, 0);
+  EXPECT_NE(move.err.find("stays there"), std::string::npos) << move.err;
+
+  // The EU agent is cut off: its control plane goes Unknown; desired state changes meanwhile
+  // (one created, one deleted); when it is back, it has both changes and reports again.
+  eu->signal(SIGSTOP);
+  EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu") == "AgentUnreachable"; }, std::chrono::seconds(15), "Unknown"));
+  ASSERT_EQ(kflex({"create", "cp-eu2", "-t", "k3s", "--agent", "edge-eu"}).exit_code, 0);
+  ASSERT_EQ(kflex({"delete", "cp-eu"}).exit_code, 0);
+  eu->signal(SIGCONT);
+  EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu2") == "NotSupported"; }, std::chrono::seconds(20), "converged"))
+      << eu->log();
+  eu->signal(SIGTERM);
+  ASSERT_EQ(eu->wait(std::chrono::seconds(10)), 0);
+  auto st = run({(binDir() / "kflex-agent").string(), "status", "--json", "--config", "/dev/null", "--data-dir",
+                 (dir_.path() / "edge-eu").string()});
+  EXPECT_EQ(st.exit_code, 0) << st.err;
+  // agent.db holds exactly what the hub wants there now.
+  auto state = agent::AgentState::open(dir_.path() / "edge-eu", true);
+  ASSERT_TRUE(state) << state.error().message;
+  auto desired = state.value()->desired();
+  ASSERT_EQ(desired.size(), 1u);
+  EXPECT_EQ(desired[0].name, "cp-eu2");
+  EXPECT_TRUE(state.value()->outbox(10).empty()) << "every report was acknowledged";
 }
 
 TEST_F(Agents, BadFramesAndForeignCertificates) {
