@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_common.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
@@ -27,9 +28,6 @@
 namespace kflex::bench {
 namespace {
 
-using Json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-namespace fs = std::filesystem;
 constexpr const char* kBase = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
 
 std::string objectJson(size_t i) {
@@ -39,20 +37,6 @@ std::string objectJson(size_t i) {
               {"spec", {{"type", "k3s"}, {"backend", "shared"}, {"globalVars", {{"region", "edge-" + std::to_string(i % 7)}}}}}}
       .dump();
 }
-
-struct Stats {
-  std::vector<double> ms;
-  double seconds = 0;
-  size_t errors = 0;
-  double rate() const { return seconds > 0 ? double(ms.size()) / seconds : 0; }
-  double pct(double p) {
-    if (ms.empty()) {
-      return 0;
-    }
-    std::sort(ms.begin(), ms.end());
-    return ms[std::min(ms.size() - 1, size_t(p * double(ms.size())))];
-  }
-};
 
 // --- SQLite baselines: the same rows the hub writes (object row + event row), same durability.
 double sqliteBaseline(const fs::path& dir, size_t rows, size_t group) {
@@ -84,132 +68,6 @@ double sqliteBaseline(const fs::path& dir, size_t rows, size_t group) {
   return double(rows) / std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// --- A keep-alive HTTPS connection driven by a coroutine.
-class Conn {
- public:
-  Conn(net::io_context& ioc, ssl::context& ctx) : stream_(ioc, ctx) {}
-  net::awaitable<bool> connect(const net::ip::tcp::endpoint& ep) {
-    auto [ec] = co_await beast::get_lowest_layer(stream_).async_connect(ep, net::as_tuple(net::use_awaitable));
-    if (ec) {
-      co_return false;
-    }
-    auto [hec] = co_await stream_.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
-    co_return !hec;
-  }
-  // Arguments by value: a coroutine must not keep references to its caller's temporaries.
-  net::awaitable<unsigned> request(http::verb method, std::string target, std::string body,
-                                   std::string content_type = "application/json") {
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, "localhost");
-    req.set(http::field::content_type, content_type);
-    req.keep_alive(true);
-    req.body() = body;
-    req.prepare_payload();
-    auto [wec, wn] = co_await http::async_write(stream_, req, net::as_tuple(net::use_awaitable));
-    if (wec) {
-      co_return 0;
-    }
-    http::response<http::string_body> res;
-    auto [rec, rn] = co_await http::async_read(stream_, buffer_, res, net::as_tuple(net::use_awaitable));
-    if (rec) {
-      co_return 0;
-    }
-    last_body_ = std::move(res.body());
-    co_return res.result_int();
-  }
-  // Starts a watch and calls on_line for each event line until stop is set.
-  net::awaitable<void> watch(std::string target, std::function<void(std::string_view)> on_line,
-                             std::atomic<bool>& stop) {
-    http::request<http::empty_body> req{http::verb::get, target, 11};
-    req.set(http::field::host, "localhost");
-    auto [wec, wn] = co_await http::async_write(stream_, req, net::as_tuple(net::use_awaitable));
-    if (wec) {
-      co_return;
-    }
-    http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
-    auto [hec, hn] = co_await http::async_read_header(stream_, buffer_, parser, net::as_tuple(net::use_awaitable));
-    if (hec) {
-      co_return;
-    }
-    std::string pending;
-    char chunk[8192];
-    while (!stop && !parser.is_done()) {
-      parser.get().body().data = chunk;
-      parser.get().body().size = sizeof chunk;
-      auto [ec, n] = co_await http::async_read_some(stream_, buffer_, parser, net::as_tuple(net::use_awaitable));
-      if (ec && ec != http::error::need_buffer) {
-        co_return;
-      }
-      pending.append(chunk, sizeof chunk - parser.get().body().size);
-      size_t nl;
-      while ((nl = pending.find('\n')) != std::string::npos) {
-        on_line(std::string_view(pending).substr(0, nl));
-        pending.erase(0, nl + 1);
-      }
-    }
-  }
-  void close() {
-    boost::system::error_code ec;
-    beast::get_lowest_layer(stream_).socket().close(ec);
-  }
-  const std::string& lastBody() const { return last_body_; }
-
- private:
-  beast::ssl_stream<beast::tcp_stream> stream_;
-  beast::flat_buffer buffer_;
-  std::string last_body_;
-};
-
-long rssKb(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      return std::stol(line.substr(6));
-    }
-  }
-  return -1;
-}
-
-// Runs `clients` coroutines that together perform n operations; op(conn, i) returns an HTTP status.
-Stats runPhase(net::io_context& ioc, ssl::context& ctx, const net::ip::tcp::endpoint& ep, size_t clients, size_t n,
-               const std::function<net::awaitable<unsigned>(Conn&, size_t)>& op, unsigned ok_status) {
-  Stats stats;
-  std::atomic<size_t> next{0};
-  std::mutex mu;
-  auto start = Clock::now();
-  for (size_t c = 0; c < clients; ++c) {
-    net::co_spawn(ioc, [&]() -> net::awaitable<void> {
-      Conn conn(ioc, ctx);
-      if (!co_await conn.connect(ep)) {
-        ++stats.errors;
-        co_return;
-      }
-      while (true) {
-        size_t i = next++;
-        if (i >= n) {
-          break;
-        }
-        auto t0 = Clock::now();
-        unsigned status = co_await op(conn, i);
-        double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        std::lock_guard lock(mu);
-        if (status == ok_status) {
-          stats.ms.push_back(ms);
-        } else {
-          ++stats.errors;
-        }
-      }
-      conn.close();
-    }, net::detached);
-  }
-  ioc.restart();
-  ioc.run();
-  stats.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return stats;
-}
-
 }  // namespace
 }  // namespace kflex::bench
 
@@ -234,17 +92,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   // Watchers and clients need descriptors on both ends; the hub inherits the raised limit.
-  rlimit rl{};
-  getrlimit(RLIMIT_NOFILE, &rl);
-  rl.rlim_cur = rl.rlim_max;
-  setrlimit(RLIMIT_NOFILE, &rl);
-
-  if (work.empty()) {
-    char tmpl[] = "/tmp/kflex-bench-XXXXXX";
-    work = ::mkdtemp(tmpl);
-  }
-  fs::path dir = work;
-  fs::create_directories(dir);
+  raiseFdLimit();
+  fs::path dir = workDir(work, "kflex-bench");
 
   std::cerr << "SQLite baselines (WAL, synchronous=FULL, object row + event row per object)...\n";
   double base_single = sqliteBaseline(dir, std::min<size_t>(objects, 3000), 1);
@@ -253,37 +102,16 @@ int main(int argc, char** argv) {
   std::cerr << "starting " << hub_bin << "...\n";
   fs::remove_all(dir / "hub");
   fs::path log = dir / "hub.log";
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::freopen(log.c_str(), "w", stderr);
-    (void)f;
-    execl(hub_bin.c_str(), hub_bin.c_str(), "serve", "--config", "/dev/null", "--data-dir", (dir / "hub").c_str(),
-          "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  std::string url;
-  for (int i = 0; i < 200 && url.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::ifstream in(log);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto text = ss.str();
-    auto pos = text.find("url=https://");
-    if (pos != std::string::npos) {
-      url = text.substr(pos + 4, text.find(' ', pos) - pos - 4);
-    }
-  }
-  if (url.empty()) {
+  HubProcess hub;
+  if (!hub.start(hub_bin, dir / "hub", "127.0.0.1:0", log)) {
     std::cerr << "the hub did not start; see " << log << "\n";
-    kill(pid, SIGKILL);
     return 1;
   }
+  pid_t pid = hub.pid();
   auto kc = config::Kubeconfig::load(dir / "hub" / "admin.kubeconfig").value();
   auto access = kc.access().value();
   auto ctx = tls::makeClientContext({access.ca_pem, access.client_cert_pem, access.client_key_pem}).value();
-  std::string hostport = url.substr(8);
-  net::ip::tcp::endpoint ep(net::ip::make_address(hostport.substr(0, hostport.rfind(':'))),
-                            uint16_t(std::stoi(hostport.substr(hostport.rfind(':') + 1))));
+  auto ep = hub.endpoint();
   long rss_empty = rssKb(pid);
   net::io_context ioc;
 
@@ -394,9 +222,7 @@ int main(int argc, char** argv) {
   fan.ms = delays;
   long rss_watch = rssKb(pid);
 
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  hub.stop();
 
   double single_ratio = create.rate() / base_single;
   double group_ratio = create.rate() / base_group;

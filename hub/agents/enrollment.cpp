@@ -85,20 +85,28 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
     log::warn("enrollment refused", {{"reason", "unknown token"}, {"token_id", token_id}, {"peer", req.peer}});
     co_return problem(401, "Unauthorized", bad_token);
   }
+  // Why this token cannot enroll ("" when it can).
+  const std::string secret_hash = tls::sha256Hex(token.substr(7));
+  auto tokenProblem = [&](const Json& tok) -> std::string {
+    const Json spec = tok.value("spec", Json::object());
+    if (!equalSecret(spec.value("secretHash", ""), secret_hash)) {
+      return "wrong secret";
+    }
+    if (auto exp = spec.find("expiration"); exp != spec.end() && exp->is_string() &&
+                                            parseTime(exp->get<std::string>()).value_or(TimePoint{}) <= clock_.now()) {
+      return "expired";
+    }
+    if (!spec.contains("usages") || !spec["usages"].is_array() ||
+        std::find(spec["usages"].begin(), spec["usages"].end(), Json("enroll")) == spec["usages"].end()) {
+      return "not for enrollment";
+    }
+    if (spec.value("singleUse", false) && tok.value("status", Json::object()).value("uses", int64_t(0)) > 0) {
+      return "single-use token already used";
+    }
+    return "";
+  };
   Json tok = Json::parse(rec->bytes);
-  const Json spec = tok.value("spec", Json::object());
-  std::string why;
-  if (!equalSecret(spec.value("secretHash", ""), tls::sha256Hex(token.substr(7)))) {
-    why = "wrong secret";
-  } else if (auto exp = spec.find("expiration"); exp != spec.end() && exp->is_string() &&
-                                                 parseTime(exp->get<std::string>()).value_or(TimePoint{}) <= clock_.now()) {
-    why = "expired";
-  } else if (!spec.contains("usages") || !spec["usages"].is_array() ||
-             std::find(spec["usages"].begin(), spec["usages"].end(), Json("enroll")) == spec["usages"].end()) {
-    why = "not for enrollment";
-  } else if (spec.value("singleUse", false) && tok.value("status", Json::object()).value("uses", int64_t(0)) > 0) {
-    why = "single-use token already used";
-  }
+  std::string why = tokenProblem(tok);
   if (!why.empty()) {
     log::warn("enrollment refused", {{"reason", why}, {"token_id", token_id}, {"peer", req.peer}});
     co_return problem(401, "Unauthorized", bad_token);
@@ -139,18 +147,29 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
     retry = true;
   }
 
-  // Use up the token first (with the read resourceVersion, so two enrollments racing for a
-  // single-use token cannot both win).
+  // Use up the token first, with the read resourceVersion: two enrollments racing for a
+  // single-use token cannot both win, and a busy multi-use token is simply read again.
   std::string now = formatTime(clock_.now());
-  Json token_status = tok.value("status", Json::object());
-  token_status["uses"] = token_status.value("uses", int64_t(0)) + 1;
-  token_status["lastUsedTime"] = now;
-  token_status["lastUsedBy"] = name;
-  tok["status"] = token_status;
-  ApiResponse used = co_await api_.internal(http::verb::put, objectPath(tokens_, token_id, true), tok.dump());
-  if (used.status != 200) {
-    log::warn("enrollment refused", {{"reason", "token changed concurrently"}, {"token_id", token_id}, {"peer", req.peer}});
-    co_return problem(401, "Unauthorized", bad_token);
+  for (int attempt = 0;; ++attempt) {
+    Json token_status = tok.value("status", Json::object());
+    token_status["uses"] = token_status.value("uses", int64_t(0)) + 1;
+    token_status["lastUsedTime"] = now;
+    token_status["lastUsedBy"] = name;
+    tok["status"] = token_status;
+    ApiResponse used = co_await api_.internal(http::verb::put, objectPath(tokens_, token_id, true), tok.dump());
+    if (used.status == 200) {
+      break;
+    }
+    ObjectPtr again = used.status == 409 && attempt < 100 ? store_.get(resourceKey(tokens_), token_id) : nullptr;
+    if (again) {
+      tok = Json::parse(again->bytes);
+      why = tokenProblem(tok);
+    }
+    if (!again || !why.empty()) {
+      log::warn("enrollment refused", {{"reason", why.empty() ? "token changed concurrently" : why},
+                                       {"token_id", token_id}, {"peer", req.peer}});
+      co_return problem(401, "Unauthorized", bad_token);
+    }
   }
 
   if (!retry) {
