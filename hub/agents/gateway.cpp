@@ -90,6 +90,7 @@ struct AgentGateway::Session {
   std::string pin;  // guarded by the gateway's mutex_
   bool expired_cert = false;
   std::chrono::steady_clock::time_point last_csr{};
+  TimePoint persisted_at{};  // the lastHeartbeatTime this link last stored or saw stored
   // Below: only on the connection's strand.
   std::deque<std::string> queue;
   size_t queued = 0;
@@ -357,10 +358,15 @@ net::awaitable<void> AgentGateway::readLoop(std::shared_ptr<Session> s) {
         std::lock_guard lock(mutex_);
         renewed_[s->name] = now;
       }
+      if (s->persisted_at != TimePoint{} && now - s->persisted_at < options_.heartbeat_persist) {
+        // Nothing to store yet: a lease that ran out would be older than the persist interval.
+        continue;
+      }
       std::string stamp = formatTime(now);
       int64_t acked = s->acked;
       auto persist = options_.heartbeat_persist;
       bool was_not_ready = false;
+      TimePoint recorded{};  // the heartbeat time stored after this
       co_await updateStatus(api_, store_, agents_, s->name, [&](Json& obj) {
         Json& status = obj["status"];
         auto last = parseTime(status.value("lastHeartbeatTime", ""));
@@ -368,13 +374,16 @@ net::awaitable<void> AgentGateway::readLoop(std::shared_ptr<Session> s) {
         bool not_ready = model::conditionStatus(obj, "Ready") != "True";
         was_not_ready = not_ready;
         if (!stale && !not_ready) {
+          recorded = *last;
           return false;
         }
+        recorded = now;
         status["lastHeartbeatTime"] = stamp;
         status["acknowledgedRevision"] = acked;
         model::setCondition(status, "Ready", "True", "AgentReady", "the agent's lease is current", stamp);
         return true;
       });
+      s->persisted_at = recorded;
       if (was_not_ready && s->synced >= 0) {
         // Back from a lease expiry on the same link: its control planes were marked Unknown, so
         // resync in full (a snapshot makes the agent report every control plane again).
@@ -464,6 +473,7 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     close(s, protocol::code::kUnauthorized, "the hub cannot record this agent (status " + std::to_string(st) + ")");
     co_return false;
   }
+  s->persisted_at = now;
   Json welcome = {{"leaseRenewSeconds", options_.lease_renew.count()},
                   {"leaseDurationSeconds", options_.lease_duration.count()},
                   {"hubVersion", kVersion},
@@ -682,41 +692,49 @@ net::awaitable<void> AgentGateway::leaseLoop() {
   }
 }
 
+void AgentGateway::observeLease(const std::string& name, const Json& agent) {
+  LeaseView v;
+  v.ready = model::conditionStatus(agent, "Ready") == "True";
+  if (auto t = parseTime(agent.value("status", Json::object()).value("lastHeartbeatTime", ""))) {
+    v.last_heartbeat = *t;
+  }
+  leases_[name] = v;
+}
+
 net::awaitable<void> AgentGateway::checkLeases() {
   auto now = clock_.now();
-  auto [agents, rev] = store_.list(resourceKey(agents_));
-  for (const auto& rec : agents) {
-    Json obj = Json::parse(rec->bytes);
-    if (model::conditionStatus(obj, "Ready") != "True") {
-      continue;
-    }
-    // A hub that just started gives every agent a full lease from its start.
-    TimePoint last = started_;
-    if (auto t = parseTime(obj.value("status", Json::object()).value("lastHeartbeatTime", "")); t && *t > last) {
-      last = *t;
-    }
-    {
-      std::lock_guard lock(mutex_);
-      if (auto it = renewed_.find(rec->name); it != renewed_.end() && it->second > last) {
+  std::vector<std::pair<std::string, TimePoint>> expired;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [name, v] : leases_) {
+      if (!v.ready) {
+        continue;
+      }
+      // A hub that just started gives every agent a full lease from its start.
+      TimePoint last = std::max(started_, v.last_heartbeat);
+      if (auto it = renewed_.find(name); it != renewed_.end() && it->second > last) {
         last = it->second;
       }
+      if (now - last > options_.lease_duration) {
+        expired.emplace_back(name, last);
+      }
     }
-    if (now - last <= options_.lease_duration) {
-      continue;
-    }
+  }
+  for (const auto& [name, last] : expired) {
     auto silent = std::chrono::duration_cast<std::chrono::seconds>(now - last);
     std::string stamp = formatTime(now);
     std::string msg = "the agent has not renewed its lease for " + seconds(silent) + " (lease duration " +
                       seconds(options_.lease_duration) + ")";
-    log::warn("agent lease expired", {{"agent", rec->name}, {"silent", seconds(silent)}});
-    co_await updateStatus(api_, store_, agents_, rec->name, [&](Json& o) {
+    log::warn("agent lease expired", {{"agent", name}, {"silent", seconds(silent)}});
+    leases_[name].ready = false;  // the watch confirms it
+    co_await updateStatus(api_, store_, agents_, name, [&](Json& o) {
       if (model::conditionStatus(o, "Ready") != "True") {
         return false;
       }
       model::setCondition(o["status"], "Ready", "False", "LeaseExpired", msg, stamp);
       return true;
     });
-    co_await markControlPlanesUnknown(rec->name, stamp);
+    co_await markControlPlanesUnknown(name, stamp);
   }
 }
 
@@ -732,6 +750,10 @@ net::awaitable<void> AgentGateway::watchLoop() {
     }
     watch_id_ = sub->id;
     processed_rev_ = sub->revision;
+    leases_.clear();
+    for (const auto& rec : store_.list(key).first) {
+      observeLease(rec->name, Json::parse(rec->bytes, nullptr, false));
+    }
     if (!first) {
       // We fell behind and events were dropped: every linked agent gets a full snapshot.
       std::vector<std::shared_ptr<Session>> all;
@@ -779,8 +801,14 @@ net::awaitable<void> AgentGateway::watchLoop() {
         closeByName(name, protocol::code::kUnauthorized, "the agent was revoked (deleted on the hub)");
         std::lock_guard lock(mutex_);
         renewed_.erase(name);
+        leases_.erase(name);
         continue;
       }
+      Json obj = Json::parse(ev->object->bytes, nullptr, false);
+      if (!obj.is_object()) {
+        continue;
+      }
+      observeLease(name, obj);
       std::shared_ptr<Session> s;
       {
         std::lock_guard lock(mutex_);
@@ -789,7 +817,6 @@ net::awaitable<void> AgentGateway::watchLoop() {
         }
       }
       if (s) {
-        Json obj = Json::parse(ev->object->bytes);
         std::string pin;
         {
           std::lock_guard lock(mutex_);

@@ -52,6 +52,8 @@ class AgentGateway {
   net::awaitable<void> leaseLoop();
   net::awaitable<void> watchLoop();
   net::awaitable<void> checkLeases();
+  /// Records an Agent's Ready condition and last stored heartbeat (strand_ only).
+  void observeLease(const std::string& name, const Json& agent);
   net::awaitable<void> readLoop(std::shared_ptr<Session> s);
   net::awaitable<void> writeLoop(std::shared_ptr<Session> s);
   net::awaitable<bool> onHello(const std::shared_ptr<Session>& s, const Json& body);
@@ -83,6 +85,11 @@ class AgentGateway {
   mutable std::mutex mutex_;  // guards sessions_, renewed_ and Session::pin
   std::unordered_map<std::string, std::shared_ptr<Session>> sessions_;
   std::unordered_map<std::string, TimePoint> renewed_;  // last lease renewal seen by this hub
+  struct LeaseView {
+    bool ready = false;
+    TimePoint last_heartbeat{};
+  };
+  std::unordered_map<std::string, LeaseView> leases_;  // strand_: every Agent's lease state, from the watch
 };
 
 }  // namespace kflex::hub

@@ -32,18 +32,6 @@ std::map<std::string, std::string> labelsOf(const Json& obj) {
   return out;
 }
 
-struct AgentView {
-  std::string name;
-  bool ready = false;
-  bool unschedulable = false;
-  std::map<std::string, std::string> labels;
-  int64_t cpu = 0;     // millis
-  int64_t memory = 0;  // bytes
-  int64_t used_cpu = 0;
-  int64_t used_memory = 0;
-  int64_t control_planes = 0;
-  Json status;
-};
 
 }  // namespace
 
@@ -110,14 +98,16 @@ net::awaitable<void> PlacementController::run() {
   const std::string agent_key = resourceKey(agents_);
   net::steady_timer timer(strand_);
   while (!stopping_) {
-    co_await reconcile();
     auto sub = store_.watch(store_.revision(), strand_);
     if (!sub) {
       log::error("placement cannot watch the store", {{"error", sub.error().message}});
       co_return;
     }
     watch_id_ = sub->id;
-    // Reconcile when control planes or agents changed (checked every 200 ms), and every 10 s.
+    rebuild();
+    co_await reconcile();
+    // Reconcile when something that placement depends on changed (checked every 200 ms), and
+    // every 10 s. Heartbeats and status reports change nothing here and cost one parse each.
     auto next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     bool dirty = false;
     while (!stopping_) {
@@ -127,13 +117,15 @@ net::awaitable<void> PlacementController::run() {
       while (!closed && sub->channel->try_receive([&](boost::system::error_code ec, EventPtr ev) {
         if (ec || !ev) {
           closed = true;  // a closed channel keeps answering with an error: stop asking
-        } else if (ev->object->resource == cp_key || ev->object->resource == agent_key) {
-          dirty = true;
+        } else if (ev->object->resource == cp_key) {
+          dirty |= observeControlPlane(*ev->object, ev->type == EventType::Deleted);
+        } else if (ev->object->resource == agent_key) {
+          dirty |= observeAgent(*ev->object, ev->type == EventType::Deleted);
         }
       })) {
       }
       if (closed) {
-        break;  // closed: subscribe again (after a full reconcile)
+        break;  // closed: subscribe again (after a full rebuild)
       }
       if (dirty || std::chrono::steady_clock::now() >= next_resync) {
         dirty = false;
@@ -146,41 +138,92 @@ net::awaitable<void> PlacementController::run() {
   }
 }
 
+void PlacementController::rebuild() {
+  agents_view_.clear();
+  cps_view_.clear();
+  for (const auto& rec : store_.list(resourceKey(agents_)).first) {
+    observeAgent(*rec, false);
+  }
+  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+    observeControlPlane(*rec, false);
+  }
+}
+
+bool PlacementController::observeAgent(const ObjectRecord& rec, bool deleted) {
+  if (deleted) {
+    return agents_view_.erase(rec.name) > 0;
+  }
+  Json a = Json::parse(rec.bytes, nullptr, false);
+  if (!a.is_object()) {
+    return false;
+  }
+  AgentView v;
+  v.name = rec.name;
+  v.ready = model::conditionStatus(a, "Ready") == "True";
+  v.unschedulable = a.value("spec", Json::object()).value("unschedulable", false);
+  v.labels = labelsOf(a);
+  const Json status = a.value("status", Json::object());
+  const Json cap = status.value("capacity", Json::object());
+  v.cpu = parseQuantity(cap.value("cpu", ""), true).value_or(0);
+  v.memory = parseQuantity(cap.value("memory", ""), false).value_or(0);
+  v.recorded_control_planes = status.value("controlPlanes", int64_t(-1));
+  v.recorded_allocated = status.value("allocated", Json());
+  auto it = agents_view_.find(rec.name);
+  bool relevant = it == agents_view_.end() || it->second.ready != v.ready ||
+                  it->second.unschedulable != v.unschedulable || it->second.labels != v.labels ||
+                  it->second.cpu != v.cpu || it->second.memory != v.memory;
+  agents_view_[rec.name] = std::move(v);
+  return relevant;
+}
+
+bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool deleted) {
+  if (deleted) {
+    return cps_view_.erase(rec.name) > 0;
+  }
+  Json cp = Json::parse(rec.bytes, nullptr, false);
+  if (!cp.is_object()) {
+    return false;
+  }
+  ControlPlaneView v;
+  v.type = cp.value("spec", Json::object()).value("type", "");
+  if (!model::runsOnAgent(v.type)) {
+    return cps_view_.erase(rec.name) > 0;
+  }
+  v.agent = cp.value("status", Json::object()).value("agent", "");
+  v.deleting = cp.value("metadata", Json::object()).contains("deletionTimestamp");
+  auto it = cps_view_.find(rec.name);
+  bool relevant = it == cps_view_.end() || it->second.agent != v.agent || it->second.deleting != v.deleting ||
+                  (v.agent.empty() && !v.deleting);  // a pending one was touched: try again
+  cps_view_[rec.name] = std::move(v);
+  return relevant;
+}
+
 net::awaitable<void> PlacementController::reconcile() {
   std::string now = formatTime(clock_.now());
-  std::map<std::string, AgentView> agents;
-  for (const auto& rec : store_.list(resourceKey(agents_)).first) {
-    Json a = Json::parse(rec->bytes);
-    AgentView v;
-    v.name = rec->name;
-    v.ready = model::conditionStatus(a, "Ready") == "True";
-    v.unschedulable = a.value("spec", Json::object()).value("unschedulable", false);
-    v.labels = labelsOf(a);
-    v.status = a.value("status", Json::object());
-    const Json cap = v.status.value("capacity", Json::object());
-    v.cpu = parseQuantity(cap.value("cpu", ""), true).value_or(0);
-    v.memory = parseQuantity(cap.value("memory", ""), false).value_or(0);
-    agents[v.name] = std::move(v);
+  for (auto& [n, a] : agents_view_) {
+    a.used_cpu = 0;
+    a.used_memory = 0;
+    a.control_planes = 0;
   }
   std::vector<Json> pending;
-  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
-    Json cp = Json::parse(rec->bytes);
-    std::string type = cp.value("spec", Json::object()).value("type", "");
-    if (!model::runsOnAgent(type)) {
-      continue;
-    }
-    std::string placed = cp.value("status", Json::object()).value("agent", "");
-    if (!placed.empty()) {
-      if (auto it = agents.find(placed); it != agents.end()) {
-        auto res = reservationFor(type);
+  for (const auto& [name, v] : cps_view_) {
+    if (!v.agent.empty()) {
+      if (auto it = agents_view_.find(v.agent); it != agents_view_.end()) {
+        auto res = reservationFor(v.type);
         it->second.used_cpu += res.cpu_millis;
         it->second.used_memory += res.memory_bytes;
         ++it->second.control_planes;
       }
       continue;
     }
-    if (!cp["metadata"].contains("deletionTimestamp")) {
-      pending.push_back(std::move(cp));
+    if (v.deleting) {
+      continue;
+    }
+    if (ObjectPtr rec = store_.get(resourceKey(cps_), name)) {
+      Json cp = Json::parse(rec->bytes, nullptr, false);
+      if (cp.is_object()) {
+        pending.push_back(std::move(cp));
+      }
     }
   }
   for (auto& cp : pending) {
@@ -194,7 +237,7 @@ net::awaitable<void> PlacementController::reconcile() {
     std::string why;
     size_t matching = 0;
     size_t ready = 0;
-    for (auto& [n, a] : agents) {
+    for (auto& [n, a] : agents_view_) {
       if (!wanted.empty() && n != wanted) {
         continue;
       }
@@ -269,17 +312,22 @@ net::awaitable<void> PlacementController::reconcile() {
     }
   }
   // Keep each agent's bookkeeping current.
-  for (auto& [n, a] : agents) {
+  for (auto& [n, a] : agents_view_) {
     Json allocated = {{"cpu", std::to_string(a.used_cpu) + "m"}, {"memory", bytesQuantity(a.used_memory)}};
-    if (a.status.value("controlPlanes", int64_t(-1)) == a.control_planes && a.status.value("allocated", Json()) == allocated) {
+    if (a.recorded_control_planes == a.control_planes && a.recorded_allocated == allocated) {
       continue;
     }
     int64_t count = a.control_planes;
-    co_await updateStatus(api_, store_, agents_, n, [&](Json& obj) {
+    std::string name = n;
+    unsigned st = co_await updateStatus(api_, store_, agents_, name, [&](Json& obj) {
       obj["status"]["controlPlanes"] = count;
       obj["status"]["allocated"] = allocated;
       return true;
     });
+    if (st == 200) {
+      a.recorded_control_planes = count;
+      a.recorded_allocated = allocated;
+    }
   }
 }
 

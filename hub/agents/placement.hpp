@@ -42,8 +42,32 @@ class PlacementController {
   void stop();
 
  private:
+  // What placement needs of each object, kept from the watch (strand_ only), so that a
+  // reconcile parses nothing but the pending control planes.
+  struct AgentView {
+    std::string name;
+    bool ready = false;
+    bool unschedulable = false;
+    std::map<std::string, std::string> labels;
+    int64_t cpu = 0;     // millis
+    int64_t memory = 0;  // bytes
+    int64_t recorded_control_planes = -1;  // status.controlPlanes as stored
+    Json recorded_allocated;               // status.allocated as stored
+    int64_t used_cpu = 0;                  // computed by reconcile()
+    int64_t used_memory = 0;
+    int64_t control_planes = 0;
+  };
+  struct ControlPlaneView {
+    std::string type;
+    std::string agent;  // "" until placed
+    bool deleting = false;
+  };
   net::awaitable<void> run();
   net::awaitable<void> reconcile();
+  void rebuild();
+  /// Updates the view; true when the change can alter a placement or the bookkeeping.
+  bool observeAgent(const ObjectRecord& rec, bool deleted);
+  bool observeControlPlane(const ObjectRecord& rec, bool deleted);
 
   ApiService& api_;
   ObjectStore& store_;
@@ -53,6 +77,8 @@ class PlacementController {
   net::strand<net::io_context::executor_type> strand_;
   std::atomic<bool> stopping_{false};
   uint64_t watch_id_ = 0;
+  std::map<std::string, AgentView> agents_view_;
+  std::map<std::string, ControlPlaneView> cps_view_;
 };
 
 }  // namespace kflex::hub
