@@ -69,10 +69,12 @@ Result<Identity> enrollAt(const std::string& url, const AgentConfig& cfg, const 
   std::string bundle = info.is_object() ? info.value("caBundle", "") : "";
   bool pinned = false;
   std::string seen;
+  std::string pinned_ca;  // only the pinned CA is trusted; the rest of an unverified bundle is not
   for (const auto& cert : pemBlocks(bundle)) {
     auto pin = tls::spkiPin(cert);
     if (pin && pin.value() == cfg.ca_cert_hash) {
       pinned = true;
+      pinned_ca = cert;
     } else if (pin) {
       seen += (seen.empty() ? "" : ", ") + pin.value();
     }
@@ -91,7 +93,7 @@ Result<Identity> enrollAt(const std::string& url, const AgentConfig& cfg, const 
   }
   config::ClusterAccess verified;
   verified.server = url;
-  verified.ca_pem = bundle;
+  verified.ca_pem = pinned_ca;
   verified.token = token;
   auto client = net_client::HttpsClient::create(verified);
   if (!client) {

@@ -143,6 +143,28 @@ void HubLink::installCertificate(const std::string& cert_pem, const std::string&
   log::info("certificate renewed", {{"agent", identity_.name}, {"valid_until", formatTime(info->not_after)}});
 }
 
+void HubLink::installCaBundle(const std::string& bundle_pem) {
+  if (bundle_pem == identity_.ca_bundle_pem) {
+    return;
+  }
+  // Usable as a trust store with this agent's own certificate, or it is not taken.
+  bool parses = bundle_pem.find("-----BEGIN CERTIFICATE-----") != std::string::npos &&
+                tls::inspectCertificate(bundle_pem).has_value();
+  auto ctx = parses ? tls::makeClientContext({bundle_pem, identity_.cert_pem, identity_.key_pem})
+                    : Result<std::shared_ptr<ssl::context>>(fail("no certificate in it"));
+  if (!ctx) {
+    log::warn("ignoring a CA bundle from the hub that is not usable", {{"error", ctx.error().message}});
+    return;
+  }
+  if (auto r = writeFileAtomic(caPath(data_dir_), bundle_pem, 0644); !r) {
+    log::error("cannot store the hub's new CA bundle; keeping the current one", {{"error", r.error().message}});
+    return;
+  }
+  identity_.ca_bundle_pem = bundle_pem;
+  tls_ = ctx.value();
+  log::info("stored the hub's new CA bundle (CA rotation)", {{"file", caPath(data_dir_).string()}});
+}
+
 net::awaitable<void> HubLink::run() {
   protocol::Backoff backoff(options_.backoff_base, options_.backoff_cap, std::random_device{}());
   size_t attempt = 0;
@@ -219,6 +241,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   Json hello = hostFacts(data_dir_);
   hello["name"] = identity_.name;
   hello["acknowledgedRevision"] = state_.acknowledgedRevision();
+  hello["caBundleHash"] = tls::sha256Hex(identity_.ca_bundle_pem);
   std::string hello_msg = protocol::encode(protocol::msg::kHello, "1", 0, hello);
   auto [wec, wn] = co_await ws.async_write(net::buffer(hello_msg), net::as_tuple(net::use_awaitable));
   if (wec) {
@@ -253,6 +276,8 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   // only queue.
   std::deque<std::string> outq;
   net::steady_timer wake(co_await net::this_coro::executor);
+  net::steady_timer tick(co_await net::this_coro::executor);  // the ticker sleeps on it
+  bool renew_now = false;       // the hub asked for a certificate from its current CA
   std::set<int64_t> in_flight;  // outbox entries sent and not yet acknowledged on this link
   bool done = false;            // the reader has finished: the link is over
   auto queue = [&](std::string m) {
@@ -348,6 +373,12 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
         int64_t acked = env->body.value("seq", int64_t(0));
         in_flight.erase(acked);
         (void)state_.ackStatus(acked);
+      } else if (ok && env->type == protocol::msg::kCaBundle) {
+        installCaBundle(env->body.value("caBundle", ""));
+        if (env->body.value("renewCertificate", false)) {
+          renew_now = true;  // the certificate is from a CA being retired: renew at once
+          tick.cancel();
+        }
       } else if (ok && env->type == protocol::msg::kCertificate) {
         installCertificate(env->body.value("certificate", ""), env->body.value("caBundle", ""));
       } else if (ok && env->type == protocol::msg::kError) {
@@ -370,9 +401,13 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   // expired while the agent was away); unacknowledged reports are sent again.
   bool cert_expired = welcome->body.value("certificateExpired", false);
   auto ticker = [&]() -> net::awaitable<void> {
-    net::steady_timer timer(co_await net::this_coro::executor);
     auto last_csr = std::chrono::steady_clock::time_point{};
     while (true) {
+      if (renew_now) {
+        renew_now = false;
+        cert_expired = true;
+        last_csr = {};
+      }
       if ((cert_expired || renewalDue()) &&
           (last_csr == std::chrono::steady_clock::time_point{} ||
            std::chrono::steady_clock::now() - last_csr > std::chrono::seconds(60))) {
@@ -386,8 +421,11 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
           queue(protocol::encode(protocol::msg::kCsr, std::to_string(++seq), 0, {{"csr", csr.value()}}));
         }
       }
-      timer.expires_after(renew);
-      auto [tec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+      tick.expires_after(renew);
+      auto [tec] = co_await tick.async_wait(net::as_tuple(net::use_awaitable));
+      if (tec && renew_now && !done) {
+        continue;  // woken to renew now
+      }
       if (tec) {
         co_return;
       }

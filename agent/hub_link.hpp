@@ -49,6 +49,8 @@ class HubLink {
   /// True when the certificate has reached 2/3 of its lifetime (or expired).
   bool renewalDue() const;
   /// Stores a renewed certificate for the pending key and uses it from the next connection on.
+  /// Stores a CA bundle the hub sent (after a CA rotation) for this and later connections.
+  void installCaBundle(const std::string& bundle_pem);
   void installCertificate(const std::string& cert_pem, const std::string& ca_bundle_pem);
 
   net::io_context& ioc_;

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "hub/app/hub_app.hpp"
+#include "shared/common/time.hpp"
 #include "shared/common/version.hpp"
 
 int main(int argc, char** argv) {
@@ -31,6 +32,24 @@ int main(int argc, char** argv) {
       "On first start the hub creates DATA_DIR/hub.db, DATA_DIR/pki/ and DATA_DIR/admin.kubeconfig;\n"
       "use the kubeconfig with kubectl or 'kflex init --hub-kubeconfig'. SIGTERM stops gracefully.\n"
       "Exit codes: 0 clean stop, 1 runtime failure, 2 configuration error.");
+  auto* ca = app.add_subcommand("ca", "Manage the hub's certificate authority");
+  ca->require_subcommand(1);
+  auto* rotate = ca->add_subcommand(
+      "rotate", "Replace the hub CA with a new one; the previous one stays trusted for an overlap period");
+  std::string overlap_text;
+  rotate->add_option("--config", config_path, "Configuration file (YAML); a missing default file is ignored")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->capture_default_str();
+  rotate->add_option("--data-dir", data_dir, "State directory of the hub [/var/lib/kflex-hub]")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  rotate->add_option("--overlap", overlap_text,
+                     "How long the previous CA stays trusted (a duration such as 888h); default: the agent "
+                     "certificate validity plus the expired-certificate grace window, so that every agent, even "
+                     "one offline for a while, renews from the new CA before the old one is retired");
+  rotate->footer(
+      "Run it on the hub's host, then restart the hub. During the overlap the hub trusts both CAs, serves a\n"
+      "certificate chain that clients knowing only the previous CA can verify, and sends every connecting\n"
+      "agent the new CA bundle and a certificate from the new CA. No agent has to be re-enrolled.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -39,7 +58,7 @@ int main(int argc, char** argv) {
   }
   hub::HubConfig cfg;
   std::error_code ec;
-  bool explicit_config = serve->count("--config") > 0;
+  bool explicit_config = serve->count("--config") > 0 || rotate->count("--config") > 0;
   if (explicit_config || std::filesystem::exists(config_path, ec)) {
     if (auto r = hub::loadHubConfig(config_path, cfg); !r) {
       std::cerr << "kflex-hub: configuration errors:\n" << r.error().message << "\n";
@@ -58,6 +77,26 @@ int main(int argc, char** argv) {
   if (auto r = hub::validateHubConfig(cfg); !r) {
     std::cerr << "kflex-hub: configuration errors:\n" << r.error().message << "\n";
     return hub::kExitConfig;
+  }
+  if (*rotate) {
+    std::chrono::seconds overlap = cfg.agent_cert_validity + cfg.agent_expired_grace;
+    if (!overlap_text.empty()) {
+      auto d = parseDuration(overlap_text);
+      if (!d || d->count() <= 0) {
+        std::cerr << "kflex-hub ca rotate: --overlap \"" << overlap_text
+                  << "\" is not a positive duration (examples: 888h, 30m, 90s)\n";
+        return hub::kExitConfig;
+      }
+      overlap = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    }
+    SystemClock clock;
+    auto r = hub::rotateCa(cfg.data_dir, overlap, clock);
+    if (!r) {
+      std::cerr << "kflex-hub ca rotate: " << r.error().message << "\n";
+      return hub::kExitRuntime;
+    }
+    std::cout << r.value() << "\n";
+    return hub::kExitOk;
   }
   if (check_only) {
     std::cout << "configuration OK\n";

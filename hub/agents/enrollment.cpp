@@ -37,7 +37,16 @@ bool equalSecret(const std::string& a, const std::string& b) {
 EnrollmentService::EnrollmentService(ApiService& api, ObjectStore& store, const model::Registry& registry,
                                      tls::KeyPair ca, std::string ca_bundle, const Clock& clock, EnrollOptions options)
     : api_(api), store_(store), agents_(kind(registry, "agents")), tokens_(kind(registry, "bootstraptokens")),
-      ca_(std::move(ca)), ca_bundle_(std::move(ca_bundle)), clock_(clock), options_(std::move(options)) {}
+      ca_(std::move(ca)), ca_bundle_(std::move(ca_bundle)), clock_(clock), options_(std::move(options)) {
+  ca_pin_ = tls::pinOrEmpty(ca_.cert_pem);
+}
+
+std::string EnrollmentService::caBundle() const {
+  if (!options_.previous_ca_pem.empty() && clock_.now() < options_.previous_until) {
+    return ca_bundle_ + options_.previous_ca_pem;
+  }
+  return ca_bundle_;
+}
 
 Result<std::string> EnrollmentService::issue(const std::string& name, const std::string& csr_pem) const {
   tls::CertRequest req;
@@ -54,7 +63,7 @@ net::awaitable<ApiResponse> EnrollmentService::handle(ApiRequest req) {
       co_return problem(405, "MethodNotAllowed", "use GET for " + req.path);
     }
     ApiResponse r;
-    r.body = Json{{"kind", "EnrollmentInfo"}, {"caBundle", ca_bundle_}, {"hubURLs", options_.hub_urls}}.dump();
+    r.body = Json{{"kind", "EnrollmentInfo"}, {"caBundle", caBundle()}, {"hubURLs", options_.hub_urls}}.dump();
     co_return r;
   }
   if (req.path == protocol::kEnrollPath) {
@@ -208,7 +217,7 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
     co_return problem(500, "InternalError", "cannot record the agent's key (status " + std::to_string(st) + ")");
   }
   log::info("agent enrolled", {{"agent", name}, {"token_id", token_id}, {"peer", req.peer}, {"retry", retry ? "true" : "false"}});
-  protocol::EnrollResponse out{cert.value(), ca_bundle_, options_.hub_urls};
+  protocol::EnrollResponse out{cert.value(), caBundle(), options_.hub_urls};
   ApiResponse r;
   r.status = 201;
   r.body = protocol::toJson(out).dump();

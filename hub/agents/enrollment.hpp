@@ -15,6 +15,8 @@ namespace kflex::hub {
 /// Settings of enrollment.
 struct EnrollOptions {
   std::chrono::seconds cert_validity{30 * 24 * 3600};  ///< Lifetime of agent certificates (renewed at 2/3).
+  std::string previous_ca_pem;  ///< During a CA rotation: the previous CA, trusted until previous_until.
+  TimePoint previous_until{};
   std::vector<std::string> hub_urls;          ///< Told to agents, first one preferred.
 };
 
@@ -32,7 +34,11 @@ class EnrollmentService {
   net::awaitable<ApiResponse> handle(ApiRequest req);
   /// Issues an agent certificate for a CSR (enrollment and renewal share it).
   Result<std::string> issue(const std::string& name, const std::string& csr_pem) const;
-  const std::string& caBundle() const { return ca_bundle_; }
+  /// The CAs agents must trust for the hub: the current one, and during a rotation's overlap
+  /// the previous one too.
+  std::string caBundle() const;
+  /// The current CA's key pin (an agent certificate from another CA is renewed at once).
+  const std::string& caPin() const { return ca_pin_; }
   std::chrono::seconds certValidity() const { return options_.cert_validity; }
 
  private:
@@ -44,6 +50,7 @@ class EnrollmentService {
   const model::ResourceType& tokens_;
   tls::KeyPair ca_;
   std::string ca_bundle_;
+  std::string ca_pin_;
   const Clock& clock_;
   EnrollOptions options_;
 };

@@ -88,6 +88,7 @@ struct AgentGateway::Session {
   std::string name;
   std::string peer;
   std::string pin;  // guarded by the gateway's mutex_
+  std::string ca_pin;  // the CA the link's certificate chains to
   bool expired_cert = false;
   std::chrono::steady_clock::time_point last_csr{};
   TimePoint persisted_at{};  // the lastHeartbeatTime this link last stored or saw stored
@@ -201,6 +202,7 @@ net::awaitable<void> AgentGateway::serve(HttpStream& stream, http::request<http:
   s->name = id.common_name;
   s->peer = peer;
   s->pin = id.public_key_pin;
+  s->ca_pin = id.ca_pin;
   s->expired_cert = !id.verified;
   beast::get_lowest_layer(stream).expires_never();
   websocket::stream_base::timeout t{};
@@ -479,6 +481,15 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
                   {"hubVersion", kVersion},
                   {"certificateExpired", s->expired_cert}};
   send(s, protocol::encode(protocol::msg::kWelcome, std::to_string(++s->seq), store_.revision(), std::move(welcome)));
+  // After a CA rotation: the agent learns the new bundle, and renews at once when its
+  // certificate comes from another CA than the current one.
+  std::string bundle = enrollment_.caBundle();
+  bool renew = !s->ca_pin.empty() && s->ca_pin != enrollment_.caPin();
+  if (renew || body.value("caBundleHash", "") != tls::sha256Hex(bundle)) {
+    log::info("sending the agent the hub's CA bundle", {{"agent", s->name}, {"renew_certificate", renew ? "true" : "false"}});
+    send(s, protocol::encode(protocol::msg::kCaBundle, std::to_string(++s->seq), 0,
+                             {{"caBundle", bundle}, {"renewCertificate", renew}}));
+  }
   co_return true;
 }
 

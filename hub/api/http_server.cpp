@@ -177,6 +177,9 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
     co_return;
   }
   tls::PeerIdentity id = tls::peerIdentity(stream.native_handle());
+  if (options_.vet_identity) {
+    options_.vet_identity(id);
+  }
   User user;
   std::string auth_error;
   if (id.presented && id.verified) {

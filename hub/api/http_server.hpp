@@ -26,6 +26,8 @@ struct HttpOptions {
   std::chrono::seconds header_timeout{10};               ///< From first byte to the end of the headers.
   std::chrono::seconds body_timeout{60};                 ///< To read the whole body.
   std::chrono::seconds idle_timeout{120};                ///< Keep-alive wait for the next request.
+  /// Runs on every client identity after the handshake; may withdraw trust (a retired CA).
+  std::function<void(tls::PeerIdentity&)> vet_identity;
 };
 
 /// The TLS stream of one connection.

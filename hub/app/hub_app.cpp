@@ -129,6 +129,27 @@ Result<HubPki> ensurePki(const fs::path& data_dir, const std::vector<std::string
     out.ca = ca.value();
     log::info("created the hub CA", {{"cert", (pki / "ca.crt").string()}});
   }
+  // A rotation in its overlap: the previous CA is still trusted.
+  if (fs::exists(pki / "rotation.json", ec)) {
+    auto meta = readFile(pki / "rotation.json");
+    Json rot = meta ? Json::parse(meta.value(), nullptr, false) : Json();
+    auto until = rot.is_object() ? parseTime(rot.value("previousUntil", "")) : std::nullopt;
+    auto previous = readFile(pki / "ca-previous.crt");
+    auto cross = readFile(pki / "ca-cross.crt");
+    if (!until || !previous || !cross) {
+      return fail(pki.string() + "/rotation.json, ca-previous.crt or ca-cross.crt is missing or unreadable; "
+                  "restore them from a backup, or remove rotation.json to stop trusting the previous CA now");
+    }
+    if (clock.now() < *until) {
+      out.previous_ca_pem = previous.value();
+      out.cross_pem = cross.value();
+      out.previous_until = *until;
+      log::info("CA rotation in progress: the previous CA is trusted until the overlap ends",
+                {{"until", formatTime(*until)}});
+    } else {
+      log::info("the previous CA was retired at the end of the rotation's overlap", {{"retired_at", formatTime(*until)}});
+    }
+  }
   // The serving certificate: reuse unless it misses a SAN, is not from this CA or expires soon.
   bool issue = true;
   if (fs::exists(pki / "server.crt", ec)) {
@@ -193,10 +214,72 @@ Result<HubPki> ensurePki(const fs::path& data_dir, const std::vector<std::string
   return out;
 }
 
+Result<std::string> rotateCa(const fs::path& data_dir, std::chrono::seconds overlap, const Clock& clock) {
+  fs::path pki = data_dir / "pki";
+  std::error_code ec;
+  if (!fs::exists(pki / "ca.crt", ec)) {
+    return fail("there is no hub CA in " + pki.string() + ": start the hub once with this --data-dir first");
+  }
+  auto old_ca = loadPair(pki / "ca.crt", pki / "ca.key");
+  if (!old_ca) {
+    return old_ca.error();
+  }
+  if (auto meta = readFile(pki / "rotation.json")) {
+    Json rot = Json::parse(meta.value(), nullptr, false);
+    auto until = rot.is_object() ? parseTime(rot.value("previousUntil", "")) : std::nullopt;
+    if (until && clock.now() < *until) {
+      return fail("a CA rotation is still in its overlap until " + formatTime(*until) +
+                  ": agents may not have the current CA yet; rotate again after that");
+    }
+  }
+  if (overlap < std::chrono::hours(1)) {
+    // (Tests use shorter overlaps through the same code; people should not.)
+    log::warn("a CA rotation overlap under an hour leaves agents little time to pick up the new CA");
+  }
+  tls::CertRequest req;
+  std::string stamp = formatTime(clock.now());
+  std::string compact;
+  for (char c : stamp.substr(0, 19)) {
+    if (std::isdigit(static_cast<unsigned char>(c))) {
+      compact += c;
+    }
+  }
+  req.common_name = "kflex-hub-ca-" + compact;
+  req.validity = std::chrono::hours(24 * 365 * 10);
+  auto fresh = tls::createCa(req, clock);
+  if (!fresh) {
+    return fresh.error();
+  }
+  auto cross = tls::crossSign(fresh.value(), old_ca.value(), overlap + std::chrono::hours(24), clock);
+  if (!cross) {
+    return cross.error();
+  }
+  auto until = clock.now() + overlap;
+  Json rot = {{"rotatedAt", stamp}, {"previousUntil", formatTime(until)},
+              {"previousPin", tls::pinOrEmpty(old_ca->cert_pem)},
+              {"currentPin", tls::pinOrEmpty(fresh->cert_pem)}};
+  // The previous CA and the overlap first, so that a crash before the new CA is in place leaves
+  // the old one working.
+  for (auto r : {writeFileAtomic(pki / "ca-previous.crt", old_ca->cert_pem, 0644),
+                 writeFileAtomic(pki / "ca-cross.crt", cross.value(), 0644),
+                 writeFileAtomic(pki / "rotation.json", rot.dump(2) + "\n", 0644),
+                 savePair(fresh.value(), pki / "ca.crt", pki / "ca.key")}) {
+    if (!r) {
+      return r.error();
+    }
+  }
+  return "rotated the hub CA: new CA " + req.common_name + " (" + rot["currentPin"].get<std::string>() +
+         "); the previous one (" + rot["previousPin"].get<std::string>() + ") stays trusted until " +
+         formatTime(until) + ".\nRestart the hub to use it (systemctl restart kflex-hub). Connected agents receive "
+         "the new CA bundle and a certificate from the new CA over their links; kubeconfigs made before the "
+         "rotation keep working until the overlap ends, and " + (data_dir / "admin.kubeconfig").string() +
+         " is rewritten at the restart. `kflex token create` prints the new --ca-cert-hash.";
+}
+
 Result<void> writeAdminKubeconfig(const fs::path& data_dir, const HubPki& pki, const std::string& host, uint16_t port) {
   config::Kubeconfig kc;
   nlohmann::json cluster = {{"server", "https://" + urlHost(host) + ":" + std::to_string(port)},
-                            {"certificate-authority-data", base64Encode(pki.ca.cert_pem)}};
+                            {"certificate-authority-data", base64Encode(pki.bundle())}};
   nlohmann::json user = {{"client-certificate-data", base64Encode(pki.admin.cert_pem)},
                          {"client-key-data", base64Encode(pki.admin.key_pem)}};
   kc.setContext("kflex-hub", "kflex-hub", "kflex-admin", cluster, user);
@@ -235,7 +318,7 @@ int runHub(const HubConfig& cfg) {
                {{"error", store.error().message}});
     return kExitRuntime;
   }
-  auto tls_ctx = tls::makeServerContext({pki->ca.cert_pem, pki->server.cert_pem, pki->server.key_pem});
+  auto tls_ctx = tls::makeServerContext({pki->bundle(), pki->server.cert_pem + pki->cross_pem, pki->server.key_pem});
   if (!tls_ctx) {
     log::error("cannot start: TLS", {{"error", tls_ctx.error().message}});
     return kExitRuntime;
@@ -248,6 +331,20 @@ int runHub(const HubConfig& cfg) {
   http_options.max_connections = cfg.max_connections;
   http_options.header_timeout = cfg.header_timeout;
   http_options.body_timeout = cfg.body_timeout;
+  if (!pki->previous_ca_pem.empty()) {
+    // At the end of the overlap the previous CA's certificates stop working, restart or not.
+    std::string retired_pin = tls::pinOrEmpty(pki->previous_ca_pem);
+    TimePoint until = pki->previous_until;
+    std::string when = formatTime(until);
+    http_options.vet_identity = [retired_pin, until, when, &clock](tls::PeerIdentity& id) {
+      if (!id.ca_pin.empty() && id.ca_pin == retired_pin && clock.now() >= until) {
+        id.verified = false;
+        id.expired_only = false;
+        id.verify_error = "the certificate was issued by the hub's previous CA, retired at " + when +
+                          " (CA rotation); use a kubeconfig or agent certificate from the current CA";
+      }
+    };
+  }
   auto server = HttpServer::create(ioc, tls_ctx.value(), api, cfg.host(), cfg.port(), http_options);
   if (!server) {
     log::error("cannot start", {{"error", server.error().message}});
@@ -263,6 +360,8 @@ int runHub(const HubConfig& cfg) {
   EnrollOptions enroll_options;
   enroll_options.cert_validity = cfg.agent_cert_validity;
   enroll_options.hub_urls = cfg.hub_urls.empty() ? std::vector<std::string>{url} : cfg.hub_urls;
+  enroll_options.previous_ca_pem = pki->previous_ca_pem;
+  enroll_options.previous_until = pki->previous_until;
   EnrollmentService enrollment(api, *store.value(), registry, pki->ca, pki->ca.cert_pem, clock, enroll_options);
   GatewayOptions gateway_options;
   gateway_options.lease_renew = cfg.agent_lease_renew;

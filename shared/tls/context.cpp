@@ -94,7 +94,13 @@ PeerIdentity peerIdentity(SSL* ssl) {
   id.presented = true;
   long rc = SSL_get_verify_result(ssl);
   id.verified = rc == X509_V_OK;
-  if (!id.verified) {
+  auto rootPin = [](STACK_OF(X509) * chain) {
+    int n = chain != nullptr ? sk_X509_num(chain) : 0;
+    return n > 0 ? publicKeyPin(X509_get0_pubkey(sk_X509_value(chain, n - 1))) : std::string();
+  };
+  if (id.verified) {
+    id.ca_pin = rootPin(SSL_get0_verified_chain(ssl));
+  } else {
     id.verify_error = X509_verify_cert_error_string(rc);
     // OpenSSL reports the first error; with an expired certificate, check that the chain is
     // otherwise sound (signed by one of our CAs) before calling it "expired only".
@@ -104,6 +110,9 @@ PeerIdentity peerIdentity(SSL* ssl) {
       if (vctx != nullptr && X509_STORE_CTX_init(vctx, store, cert, nullptr) == 1) {
         X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(vctx), X509_V_FLAG_NO_CHECK_TIME);
         id.expired_only = X509_verify_cert(vctx) == 1;
+        if (id.expired_only) {
+          id.ca_pin = rootPin(X509_STORE_CTX_get0_chain(vctx));
+        }
       }
       X509_STORE_CTX_free(vctx);
       ERR_clear_error();

@@ -33,6 +33,7 @@ struct PeerIdentity {
   std::string verify_error;  ///< Why verification failed, for logs.
   bool expired_only = false;  ///< Verification failed only because the certificate has expired.
   std::string public_key_pin; ///< "sha256:<hex>" of the certificate's public key.
+  std::string ca_pin;         ///< The same for the CA it chains to (when the chain is sound).
   std::chrono::system_clock::time_point not_after;
 };
 /// Reads the peer identity after the handshake.

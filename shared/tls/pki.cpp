@@ -267,6 +267,26 @@ Result<KeyPair> issueCertificate(const KeyPair& ca, const CertRequest& req, cons
   return build(req, clock, ca_cert.value().get(), ca_key.value().get());
 }
 
+Result<std::string> crossSign(const KeyPair& subject_ca, const KeyPair& issuer_ca, std::chrono::seconds validity,
+                              const Clock& clock) {
+  auto subject = parseCert(subject_ca.cert_pem);
+  auto issuer = parseCert(issuer_ca.cert_pem);
+  auto issuer_key = parseKey(issuer_ca.key_pem);
+  if (!subject || !issuer || !issuer_key) {
+    return fail("cannot cross-sign: a CA certificate or key does not parse");
+  }
+  CertRequest req;
+  std::vector<std::string> orgs;
+  readSubject(subject.value().get(), req.common_name, orgs);
+  req.is_ca = true;
+  req.validity = validity;
+  auto out = build(req, clock, issuer.value().get(), issuer_key.value().get(), X509_get0_pubkey(subject.value().get()));
+  if (!out) {
+    return out.error();
+  }
+  return out.value().cert_pem;
+}
+
 Result<CertInfo> inspectCertificate(const std::string& cert_pem) {
   auto cert = parseCert(cert_pem);
   if (!cert) {

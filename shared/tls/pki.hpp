@@ -31,6 +31,10 @@ struct CertRequest {
 
 /// Makes a new ECDSA P-256 key and a self-signed CA certificate.
 Result<KeyPair> createCa(const CertRequest& req, const Clock& clock);
+/// A certificate for `subject_ca`'s key and subject (a CA), signed by `issuer_ca`: served next to
+/// certificates of a new CA so that clients that trust only the old one still verify the hub.
+Result<std::string> crossSign(const KeyPair& subject_ca, const KeyPair& issuer_ca, std::chrono::seconds validity,
+                              const Clock& clock);
 /// Makes a new ECDSA P-256 key and a certificate for it signed by the CA.
 Result<KeyPair> issueCertificate(const KeyPair& ca, const CertRequest& req, const Clock& clock);
 
@@ -51,6 +55,11 @@ bool signedBy(const std::string& cert_pem, const std::string& ca_pem);
 Result<void> checkKeyMatches(const std::string& cert_pem, const std::string& key_pem);
 /// "sha256:<hex>" of the certificate's SubjectPublicKeyInfo (kubeadm's CA pin format).
 Result<std::string> spkiPin(const std::string& cert_pem);
+/// spkiPin of the first certificate, or "" when there is none.
+inline std::string pinOrEmpty(const std::string& cert_pem) {
+  auto pin = spkiPin(cert_pem);
+  return pin ? pin.value() : std::string();
+}
 /// Makes a new ECDSA P-256 private key (PEM, PKCS#8).
 Result<std::string> createPrivateKey();
 /// Makes a PKCS#10 certificate signing request for the key, with subject CN=common_name.

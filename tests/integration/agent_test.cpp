@@ -373,6 +373,72 @@ TEST_F(Agents, CertificateRenewalAndExpiredCertificates) {
   EXPECT_NE(refused.second.find("beyond the renewal grace window"), std::string::npos) << refused.second;
 }
 
+TEST_F(Agents, CaRotationWithOverlap) {
+  requireKubectl();
+  Token t = newToken();
+  auto a1 = startAgent("edge-1", t);
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready"))
+      << a1->log();
+  fs::path pki = dir_.path() / "hub" / "pki";
+  std::string old_ca = readFile(pki / "ca.crt").value();
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "old.kubeconfig", readFile(hub_->kubeconfig()).value(), 0600));
+  std::string port = hub_->url().substr(hub_->url().rfind(':') + 1);
+  hub_->stop();
+
+  std::vector<std::string> rotate = {(binDir() / "kflex-hub").string(), "ca", "rotate", "--config",
+                                     (dir_.path() / "hub.yaml").string(), "--data-dir", (dir_.path() / "hub").string(),
+                                     "--overlap", "15s"};
+  auto r = run(rotate);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("rotated the hub CA"), std::string::npos) << r.out;
+  auto rotated = std::chrono::steady_clock::now();
+  auto again = run(rotate);
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("still in its overlap"), std::string::npos) << again.err;
+  std::string new_ca = readFile(pki / "ca.crt").value();
+  ASSERT_NE(new_ca, old_ca);
+  EXPECT_EQ(fs::status(pki / "ca.key").permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+
+  startHub("127.0.0.1:" + port);
+  // The agent comes back (it knows only the previous CA: the cross-signed chain lets it verify
+  // the hub), gets the bundle and a certificate from the new CA, without being re-enrolled.
+  fs::path agent_pki = dir_.path() / "edge-1" / "pki";
+  EXPECT_TRUE(waitFor([&] { 
+                        auto cert = readFile(agent_pki / "agent.crt");
+                        return cert && tls::signedBy(cert.value(), new_ca);
+                      },
+                      std::chrono::seconds(20), "agent certificate from the new CA"))
+      << a1->log() << hub_->log();
+  std::string bundle = readFile(agent_pki / "ca.crt").value();
+  EXPECT_NE(bundle.find(new_ca), std::string::npos);
+  EXPECT_NE(bundle.find(old_ca), std::string::npos);
+  EXPECT_EQ(ready("edge-1"), "True/AgentReady");
+  // Kubeconfigs from before the rotation work during the overlap; the new one works too.
+  EXPECT_EQ(kubectl(dir_.path() / "old.kubeconfig", {"get", "agents"}).exit_code, 0);
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "agents"}).exit_code, 0);
+  // New enrollments pin the new CA.
+  Token t2 = newToken();
+  EXPECT_NE(t2.pin, t.pin);
+  EXPECT_EQ(t2.pin, tls::spkiPin(new_ca).value());
+  auto a2 = startAgent("edge-2", t2);
+  EXPECT_TRUE(waitFor([&] { return ready("edge-2") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-2 Ready"))
+      << a2->log();
+
+  // After the overlap the previous CA is retired, restart or not: its certificates are refused,
+  // and the agents, renewed, carry on (also across their own restart).
+  std::this_thread::sleep_until(rotated + std::chrono::seconds(17));
+  auto refused = kubectl(dir_.path() / "old.kubeconfig", {"get", "agents"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("Unauthorized"), std::string::npos) << refused.err;
+  a1->signal(SIGTERM);
+  ASSERT_EQ(a1->wait(std::chrono::seconds(10)), 0);
+  auto a1b = std::make_unique<Process>(agentArgs("edge-1", Token{}), dir_.path() / "edge-1-again.log");
+  EXPECT_TRUE(waitFor([&] { return a1b->log().find("connected to the hub") != std::string::npos; },
+                      std::chrono::seconds(15), "edge-1 back after the overlap"))
+      << a1b->log() << hub_->log();
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "agents"}).exit_code, 0);
+}
+
 TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   requireKubectl();
   Token t = newToken();
