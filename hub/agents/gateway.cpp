@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/agents/gateway.hpp"
 
+#include <malloc.h>
+
 #include <deque>
 #include <map>
 
@@ -12,6 +14,7 @@
 #include "shared/common/version.hpp"
 #include "shared/model/conditions.hpp"
 #include "shared/protocol/link.hpp"
+#include "shared/tls/lean_stream.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::hub {
@@ -82,8 +85,8 @@ net::awaitable<void> refuse(HttpStream& stream, const http::request<http::string
 }  // namespace
 
 struct AgentGateway::Session {
-  explicit Session(HttpStream& s) : ws(s), wake(s.get_executor()) {}
-  websocket::stream<HttpStream&> ws;
+  explicit Session(tls::LeanStream&& s) : ws(std::move(s)), wake(ws.get_executor()) {}
+  websocket::stream<tls::LeanStream> ws;
   net::steady_timer wake;  // the writer sleeps on it; cancel() wakes it
   std::string name;
   std::string peer;
@@ -150,13 +153,26 @@ void AgentGateway::stop() {
   });
 }
 
+std::string AgentGateway::enrolledKeyProblem(const std::string& name, const std::string& pin) const {
+  ObjectPtr rec = store_.get(resourceKey(agents_), name);
+  if (!rec) {
+    return "agent \"" + name + "\" is not enrolled or was revoked; enroll it again with a new bootstrap token";
+  }
+  if (!acceptsPin(Json::parse(rec->bytes, nullptr, false), pin)) {
+    return "this certificate's key is not the one agent \"" + name +
+           "\" enrolled with (the agent was revoked or enrolled again elsewhere)";
+  }
+  return "";
+}
+
 size_t AgentGateway::connected() const {
   std::lock_guard lock(mutex_);
   return sessions_.size();
 }
 
-net::awaitable<void> AgentGateway::serve(HttpStream& stream, http::request<http::string_body> req,
+net::awaitable<void> AgentGateway::serve(std::unique_ptr<HttpStream>& http_stream, http::request<http::string_body> req,
                                          tls::PeerIdentity id, std::string peer) {
+  HttpStream& stream = *http_stream;
   if (stopping_) {
     co_await refuse(stream, req, 503, "ServiceUnavailable", "the hub is shutting down; reconnect later", peer);
     co_return;
@@ -183,28 +199,25 @@ net::awaitable<void> AgentGateway::serve(HttpStream& stream, http::request<http:
                         model::kAgentGroup + ")", peer);
     co_return;
   }
-  ObjectPtr rec = store_.get(resourceKey(agents_), id.common_name);
-  if (!rec) {
-    co_await refuse(stream, req, 401, "Unauthorized",
-                    "agent \"" + id.common_name + "\" is not enrolled or was revoked; enroll it again with a new "
-                    "bootstrap token", peer);
-    co_return;
-  }
-  Json agent = Json::parse(rec->bytes);
-  if (!acceptsPin(agent, id.public_key_pin)) {
-    co_await refuse(stream, req, 401, "Unauthorized",
-                    "this certificate's key is not the one agent \"" + id.common_name +
-                        "\" enrolled with (the agent was revoked or enrolled again elsewhere)", peer);
+  // (Checked outside this coroutine, so that its frame, which lives as long as the link, holds
+  // neither the Agent object nor its parsed JSON.)
+  if (std::string why = enrolledKeyProblem(id.common_name, id.public_key_pin); !why.empty()) {
+    co_await refuse(stream, req, 401, "Unauthorized", why, peer);
     co_return;
   }
 
-  auto s = std::make_shared<Session>(stream);
+  // The link lives long and is mostly idle: move it off Asio's buffered TLS stream.
+  auto lean = tls::LeanStream::adopt(std::move(http_stream));
+  if (!lean) {
+    log::warn("agent link dropped", {{"agent", id.common_name}, {"peer", peer}, {"error", lean.error().message}});
+    co_return;
+  }
+  auto s = std::make_shared<Session>(std::move(lean.value()));
   s->name = id.common_name;
   s->peer = peer;
   s->pin = id.public_key_pin;
   s->ca_pin = id.ca_pin;
   s->expired_cert = !id.verified;
-  beast::get_lowest_layer(stream).expires_never();
   websocket::stream_base::timeout t{};
   t.handshake_timeout = std::chrono::seconds(10);
   t.idle_timeout = options_.idle_timeout;
@@ -213,7 +226,9 @@ net::awaitable<void> AgentGateway::serve(HttpStream& stream, http::request<http:
   s->ws.read_message_max(protocol::kMaxFrameBytes);
   s->ws.set_option(websocket::stream_base::decorator(
       [](websocket::response_type& res) { res.set(http::field::server, std::string("kflex-hub/") + kVersion); }));
+  s->ws.write_buffer_bytes(2048);  // link messages are small; the default is 4 KiB per link
   auto [aec] = co_await s->ws.async_accept(req, net::as_tuple(net::use_awaitable));
+  req = {};  // not needed any more, and this frame lives as long as the link
   if (aec) {
     log::warn("agent link handshake failed", {{"agent", s->name}, {"peer", peer}, {"error", aec.message()}});
     co_return;
@@ -688,6 +703,9 @@ net::awaitable<void> AgentGateway::leaseLoop() {
     co_await checkLeases();
     // Tell idle agents how far the hub has got, so a reconnect replays little.
     if (++ticks % 10 == 0) {
+      // Links are set up with large TLS buffers that are freed right after (LeanStream): give
+      // the freed pages back, or a burst of reconnects keeps its peak as resident memory.
+      ::malloc_trim(0);
       std::vector<std::shared_ptr<Session>> all;
       {
         std::lock_guard lock(mutex_);

@@ -42,13 +42,15 @@ class AgentGateway {
   /// Closes every link (hub shutdown) and stops the controllers.
   void stop();
   /// The upgrade handler for protocol::kConnectPath.
-  net::awaitable<void> serve(HttpStream& stream, http::request<http::string_body> req, tls::PeerIdentity id,
-                             std::string peer);
+  net::awaitable<void> serve(std::unique_ptr<HttpStream>& stream, http::request<http::string_body> req,
+                             tls::PeerIdentity id, std::string peer);
   /// Links open now.
   size_t connected() const;
 
  private:
   struct Session;
+  /// Why an agent certificate's name and key are not accepted ("" when they are).
+  std::string enrolledKeyProblem(const std::string& name, const std::string& pin) const;
   net::awaitable<void> leaseLoop();
   net::awaitable<void> watchLoop();
   net::awaitable<void> checkLeases();

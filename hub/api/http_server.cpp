@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/api/http_server.hpp"
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
 #include <boost/beast/websocket.hpp>
 
 #include "shared/common/log.hpp"
 
 namespace kflex::hub {
+
+using namespace net::experimental::awaitable_operators;
 namespace {
 
 using Stream = HttpStream;
@@ -55,8 +59,11 @@ class StreamChunkWriter final : public ChunkWriter {
 }  // namespace
 
 struct HttpServer::Conn {
-  explicit Conn(net::ip::tcp::socket&& s, ssl::context& ctx) : stream(std::move(s), ctx) {}
-  Stream stream;
+  explicit Conn(net::ip::tcp::socket&& s, ssl::context& ctx)
+      : stream(std::make_unique<Stream>(std::move(s), ctx)), executor(stream->get_executor()) {}
+  std::unique_ptr<Stream> stream;  // null once an upgrade handler took the connection
+  Stream::executor_type executor;
+  std::atomic<bool> handed_off{false};  // session() ended, upgraded() goes on
   std::atomic<bool> idle{false};
   std::string peer;
 };
@@ -107,7 +114,11 @@ void HttpServer::stop() {
   std::lock_guard lock(conns_mutex_);
   for (const auto& c : conns_) {
     if (c->idle) {
-      net::post(c->stream.get_executor(), [c] { beast::get_lowest_layer(c->stream).cancel(); });
+      net::post(c->executor, [c] {
+        if (c->stream) {
+          beast::get_lowest_layer(*c->stream).cancel();
+        }
+      });
     }
   }
 }
@@ -140,36 +151,60 @@ net::awaitable<void> HttpServer::acceptLoop() {
     socket.set_option(net::ip::tcp::no_delay(true), ec);
     auto conn = std::make_shared<Conn>(std::move(socket), *tls_);
     boost::system::error_code pec;
-    auto remote = beast::get_lowest_layer(conn->stream).socket().remote_endpoint(pec);
+    auto remote = beast::get_lowest_layer(*conn->stream).socket().remote_endpoint(pec);
     conn->peer = pec ? "?" : remote.address().to_string() + ":" + std::to_string(remote.port());
     ++open_;
     {
       std::lock_guard lock(conns_mutex_);
       conns_.insert(conn);
     }
-    auto ex = conn->stream.get_executor();
-    net::co_spawn(ex, session(conn), [this, conn](std::exception_ptr e) {
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          log::warn("connection ended with an error", {{"peer", conn->peer}, {"error", ex.what()}});
-        }
-      }
-      {
-        std::lock_guard lock(conns_mutex_);
-        conns_.erase(conn);
-      }
-      --open_;
-    });
+    net::co_spawn(conn->executor, session(conn), [this, conn](std::exception_ptr e) { ended(conn, e); });
+  }
+}
+
+void HttpServer::ended(const std::shared_ptr<Conn>& conn, std::exception_ptr e) {
+  if (e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::warn("connection ended with an error", {{"peer", conn->peer}, {"error", ex.what()}});
+    }
+  }
+  if (conn->handed_off.exchange(false)) {
+    return;  // an upgrade handler runs on; it ends the connection
+  }
+  {
+    std::lock_guard lock(conns_mutex_);
+    conns_.erase(conn);
+  }
+  --open_;
+}
+
+net::awaitable<void> HttpServer::upgraded(std::shared_ptr<Conn> conn, UpgradeHandler handler,
+                                          http::request<http::string_body> req, tls::PeerIdentity id) {
+  co_await handler(conn->stream, std::move(req), std::move(id), conn->peer);
+  if (conn->stream) {
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(*conn->stream).socket().close(ignored);
   }
 }
 
 net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
-  auto& stream = conn->stream;
+  auto& stream = *conn->stream;
   auto& tcp = beast::get_lowest_layer(stream);
+  // A bounded number of TLS handshakes at a time: after a hub restart thousands of agents come
+  // back at once, and each handshake in flight holds about 100 KiB of TLS buffers. Queued ones
+  // wait (within the handshake deadline) instead of all progressing slowly and timing out.
+  net::steady_timer queued(conn->executor);
+  queued.expires_after(options_.handshake_timeout);
+  auto slot = co_await (handshake_slots_.async_send(boost::system::error_code{}, net::as_tuple(net::use_awaitable)) ||
+                        queued.async_wait(net::as_tuple(net::use_awaitable)));
+  if (slot.index() != 0 || std::get<0>(std::get<0>(slot))) {
+    co_return;  // no slot in time; the client retries
+  }
   tcp.expires_after(options_.handshake_timeout);
   auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, net::as_tuple(net::use_awaitable));
+  handshake_slots_.try_receive([](boost::system::error_code) {});
   if (hec) {
     if (!expectedEnd(hec)) {
       log::debug("TLS handshake failed", {{"peer", conn->peer}, {"error", hec.message()}});
@@ -275,8 +310,12 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
       }
       if (handler != nullptr) {
         conn->idle = false;
-        co_await (*handler)(stream, std::move(req), id, conn->peer);
-        break;
+        // The handler runs in its own coroutine, so that this one (its read buffer and parser)
+        // is freed: an upgraded connection can live for months.
+        conn->handed_off = true;
+        net::co_spawn(conn->executor, upgraded(conn, *handler, std::move(req), std::move(id)),
+                      [this, conn](std::exception_ptr e) { ended(conn, e); });
+        co_return;
       }
     }
     ApiRequest api_req;

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/experimental/concurrent_channel.hpp>
+
 #include "hub/api/api_service.hpp"
 #include "shared/common/result.hpp"
 #include "shared/net/asio.hpp"
@@ -26,15 +28,18 @@ struct HttpOptions {
   std::chrono::seconds header_timeout{10};               ///< From first byte to the end of the headers.
   std::chrono::seconds body_timeout{60};                 ///< To read the whole body.
   std::chrono::seconds idle_timeout{120};                ///< Keep-alive wait for the next request.
+  size_t max_handshakes = 1024;                          ///< TLS handshakes in progress at once; more wait.
   /// Runs on every client identity after the handshake; may withdraw trust (a retired CA).
   std::function<void(tls::PeerIdentity&)> vet_identity;
 };
 
 /// The TLS stream of one connection.
 using HttpStream = beast::ssl_stream<beast::tcp_stream>;
-/// Takes over a connection whose request asks for a WebSocket upgrade on its path. The stream
-/// stays valid until the returned awaitable completes; the connection is closed afterwards.
-using UpgradeHandler = std::function<net::awaitable<void>(HttpStream& stream, http::request<http::string_body> req,
+/// Takes over a connection whose request asks for a WebSocket upgrade on its path. The handler
+/// may take the stream (move it out, e.g. into a tls::LeanStream); if it leaves it, the
+/// connection is closed once the returned awaitable completes.
+using UpgradeHandler = std::function<net::awaitable<void>(std::unique_ptr<HttpStream>& stream,
+                                                          http::request<http::string_body> req,
                                                           tls::PeerIdentity peer_id, std::string peer)>;
 
 /**
@@ -63,15 +68,22 @@ class HttpServer {
  private:
   struct Conn;
   HttpServer(net::io_context& ioc, std::shared_ptr<ssl::context> tls, ApiService& api, HttpOptions options)
-      : ioc_(ioc), tls_(std::move(tls)), api_(api), options_(options), acceptor_(ioc) {}
+      : ioc_(ioc), tls_(std::move(tls)), api_(api), options_(options), acceptor_(ioc),
+        handshake_slots_(ioc, options.max_handshakes) {}
   net::awaitable<void> acceptLoop();
   net::awaitable<void> session(std::shared_ptr<Conn> conn);
+  net::awaitable<void> upgraded(std::shared_ptr<Conn> conn, UpgradeHandler handler, http::request<http::string_body> req,
+                                tls::PeerIdentity id);
+  /// Bookkeeping when a connection's coroutine ends.
+  void ended(const std::shared_ptr<Conn>& conn, std::exception_ptr e);
 
   net::io_context& ioc_;
   std::shared_ptr<ssl::context> tls_;
   ApiService& api_;
   HttpOptions options_;
   net::ip::tcp::acceptor acceptor_;
+  // A counting semaphore: a handshake holds one buffered message while it runs.
+  net::experimental::concurrent_channel<void(boost::system::error_code)> handshake_slots_;
   net::ip::tcp::endpoint endpoint_;
   std::vector<std::pair<std::string, RouteHandler>> routes_;
   std::vector<std::pair<std::string, UpgradeHandler>> upgrades_;

@@ -371,7 +371,7 @@ int runHub(const HubConfig& cfg) {
   AgentGateway gateway(ioc, api, *store.value(), registry, enrollment, clock, gateway_options);
   server.value()->addRoute("/enroll/", [&enrollment](ApiRequest r) { return enrollment.handle(std::move(r)); });
   server.value()->addUpgrade(protocol::kConnectPath,
-                             [&gateway](HttpStream& s, http::request<http::string_body> r, tls::PeerIdentity id,
+                             [&gateway](std::unique_ptr<HttpStream>& s, http::request<http::string_body> r, tls::PeerIdentity id,
                                         std::string peer) { return gateway.serve(s, std::move(r), std::move(id), std::move(peer)); });
   PlacementController placement(ioc, api, *store.value(), registry, clock);
   gateway.start();
