@@ -25,6 +25,12 @@ using namespace net::experimental::awaitable_operators;
 
 std::string seconds(std::chrono::seconds s) { return std::to_string(s.count()) + "s"; }
 
+// Events the gateway's own watch may buffer (a burst of 10,000 agents saying hello).
+constexpr size_t kControllerWatchQueue = 1 << 17;
+// The agents' reconnect backoff cap (agent/hub_link.hpp): after a hub start, nobody's lease runs
+// out before every agent has had the chance to come back (at most one more lease duration).
+constexpr std::chrono::seconds kBackoffCap{60};
+
 const Json& certificateOf(const Json& agent) {
   static const Json kEmpty = Json::object();
   auto st = agent.find("status");
@@ -677,8 +683,11 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
 }
 
 net::awaitable<void> AgentGateway::markControlPlanesUnknown(const std::string& agent, const std::string& stamp) {
+  const std::string quoted = "\"" + agent + "\"";
   for (const auto& rec : store_.list(resourceKey(cps_)).first) {
-    if (agentOf(*rec) != agent) {
+    // (A cheap test first: most control planes are not this agent's, and parsing them all for
+    // every agent whose lease ran out would be quadratic.)
+    if (rec->bytes.find(quoted) == std::string::npos || agentOf(*rec) != agent) {
       continue;
     }
     co_await updateStatus(api_, store_, cps_, rec->name, [&](Json& obj) {
@@ -739,8 +748,9 @@ net::awaitable<void> AgentGateway::checkLeases() {
       if (!v.ready) {
         continue;
       }
-      // A hub that just started gives every agent a full lease from its start.
-      TimePoint last = std::max(started_, v.last_heartbeat);
+      // A hub that just started gives every agent a full lease, plus the longest reconnect
+      // backoff, from its start: the whole fleet is coming back at once.
+      TimePoint last = std::max(started_ + std::min(kBackoffCap, options_.lease_duration), v.last_heartbeat);
       if (auto it = renewed_.find(name); it != renewed_.end() && it->second > last) {
         last = it->second;
       }
@@ -772,7 +782,7 @@ net::awaitable<void> AgentGateway::watchLoop() {
   const std::string cp_key = resourceKey(cps_);
   bool first = true;
   while (!stopping_) {
-    auto sub = store_.watch(store_.revision(), strand_);
+    auto sub = store_.watch(store_.revision(), strand_, kControllerWatchQueue);
     if (!sub) {
       log::error("agent gateway cannot watch the store", {{"error", sub.error().message}});
       co_return;

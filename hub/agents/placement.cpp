@@ -98,7 +98,7 @@ net::awaitable<void> PlacementController::run() {
   const std::string agent_key = resourceKey(agents_);
   net::steady_timer timer(strand_);
   while (!stopping_) {
-    auto sub = store_.watch(store_.revision(), strand_);
+    auto sub = store_.watch(store_.revision(), strand_, size_t(1) << 17);  // rides out a fleet's burst
     if (!sub) {
       log::error("placement cannot watch the store", {{"error", sub.error().message}});
       co_return;

@@ -432,7 +432,7 @@ size_t ObjectStore::size() const {
   return n;
 }
 
-Result<WatchSubscription> ObjectStore::watch(int64_t since, const net::any_io_executor& executor) {
+Result<WatchSubscription> ObjectStore::watch(int64_t since, const net::any_io_executor& executor, size_t queue) {
   std::lock_guard wlock(watch_mutex_);
   std::shared_lock lock(mutex_);
   WatchSubscription sub;
@@ -455,7 +455,7 @@ Result<WatchSubscription> ObjectStore::watch(int64_t since, const net::any_io_ex
       }
     }
   }
-  sub.channel = std::make_shared<WatchSubscription::Channel>(executor, options_.watch_queue);
+  sub.channel = std::make_shared<WatchSubscription::Channel>(executor, queue != 0 ? queue : options_.watch_queue);
   sub.id = next_watch_id_++;
   watchers_[sub.id] = sub.channel;
   return sub;

@@ -125,7 +125,9 @@ class ObjectStore {
   /// Subscribes to events of all resources. With `since` > 0, replays the retained events after
   /// it (an error naming the oldest kept revision when `since` is older: the caller answers 410);
   /// with `since` == 0, replays the current state as synthetic Added events.
-  Result<WatchSubscription> watch(int64_t since, const net::any_io_executor& executor);
+  /// `queue`: events buffered before the watcher is closed as too slow (0: options' watch_queue);
+  /// the hub's own controllers ask for more, to ride out bursts such as a fleet reconnecting.
+  Result<WatchSubscription> watch(int64_t since, const net::any_io_executor& executor, size_t queue = 0);
   /// Ends a subscription (closes its channel).
   void unwatch(uint64_t id);
   /// Closes every watch channel (shutdown).
