@@ -147,6 +147,23 @@ int printStatus(const AgentConfig& cfg, bool json, std::ostream& out, std::ostre
       s["certificate"] = {{"notAfter", formatTime(info->not_after)}, {"notBefore", formatTime(info->not_before)}};
     }
   }
+  s["acknowledgedRevision"] = st.acknowledgedRevision();
+  Json cps = Json::array();
+  for (const auto& d : st.desired()) {
+    Json cp = Json::parse(d.body, nullptr, false);
+    Json reported = Json::parse(d.reported.empty() ? "{}" : d.reported, nullptr, false);
+    Json ready = Json::object();
+    for (const auto& c : reported.is_object() ? reported.value("conditions", Json::array()) : Json::array()) {
+      if (c.is_object() && c.value("type", "") == "Ready") {
+        ready = {{"status", c.value("status", "")}, {"reason", c.value("reason", "")}};
+      }
+    }
+    cps.push_back({{"name", d.name}, {"revision", d.revision},
+                   {"type", cp.is_object() ? cp.value("spec", Json::object()).value("type", "") : ""},
+                   {"ready", ready}});
+  }
+  s["controlPlanes"] = cps;
+  s["unsentReports"] = st.outbox(100000).size();
   if (json) {
     out << s.dump(2) << "\n";
     return kExitOk;
@@ -177,6 +194,13 @@ int printStatus(const AgentConfig& cfg, bool json, std::ostream& out, std::ostre
     out << " (" << link_info.value("detail", "") << ")";
   }
   out << "\n";
+  out << "Desired:      " << cps.size() << " control plane(s) as of hub revision " << s["acknowledgedRevision"].get<int64_t>()
+      << "; " << s["unsentReports"].get<size_t>() << " status report(s) not yet acknowledged by the hub\n";
+  for (const auto& cp : cps) {
+    const Json& r = cp["ready"];
+    out << "  " << cp["name"].get<std::string>() << " (" << cp["type"].get<std::string>() << "): "
+        << (r.empty() ? "not reported yet" : "Ready=" + r.value("status", "") + " " + r.value("reason", "")) << "\n";
+  }
   return kExitOk;
 }
 

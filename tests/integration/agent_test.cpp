@@ -6,6 +6,7 @@
 #include <csignal>
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
@@ -157,6 +158,38 @@ class RawLink {
     ioc_.run_for(std::chrono::seconds(15));
     ioc_.restart();
     return said;
+  }
+
+  // Sends a frame, then reads messages until one of type `until` (returned last) or 15 s.
+  std::vector<protocol::Envelope> exchange(const std::string& frame, const std::string& until) {
+    std::vector<protocol::Envelope> got;
+    net::co_spawn(ioc_, [&]() -> net::awaitable<void> {
+      ws_.text(true);
+      auto [wec, wn] = co_await ws_.async_write(net::buffer(frame), net::as_tuple(net::use_awaitable));
+      beast::flat_buffer buf;
+      while (!wec) {
+        auto [ec, n] = co_await ws_.async_read(buf, net::as_tuple(net::use_awaitable));
+        if (ec) {
+          co_return;
+        }
+        auto env = protocol::decode(beast::buffers_to_string(buf.data()));
+        buf.consume(buf.size());
+        if (env) {
+          got.push_back(env.value());
+          if (env->type == until) {
+            co_return;
+          }
+        }
+      }
+    }, net::detached);
+    ioc_.run_for(std::chrono::seconds(15));
+    ioc_.restart();
+    return got;
+  }
+  // Ends the connection the way a killed process does: no close frame, no close_notify.
+  void drop() {
+    boost::system::error_code ec;
+    beast::get_lowest_layer(ws_).socket().close(ec);
   }
 
  private:
@@ -437,6 +470,88 @@ TEST_F(Agents, CaRotationWithOverlap) {
                       std::chrono::seconds(15), "edge-1 back after the overlap"))
       << a1b->log() << hub_->log();
   EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "agents"}).exit_code, 0);
+}
+
+TEST_F(Agents, KilledBetweenStoringAndAcknowledging) {
+  requireKubectl();
+  // Long leases: the agent stays Ready (and placeable) while its process is down.
+  hub_->stop();
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "hub.yaml", "agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 60\n", 0644));
+  startHub("127.0.0.1:0");
+  Token t = newToken();
+  auto a1 = startAgent("edge-1", t);
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready"))
+      << a1->log();
+  fs::path data = dir_.path() / "edge-1";
+  auto desiredNames = [&] {
+    std::set<std::string> names;
+    if (auto st = agent::AgentState::open(data, true)) {
+      for (const auto& d : st.value()->desired()) {
+        names.insert(d.name);
+      }
+    }
+    return names;
+  };
+  ASSERT_EQ(kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return desiredNames().count("cp-a") == 1; }, std::chrono::seconds(10), "cp-a stored"));
+  a1->signal(SIGTERM);
+  ASSERT_EQ(a1->wait(std::chrono::seconds(10)), 0);
+  ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return kubectl(hub_->kubeconfig(), {"get", "cp", "cp-b", "-o", "jsonpath={.status.agent}"}).out == "edge-1"; },
+                      std::chrono::seconds(10), "cp-b placed"));
+
+  // Standing in for the agent's process: hello with what it had stored, store the delta it
+  // gets (with the agent's own state code), and die before acknowledging it.
+  int64_t stored = 0;
+  {
+    auto st = agent::AgentState::open(data).value();
+    stored = st->acknowledgedRevision();
+    RawLink link(hub_->url(), readFile(data / "pki" / "ca.crt").value(), readFile(data / "pki" / "agent.crt").value(),
+                 readFile(data / "pki" / "agent.key").value());
+    ASSERT_EQ(link.connect(), 101u);
+    auto got = link.exchange(protocol::encode(protocol::msg::kHello, "1", 0,
+                                              {{"name", "edge-1"}, {"acknowledgedRevision", stored}}),
+                             protocol::msg::kDelta);
+    ASSERT_FALSE(got.empty());
+    ASSERT_EQ(got.back().type, protocol::msg::kDelta);
+    std::vector<std::pair<std::string, std::string>> upserts;
+    for (const auto& o : got.back().body["upserts"]) {
+      upserts.emplace_back(o["metadata"]["name"].get<std::string>(), o.dump());
+    }
+    ASSERT_EQ(upserts.size(), 1u);
+    EXPECT_EQ(upserts[0].first, "cp-b");
+    ASSERT_TRUE(st->applyDelta(got.back().revision, upserts, {}));
+    link.drop();
+  }
+  EXPECT_EQ(desiredNames(), (std::set<std::string>{"cp-a", "cp-b"}));
+
+  // The real agent starts again on that state: it resumes from what it stored (a delta, no
+  // snapshot), reports both control planes, and holds exactly the desired set.
+  auto a2 = std::make_unique<Process>(agentArgs("edge-1", Token{}), dir_.path() / "edge-1-again.log");
+  auto reason = [&](const std::string& cp) {
+    return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].reason}"}).out;
+  };
+  EXPECT_TRUE(waitFor([&] { return reason("cp-a") == "NotSupported" && reason("cp-b") == "NotSupported"; },
+                      std::chrono::seconds(15), "both reported"))
+      << a2->log() << hub_->log();
+  EXPECT_EQ(desiredNames(), (std::set<std::string>{"cp-a", "cp-b"}));
+  EXPECT_EQ(a2->log().find("kind=snapshot"), std::string::npos) << a2->log();
+  auto st = agent::AgentState::open(data, true).value();
+  EXPECT_GT(st->acknowledgedRevision(), stored);
+
+  // Without the hub, `kflex-agent status` shows what the agent holds.
+  hub_->stop();
+  EXPECT_TRUE(waitFor([&] { return a2->log().find("hub link down") != std::string::npos; }, std::chrono::seconds(10),
+                      "link down"));
+  auto status = run({(binDir() / "kflex-agent").string(), "status", "--config", "/dev/null", "--data-dir", data.string()});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("Link:         disconnected"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("cp-a (k3s): Ready=False NotSupported"), std::string::npos) << status.out;
+  auto js = run({(binDir() / "kflex-agent").string(), "status", "--json", "--config", "/dev/null", "--data-dir", data.string()});
+  Json j = Json::parse(js.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << js.out;
+  EXPECT_EQ(j["controlPlanes"].size(), 2u);
+  EXPECT_EQ(j["name"], "edge-1");
 }
 
 TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
