@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shared/net/https_client.hpp"
 
+#include <openssl/x509.h>
+
+#include "shared/common/time.hpp"
+
 #include "shared/common/version.hpp"
 #include "shared/tls/context.hpp"
 
@@ -46,6 +50,14 @@ net::awaitable<std::string> openTls(TlsStream& stream, const std::string& host, 
   stream.set_verify_callback(ssl::host_name_verification(host));
   auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
   if (hec) {
+    long verdict = SSL_get_verify_result(stream.native_handle());
+    if (verdict == X509_V_ERR_CERT_NOT_YET_VALID || verdict == X509_V_ERR_CERT_HAS_EXPIRED) {
+      // Mostly a clock that is far off on one side: say so, with this host's time.
+      co_return "TLS handshake with " + server + " failed: its certificate is " +
+          (verdict == X509_V_ERR_CERT_NOT_YET_VALID ? "not valid yet" : "expired") + " by this host's clock (" +
+          formatTime(std::chrono::system_clock::now()) + "); if that time is wrong, fix the clock (timedatectl, "
+          "chrony or NTP) on this host or on the server";
+    }
     co_return "TLS handshake with " + server + " failed: " + hec.message() +
         " (check the CA and server address in the kubeconfig)";
   }

@@ -554,6 +554,34 @@ TEST_F(Agents, KilledBetweenStoringAndAcknowledging) {
   EXPECT_EQ(j["name"], "edge-1");
 }
 
+TEST_F(Agents, ClockFarOff) {
+  // The agent's clock two days behind the hub's is the same, to TLS, as a serving certificate
+  // issued two days "in the future": give the hub one (it keeps a valid certificate from its CA).
+  Token t = newToken();
+  std::string url = hub_->url();
+  hub_->stop();
+  fs::path pki = dir_.path() / "hub" / "pki";
+  auto ca = tls::KeyPair{readFile(pki / "ca.crt").value(), readFile(pki / "ca.key").value()};
+  auto old_server = tls::inspectCertificate(readFile(pki / "server.crt").value()).value();
+  FakeClock ahead(std::chrono::system_clock::now() + std::chrono::hours(48));
+  tls::CertRequest req;
+  req.common_name = "kflex-hub";
+  req.dns_names = old_server.dns_names;
+  req.ip_addresses = old_server.ip_addresses;
+  req.server_auth = true;
+  req.validity = std::chrono::hours(24 * 365);
+  auto future = tls::issueCertificate(ca, req, ahead).value();
+  ASSERT_TRUE(writeFileAtomic(pki / "server.key", future.key_pem, 0600));
+  ASSERT_TRUE(writeFileAtomic(pki / "server.crt", future.cert_pem, 0644));
+  startHub(url.substr(8));
+  auto a1 = startAgent("edge-1", t);
+  EXPECT_TRUE(waitFor([&] { return a1->log().find("not valid yet by this host's clock") != std::string::npos; },
+                      std::chrono::seconds(15), "a clock hint"))
+      << a1->log();
+  EXPECT_NE(a1->log().find("fix the clock"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir_.path() / "edge-1" / "pki" / "agent.crt"));  // nothing sent over an unverified link
+}
+
 TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   requireKubectl();
   Token t = newToken();
