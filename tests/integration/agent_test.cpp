@@ -3,6 +3,8 @@
 // restarts, and bad input on the link.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <csignal>
 #include <fstream>
 #include <regex>
@@ -632,6 +634,71 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   ASSERT_EQ(desired.size(), 1u);
   EXPECT_EQ(desired[0].name, "cp-eu2");
   EXPECT_TRUE(state.value()->outbox(10).empty()) << "every report was acknowledged";
+}
+
+// A real network partition: the agent runs in its own network namespace, joined to the hub by a
+// veth pair; the link is cut by taking the hub's end down (packets vanish, nothing is reset).
+TEST_F(Agents, NetworkPartitionInANamespace) {
+  requireKubectl();
+  std::string tag = std::to_string(::getpid() % 100000);
+  std::string ns = "kflex-t" + tag;
+  std::string host_if = "kfh" + tag;
+  std::string agent_if = "kfa" + tag;
+  std::string subnet = "10.213." + std::to_string(::getpid() % 250) + ".";
+  if (::geteuid() != 0 || run({"ip", "netns", "add", ns}).exit_code != 0) {
+    GTEST_SKIP() << "network namespaces need root and the ip tool (ip netns add failed)";
+  }
+  struct Cleanup {
+    std::string ns;
+    ~Cleanup() { run({"ip", "netns", "del", ns}); }  // takes the veth pair with it
+  } cleanup{ns};
+  for (const auto& cmd : std::vector<std::vector<std::string>>{
+           {"ip", "link", "add", host_if, "type", "veth", "peer", "name", agent_if},
+           {"ip", "link", "set", agent_if, "netns", ns},
+           {"ip", "addr", "add", subnet + "1/30", "dev", host_if},
+           {"ip", "link", "set", host_if, "up"},
+           {"ip", "netns", "exec", ns, "ip", "addr", "add", subnet + "2/30", "dev", agent_if},
+           {"ip", "netns", "exec", ns, "ip", "link", "set", agent_if, "up"},
+           {"ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"}}) {
+    auto r = run(cmd);
+    ASSERT_EQ(r.exit_code, 0) << cmd[0] << " " << cmd[1] << " " << cmd[2] << ": " << r.err;
+  }
+  hub_->stop();
+  startHub(subnet + "1:0");
+  Token t = newToken();
+  std::vector<std::string> argv = {"ip", "netns", "exec", ns};
+  for (const auto& a : agentArgs("edge-1", t)) {
+    argv.push_back(a);
+  }
+  auto a1 = std::make_unique<Process>(argv, dir_.path() / "edge-1.log");
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready"))
+      << a1->log() << hub_->log();
+  EXPECT_EQ(agent("edge-1")["status"].value("address", ""), subnet + "2");
+  auto readyReason = [&](const std::string& cp) {
+    return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].reason}"}).out;
+  };
+  ASSERT_EQ(kflex({"create", "cp-1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return readyReason("cp-1") == "NotSupported"; }, std::chrono::seconds(15), "cp-1 reported"));
+
+  // Cut: the lease runs out, the control plane goes Unknown; desired state changes meanwhile.
+  ASSERT_EQ(run({"ip", "link", "set", host_if, "down"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return ready("edge-1") == "False/LeaseExpired"; }, std::chrono::seconds(15), "lease expired"));
+  EXPECT_TRUE(waitFor([&] { return readyReason("cp-1") == "AgentUnreachable"; }, std::chrono::seconds(10), "Unknown"));
+  ASSERT_EQ(kflex({"create", "cp-2", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"delete", "cp-1"}).exit_code, 0);
+
+  // Heal: the agent is back, cp-2 is placed and reported, cp-1 is gone from the agent too.
+  ASSERT_EQ(run({"ip", "link", "set", host_if, "up"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return readyReason("cp-2") == "NotSupported"; }, std::chrono::seconds(60), "converged"))
+      << a1->log() << hub_->log();
+  EXPECT_EQ(ready("edge-1"), "True/AgentReady");
+  a1->signal(SIGTERM);
+  ASSERT_EQ(a1->wait(std::chrono::seconds(10)), 0);
+  auto state = agent::AgentState::open(dir_.path() / "edge-1", true);
+  ASSERT_TRUE(state) << state.error().message;
+  auto desired = state.value()->desired();
+  ASSERT_EQ(desired.size(), 1u);
+  EXPECT_EQ(desired[0].name, "cp-2");
 }
 
 TEST_F(Agents, BadFramesAndForeignCertificates) {
