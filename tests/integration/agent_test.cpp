@@ -706,6 +706,53 @@ TEST_F(Agents, NetworkPartitionInANamespace) {
   EXPECT_EQ(desired[0].name, "cp-2");
 }
 
+TEST_F(Agents, HubRestoredFromAnOlderBackup) {
+  requireKubectl();
+  hub_->stop();
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "hub.yaml", "agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 60\n", 0644));
+  startHub("127.0.0.1:0");
+  Token t = newToken();
+  auto a1 = startAgent("edge-1", t);
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready"))
+      << a1->log();
+  fs::path data = dir_.path() / "edge-1";
+  auto desiredNames = [&] {
+    std::set<std::string> names;
+    if (auto st = agent::AgentState::open(data, true)) {
+      for (const auto& d : st.value()->desired()) {
+        names.insert(d.name);
+      }
+    }
+    return names;
+  };
+  ASSERT_EQ(kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return desiredNames().count("cp-a") == 1; }, std::chrono::seconds(10), "cp-a stored"));
+  // A backup of the hub's data directory (taken while it is stopped).
+  std::string port = hub_->url().substr(hub_->url().rfind(':') + 1);
+  hub_->stop();
+  fs::copy(dir_.path() / "hub", dir_.path() / "backup", fs::copy_options::recursive);
+  startHub("127.0.0.1:" + port);
+  ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "cp-c", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return desiredNames() == std::set<std::string>{"cp-a", "cp-b", "cp-c"}; },
+                      std::chrono::seconds(15), "three stored"))
+      << a1->log();
+  // The hub comes back from the backup: the agent has seen revisions the hub never made (again).
+  hub_->stop();
+  fs::remove_all(dir_.path() / "hub");
+  fs::rename(dir_.path() / "backup", dir_.path() / "hub");
+  startHub("127.0.0.1:" + port);
+  EXPECT_TRUE(waitFor([&] { return hub_->log().find("agent is ahead of the hub's store") != std::string::npos; },
+                      std::chrono::seconds(20), "full resync"))
+      << hub_->log();
+  // A full snapshot, not an inference that everything was deleted: the agent holds what the
+  // restored hub wants.
+  EXPECT_TRUE(waitFor([&] { return desiredNames() == std::set<std::string>{"cp-a"}; }, std::chrono::seconds(15),
+                      "the restored desired state"))
+      << a1->log();
+  EXPECT_NE(a1->log().find("kind=snapshot"), std::string::npos);
+}
+
 TEST_F(Agents, BadFramesAndForeignCertificates) {
   requireKubectl();
   Token t = newToken();
