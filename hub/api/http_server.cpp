@@ -1,15 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/api/http_server.hpp"
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
-
 #include <boost/beast/websocket.hpp>
 
 #include "shared/common/log.hpp"
 
 namespace kflex::hub {
-
-using namespace net::experimental::awaitable_operators;
 namespace {
 
 using Stream = HttpStream;
@@ -194,13 +190,12 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
   auto& tcp = beast::get_lowest_layer(stream);
   // A bounded number of TLS handshakes at a time: after a hub restart thousands of agents come
   // back at once, and each handshake in flight holds about 100 KiB of TLS buffers. Queued ones
-  // wait (within the handshake deadline) instead of all progressing slowly and timing out.
-  net::steady_timer queued(conn->executor);
-  queued.expires_after(options_.handshake_timeout);
-  auto slot = co_await (handshake_slots_.async_send(boost::system::error_code{}, net::as_tuple(net::use_awaitable)) ||
-                        queued.async_wait(net::as_tuple(net::use_awaitable)));
-  if (slot.index() != 0 || std::get<0>(std::get<0>(slot))) {
-    co_return;  // no slot in time; the client retries
+  // wait their turn instead of all progressing slowly and timing out. (No deadline on the wait:
+  // a slot taken at the moment a deadline fired would be lost for good. A client that gave up
+  // meanwhile makes its handshake fail at once when its turn comes.)
+  auto [slot_ec] = co_await handshake_slots_.async_send(boost::system::error_code{}, net::as_tuple(net::use_awaitable));
+  if (slot_ec) {
+    co_return;
   }
   tcp.expires_after(options_.handshake_timeout);
   auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, net::as_tuple(net::use_awaitable));
