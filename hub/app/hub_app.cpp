@@ -260,13 +260,18 @@ Result<std::string> rotateCa(const fs::path& data_dir, std::chrono::seconds over
               {"currentPin", tls::pinOrEmpty(fresh->cert_pem)}};
   // The previous CA and the overlap first, so that a crash before the new CA is in place leaves
   // the old one working.
-  for (auto r : {writeFileAtomic(pki / "ca-previous.crt", old_ca->cert_pem, 0644),
-                 writeFileAtomic(pki / "ca-cross.crt", cross.value(), 0644),
-                 writeFileAtomic(pki / "rotation.json", rot.dump(2) + "\n", 0644),
-                 savePair(fresh.value(), pki / "ca.crt", pki / "ca.key")}) {
-    if (!r) {
-      return r.error();
-    }
+  // (One after the other: a failure stops before the next file is touched.)
+  if (auto r = writeFileAtomic(pki / "ca-previous.crt", old_ca->cert_pem, 0644); !r) {
+    return r.error();
+  }
+  if (auto r = writeFileAtomic(pki / "ca-cross.crt", cross.value(), 0644); !r) {
+    return r.error();
+  }
+  if (auto r = writeFileAtomic(pki / "rotation.json", rot.dump(2) + "\n", 0644); !r) {
+    return r.error();
+  }
+  if (auto r = savePair(fresh.value(), pki / "ca.crt", pki / "ca.key"); !r) {
+    return r.error();
   }
   return "rotated the hub CA: new CA " + req.common_name + " (" + rot["currentPin"].get<std::string>() +
          "); the previous one (" + rot["previousPin"].get<std::string>() + ") stays trusted until " +
