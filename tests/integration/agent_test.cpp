@@ -98,6 +98,40 @@ class Agents : public ::testing::Test {
     }
     return "<none>";
   }
+  // The names of the control planes an agent's agent.db holds.
+  static std::set<std::string> storedNames(const fs::path& data_dir) {
+    std::set<std::string> names;
+    if (auto st = agent::AgentState::open(data_dir, true)) {
+      for (const auto& d : st.value()->desired()) {
+        names.insert(d.name);
+      }
+    }
+    return names;
+  }
+  // A hub with long leases (an agent stays Ready, and placeable, while its process is down), a
+  // linked agent edge-1, and cp-a placed on it and stored in its agent.db. Null after a failure.
+  std::unique_ptr<Process> edgeWithLongLeaseAndCpA() {
+    hub_->stop();
+    EXPECT_TRUE(writeFileAtomic(dir_.path() / "hub.yaml",
+                                "agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 60\n", 0644));
+    hub_ = std::make_unique<HubProcess>(dir_.path() / "hub",
+                                        std::vector<std::string>{"--config", (dir_.path() / "hub.yaml").string(),
+                                                                 "--listen", "127.0.0.1:0"});
+    if (!hub_->ok()) {
+      ADD_FAILURE() << hub_->log();
+      return nullptr;
+    }
+    auto a1 = startAgent("edge-1", newToken());
+    bool ok = waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready") &&
+              kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code == 0 &&
+              waitFor([&] { return storedNames(dir_.path() / "edge-1").count("cp-a") == 1; }, std::chrono::seconds(10),
+                      "cp-a stored");
+    if (!ok) {
+      ADD_FAILURE() << a1->log() << hub_->log();
+      return nullptr;
+    }
+    return a1;
+  }
   void requireKubectl() {
     if (kubectlPath().empty()) {
       GTEST_SKIP() << "kubectl is not installed";
@@ -476,26 +510,12 @@ TEST_F(Agents, CaRotationWithOverlap) {
 
 TEST_F(Agents, KilledBetweenStoringAndAcknowledging) {
   requireKubectl();
-  // Long leases: the agent stays Ready (and placeable) while its process is down.
-  hub_->stop();
-  ASSERT_TRUE(writeFileAtomic(dir_.path() / "hub.yaml", "agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 60\n", 0644));
-  startHub("127.0.0.1:0");
-  Token t = newToken();
-  auto a1 = startAgent("edge-1", t);
-  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready"))
-      << a1->log();
+  auto a1 = edgeWithLongLeaseAndCpA();
+  if (!a1) {
+    return;
+  }
   fs::path data = dir_.path() / "edge-1";
-  auto desiredNames = [&] {
-    std::set<std::string> names;
-    if (auto st = agent::AgentState::open(data, true)) {
-      for (const auto& d : st.value()->desired()) {
-        names.insert(d.name);
-      }
-    }
-    return names;
-  };
-  ASSERT_EQ(kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
-  ASSERT_TRUE(waitFor([&] { return desiredNames().count("cp-a") == 1; }, std::chrono::seconds(10), "cp-a stored"));
+  auto desiredNames = [&] { return storedNames(data); };
   a1->signal(SIGTERM);
   ASSERT_EQ(a1->wait(std::chrono::seconds(10)), 0);
   ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
@@ -708,25 +728,12 @@ TEST_F(Agents, NetworkPartitionInANamespace) {
 
 TEST_F(Agents, HubRestoredFromAnOlderBackup) {
   requireKubectl();
-  hub_->stop();
-  ASSERT_TRUE(writeFileAtomic(dir_.path() / "hub.yaml", "agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 60\n", 0644));
-  startHub("127.0.0.1:0");
-  Token t = newToken();
-  auto a1 = startAgent("edge-1", t);
-  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready"))
-      << a1->log();
+  auto a1 = edgeWithLongLeaseAndCpA();
+  if (!a1) {
+    return;
+  }
   fs::path data = dir_.path() / "edge-1";
-  auto desiredNames = [&] {
-    std::set<std::string> names;
-    if (auto st = agent::AgentState::open(data, true)) {
-      for (const auto& d : st.value()->desired()) {
-        names.insert(d.name);
-      }
-    }
-    return names;
-  };
-  ASSERT_EQ(kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
-  ASSERT_TRUE(waitFor([&] { return desiredNames().count("cp-a") == 1; }, std::chrono::seconds(10), "cp-a stored"));
+  auto desiredNames = [&] { return storedNames(data); };
   // A backup of the hub's data directory (taken while it is stopped).
   std::string port = hub_->url().substr(hub_->url().rfind(':') + 1);
   hub_->stop();
