@@ -3,6 +3,8 @@
 
 #include <openssl/crypto.h>
 
+#include <random>
+
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/model/conditions.hpp"
@@ -159,6 +161,10 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
   // Use up the token first, with the read resourceVersion: two enrollments racing for a
   // single-use token cannot both win, and a busy multi-use token is simply read again.
   std::string now = formatTime(clock_.now());
+  // Many hosts enrolling with one token at once all update it: retry with a growing, random
+  // pause (so nobody starves) for up to 10 s.
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::minstd_rand jitter(std::random_device{}());
   for (int attempt = 0;; ++attempt) {
     Json token_status = tok.value("status", Json::object());
     token_status["uses"] = token_status.value("uses", int64_t(0)) + 1;
@@ -169,7 +175,13 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
     if (used.status == 200) {
       break;
     }
-    ObjectPtr again = used.status == 409 && attempt < 100 ? store_.get(resourceKey(tokens_), token_id) : nullptr;
+    bool busy = used.status == 409 && std::chrono::steady_clock::now() < give_up;
+    if (busy) {
+      net::steady_timer pause(co_await net::this_coro::executor);
+      pause.expires_after(std::chrono::microseconds(jitter() % (500u << std::min(attempt, 5))));
+      co_await pause.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    ObjectPtr again = busy ? store_.get(resourceKey(tokens_), token_id) : nullptr;
     if (again) {
       tok = Json::parse(again->bytes);
       why = tokenProblem(tok);
