@@ -2,6 +2,9 @@
 #include "hub/agents/gateway.hpp"
 
 #include <malloc.h>
+#ifdef KFLEX_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
 
 #include <deque>
 #include <map>
@@ -19,6 +22,17 @@
 
 namespace kflex::hub {
 namespace {
+
+// Gives freed pages back to the system.
+void releaseFreeMemory() {
+#ifdef KFLEX_WITH_JEMALLOC
+  // MALLCTL_ARENAS_ALL: every arena.
+  std::string purge = "arena." + std::to_string(MALLCTL_ARENAS_ALL) + ".purge";
+  mallctl(purge.c_str(), nullptr, nullptr, nullptr, 0);
+#else
+  ::malloc_trim(0);
+#endif
+}
 
 namespace websocket = beast::websocket;
 using namespace net::experimental::awaitable_operators;
@@ -714,7 +728,7 @@ net::awaitable<void> AgentGateway::leaseLoop() {
     if (++ticks % 10 == 0) {
       // Links are set up with large TLS buffers that are freed right after (LeanStream): give
       // the freed pages back, or a burst of reconnects keeps its peak as resident memory.
-      ::malloc_trim(0);
+      releaseFreeMemory();
       std::vector<std::shared_ptr<Session>> all;
       {
         std::lock_guard lock(mutex_);

@@ -882,7 +882,26 @@ net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const Reso
   if (isDryRun(req)) {
     result = store_.dryRun(resourceKey(t), name, mutation);
   } else {
-    result = co_await store_.write(resourceKey(t), name, std::move(mutation), net::use_awaitable);
+    // Optimistic: compute the outcome here, against the version current now, so the work runs
+    // in parallel on the request's thread. The writer thread takes it as it is when that version
+    // is still current (the record it points to is kept alive, so pointer identity means the same
+    // version) and otherwise runs the mutation again itself. A mutation therefore runs at most
+    // twice, the second time only against another version than the first.
+    ObjectPtr seen = store_.get(resourceKey(t), name);
+    std::shared_ptr<Decision> computed;
+    try {
+      computed = std::make_shared<Decision>(mutation(seen.get(), 0));
+      ObjectStore::encode(*computed);
+    } catch (const std::exception&) {
+      computed.reset();  // the writer runs it again and reports the error
+    }
+    Mutation checked = [seen, computed, mutation = std::move(mutation)](const ObjectRecord* current, int64_t next) {
+      if (computed && current == seen.get()) {
+        return std::move(*computed);
+      }
+      return mutation(current, next);
+    };
+    result = co_await store_.write(resourceKey(t), name, std::move(checked), net::use_awaitable);
   }
   const Decision& d = result.decision;
   if (d.kind == Decision::Kind::Fail) {
@@ -926,7 +945,8 @@ net::awaitable<ApiResponse> ApiService::create(const ApiRequest& req, const Reso
       return failure(409, "AlreadyExists", qualifiedResource(t) + " \"" + name + "\" already exists",
                      {{"name", name}, {"group", t.group}, {"kind", t.plural}});
     }
-    // A mutation runs once, so the prepared object can be moved out.
+    // Only a call with no current object moves the prepared one out, and commit() calls a
+    // mutation again only against another version than the first time: it is moved once.
     return std::move(*prepared);
   };
   co_return co_await commit(req, t, name, std::move(m), 201);

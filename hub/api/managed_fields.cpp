@@ -198,9 +198,42 @@ void deepMerge(Json& target, const Json& patch) {
   }
 }
 
+// fieldsV1 of every leaf of `v` (what leafFields and toFieldsV1 give together), built in one walk.
+Json fieldsV1Of(const Json& v, FieldPath& path, bool with_status) {
+  Json out = Json::object();
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    path.push_back(it.key());
+    bool skip = isIdentity(path) || (path.size() == 1 && path[0] == "status" && !with_status);
+    if (!skip) {
+      const Json& child = it.value();
+      Json sub = child.is_object() && !child.empty() ? fieldsV1Of(child, path, with_status) : Json::object();
+      if (!(child.is_object() && !child.empty()) || !sub.empty()) {
+        out["f:" + it.key()] = std::move(sub);
+      }
+    }
+    path.pop_back();
+  }
+  return out;
+}
+
 void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager, const std::string& subresource,
                   const std::string& now) {
   bool with_status = subresource == "status";
+  if (old_obj == nullptr && valueAt(updated, {"metadata", "managedFields"}) == nullptr) {
+    // A new object: every field it has belongs to its creator (the common case, done in one walk).
+    FieldPath path;
+    Json fields = updated.is_object() ? fieldsV1Of(updated, path, with_status) : Json::object();
+    if (!fields.empty()) {
+      Json e = {{"manager", manager.empty() ? "unknown" : manager}, {"operation", "Update"},
+                {"apiVersion", updated.value("apiVersion", "")}, {"fieldsType", "FieldsV1"},
+                {"fieldsV1", std::move(fields)}, {"time", now}};
+      if (!subresource.empty()) {
+        e["subresource"] = subresource;
+      }
+      updated["metadata"]["managedFields"] = Json::array({std::move(e)});
+    }
+    return;
+  }
   std::vector<Entry> entries = old_obj != nullptr ? readEntries(*old_obj) : readEntries(updated);
   FieldSet new_fields = leafFields(updated, true);
   FieldSet old_fields = old_obj != nullptr ? leafFields(*old_obj, true) : FieldSet{};

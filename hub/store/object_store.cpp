@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "shared/common/log.hpp"
+#include "shared/common/util.hpp"
 
 namespace kflex::hub {
 namespace {
@@ -49,7 +50,45 @@ ObjectPtr makeRecord(std::string resource, std::string name, int64_t revision, s
   return rec;
 }
 
+ObjectPtr makeRecord(std::string resource, std::string name, int64_t revision, Decision::Encoded encoded) {
+  auto rec = std::make_shared<ObjectRecord>();
+  rec->resource = std::move(resource);
+  rec->name = std::move(name);
+  rec->revision = revision;
+  rec->labels = std::move(encoded.labels);
+  std::string rv = std::to_string(revision);
+  rec->bytes.reserve(encoded.head.size() + rv.size() + encoded.tail.size());
+  rec->bytes.append(encoded.head).append(rv).append(encoded.tail);
+  return rec;
+}
+
+// Stands in for the resourceVersion while an object is serialized ahead of its write. Random per
+// process, so no client can put it anywhere in an object.
+const std::string& revisionPlaceholder() {
+  static const std::string token = "kflex-revision-" + newUuid();
+  return token;
+}
+
 }  // namespace
+
+void ObjectStore::encode(Decision& d) {
+  if (d.kind != Decision::Kind::Put || !d.object.is_object()) {
+    return;
+  }
+  const std::string& token = revisionPlaceholder();
+  d.object["metadata"]["resourceVersion"] = token;
+  std::string bytes = d.object.dump();
+  size_t at = bytes.find(token);
+  if (at == std::string::npos || bytes.find(token, at + 1) != std::string::npos) {
+    return;  // cannot happen: the writer serializes it then
+  }
+  Decision::Encoded e;
+  e.tail = bytes.substr(at + token.size());
+  bytes.resize(at);
+  e.head = std::move(bytes);
+  e.labels = labelsOf(d.object);
+  d.encoded = std::move(e);
+}
 
 Result<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::filesystem::path& db_path, StoreOptions options) {
   std::unique_ptr<ObjectStore> s(new ObjectStore(db_path, options));
@@ -260,7 +299,13 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
     event->revision = next;
     if (d.kind == Decision::Kind::Put) {
       d.object["metadata"]["resourceVersion"] = std::to_string(next);
-      auto rec = makeRecord(w.resource, w.name, next, d.object);
+      ObjectPtr rec;
+      if (d.encoded) {
+        rec = makeRecord(w.resource, w.name, next, std::move(*d.encoded));
+        d.encoded.reset();
+      } else {
+        rec = makeRecord(w.resource, w.name, next, d.object);
+      }
       event->type = cur ? EventType::Modified : EventType::Added;
       event->object = rec;
       staged[w.resource + "\n" + w.name] = rec;

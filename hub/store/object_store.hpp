@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -56,6 +57,14 @@ struct Decision {
   std::string message;    ///< Fail: message.
   Json details;           ///< Fail: optional Status details.
   std::vector<std::string> warnings;  ///< Sent back as HTTP Warning headers (kubectl prints them).
+  /// Put: `object` already serialized around its resourceVersion value (ObjectStore::encode), so
+  /// the writer thread only splices the revision in.
+  struct Encoded {
+    std::string head;  ///< Up to and including the opening quote of the resourceVersion value.
+    std::string tail;  ///< From its closing quote on.
+    std::map<std::string, std::string> labels;
+  };
+  std::optional<Encoded> encoded;
 };
 
 /// The outcome of a write, delivered to the requester.
@@ -110,6 +119,9 @@ class ObjectStore {
         },
         token, std::move(resource), std::move(name), std::move(mutation));
   }
+  /// Serializes a Put decision's object ahead of the write, off the writer thread (a no-op for
+  /// other decisions). The object must not change afterwards.
+  static void encode(Decision& d);
   /// Runs a mutation against current state without storing it (dryRun=All).
   WriteResult dryRun(const std::string& resource, const std::string& name, const Mutation& mutation);
 

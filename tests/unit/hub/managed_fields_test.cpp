@@ -18,6 +18,34 @@ TEST(ManagedFields, FieldsV1RoundTrip) {
   EXPECT_EQ(toFieldsV1(s).dump(), R"({"f:metadata":{"f:labels":{"f:x":{}}},"f:spec":{"f:type":{}}})");
 }
 
+TEST(ManagedFields, CreateGivesEveryFieldToTheCreatorAsTheGeneralPathWould) {
+  Json obj = cp("k3s");
+  obj["metadata"]["uid"] = "u";
+  obj["spec"]["globalVars"] = Json::object();
+  obj["spec"]["postCreateHooks"] = Json::array({{{"hookName", "h"}}});
+  obj["status"] = {{"observedGeneration", 0}};
+  Json created = obj;
+  recordUpdate(nullptr, created, "kubectl", "", "t");
+  ASSERT_EQ(created["metadata"]["managedFields"].size(), 1u);
+  const Json& e = created["metadata"]["managedFields"][0];
+  EXPECT_EQ(e["manager"], "kubectl");
+  EXPECT_EQ(e["operation"], "Update");
+  EXPECT_EQ(e["time"], "t");
+  EXPECT_EQ(e["apiVersion"], "tenancy.kflex.kubestellar.org/v1alpha1");
+  EXPECT_FALSE(e.contains("subresource"));
+  // Identity fields and status are not owned by a main-resource update; empty objects and lists are leaves.
+  EXPECT_EQ(e["fieldsV1"].dump(),
+            R"({"f:metadata":{"f:labels":{"f:x":{}}},"f:spec":{"f:globalVars":{},"f:postCreateHooks":{},"f:type":{}}})");
+  FieldSet expected = leafFields(obj, false);
+  EXPECT_EQ(fromFieldsV1(e["fieldsV1"]), expected);
+
+  // Written through the status subresource, status fields count too.
+  Json via_status = obj;
+  recordUpdate(nullptr, via_status, "agent", "status", "t");
+  EXPECT_EQ(fromFieldsV1(via_status["metadata"]["managedFields"][0]["fieldsV1"]), leafFields(obj, true));
+  EXPECT_EQ(via_status["metadata"]["managedFields"][0]["subresource"], "status");
+}
+
 TEST(ManagedFields, ApplyTakesOwnershipAndDetectsConflicts) {
   Json result;
   ASSERT_TRUE(applyConfig(nullptr, cp("k3s"), "alice", false, "", "t", result).empty());
