@@ -105,10 +105,13 @@ net::awaitable<void> PlacementController::run() {
     }
     watch_id_ = sub->id;
     rebuild();
-    co_await reconcile();
+    co_await reconcile(true);
     // Reconcile when something that placement depends on changed (checked every 200 ms), and
     // every 10 s. Heartbeats and status reports change nothing here and cost one parse each.
+    // A change looks again at the control planes it concerns (a new agent: every pending one);
+    // every minute all pending ones are looked at again, whatever happened.
     auto next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    auto next_full = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     bool dirty = false;
     while (!stopping_) {
       timer.expires_after(std::chrono::milliseconds(200));
@@ -127,10 +130,15 @@ net::awaitable<void> PlacementController::run() {
       if (closed) {
         break;  // closed: subscribe again (after a full rebuild)
       }
-      if (dirty || std::chrono::steady_clock::now() >= next_resync) {
+      auto now = std::chrono::steady_clock::now();
+      if (dirty || now >= next_resync) {
         dirty = false;
-        next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        co_await reconcile();
+        next_resync = now + std::chrono::seconds(10);
+        bool full = now >= next_full;
+        if (full) {
+          next_full = now + std::chrono::seconds(60);
+        }
+        co_await reconcile(full);
       }
     }
     store_.unwatch(sub->id);
@@ -151,7 +159,9 @@ void PlacementController::rebuild() {
 
 bool PlacementController::observeAgent(const ObjectRecord& rec, bool deleted) {
   if (deleted) {
-    return agents_view_.erase(rec.name) > 0;
+    bool known = agents_view_.erase(rec.name) > 0;
+    retry_all_ |= known;
+    return known;
   }
   Json a = Json::parse(rec.bytes, nullptr, false);
   if (!a.is_object()) {
@@ -173,6 +183,7 @@ bool PlacementController::observeAgent(const ObjectRecord& rec, bool deleted) {
                   it->second.unschedulable != v.unschedulable || it->second.labels != v.labels ||
                   it->second.cpu != v.cpu || it->second.memory != v.memory;
   agents_view_[rec.name] = std::move(v);
+  retry_all_ |= relevant;  // what fits where may have changed for every pending control plane
   return relevant;
 }
 
@@ -192,19 +203,73 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
   v.agent = cp.value("status", Json::object()).value("agent", "");
   v.deleting = cp.value("metadata", Json::object()).contains("deletionTimestamp");
   auto it = cps_view_.find(rec.name);
+  bool pending = v.agent.empty() && !v.deleting;
   bool relevant = it == cps_view_.end() || it->second.agent != v.agent || it->second.deleting != v.deleting ||
-                  (v.agent.empty() && !v.deleting);  // a pending one was touched: try again
+                  pending;  // a pending one was touched: try again
+  if (pending) {
+    retry_.insert(rec.name);
+  }
   cps_view_[rec.name] = std::move(v);
   return relevant;
 }
 
-net::awaitable<void> PlacementController::reconcile() {
+net::awaitable<void> PlacementController::recordDecisions(std::shared_ptr<PlacementPass> pass) {
+  while (pass->next < pass->decisions.size()) {
+    const PlacementPass::Decision& d = pass->decisions[pass->next++];
+    const std::string& chosen = d.agent;
+    const std::string& why = d.why;
+    const std::string& now = pass->now;
+    unsigned st = 500;
+    try {
+      st = co_await updateStatus(api_, store_, cps_, d.control_plane, [&](Json& obj) {
+        // (observedGeneration and conditions are required by the upstream status schema.)
+        Json& status = obj["status"];
+        if (!status.is_object()) {
+          status = Json::object();
+        }
+        if (!status.value("agent", "").empty()) {
+          return false;  // placed meanwhile
+        }
+        if (!status.contains("observedGeneration")) {
+          status["observedGeneration"] = 0;  // required by the schema; the agent reports what it observed
+        }
+        if (!chosen.empty()) {
+          status["agent"] = chosen;
+          model::setCondition(status, "Scheduled", "True", "Scheduled", "placed on agent " + chosen, now, true);
+          return true;
+        }
+        return model::setCondition(status, "Scheduled", "False", "Unschedulable", why, now, true);
+      });
+    } catch (const std::exception& e) {
+      log::warn("cannot record a placement decision", {{"control_plane", d.control_plane}, {"error", e.what()}});
+    }
+    if (st == 200) {
+      if (!chosen.empty()) {
+        log::info("control plane placed", {{"control_plane", d.control_plane}, {"agent", chosen}});
+      }
+    } else if (st != 404) {
+      log::warn("cannot record a placement decision", {{"control_plane", d.control_plane}, {"status", std::to_string(st)}});
+      retry_.insert(d.control_plane);
+      if (auto it = agents_view_.find(chosen); !chosen.empty() && it != agents_view_.end()) {
+        it->second.used_cpu -= d.need.cpu_millis;  // counted when decided
+        it->second.used_memory -= d.need.memory_bytes;
+        --it->second.control_planes;
+      }
+    }
+  }
+  if (--pass->workers == 0) {
+    pass->done.cancel();
+  }
+}
+
+net::awaitable<void> PlacementController::reconcile(bool everything) {
   std::string now = formatTime(clock_.now());
   for (auto& [n, a] : agents_view_) {
     a.used_cpu = 0;
     a.used_memory = 0;
     a.control_planes = 0;
   }
+  everything |= retry_all_;
   std::vector<Json> pending;
   for (const auto& [name, v] : cps_view_) {
     if (!v.agent.empty()) {
@@ -216,7 +281,7 @@ net::awaitable<void> PlacementController::reconcile() {
       }
       continue;
     }
-    if (v.deleting) {
+    if (v.deleting || (!everything && retry_.count(name) == 0)) {
       continue;
     }
     if (ObjectPtr rec = store_.get(resourceKey(cps_), name)) {
@@ -226,6 +291,13 @@ net::awaitable<void> PlacementController::reconcile() {
       }
     }
   }
+  retry_.clear();
+  retry_all_ = false;
+  // Decide every one first, counting each choice against its agent at once, then record the
+  // decisions with many writes in flight (one at a time, 10,000 new control planes would take
+  // 10,000 commits).
+  auto pass = std::make_shared<PlacementPass>(strand_);
+  pass->now = now;
   for (auto& cp : pending) {
     std::string name = cp["metadata"].value("name", "");
     std::string type = cp["spec"].value("type", "");
@@ -282,33 +354,24 @@ net::awaitable<void> PlacementController::reconcile() {
               std::to_string(need.memory_bytes >> 20) + "Mi memory free for a " + type + " control plane";
       }
     }
-    std::string chosen = best != nullptr ? best->name : "";
-    unsigned st = co_await updateStatus(api_, store_, cps_, name, [&](Json& obj) {
-      // (observedGeneration and conditions are required by the upstream status schema.)
-      Json& status = obj["status"];
-      if (!status.is_object()) {
-        status = Json::object();
-      }
-      if (!status.value("agent", "").empty()) {
-        return false;  // placed meanwhile
-      }
-      if (!status.contains("observedGeneration")) {
-        status["observedGeneration"] = 0;  // required by the schema; the agent reports what it observed
-      }
-      if (!chosen.empty()) {
-        status["agent"] = chosen;
-        model::setCondition(status, "Scheduled", "True", "Scheduled", "placed on agent " + chosen, now, true);
-        return true;
-      }
-      return model::setCondition(status, "Scheduled", "False", "Unschedulable", why, now, true);
-    });
-    if (st != 200) {
-      log::warn("cannot record a placement decision", {{"control_plane", name}, {"status", std::to_string(st)}});
-    } else if (best != nullptr) {
-      log::info("control plane placed", {{"control_plane", name}, {"agent", chosen}});
+    PlacementPass::Decision d{name, best != nullptr ? best->name : "", why, need};
+    if (best != nullptr) {
       best->used_cpu += need.cpu_millis;
       best->used_memory += need.memory_bytes;
       ++best->control_planes;
+    }
+    pass->decisions.push_back(std::move(d));
+  }
+  if (!pass->decisions.empty()) {
+    pass->workers = std::min<size_t>(pass->decisions.size(), kPlacementWrites);
+    size_t workers = pass->workers;
+    for (size_t i = 0; i < workers; ++i) {
+      net::co_spawn(strand_, recordDecisions(pass), net::detached);
+    }
+    // A worker may have finished already (run inline, with nothing to wait for): wait only
+    // while one is running, or the last one's cancel could come before the wait and be lost.
+    if (pass->workers > 0) {
+      co_await pass->done.async_wait(net::as_tuple(net::use_awaitable));
     }
   }
   // Keep each agent's bookkeeping current.

@@ -5,6 +5,9 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <set>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -62,8 +65,28 @@ class PlacementController {
     std::string agent;  // "" until placed
     bool deleting = false;
   };
+  // One reconcile's decisions, recorded by several coroutines at once (strand_ only).
+  struct PlacementPass {
+    struct Decision {
+      std::string control_plane;
+      std::string agent;  // "" when nothing fits
+      std::string why;    // why nothing fits
+      Reservation need;
+    };
+    explicit PlacementPass(const net::strand<net::io_context::executor_type>& ex)
+        : done(ex, net::steady_timer::time_point::max()) {}
+    std::vector<Decision> decisions;
+    std::string now;
+    size_t next = 0;     // the next decision to record
+    size_t workers = 0;  // recording coroutines still running
+    net::steady_timer done;  // cancelled by the last worker
+  };
+  static constexpr size_t kPlacementWrites = 32;  // status writes in flight at once
+
   net::awaitable<void> run();
-  net::awaitable<void> reconcile();
+  /// Places pending control planes: those touched since the last pass, or all when `everything`.
+  net::awaitable<void> reconcile(bool everything);
+  net::awaitable<void> recordDecisions(std::shared_ptr<PlacementPass> pass);
   void rebuild();
   /// Updates the view; true when the change can alter a placement or the bookkeeping.
   bool observeAgent(const ObjectRecord& rec, bool deleted);
@@ -79,6 +102,8 @@ class PlacementController {
   uint64_t watch_id_ = 0;
   std::map<std::string, AgentView> agents_view_;
   std::map<std::string, ControlPlaneView> cps_view_;
+  std::set<std::string> retry_;  // pending control planes to look at in the next pass
+  bool retry_all_ = true;        // look at every pending one (an agent changed)
 };
 
 }  // namespace kflex::hub

@@ -7,6 +7,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "hub/api/managed_fields.hpp"
+#include "hub/api/openapi_proto.hpp"
 #include "shared/model/selector.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -540,9 +541,14 @@ net::awaitable<ApiResponse> ApiService::handle(ApiRequest req) {
     co_return aggregated ? doc(docs_.aggregated_apis, kAggregatedType) : doc(docs_.apis);
   }
   if (p == "/openapi/v2") {
+    // kubectl asks for protobuf only (it validates a `kind: List` against this document).
+    if (acceptsOpenApiV2Protobuf(req.accept)) {
+      co_return doc(docs_.openapi_v2_protobuf, kOpenApiV2Protobuf);
+    }
     if (req.accept.find("json") == std::string::npos && req.accept.find("*/*") == std::string::npos &&
         !req.accept.empty()) {
-      co_return statusResponse(406, "NotAcceptable", "only application/json is served for /openapi/v2");
+      co_return statusResponse(406, "NotAcceptable",
+                               std::string("/openapi/v2 is served as application/json and ") + kOpenApiV2Protobuf);
     }
     co_return doc(docs_.openapi_v2);
   }

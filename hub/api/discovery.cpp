@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/api/discovery.hpp"
 
+#include "hub/api/openapi_proto.hpp"
+
 #include <algorithm>
 
 #include <openssl/sha.h>
@@ -220,6 +222,7 @@ DiscoveryDocs buildDiscovery(const model::Registry& registry, const std::string&
   d.aggregated_apis = Json{{"kind", "APIGroupDiscoveryList"}, {"apiVersion", "apidiscovery.k8s.io/v2"},
                            {"metadata", Json::object()}, {"items", agg_items}}.dump();
   d.openapi_v2 = v2.dump();
+  d.openapi_v2_protobuf = openApiV2Protobuf(v2);
   d.openapi_v3_root = v3_root.dump();
   return d;
 }

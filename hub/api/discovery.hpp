@@ -17,6 +17,7 @@ struct DiscoveryDocs {
   std::map<std::string, std::string> groups;    ///< "/apis/G" -> APIGroup, "/api/v1" -> APIResourceList
   std::map<std::string, std::string> versions;  ///< "/apis/G/V" -> APIResourceList
   std::string openapi_v2;                        ///< Swagger 2.0 JSON
+  std::string openapi_v2_protobuf;               ///< The same as openapi.v2.Document protobuf (kubectl's)
   std::string openapi_v3_root;                   ///< /openapi/v3 index
   std::map<std::string, std::string> openapi_v3;  ///< "apis/G/V" -> OpenAPI 3.0 document
 };

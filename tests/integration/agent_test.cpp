@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/agent_state.hpp"
+#include "hub/agents/placement.hpp"
 #include "shared/common/util.hpp"
 #include "shared/net/https_client.hpp"
 #include "shared/protocol/link.hpp"
@@ -646,7 +647,7 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   ASSERT_EQ(kflex({"delete", "cp-eu"}).exit_code, 0);
   eu->signal(SIGCONT);
   EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu2") == "NotSupported"; }, std::chrono::seconds(20), "converged"))
-      << eu->log();
+      << eu->log() << hub_->log();
   eu->signal(SIGTERM);
   ASSERT_EQ(eu->wait(std::chrono::seconds(10)), 0);
   auto st = run({(binDir() / "kflex-agent").string(), "status", "--json", "--config", "/dev/null", "--data-dir",
@@ -659,6 +660,52 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   ASSERT_EQ(desired.size(), 1u);
   EXPECT_EQ(desired[0].name, "cp-eu2");
   EXPECT_TRUE(state.value()->outbox(10).empty()) << "every report was acknowledged";
+}
+
+// Many control planes at once on one agent: placement decides them in one pass with their
+// status writes in flight together, and still never places more than the agent's capacity holds.
+TEST_F(Agents, BulkPlacementStaysWithinCapacity) {
+  requireKubectl();
+  Token t = newToken();
+  auto a1 = startAgent("edge-1", t);
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready"))
+      << a1->log() << hub_->log();
+  Json cap = agent("edge-1")["status"]["capacity"];
+  int64_t cpu = hub::parseQuantity(cap.value("cpu", ""), true).value_or(0);
+  int64_t memory = hub::parseQuantity(cap.value("memory", ""), false).value_or(0);
+  auto need = hub::reservationFor("k3s");
+  constexpr int64_t kCreated = 40;
+  int64_t fits = std::min({kCreated, cpu / need.cpu_millis, memory / need.memory_bytes});
+  std::string list = "apiVersion: v1\nkind: List\nitems:\n";
+  for (int64_t i = 0; i < kCreated; ++i) {
+    list += "- apiVersion: tenancy.kflex.kubestellar.org/v1alpha1\n  kind: ControlPlane\n  metadata:\n    name: bulk-" +
+            std::to_string(i) + "\n  spec:\n    type: k3s\n";
+  }
+  auto applied = kubectl(hub_->kubeconfig(), {"apply", "-f", "-"}, list);
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  auto counts = [&] {
+    auto out = kubectl(hub_->kubeconfig(), {"get", "cp", "-o", "json"}).out;
+    Json items = Json::parse(out, nullptr, false).value("items", Json::array());
+    std::pair<int64_t, int64_t> placed_unschedulable{0, 0};
+    for (const auto& cp : items) {
+      const Json st = cp.value("status", Json::object());
+      if (!st.value("agent", "").empty()) {
+        ++placed_unschedulable.first;
+      }
+      for (const auto& c : st.value("conditions", Json::array())) {
+        if (c.value("type", "") == "Scheduled" && c.value("reason", "") == "Unschedulable") {
+          ++placed_unschedulable.second;
+          EXPECT_NE(c.value("message", "").find("free for a k3s control plane"), std::string::npos) << c.dump();
+        }
+      }
+    }
+    return placed_unschedulable;
+  };
+  EXPECT_TRUE(waitFor([&] { return counts() == std::make_pair(fits, kCreated - fits); }, std::chrono::seconds(20),
+                      "every control plane decided"))
+      << counts().first << " placed, " << counts().second << " unschedulable; " << fits << " fit\n" << hub_->log();
+  EXPECT_TRUE(waitFor([&] { return agent("edge-1")["status"].value("controlPlanes", int64_t(-1)) == fits; },
+                      std::chrono::seconds(10), "the agent's count"));
 }
 
 // A real network partition: the agent runs in its own network namespace, joined to the hub by a

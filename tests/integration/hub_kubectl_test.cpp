@@ -193,6 +193,34 @@ spec:
   EXPECT_EQ(k({"get", "cp", "-o", "name"}).exit_code, 0);
 }
 
+// `kubectl get -o yaml` of many objects writes a `kind: List`; kubectl validates a List against
+// /openapi/v2 in protobuf. A backup made that way applies back, and a bad item is caught.
+TEST_F(HubKubectl, ListsApplyAndABackupRestores) {
+  std::string list = "apiVersion: v1\nkind: List\nitems:\n";
+  for (const char* name : {"l1", "l2", "l3"}) {
+    list += std::string("- apiVersion: tenancy.kflex.kubestellar.org/v1alpha1\n  kind: ControlPlane\n  metadata:\n") +
+            "    name: " + name + "\n    labels:\n      set: l\n  spec:\n    type: k3s\n";
+  }
+  auto r = k({"apply", "-f", "-"}, list);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("l3 created"), std::string::npos) << r.out;
+
+  std::string bad = list;
+  bad.replace(bad.rfind("type: k3s"), 9, "type: k3s\n    bogus: 1");
+  r = k({"apply", "-f", "-"}, bad);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("unknown field \"bogus\""), std::string::npos) << r.err;
+
+  auto backup = k({"get", "cp", "-l", "set=l", "-o", "yaml"});
+  ASSERT_EQ(backup.exit_code, 0) << backup.err;
+  EXPECT_NE(backup.out.find("kind: List"), std::string::npos);
+  ASSERT_EQ(k({"delete", "cp", "-l", "set=l"}).exit_code, 0);
+  r = k({"apply", "-f", "-"}, backup.out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto names = k({"get", "cp", "-l", "set=l", "-o", "jsonpath={.items[*].metadata.name}"});
+  EXPECT_EQ(names.out, "l1 l2 l3");
+}
+
 TEST_F(HubKubectl, RequestsWithoutAValidClientCertificateAreRefused) {
   auto kc = config::Kubeconfig::load(hub_->kubeconfig());
   ASSERT_TRUE(kc);
