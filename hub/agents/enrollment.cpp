@@ -214,7 +214,7 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
   auto info = tls::inspectCertificate(cert.value());
   std::string not_after = info ? formatTime(info->not_after) : "";
   std::string pin = csr->public_key_pin;
-  unsigned st = co_await updateStatus(api_, store_, agents_, name, [&](Json& obj) {
+  unsigned st = co_await api_.changeStatus(agents_, name, [&](Json& obj) {
     Json& status = obj["status"];
     if (!status.is_object()) {
       status = Json::object();

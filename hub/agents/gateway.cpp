@@ -404,7 +404,7 @@ net::awaitable<void> AgentGateway::readLoop(std::shared_ptr<Session> s) {
       auto persist = options_.heartbeat_persist;
       bool was_not_ready = false;
       TimePoint recorded{};  // the heartbeat time stored after this
-      co_await updateStatus(api_, store_, agents_, s->name, [&](Json& obj) {
+      co_await api_.changeStatus(agents_, s->name, [&](Json& obj) {
         Json& status = obj["status"];
         auto last = parseTime(status.value("lastHeartbeatTime", ""));
         bool stale = !last || now - *last >= persist;
@@ -481,7 +481,7 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     std::lock_guard lock(mutex_);
     s_pin = s->pin;
   }
-  unsigned st = co_await updateStatus(api_, store_, agents_, s->name, [&](Json& obj) {
+  unsigned st = co_await api_.changeStatus(agents_, s->name, [&](Json& obj) {
     Json& status = obj["status"];
     if (!status.is_object()) {
       status = Json::object();
@@ -549,7 +549,7 @@ net::awaitable<bool> AgentGateway::onCsr(const std::shared_ptr<Session>& s, cons
   auto info = tls::inspectCertificate(cert.value());
   std::string not_after = info ? formatTime(info->not_after) : "";
   std::string pin = csr->public_key_pin;
-  unsigned st = co_await updateStatus(api_, store_, agents_, s->name, [&](Json& obj) {
+  unsigned st = co_await api_.changeStatus(agents_, s->name, [&](Json& obj) {
     Json& c = obj["status"]["certificate"];
     c["pendingPublicKeyPin"] = pin;
     c["pendingNotAfter"] = not_after;
@@ -676,7 +676,7 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
   int64_t observed = body.value("observedGeneration", int64_t(0));
   Json reported = *conds;
   std::string agent = s->name;
-  co_await updateStatus(api_, store_, cps_, name, [&](Json& obj) {
+  co_await api_.changeStatus(cps_, name, [&](Json& obj) {
     Json& status = obj["status"];
     if (!status.is_object() || status.value("agent", "") != agent) {
       return false;  // not (or no longer) this agent's
@@ -704,7 +704,7 @@ net::awaitable<void> AgentGateway::markControlPlanesUnknown(const std::string& a
     if (rec->bytes.find(quoted) == std::string::npos || agentOf(*rec) != agent) {
       continue;
     }
-    co_await updateStatus(api_, store_, cps_, rec->name, [&](Json& obj) {
+    co_await api_.changeStatus(cps_, rec->name, [&](Json& obj) {
       return model::setCondition(obj["status"], "Ready", "Unknown", "AgentUnreachable",
                                  "agent " + agent + " has not renewed its lease; the control plane's state is unknown",
                                  stamp, true);
@@ -780,7 +780,7 @@ net::awaitable<void> AgentGateway::checkLeases() {
                       seconds(options_.lease_duration) + ")";
     log::warn("agent lease expired", {{"agent", name}, {"silent", seconds(silent)}});
     leases_[name].ready = false;  // the watch confirms it
-    co_await updateStatus(api_, store_, agents_, name, [&](Json& o) {
+    co_await api_.changeStatus(agents_, name, [&](Json& o) {
       if (model::conditionStatus(o, "Ready") != "True") {
         return false;
       }

@@ -202,11 +202,14 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
   }
   v.agent = cp.value("status", Json::object()).value("agent", "");
   v.deleting = cp.value("metadata", Json::object()).contains("deletionTimestamp");
+  v.agent_wanted = annotation(cp, model::kAgentAnnotation);
+  v.agent_selector = annotation(cp, model::kAgentSelectorAnnotation);
   auto it = cps_view_.find(rec.name);
-  bool pending = v.agent.empty() && !v.deleting;
+  // Only what placement decides on counts: its own status writes (and agents' reports) do not.
   bool relevant = it == cps_view_.end() || it->second.agent != v.agent || it->second.deleting != v.deleting ||
-                  pending;  // a pending one was touched: try again
-  if (pending) {
+                  it->second.type != v.type || it->second.agent_wanted != v.agent_wanted ||
+                  it->second.agent_selector != v.agent_selector;
+  if (relevant && v.agent.empty() && !v.deleting) {
     retry_.insert(rec.name);
   }
   cps_view_[rec.name] = std::move(v);
@@ -221,7 +224,7 @@ net::awaitable<void> PlacementController::recordDecisions(std::shared_ptr<Placem
     const std::string& now = pass->now;
     unsigned st = 500;
     try {
-      st = co_await updateStatus(api_, store_, cps_, d.control_plane, [&](Json& obj) {
+      st = co_await api_.changeStatus(cps_, d.control_plane, [&](Json& obj) {
         // (observedGeneration and conditions are required by the upstream status schema.)
         Json& status = obj["status"];
         if (!status.is_object()) {
@@ -270,8 +273,9 @@ net::awaitable<void> PlacementController::reconcile(bool everything) {
     a.control_planes = 0;
   }
   everything |= retry_all_;
-  std::vector<Json> pending;
-  for (const auto& [name, v] : cps_view_) {
+  std::vector<const std::pair<const std::string, ControlPlaneView>*> pending;
+  for (const auto& entry : cps_view_) {
+    const auto& [name, v] = entry;
     if (!v.agent.empty()) {
       if (auto it = agents_view_.find(v.agent); it != agents_view_.end()) {
         auto res = reservationFor(v.type);
@@ -284,12 +288,7 @@ net::awaitable<void> PlacementController::reconcile(bool everything) {
     if (v.deleting || (!everything && retry_.count(name) == 0)) {
       continue;
     }
-    if (ObjectPtr rec = store_.get(resourceKey(cps_), name)) {
-      Json cp = Json::parse(rec->bytes, nullptr, false);
-      if (cp.is_object()) {
-        pending.push_back(std::move(cp));
-      }
-    }
+    pending.push_back(&entry);  // the view holds all a decision needs: nothing is parsed
   }
   retry_.clear();
   retry_all_ = false;
@@ -298,12 +297,12 @@ net::awaitable<void> PlacementController::reconcile(bool everything) {
   // 10,000 commits).
   auto pass = std::make_shared<PlacementPass>(strand_);
   pass->now = now;
-  for (auto& cp : pending) {
-    std::string name = cp["metadata"].value("name", "");
-    std::string type = cp["spec"].value("type", "");
+  for (const auto* entry : pending) {
+    const std::string& name = entry->first;
+    const std::string& type = entry->second.type;
+    const std::string& wanted = entry->second.agent_wanted;
+    const std::string& selector_text = entry->second.agent_selector;
     auto need = reservationFor(type);
-    std::string wanted = annotation(cp, model::kAgentAnnotation);
-    std::string selector_text = annotation(cp, model::kAgentSelectorAnnotation);
     auto selector = model::LabelSelector::parse(selector_text);
     AgentView* best = nullptr;
     std::string why;
@@ -382,7 +381,7 @@ net::awaitable<void> PlacementController::reconcile(bool everything) {
     }
     int64_t count = a.control_planes;
     std::string name = n;
-    unsigned st = co_await updateStatus(api_, store_, agents_, name, [&](Json& obj) {
+    unsigned st = co_await api_.changeStatus(agents_, name, [&](Json& obj) {
       obj["status"]["controlPlanes"] = count;
       obj["status"]["allocated"] = allocated;
       return true;

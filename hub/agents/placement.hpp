@@ -46,7 +46,7 @@ class PlacementController {
 
  private:
   // What placement needs of each object, kept from the watch (strand_ only), so that a
-  // reconcile parses nothing but the pending control planes.
+  // reconcile parses nothing.
   struct AgentView {
     std::string name;
     bool ready = false;
@@ -64,6 +64,8 @@ class PlacementController {
     std::string type;
     std::string agent;  // "" until placed
     bool deleting = false;
+    std::string agent_wanted;    // the kflex.kubestellar.org/agent annotation
+    std::string agent_selector;  // the kflex.kubestellar.org/agent-selector annotation
   };
   // One reconcile's decisions, recorded by several coroutines at once (strand_ only).
   struct PlacementPass {

@@ -34,24 +34,6 @@ std::string objectPath(const ResourceType& t, const std::string& name, bool stat
   return "/apis/" + t.apiVersion() + "/" + t.plural + "/" + name + (status ? "/status" : "");
 }
 
-net::awaitable<unsigned> updateStatus(ApiService& api, ObjectStore& store, const ResourceType& t, std::string name,
-                                      std::function<bool(Json& obj)> change) {
-  unsigned last = 409;
-  for (int attempt = 0; attempt < 8 && last == 409; ++attempt) {
-    ObjectPtr cur = store.get(resourceKey(t), name);
-    if (!cur) {
-      co_return 404;
-    }
-    Json obj = Json::parse(cur->bytes);
-    if (!change(obj)) {
-      co_return 200;
-    }
-    ApiResponse r = co_await api.internal(http::verb::put, objectPath(t, name, true), obj.dump());
-    last = r.status;
-  }
-  co_return last;
-}
-
 namespace {
 std::string qualifiedResource(const ResourceType& t) {
   return t.group.empty() ? t.plural : t.plural + "." + t.group;
@@ -232,11 +214,31 @@ std::optional<Decision> checkFieldValidationParam(const ApiRequest& req) {
   return std::nullopt;
 }
 
-Json specLike(const Json& obj) {
-  Json copy = obj;
-  copy.erase("metadata");
-  copy.erase("status");
-  return copy;
+// True when two objects are equal in every key but those in `skip` (compared in place: these
+// objects are copied nowhere on the way to the store).
+bool equalExcept(const Json& a, const Json& b, std::initializer_list<const char*> skip) {
+  if (!a.is_object() || !b.is_object()) {
+    return a == b;
+  }
+  auto skipped = [&skip](const std::string& key) {
+    return std::any_of(skip.begin(), skip.end(), [&key](const char* s) { return key == s; });
+  };
+  size_t compared = 0;
+  for (auto it = a.begin(); it != a.end(); ++it) {
+    if (skipped(it.key())) {
+      continue;
+    }
+    auto other = b.find(it.key());
+    if (other == b.end() || *other != it.value()) {
+      return false;
+    }
+    ++compared;
+  }
+  size_t in_b = 0;
+  for (auto it = b.begin(); it != b.end(); ++it) {
+    in_b += skipped(it.key()) ? 0 : 1;
+  }
+  return compared == in_b;
 }
 
 const Json& metaOf(const Json& obj) {
@@ -324,20 +326,15 @@ Decision finishUpdate(const ResourceType& t, const ApiRequest& req, const std::s
   if (!errors.empty()) {
     return invalid(t, name, errors);
   }
-  if (specLike(obj) != specLike(old_obj)) {
+  if (!equalExcept(obj, old_obj, {"metadata", "status"})) {
     obj["metadata"]["generation"] = old_meta.value("generation", int64_t(1)) + 1;
   }
   if (subresource != "apply") {
     recordUpdate(&old_obj, obj, managerOf(req), subresource == "status" ? "status" : "", now);
   }
   // Compare without the volatile managedFields timestamps.
-  Json a = obj;
-  Json b = old_obj;
-  a["metadata"].erase("resourceVersion");
-  b["metadata"].erase("resourceVersion");
-  a["metadata"].erase("managedFields");
-  b["metadata"].erase("managedFields");
-  if (a == b) {
+  if (equalExcept(obj, old_obj, {"metadata"}) &&
+      equalExcept(metaOf(obj), metaOf(old_obj), {"resourceVersion", "managedFields"})) {
     Decision d;
     d.kind = Decision::Kind::Unchanged;
     return d;
@@ -494,6 +491,38 @@ net::awaitable<ApiResponse> ApiService::internal(http::verb method, std::string 
   req.user.name = "system:kflex-hub";
   req.user.groups = {"system:masters", "system:authenticated"};
   co_return co_await handle(std::move(req));
+}
+
+net::awaitable<unsigned> ApiService::changeStatus(const ResourceType& t, std::string name,
+                                                  std::function<bool(Json& obj)> change) {
+  ApiRequest req;
+  req.method = http::verb::put;
+  req.path = objectPath(t, name, true);
+  req.user_agent = "kflex-hub";
+  req.user.name = "system:kflex-hub";
+  req.user.groups = {"system:masters", "system:authenticated"};
+  unsigned last = 409;
+  for (int attempt = 0; attempt < 8 && last == 409; ++attempt) {
+    ObjectPtr seen = store_.get(resourceKey(t), name);
+    if (!seen) {
+      co_return 404;
+    }
+    // `change` runs here, on the caller's strand, never on the writer thread.
+    Json old_obj = parseObject(*seen);
+    Json obj = old_obj;
+    if (!change(obj)) {
+      co_return 200;
+    }
+    auto prepared = std::make_shared<Decision>(
+        finishUpdate(t, req, name, old_obj, std::move(obj), "status", formatTime(clock_.now()), nullptr));
+    // Written only over the version it was computed from (moved out once: a second call gets
+    // another version and answers with a conflict).
+    Mutation m = [&t, name, seen, prepared](const ObjectRecord* current, int64_t) {
+      return current == seen.get() ? std::move(*prepared) : conflict(t, name);
+    };
+    last = (co_await commit(req, t, name, std::move(m), 0)).status;
+  }
+  co_return last;
 }
 
 void ApiService::shutdown() {

@@ -36,6 +36,13 @@ class ApiService {
   /// system:kflex-hub in group system:masters, through the same validation as any client.
   net::awaitable<ApiResponse> internal(http::verb method, std::string path, std::string body = "",
                                        std::string content_type = "application/json");
+  /// Read-modify-write of one object's status by the hub itself (its controllers), validated
+  /// as a PUT of the status subresource is, without a request's encoding and decoding: `change`
+  /// edits the current object (on the caller's strand) and returns false when there is nothing
+  /// to write; retried when the object changed meanwhile. Returns 200 (also when nothing needed
+  /// writing), 404 when the object is gone, or the last attempt's error status.
+  net::awaitable<unsigned> changeStatus(const model::ResourceType& type, std::string name,
+                                        std::function<bool(Json& obj)> change);
   /// Ends every open watch (graceful stop).
   void shutdown();
 
@@ -69,12 +76,5 @@ class ApiService {
 std::string resourceKey(const model::ResourceType& t);
 /// The API path of an object of a cluster-scoped kind (with "/status" when status is true).
 std::string objectPath(const model::ResourceType& t, const std::string& name, bool status = false);
-
-/// Read-modify-write of one object's status through the API (PUT .../status with the read
-/// resourceVersion), retried on conflicts. `change` edits the object and returns false when
-/// there is nothing to write. Returns the HTTP status of the last attempt (200 when nothing
-/// needed writing, 404 when the object is gone).
-net::awaitable<unsigned> updateStatus(ApiService& api, ObjectStore& store, const model::ResourceType& t,
-                                      std::string name, std::function<bool(Json& obj)> change);
 
 }  // namespace kflex::hub
