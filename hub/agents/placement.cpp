@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "shared/common/json_pluck.hpp"
 #include "shared/common/log.hpp"
 #include "shared/model/conditions.hpp"
 #include "shared/model/selector.hpp"
@@ -12,12 +13,6 @@ namespace {
 
 const model::ResourceType& kind(const model::Registry& r, const char* plural) {
   return *r.find(model::kTenancyGroup, model::kTenancyVersion, plural);
-}
-
-std::string annotation(const Json& obj, const char* key) {
-  const Json meta = obj.value("metadata", Json::object());
-  const Json ann = meta.value("annotations", Json::object());
-  return ann.is_object() ? ann.value(key, "") : std::string();
 }
 
 std::map<std::string, std::string> labelsOf(const Json& obj) {
@@ -191,19 +186,27 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
   if (deleted) {
     return cps_view_.erase(rec.name) > 0;
   }
-  Json cp = Json::parse(rec.bytes, nullptr, false);
-  if (!cp.is_object()) {
+  // Every control plane event passes here: read the five fields without building the object.
+  static const std::vector<std::vector<std::string>> kFields = {
+      {"spec", "type"},
+      {"status", "agent"},
+      {"metadata", "deletionTimestamp"},
+      {"metadata", "annotations", model::kAgentAnnotation},
+      {"metadata", "annotations", model::kAgentSelectorAnnotation}};
+  auto f = pluckJson(rec.bytes, kFields);
+  if (!f) {
     return false;
   }
+  auto text = [&f](size_t i) { return (*f)[i].string.value_or(""); };
   ControlPlaneView v;
-  v.type = cp.value("spec", Json::object()).value("type", "");
+  v.type = text(0);
   if (!model::runsOnAgent(v.type)) {
     return cps_view_.erase(rec.name) > 0;
   }
-  v.agent = cp.value("status", Json::object()).value("agent", "");
-  v.deleting = cp.value("metadata", Json::object()).contains("deletionTimestamp");
-  v.agent_wanted = annotation(cp, model::kAgentAnnotation);
-  v.agent_selector = annotation(cp, model::kAgentSelectorAnnotation);
+  v.agent = text(1);
+  v.deleting = (*f)[2].present;
+  v.agent_wanted = text(3);
+  v.agent_selector = text(4);
   auto it = cps_view_.find(rec.name);
   // Only what placement decides on counts: its own status writes (and agents' reports) do not.
   bool relevant = it == cps_view_.end() || it->second.agent != v.agent || it->second.deleting != v.deleting ||

@@ -235,8 +235,19 @@ void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager
     return;
   }
   std::vector<Entry> entries = old_obj != nullptr ? readEntries(*old_obj) : readEntries(updated);
-  FieldSet new_fields = leafFields(updated, true);
-  FieldSet old_fields = old_obj != nullptr ? leafFields(*old_obj, true) : FieldSet{};
+  // A write through the status subresource changes nothing but status (the API keeps the rest
+  // as it was): only that subtree is walked, and only its fields can change hands.
+  bool status_only = with_status && old_obj != nullptr;
+  FieldSet new_fields;
+  if (status_only) {
+    if (auto st = updated.find("status"); st != updated.end()) {
+      FieldPath path{"status"};
+      collect(*st, path, new_fields, true);
+    }
+  } else {
+    new_fields = leafFields(updated, true);
+  }
+  auto outside = [status_only](const FieldPath& p) { return status_only && (p.empty() || p[0] != "status"); };
   FieldSet changed;
   for (const auto& p : new_fields) {
     if (!with_status && !p.empty() && p[0] == "status") {
@@ -249,7 +260,7 @@ void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager
   }
   for (auto& e : entries) {
     for (auto it = e.fields.begin(); it != e.fields.end();) {
-      if (changed.count(*it) > 0 || new_fields.count(*it) == 0) {
+      if (!outside(*it) && (changed.count(*it) > 0 || new_fields.count(*it) == 0)) {
         it = e.fields.erase(it);
       } else {
         ++it;

@@ -39,7 +39,9 @@ struct FieldConflict {
 
 /**
  * Records a non-apply write by `manager` in metadata.managedFields of `updated`: the fields whose
- * value changed move to the manager, fields that vanished leave every manager.
+ * value changed move to the manager, fields that vanished leave every manager. With subresource
+ * "status" (and an old object), only status is looked at: the caller guarantees the rest of
+ * `updated` is `old_obj`'s, as a status write keeps it.
  */
 void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager, const std::string& subresource,
                   const std::string& now);

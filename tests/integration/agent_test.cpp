@@ -92,7 +92,7 @@ class Agents : public ::testing::Test {
     if (!a.is_object()) {
       return "<absent>";
     }
-    for (const auto& c : a["status"].value("conditions", Json::array())) {
+    for (const auto& c : a.value("status", Json::object()).value("conditions", Json::array())) {
       if (c.value("type", "") == "Ready") {
         return c.value("status", "") + "/" + c.value("reason", "");
       }
@@ -704,7 +704,7 @@ TEST_F(Agents, BulkPlacementStaysWithinCapacity) {
   EXPECT_TRUE(waitFor([&] { return counts() == std::make_pair(fits, kCreated - fits); }, std::chrono::seconds(20),
                       "every control plane decided"))
       << counts().first << " placed, " << counts().second << " unschedulable; " << fits << " fit\n" << hub_->log();
-  EXPECT_TRUE(waitFor([&] { return agent("edge-1")["status"].value("controlPlanes", int64_t(-1)) == fits; },
+  EXPECT_TRUE(waitFor([&] { return agent("edge-1").value("status", Json::object()).value("controlPlanes", int64_t(-1)) == fits; },
                       std::chrono::seconds(10), "the agent's count"));
 }
 

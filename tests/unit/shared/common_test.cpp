@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include "shared/common/json_pluck.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
@@ -91,6 +92,29 @@ TEST(Kubeconfig, MergeInlinesCredentialsAndKeepsOthers) {
   ASSERT_TRUE(reread);
   EXPECT_EQ(reread->extension("kflex")["initialContext"], "hub");
   EXPECT_FALSE(reread->access("missing"));
+}
+
+TEST(PluckJson, FindsValuesAtPathsWithoutBuildingTheDocument) {
+  std::string doc = R"({"metadata":{"name":"a","annotations":{"x/y":"1","z":"2"},"deletionTimestamp":null},
+    "spec":{"type":"k3s","hooks":[{"type":"not-this"}],"nested":{"type":"nor-this"}},"status":{"n":3}})";
+  auto f = pluckJson(doc, {{"spec", "type"},
+                           {"metadata", "annotations", "x/y"},
+                           {"metadata", "deletionTimestamp"},
+                           {"status", "n"},
+                           {"status", "agent"},
+                           {"type"}});
+  ASSERT_TRUE(f);
+  ASSERT_EQ(f->size(), 6u);
+  EXPECT_EQ((*f)[0].string.value_or("?"), "k3s");  // not the array element's, not the nested one's
+  EXPECT_EQ((*f)[1].string.value_or("?"), "1");
+  EXPECT_TRUE((*f)[2].present);  // null is present, and not a string
+  EXPECT_FALSE((*f)[2].string);
+  EXPECT_TRUE((*f)[3].present);
+  EXPECT_FALSE((*f)[3].string);
+  EXPECT_FALSE((*f)[4].present);
+  EXPECT_FALSE((*f)[5].present);
+  EXPECT_FALSE(pluckJson(R"({"spec":{"type":"k3s"})", {{"spec", "type"}}));  // truncated: not JSON
+  EXPECT_FALSE(pluckJson("", {{"a"}}));
 }
 
 }  // namespace

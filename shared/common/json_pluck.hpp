@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kflex {
+
+/// What pluckJson found at one path.
+struct Plucked {
+  bool present = false;               ///< Some value (of any type) is there.
+  std::optional<std::string> string;  ///< Its text, when it is a string.
+};
+
+/**
+ * Reads the values at a few object-key paths (e.g. {"spec", "type"}) out of a JSON document
+ * without building it: one pass of the parser's event interface, nothing kept but the answers.
+ * For controllers that look at a handful of fields of every object a watch delivers. Returns one
+ * entry per path, in order; nullopt when the document is not valid JSON. Paths do not descend
+ * into arrays.
+ */
+std::optional<std::vector<Plucked>> pluckJson(std::string_view json, const std::vector<std::vector<std::string>>& paths);
+
+}  // namespace kflex
