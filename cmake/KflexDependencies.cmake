@@ -6,6 +6,7 @@ find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(CLI11 REQUIRED)
+find_package(simdjson REQUIRED)
 find_package(Threads REQUIRED)
 # yaml-cpp 0.7 exports "yaml-cpp", 0.8 "yaml-cpp::yaml-cpp": hide the difference.
 add_library(kflex_yaml INTERFACE)

@@ -16,10 +16,9 @@ struct Plucked {
 
 /**
  * Reads the values at a few object-key paths (e.g. {"spec", "type"}) out of a JSON document
- * without building it: one pass of the parser's event interface, nothing kept but the answers.
- * For controllers that look at a handful of fields of every object a watch delivers. Returns one
- * entry per path, in order; nullopt when the document is not valid JSON. Paths do not descend
- * into arrays.
+ * without building it as an nlohmann tree (simdjson). For controllers that look at a handful of
+ * fields of every object a watch delivers. Returns one entry per path, in order; nullopt when
+ * the document is not valid JSON. Paths do not descend into arrays.
  */
 std::optional<std::vector<Plucked>> pluckJson(std::string_view json, const std::vector<std::vector<std::string>>& paths);
 
