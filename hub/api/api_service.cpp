@@ -186,6 +186,30 @@ std::vector<FieldError> validateObject(const ResourceType& t, Json& obj, model::
   return errors;
 }
 
+// A status write keeps metadata and spec as they are stored (validated when they were written):
+// only status is checked against the schema; the kind's own rules still see the whole object.
+std::vector<FieldError> validateStatusWrite(const ResourceType& t, Json& obj, model::UnknownFields unknown,
+                                            std::vector<std::string>& dropped) {
+  auto props = t.schema.find("properties");
+  const Json* schema = nullptr;
+  if (props != t.schema.end() && props->is_object()) {
+    if (auto it = props->find("status"); it != props->end()) {
+      schema = &*it;
+    }
+  }
+  if (schema == nullptr) {
+    return validateObject(t, obj, unknown, dropped);
+  }
+  std::vector<FieldError> errors;
+  if (auto st = obj.find("status"); st != obj.end()) {
+    model::validateAndDefault(*schema, *st, "status", unknown, errors, dropped);
+  }
+  if (t.validate) {
+    t.validate(obj, errors);
+  }
+  return errors;
+}
+
 model::UnknownFields unknownPolicy(const ApiRequest& req) {
   auto it = req.query.find("fieldValidation");
   if (it != req.query.end() && (it->second == "Ignore" || it->second == "Warn")) {
@@ -316,7 +340,8 @@ Decision finishUpdate(const ResourceType& t, const ApiRequest& req, const std::s
     }
   }
   std::vector<std::string> dropped;
-  auto errors = validateObject(t, obj, unknownPolicy(req), dropped);
+  auto errors = subresource == "status" ? validateStatusWrite(t, obj, unknownPolicy(req), dropped)
+                                        : validateObject(t, obj, unknownPolicy(req), dropped);
   if (errors.empty() && t.validate_update) {
     t.validate_update(old_obj, obj, errors);
   }

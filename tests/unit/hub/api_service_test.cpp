@@ -100,6 +100,12 @@ TEST_F(ApiServiceTest, StatusAndSpecAreSeparated) {
   EXPECT_EQ(after["spec"]["type"], "k3s");
   EXPECT_EQ(after["status"]["observedGeneration"], 1);
   EXPECT_EQ(after["metadata"]["generation"], 1);
+  // A status write is still checked against the status schema, naming the field.
+  auto bad = call(http::verb::patch, std::string(kBase) + "/cp1/status", R"({"status":{"observedGeneration":"x","bogus":1}})",
+                  "application/merge-patch+json");
+  ASSERT_EQ(bad.status, 422u) << bad.body;
+  EXPECT_NE(bad.body.find("status.observedGeneration"), std::string::npos) << bad.body;
+  EXPECT_NE(bad.body.find("status.bogus"), std::string::npos) << bad.body;
 }
 
 TEST_F(ApiServiceTest, FinalizersHoldDeletion) {
