@@ -12,6 +12,7 @@
 #include "agent/enroll.hpp"
 #include "agent/hub_link.hpp"
 #include "shared/common/log.hpp"
+#include "shared/common/service_manager.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
@@ -98,11 +99,16 @@ int runAgent(const AgentConfig& cfg) {
   if (g_stop) {
     return kExitOk;
   }
+  // The agent serves as soon as its state is open and its link runs: it keeps working (and
+  // keeps its control planes running) while the hub is out of reach.
+  service::Watchdog watchdog(ioc.get_executor());
   signals.async_wait([&](boost::system::error_code e, int sig) {
     if (e) {
       return;
     }
     log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    service::stopping();
+    watchdog.stop();
     link->stop();
   });
   net::co_spawn(ioc, link->run(), [&](std::exception_ptr e) {
@@ -114,7 +120,10 @@ int runAgent(const AgentConfig& cfg) {
       }
     }
     signals.cancel();
+    watchdog.stop();
   });
+  service::ready("agent " + identity->name + ", hub " + urls.front());
+  watchdog.start();
   ioc.run();
   log::info("stopped");
   return kExitOk;

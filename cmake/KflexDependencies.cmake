@@ -8,6 +8,9 @@ find_package(yaml-cpp REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(simdjson REQUIRED)
 find_package(Threads REQUIRED)
+# sd_notify for Type=notify units (libsystemd-dev).
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 # yaml-cpp 0.7 exports "yaml-cpp", 0.8 "yaml-cpp::yaml-cpp": hide the difference.
 add_library(kflex_yaml INTERFACE)
 add_library(kflex::yaml ALIAS kflex_yaml)

@@ -13,6 +13,7 @@
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/log.hpp"
+#include "shared/common/service_manager.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
 #include "shared/config/kubeconfig.hpp"
@@ -386,6 +387,9 @@ int runHub(const HubConfig& cfg) {
                                   {"kubeconfig", (cfg.data_dir / "admin.kubeconfig").string()},
                                   {"objects", std::to_string(store.value()->size())},
                                   {"revision", std::to_string(store.value()->revision())}});
+  service::ready("serving " + url + ", " + std::to_string(store.value()->size()) + " objects");
+  service::Watchdog watchdog(ioc.get_executor());
+  watchdog.start();
 
   net::signal_set signals(ioc, SIGTERM, SIGINT);
   net::steady_timer drain(ioc);
@@ -406,6 +410,8 @@ int runHub(const HubConfig& cfg) {
       return;
     }
     log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    service::stopping();
+    watchdog.stop();
     *deadline = std::chrono::steady_clock::now() + cfg.shutdown_grace;
     api.shutdown();
     gateway.stop();

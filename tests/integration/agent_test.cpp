@@ -662,6 +662,30 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   EXPECT_TRUE(state.value()->outbox(10).empty()) << "every report was acknowledged";
 }
 
+// Under a Type=notify unit: READY once the agent runs (enrolled, state open, link started; not
+// waiting for the hub), watchdog pings, STOPPING on SIGTERM; and it keeps pinging while the hub
+// is away, since it keeps working then.
+TEST_F(Agents, NotifiesTheServiceManager) {
+  NotifySocket notify(dir_.path() / "notify.sock");
+  ASSERT_TRUE(notify.ok());
+  std::vector<std::string> argv = {"env", "NOTIFY_SOCKET=" + notify.path().string(), "WATCHDOG_USEC=400000"};
+  auto args = agentArgs("edge-1", newToken());
+  argv.insert(argv.end(), args.begin(), args.end());
+  Process a1(argv, dir_.path() / "edge-1.log");
+  ASSERT_TRUE(notify.waitFor("READY=1", std::chrono::seconds(20))) << a1.log();
+  EXPECT_NE(a1.log().find("kflex-agent starting"), std::string::npos);
+  hub_->stop();
+  size_t before = notify.count("WATCHDOG=1");
+  auto start = std::chrono::steady_clock::now();
+  while (notify.count("WATCHDOG=1") < before + 3 && std::chrono::steady_clock::now() - start < std::chrono::seconds(3)) {
+    notify.waitFor("WATCHDOG=1", std::chrono::seconds(1));
+  }
+  EXPECT_GE(notify.count("WATCHDOG=1"), before + 3) << "pings stopped while the hub is away";
+  a1.signal(SIGTERM);
+  EXPECT_TRUE(notify.waitFor("STOPPING=1", std::chrono::seconds(10)));
+  EXPECT_EQ(a1.wait(std::chrono::seconds(20)), 0) << a1.log();
+}
+
 // Many control planes at once on one agent: placement decides them in one pass with their
 // status writes in flight together, and still never places more than the agent's capacity holds.
 TEST_F(Agents, BulkPlacementStaysWithinCapacity) {

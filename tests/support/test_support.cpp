@@ -2,12 +2,15 @@
 #include "tests/support/test_support.hpp"
 
 #include <csignal>
+#include <cstring>
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
 #include <poll.h>
 #include <random>
 #include <sstream>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -252,6 +255,71 @@ CommandResult kubectl(const fs::path& kubeconfig, const std::vector<std::string>
   return run(argv, {"KUBECACHEDIR=" + (kubeconfig.parent_path() / ".kube-cache").string(),
                     "HOME=" + kubeconfig.parent_path().string()},
              input, timeout);
+}
+
+namespace {
+bool hasLine(const std::string& datagram, const std::string& line) {
+  std::istringstream in(datagram);
+  std::string l;
+  while (std::getline(in, l)) {
+    if (l == line) {
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+NotifySocket::NotifySocket(const fs::path& path) : path_(path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.string().size() >= sizeof(addr.sun_path)) {
+    return;
+  }
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+NotifySocket::~NotifySocket() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+}
+
+bool NotifySocket::waitFor(const std::string& line, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (fd_ >= 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return false;
+    }
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, int(left.count())) <= 0) {
+      continue;
+    }
+    char buf[4096];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+      continue;
+    }
+    received_.emplace_back(buf, size_t(n));
+    if (hasLine(received_.back(), line)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+size_t NotifySocket::count(const std::string& line) const {
+  size_t n = 0;
+  for (const auto& d : received_) {
+    n += hasLine(d, line) ? 1 : 0;
+  }
+  return n;
 }
 
 }  // namespace kflex::test

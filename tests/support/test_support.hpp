@@ -91,4 +91,25 @@ std::string kubectlPath();
 CommandResult kubectl(const std::filesystem::path& kubeconfig, const std::vector<std::string>& args,
                       const std::string& input = "", std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+/// A service manager's notification socket (what systemd gives a Type=notify service in
+/// $NOTIFY_SOCKET): a datagram socket bound at `path` that collects what a daemon sends.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::filesystem::path& path);
+  ~NotifySocket();
+  bool ok() const { return fd_ >= 0; }
+  const std::filesystem::path& path() const { return path_; }
+  /// Reads datagrams until one contains `line` (a whole line such as "READY=1") or the timeout
+  /// passes; every datagram read is appended to received().
+  bool waitFor(const std::string& line, std::chrono::milliseconds timeout);
+  /// How many datagrams so far contained `line`.
+  size_t count(const std::string& line) const;
+  const std::vector<std::string>& received() const { return received_; }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::vector<std::string> received_;
+};
+
 }  // namespace kflex::test
