@@ -27,9 +27,8 @@ std::atomic<bool> g_stop{false};
 
 void onSignal(int) { g_stop = true; }
 
-}  // namespace
-
-int runAgent(const AgentConfig& cfg) {
+// Log level, umask, the data directory (0700) and agent.db: what running and enrolling share.
+Result<std::unique_ptr<AgentState>> openState(const AgentConfig& cfg) {
   log::setLevel(cfg.log_level == "debug" ? log::Level::Debug
                 : cfg.log_level == "warn" ? log::Level::Warn
                 : cfg.log_level == "error" ? log::Level::Error
@@ -38,15 +37,94 @@ int runAgent(const AgentConfig& cfg) {
   std::error_code ec;
   fs::create_directories(cfg.data_dir, ec);
   if (ec || ::chmod(cfg.data_dir.c_str(), 0700) != 0) {
-    log::error("cannot start: the data directory is not usable",
-               {{"data_dir", cfg.data_dir.string()}, {"error", ec ? ec.message() : std::strerror(errno)}});
-    return kExitRuntime;
+    return fail("the data directory " + cfg.data_dir.string() + " is not usable: " +
+                (ec ? ec.message() : std::string(std::strerror(errno))));
   }
   auto state = AgentState::open(cfg.data_dir);
   if (!state) {
-    log::error("cannot start: agent.db", {{"error", state.error().message}});
+    return fail("agent.db: " + state.error().message);
+  }
+  return std::move(state.value());
+}
+
+// agent.yaml as `enroll` leaves it: what later starts need, never the token (it is spent).
+std::string renderConfig(const AgentConfig& cfg, const std::vector<std::string>& hub_urls, const std::string& name) {
+  std::string out = "# Written by `kflex-agent enroll`; see kflex-agent(8). The token is not kept: it was used once.\n";
+  out += "hub_urls: " + Json(hub_urls).dump() + "\n";
+  out += "name: " + Json(name).dump() + "\n";
+  if (!cfg.labels.empty()) {
+    out += "labels: " + Json(cfg.labels).dump() + "\n";
+  }
+  if (cfg.data_dir != AgentConfig{}.data_dir) {
+    out += "data_dir: " + Json(cfg.data_dir.string()).dump() + "\n";
+  }
+  if (cfg.log_level != AgentConfig{}.log_level) {
+    out += "log_level: " + Json(cfg.log_level).dump() + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+int enrollAgent(const AgentConfig& cfg, const std::filesystem::path& config_path, std::ostream& out,
+                std::ostream& err) {
+  if (cfg.hub_urls.empty() || (cfg.token.empty() && cfg.token_file.empty()) || cfg.ca_cert_hash.empty()) {
+    err << "kflex-agent enroll: --hub, --token (or --token-file) and --ca-cert-hash are required; "
+           "`kflex token create` on the hub prints them\n";
+    return kExitConfig;
+  }
+  auto state = openState(cfg);
+  if (!state) {
+    err << "kflex-agent enroll: " << state.error().message << "\n";
     return kExitRuntime;
   }
+  if (fs::exists(certPath(cfg.data_dir))) {
+    auto identity = loadIdentity(cfg.data_dir, *state.value());
+    if (identity) {
+      out << "already enrolled as " << identity->name << "; nothing to do (to enroll again, stop the agent and "
+          << "remove " << (cfg.data_dir / "pki").string() << ")\n";
+      return kExitOk;
+    }
+    err << "kflex-agent enroll: " << (cfg.data_dir / "pki").string() << " holds unusable credentials ("
+        << identity.error().message << "); remove it to enroll again\n";
+    return kExitRuntime;
+  }
+  std::signal(SIGTERM, onSignal);
+  std::signal(SIGINT, onSignal);
+  auto identity = enroll(cfg, *state.value(), g_stop);
+  if (!identity) {
+    err << "kflex-agent enroll: " << identity.error().message << "\n";
+    return g_stop ? kExitOk : kExitRuntime;
+  }
+  std::string text = renderConfig(cfg, cfg.hub_urls, identity->name);
+  std::error_code ec;
+  if (fs::exists(config_path, ec)) {
+    fs::path backup = config_path;
+    backup += ".bak";
+    fs::copy_file(config_path, backup, fs::copy_options::overwrite_existing, ec);
+    if (!ec) {
+      out << "kept the previous " << config_path.string() << " as " << backup.string() << "\n";
+    }
+  }
+  fs::create_directories(config_path.parent_path(), ec);
+  if (auto r = writeFileAtomic(config_path, text, 0644); !r) {
+    err << "kflex-agent enroll: enrolled, but cannot write " << config_path.string() << ": " << r.error().message
+        << "; start the agent with --hub " << cfg.hub_urls.front() << "\n";
+    return kExitRuntime;
+  }
+  out << "enrolled as " << identity->name << " with " << cfg.hub_urls.front() << "; wrote " << config_path.string()
+      << "\nstart the agent: systemctl enable --now kflex-agent (or: kflex-agent run --config "
+      << config_path.string() << ")\n";
+  return kExitOk;
+}
+
+int runAgent(const AgentConfig& cfg) {
+  auto state = openState(cfg);
+  if (!state) {
+    log::error("cannot start", {{"error", state.error().message}});
+    return kExitRuntime;
+  }
+  std::error_code ec;
   // Enrollment blocks (with its own retries) before the event loop starts; signals stop it.
   std::signal(SIGTERM, onSignal);
   std::signal(SIGINT, onSignal);

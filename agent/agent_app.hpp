@@ -14,6 +14,10 @@ inline constexpr int kExitConfig = 2;   ///< Bad flags or configuration.
 
 /// Enrolls when needed, then holds the hub link until SIGTERM/SIGINT. Returns the exit code.
 int runAgent(const AgentConfig& cfg);
+/// Enrolls this host (once) and writes the agent's configuration to `config_path` (hub URLs,
+/// name, labels; never the token), so that the service starts with no flags. Returns the exit code.
+int enrollAgent(const AgentConfig& cfg, const std::filesystem::path& config_path, std::ostream& out,
+                std::ostream& err);
 /// Prints what the agent knows locally, without the hub. Returns the exit code.
 int printStatus(const AgentConfig& cfg, bool json, std::ostream& out, std::ostream& err);
 

@@ -39,6 +39,21 @@ int main(int argc, char** argv) {
       "URL (remembered from enrollment). SIGTERM closes the link and exits.\n"
       "Exit codes: 0 clean stop, 1 runtime failure or enrollment refused, 2 configuration error.");
 
+  auto* enroll = app.add_subcommand("enroll", "Enroll this host with a hub once and write agent.yaml for the service");
+  enroll->add_option("--hub", hubs, "Hub URL https://HOST:PORT (repeatable: tried in order)")->required();
+  enroll->add_option("--token", token, "Bootstrap token from `kflex token create`");
+  enroll->add_option("--token-file", token_file, "Read the bootstrap token from this file instead");
+  enroll->add_option("--ca-cert-hash", ca_hash, "sha256:HEX pin of the hub's CA public key")->required();
+  enroll->add_option("--name", name, "Agent name [this host's name]");
+  enroll->add_option("--labels", labels, "Labels: k=v,k2=v2");
+  enroll->footer(
+      "Makes a key in DATA_DIR/pki (never sent anywhere), checks the hub's CA against --ca-cert-hash,\n"
+      "trades the token for a client certificate, and writes the hub URLs, name and labels (never\n"
+      "the token) to --config, keeping a previous file as FILE.bak. Then:\n"
+      "  systemctl enable --now kflex-agent\n"
+      "Already enrolled: says so and changes nothing. Exit codes: 0 enrolled (or already), 1 refused\n"
+      "or failed, 2 bad flags.");
+
   auto* status = app.add_subcommand("status", "Show the agent's local state (works without the hub)");
   bool json = false;
   status->add_flag("--json", json, "Print JSON");
@@ -50,7 +65,8 @@ int main(int argc, char** argv) {
   }
   agent::AgentConfig cfg;
   std::error_code ec;
-  if (app.count("--config") > 0 || std::filesystem::exists(config_path, ec)) {
+  // (enroll writes the file: it may not exist yet.)
+  if ((app.count("--config") > 0 && !enroll->parsed()) || std::filesystem::exists(config_path, ec)) {
     if (auto r = agent::loadAgentConfig(config_path, cfg); !r) {
       std::cerr << "kflex-agent: configuration errors:\n" << r.error().message << "\n";
       return agent::kExitConfig;
@@ -86,6 +102,9 @@ int main(int argc, char** argv) {
   }
   if (status->parsed()) {
     return agent::printStatus(cfg, json, std::cout, std::cerr);
+  }
+  if (enroll->parsed()) {
+    return agent::enrollAgent(cfg, config_path, std::cout, std::cerr);
   }
   return agent::runAgent(cfg);
 }

@@ -662,6 +662,42 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   EXPECT_TRUE(state.value()->outbox(10).empty()) << "every report was acknowledged";
 }
 
+// The package flow: `kflex-agent enroll` once (writes agent.yaml, never the token), then the
+// service starts with nothing but that file.
+TEST_F(Agents, EnrollWritesTheConfigTheServiceStartsFrom) {
+  requireKubectl();
+  Token t = newToken();
+  fs::path config = dir_.path() / "etc" / "agent.yaml";
+  fs::path data = dir_.path() / "edge-e";
+  std::vector<std::string> enroll = {(binDir() / "kflex-agent").string(), "enroll", "--config", config.string(),
+                                     "--data-dir", data.string(), "--hub", hub_->url(), "--token", t.token,
+                                     "--ca-cert-hash", t.pin, "--name", "edge-e", "--labels", "zone=x"};
+  auto r = run(enroll);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("systemctl enable --now kflex-agent"), std::string::npos) << r.out;
+  auto written = readFile(config);
+  ASSERT_TRUE(written) << written.error().message;
+  std::string text = written.value();
+  EXPECT_NE(text.find(hub_->url()), std::string::npos) << text;
+  EXPECT_NE(text.find("edge-e"), std::string::npos) << text;
+  EXPECT_EQ(text.find(t.token.substr(7)), std::string::npos) << "the token was written to agent.yaml";
+  EXPECT_EQ(text.find("\ntoken"), std::string::npos) << text;  // no token key either
+  EXPECT_TRUE(fs::exists(data / "pki" / "agent.crt"));
+  // Again: nothing changes.
+  r = run(enroll);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("already enrolled as edge-e"), std::string::npos) << r.out;
+  // Missing flags: a clear message, exit 2.
+  r = run({(binDir() / "kflex-agent").string(), "enroll", "--config", config.string(), "--hub", hub_->url()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--ca-cert-hash"), std::string::npos) << r.err;
+  // The service's command line: the config file only.
+  Process a({(binDir() / "kflex-agent").string(), "run", "--config", config.string()}, dir_.path() / "edge-e.log");
+  EXPECT_TRUE(waitFor([&] { return ready("edge-e") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-e Ready"))
+      << a.log();
+  EXPECT_EQ(agent("edge-e")["metadata"]["labels"].value("zone", ""), "x");
+}
+
 // Under a Type=notify unit: READY once the agent runs (enrolled, state open, link started; not
 // waiting for the hub), watchdog pings, STOPPING on SIGTERM; and it keeps pinging while the hub
 // is away, since it keeps working then.
