@@ -31,7 +31,7 @@ class Packages : public ::testing::Test {
       int fd;
       ~Unlock() { ::close(fd); }
     } unlock{lock};
-    bool fresh = fs::exists(out_ / "made");
+    bool fresh = fs::exists(out_ / "made") && fs::exists(out_ / "next");
     for (const char* bin : {"kflex-hub", "kflex-agent", "kflex"}) {
       fresh = fresh && fs::last_write_time(out_ / "made") > fs::last_write_time(binDir() / bin);
     }
@@ -44,12 +44,19 @@ class Packages : public ::testing::Test {
     made_ = run({"cpack", "--config", (build / "CPackConfig.cmake").string(), "-G", "DEB", "-B", out_.string()}, {}, "",
                 std::chrono::minutes(5));
     if (made_.exit_code == 0) {
+      // The same packages as a later version, to upgrade to.
+      made_ = run({"cpack", "--config", (build / "CPackConfig.cmake").string(), "-G", "DEB", "-B",
+                   (out_ / "next").string(), "-D", "CPACK_PACKAGE_VERSION=99.0.0"},
+                  {}, "", std::chrono::minutes(5));
+    }
+    if (made_.exit_code == 0) {
       std::ofstream(out_ / "made") << made_.out;
     }
   }
   void SetUp() override { ASSERT_EQ(made_.exit_code, 0) << made_.out << made_.err; }
-  static fs::path deb(const std::string& name) {
-    for (const auto& e : fs::directory_iterator(out_)) {
+  static fs::path deb(const std::string& name, bool next = false) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(next ? out_ / "next" : out_, ec)) {
       std::string f = e.path().filename().string();
       if (std::regex_match(f, std::regex(name + "_[0-9][^_]*_[a-z0-9]+\\.deb"))) {
         return e.path();
@@ -129,6 +136,66 @@ TEST_F(Packages, BinariesRunFromTheUnpackedPackages) {
   auto hub = run({(root.path() / "usr/sbin/kflex-hub").string(), "serve", "--check-config", "--config",
                   (root.path() / "etc/kflex/hub.yaml").string()});
   EXPECT_EQ(hub.exit_code, 0) << hub.out << hub.err;
+}
+
+// A real install, upgrade and purge with dpkg and the packages' own maintainer scripts, in a
+// throwaway root: a copy-on-write overlay of this machine's root file system in a private mount
+// namespace (so nothing reaches the real system), entered with chroot.
+TEST_F(Packages, InstallUpgradeAndPurgeInAThrowawayRoot) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root (a mount namespace and an overlay mount)";
+  }
+  TempDir t;
+  fs::path hub = deb("kflex-hub"), agent = deb("kflex-agent");
+  fs::path hub2 = deb("kflex-hub", true), agent2 = deb("kflex-agent", true);
+  ASSERT_FALSE(hub.empty() || agent.empty() || hub2.empty() || agent2.empty()) << made_.out;
+  // The paths come in through the environment; the script itself is constant.
+  static constexpr const char* kScript = R"SH(set -eu
+M="$T/m"
+mkdir -p "$T/upper" "$T/work" "$M"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" "$M" || { echo NO-OVERLAY; exit 0; }
+mount --bind /proc "$M/proc"
+mount --bind /dev "$M/dev"
+mkdir -p "$M/kflex-pkgs/next"
+cp "$HUB" "$AGENT" "$M/kflex-pkgs/"
+cp "$HUB2" "$AGENT2" "$M/kflex-pkgs/next/"
+R="chroot $M"
+$R dpkg -i "/kflex-pkgs/$(basename "$HUB")" "/kflex-pkgs/$(basename "$AGENT")"
+echo "user: $($R getent passwd kflex | cut -d: -f1,7)"
+for u in kflex-hub kflex-agent; do
+  $R test -L /etc/systemd/system/multi-user.target.wants/$u.service && echo "enabled: $u"
+done
+echo "version: $($R /usr/sbin/kflex-agent --version)"
+$R stat -c "mode: %n %U %a" /usr/sbin/kflex-hub /usr/sbin/kflex-agent /usr/bin/kflex /etc/kflex/hub.yaml /etc/kflex/agent.yaml
+echo "check-config: $($R /usr/sbin/kflex-hub serve --check-config --config /etc/kflex/hub.yaml)"
+echo "# edited by the admin" >> "$M/etc/kflex/agent.yaml"
+mkdir -p "$M/var/lib/kflex-agent/pki"
+touch "$M/var/lib/kflex-agent/pki/agent.crt"
+$R dpkg -i "/kflex-pkgs/next/$(basename "$HUB2")" "/kflex-pkgs/next/$(basename "$AGENT2")"
+echo "upgraded: $($R dpkg-query -W -f="\${Version}" kflex-agent)"
+grep -q "edited by the admin" "$M/etc/kflex/agent.yaml" && echo "kept: agent.yaml"
+test -e "$M/var/lib/kflex-agent/pki/agent.crt" && echo "kept: state"
+$R dpkg --remove kflex-agent
+test -e "$M/etc/kflex/agent.yaml" && echo "removed, config kept"
+$R dpkg --purge kflex-agent 2>&1 | grep "purge removes" || true
+test ! -e "$M/var/lib/kflex-agent" && echo "purged: state"
+test ! -e "$M/etc/kflex/agent.yaml" && echo "purged: config"
+)SH";
+  auto r = run({"unshare", "-m", "--propagation", "private", "sh", "-c", kScript},
+               {"T=" + t.path().string(), "HUB=" + hub.string(), "AGENT=" + agent.string(), "HUB2=" + hub2.string(),
+                "AGENT2=" + agent2.string()},
+               "", std::chrono::minutes(3));
+  if (r.out.find("NO-OVERLAY") != std::string::npos) {
+    GTEST_SKIP() << "overlay mounts are not available here: " << r.err;
+  }
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* line : {"user: kflex:/usr/sbin/nologin", "enabled: kflex-hub", "enabled: kflex-agent",
+                           "version: kflex-agent 0.", "mode: /usr/sbin/kflex-hub root 755", "mode: /etc/kflex/hub.yaml root 644",
+                           "check-config: configuration OK", "upgraded: 99.0.0", "kept: agent.yaml", "kept: state",
+                           "removed, config kept", "purge removes /var/lib/kflex-agent", "purged: state",
+                           "purged: config"}) {
+    EXPECT_NE(r.out.find(line), std::string::npos) << "missing \"" << line << "\" in:\n" << r.out << r.err;
+  }
 }
 
 }  // namespace
