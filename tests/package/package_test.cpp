@@ -9,6 +9,7 @@
 
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "tests/support/test_support.hpp"
 
@@ -89,7 +90,8 @@ TEST_F(Packages, HubPackage) {
   std::string files = contents(p);
   for (const char* f : {"./usr/sbin/kflex-hub", "./usr/bin/kflex", "./lib/systemd/system/kflex-hub.service",
                         "./etc/kflex/hub.yaml", "./usr/lib/sysusers.d/kflex.conf",
-                        "./usr/share/doc/kflex-hub/copyright", "./usr/share/doc/kflex-hub/changelog.Debian.gz"}) {
+                        "./usr/share/doc/kflex-hub/copyright", "./usr/share/doc/kflex-hub/changelog.gz",
+                        "./usr/share/man/man8/kflex-hub.8.gz", "./usr/share/man/man1/kflex.1.gz"}) {
     EXPECT_NE(files.find(f), std::string::npos) << f << " missing:\n" << files;
   }
   EXPECT_EQ(files.find("kflex-agent"), std::string::npos) << "the agent is in its own package";
@@ -109,7 +111,8 @@ TEST_F(Packages, AgentPackage) {
   ASSERT_FALSE(p.empty()) << made_.out;
   std::string files = contents(p);
   for (const char* f : {"./usr/sbin/kflex-agent", "./lib/systemd/system/kflex-agent.service", "./etc/kflex/agent.yaml",
-                        "./usr/share/doc/kflex-agent/copyright"}) {
+                        "./usr/share/doc/kflex-agent/copyright",
+                        "./usr/share/man/man8/kflex-agent.8.gz"}) {
     EXPECT_NE(files.find(f), std::string::npos) << f << " missing:\n" << files;
   }
   EXPECT_EQ(info(p, "conffiles"), "/etc/kflex/agent.yaml\n");
@@ -136,6 +139,21 @@ TEST_F(Packages, BinariesRunFromTheUnpackedPackages) {
   auto hub = run({(root.path() / "usr/sbin/kflex-hub").string(), "serve", "--check-config", "--config",
                   (root.path() / "etc/kflex/hub.yaml").string()});
   EXPECT_EQ(hub.exit_code, 0) << hub.out << hub.err;
+}
+
+// Debian's package checker: no errors and no warnings (informational tags are listed in
+// packaging/README.md).
+TEST_F(Packages, LintianIsClean) {
+  if (run({"sh", "-c", "command -v lintian"}).exit_code != 0) {
+    GTEST_SKIP() << "lintian is not installed (Debian package lintian)";
+  }
+  auto r = run({"lintian", "--tag-display-limit", "0", deb("kflex-hub").string(), deb("kflex-agent").string()}, {}, "",
+               std::chrono::minutes(3));
+  std::istringstream lines(r.out + r.err);
+  std::string line;
+  while (std::getline(lines, line)) {
+    EXPECT_FALSE(line.rfind("E: ", 0) == 0 || line.rfind("W: ", 0) == 0) << line;
+  }
 }
 
 // A real install, upgrade and purge with dpkg and the packages' own maintainer scripts, in a
