@@ -7,5 +7,5 @@ function(kflex_add_test_executable name label)
   target_link_libraries(${name} PRIVATE kflex::build_settings kflex_test_support GTest::gtest_main GTest::gmock)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST TEST_PREFIX "${name}." PROPERTIES LABELS ${label}
-    ENVIRONMENT "KFLEX_BIN_DIR=${PROJECT_BINARY_DIR}/bin;KFLEX_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+    ENVIRONMENT "KFLEX_BIN_DIR=${PROJECT_BINARY_DIR}/bin")
 endfunction()

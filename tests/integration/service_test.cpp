@@ -16,10 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path sourceDir() {
-  const char* d = std::getenv("KFLEX_SOURCE_DIR");
-  return d != nullptr ? fs::path(d) : fs::current_path();
-}
 
 std::string readFile(const fs::path& p) {
   std::ifstream in(p);

@@ -18,6 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
+
 class Packages : public ::testing::Test {
  protected:
   // CTest runs each test in its own process: the packages are made once per build of the
@@ -42,7 +43,8 @@ class Packages : public ::testing::Test {
     }
     fs::remove_all(out_);
     fs::create_directories(out_);
-    made_ = run({"cpack", "--config", (build / "CPackConfig.cmake").string(), "-G", "DEB", "-B", out_.string()}, {}, "",
+    // Every generator configured: DEB, and RPM when rpmbuild is installed.
+    made_ = run({"cpack", "--config", (build / "CPackConfig.cmake").string(), "-B", out_.string()}, {}, "",
                 std::chrono::minutes(5));
     if (made_.exit_code == 0) {
       // The same packages as a later version, to upgrade to.
@@ -88,7 +90,7 @@ TEST_F(Packages, HubPackage) {
   EXPECT_NE(control.find("libjemalloc2"), std::string::npos) << "shared-library dependencies: " << control;
   EXPECT_NE(control.find("adduser"), std::string::npos);
   std::string files = contents(p);
-  for (const char* f : {"./usr/sbin/kflex-hub", "./usr/bin/kflex", "./lib/systemd/system/kflex-hub.service",
+  for (const char* f : {"./usr/sbin/kflex-hub", "./usr/bin/kflex", "./usr/lib/systemd/system/kflex-hub.service",
                         "./etc/kflex/hub.yaml", "./usr/lib/sysusers.d/kflex.conf",
                         "./usr/share/doc/kflex-hub/copyright", "./usr/share/doc/kflex-hub/changelog.gz",
                         "./usr/share/man/man8/kflex-hub.8.gz", "./usr/share/man/man1/kflex.1.gz"}) {
@@ -110,7 +112,7 @@ TEST_F(Packages, AgentPackage) {
   fs::path p = deb("kflex-agent");
   ASSERT_FALSE(p.empty()) << made_.out;
   std::string files = contents(p);
-  for (const char* f : {"./usr/sbin/kflex-agent", "./lib/systemd/system/kflex-agent.service", "./etc/kflex/agent.yaml",
+  for (const char* f : {"./usr/sbin/kflex-agent", "./usr/lib/systemd/system/kflex-agent.service", "./etc/kflex/agent.yaml",
                         "./usr/share/doc/kflex-agent/copyright",
                         "./usr/share/man/man8/kflex-agent.8.gz"}) {
     EXPECT_NE(files.find(f), std::string::npos) << f << " missing:\n" << files;
@@ -154,6 +156,46 @@ TEST_F(Packages, LintianIsClean) {
   while (std::getline(lines, line)) {
     EXPECT_FALSE(line.rfind("E: ", 0) == 0 || line.rfind("W: ", 0) == 0) << line;
   }
+}
+
+// The same packages as RPMs (made when rpmbuild is installed): contents, %config(noreplace),
+// scriptlets, and rpmlint without errors (its remaining warnings are in packaging/README.md).
+TEST_F(Packages, RpmPackages) {
+  fs::path hub, agent;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out_, ec)) {
+    std::string f = e.path().filename().string();
+    if (std::regex_match(f, std::regex("kflex-hub-[0-9][^-]*-[0-9]+\\.[a-z0-9_]+\\.rpm"))) {
+      hub = e.path();
+    } else if (std::regex_match(f, std::regex("kflex-agent-[0-9][^-]*-[0-9]+\\.[a-z0-9_]+\\.rpm"))) {
+      agent = e.path();
+    }
+  }
+  if (hub.empty() && run({"sh", "-c", "command -v rpmbuild"}).exit_code != 0) {
+    GTEST_SKIP() << "rpmbuild is not installed (Debian package rpm): no .rpm was made";
+  }
+  ASSERT_FALSE(hub.empty() || agent.empty()) << made_.out;
+  std::string files = run({"rpm", "-qlp", hub.string()}).out;
+  for (const char* f : {"/usr/sbin/kflex-hub", "/usr/bin/kflex", "/usr/lib/systemd/system/kflex-hub.service",
+                        "/etc/kflex/hub.yaml", "/usr/lib/sysusers.d/kflex.conf", "/usr/share/man/man8/kflex-hub.8.gz"}) {
+    EXPECT_NE(files.find(f), std::string::npos) << f << " missing:\n" << files;
+  }
+  for (const char* dir : {"/usr/sbin\n", "/usr/bin\n", "/etc/kflex\n"}) {
+    EXPECT_EQ(files.find(dir), std::string::npos) << "owns a shared directory " << dir;
+  }
+  // %config(noreplace): flags c (config) and n (noreplace).
+  auto flags = run({"rpm", "-qp", "--queryformat", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]", agent.string()}).out;
+  EXPECT_NE(flags.find("cn /etc/kflex/agent.yaml"), std::string::npos) << flags;
+  std::string scripts = run({"rpm", "-qp", "--scripts", agent.string()}).out;
+  EXPECT_NE(scripts.find("systemctl --no-reload enable kflex-agent.service"), std::string::npos) << scripts;
+  EXPECT_NE(scripts.find("try-restart kflex-agent.service"), std::string::npos) << scripts;
+  if (run({"sh", "-c", "command -v rpmlint"}).exit_code != 0) {
+    GTEST_SKIP() << "rpmlint is not installed (Debian package rpmlint)";
+  }
+  auto lint = run({"rpmlint", "-c", (sourceDir() / "packaging" / "rpm" / "rpmlint.toml").string(), hub.string(),
+                   agent.string()},
+                  {}, "", std::chrono::minutes(3));
+  EXPECT_NE(lint.out.find(" 0 errors"), std::string::npos) << lint.out << lint.err;
 }
 
 // A real install, upgrade and purge with dpkg and the packages' own maintainer scripts, in a

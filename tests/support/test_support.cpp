@@ -37,6 +37,11 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
+fs::path sourceDir() {
+  const char* d = std::getenv("KFLEX_SOURCE_DIR");
+  return d != nullptr ? fs::path(d) : fs::path(KFLEX_SOURCE_DIR);
+}
+
 fs::path binDir() {
   const char* d = std::getenv("KFLEX_BIN_DIR");
   return d != nullptr ? fs::path(d) : fs::current_path() / "bin";

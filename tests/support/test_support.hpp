@@ -26,6 +26,8 @@ class TempDir {
 
 /// Where the built binaries are (KFLEX_BIN_DIR from CTest, else ./bin).
 std::filesystem::path binDir();
+/// The source tree (KFLEX_SOURCE_DIR from the environment, else the one this was built from).
+std::filesystem::path sourceDir();
 
 /// Output and exit code of a finished command.
 struct CommandResult {
