@@ -4,6 +4,8 @@
 // notification socket without needing systemd to run.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <csignal>
 #include <fstream>
 #include <regex>
@@ -82,6 +84,34 @@ TEST(ServiceManager, HubNotifiesReadyPingsTheWatchdogAndNotifiesStopping) {
   hub.signal(SIGTERM);
   EXPECT_TRUE(notify.waitFor("STOPPING=1", std::chrono::seconds(10)));
   EXPECT_EQ(hub.wait(std::chrono::seconds(20)), 0) << hub.log();
+}
+
+// With systemd as PID 1: the real binary as a transient Type=notify unit becomes active only
+// once it has said READY, with its status line.
+TEST(ServiceManager, UnderARunningSystemdTheHubUnitBecomesActive) {
+  std::string pid1 = readFile("/proc/1/comm");
+  while (!pid1.empty() && (pid1.back() == '\n' || pid1.back() == ' ')) {
+    pid1.pop_back();
+  }
+  if (pid1 != "systemd") {
+    GTEST_SKIP() << "PID 1 is \"" << pid1 << "\", not systemd: no unit can be started here (the notification "
+                 << "protocol itself is tested against a notification socket above)";
+  }
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "starting a transient system unit needs root";
+  }
+  TempDir dir;
+  std::string unit = "kflex-hub-test-" + std::to_string(::getpid()) + ".service";
+  auto start = run({"systemd-run", "--unit", unit, "--collect", "--property=Type=notify", "--property=NotifyAccess=main",
+                    "--property=WatchdogSec=10s", (binDir() / "kflex-hub").string(), "serve", "--config", "/dev/null",
+                    "--data-dir", (dir.path() / "data").string(), "--listen", "127.0.0.1:0"},
+                   {}, "", std::chrono::seconds(60));
+  EXPECT_EQ(start.exit_code, 0) << start.out << start.err;
+  auto state = run({"systemctl", "show", "--property=ActiveState", "--value", unit});
+  EXPECT_EQ(state.out, "active\n");
+  auto status = run({"systemctl", "show", "--property=StatusText", "--value", unit});
+  EXPECT_NE(status.out.find("serving https://127.0.0.1:"), std::string::npos) << status.out;
+  EXPECT_EQ(run({"systemctl", "stop", unit}).exit_code, 0);
 }
 
 TEST(ServiceManager, WithoutANotificationSocketNothingIsSent) {

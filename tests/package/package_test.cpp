@@ -228,6 +228,16 @@ done
 echo "version: $($R /usr/sbin/kflex-agent --version)"
 $R stat -c "mode: %n %U %a" /usr/sbin/kflex-hub /usr/sbin/kflex-agent /usr/bin/kflex /etc/kflex/hub.yaml /etc/kflex/agent.yaml
 echo "check-config: $($R /usr/sbin/kflex-hub serve --check-config --config /etc/kflex/hub.yaml)"
+# The hub's first start as the service would make it: user kflex, the state directory as
+# StateDirectory= makes it (0700, owned by kflex), on loopback; it lays out its private files.
+install -d -o "$($R id -u kflex)" -g "$($R id -g kflex)" -m 0700 "$M/var/lib/kflex-hub"
+chroot --userspec=kflex:kflex "$M" /usr/sbin/kflex-hub serve --config /etc/kflex/hub.yaml \
+  --data-dir /var/lib/kflex-hub --listen 127.0.0.1:0 > "$T/hub.log" 2>&1 &
+HUB_PID=$!
+for i in $(seq 1 100); do grep -q "kflex-hub serving" "$T/hub.log" && break; sleep 0.1; done
+kill $HUB_PID; wait $HUB_PID || true
+$R stat -c "state: %n %U %a" /var/lib/kflex-hub /var/lib/kflex-hub/pki /var/lib/kflex-hub/pki/ca.key \
+  /var/lib/kflex-hub/admin.kubeconfig /var/lib/kflex-hub/hub.db
 echo "# edited by the admin" >> "$M/etc/kflex/agent.yaml"
 mkdir -p "$M/var/lib/kflex-agent/pki"
 touch "$M/var/lib/kflex-agent/pki/agent.crt"
@@ -251,7 +261,9 @@ test ! -e "$M/etc/kflex/agent.yaml" && echo "purged: config"
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   for (const char* line : {"user: kflex:/usr/sbin/nologin", "enabled: kflex-hub", "enabled: kflex-agent",
                            "version: kflex-agent 0.", "mode: /usr/sbin/kflex-hub root 755", "mode: /etc/kflex/hub.yaml root 644",
-                           "check-config: configuration OK", "upgraded: 99.0.0", "kept: agent.yaml", "kept: state",
+                           "check-config: configuration OK", "state: /var/lib/kflex-hub kflex 700",
+                           "state: /var/lib/kflex-hub/pki kflex 700", "state: /var/lib/kflex-hub/pki/ca.key kflex 600",
+                           "state: /var/lib/kflex-hub/admin.kubeconfig kflex 600", "upgraded: 99.0.0", "kept: agent.yaml", "kept: state",
                            "removed, config kept", "purge removes /var/lib/kflex-agent", "purged: state",
                            "purged: config"}) {
     EXPECT_NE(r.out.find(line), std::string::npos) << "missing \"" << line << "\" in:\n" << r.out << r.err;
