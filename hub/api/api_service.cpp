@@ -505,27 +505,30 @@ ApiService::ApiService(ObjectStore& store, const model::Registry& registry, cons
     : store_(store), registry_(registry), clock_(clock), options_(std::move(options)),
       docs_(buildDiscovery(registry, options_.server_version)) {}
 
-net::awaitable<ApiResponse> ApiService::internal(http::verb method, std::string path, std::string body,
-                                                 std::string content_type) {
+namespace {
+// A request made by the hub itself: user system:kflex-hub in group system:masters.
+ApiRequest hubRequest(http::verb method, const std::string& path) {
   ApiRequest req;
   req.method = method;
   parseTarget(path, req.path, req.query);
-  req.body = std::move(body);
-  req.content_type = std::move(content_type);
   req.user_agent = "kflex-hub";
   req.user.name = "system:kflex-hub";
   req.user.groups = {"system:masters", "system:authenticated"};
+  return req;
+}
+}  // namespace
+
+net::awaitable<ApiResponse> ApiService::internal(http::verb method, std::string path, std::string body,
+                                                 std::string content_type) {
+  ApiRequest req = hubRequest(method, path);
+  req.body = std::move(body);
+  req.content_type = std::move(content_type);
   co_return co_await handle(std::move(req));
 }
 
 net::awaitable<unsigned> ApiService::changeStatus(const ResourceType& t, std::string name,
                                                   std::function<bool(Json& obj)> change) {
-  ApiRequest req;
-  req.method = http::verb::put;
-  req.path = objectPath(t, name, true);
-  req.user_agent = "kflex-hub";
-  req.user.name = "system:kflex-hub";
-  req.user.groups = {"system:masters", "system:authenticated"};
+  ApiRequest req = hubRequest(http::verb::put, objectPath(t, name, true));
   unsigned last = 409;
   for (int attempt = 0; attempt < 8 && last == 409; ++attempt) {
     ObjectPtr seen = store_.get(resourceKey(t), name);
