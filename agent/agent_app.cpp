@@ -48,9 +48,9 @@ Result<std::unique_ptr<AgentState>> openState(const AgentConfig& cfg) {
 }
 
 // agent.yaml as `enroll` leaves it: what later starts need, never the token (it is spent).
-std::string renderConfig(const AgentConfig& cfg, const std::vector<std::string>& hub_urls, const std::string& name) {
+std::string renderConfig(const AgentConfig& cfg, const std::string& name) {
   std::string out = "# Written by `kflex-agent enroll`; see kflex-agent(8). The token is not kept: it was used once.\n";
-  out += "hub_urls: " + Json(hub_urls).dump() + "\n";
+  out += "hub_urls: " + Json(cfg.hub_urls).dump() + "\n";
   out += "name: " + Json(name).dump() + "\n";
   if (!cfg.labels.empty()) {
     out += "labels: " + Json(cfg.labels).dump() + "\n";
@@ -96,7 +96,7 @@ int enrollAgent(const AgentConfig& cfg, const std::filesystem::path& config_path
     err << "kflex-agent enroll: " << identity.error().message << "\n";
     return g_stop ? kExitOk : kExitRuntime;
   }
-  std::string text = renderConfig(cfg, cfg.hub_urls, identity->name);
+  std::string text = renderConfig(cfg, identity->name);
   std::error_code ec;
   if (fs::exists(config_path, ec)) {
     fs::path backup = config_path;
