@@ -26,26 +26,29 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--data-dir", data_dir, "State directory: agent.db, pki/, cp/ [/var/lib/kflex-agent]");
 
+  // The enrollment flags, which `run` (on its first start) and `enroll` share.
+  auto enrollment_options = [&](CLI::App* sub, bool required) {
+    auto* hub = sub->add_option("--hub", hubs, "Hub URL https://HOST:PORT (repeatable: tried in order)");
+    sub->add_option("--token", token, "Bootstrap token from `kflex token create`");
+    sub->add_option("--token-file", token_file, "Read the bootstrap token from this file instead");
+    auto* pin = sub->add_option("--ca-cert-hash", ca_hash, "sha256:HEX pin of the hub's CA public key");
+    sub->add_option("--name", name, "Agent name [this host's name]");
+    sub->add_option("--labels", labels, "Labels set at enrollment: k=v,k2=v2");
+    if (required) {
+      hub->required();
+      pin->required();
+    }
+  };
   auto* run = app.add_subcommand("run", "Enroll if needed, then hold the link to the hub until stopped");
-  run->add_option("--hub", hubs, "Hub URL https://HOST:PORT (repeatable: tried in order)");
-  run->add_option("--token", token, "Bootstrap token from `kflex token create` (first start only)");
-  run->add_option("--token-file", token_file, "Read the bootstrap token from this file instead");
-  run->add_option("--ca-cert-hash", ca_hash, "sha256:HEX pin of the hub's CA public key (first start only)");
-  run->add_option("--name", name, "Agent name [this host's name]");
-  run->add_option("--labels", labels, "Labels set at enrollment: k=v,k2=v2");
+  enrollment_options(run, false);
   run->footer(
-      "First start: makes a key in DATA_DIR/pki (never sent anywhere), checks the hub's CA against\n"
-      "--ca-cert-hash, and trades the token for a client certificate. Later starts need only the hub\n"
-      "URL (remembered from enrollment). SIGTERM closes the link and exits.\n"
+      "First start (--token and --ca-cert-hash needed): makes a key in DATA_DIR/pki (never sent anywhere),\n"
+      "checks the hub's CA against --ca-cert-hash, and trades the token for a client certificate. Later\n"
+      "starts need only the hub URL (remembered from enrollment). SIGTERM closes the link and exits.\n"
       "Exit codes: 0 clean stop, 1 runtime failure or enrollment refused, 2 configuration error.");
 
   auto* enroll = app.add_subcommand("enroll", "Enroll this host with a hub once and write agent.yaml for the service");
-  enroll->add_option("--hub", hubs, "Hub URL https://HOST:PORT (repeatable: tried in order)")->required();
-  enroll->add_option("--token", token, "Bootstrap token from `kflex token create`");
-  enroll->add_option("--token-file", token_file, "Read the bootstrap token from this file instead");
-  enroll->add_option("--ca-cert-hash", ca_hash, "sha256:HEX pin of the hub's CA public key")->required();
-  enroll->add_option("--name", name, "Agent name [this host's name]");
-  enroll->add_option("--labels", labels, "Labels: k=v,k2=v2");
+  enrollment_options(enroll, true);
   enroll->footer(
       "Makes a key in DATA_DIR/pki (never sent anywhere), checks the hub's CA against --ca-cert-hash,\n"
       "trades the token for a client certificate, and writes the hub URLs, name and labels (never\n"
