@@ -17,6 +17,13 @@ target_include_directories(kflex_build_settings INTERFACE ${PROJECT_SOURCE_DIR} 
 # Asio and Beast are compiled once, in shared/net/asio_impl.cpp.
 target_compile_definitions(kflex_build_settings INTERFACE
   BOOST_ASIO_SEPARATE_COMPILATION BOOST_BEAST_SEPARATE_COMPILATION BOOST_ASIO_NO_DEPRECATED)
+# Hardening, as Debian builds its packages (dpkg-buildflags): fortified libc calls (they need an
+# optimized build), a strong stack protector, relocations read-only and resolved at load.
+if(NOT KFLEX_SANITIZE)
+  target_compile_options(kflex_build_settings INTERFACE -fstack-protector-strong -fstack-clash-protection)
+  target_compile_definitions(kflex_build_settings INTERFACE $<$<NOT:$<CONFIG:Debug>>:_FORTIFY_SOURCE=2>)
+  target_link_options(kflex_build_settings INTERFACE -Wl,-z,relro -Wl,-z,now)
+endif()
 if(KFLEX_SANITIZE)
   string(REPLACE ";" "," _kflex_san "${KFLEX_SANITIZE}")
   target_compile_options(kflex_build_settings INTERFACE -fsanitize=${_kflex_san} -fno-omit-frame-pointer)
