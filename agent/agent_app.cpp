@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <iostream>
@@ -11,11 +12,14 @@
 #include "agent/agent_state.hpp"
 #include "agent/enroll.hpp"
 #include "agent/hub_link.hpp"
+#include "agent/runtime/control_planes.hpp"
+#include "agent/runtime/probe.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/service_manager.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
+#include "shared/net/https_client.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::agent {
@@ -171,6 +175,25 @@ int runAgent(const AgentConfig& cfg) {
     log::error("cannot start", {{"error", e.what()}});
     return kExitRuntime;
   }
+  // The control planes: started (or adopted) from agent.db before the hub is reached, so that
+  // they run whether or not the hub answers.
+  runtime::RuntimeConfig rcfg;
+  rcfg.bin_dir = cfg.bin_dir;
+  rcfg.programs = cfg.programs;
+  rcfg.isolate = cfg.isolate;
+  rcfg.advertise_address = cfg.advertise_address;
+  if (rcfg.advertise_address.empty()) {
+    std::string host;
+    std::string port;
+    if (net_client::splitHttpsUrl(urls.front(), host, port)) {
+      rcfg.advertise_address = runtime::localAddressTowards(host);
+    }
+  }
+  SystemClock clock;
+  runtime::ControlPlanes cps(ioc.get_executor(), rcfg, *state.value(), cfg.data_dir, clock);
+  link->setControlPlanes(&cps);
+  cps.on_change = [&] { link->reportChanges(); };
+  cps.sync();
   std::signal(SIGTERM, SIG_DFL);
   std::signal(SIGINT, SIG_DFL);
   net::signal_set signals(ioc, SIGTERM, SIGINT);
@@ -187,8 +210,10 @@ int runAgent(const AgentConfig& cfg) {
     log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     service::stopping();
     watchdog.stop();
+    cps.stop();  // (the control planes keep running; the next agent adopts them)
     link->stop();
   });
+  net::co_spawn(ioc, cps.run(), net::detached);
   net::co_spawn(ioc, link->run(), [&](std::exception_ptr e) {
     if (e) {
       try {
@@ -199,11 +224,53 @@ int runAgent(const AgentConfig& cfg) {
     }
     signals.cancel();
     watchdog.stop();
+    cps.stop();
   });
   service::ready("agent " + identity->name + ", hub " + urls.front());
   watchdog.start();
   ioc.run();
   log::info("stopped");
+  return kExitOk;
+}
+
+int printLogs(const AgentConfig& cfg, const std::string& cp, const std::string& component, size_t max_bytes,
+              std::ostream& out, std::ostream& err) {
+  fs::path dir = cfg.data_dir / "cp" / cp / "logs";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    err << "kflex-agent logs: no control plane \"" << cp << "\" runs on this agent (no " << dir.string() << ")\n";
+    return kExitRuntime;
+  }
+  std::vector<std::string> components;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".log") {
+      components.push_back(e.path().stem().string());
+    }
+  }
+  std::sort(components.begin(), components.end());
+  if (!component.empty()) {
+    if (std::find(components.begin(), components.end(), component) == components.end()) {
+      std::string known;
+      for (const auto& c : components) {
+        known += (known.empty() ? "" : ", ") + c;
+      }
+      err << "kflex-agent logs: control plane " << cp << " has no component \"" << component << "\" (it has: "
+          << (known.empty() ? "none yet" : known) << ")\n";
+      return kExitRuntime;
+    }
+    components = {component};
+  }
+  for (const auto& c : components) {
+    auto text = runtime::readLogTail(dir / (c + ".log"), max_bytes);
+    if (!text) {
+      err << "kflex-agent logs: " << text.error().message << "\n";
+      return kExitRuntime;
+    }
+    if (components.size() > 1) {
+      out << "==> " << c << " <==\n";
+    }
+    out << text.value();
+  }
   return kExitOk;
 }
 

@@ -18,6 +18,9 @@ int runAgent(const AgentConfig& cfg);
 /// name, labels; never the token), so that the service starts with no flags. Returns the exit code.
 int enrollAgent(const AgentConfig& cfg, const std::filesystem::path& config_path, std::ostream& out,
                 std::ostream& err);
+/// Prints the logs of a control plane's programs (all, or one component). Returns the exit code.
+int printLogs(const AgentConfig& cfg, const std::string& cp, const std::string& component, size_t max_bytes,
+              std::ostream& out, std::ostream& err);
 /// Prints what the agent knows locally, without the hub. Returns the exit code.
 int printStatus(const AgentConfig& cfg, bool json, std::ostream& out, std::ostream& err);
 

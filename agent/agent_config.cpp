@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
+
+#include <boost/asio/ip/address.hpp>
 
 #include <yaml-cpp/yaml.h>
 
@@ -65,6 +68,21 @@ Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg
         }
       } else if (key == "log_level") {
         cfg.log_level = v.as<std::string>();
+      } else if (key == "bin_dir") {
+        cfg.bin_dir = v.as<std::string>();
+      } else if (key == "programs") {
+        if (!v.IsMap()) {
+          problems.push_back(where(v, key) + ": must be a mapping of program names (k3s, kine, kube-apiserver, "
+                                             "kube-controller-manager, vcluster) to paths");
+        } else {
+          for (const auto& p : v) {
+            cfg.programs[p.first.as<std::string>()] = p.second.as<std::string>();
+          }
+        }
+      } else if (key == "advertise_address") {
+        cfg.advertise_address = v.IsNull() ? "" : v.as<std::string>();
+      } else if (key == "isolate_control_planes") {
+        cfg.isolate = v.as<bool>();
       } else {
         problems.push_back(where(kv.first, key) + ": unknown setting");
       }
@@ -114,6 +132,23 @@ Result<void> validateAgentConfig(const AgentConfig& cfg) {
   }
   if (cfg.log_level != "debug" && cfg.log_level != "info" && cfg.log_level != "warn" && cfg.log_level != "error") {
     problems.push_back("log_level: must be debug, info, warn or error");
+  }
+  static const std::set<std::string> kPrograms = {"k3s", "kine", "kube-apiserver", "kube-controller-manager",
+                                                  "vcluster"};
+  for (const auto& [name, path] : cfg.programs) {
+    if (!kPrograms.count(name)) {
+      problems.push_back("programs: unknown program \"" + name +
+                         "\"; the agent runs k3s, kine, kube-apiserver, kube-controller-manager and vcluster");
+    } else if (path.empty() || path[0] != '/') {
+      problems.push_back("programs." + name + ": must be an absolute path");
+    }
+  }
+  if (!cfg.advertise_address.empty()) {
+    boost::system::error_code ec;
+    boost::asio::ip::make_address(cfg.advertise_address, ec);
+    if (ec) {
+      problems.push_back("advertise_address: \"" + cfg.advertise_address + "\" is not an IP address");
+    }
   }
   if (cfg.data_dir.empty()) {
     problems.push_back("data_dir: must not be empty");

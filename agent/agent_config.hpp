@@ -28,6 +28,16 @@ struct AgentConfig {
   std::map<std::string, std::string> labels;
   /// debug, info, warn or error (YAML `log_level`).
   std::string log_level = "info";
+  /// Where k3s, kine, kube-apiserver, kube-controller-manager and vcluster are (YAML `bin_dir`).
+  std::filesystem::path bin_dir = "/usr/local/bin";
+  /// Per-program paths that override bin_dir (YAML `programs`, e.g. {k3s: /opt/k3s/k3s}).
+  std::map<std::string, std::string> programs;
+  /// The address control planes are reached at (YAML `advertise_address`); default: the address
+  /// this host reaches the hub from.
+  std::string advertise_address;
+  /// A network namespace per control plane (YAML `isolate_control_planes`, default true); off, or
+  /// without root, control planes share the host's network and their fixed ports.
+  bool isolate = true;
 };
 
 /// Reads agent.yaml into cfg; every problem as "key (file:line): message".

@@ -14,6 +14,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "agent/reconciler.hpp"
+#include "agent/runtime/control_planes.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
@@ -91,6 +92,16 @@ void HubLink::record(const std::string& state, const std::string& detail) {
                        {"link_detail", detail}});
   if (!r) {
     log::warn("cannot record the link state in agent.db", {{"error", r.error().message}});
+  }
+}
+
+void HubLink::reportChanges() {
+  if (auto r = reconcile(state_, cps_); !r) {
+    log::warn("cannot reconcile", {{"error", r.error().message}});
+    return;
+  }
+  if (send_reports_) {
+    send_reports_();
   }
 }
 
@@ -296,10 +307,15 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   };
   // A fresh link: report everything again (the hub may have marked it Unknown meanwhile).
   (void)state_.clearReported();
-  if (auto r = reconcile(state_); !r) {
+  if (auto r = reconcile(state_, cps_); !r) {
     log::warn("cannot reconcile", {{"error", r.error().message}});
   }
   queueReports();
+  send_reports_ = queueReports;
+  struct Clear {
+    std::function<void()>& f;
+    ~Clear() { f = nullptr; }
+  } clear_on_exit{send_reports_};
 
   auto onDesired = [&](const protocol::Envelope& env) -> bool {
     std::vector<std::pair<std::string, std::string>> upserts;
@@ -344,7 +360,10 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
                                          {"changed", std::to_string(upserts.size() + deletes.size())}});
     }
     queue(protocol::encode(protocol::msg::kAck, std::to_string(++seq), env.revision, Json::object()));
-    if (auto r = reconcile(state_); !r) {
+    if (cps_ != nullptr) {
+      cps_->sync();
+    }
+    if (auto r = reconcile(state_, cps_); !r) {
       log::warn("cannot reconcile", {{"error", r.error().message}});
     }
     queueReports();

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,9 @@
 #include "shared/net/asio.hpp"
 
 namespace kflex::agent {
+namespace runtime {
+class ControlPlanes;
+}
 
 /// Timings of the link.
 struct LinkOptions {
@@ -39,6 +43,11 @@ class HubLink {
   net::awaitable<void> run();
   /// Closes the link politely and ends run().
   void stop();
+  /// The control planes this agent runs: told of every desired-state change, and their
+  /// observed state goes into the reports (before run()).
+  void setControlPlanes(runtime::ControlPlanes* cps) { cps_ = cps; }
+  /// Observed state changed: put the changes in the outbox and send them if the link is up.
+  void reportChanges();
   /// The facts sent in hello (also shown by status).
   static nlohmann::json hostFacts(const std::filesystem::path& data_dir);
 
@@ -63,6 +72,8 @@ class HubLink {
   std::string pending_key_;  // the key of a requested, not yet received, certificate
   net::steady_timer sleep_;
   bool stopping_ = false;
+  runtime::ControlPlanes* cps_ = nullptr;
+  std::function<void()> send_reports_;  // set while a session is up
 };
 
 }  // namespace kflex::agent

@@ -41,6 +41,12 @@ int main(int argc, char** argv) {
   };
   auto* run = app.add_subcommand("run", "Enroll if needed, then hold the link to the hub until stopped");
   enrollment_options(run, false);
+  std::string bin_dir;
+  std::string advertise;
+  run->add_option("--bin-dir", bin_dir,
+                  "Where k3s, kine, kube-apiserver, kube-controller-manager and vcluster are [/usr/local/bin]");
+  run->add_option("--advertise-address", advertise,
+                  "IP address control planes are reached at [the address this host reaches the hub from]");
   run->footer(
       "First start (--token and --ca-cert-hash needed): makes a key in DATA_DIR/pki (never sent anywhere),\n"
       "checks the hub's CA against --ca-cert-hash, and trades the token for a client certificate. Later\n"
@@ -56,6 +62,14 @@ int main(int argc, char** argv) {
       "  systemctl enable --now kflex-agent\n"
       "Already enrolled: says so and changes nothing. Exit codes: 0 enrolled (or already), 1 refused\n"
       "or failed, 2 bad flags.");
+
+  auto* logs = app.add_subcommand("logs", "Show a control plane's program logs (DATA_DIR/cp/NAME/logs)");
+  std::string logs_cp;
+  std::string logs_component;
+  size_t logs_bytes = 64 * 1024;
+  logs->add_option("NAME", logs_cp, "Control plane")->required();
+  logs->add_option("COMPONENT", logs_component, "Program (k3s, kine, kube-apiserver, ...); all when omitted");
+  logs->add_option("--bytes", logs_bytes, "Show at most the last N bytes of each log")->capture_default_str();
 
   auto* status = app.add_subcommand("status", "Show the agent's local state (works without the hub)");
   bool json = false;
@@ -93,6 +107,12 @@ int main(int argc, char** argv) {
   if (!name.empty()) {
     cfg.name = name;
   }
+  if (!bin_dir.empty()) {
+    cfg.bin_dir = bin_dir;
+  }
+  if (!advertise.empty()) {
+    cfg.advertise_address = advertise;
+  }
   if (!labels.empty()) {
     if (auto r = agent::parseLabels(labels, cfg.labels); !r) {
       std::cerr << "kflex-agent: --labels: " << r.error().message << "\n";
@@ -105,6 +125,9 @@ int main(int argc, char** argv) {
   }
   if (status->parsed()) {
     return agent::printStatus(cfg, json, std::cout, std::cerr);
+  }
+  if (logs->parsed()) {
+    return agent::printLogs(cfg, logs_cp, logs_component, logs_bytes, std::cout, std::cerr);
   }
   if (enroll->parsed()) {
     return agent::enrollAgent(cfg, config_path, std::cout, std::cerr);

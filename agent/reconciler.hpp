@@ -6,15 +6,18 @@
 #include "agent/agent_state.hpp"
 
 namespace kflex::agent {
+namespace runtime {
+class ControlPlanes;
+}
 
 /// What the agent reports for one desired control plane: {"controlPlane", "observedGeneration",
-/// "conditions": [{type, status, reason, message}]}. Deterministic (no timestamps), so that an
-/// unchanged state is not reported again. Until the control-plane runtimes land, every type is
-/// reported honestly as not supported by this agent: Ready=False, never Ready=True.
-nlohmann::json observedStatus(const nlohmann::json& control_plane);
+/// "conditions": [{type, status, reason, message}], and from a runtime "endpoint" and
+/// "components"}. Deterministic (no timestamps), so that an unchanged state is not reported
+/// again. A type this agent does not run is reported honestly: Ready=False, never Ready=True.
+nlohmann::json observedStatus(const nlohmann::json& control_plane, const runtime::ControlPlanes* runtimes = nullptr);
 
 /// Compares every desired control plane's observed status with what was last reported and puts
 /// the changes in the outbox. Returns the number of reports queued.
-Result<size_t> reconcile(AgentState& state);
+Result<size_t> reconcile(AgentState& state, const runtime::ControlPlanes* runtimes = nullptr);
 
 }  // namespace kflex::agent

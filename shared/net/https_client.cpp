@@ -115,50 +115,51 @@ Result<std::unique_ptr<HttpsClient>> HttpsClient::create(const config::ClusterAc
   return std::unique_ptr<HttpsClient>(new HttpsClient(access, ctx.value(), host, port));
 }
 
+net::awaitable<Result<HttpResult>> HttpsClient::asyncRequest(http::verb method, std::string target, std::string body,
+                                                              std::string content_type,
+                                                              std::chrono::milliseconds timeout) {
+  HttpResult out;
+  auto ex = co_await net::this_coro::executor;
+  Stream stream(ex, *ctx_);
+  auto& tcp = beast::get_lowest_layer(stream);
+  tcp.expires_after(timeout);
+  if (std::string error = co_await openTls(stream, host_, port_, access_.server); !error.empty()) {
+    co_return fail(error);
+  }
+  http::request<http::string_body> req{method, target, 11};
+  setCommonHeaders(req, host_, access_.token);
+  if (!body.empty() || method == http::verb::post || method == http::verb::put || method == http::verb::patch) {
+    req.set(http::field::content_type, content_type);
+    req.body() = body;
+  }
+  req.prepare_payload();
+  auto [wec, wn] = co_await http::async_write(stream, req, net::as_tuple(net::use_awaitable));
+  if (wec) {
+    co_return fail(describe(wec, access_.server));
+  }
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(256 * 1024 * 1024);
+  auto [rdec, rn] = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+  if (rdec) {
+    co_return fail(describe(rdec, access_.server));
+  }
+  auto& res = parser.get();
+  out.status = res.result_int();
+  out.content_type = std::string(res[http::field::content_type]);
+  out.body = std::move(res.body());
+  tcp.expires_after(std::chrono::seconds(1));
+  co_await stream.async_shutdown(net::as_tuple(net::use_awaitable));
+  co_return out;
+}
+
 Result<HttpResult> HttpsClient::request(http::verb method, const std::string& target, const std::string& body,
                                         const std::string& content_type, std::chrono::milliseconds timeout) {
-  HttpResult out;
   net::io_context ioc;
   Result<HttpResult> result = fail("no answer");
   net::co_spawn(
       ioc,
-      [&]() -> net::awaitable<void> {
-        auto ex = co_await net::this_coro::executor;
-        Stream stream(ex, *ctx_);
-        auto& tcp = beast::get_lowest_layer(stream);
-        tcp.expires_after(timeout);
-        if (std::string error = co_await openTls(stream, host_, port_, access_.server); !error.empty()) {
-          result = fail(error);
-          co_return;
-        }
-        http::request<http::string_body> req{method, target, 11};
-        setCommonHeaders(req, host_, access_.token);
-        if (!body.empty() || method == http::verb::post || method == http::verb::put || method == http::verb::patch) {
-          req.set(http::field::content_type, content_type);
-          req.body() = body;
-        }
-        req.prepare_payload();
-        auto [wec, wn] = co_await http::async_write(stream, req, net::as_tuple(net::use_awaitable));
-        if (wec) {
-          result = fail(describe(wec, access_.server));
-          co_return;
-        }
-        beast::flat_buffer buffer;
-        http::response_parser<http::string_body> parser;
-        parser.body_limit(256 * 1024 * 1024);
-        auto [rdec, rn] = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
-        if (rdec) {
-          result = fail(describe(rdec, access_.server));
-          co_return;
-        }
-        auto& res = parser.get();
-        out.status = res.result_int();
-        out.content_type = std::string(res[http::field::content_type]);
-        out.body = std::move(res.body());
-        result = out;
-        tcp.expires_after(std::chrono::seconds(1));
-        co_await stream.async_shutdown(net::as_tuple(net::use_awaitable));
-      },
+      [&]() -> net::awaitable<void> { result = co_await asyncRequest(method, target, body, content_type, timeout); },
       net::detached);
   ioc.run();
   return result;

@@ -42,6 +42,10 @@ class HttpsClient {
   Result<HttpResult> request(http::verb method, const std::string& target, const std::string& body = "",
                              const std::string& content_type = "application/json",
                              std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  /// The same, on the caller's executor (the client must outlive the operation).
+  net::awaitable<Result<HttpResult>> asyncRequest(http::verb method, std::string target, std::string body = "",
+                                                  std::string content_type = "application/json",
+                                                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
   /// GETs a streaming target (watch) and calls on_line per newline-terminated line until it
   /// returns false, the server ends the stream, or the deadline passes (then ok with timed_out).
   Result<HttpResult> stream(const std::string& target, const std::function<bool(std::string_view)>& on_line,

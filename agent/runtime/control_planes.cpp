@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/runtime/control_planes.hpp"
+
+#include "agent/agent_state.hpp"
+#include "agent/runtime/k3s_runtime.hpp"
+#include "agent/runtime/netns.hpp"
+#include "shared/common/log.hpp"
+#include "shared/common/util.hpp"
+
+namespace kflex::agent::runtime {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+fs::path RuntimeEnv::program(const std::string& name) const {
+  auto it = config.programs.find(name);
+  return it != config.programs.end() && !it->second.empty() ? fs::path(it->second) : config.bin_dir / name;
+}
+
+ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& config, AgentState& state,
+                             const fs::path& data_dir, const Clock& clock)
+    : supervisor_(clock, config.supervisor),
+      config_(config),
+      env_{ex, supervisor_, state, clock, config_, data_dir / "cp", false},
+      wake_(ex) {
+  env_.isolate = config_.isolate && NetNamespace::available();
+  if (config_.isolate && !env_.isolate) {
+    log::warn("control planes share the host's network: network namespaces cannot be made here (the agent needs "
+              "root); only one k3s control plane fits on this host");
+  }
+  std::error_code ec;
+  fs::create_directories(env_.cp_root, ec);
+}
+
+ControlPlanes::~ControlPlanes() = default;
+
+bool ControlPlanes::runsType(const std::string& type) { return type == "k3s"; }
+
+std::unique_ptr<Runtime> ControlPlanes::make(const std::string& type, const std::string& name) {
+  if (type == "k3s") {
+    return std::make_unique<K3sRuntime>(env_, name);
+  }
+  return nullptr;
+}
+
+void ControlPlanes::sync() {
+  std::map<std::string, Json> desired;
+  for (const auto& d : env_.state.desired()) {
+    Json cp = Json::parse(d.body, nullptr, false);
+    if (cp.is_object()) {
+      desired[d.name] = std::move(cp);
+    }
+  }
+  // Gone from the desired state, or now of another type: remove.
+  for (auto it = runtimes_.begin(); it != runtimes_.end();) {
+    auto d = desired.find(it->first);
+    std::string type = d == desired.end() ? "" : d->second.value("spec", Json::object()).value("type", "");
+    if (type != types_[it->first]) {
+      log::info("removing a control plane", {{"controlPlane", it->first}});
+      removing_[it->first] = std::move(it->second);
+      types_.erase(it->first);
+      it = runtimes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Left over from before an agent restart: folders nothing desires any more.
+  if (!scanned_) {
+    scanned_ = true;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(env_.cp_root, ec)) {
+      std::string name = entry.path().filename().string();
+      if (entry.is_directory() && !desired.count(name) && !removing_.count(name) && isDns1123Label(name)) {
+        log::info("removing a control plane deleted while the agent was away", {{"controlPlane", name}});
+        removing_[name] = make("k3s", name);
+      }
+    }
+  }
+  desired_ = desired;
+  for (const auto& [name, cp] : desired_) {
+    std::string type = cp.value("spec", Json::object()).value("type", "");
+    if (!runsType(type) || removing_.count(name)) {
+      continue;  // (a removal of the same name finishes first)
+    }
+    auto& rt = runtimes_[name];
+    if (!rt) {
+      rt = make(type, name);
+      types_[name] = type;
+      log::info("starting a control plane", {{"controlPlane", name}, {"type", type}});
+    }
+    rt->ensure(cp);
+  }
+  wake_.cancel();
+}
+
+std::optional<Json> ControlPlanes::observe(const std::string& name) const {
+  auto it = runtimes_.find(name);
+  if (it == runtimes_.end()) {
+    return std::nullopt;
+  }
+  return it->second->observe();
+}
+
+net::awaitable<void> ControlPlanes::run() {
+  auto next_full_probe = std::chrono::steady_clock::now();
+  while (!stopping_) {
+    supervisor_.tick();
+    for (auto it = removing_.begin(); it != removing_.end();) {
+      if (it->second->remove()) {
+        it = removing_.erase(it);
+        sync();  // a control plane of the same name may be waiting for this removal
+      } else {
+        ++it;
+      }
+    }
+    // Probe the ones not yet Ready every round (fast create-to-Ready), the rest every interval.
+    bool full = std::chrono::steady_clock::now() >= next_full_probe;
+    if (full) {
+      next_full_probe = std::chrono::steady_clock::now() + config_.probe_interval;
+    }
+    bool changed = false;
+    std::vector<std::string> names;
+    for (const auto& [name, rt] : runtimes_) {
+      names.push_back(name);
+    }
+    for (const auto& name : names) {
+      auto it = runtimes_.find(name);
+      if (it == runtimes_.end()) {
+        continue;
+      }
+      if (auto d = desired_.find(name); d != desired_.end()) {
+        it->second->ensure(d->second);  // retries what could not be prepared (a port in use, ...)
+      }
+      std::string before = it->second->observe().dump();
+      bool ready = before.find("\"Available\"") != std::string::npos;
+      if (full || !ready) {
+        co_await it->second->probe();
+      }
+      it = runtimes_.find(name);
+      if (it == runtimes_.end()) {
+        continue;
+      }
+      std::string now = it->second->observe().dump();
+      if (reported_[name] != now) {
+        reported_[name] = now;
+        changed = true;
+      }
+    }
+    if (changed && on_change) {
+      on_change();
+    }
+    wake_.expires_after(std::chrono::milliseconds(500));
+    co_await wake_.async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
+
+void ControlPlanes::stop() {
+  stopping_ = true;
+  wake_.cancel();
+  supervisor_.detachAll();
+}
+
+}  // namespace kflex::agent::runtime

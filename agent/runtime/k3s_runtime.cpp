@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/runtime/k3s_runtime.hpp"
+
+#include <sys/stat.h>
+
+#include "agent/agent_state.hpp"
+#include "agent/runtime/probe.hpp"
+#include "shared/common/log.hpp"
+#include "shared/common/util.hpp"
+#include "shared/tls/pki.hpp"
+
+namespace kflex::agent::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+// Inside its own namespace a k3s server keeps its default port.
+constexpr uint16_t kInnerPort = 6443;
+
+}  // namespace
+
+K3sRuntime::K3sRuntime(RuntimeEnv& env, std::string name)
+    : env_(env), name_(std::move(name)), dir_(env.cp_root / name_) {}
+
+K3sRuntime::~K3sRuntime() {
+  if (forward_) {
+    forward_->close();
+  }
+}
+
+std::vector<std::string> K3sRuntime::commandLine(bool dedicated, uint16_t port) const {
+  const std::string& adv = env_.config.advertise_address;
+  std::string listen = env_.isolate ? "127.0.0.1" : adv;
+  std::vector<std::string> argv = {
+      env_.program("k3s").string(),
+      "server",
+      "--data-dir", (dir_ / "k3s").string(),
+      "--token-file", (dir_ / "token").string(),
+      "--write-kubeconfig", (dir_ / "kubeconfig.yaml").string(),
+      "--write-kubeconfig-mode", "0600",
+      "--https-listen-port", std::to_string(env_.isolate ? kInnerPort : port),
+      "--bind-address", listen,
+      "--advertise-address", listen,
+      "--tls-san", adv,
+      "--tls-san", name_,
+      // Control plane only, as KubeFlex's hosted control planes are: no kubelet, no add-ons.
+      "--disable-agent",
+      "--disable=traefik,servicelb,local-storage,metrics-server,coredns",
+      "--disable-helm-controller",
+      "--disable-network-policy",
+      "--disable-cloud-controller",
+  };
+  if (dedicated) {
+    argv.push_back("--cluster-init");  // its own embedded etcd instead of SQLite
+  }
+  return argv;
+}
+
+ProcessSpec K3sRuntime::spec(bool dedicated) const {
+  ProcessSpec s;
+  s.argv = commandLine(dedicated, port_);
+  s.work_dir = dir_;
+  s.log_file = dir_ / "logs" / "k3s.log";
+  s.pid_file = dir_ / "run" / "k3s.pid";
+  s.net_ns_fd = ns_ ? ns_->fd() : -1;
+  s.stop_grace = std::chrono::seconds(15);
+  return s;
+}
+
+Result<void> K3sRuntime::prepare() {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec || ::chmod(dir_.c_str(), 0700) != 0) {
+    return fail("cannot create " + dir_.string() + ": " + (ec ? ec.message() : std::strerror(errno)));
+  }
+  fs::path token = dir_ / "token";
+  if (!fs::exists(token, ec)) {
+    if (auto r = writeFileAtomic(token, tls::randomAlnum(40) + "\n", 0600); !r) {
+      return r.error();
+    }
+  }
+  std::string port_key = "cp/" + name_ + "/port";
+  uint16_t stored = static_cast<uint16_t>(std::atoi(env_.state.get(port_key).value_or("0").c_str()));
+  if (env_.isolate) {
+    if (!ns_) {
+      // A k3s left running by an earlier agent keeps its namespace: join that one.
+      pid_t running = runningPid(dir_ / "run" / "k3s.pid");
+      auto ns = running > 0 ? NetNamespace::ofProcess(running) : NetNamespace::create();
+      if (!ns) {
+        return ns.error();
+      }
+      ns_ = std::make_shared<NetNamespace>(std::move(ns.value()));
+    }
+    auto fwd = PortForward::open(env_.executor, env_.config.advertise_address, stored, ns_, kInnerPort);
+    if (!fwd) {
+      return fwd.error();
+    }
+    forward_ = fwd.value();
+    port_ = forward_->port();
+  } else if (stored != 0) {
+    port_ = stored;
+  } else {
+    auto free_port = freePort(env_.config.advertise_address);
+    if (!free_port) {
+      return free_port.error();
+    }
+    port_ = free_port.value();
+  }
+  if (port_ != stored) {
+    if (auto r = env_.state.set(port_key, std::to_string(port_)); !r) {
+      return r.error();
+    }
+  }
+  return {};
+}
+
+void K3sRuntime::ensure(const Json& cp) {
+  removing_ = false;
+  dedicated_ = cp.value("spec", Json::object()).value("backend", "shared") == "dedicated";
+  if (!prepared_) {
+    if (auto r = prepare(); !r) {
+      bool in_use = r.error().message.find("in use") != std::string::npos;
+      problem_reason_ = in_use ? "PortInUse" : "ReconcileError";
+      if (problem_ != r.error().message) {
+        log::warn("cannot prepare a control plane", {{"controlPlane", name_}, {"error", r.error().message}});
+      }
+      problem_ = r.error().message;
+      return;
+    }
+    prepared_ = true;
+    problem_.clear();
+  }
+  env_.supervisor.ensure(key(), spec(dedicated_));
+}
+
+net::awaitable<void> K3sRuntime::probe() {
+  auto st = env_.supervisor.status(key());
+  if (!problem_.empty()) {
+    ready_ = false;
+    ready_reason_ = "Unavailable";
+    ready_message_ = problem_;
+    co_return;
+  }
+  if (st.state != ProcessState::Running) {
+    ready_ = false;
+    ready_reason_ = "Unavailable";
+    ready_message_ = st.state == ProcessState::Failed
+                         ? "k3s cannot start: " + st.error
+                         : std::string("k3s exited (") + st.last_exit + "); " + toString(st.state) + ", restarting";
+    co_return;
+  }
+  auto result = co_await probeReadyz(dir_ / "kubeconfig.yaml", "https://" + urlHost(env_.config.advertise_address) +
+                                                                   ":" + std::to_string(port_));
+  ready_ = result.ready;
+  ready_reason_ = result.ready ? "Available" : (result.reachable ? "Unavailable" : "Creating");
+  ready_message_ = result.message;
+}
+
+Json K3sRuntime::observe() const {
+  auto st = env_.supervisor.status(key());
+  Json synced = {{"type", "Synced"}};
+  if (!problem_.empty()) {
+    synced.update({{"status", "False"}, {"reason", problem_reason_}, {"message", problem_}});
+  } else if (st.state == ProcessState::Failed) {
+    synced.update({{"status", "False"}, {"reason", "ReconcileError"}, {"message", "k3s cannot start: " + st.error}});
+  } else {
+    synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
+                   {"message", "k3s server supervised by the agent" + std::string(env_.isolate ? " in its own network namespace" : "")}});
+  }
+  Json ready = {{"type", "Ready"},
+                {"status", ready_ ? "True" : "False"},
+                {"reason", ready_reason_},
+                {"message", ready_ ? "the API server answers /readyz" : ready_message_}};
+  Json component = {{"name", "k3s"}, {"state", toString(st.state)}, {"restarts", st.restarts}};
+  if (!st.last_exit.empty()) {
+    component["lastExit"] = st.last_exit;
+  }
+  Json out = {{"conditions", Json::array({synced, ready})}, {"components", Json::array({component})}};
+  if (port_ != 0) {
+    out["endpoint"] = "https://" + urlHost(env_.config.advertise_address) + ":" + std::to_string(port_);
+  }
+  return out;
+}
+
+bool K3sRuntime::remove() {
+  if (!removing_) {
+    removing_ = true;
+    ready_ = false;
+    ready_reason_ = "Deleting";
+    ready_message_ = "stopping k3s and removing its data";
+    env_.supervisor.stop(key(), spec(dedicated_));
+    if (forward_) {
+      forward_->close();
+      forward_.reset();
+    }
+  }
+  if (!env_.supervisor.gone(key()) || runningPid(dir_ / "run" / "k3s.pid") > 0) {
+    return false;
+  }
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+  if (ec) {
+    log::warn("cannot remove a control plane's data", {{"dir", dir_.string()}, {"error", ec.message()}});
+    return false;
+  }
+  (void)env_.state.set("cp/" + name_ + "/port", "");
+  ns_.reset();
+  log::info("control plane removed", {{"controlPlane", name_}, {"dir", dir_.string()}});
+  return true;
+}
+
+}  // namespace kflex::agent::runtime

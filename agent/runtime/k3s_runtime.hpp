@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "agent/runtime/netns.hpp"
+#include "agent/runtime/port_forward.hpp"
+#include "agent/runtime/runtime.hpp"
+
+namespace kflex::agent::runtime {
+
+/**
+ * A control plane of type k3s: one `k3s server` with its own data dir, token and kubeconfig
+ * (DIR/cp/NAME/), control-plane only (--disable-agent, packaged add-ons off), on embedded SQLite
+ * (backend shared) or embedded etcd (--cluster-init, backend dedicated). With isolation it runs
+ * in its own network namespace on k3s's default ports, and the agent relays ADVERTISE:PORT to
+ * it; without, it listens on ADVERTISE:PORT itself and its fixed loopback ports (6444, 10257,
+ * 10259) limit a host to one. Ready means /readyz answered 200 to the admin credentials k3s
+ * wrote, through the advertised address, at the last probe.
+ */
+class K3sRuntime final : public Runtime {
+ public:
+  K3sRuntime(RuntimeEnv& env, std::string name);
+  ~K3sRuntime() override;
+  void ensure(const nlohmann::json& cp) override;
+  net::awaitable<void> probe() override;
+  nlohmann::json observe() const override;
+  bool remove() override;
+
+  /// The k3s command line for this control plane (no secrets on it: the token is a file).
+  std::vector<std::string> commandLine(bool dedicated, uint16_t port) const;
+
+ private:
+  Result<void> prepare();
+  std::string key() const { return name_ + "/k3s"; }
+  ProcessSpec spec(bool dedicated) const;
+
+  RuntimeEnv& env_;
+  std::string name_;
+  std::filesystem::path dir_;
+  bool dedicated_ = false;
+  bool prepared_ = false;
+  uint16_t port_ = 0;
+  std::shared_ptr<NetNamespace> ns_;
+  std::shared_ptr<PortForward> forward_;
+  std::string problem_;        // why it cannot run (Synced=False), "" when it can
+  std::string problem_reason_;
+  bool ready_ = false;
+  std::string ready_message_ = "k3s is starting";
+  std::string ready_reason_ = "Creating";
+  bool removing_ = false;
+};
+
+}  // namespace kflex::agent::runtime

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "agent/runtime/probe.hpp"
+
+#include "shared/config/kubeconfig.hpp"
+#include "shared/net/https_client.hpp"
+
+namespace kflex::agent::runtime {
+
+net::awaitable<ProbeResult> probeReadyz(const std::filesystem::path& kubeconfig, const std::string& server,
+                                        std::chrono::milliseconds timeout) {
+  ProbeResult out;
+  auto kc = config::Kubeconfig::load(kubeconfig);
+  if (!kc) {
+    out.message = "waiting for the control plane to write its kubeconfig (" + kubeconfig.filename().string() + ")";
+    co_return out;
+  }
+  auto access = kc->access();
+  if (!access) {
+    out.message = "the control plane's kubeconfig is unusable: " + access.error().message;
+    co_return out;
+  }
+  access->server = server;
+  auto client = net_client::HttpsClient::create(access.value());
+  if (!client) {
+    out.message = "the control plane's credentials are unusable: " + client.error().message;
+    co_return out;
+  }
+  auto res = co_await client.value()->asyncRequest(http::verb::get, "/readyz", "", "", timeout);
+  if (!res) {
+    out.message = "the API server does not answer yet: " + res.error().message;
+    co_return out;
+  }
+  out.reachable = true;
+  out.ready = res->status == 200;
+  if (!out.ready) {
+    std::string first = res->body.substr(0, res->body.find('\n')).substr(0, 200);
+    out.message = "the API server is not ready: /readyz answered " + std::to_string(res->status) +
+                  (first.empty() ? "" : " (" + first + ")");
+  }
+  co_return out;
+}
+
+Result<uint16_t> freePort(const std::string& address) {
+  boost::system::error_code ec;
+  auto addr = net::ip::make_address(address, ec);
+  if (ec) {
+    return fail("not an IP address: " + address);
+  }
+  net::io_context ioc;
+  net::ip::tcp::acceptor a(ioc);
+  net::ip::tcp::endpoint ep(addr, 0);
+  a.open(ep.protocol(), ec);
+  if (!ec) {
+    a.bind(ep, ec);
+  }
+  if (ec) {
+    return fail("cannot find a free port on " + address + ": " + ec.message());
+  }
+  return a.local_endpoint().port();
+}
+
+std::string urlHost(const std::string& address) {
+  return address.find(':') != std::string::npos ? "[" + address + "]" : address;
+}
+
+std::string localAddressTowards(const std::string& host) {
+  net::io_context ioc;
+  boost::system::error_code ec;
+  net::ip::udp::resolver resolver(ioc);
+  auto results = resolver.resolve(host, "443", ec);
+  if (ec || results.empty()) {
+    return "127.0.0.1";
+  }
+  auto target = results.begin()->endpoint();
+  if (target.address().is_loopback()) {
+    return target.address().is_v6() ? "::1" : "127.0.0.1";
+  }
+  net::ip::udp::socket s(ioc);
+  s.open(target.protocol(), ec);
+  if (!ec) {
+    s.connect(target, ec);  // a UDP connect only picks a route
+  }
+  if (ec) {
+    return "127.0.0.1";
+  }
+  return s.local_endpoint(ec).address().to_string();
+}
+
+}  // namespace kflex::agent::runtime

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "shared/common/result.hpp"
+#include "shared/net/asio.hpp"
+
+namespace kflex::agent::runtime {
+
+/// The answer of one health probe.
+struct ProbeResult {
+  bool ready = false;      ///< /readyz answered 200.
+  bool reachable = false;  ///< Something answered at all.
+  std::string message;     ///< For the Ready condition: stable text (no times), so unchanged health is not re-reported.
+};
+
+/// GET /readyz at `server` with the credentials of `kubeconfig` (its CA, client certificate or
+/// token), verifying the server's certificate for that address. Deadline: `timeout`.
+net::awaitable<ProbeResult> probeReadyz(const std::filesystem::path& kubeconfig, const std::string& server,
+                                        std::chrono::milliseconds timeout = std::chrono::seconds(3));
+/// A TCP port free on `address` now (the kernel's choice).
+Result<uint16_t> freePort(const std::string& address);
+/// An address as the host part of a URL (IPv6 in brackets).
+std::string urlHost(const std::string& address);
+/// The local address this host uses to reach `host` (no packet is sent); "127.0.0.1" for loopback
+/// or when it cannot be told.
+std::string localAddressTowards(const std::string& host);
+
+}  // namespace kflex::agent::runtime

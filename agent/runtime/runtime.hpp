@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/runtime/supervisor.hpp"
+#include "shared/net/asio.hpp"
+
+namespace kflex::agent {
+class AgentState;
+}
+
+namespace kflex::agent::runtime {
+
+/// Where programs come from and how control planes are reached: from agent.yaml and flags.
+struct RuntimeConfig {
+  std::filesystem::path bin_dir = "/usr/local/bin";        ///< k3s, kine, kube-apiserver, ... (YAML `bin_dir`).
+  std::map<std::string, std::string> programs;             ///< Per-program paths (YAML `programs`).
+  std::string advertise_address;                           ///< The address control planes are reached at.
+  bool isolate = true;                                     ///< A network namespace per control plane when possible.
+  std::chrono::milliseconds probe_interval{2000};          ///< Health probes (and restarts) this often.
+  SupervisorOptions supervisor;
+};
+
+/// What every runtime gets from the agent.
+struct RuntimeEnv {
+  net::any_io_executor executor;
+  Supervisor& supervisor;
+  AgentState& state;
+  const Clock& clock;
+  const RuntimeConfig& config;
+  std::filesystem::path cp_root;  ///< DATA_DIR/cp
+  bool isolate = false;           ///< Namespaces asked for and available.
+  /// The path of a program: programs[name], else bin_dir/name.
+  std::filesystem::path program(const std::string& name) const;
+};
+
+/// One control plane on this host: turns the desired object into running programs, probes them
+/// and says how they are. One implementation per type (k3s, k8s, vcluster).
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+  /// Makes the programs match the desired object (idempotent; never blocks).
+  virtual void ensure(const nlohmann::json& cp) = 0;
+  /// Probes health (asynchronously, with deadlines) and updates what observe() says.
+  virtual net::awaitable<void> probe() = 0;
+  /// The status report's body: conditions (Synced, Ready), endpoint, components.
+  virtual nlohmann::json observe() const = 0;
+  /// Stops the programs and removes the data; true once everything is gone. Called repeatedly.
+  virtual bool remove() = 0;
+};
+
+}  // namespace kflex::agent::runtime

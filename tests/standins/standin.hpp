@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared parts of the stand-ins for programs that cannot be installed on test machines (k3s,
+// Kine, kube-apiserver, kube-controller-manager): flag parsing as strict as the real programs',
+// an API server built from the hub's own machinery, and the start-up delay real servers have.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hub/api/api_service.hpp"
+#include "hub/api/http_server.hpp"
+#include "hub/store/object_store.hpp"
+#include "shared/common/result.hpp"
+#include "shared/model/resource.hpp"
+
+namespace kflex::standin {
+
+/// One flag a program accepts.
+struct FlagSpec {
+  std::string name;               ///< Long name without dashes.
+  bool is_bool = false;           ///< Takes no value (`--x` or `--x=true|false`).
+  std::vector<std::string> aliases;  ///< Short or old names.
+  std::string env;                ///< Environment variable that sets it, if any.
+};
+
+/// Parsed flags: every value given, by long name.
+class Flags {
+ public:
+  /// Parses args (after the program or subcommand name). Style: "go" = Go's flag package and
+  /// urfave/cli (`-x`/`--x`, `--x value` or `--x=value`); unknown flags and positional arguments
+  /// are errors worded as the real programs word them.
+  static Result<Flags> parse(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs);
+  bool has(const std::string& name) const { return values_.count(name) > 0; }
+  /// The last value (or def).
+  std::string get(const std::string& name, const std::string& def = "") const;
+  /// Every value, comma-separated lists split (StringSlice flags).
+  std::vector<std::string> all(const std::string& name) const;
+  bool flag(const std::string& name) const;
+
+ private:
+  std::map<std::string, std::vector<std::string>> values_;
+};
+
+/// The stand-in's start-up delay: KFLEX_STANDIN_STARTUP_MS, else def. Real servers answer
+/// /readyz with 503 for a while after they start listening.
+std::chrono::milliseconds startupDelay(std::chrono::milliseconds def);
+
+/// Binds ADDRESS:PORT for a fixed port a real program holds (and fails on, as the real one does).
+Result<void> holdPort(const std::string& address, uint16_t port, std::vector<int>& held);
+
+/// A Kubernetes API server made of the hub's machinery, on a TLS context given by the caller.
+class ApiServer {
+ public:
+  /// Opens the store at db and serves on host:port; until `ready_at` every request but the ones
+  /// in `always` gets 503 as a starting kube-apiserver answers.
+  static Result<std::unique_ptr<ApiServer>> start(net::io_context& ioc, std::shared_ptr<ssl::context> tls,
+                                                  const std::filesystem::path& db, const std::string& host,
+                                                  uint16_t port, std::chrono::steady_clock::time_point ready_at,
+                                                  std::map<std::string, std::string> always);
+  uint16_t port() const;
+  void stop();
+
+ private:
+  ApiServer() = default;
+  SystemClock clock_;
+  model::Registry registry_;
+  std::unique_ptr<hub::ObjectStore> store_;
+  std::unique_ptr<hub::ApiService> api_;
+  std::unique_ptr<hub::HttpServer> server_;
+};
+
+/// Runs ioc until SIGTERM or SIGINT; returns 0.
+int runUntilSignalled(net::io_context& ioc, const std::function<void()>& on_stop);
+
+}  // namespace kflex::standin
