@@ -157,6 +157,11 @@ net::awaitable<void> ControlPlanes::run() {
 void ControlPlanes::stop() {
   stopping_ = true;
   wake_.cancel();
+  for (auto* group : {&runtimes_, &removing_}) {
+    for (auto& [name, rt] : *group) {
+      rt->detach();
+    }
+  }
   supervisor_.detachAll();
 }
 

@@ -183,6 +183,13 @@ Json K3sRuntime::observe() const {
   return out;
 }
 
+void K3sRuntime::detach() {
+  if (forward_) {
+    forward_->close();
+    forward_.reset();
+  }
+}
+
 bool K3sRuntime::remove() {
   if (!removing_) {
     removing_ = true;

@@ -27,6 +27,7 @@ class K3sRuntime final : public Runtime {
   net::awaitable<void> probe() override;
   nlohmann::json observe() const override;
   bool remove() override;
+  void detach() override;
 
   /// The k3s command line for this control plane (no secrets on it: the token is a file).
   std::vector<std::string> commandLine(bool dedicated, uint16_t port) const;

@@ -54,6 +54,8 @@ class Runtime {
   virtual nlohmann::json observe() const = 0;
   /// Stops the programs and removes the data; true once everything is gone. Called repeatedly.
   virtual bool remove() = 0;
+  /// The agent stops: let go of what the agent itself holds (relays), leave the programs running.
+  virtual void detach() = 0;
 };
 
 }  // namespace kflex::agent::runtime

@@ -2,6 +2,7 @@
 #include "agent/runtime/supervisor.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -246,6 +247,8 @@ void Supervisor::start(Entry& e) {
   }
   const char* dir = spec.work_dir.empty() ? "/" : spec.work_dir.c_str();
   int ns_fd = spec.net_ns_fd;
+  long open_max = ::sysconf(_SC_OPEN_MAX);
+  int max_fd = open_max > 0 && open_max < 1 << 20 ? static_cast<int>(open_max) : 1 << 16;
   pid_t pid = ::fork();
   if (pid == 0) {
     // The child: its own session and group, the log as stdout/stderr, the namespace, a clean
@@ -264,6 +267,13 @@ void Supervisor::start(Entry& e) {
                ::dup2(log_fd, 2) < 0) {
       step = 4;
     } else {
+      // Nothing of the agent's (its listening sockets, the hub link, agent.db) leaks into the
+      // program: mark every other descriptor close-on-exec (the error pipe already is).
+      if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        for (int fd = 3; fd < max_fd; ++fd) {
+          ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+      }
       for (int sig = 1; sig < NSIG; ++sig) {
         ::signal(sig, SIG_DFL);
       }

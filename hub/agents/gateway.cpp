@@ -23,6 +23,27 @@
 namespace kflex::hub {
 namespace {
 
+// The components of a status report: at most 16 of {name, state, restarts, lastExit}, short strings.
+bool validComponents(const Json& c) {
+  if (!c.is_array() || c.size() > 16) {
+    return false;
+  }
+  for (const auto& x : c) {
+    if (!x.is_object() || x.size() > 4 || !x.contains("name") || !x["name"].is_string() || !x.contains("state") ||
+        !x["state"].is_string() || x["name"].get<std::string>().size() > 64 || x["state"].get<std::string>().size() > 64) {
+      return false;
+    }
+    for (const auto& [k, v] : x.items()) {
+      bool ok = (k == "name" || k == "state") || (k == "restarts" && v.is_number_integer()) ||
+                (k == "lastExit" && v.is_string() && v.get<std::string>().size() <= 256);
+      if (!ok) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 // Gives freed pages back to the system.
 void releaseFreeMemory() {
 #ifdef KFLEX_WITH_JEMALLOC
@@ -672,6 +693,17 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
           "(True, False or Unknown), reason and message");
     co_return false;
   }
+  // What a runtime adds: the endpoint and its programs (bounded, checked field by field).
+  Json endpoint = body.value("endpoint", Json());
+  Json components = body.value("components", Json());
+  if ((!endpoint.is_null() && (!endpoint.is_string() || endpoint.get<std::string>().rfind("https://", 0) != 0 ||
+                               endpoint.get<std::string>().size() > 256)) ||
+      (!components.is_null() && !validComponents(components))) {
+    close(s, protocol::code::kProtocol,
+          "a status report's endpoint must be an https:// URL and its components at most 16 of {name, state, "
+          "restarts, lastExit}");
+    co_return false;
+  }
   std::string stamp = formatTime(clock_.now());
   int64_t observed = body.value("observedGeneration", int64_t(0));
   Json reported = *conds;
@@ -689,6 +721,12 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
     if (status.value("observedGeneration", int64_t(-1)) != observed) {
       status["observedGeneration"] = observed;
       changed = true;
+    }
+    for (const auto& [key, value] : {std::pair<const char*, const Json*>{"endpoint", &endpoint}, {"components", &components}}) {
+      if (!value->is_null() && status.value(key, Json()) != *value) {
+        status[key] = *value;
+        changed = true;
+      }
     }
     return changed;
   });

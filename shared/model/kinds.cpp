@@ -76,6 +76,21 @@ constexpr const char* kControlPlaneSchema = R"({
         "conditions": {"type": "array", "items": CONDITION},
         "observedGeneration": {"type": "integer", "format": "int64"},
         "agent": {"type": "string", "description": "kflex: the agent this control plane is placed on (k8s, k3s, vcluster). Set once by the hub; see the Scheduled condition."},
+        "endpoint": {"type": "string", "description": "kflex: the URL of the control plane's API server, as its agent reports it."},
+        "components": {
+          "type": "array",
+          "description": "kflex: the programs that make up the control plane, as its agent supervises them.",
+          "items": {
+            "type": "object",
+            "required": ["name", "state"],
+            "properties": {
+              "name": {"type": "string", "description": "The program: k3s, kine, kube-apiserver, kube-controller-manager."},
+              "state": {"type": "string", "description": "Running, BackingOff, CrashLoopBackOff, Failed, Stopping or Stopped."},
+              "restarts": {"type": "integer", "format": "int64", "description": "Restarts since the agent began supervising it."},
+              "lastExit": {"type": "string", "description": "How its last run ended."}
+            }
+          }
+        },
         "postCreateHookCompleted": {"type": "boolean"},
         "postCreateHooks": {"type": "object", "additionalProperties": {"type": "boolean"}},
         "secretRef": {

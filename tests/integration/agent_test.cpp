@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <regex>
@@ -72,6 +73,11 @@ class Agents : public ::testing::Test {
                                      "--name", name};
     if (!t.token.empty()) {
       argv.insert(argv.end(), {"--token", t.token, "--ca-cert-hash", t.pin});
+    }
+    // Hermetic: no program the host may have installed is started; control planes placed
+    // here report that their program is missing.
+    if (std::find(extra.begin(), extra.end(), "--bin-dir") == extra.end()) {
+      argv.insert(argv.end(), {"--bin-dir", (dir_.path() / "no-programs").string()});
     }
     argv.insert(argv.end(), extra.begin(), extra.end());
     return argv;
@@ -559,7 +565,7 @@ TEST_F(Agents, KilledBetweenStoringAndAcknowledging) {
   auto reason = [&](const std::string& cp) {
     return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].reason}"}).out;
   };
-  EXPECT_TRUE(waitFor([&] { return reason("cp-a") == "NotSupported" && reason("cp-b") == "NotSupported"; },
+  EXPECT_TRUE(waitFor([&] { return reason("cp-a") == "Unavailable" && reason("cp-b") == "Unavailable"; },
                       std::chrono::seconds(15), "both reported"))
       << a2->log() << hub_->log();
   EXPECT_EQ(desiredNames(), (std::set<std::string>{"cp-a", "cp-b"}));
@@ -574,7 +580,7 @@ TEST_F(Agents, KilledBetweenStoringAndAcknowledging) {
   auto status = run({(binDir() / "kflex-agent").string(), "status", "--config", "/dev/null", "--data-dir", data.string()});
   EXPECT_EQ(status.exit_code, 0) << status.err;
   EXPECT_NE(status.out.find("Link:         disconnected"), std::string::npos) << status.out;
-  EXPECT_NE(status.out.find("cp-a (k3s): Ready=False NotSupported"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("cp-a (k3s): Ready=False Unavailable"), std::string::npos) << status.out;
   auto js = run({(binDir() / "kflex-agent").string(), "status", "--json", "--config", "/dev/null", "--data-dir", data.string()});
   Json j = Json::parse(js.out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << js.out;
@@ -630,8 +636,8 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   EXPECT_TRUE(waitFor([&] { return field("cp-mars", ".status.conditions[?(@.type=='Scheduled')].reason") == "Unschedulable"; },
                       std::chrono::seconds(10), "cp-mars unschedulable"));
   EXPECT_NE(field("cp-mars", ".status.conditions[?(@.type=='Scheduled')].message").find("zone=mars"), std::string::npos);
-  // The agent stored it and reports it honestly: not Ready, not supported yet.
-  EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu") == "NotSupported"; }, std::chrono::seconds(10), "cp-eu reported"))
+  // The agent stored it and reports it honestly: not Ready, its program is missing here.
+  EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu") == "Unavailable"; }, std::chrono::seconds(10), "cp-eu reported"))
       << eu->log();
   EXPECT_EQ(field("cp-eu", ".status.conditions[?(@.type=='Ready')].status"), "False");
   // Placement is for good.
@@ -646,7 +652,7 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   ASSERT_EQ(kflex({"create", "cp-eu2", "-t", "k3s", "--agent", "edge-eu"}).exit_code, 0);
   ASSERT_EQ(kflex({"delete", "cp-eu"}).exit_code, 0);
   eu->signal(SIGCONT);
-  EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu2") == "NotSupported"; }, std::chrono::seconds(20), "converged"))
+  EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu2") == "Unavailable"; }, std::chrono::seconds(20), "converged"))
       << eu->log() << hub_->log();
   eu->signal(SIGTERM);
   ASSERT_EQ(eu->wait(std::chrono::seconds(10)), 0);
@@ -810,7 +816,7 @@ TEST_F(Agents, NetworkPartitionInANamespace) {
     return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].reason}"}).out;
   };
   ASSERT_EQ(kflex({"create", "cp-1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
-  ASSERT_TRUE(waitFor([&] { return readyReason("cp-1") == "NotSupported"; }, std::chrono::seconds(15), "cp-1 reported"));
+  ASSERT_TRUE(waitFor([&] { return readyReason("cp-1") == "Unavailable"; }, std::chrono::seconds(15), "cp-1 reported"));
 
   // Cut: the lease runs out, the control plane goes Unknown; desired state changes meanwhile.
   ASSERT_EQ(run({"ip", "link", "set", host_if, "down"}).exit_code, 0);
@@ -821,7 +827,7 @@ TEST_F(Agents, NetworkPartitionInANamespace) {
 
   // Heal: the agent is back, cp-2 is placed and reported, cp-1 is gone from the agent too.
   ASSERT_EQ(run({"ip", "link", "set", host_if, "up"}).exit_code, 0);
-  EXPECT_TRUE(waitFor([&] { return readyReason("cp-2") == "NotSupported"; }, std::chrono::seconds(60), "converged"))
+  EXPECT_TRUE(waitFor([&] { return readyReason("cp-2") == "Unavailable"; }, std::chrono::seconds(60), "converged"))
       << a1->log() << hub_->log();
   EXPECT_EQ(ready("edge-1"), "True/AgentReady");
   a1->signal(SIGTERM);

@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: Apache-2.0
+// Control planes for real: a hub, an agent that runs the k3s stand-in (tests/standins) as it
+// would run k3s, and kubectl against the result.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <regex>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "agent/runtime/netns.hpp"
+#include "agent/runtime/supervisor.hpp"
+#include "shared/common/util.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace kflex::test {
+namespace {
+
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// Whether pid runs (a zombie that init has not reaped yet does not).
+bool running(pid_t pid) {
+  auto stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) {
+    return false;
+  }
+  auto close = stat->rfind(')');
+  return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] != 'Z';
+}
+
+class ControlPlanes : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (kubectlPath().empty()) {
+      GTEST_SKIP() << "kubectl is not installed";
+    }
+    ::setenv("KFLEX_STANDIN_STARTUP_MS", "300", 1);
+    ASSERT_TRUE(writeFileAtomic(dir_.path() / "hub.yaml",
+                                "agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 5\n", 0644));
+    hub_ = std::make_unique<HubProcess>(dir_.path() / "hub",
+                                        std::vector<std::string>{"--config", (dir_.path() / "hub.yaml").string(),
+                                                                 "--listen", "127.0.0.1:0"});
+    ASSERT_TRUE(hub_->ok()) << hub_->log();
+    auto r = kflex({"token", "create"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.out, m, std::regex("--token ([a-z0-9.]+) --ca-cert-hash (sha256:[0-9a-f]+)")));
+    token_ = m[1];
+    pin_ = m[2];
+  }
+  void TearDown() override {
+    if (agent_) {
+      agent_->signal(SIGTERM);
+      agent_->wait(10s);
+    }
+    // The agent leaves control planes running on purpose (a restart adopts them): end them here.
+    std::error_code ec;
+    for (const auto& cp : fs::directory_iterator(dir_.path() / "edge-1" / "cp", ec)) {
+      for (const auto& pid_file : fs::directory_iterator(cp.path() / "run", ec)) {
+        if (pid_t pid = agent::runtime::runningPid(pid_file.path()); pid > 0) {
+          ::kill(-pid, SIGKILL);
+        }
+      }
+    }
+  }
+  CommandResult kflex(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {(binDir() / "kflex").string(), "--kubeconfig", hub_->kubeconfig().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  }
+  void startAgent(const std::vector<std::string>& extra = {}, const std::string& log = "edge-1.log") {
+    std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null",
+                                     "--data-dir", (dir_.path() / "edge-1").string(), "--hub", hub_->url(),
+                                     "--name", "edge-1", "--token", token_, "--ca-cert-hash", pin_,
+                                     "--bin-dir", (binDir() / "standins").string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    agent_ = std::make_unique<Process>(argv, dir_.path() / log);
+  }
+  std::string field(const std::string& cp, const std::string& path) {
+    return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={" + path + "}"}).out;
+  }
+  std::string ready(const std::string& cp) {
+    return field(cp, ".status.conditions[?(@.type=='Ready')].status") + "/" +
+           field(cp, ".status.conditions[?(@.type=='Ready')].reason");
+  }
+  fs::path cpDir(const std::string& cp) { return dir_.path() / "edge-1" / "cp" / cp; }
+  pid_t k3sPid(const std::string& cp) { return agent::runtime::runningPid(cpDir(cp) / "run" / "k3s.pid"); }
+  // The kubeconfig k3s wrote, pointed at the endpoint the agent reports (what `kflex ctx` will hand out).
+  fs::path reachableKubeconfig(const std::string& cp) {
+    std::string endpoint = field(cp, ".status.endpoint");
+    auto text = readFile(cpDir(cp) / "kubeconfig.yaml");
+    EXPECT_TRUE(text);
+    Json kc = Json::parse(text ? text.value() : "{}", nullptr, false);
+    kc["clusters"][0]["cluster"]["server"] = endpoint;
+    fs::path out = dir_.path() / (cp + ".kubeconfig");
+    EXPECT_TRUE(writeFileAtomic(out, kc.dump(), 0600));
+    return out;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<HubProcess> hub_;
+  std::unique_ptr<Process> agent_;
+  std::string token_;
+  std::string pin_;
+};
+
+TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) {
+  startAgent();
+  ASSERT_TRUE(waitFor([&] { return kubectl(hub_->kubeconfig(), {"get", "agent", "edge-1"}).exit_code == 0; }, 20s,
+                      "edge-1 enrolled"));
+  ASSERT_EQ(kflex({"create", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return ready("cp1") == "True/Available"; }, 30s, "cp1 Ready"))
+      << ready("cp1") << "\n" << field("cp1", ".status") << "\n" << agent_->log();
+  EXPECT_EQ(field("cp1", ".status.conditions[?(@.type=='Synced')].status"), "True");
+  std::string endpoint = field("cp1", ".status.endpoint");
+  EXPECT_TRUE(std::regex_match(endpoint, std::regex("https://127\\.0\\.0\\.1:[0-9]+"))) << endpoint;
+  EXPECT_EQ(field("cp1", ".status.components[0].name"), "k3s");
+  EXPECT_EQ(field("cp1", ".status.components[0].state"), "Running");
+
+  // kubectl reaches it through the advertised endpoint with the admin credentials k3s wrote.
+  fs::path kc = reachableKubeconfig("cp1");
+  auto readyz = kubectl(kc, {"get", "--raw", "/readyz"});
+  EXPECT_EQ(readyz.exit_code, 0) << readyz.err;
+  EXPECT_EQ(readyz.out, "ok");
+  // Its files: a private directory, the token as a file (never on the command line), the log.
+  EXPECT_EQ(fs::status(cpDir("cp1")).permissions() & fs::perms::all, fs::perms::owner_all);
+  EXPECT_EQ(fs::status(cpDir("cp1") / "token").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  pid_t pid = k3sPid("cp1");
+  ASSERT_GT(pid, 0);
+  auto cmdline = readFile("/proc/" + std::to_string(pid) + "/cmdline");
+  ASSERT_TRUE(cmdline);
+  EXPECT_NE(cmdline->find("--token-file"), std::string::npos);
+  EXPECT_NE(cmdline->find("--disable-agent"), std::string::npos);
+  auto logs = run({(binDir() / "kflex-agent").string(), "logs", "cp1", "--config", "/dev/null", "--data-dir",
+                   (dir_.path() / "edge-1").string()});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_NE(logs.out.find("Wrote kubeconfig"), std::string::npos) << logs.out;
+  auto no_such = run({(binDir() / "kflex-agent").string(), "logs", "cp1", "kine", "--config", "/dev/null",
+                      "--data-dir", (dir_.path() / "edge-1").string()});
+  EXPECT_NE(no_such.exit_code, 0);
+  EXPECT_NE(no_such.err.find("it has: k3s"), std::string::npos) << no_such.err;
+
+  // A killed k3s is restarted, and the hub sees it.
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  EXPECT_TRUE(waitFor([&] { return field("cp1", ".status.components[0].restarts") == "1"; }, 20s, "restart counted"))
+      << agent_->log();
+  EXPECT_NE(field("cp1", ".status.components[0].lastExit").find("signal 9"), std::string::npos);
+  EXPECT_TRUE(waitFor([&] { return ready("cp1") == "True/Available" && k3sPid("cp1") > 0 && k3sPid("cp1") != pid; },
+                      30s, "cp1 Ready again"));
+  pid = k3sPid("cp1");
+
+  // An agent restart (an upgrade, say) adopts k3s instead of restarting it.
+  agent_->signal(SIGTERM);
+  ASSERT_EQ(agent_->wait(10s), 0);
+  EXPECT_EQ(k3sPid("cp1"), pid) << "the control plane outlives the agent";
+  startAgent({}, "edge-1-again.log");
+  EXPECT_TRUE(waitFor([&] { return agent_->log().find("adopted a running process") != std::string::npos; }, 20s,
+                      "adopted"))
+      << agent_->log();
+  EXPECT_TRUE(waitFor([&] { return ready("cp1") == "True/Available"; }, 20s, "still Ready"));
+  EXPECT_EQ(k3sPid("cp1"), pid) << agent_->log();
+  EXPECT_EQ(kubectl(reachableKubeconfig("cp1"), {"get", "--raw", "/readyz"}).out, "ok");
+
+  // Deleting it stops k3s and removes its data.
+  ASSERT_EQ(kflex({"delete", "cp1"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return !fs::exists(cpDir("cp1")); }, 30s, "cp1's data removed")) << agent_->log();
+  EXPECT_FALSE(running(pid)) << "k3s is stopped";
+}
+
+TEST_F(ControlPlanes, TwoK3sSideBySideEachInItsOwnNetworkNamespace) {
+  if (!agent::runtime::NetNamespace::available()) {
+    GTEST_SKIP() << "network namespaces need root (CAP_SYS_ADMIN)";
+  }
+  startAgent();
+  ASSERT_EQ(kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "-b", "dedicated", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return ready("cp-a") == "True/Available" && ready("cp-b") == "True/Available"; }, 40s,
+                      "both Ready"))
+      << ready("cp-a") << " " << ready("cp-b") << "\n" << agent_->log();
+  EXPECT_NE(field("cp-a", ".status.endpoint"), field("cp-b", ".status.endpoint"));
+  // Both hold k3s's fixed loopback ports (6444, 10257, ...), each in its own namespace.
+  pid_t a = k3sPid("cp-a");
+  pid_t b = k3sPid("cp-b");
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  EXPECT_NE(fs::read_symlink("/proc/" + std::to_string(a) + "/ns/net"),
+            fs::read_symlink("/proc/" + std::to_string(b) + "/ns/net"));
+  auto cmdline = readFile("/proc/" + std::to_string(b) + "/cmdline");
+  EXPECT_NE(cmdline->find("--cluster-init"), std::string::npos) << "backend dedicated: its own embedded etcd";
+  for (const char* cp : {"cp-a", "cp-b"}) {
+    auto r = kubectl(reachableKubeconfig(cp), {"get", "--raw", "/readyz"});
+    EXPECT_EQ(r.out, "ok") << cp << ": " << r.err;
+  }
+}
+
+TEST_F(ControlPlanes, SharedNetworkPortCollisionAndMissingProgramAreConditions) {
+  // Without isolation two k3s servers collide on k3s's fixed loopback port 6444.
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "isolate_control_planes: false\n", 0644));
+  std::vector<std::string> argv = {"--config", (dir_.path() / "agent.yaml").string()};
+  startAgent(argv);
+  ASSERT_EQ(kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return ready("cp-a") == "True/Available"; }, 30s, "cp-a Ready")) << agent_->log();
+  ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return field("cp-b", ".status.components[0].lastExit") == "exit code 1"; }, 30s,
+                      "cp-b's k3s exits"))
+      << field("cp-b", ".status") << agent_->log();
+  EXPECT_EQ(ready("cp-b"), "False/Unavailable");
+  EXPECT_NE(field("cp-b", ".status.conditions[?(@.type=='Ready')].message").find("exit code 1"), std::string::npos);
+  auto logs = run({(binDir() / "kflex-agent").string(), "logs", "cp-b", "k3s", "--config", "/dev/null", "--data-dir",
+                   (dir_.path() / "edge-1").string()});
+  EXPECT_NE(logs.out.find("127.0.0.1:6444: bind: Address already in use"), std::string::npos) << logs.out;
+  EXPECT_EQ(ready("cp-a"), "True/Available") << "the first one is unharmed";
+
+  // A program that is not installed: a condition that says what to do, and the agent carries on.
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml",
+                              "isolate_control_planes: false\nprograms:\n  k3s: " + (dir_.path() / "nowhere" / "k3s").string() + "\n",
+                              0644));
+  agent_->signal(SIGTERM);
+  ASSERT_EQ(agent_->wait(10s), 0);
+  startAgent(argv, "edge-1-again.log");
+  ASSERT_EQ(kflex({"create", "cp-c", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return field("cp-c", ".status.conditions[?(@.type=='Synced')].reason") == "ReconcileError"; },
+                      20s, "cp-c reported"))
+      << agent_->log();
+  std::string msg = field("cp-c", ".status.conditions[?(@.type=='Synced')].message");
+  EXPECT_NE(msg.find("not found"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--bin-dir"), std::string::npos) << msg;
+  EXPECT_TRUE(agent_->running());
+}
+
+}  // namespace
+}  // namespace kflex::test
