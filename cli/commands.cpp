@@ -355,12 +355,61 @@ int cmdDelete(const Globals& g, const std::string& name, bool wait, const std::s
   return 0;
 }
 
+// The kubeconfig of control plane `name` as the hub hands it out (status.secretRef).
+Result<config::Kubeconfig> controlPlaneKubeconfig(const Globals& g, const std::string& name) {
+  auto hub = HubClient::connect(g.kubeconfig, g.context);
+  if (!hub) {
+    return hub.error();
+  }
+  auto cp = hub.value()->get(std::string(kControlPlanesPath) + "/" + name);
+  if (!cp) {
+    return cp.error();
+  }
+  Json ref = cp->value("status", Json::object()).value("secretRef", Json::object());
+  if (!ref.is_object() || ref.value("name", "").empty()) {
+    std::string why;
+    if (const Json* ready = condition(cp.value(), "Ready")) {
+      why = " (Ready=" + ready->value("status", "") + " " + ready->value("reason", "") +
+            (ready->value("message", "").empty() ? "" : ": " + ready->value("message", "")) + ")";
+    }
+    return fail("control plane " + name + " has no kubeconfig yet" + why +
+                "; it is written once the control plane runs (see `kflex list`)");
+  }
+  std::string key = ref.value("key", ref.value("inClusterKey", ""));
+  auto secret = hub.value()->get("/api/v1/namespaces/" + ref.value("namespace", "") + "/secrets/" + ref.value("name", ""));
+  if (!secret) {
+    return fail("cannot read the kubeconfig secret " + ref.value("namespace", "") + "/" + ref.value("name", "") + ": " +
+                secret.error().message);
+  }
+  auto text = base64Decode(secret->value("data", Json::object()).value(key, ""));
+  if (!text || text->empty()) {
+    return fail("the kubeconfig secret of " + name + " has no key \"" + key + "\"");
+  }
+  return config::Kubeconfig::parse(text.value(), "the kubeconfig of " + name);
+}
+
 int cmdCtx(const Globals& g, const std::string& name, std::ostream& out, std::ostream& err) {
   auto path = config::defaultKubeconfigPath(g.kubeconfig);
   auto kc = config::Kubeconfig::load(path);
   if (!kc) {
     err << "kflex ctx: " << kc.error().message << "\n";
     return 1;
+  }
+  if (!name.empty()) {
+    // Fresh from the hub each time (an endpoint or certificate may have changed); the context
+    // already merged serves when the hub cannot be reached.
+    auto cp_kc = controlPlaneKubeconfig(g, name);
+    if (cp_kc) {
+      if (auto r = kc->mergeContext(cp_kc.value(), cp_kc->currentContext(), name); !r) {
+        err << "kflex ctx: the kubeconfig of " << name << " is unusable: " << r.error().message << "\n";
+        return 1;
+      }
+    } else if (kc->hasContext(name)) {
+      err << "warning: " << cp_kc.error().message << "; using the context already in " << path.string() << "\n";
+    } else {
+      err << "kflex ctx: " << cp_kc.error().message << "\n";
+      return 1;
+    }
   }
   std::string target = name;
   if (target.empty()) {

@@ -6,6 +6,7 @@
 #include "agent/agent_state.hpp"
 #include "agent/runtime/probe.hpp"
 #include "shared/common/log.hpp"
+#include "shared/config/kubeconfig.hpp"
 #include "shared/common/util.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -150,8 +151,21 @@ net::awaitable<void> K3sRuntime::probe() {
                          : std::string("k3s exited (") + st.last_exit + "); " + toString(st.state) + ", restarting";
     co_return;
   }
-  auto result = co_await probeReadyz(dir_ / "kubeconfig.yaml", "https://" + urlHost(env_.config.advertise_address) +
-                                                                   ":" + std::to_string(port_));
+  std::string endpoint = "https://" + urlHost(env_.config.advertise_address) + ":" + std::to_string(port_);
+  // What the hub hands out: the kubeconfig k3s wrote, its server the advertised endpoint.
+  std::error_code ec;
+  auto mtime = fs::last_write_time(dir_ / "kubeconfig.yaml", ec);
+  if (!ec && mtime != kubeconfig_time_) {
+    if (auto kc = config::Kubeconfig::load(dir_ / "kubeconfig.yaml"); kc && kc->access()) {
+      Json doc = kc->doc();
+      for (auto& c : doc["clusters"]) {
+        c["cluster"]["server"] = endpoint;
+      }
+      kubeconfig_ = doc.dump(2) + "\n";
+      kubeconfig_time_ = mtime;
+    }
+  }
+  auto result = co_await probeReadyz(dir_ / "kubeconfig.yaml", endpoint);
   ready_ = result.ready;
   ready_reason_ = result.ready ? "Available" : (result.reachable ? "Unavailable" : "Creating");
   ready_message_ = result.message;
@@ -179,6 +193,11 @@ Json K3sRuntime::observe() const {
   Json out = {{"conditions", Json::array({synced, ready})}, {"components", Json::array({component})}};
   if (port_ != 0) {
     out["endpoint"] = "https://" + urlHost(env_.config.advertise_address) + ":" + std::to_string(port_);
+  }
+  if (!kubeconfig_.empty()) {
+    // As KubeFlex keeps a k3s control plane's: secret k3s-config, keys config and config-incluster
+    // (a pod on this host reaches the control plane at the same advertised address).
+    out["kubeconfig"] = {{"secretName", "k3s-config"}, {"data", {{"config", kubeconfig_}, {"config-incluster", kubeconfig_}}}};
   }
   return out;
 }

@@ -51,6 +51,9 @@ class K3sRuntime final : public Runtime {
   std::string ready_message_ = "k3s is starting";
   std::string ready_reason_ = "Creating";
   bool removing_ = false;
+  // The kubeconfig k3s wrote, as handed out (server: the advertised endpoint), and its file's time.
+  std::string kubeconfig_;
+  std::filesystem::file_time_type kubeconfig_time_{};
 };
 
 }  // namespace kflex::agent::runtime

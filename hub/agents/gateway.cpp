@@ -708,6 +708,42 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
   int64_t observed = body.value("observedGeneration", int64_t(0));
   Json reported = *conds;
   std::string agent = s->name;
+  // The control plane's kubeconfig: sealed into the store, then referenced from status.secretRef.
+  Json secret_ref;
+  if (auto kc = body.find("kubeconfig"); kc != body.end() && secrets_ != nullptr) {
+    std::map<std::string, std::string> data;
+    std::string secret_name = kc->is_object() ? kc->value("secretName", "") : "";
+    bool ok = kc->is_object() && kc->contains("data") && (*kc)["data"].is_object() && (*kc)["data"].size() <= 2;
+    if (ok) {
+      for (const auto& [k, v] : (*kc)["data"].items()) {
+        ok = ok && v.is_string();
+        if (ok) {
+          data[k] = v.get<std::string>();
+        }
+      }
+    }
+    if (!ok || !ControlPlaneSecrets::validSecret(secret_name, data)) {
+      close(s, protocol::code::kProtocol,
+            "a status report's kubeconfig must be {secretName: admin-kubeconfig|k3s-config|vc-vcluster, data: "
+            "{<key>, <in-cluster key>}} of at most 64 KiB each");
+      co_return false;
+    }
+    auto rec = store_.get(resourceKey(cps_), name);
+    Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+    if (cp.is_object() && cp.value("status", Json::object()).value("agent", "") == agent) {
+      auto stored = co_await secrets_->put(name, cp["metadata"].value("uid", ""), secret_name, data);
+      if (stored) {
+        bool admin = secret_name == "admin-kubeconfig";
+        secret_ref = {{"namespace", name + "-system"}, {"name", secret_name},
+                      {"inClusterKey", admin ? "kubeconfig-incluster" : "config-incluster"}};
+        if (data.count(admin ? "kubeconfig" : "config")) {
+          secret_ref["key"] = admin ? "kubeconfig" : "config";
+        }
+      } else {
+        log::error("cannot store a control plane's kubeconfig", {{"controlPlane", name}, {"error", stored.error().message}});
+      }
+    }
+  }
   co_await api_.changeStatus(cps_, name, [&](Json& obj) {
     Json& status = obj["status"];
     if (!status.is_object() || status.value("agent", "") != agent) {
@@ -722,7 +758,8 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
       status["observedGeneration"] = observed;
       changed = true;
     }
-    for (const auto& [key, value] : {std::pair<const char*, const Json*>{"endpoint", &endpoint}, {"components", &components}}) {
+    for (const auto& [key, value] : {std::pair<const char*, const Json*>{"endpoint", &endpoint},
+                                     {"components", &components}, {"secretRef", &secret_ref}}) {
       if (!value->is_null() && status.value(key, Json()) != *value) {
         status[key] = *value;
         changed = true;
@@ -870,6 +907,9 @@ net::awaitable<void> AgentGateway::watchLoop() {
       }
       processed_rev_ = ev->revision;
       if (ev->object->resource == cp_key) {
+        if (ev->type == EventType::Deleted && secrets_ != nullptr) {
+          co_await secrets_->remove(ev->object->name);
+        }
         std::string agent = agentOf(*ev->object);
         std::shared_ptr<Session> target;
         if (!agent.empty()) {

@@ -10,6 +10,7 @@
 
 #include "hub/agents/enrollment.hpp"
 #include "hub/api/api_service.hpp"
+#include "hub/api/control_plane_secrets.hpp"
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
@@ -46,6 +47,8 @@ class AgentGateway {
                              tls::PeerIdentity id, std::string peer);
   /// Links open now.
   size_t connected() const;
+  /// Where the kubeconfigs agents report go (before start()); without it they are ignored.
+  void setSecrets(ControlPlaneSecrets* secrets) { secrets_ = secrets; }
 
  private:
   struct Session;
@@ -71,6 +74,7 @@ class AgentGateway {
   void closeByName(const std::string& name, const std::string& code, const std::string& message);
 
   net::io_context& ioc_;
+  ControlPlaneSecrets* secrets_ = nullptr;
   ApiService& api_;
   ObjectStore& store_;
   const model::ResourceType& agents_;

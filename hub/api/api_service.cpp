@@ -34,13 +34,8 @@ std::string objectPath(const ResourceType& t, const std::string& name, bool stat
   return "/apis/" + t.apiVersion() + "/" + t.plural + "/" + name + (status ? "/status" : "");
 }
 
-namespace {
-std::string qualifiedResource(const ResourceType& t) {
-  return t.group.empty() ? t.plural : t.plural + "." + t.group;
-}
-
 ApiResponse statusResponse(unsigned code, const std::string& reason, const std::string& message,
-                           const Json& details = nullptr) {
+                           const Json& details) {
   Json s = {{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", Json::object()}, {"status", "Failure"},
             {"message", message}, {"reason", reason}, {"code", code}};
   if (!details.is_null()) {
@@ -50,6 +45,11 @@ ApiResponse statusResponse(unsigned code, const std::string& reason, const std::
   r.status = code;
   r.body = s.dump();
   return r;
+}
+
+namespace {
+std::string qualifiedResource(const ResourceType& t) {
+  return t.group.empty() ? t.plural : t.plural + "." + t.group;
 }
 
 ApiResponse fromDecision(const Decision& d) {

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "shared/net/asio.hpp"
 
 namespace kflex::hub {
@@ -50,6 +52,10 @@ struct ApiResponse {
   std::vector<std::pair<std::string, std::string>> headers;
   std::function<net::awaitable<void>(ChunkWriter&)> stream;
 };
+
+/// A Kubernetes Status failure response.
+ApiResponse statusResponse(unsigned code, const std::string& reason, const std::string& message,
+                           const nlohmann::json& details = nullptr);
 
 /// Serves requests under a path prefix (enrollment) instead of the API.
 using RouteHandler = std::function<net::awaitable<ApiResponse>(ApiRequest)>;

@@ -146,12 +146,28 @@ DiscoveryDocs buildDiscovery(const model::Registry& registry, const std::string&
   DiscoveryDocs d;
   d.api = Json{{"kind", "APIVersions"}, {"versions", Json::array({"v1"})},
                {"serverAddressByClientCIDRs", Json::array()}}.dump();
-  d.groups["/api/v1"] = Json{{"kind", "APIResourceList"}, {"groupVersion", "v1"}, {"resources", Json::array()}}.dump();
+  // Core v1: the control planes' namespaces and kubeconfig secrets, read-only (ControlPlaneSecrets).
+  Json core = Json::array(
+      {{{"name", "namespaces"}, {"singularName", "namespace"}, {"namespaced", false}, {"kind", "Namespace"},
+        {"verbs", Json::array({"get", "list"})}, {"shortNames", Json::array({"ns"})}},
+       {{"name", "secrets"}, {"singularName", "secret"}, {"namespaced", true}, {"kind", "Secret"},
+        {"verbs", Json::array({"get", "list"})}}});
+  Json core_agg = Json::array();
+  for (const auto& r : core) {
+    Json a = {{"resource", r["name"]}, {"responseKind", {{"group", ""}, {"version", "v1"}, {"kind", r["kind"]}}},
+              {"scope", r["namespaced"].get<bool>() ? "Namespaced" : "Cluster"}, {"singularResource", r["singularName"]},
+              {"verbs", r["verbs"]}};
+    if (r.contains("shortNames")) {
+      a["shortNames"] = r["shortNames"];
+    }
+    core_agg.push_back(a);
+  }
+  d.groups["/api/v1"] = Json{{"kind", "APIResourceList"}, {"groupVersion", "v1"}, {"resources", core}}.dump();
   d.aggregated_api = Json{{"kind", "APIGroupDiscoveryList"}, {"apiVersion", "apidiscovery.k8s.io/v2"},
                           {"metadata", Json::object()},
                           {"items", Json::array({{{"metadata", {{"creationTimestamp", nullptr}}},
                                                   {"versions", Json::array({{{"version", "v1"},
-                                                                             {"resources", Json::array()},
+                                                                             {"resources", core_agg},
                                                                              {"freshness", "Current"}}})}}})}}
                          .dump();
 

@@ -10,6 +10,8 @@
 #include "hub/agents/gateway.hpp"
 #include "hub/agents/placement.hpp"
 #include "hub/api/api_service.hpp"
+#include "hub/api/control_plane_secrets.hpp"
+#include "shared/tls/secret_box.hpp"
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/log.hpp"
@@ -331,6 +333,13 @@ int runHub(const HubConfig& cfg) {
   }
   model::Registry registry = model::kflexRegistry();
   ApiService api(*store.value(), registry, clock, ApiOptions{});
+  // The control planes' kubeconfigs are sealed at rest under a key of their own.
+  auto box = tls::SecretBox::openOrCreate(cfg.data_dir / "pki" / "encryption.key");
+  if (!box) {
+    log::error("cannot start: the encryption key", {{"error", box.error().message}});
+    return kExitRuntime;
+  }
+  ControlPlaneSecrets secrets(*store.value(), std::move(box.value()), clock);
   size_t threads = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   net::io_context ioc{static_cast<int>(threads)};
   HttpOptions http_options;
@@ -375,7 +384,9 @@ int runHub(const HubConfig& cfg) {
   gateway_options.heartbeat_persist = std::min(cfg.agent_lease_duration / 2, 4 * cfg.agent_lease_renew);
   gateway_options.expired_grace = cfg.agent_expired_grace;
   AgentGateway gateway(ioc, api, *store.value(), registry, enrollment, clock, gateway_options);
+  gateway.setSecrets(&secrets);
   server.value()->addRoute("/enroll/", [&enrollment](ApiRequest r) { return enrollment.handle(std::move(r)); });
+  server.value()->addRoute("/api/v1/", [&secrets](ApiRequest r) { return secrets.handle(std::move(r)); });
   server.value()->addUpgrade(protocol::kConnectPath,
                              [&gateway](std::unique_ptr<HttpStream>& s, http::request<http::string_body> r, tls::PeerIdentity id,
                                         std::string peer) { return gateway.serve(s, std::move(r), std::move(id), std::move(peer)); });

@@ -59,15 +59,25 @@ Result<Kubeconfig> Kubeconfig::load(const std::filesystem::path& path, bool allo
   if (!text) {
     return text.error();
   }
-  if (trim(text.value()).empty()) {
+  auto parsed = parse(text.value(), "kubeconfig " + path.string());
+  if (!parsed) {
+    return parsed.error();
+  }
+  parsed->dir_ = kc.dir_;
+  return parsed;
+}
+
+Result<Kubeconfig> Kubeconfig::parse(const std::string& text, const std::string& what) {
+  Kubeconfig kc;
+  if (trim(text).empty()) {
     return kc;
   }
-  auto doc = yamlToJson(text.value());
+  auto doc = yamlToJson(text);
   if (!doc) {
-    return fail("kubeconfig " + path.string() + ": " + doc.error().message);
+    return fail(what + ": " + doc.error().message);
   }
   if (!doc->is_object()) {
-    return fail("kubeconfig " + path.string() + " is not a YAML mapping");
+    return fail(what + " is not a YAML mapping");
   }
   for (const char* list : {"clusters", "users", "contexts"}) {
     if (!doc->contains(list) || (*doc)[list].is_null()) {

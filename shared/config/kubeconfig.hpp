@@ -28,6 +28,9 @@ class Kubeconfig {
   Kubeconfig();
   /// Reads a file; a missing file is an empty kubeconfig when allow_missing.
   static Result<Kubeconfig> load(const std::filesystem::path& path, bool allow_missing = false);
+  /// Reads kubeconfig text (file references resolve against the working directory); `what`
+  /// names it in errors.
+  static Result<Kubeconfig> parse(const std::string& text, const std::string& what = "kubeconfig");
   /// Writes the file atomically with mode 0600.
   Result<void> save(const std::filesystem::path& path) const;
   /// The YAML text.

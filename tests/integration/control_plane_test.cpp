@@ -114,7 +114,7 @@ TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) 
                       "edge-1 enrolled"));
   ASSERT_EQ(kflex({"create", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return ready("cp1") == "True/Available"; }, 30s, "cp1 Ready"))
-      << ready("cp1") << "\n" << field("cp1", ".status") << "\n" << agent_->log();
+      << ready("cp1") << "\n" << field("cp1", ".status") << "\n" << agent_->log() << hub_->log();
   EXPECT_EQ(field("cp1", ".status.conditions[?(@.type=='Synced')].status"), "True");
   std::string endpoint = field("cp1", ".status.endpoint");
   EXPECT_TRUE(std::regex_match(endpoint, std::regex("https://127\\.0\\.0\\.1:[0-9]+"))) << endpoint;
@@ -126,6 +126,44 @@ TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) 
   auto readyz = kubectl(kc, {"get", "--raw", "/readyz"});
   EXPECT_EQ(readyz.exit_code, 0) << readyz.err;
   EXPECT_EQ(readyz.out, "ok");
+
+  // The hub hands out its kubeconfig as KubeFlex does: secret k3s-config in cp1-system.
+  ASSERT_TRUE(waitFor([&] { return field("cp1", ".status.secretRef.name") == "k3s-config"; }, 10s, "secretRef"));
+  EXPECT_EQ(field("cp1", ".status.secretRef.namespace"), "cp1-system");
+  EXPECT_EQ(field("cp1", ".status.secretRef.key"), "config");
+  EXPECT_EQ(field("cp1", ".status.secretRef.inClusterKey"), "config-incluster");
+  auto secret = kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "cp1-system", "k3s-config", "-o", "jsonpath={.data.config}"});
+  ASSERT_EQ(secret.exit_code, 0) << secret.err;
+  auto decoded = base64Decode(secret.out);
+  ASSERT_TRUE(decoded);
+  EXPECT_NE(decoded->find(endpoint), std::string::npos) << *decoded;
+  auto listed = kubectl(hub_->kubeconfig(), {"get", "secrets", "-n", "cp1-system"});
+  EXPECT_NE(listed.out.find("k3s-config"), std::string::npos) << listed.out << listed.err;
+  EXPECT_NE(kubectl(hub_->kubeconfig(), {"get", "ns"}).out.find("cp1-system"), std::string::npos);
+  auto write = kubectl(hub_->kubeconfig(), {"delete", "secret", "-n", "cp1-system", "k3s-config"});
+  EXPECT_NE(write.exit_code, 0) << "read-only";
+  // Sealed at rest: the database never holds the kubeconfig in the clear.
+  for (const char* f : {"hub.db", "hub.db-wal"}) {
+    auto bytes = readFile(dir_.path() / "hub" / f);
+    if (bytes) {
+      EXPECT_EQ(bytes->find("client-key-data"), std::string::npos) << f;
+    }
+  }
+  // kflex ctx merges it as context cp1 (cluster cp1-cluster, user cp1-admin) and switches; kflex
+  // ctx switches back to the hub.
+  fs::path user_kc = dir_.path() / "user.kubeconfig";
+  ASSERT_EQ(run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "init", "--hub-kubeconfig",
+                 hub_->kubeconfig().string()}).exit_code, 0);
+  auto ctx = run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "ctx", "cp1"});
+  ASSERT_EQ(ctx.exit_code, 0) << ctx.err;
+  EXPECT_EQ(kubectl(user_kc, {"config", "current-context"}).out, "cp1\n");
+  EXPECT_EQ(kubectl(user_kc, {"get", "--raw", "/readyz"}).out, "ok");
+  EXPECT_EQ(kubectl(user_kc, {"config", "view", "-o", "jsonpath={.contexts[?(@.name=='cp1')].context.cluster}"}).out,
+            "cp1-cluster");
+  EXPECT_EQ(run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "ctx", "cp1"}).exit_code, 0)
+      << "idempotent";
+  ASSERT_EQ(run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "ctx"}).exit_code, 0);
+  EXPECT_EQ(kubectl(user_kc, {"config", "current-context"}).out, "kflex-hub\n");
   // Its files: a private directory, the token as a file (never on the command line), the log.
   EXPECT_EQ(fs::status(cpDir("cp1")).permissions() & fs::perms::all, fs::perms::owner_all);
   EXPECT_EQ(fs::status(cpDir("cp1") / "token").permissions() & fs::perms::all,
