@@ -323,19 +323,51 @@ int cmdGet(const Globals& g, const std::string& name, const std::string& output,
   return 0;
 }
 
-int cmdDelete(const Globals& g, const std::string& name, bool wait, const std::string& timeout, std::ostream& out,
-              std::ostream& err) {
+int cmdDelete(const Globals& g, const std::string& name, bool wait, bool force, const std::string& timeout,
+              std::ostream& out, std::ostream& err) {
   auto hub = HubClient::connect(g.kubeconfig, g.context);
   if (!hub) {
     err << "kflex delete: " << hub.error().message << "\n";
     return 1;
   }
-  auto r = hub.value()->remove(std::string(kControlPlanesPath) + "/" + name);
+  std::string path = std::string(kControlPlanesPath) + "/" + name;
+  auto r = hub.value()->remove(path);
   if (!r) {
     err << "kflex delete: " << r.error().message << "\n";
     return 1;
   }
   bool pending = r->contains("metadata") && r->at("metadata").contains("deletionTimestamp");
+  if (pending && force) {
+    // Forget it without the agent's confirmation (an agent that is gone for good).
+    Json meta = r->at("metadata");
+    Json remaining = Json::array();
+    bool ours = false;
+    for (const auto& f : meta.value("finalizers", Json::array())) {
+      if (f == model::kControlPlaneFinalizer) {
+        ours = true;
+      } else {
+        remaining.push_back(f);
+      }
+    }
+    if (ours) {
+      std::string agent = r->value("status", Json::object()).value("agent", "");
+      err << "warning: forgetting control plane " << name << " without " << (agent.empty() ? "its agent" : "agent " + agent)
+          << "'s confirmation: its processes and data may remain on that host (the agent removes them if it comes "
+             "back)\n";
+      auto p = hub.value()->mergePatch(path, Json{{"metadata", {{"finalizers", remaining},
+                                                                {"resourceVersion", meta.value("resourceVersion", "")}}}});
+      if (!p && hub.value()->lastStatus() != 404) {
+        err << "kflex delete: " << p.error().message << "\n";
+        return 1;
+      }
+      // (Removing the last finalizer deletes it; anything else still holding it shows here.)
+      auto still = hub.value()->get(path);
+      pending = still.has_value();
+      if (still) {
+        r = still;
+      }
+    }
+  }
   if (!pending || !wait) {
     out << "control plane " << name << (pending ? " is being deleted\n" : " deleted\n");
     return 0;
@@ -483,6 +515,10 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   bool del_wait = true;
   del->add_option("NAME", name, "Control plane name")->required();
   del->add_flag("--wait,!--no-wait", del_wait, "Wait until it is gone")->capture_default_str();
+  bool del_force = false;
+  del->add_flag("--force", del_force,
+                "Do not wait for the agent to confirm that it stopped the control plane and removed its data "
+                "(for an agent that is gone for good)");
   del->add_option("--timeout", timeout, "How long --wait waits")->capture_default_str();
 
   auto* ctx = app.add_subcommand("ctx", "Switch kubeconfig context to a control plane, or back to the hub with no NAME");
@@ -514,7 +550,7 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
     return cmdGet(g, name, output, out, err);
   }
   if (del->parsed()) {
-    return cmdDelete(g, name, del_wait, timeout, out, err);
+    return cmdDelete(g, name, del_wait, del_force, timeout, out, err);
   }
   if (ctx->parsed()) {
     return cmdCtx(g, ctx_name, out, err);

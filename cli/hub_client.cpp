@@ -54,6 +54,10 @@ Result<Json> HubClient::post(const std::string& path, const Json& body) {
   return decode(http_->request(http::verb::post, path, body.dump()));
 }
 
+Result<Json> HubClient::mergePatch(const std::string& path, const Json& patch) {
+  return decode(http_->request(http::verb::patch, path, patch.dump(), "application/merge-patch+json"));
+}
+
 Result<Json> HubClient::remove(const std::string& path) { return decode(http_->request(http::verb::delete_, path)); }
 
 Result<void> HubClient::watch(const std::string& path, const std::function<bool(const Json&)>& on_event,

@@ -26,6 +26,8 @@ class HubClient {
   Result<Json> post(const std::string& path, const Json& body);
   /// DELETE a path.
   Result<Json> remove(const std::string& path);
+  /// PATCH with a JSON merge patch.
+  Result<Json> mergePatch(const std::string& path, const Json& patch);
   /// Watches a path (a ?watch=1 URL); on_event gets each event until it returns false. Ok when
   /// on_event stopped it; an error mentioning the deadline when the timeout passed first.
   Result<void> watch(const std::string& path, const std::function<bool(const Json&)>& on_event,

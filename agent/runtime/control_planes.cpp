@@ -51,10 +51,19 @@ void ControlPlanes::sync() {
       desired[d.name] = std::move(cp);
     }
   }
-  // Gone from the desired state, or now of another type: remove.
+  // Being deleted on the hub: stop and remove it, then say so (the hub's finalizer waits for that).
+  std::set<std::string> deleting;
+  for (const auto& [name, cp] : desired) {
+    if (cp.value("metadata", Json::object()).contains("deletionTimestamp")) {
+      deleting.insert(name);
+    }
+  }
+  // Gone from the desired state, being deleted, or now of another type: remove.
   for (auto it = runtimes_.begin(); it != runtimes_.end();) {
     auto d = desired.find(it->first);
-    std::string type = d == desired.end() ? "" : d->second.value("spec", Json::object()).value("type", "");
+    std::string type = d == desired.end() || deleting.count(it->first)
+                           ? ""
+                           : d->second.value("spec", Json::object()).value("type", "");
     if (type != types_[it->first]) {
       log::info("removing a control plane", {{"controlPlane", it->first}});
       removing_[it->first] = std::move(it->second);
@@ -76,10 +85,23 @@ void ControlPlanes::sync() {
       }
     }
   }
+  for (const auto& name : deleting) {
+    if (removing_.count(name) || removed_.count(name)) {
+      continue;
+    }
+    std::error_code ec;
+    if (fs::exists(env_.cp_root / name, ec)) {
+      removing_[name] = make("k3s", name);  // (left over from an agent that stopped meanwhile)
+    } else {
+      removed_.insert(name);  // nothing of it runs here
+    }
+  }
+  std::erase_if(removed_, [&](const std::string& n) { return !deleting.count(n); });
+  deleting_ = std::move(deleting);
   desired_ = desired;
   for (const auto& [name, cp] : desired_) {
     std::string type = cp.value("spec", Json::object()).value("type", "");
-    if (!runsType(type) || removing_.count(name)) {
+    if (!runsType(type) || removing_.count(name) || deleting_.count(name)) {
       continue;  // (a removal of the same name finishes first)
     }
     auto& rt = runtimes_[name];
@@ -94,6 +116,14 @@ void ControlPlanes::sync() {
 }
 
 std::optional<Json> ControlPlanes::observe(const std::string& name) const {
+  if (deleting_.count(name)) {
+    bool done = removed_.count(name) > 0;
+    Json ready = {{"type", "Ready"}, {"status", "False"}, {"reason", "Deleting"},
+                  {"message", done ? "stopped; its data is removed from this host" : "stopping it and removing its data"}};
+    Json synced = {{"type", "Synced"}, {"status", "True"}, {"reason", "ReconcileSuccess"},
+                   {"message", done ? "deleted on this host" : "being deleted on this host"}};
+    return Json{{"conditions", Json::array({synced, ready})}, {"removed", done}};
+  }
   auto it = runtimes_.find(name);
   if (it == runtimes_.end()) {
     return std::nullopt;
@@ -105,12 +135,22 @@ net::awaitable<void> ControlPlanes::run() {
   auto next_full_probe = std::chrono::steady_clock::now();
   while (!stopping_) {
     supervisor_.tick();
+    bool removed_one = false;
     for (auto it = removing_.begin(); it != removing_.end();) {
       if (it->second->remove()) {
+        if (deleting_.count(it->first)) {
+          removed_.insert(it->first);
+        }
         it = removing_.erase(it);
-        sync();  // a control plane of the same name may be waiting for this removal
+        removed_one = true;
       } else {
         ++it;
+      }
+    }
+    if (removed_one) {
+      sync();  // a control plane of the same name may be waiting for this removal
+      if (on_change) {
+        on_change();
       }
     }
     // Probe the ones not yet Ready every round (fast create-to-Ready), the rest every interval.

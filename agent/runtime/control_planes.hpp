@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -53,6 +54,8 @@ class ControlPlanes {
   std::map<std::string, nlohmann::json> desired_;      // name -> the desired object
   std::map<std::string, std::unique_ptr<Runtime>> removing_;
   std::map<std::string, std::string> reported_;       // name -> observe().dump() last seen by the loop
+  std::set<std::string> deleting_;                     // desired, with a deletionTimestamp
+  std::set<std::string> removed_;                      // deleting, and everything of it is gone
   net::steady_timer wake_;
   bool stopping_ = false;
   bool scanned_ = false;

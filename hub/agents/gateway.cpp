@@ -767,8 +767,64 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
     }
     return changed;
   });
+  // The agent has stopped it and removed its data: the deletion can finish.
+  if (body.value("removed", false) == true) {
+    auto rec = store_.get(resourceKey(cps_), name);
+    Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+    if (cp.is_object() && cp["metadata"].contains("deletionTimestamp") &&
+        cp.value("status", Json::object()).value("agent", "") == agent) {
+      co_await releaseControlPlane(name, "agent " + agent + " stopped it and removed its data");
+    }
+  }
   send(s, protocol::encode(protocol::msg::kStatusAck, std::to_string(++s->seq), 0, {{"seq", seq}}));
   co_return true;
+}
+
+net::awaitable<void> AgentGateway::releaseControlPlane(std::string name, std::string why) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto rec = store_.get(resourceKey(cps_), name);
+    Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+    if (!cp.is_object()) {
+      co_return;
+    }
+    Json finalizers = cp["metadata"].value("finalizers", Json::array());
+    Json remaining = Json::array();
+    for (const auto& f : finalizers) {
+      if (f != model::kControlPlaneFinalizer) {
+        remaining.push_back(f);
+      }
+    }
+    if (remaining.size() == finalizers.size()) {
+      co_return;
+    }
+    Json patch = {{"metadata", {{"finalizers", remaining}, {"resourceVersion", cp["metadata"].value("resourceVersion", "")}}}};
+    auto res = co_await api_.internal(http::verb::patch, objectPath(cps_, name), patch.dump(),
+                                      "application/merge-patch+json");
+    if (res.status == 200 || res.status == 404) {
+      log::info("control plane released", {{"controlPlane", name}, {"why", why}});
+      co_return;
+    }
+    if (res.status != 409) {
+      log::warn("cannot release a deleting control plane", {{"controlPlane", name}, {"status", std::to_string(res.status)}});
+      co_return;
+    }
+  }
+}
+
+net::awaitable<void> AgentGateway::releaseIfUnplaced(ObjectPtr rec) {
+  // (Cheap checks first: most control plane writes are not deletions.)
+  if (!rec || rec->bytes.find("deletionTimestamp") == std::string::npos ||
+      rec->bytes.find(model::kControlPlaneFinalizer) == std::string::npos) {
+    co_return;
+  }
+  std::string agent = agentOf(*rec);
+  if (agent.empty()) {
+    co_await releaseControlPlane(rec->name, "it was never placed on an agent");
+  } else if (!store_.get(resourceKey(agents_), agent)) {
+    log::warn("a deleting control plane's agent was deleted; its processes and data may remain on that host",
+              {{"controlPlane", rec->name}, {"agent", agent}});
+    co_await releaseControlPlane(rec->name, "its agent " + agent + " was deleted");
+  }
 }
 
 net::awaitable<void> AgentGateway::markControlPlanesUnknown(const std::string& agent, const std::string& stamp) {
@@ -882,6 +938,10 @@ net::awaitable<void> AgentGateway::watchLoop() {
     for (const auto& rec : store_.list(key).first) {
       observeLease(rec->name, Json::parse(rec->bytes, nullptr, false));
     }
+    // Deletions waiting since before the hub started (or while events were dropped).
+    for (const auto& rec : store_.list(cp_key).first) {
+      co_await releaseIfUnplaced(rec);
+    }
     if (!first) {
       // We fell behind and events were dropped: every linked agent gets a full snapshot.
       std::vector<std::shared_ptr<Session>> all;
@@ -909,6 +969,9 @@ net::awaitable<void> AgentGateway::watchLoop() {
       if (ev->object->resource == cp_key) {
         if (ev->type == EventType::Deleted && secrets_ != nullptr) {
           co_await secrets_->remove(ev->object->name);
+        }
+        if (ev->type != EventType::Deleted) {
+          co_await releaseIfUnplaced(ev->object);
         }
         std::string agent = agentOf(*ev->object);
         std::shared_ptr<Session> target;

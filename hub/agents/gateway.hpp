@@ -69,6 +69,10 @@ class AgentGateway {
   void deliver(const std::shared_ptr<Session>& s, const EventPtr& ev);
   void progress(const std::shared_ptr<Session>& s, int64_t revision);
   net::awaitable<void> markControlPlanesUnknown(const std::string& agent, const std::string& stamp);
+  /// Removes kflex's finalizer from a deleting ControlPlane (its runtime is gone).
+  net::awaitable<void> releaseControlPlane(std::string name, std::string why);
+  /// Releases a deleting ControlPlane that nothing runs (never placed, or its agent was deleted).
+  net::awaitable<void> releaseIfUnplaced(ObjectPtr rec);
   void send(const std::shared_ptr<Session>& s, std::string message);
   void close(const std::shared_ptr<Session>& s, std::string code, std::string message);
   void closeByName(const std::string& name, const std::string& code, const std::string& message);

@@ -394,6 +394,9 @@ Decision prepareCreate(const ResourceType& t, const ApiRequest& req, Json obj, c
   if (!errors.empty()) {
     return invalid(t, name, errors);
   }
+  if (t.on_create) {
+    t.on_create(obj);
+  }
   Json& fresh = obj["metadata"];  // validateObject re-seated metadata
   fresh["uid"] = newUuid();
   fresh["creationTimestamp"] = now;

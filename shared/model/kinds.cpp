@@ -3,6 +3,8 @@
 // printer columns of upstream KubeFlex's CRDs, so that objects written for KubeFlex apply unchanged.
 #include "shared/model/resource.hpp"
 
+#include <algorithm>
+
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/model/selector.hpp"
@@ -407,6 +409,19 @@ Registry kflexRegistry() {
   cp.columns = tenancyColumns();
   cp.validate = validateControlPlane;
   cp.validate_update = validateControlPlaneUpdate;
+  // A control plane an agent runs stays until the agent has stopped it and removed its data.
+  cp.on_create = [](Json& obj) {
+    if (!runsOnAgent(obj.value("spec", Json::object()).value("type", ""))) {
+      return;
+    }
+    Json& f = obj["metadata"]["finalizers"];
+    if (!f.is_array()) {
+      f = Json::array();
+    }
+    if (std::find(f.begin(), f.end(), Json(kControlPlaneFinalizer)) == f.end()) {
+      f.push_back(kControlPlaneFinalizer);
+    }
+  };
   r.add(std::move(cp));
 
   ResourceType pch;

@@ -42,6 +42,8 @@ struct ResourceType {
   /// Server-side rewriting after validation, before storage (e.g. a write-only secret becomes its
   /// hash, as a Secret's stringData becomes data). Runs on create and update.
   std::function<void(Json& obj)> admit;
+  /// Server-side additions on create only (a controller's finalizer). Runs after validation.
+  std::function<void(Json& obj)> on_create;
 
   /// "group/version", or "version" for the core group.
   std::string apiVersion() const { return group.empty() ? version : group + "/" + version; }
@@ -75,6 +77,8 @@ inline constexpr const char* kTenancyVersion = "v1alpha1";
 Registry kflexRegistry();
 
 /// Annotation and label keys and condition values kflex uses.
+/// Upstream's finalizer: a ControlPlane that runs somewhere stays until its runtime is gone.
+inline constexpr const char* kControlPlaneFinalizer = "kflex.kubestellar.org/finalizer";
 inline constexpr const char* kAgentGroup = "kflex:agents";  ///< Certificate O of every agent.
 inline constexpr const char* kAgentAnnotation = "kflex.kubestellar.org/agent";  ///< Place on this agent.
 inline constexpr const char* kAgentSelectorAnnotation = "kflex.kubestellar.org/agent-selector";  ///< Or on one matching.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <regex>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -204,10 +205,35 @@ TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) 
   EXPECT_EQ(k3sPid("cp1"), pid) << agent_->log();
   EXPECT_EQ(kubectl(reachableKubeconfig("cp1"), {"get", "--raw", "/readyz"}).out, "ok");
 
-  // Deleting it stops k3s and removes its data.
-  ASSERT_EQ(kflex({"delete", "cp1"}).exit_code, 0);
-  EXPECT_TRUE(waitFor([&] { return !fs::exists(cpDir("cp1")); }, 30s, "cp1's data removed")) << agent_->log();
+  // Deleting it waits (finalizer) until the agent has stopped k3s and removed its data.
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "cp", "cp1", "-o", "jsonpath={.metadata.finalizers}"}).out,
+            "[\"kflex.kubestellar.org/finalizer\"]");
+  auto deleted = kflex({"delete", "cp1"});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_FALSE(fs::exists(cpDir("cp1"))) << "gone from the hub only once gone from the host";
   EXPECT_FALSE(running(pid)) << "k3s is stopped";
+  EXPECT_NE(kubectl(hub_->kubeconfig(), {"get", "cp", "cp1"}).exit_code, 0);
+  EXPECT_NE(kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "cp1-system", "k3s-config"}).exit_code, 0);
+
+  // An agent that is away holds a deletion until it is back, or until `kflex delete --force`;
+  // the agent removes what is left when it returns.
+  ASSERT_EQ(kflex({"create", "cp2", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return ready("cp2") == "True/Available"; }, 30s, "cp2 Ready")) << agent_->log();
+  pid_t pid2 = k3sPid("cp2");
+  agent_->signal(SIGTERM);
+  ASSERT_EQ(agent_->wait(10s), 0);
+  auto pending = kflex({"delete", "cp2", "--no-wait"});
+  EXPECT_NE(pending.out.find("being deleted"), std::string::npos) << pending.out;
+  std::this_thread::sleep_for(1s);
+  EXPECT_FALSE(field("cp2", ".metadata.deletionTimestamp").empty()) << "still there: its agent has not confirmed";
+  auto forced = kflex({"delete", "cp2", "--force"});
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(forced.err.find("may remain on that host"), std::string::npos) << forced.err;
+  EXPECT_NE(kubectl(hub_->kubeconfig(), {"get", "cp", "cp2"}).exit_code, 0);
+  EXPECT_TRUE(running(pid2));
+  startAgent({}, "edge-1-third.log");
+  EXPECT_TRUE(waitFor([&] { return !fs::exists(cpDir("cp2")) && !running(pid2); }, 30s, "leftovers removed"))
+      << agent_->log();
 }
 
 TEST_F(ControlPlanes, TwoK3sSideBySideEachInItsOwnNetworkNamespace) {
