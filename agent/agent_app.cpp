@@ -182,6 +182,15 @@ int runAgent(const AgentConfig& cfg) {
   rcfg.programs = cfg.programs;
   rcfg.isolate = cfg.isolate;
   rcfg.advertise_address = cfg.advertise_address;
+  rcfg.postgres_dsn = cfg.postgres_dsn;
+  if (!cfg.postgres_password_file.empty()) {
+    auto pw = readFile(cfg.postgres_password_file);
+    if (!pw) {
+      log::error("cannot start: postgres_password_file is not readable", {{"error", pw.error().message}});
+      return kExitConfig;
+    }
+    rcfg.postgres_password = std::string(trim(pw.value()));
+  }
   if (rcfg.advertise_address.empty()) {
     std::string host;
     std::string port;

@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "shared/common/util.hpp"
+#include "shared/store/postgres.hpp"
 #include "shared/model/resource.hpp"
 
 namespace kflex::agent {
@@ -83,6 +84,10 @@ Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg
         cfg.advertise_address = v.IsNull() ? "" : v.as<std::string>();
       } else if (key == "isolate_control_planes") {
         cfg.isolate = v.as<bool>();
+      } else if (key == "postgres_dsn") {
+        cfg.postgres_dsn = v.IsNull() ? "" : v.as<std::string>();
+      } else if (key == "postgres_password_file") {
+        cfg.postgres_password_file = v.IsNull() ? "" : v.as<std::string>();
       } else {
         problems.push_back(where(kv.first, key) + ": unknown setting");
       }
@@ -148,6 +153,11 @@ Result<void> validateAgentConfig(const AgentConfig& cfg) {
     boost::asio::ip::make_address(cfg.advertise_address, ec);
     if (ec) {
       problems.push_back("advertise_address: \"" + cfg.advertise_address + "\" is not an IP address");
+    }
+  }
+  if (!cfg.postgres_dsn.empty()) {
+    if (auto r = store::validateDsn(cfg.postgres_dsn); !r) {
+      problems.push_back("postgres_dsn: " + r.error().message);
     }
   }
   if (cfg.data_dir.empty()) {

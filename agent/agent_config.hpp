@@ -38,6 +38,11 @@ struct AgentConfig {
   /// A network namespace per control plane (YAML `isolate_control_planes`, default true); off, or
   /// without root, control planes share the host's network and their fixed ports.
   bool isolate = true;
+  /// The shared PostgreSQL of k8s control planes (YAML `postgres_dsn`): postgres://USER@HOST:PORT/postgres?sslmode=...,
+  /// without a password; each control plane gets a database of its own on it.
+  std::string postgres_dsn;
+  /// A file holding that user's password (YAML `postgres_password_file`); never on a command line.
+  std::string postgres_password_file;
 };
 
 /// Reads agent.yaml into cfg; every problem as "key (file:line): message".

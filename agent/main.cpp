@@ -47,6 +47,12 @@ int main(int argc, char** argv) {
                   "Where k3s, kine, kube-apiserver, kube-controller-manager and vcluster are [/usr/local/bin]");
   run->add_option("--advertise-address", advertise,
                   "IP address control planes are reached at [the address this host reaches the hub from]");
+  std::string postgres_dsn;
+  std::string postgres_password_file;
+  run->add_option("--postgres-dsn", postgres_dsn,
+                  "The shared PostgreSQL of k8s control planes: postgres://USER@HOST:PORT/postgres?sslmode=... "
+                  "(no password in it)");
+  run->add_option("--postgres-password-file", postgres_password_file, "A file holding that user's password");
   run->footer(
       "First start (--token and --ca-cert-hash needed): makes a key in DATA_DIR/pki (never sent anywhere),\n"
       "checks the hub's CA against --ca-cert-hash, and trades the token for a client certificate. Later\n"
@@ -112,6 +118,12 @@ int main(int argc, char** argv) {
   }
   if (!advertise.empty()) {
     cfg.advertise_address = advertise;
+  }
+  if (!postgres_dsn.empty()) {
+    cfg.postgres_dsn = postgres_dsn;
+  }
+  if (!postgres_password_file.empty()) {
+    cfg.postgres_password_file = postgres_password_file;
   }
   if (!labels.empty()) {
     if (auto r = agent::parseLabels(labels, cfg.labels); !r) {

@@ -11,6 +11,8 @@ find_package(Threads REQUIRED)
 # sd_notify for Type=notify units (libsystemd-dev).
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
+# PostgreSQL client (libpq-dev): the shared database of k8s control planes.
+pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
 # yaml-cpp 0.7 exports "yaml-cpp", 0.8 "yaml-cpp::yaml-cpp": hide the difference.
 add_library(kflex_yaml INTERFACE)
 add_library(kflex::yaml ALIAS kflex_yaml)

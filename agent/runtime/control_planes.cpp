@@ -3,6 +3,7 @@
 
 #include "agent/agent_state.hpp"
 #include "agent/runtime/k3s_runtime.hpp"
+#include "agent/runtime/k8s_runtime.hpp"
 #include "agent/runtime/netns.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -34,11 +35,22 @@ ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& confi
 
 ControlPlanes::~ControlPlanes() = default;
 
-bool ControlPlanes::runsType(const std::string& type) { return type == "k3s"; }
+bool ControlPlanes::runsType(const std::string& type) { return type == "k3s" || type == "k8s"; }
+
+namespace {
+// The type of a control plane known only by its folder (deleted while the agent was away).
+std::string typeOfFolder(const fs::path& dir) {
+  std::error_code ec;
+  return fs::exists(dir / "pki", ec) ? "k8s" : "k3s";
+}
+}  // namespace
 
 std::unique_ptr<Runtime> ControlPlanes::make(const std::string& type, const std::string& name) {
   if (type == "k3s") {
     return std::make_unique<K3sRuntime>(env_, name);
+  }
+  if (type == "k8s") {
+    return std::make_unique<K8sRuntime>(env_, name);
   }
   return nullptr;
 }
@@ -81,7 +93,7 @@ void ControlPlanes::sync() {
       std::string name = entry.path().filename().string();
       if (entry.is_directory() && !desired.count(name) && !removing_.count(name) && isDns1123Label(name)) {
         log::info("removing a control plane deleted while the agent was away", {{"controlPlane", name}});
-        removing_[name] = make("k3s", name);
+        removing_[name] = make(typeOfFolder(entry.path()), name);
       }
     }
   }
@@ -91,7 +103,7 @@ void ControlPlanes::sync() {
     }
     std::error_code ec;
     if (fs::exists(env_.cp_root / name, ec)) {
-      removing_[name] = make("k3s", name);  // (left over from an agent that stopped meanwhile)
+      removing_[name] = make(typeOfFolder(env_.cp_root / name), name);  // (left over from an agent that stopped meanwhile)
     } else {
       removed_.insert(name);  // nothing of it runs here
     }

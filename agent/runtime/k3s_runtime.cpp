@@ -24,11 +24,7 @@ constexpr uint16_t kInnerPort = 6443;
 K3sRuntime::K3sRuntime(RuntimeEnv& env, std::string name)
     : env_(env), name_(std::move(name)), dir_(env.cp_root / name_) {}
 
-K3sRuntime::~K3sRuntime() {
-  if (forward_) {
-    forward_->close();
-  }
-}
+K3sRuntime::~K3sRuntime() { net_.close(); }
 
 std::vector<std::string> K3sRuntime::commandLine(bool dedicated, uint16_t port) const {
   const std::string& adv = env_.config.advertise_address;
@@ -60,11 +56,11 @@ std::vector<std::string> K3sRuntime::commandLine(bool dedicated, uint16_t port) 
 
 ProcessSpec K3sRuntime::spec(bool dedicated) const {
   ProcessSpec s;
-  s.argv = commandLine(dedicated, port_);
+  s.argv = commandLine(dedicated, net_.port());
   s.work_dir = dir_;
   s.log_file = dir_ / "logs" / "k3s.log";
   s.pid_file = dir_ / "run" / "k3s.pid";
-  s.net_ns_fd = ns_ ? ns_->fd() : -1;
+  s.net_ns_fd = net_.nsFd();
   s.stop_grace = std::chrono::seconds(15);
   return s;
 }
@@ -81,39 +77,7 @@ Result<void> K3sRuntime::prepare() {
       return r.error();
     }
   }
-  std::string port_key = "cp/" + name_ + "/port";
-  uint16_t stored = static_cast<uint16_t>(std::atoi(env_.state.get(port_key).value_or("0").c_str()));
-  if (env_.isolate) {
-    if (!ns_) {
-      // A k3s left running by an earlier agent keeps its namespace: join that one.
-      pid_t running = runningPid(dir_ / "run" / "k3s.pid");
-      auto ns = running > 0 ? NetNamespace::ofProcess(running) : NetNamespace::create();
-      if (!ns) {
-        return ns.error();
-      }
-      ns_ = std::make_shared<NetNamespace>(std::move(ns.value()));
-    }
-    auto fwd = PortForward::open(env_.executor, env_.config.advertise_address, stored, ns_, kInnerPort);
-    if (!fwd) {
-      return fwd.error();
-    }
-    forward_ = fwd.value();
-    port_ = forward_->port();
-  } else if (stored != 0) {
-    port_ = stored;
-  } else {
-    auto free_port = freePort(env_.config.advertise_address);
-    if (!free_port) {
-      return free_port.error();
-    }
-    port_ = free_port.value();
-  }
-  if (port_ != stored) {
-    if (auto r = env_.state.set(port_key, std::to_string(port_)); !r) {
-      return r.error();
-    }
-  }
-  return {};
+  return net_.prepare(env_, name_, dir_ / "run" / "k3s.pid", kInnerPort);
 }
 
 void K3sRuntime::ensure(const Json& cp) {
@@ -151,7 +115,7 @@ net::awaitable<void> K3sRuntime::probe() {
                          : std::string("k3s exited (") + st.last_exit + "); " + toString(st.state) + ", restarting";
     co_return;
   }
-  std::string endpoint = "https://" + urlHost(env_.config.advertise_address) + ":" + std::to_string(port_);
+  std::string endpoint = net_.endpoint(env_);
   // What the hub hands out: the kubeconfig k3s wrote, its server the advertised endpoint.
   std::error_code ec;
   auto mtime = fs::last_write_time(dir_ / "kubeconfig.yaml", ec);
@@ -191,8 +155,8 @@ Json K3sRuntime::observe() const {
     component["lastExit"] = st.last_exit;
   }
   Json out = {{"conditions", Json::array({synced, ready})}, {"components", Json::array({component})}};
-  if (port_ != 0) {
-    out["endpoint"] = "https://" + urlHost(env_.config.advertise_address) + ":" + std::to_string(port_);
+  if (net_.prepared()) {
+    out["endpoint"] = net_.endpoint(env_);
   }
   if (!kubeconfig_.empty()) {
     // As KubeFlex keeps a k3s control plane's: secret k3s-config, keys config and config-incluster
@@ -202,12 +166,7 @@ Json K3sRuntime::observe() const {
   return out;
 }
 
-void K3sRuntime::detach() {
-  if (forward_) {
-    forward_->close();
-    forward_.reset();
-  }
-}
+void K3sRuntime::detach() { net_.close(); }
 
 bool K3sRuntime::remove() {
   if (!removing_) {
@@ -216,10 +175,7 @@ bool K3sRuntime::remove() {
     ready_reason_ = "Deleting";
     ready_message_ = "stopping k3s and removing its data";
     env_.supervisor.stop(key(), spec(dedicated_));
-    if (forward_) {
-      forward_->close();
-      forward_.reset();
-    }
+    net_.close();
   }
   if (!env_.supervisor.gone(key()) || runningPid(dir_ / "run" / "k3s.pid") > 0) {
     return false;
@@ -230,8 +186,7 @@ bool K3sRuntime::remove() {
     log::warn("cannot remove a control plane's data", {{"dir", dir_.string()}, {"error", ec.message()}});
     return false;
   }
-  (void)env_.state.set("cp/" + name_ + "/port", "");
-  ns_.reset();
+  net_.forget(env_, name_);
   log::info("control plane removed", {{"controlPlane", name_}, {"dir", dir_.string()}});
   return true;
 }

@@ -4,8 +4,7 @@
 #include <memory>
 #include <string>
 
-#include "agent/runtime/netns.hpp"
-#include "agent/runtime/port_forward.hpp"
+#include "agent/runtime/network.hpp"
 #include "agent/runtime/runtime.hpp"
 
 namespace kflex::agent::runtime {
@@ -42,9 +41,7 @@ class K3sRuntime final : public Runtime {
   std::filesystem::path dir_;
   bool dedicated_ = false;
   bool prepared_ = false;
-  uint16_t port_ = 0;
-  std::shared_ptr<NetNamespace> ns_;
-  std::shared_ptr<PortForward> forward_;
+  ControlPlaneNetwork net_;
   std::string problem_;        // why it cannot run (Synced=False), "" when it can
   std::string problem_reason_;
   bool ready_ = false;

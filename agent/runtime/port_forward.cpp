@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/runtime/port_forward.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
@@ -64,6 +70,37 @@ Result<std::shared_ptr<PortForward>> PortForward::open(net::any_io_executor ex, 
   return f;
 }
 
+Result<std::shared_ptr<PortForward>> PortForward::openInto(net::any_io_executor ex, std::shared_ptr<const NetNamespace> ns,
+                                                           uint16_t inner_port, net::ip::tcp::endpoint target) {
+  std::shared_ptr<PortForward> f(new PortForward(ex, ns, 0));
+  f->inward_ = false;
+  f->target_ = target;
+  auto fd = ns->socket(AF_INET, SOCK_STREAM);
+  if (!fd) {
+    return fd.error();
+  }
+  int one = 1;
+  ::setsockopt(fd.value(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(inner_port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd.value(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd.value(), 64) != 0) {
+    int err = errno;
+    ::close(fd.value());
+    return fail("cannot listen on 127.0.0.1:" + std::to_string(inner_port) + " in the control plane's namespace: " +
+                std::strerror(err));
+  }
+  boost::system::error_code ec;
+  f->acceptor_.assign(tcp::v4(), fd.value(), ec);
+  if (ec) {
+    return fail("cannot use the relay's socket: " + ec.message());
+  }
+  f->port_ = inner_port;
+  net::co_spawn(ex, f->acceptLoop(), net::detached);
+  return f;
+}
+
 void PortForward::close() {
   if (closed_) {
     return;
@@ -92,18 +129,22 @@ net::awaitable<void> PortForward::acceptLoop() {
 net::awaitable<void> PortForward::relay(tcp::socket client) {
   auto generation = generation_;
   int mine = *generation;
-  auto fd = ns_->socket(AF_INET, SOCK_STREAM);
-  if (!fd) {
-    log::warn("cannot relay a connection", {{"error", fd.error().message}});
-    co_return;
-  }
   tcp::socket upstream(client.get_executor());
   boost::system::error_code ec;
-  upstream.assign(tcp::v4(), fd.value(), ec);
+  tcp::endpoint target = inward_ ? tcp::endpoint(net::ip::address_v4::loopback(), target_port_) : target_;
+  if (inward_) {
+    auto fd = ns_->socket(AF_INET, SOCK_STREAM);
+    if (!fd) {
+      log::warn("cannot relay a connection", {{"error", fd.error().message}});
+      co_return;
+    }
+    upstream.assign(tcp::v4(), fd.value(), ec);
+  } else {
+    upstream.open(target.protocol(), ec);
+  }
   if (ec) {
     co_return;
   }
-  tcp::endpoint target(net::ip::address_v4::loopback(), target_port_);
   auto [cec] = co_await upstream.async_connect(target, net::as_tuple(net::use_awaitable));
   if (cec || *generation != mine) {
     co_return;  // the control plane is not listening (yet): the client sees the connection close

@@ -33,7 +33,12 @@ net::awaitable<ProbeResult> probeReadyz(const std::filesystem::path& kubeconfig,
   out.reachable = true;
   out.ready = res->status == 200;
   if (!out.ready) {
-    std::string first = res->body.substr(0, res->body.find('\n')).substr(0, 200);
+    // The first failing check ("[-]etcd failed: ...") says most; else the first line.
+    std::string first = res->body.substr(0, res->body.find('\n'));
+    if (auto bad = res->body.find("[-]"); bad != std::string::npos) {
+      first = res->body.substr(bad, res->body.find('\n', bad) - bad);
+    }
+    first = first.substr(0, 200);
     out.message = "the API server is not ready: /readyz answered " + std::to_string(res->status) +
                   (first.empty() ? "" : " (" + first + ")");
   }

@@ -25,6 +25,8 @@ struct RuntimeConfig {
   std::string advertise_address;                           ///< The address control planes are reached at.
   bool isolate = true;                                     ///< A network namespace per control plane when possible.
   std::chrono::milliseconds probe_interval{2000};          ///< Health probes (and restarts) this often.
+  std::string postgres_dsn;                                ///< The shared PostgreSQL of k8s control planes ("" = none).
+  std::string postgres_password;                           ///< Its password (from a file; never logged).
   SupervisorOptions supervisor;
 };
 

@@ -459,4 +459,20 @@ bool isIpAddress(const std::string& s) {
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
+Result<std::string> publicKeyPem(const std::string& key_pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> in(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(PEM_read_bio_PrivateKey(in.get(), nullptr, nullptr, nullptr),
+                                                         EVP_PKEY_free);
+  if (!key) {
+    return fail("not a PEM private key");
+  }
+  std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new(BIO_s_mem()), BIO_free);
+  if (PEM_write_bio_PUBKEY(out.get(), key.get()) != 1) {
+    return fail("cannot write the public key");
+  }
+  char* data = nullptr;
+  long n = BIO_get_mem_data(out.get(), &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
 }  // namespace kflex::tls

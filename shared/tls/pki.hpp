@@ -53,6 +53,8 @@ Result<CertInfo> inspectCertificate(const std::string& cert_pem);
 bool signedBy(const std::string& cert_pem, const std::string& ca_pem);
 /// Checks that a PEM private key matches the certificate's public key.
 Result<void> checkKeyMatches(const std::string& cert_pem, const std::string& key_pem);
+/// The public key (PEM "PUBLIC KEY") of a PEM private key: a service-account key pair's .pub.
+Result<std::string> publicKeyPem(const std::string& key_pem);
 /// "sha256:<hex>" of the certificate's SubjectPublicKeyInfo (kubeadm's CA pin format).
 Result<std::string> spkiPin(const std::string& cert_pem);
 /// spkiPin of the first certificate, or "" when there is none.

@@ -650,9 +650,13 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   eu->signal(SIGSTOP);
   EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu") == "AgentUnreachable"; }, std::chrono::seconds(15), "Unknown"));
   ASSERT_EQ(kflex({"create", "cp-eu2", "-t", "k3s", "--agent", "edge-eu"}).exit_code, 0);
-  ASSERT_EQ(kflex({"delete", "cp-eu"}).exit_code, 0);
+  // (The deletion waits for the agent to confirm: it is stopped, so do not wait here.)
+  ASSERT_EQ(kflex({"delete", "cp-eu", "--no-wait"}).exit_code, 0);
   eu->signal(SIGCONT);
   EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu2") == "Unavailable"; }, std::chrono::seconds(20), "converged"))
+      << eu->log() << hub_->log();
+  EXPECT_TRUE(waitFor([&] { return kubectl(hub_->kubeconfig(), {"get", "cp", "cp-eu"}).exit_code != 0; },
+                      std::chrono::seconds(20), "cp-eu deleted once the agent confirmed"))
       << eu->log() << hub_->log();
   eu->signal(SIGTERM);
   ASSERT_EQ(eu->wait(std::chrono::seconds(10)), 0);
@@ -823,11 +827,14 @@ TEST_F(Agents, NetworkPartitionInANamespace) {
   EXPECT_TRUE(waitFor([&] { return ready("edge-1") == "False/LeaseExpired"; }, std::chrono::seconds(15), "lease expired"));
   EXPECT_TRUE(waitFor([&] { return readyReason("cp-1") == "AgentUnreachable"; }, std::chrono::seconds(10), "Unknown"));
   ASSERT_EQ(kflex({"create", "cp-2", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
-  ASSERT_EQ(kflex({"delete", "cp-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"delete", "cp-1", "--no-wait"}).exit_code, 0);
 
   // Heal: the agent is back, cp-2 is placed and reported, cp-1 is gone from the agent too.
   ASSERT_EQ(run({"ip", "link", "set", host_if, "up"}).exit_code, 0);
   EXPECT_TRUE(waitFor([&] { return readyReason("cp-2") == "Unavailable"; }, std::chrono::seconds(60), "converged"))
+      << a1->log() << hub_->log();
+  EXPECT_TRUE(waitFor([&] { return kubectl(hub_->kubeconfig(), {"get", "cp", "cp-1"}).exit_code != 0; },
+                      std::chrono::seconds(20), "cp-1 deleted once the agent confirmed"))
       << a1->log() << hub_->log();
   EXPECT_EQ(ready("edge-1"), "True/AgentReady");
   a1->signal(SIGTERM);

@@ -14,6 +14,7 @@
 #include "agent/runtime/netns.hpp"
 #include "agent/runtime/supervisor.hpp"
 #include "shared/common/util.hpp"
+#include "shared/store/postgres.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::test {
@@ -22,6 +23,11 @@ namespace {
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+
+std::string slurp(const fs::path& p) {
+  auto t = readFile(p);
+  return t ? t.value() : std::string();
+}
 
 // Whether pid runs (a zombie that init has not reaped yet does not).
 bool running(pid_t pid) {
@@ -295,6 +301,81 @@ TEST_F(ControlPlanes, SharedNetworkPortCollisionAndMissingProgramAreConditions) 
   EXPECT_NE(msg.find("not found"), std::string::npos) << msg;
   EXPECT_NE(msg.find("--bin-dir"), std::string::npos) << msg;
   EXPECT_TRUE(agent_->running());
+}
+
+TEST_F(ControlPlanes, K8sOnTheSharedPostgresBecomesReadyAndDropsItsDatabase) {
+  PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  store::PostgresTarget admin{pg.dsn(), pg.password()};
+  startAgent({"--postgres-dsn", pg.dsn(), "--postgres-password-file", pg.passwordFile().string()});
+  ASSERT_EQ(kflex({"create", "cp-k8s", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return ready("cp-k8s") == "True/Available"; }, 60s, "cp-k8s Ready"))
+      << field("cp-k8s", ".status") << "\n" << agent_->log() << "\nkine: "
+      << slurp(cpDir("cp-k8s") / "logs" / "kine.log");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(field("cp-k8s", ".status.components[" + std::to_string(i) + "].state"), "Running");
+  }
+  EXPECT_EQ(field("cp-k8s", ".status.components[*].name"), "kine kube-apiserver kube-controller-manager");
+  // A database of its own, named as KubeFlex names it, with Kine's table in it.
+  auto exists = store::databaseExists(admin, "cp_k8s");
+  ASSERT_TRUE(exists && *exists) << (exists ? "" : exists.error().message);
+  EXPECT_TRUE(store::execute(store::withDatabase(admin, "cp_k8s"), "SELECT COUNT(*) FROM kine"));
+  // The password is in Kine's environment only: never on a command line, never in a log.
+  pid_t kine = agent::runtime::runningPid(cpDir("cp-k8s") / "run" / "kine.pid");
+  ASSERT_GT(kine, 0);
+  EXPECT_EQ(readFile("/proc/" + std::to_string(kine) + "/cmdline")->find(pg.password()), std::string::npos);
+  EXPECT_EQ(agent_->log().find(pg.password()), std::string::npos);
+  auto kine_log = readFile(cpDir("cp-k8s") / "logs" / "kine.log");
+  EXPECT_NE(kine_log->find("Database tables and indexes are up to date"), std::string::npos) << *kine_log;
+  // Its kubeconfig as KubeFlex keeps a k8s control plane's, and kflex ctx to it.
+  ASSERT_TRUE(waitFor([&] { return field("cp-k8s", ".status.secretRef.name") == "admin-kubeconfig"; }, 10s, "secretRef"));
+  EXPECT_EQ(field("cp-k8s", ".status.secretRef.key"), "kubeconfig");
+  EXPECT_EQ(field("cp-k8s", ".status.secretRef.inClusterKey"), "kubeconfig-incluster");
+  fs::path user_kc = dir_.path() / "user.kubeconfig";
+  ASSERT_EQ(run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "init", "--hub-kubeconfig",
+                 hub_->kubeconfig().string()}).exit_code, 0);
+  auto ctx = run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "ctx", "cp-k8s"});
+  ASSERT_EQ(ctx.exit_code, 0) << ctx.err;
+  EXPECT_EQ(kubectl(user_kc, {"get", "--raw", "/readyz"}).out, "ok");
+  EXPECT_EQ(kubectl(user_kc, {"config", "view", "-o", "jsonpath={.contexts[?(@.name=='cp-k8s')].context.user}"}).out,
+            "cp-k8s-admin");
+
+  // PostgreSQL away: the API server's storage check fails and the control plane is not Ready;
+  // back: Ready again.
+  pg.stop();
+  EXPECT_TRUE(waitFor([&] { return ready("cp-k8s") == "False/Unavailable"; }, 30s, "not Ready without its database"))
+      << field("cp-k8s", ".status");
+  EXPECT_NE(field("cp-k8s", ".status.conditions[?(@.type=='Ready')].message").find("etcd"), std::string::npos);
+  ASSERT_TRUE(pg.start());
+  EXPECT_TRUE(waitFor([&] { return ready("cp-k8s") == "True/Available"; }, 30s, "Ready again"))
+      << field("cp-k8s", ".status");
+
+  // Deleting it drops the database and removes its data before it is gone from the hub.
+  auto deleted = kflex({"delete", "cp-k8s"});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.err << agent_->log();
+  auto still = store::databaseExists(admin, "cp_k8s");
+  EXPECT_TRUE(still && !*still) << "the database is dropped";
+  EXPECT_FALSE(fs::exists(cpDir("cp-k8s")));
+  EXPECT_FALSE(running(kine));
+}
+
+TEST_F(ControlPlanes, K8sWithoutASharedPostgresSaysWhatToConfigure) {
+  startAgent();
+  ASSERT_EQ(kflex({"create", "cp-k8s", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return field("cp-k8s", ".status.conditions[?(@.type=='Synced')].reason") == "DatabaseUnavailable"; },
+                      20s, "reported"))
+      << field("cp-k8s", ".status") << agent_->log();
+  std::string msg = field("cp-k8s", ".status.conditions[?(@.type=='Synced')].message");
+  EXPECT_NE(msg.find("postgres_dsn"), std::string::npos) << msg;
+  EXPECT_EQ(ready("cp-k8s"), "False/Unavailable");
+  // Bad agent settings are refused at start with the setting named.
+  auto bad = run({(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null", "--data-dir",
+                  (dir_.path() / "x").string(), "--hub", hub_->url(), "--postgres-dsn", "postgres://u:secret@h/db"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("postgres_password_file"), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.err.find("secret"), std::string::npos) << "the password is not echoed";
 }
 
 }  // namespace

@@ -109,8 +109,9 @@ TEST_F(HubKubectl, ApplyGetPatchWatchDeleteRestart) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("the object has been modified"), std::string::npos) << r.err;
 
-  // Delete with a finalizer waits for it.
-  k({"patch", "cp", "cp1", "--type", "merge", "-p", R"({"metadata":{"finalizers":["kflex.kubestellar.org/finalizer"]}})"});
+  // Delete with a finalizer waits for it (someone else's: kflex's own is released at once for a
+  // control plane that no agent runs).
+  k({"patch", "cp", "cp1", "--type", "merge", "-p", R"({"metadata":{"finalizers":["example.com/hold"]}})"});
   r = k({"delete", "cp", "cp1", "--wait=false"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(k({"get", "cp", "cp1", "-o", "jsonpath={.metadata.deletionTimestamp}"}).out, "");

@@ -13,7 +13,7 @@
 
 namespace kflex::standin {
 
-Result<Flags> Flags::parse(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs) {
+Result<Flags> Flags::parse(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs, bool pflag) {
   Flags out;
   auto find = [&](const std::string& n) -> const FlagSpec* {
     for (const auto& s : specs) {
@@ -48,7 +48,8 @@ Result<Flags> Flags::parse(const std::vector<std::string>& args, const std::vect
     }
     const FlagSpec* spec = find(name);
     if (spec == nullptr) {
-      return fail("flag provided but not defined: -" + name);
+      // (Go's flag package and urfave/cli, or spf13/pflag as Kubernetes' programs use.)
+      return fail(pflag ? "unknown flag: --" + name : "flag provided but not defined: -" + name);
     }
     if (spec->is_bool) {
       if (value && *value != "true" && *value != "false") {
@@ -135,12 +136,24 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(net::io_context& ioc, std::s
   }
   s->server_ = std::move(server.value());
   hub::ApiService* api = s->api_.get();
-  s->server_->addRoute("/", [api, ready_at, always](hub::ApiRequest r) -> net::awaitable<hub::ApiResponse> {
+  auto readiness = s->readiness_;
+  s->server_->addRoute("/", [api, ready_at, always, readiness](hub::ApiRequest r) -> net::awaitable<hub::ApiResponse> {
     if (auto it = always.find(r.path); it != always.end()) {
       hub::ApiResponse res;
       res.content_type = "text/plain";
       res.body = it->second;
       co_return res;
+    }
+    bool health = r.path.rfind("/readyz", 0) == 0 || r.path.rfind("/healthz", 0) == 0;
+    if (health && std::chrono::steady_clock::now() >= ready_at && *readiness) {
+      std::string body;
+      if (!(*readiness)(body)) {
+        hub::ApiResponse res;
+        res.status = r.path.rfind("/healthz", 0) == 0 ? 500 : 503;
+        res.content_type = "text/plain";
+        res.body = body;
+        co_return res;
+      }
     }
     if (std::chrono::steady_clock::now() < ready_at) {
       hub::ApiResponse res;
@@ -162,6 +175,52 @@ uint16_t ApiServer::port() const { return server_->endpoint().port(); }
 void ApiServer::stop() {
   server_->stop();
   api_->shutdown();
+}
+
+std::string etcdHealth(const std::string& endpoint, std::chrono::milliseconds timeout) {
+  // http://HOST:PORT or unix://PATH (as --etcd-servers gives it)
+  std::string rest = endpoint;
+  for (const char* scheme : {"http://", "https://"}) {
+    if (rest.rfind(scheme, 0) == 0) {
+      rest = rest.substr(std::strlen(scheme));
+    }
+  }
+  auto colon = rest.rfind(':');
+  if (colon == std::string::npos) {
+    return "bad etcd endpoint " + endpoint;
+  }
+  net::io_context ioc;
+  net::ip::tcp::socket s(ioc);
+  boost::system::error_code ec;
+  std::string answer;
+  net::ip::tcp::resolver resolver(ioc);
+  auto eps = resolver.resolve(rest.substr(0, colon), rest.substr(colon + 1), ec);
+  if (ec) {
+    return "cannot resolve " + endpoint;
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  net::async_connect(s, eps, [&](boost::system::error_code e, const auto&) {
+    if (e) {
+      answer = "dial " + endpoint + ": " + e.message();
+      return;
+    }
+    static const std::string req = "health\n";
+    net::async_write(s, net::buffer(req), [&](boost::system::error_code we, size_t) {
+      if (we) {
+        answer = "write: " + we.message();
+        return;
+      }
+      auto buf = std::make_shared<std::string>();
+      net::async_read_until(s, net::dynamic_buffer(*buf), '\n', [&, buf](boost::system::error_code re, size_t n) {
+        answer = re ? "read: " + re.message() : buf->substr(0, n - 1);
+      });
+    });
+  });
+  ioc.run_until(deadline);
+  if (answer.empty()) {
+    return "etcd at " + endpoint + " did not answer in time";
+  }
+  return answer == "ok" ? "" : answer;
 }
 
 int runUntilSignalled(net::io_context& ioc, const std::function<void()>& on_stop) {

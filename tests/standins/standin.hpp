@@ -33,7 +33,8 @@ class Flags {
   /// Parses args (after the program or subcommand name). Style: "go" = Go's flag package and
   /// urfave/cli (`-x`/`--x`, `--x value` or `--x=value`); unknown flags and positional arguments
   /// are errors worded as the real programs word them.
-  static Result<Flags> parse(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs);
+  static Result<Flags> parse(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs,
+                             bool pflag = false);
   bool has(const std::string& name) const { return values_.count(name) > 0; }
   /// The last value (or def).
   std::string get(const std::string& name, const std::string& def = "") const;
@@ -63,6 +64,8 @@ class ApiServer {
                                                   std::map<std::string, std::string> always);
   uint16_t port() const;
   void stop();
+  /// An extra readiness condition for /readyz (after start-up): false fills the 503 body.
+  void setReadiness(std::function<bool(std::string& body)> check) { *readiness_ = std::move(check); }
 
  private:
   ApiServer() = default;
@@ -71,7 +74,12 @@ class ApiServer {
   std::unique_ptr<hub::ObjectStore> store_;
   std::unique_ptr<hub::ApiService> api_;
   std::unique_ptr<hub::HttpServer> server_;
+  std::shared_ptr<std::function<bool(std::string&)>> readiness_ = std::make_shared<std::function<bool(std::string&)>>();
 };
+
+/// A one-line health exchange the Kine stand-in answers on its etcd port ("health\n" ->
+/// "ok\n" or "unhealthy: why\n"), standing in for etcd's gRPC status call. "" when healthy.
+std::string etcdHealth(const std::string& endpoint, std::chrono::milliseconds timeout);
 
 /// Runs ioc until SIGTERM or SIGINT; returns 0.
 int runUntilSignalled(net::io_context& ioc, const std::function<void()>& on_stop);

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tests/support/test_support.hpp"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pwd.h>
 
 #include <csignal>
 #include <cstring>
@@ -325,6 +328,120 @@ size_t NotifySocket::count(const std::string& line) const {
     n += hasLine(d, line) ? 1 : 0;
   }
   return n;
+}
+
+namespace {
+
+// The directory of Debian's PostgreSQL server programs, or "".
+std::string postgresBinDir() {
+  std::error_code ec;
+  std::string best;
+  for (const auto& e : fs::directory_iterator("/usr/lib/postgresql", ec)) {
+    if (fs::exists(e.path() / "bin" / "postgres") && fs::exists(e.path() / "bin" / "initdb")) {
+      best = std::max(best, (e.path() / "bin").string());
+    }
+  }
+  return best;
+}
+
+// argv run as user postgres when we are root (PostgreSQL refuses to run as root).
+std::vector<std::string> asPostgres(std::vector<std::string> argv) {
+  if (::geteuid() != 0) {
+    return argv;
+  }
+  std::vector<std::string> out = {"setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+int freeTcpPort() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  ::close(s);
+  return port;
+}
+
+}  // namespace
+
+PostgresServer::PostgresServer() {
+  bin_ = postgresBinDir();
+  if (bin_.empty()) {
+    problem_ = "PostgreSQL is not installed (apt-get install postgresql)";
+    return;
+  }
+  char tmpl[] = "/tmp/kflex-pg-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    problem_ = "mkdtemp failed";
+    return;
+  }
+  dir_ = tmpl;
+  if (::geteuid() == 0) {
+    passwd* pw = ::getpwnam("postgres");
+    if (pw == nullptr) {
+      problem_ = "there is no user postgres to run PostgreSQL as";
+      return;
+    }
+    (void)!::chown(dir_.c_str(), pw->pw_uid, pw->pw_gid);
+  }
+  password_ = "pw-" + std::to_string(::getpid()) + "-%:@/x";  // characters a URI must encode
+  {
+    std::ofstream f(dir_ / "password");
+    f << password_ << "\n";
+  }
+  ::chmod((dir_ / "password").c_str(), 0600);
+  if (::geteuid() == 0) {
+    passwd* pw = ::getpwnam("postgres");
+    (void)!::chown((dir_ / "password").c_str(), pw->pw_uid, pw->pw_gid);
+  }
+  auto init = run(asPostgres({bin_ + "/initdb", "-D", (dir_ / "data").string(), "-U", "postgres", "-E", "UTF8",
+                              "--auth=scram-sha-256", "--pwfile=" + (dir_ / "password").string()}),
+                  {}, "", std::chrono::seconds(120));
+  if (init.exit_code != 0) {
+    problem_ = "initdb failed: " + init.err + init.out;
+    return;
+  }
+  port_ = freeTcpPort();
+  if (!start()) {
+    problem_ = "PostgreSQL did not start: " + (proc_ ? proc_->log() : std::string());
+  }
+}
+
+bool PostgresServer::start() {
+  proc_ = std::make_unique<Process>(
+      asPostgres({bin_ + "/postgres", "-D", (dir_ / "data").string(), "-p", std::to_string(port_), "-k",
+                  dir_.string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"}),
+      dir_ / "postgres.log");
+  return waitFor([&] { return proc_->log().find("ready to accept connections") != std::string::npos || !proc_->running(); },
+                 std::chrono::seconds(60), "PostgreSQL") &&
+         proc_->running();
+}
+
+void PostgresServer::stop() {
+  if (proc_ && proc_->running()) {
+    proc_->signal(SIGINT);
+    proc_->wait(std::chrono::seconds(30));
+  }
+}
+
+PostgresServer::~PostgresServer() {
+  stop();
+  proc_.reset();
+  if (!dir_.empty()) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+}
+
+std::string PostgresServer::dsn() const {
+  return "postgres://postgres@127.0.0.1:" + std::to_string(port_) + "/postgres?sslmode=disable";
 }
 
 }  // namespace kflex::test

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -112,6 +113,36 @@ class NotifySocket {
   std::filesystem::path path_;
   int fd_ = -1;
   std::vector<std::string> received_;
+};
+
+/// A throwaway PostgreSQL server from Debian's postgresql package: initdb into a private
+/// directory with a password for user postgres (scram-sha-256), listening on 127.0.0.1 on a free
+/// port, stopped and removed at the end. Runs as user postgres when the test runs as root.
+class PostgresServer {
+ public:
+  PostgresServer();
+  ~PostgresServer();
+  PostgresServer(const PostgresServer&) = delete;
+  /// Empty when it runs; otherwise why not (for GTEST_SKIP when PostgreSQL is not installed).
+  const std::string& problem() const { return problem_; }
+  /// postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable (no password in it).
+  std::string dsn() const;
+  const std::string& password() const { return password_; }
+  /// A file holding the password (0600).
+  std::filesystem::path passwordFile() const { return dir_ / "password"; }
+  int port() const { return port_; }
+  /// Fast shutdown (SIGINT) and wait.
+  void stop();
+  /// Starts it again on the same port and data.
+  bool start();
+
+ private:
+  std::filesystem::path dir_;
+  std::string bin_;
+  std::string password_;
+  int port_ = 0;
+  std::unique_ptr<Process> proc_;
+  std::string problem_;
 };
 
 }  // namespace kflex::test

@@ -90,7 +90,7 @@ class ControlPlaneSecretsTest : public ::testing::Test {
     req.method = http::verb::post;
     req.path = kBase;
     req.body = Json{{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
-                    {"metadata", {{"name", name}}}, {"spec", {{"type", "k3s"}}}}.dump();
+                    {"metadata", {{"name", name}}}, {"spec", {{"type", "host"}}}}.dump();
     req.content_type = "application/json";
     req.user.name = "admin";
     req.user.groups = {"system:masters"};

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "agent/runtime/netns.hpp"
+#include "agent/runtime/port_forward.hpp"
+#include "agent/runtime/runtime.hpp"
+
+namespace kflex::agent::runtime {
+
+/**
+ * How a control plane is reached: with isolation, its own network namespace and a relay from
+ * ADVERTISE:PORT on the host to a port on the namespace's loopback; without, PORT on the host,
+ * which the control plane's API server binds itself. PORT is chosen once and kept in agent.db.
+ */
+class ControlPlaneNetwork {
+ public:
+  /// Joins the namespace of the process of `adopt_pid_file` when it still runs (an agent
+  /// restart), else makes one; binds the relay (or picks the host port).
+  Result<void> prepare(RuntimeEnv& env, const std::string& name, const std::filesystem::path& adopt_pid_file,
+                       uint16_t inner_port);
+  /// Inside the namespace, 127.0.0.1:INNER_PORT relays to HOST:PORT as the host reaches it.
+  Result<void> relayInto(RuntimeEnv& env, uint16_t inner_port, const std::string& host, uint16_t port);
+  bool isolated() const { return ns_ != nullptr; }
+  /// Closes the relay (the namespace stays while its processes run).
+  void close();
+  /// Forgets the port and the namespace (after removal).
+  void forget(RuntimeEnv& env, const std::string& name);
+  bool prepared() const { return port_ != 0; }
+  uint16_t port() const { return port_; }
+  /// The namespace descriptor for a process spec (-1 without isolation).
+  int nsFd() const { return ns_ ? ns_->fd() : -1; }
+  /// Whether something accepts TCP on `port` of the control plane's loopback (its namespace's,
+  /// or the host's without isolation) within `timeout`.
+  bool reachable(uint16_t port, std::chrono::milliseconds timeout) const;
+  /// https://ADVERTISE:PORT
+  std::string endpoint(const RuntimeEnv& env) const;
+
+ private:
+  std::shared_ptr<NetNamespace> ns_;
+  std::shared_ptr<PortForward> forward_;
+  std::shared_ptr<PortForward> outward_;
+  uint16_t port_ = 0;
+};
+
+/// A host port for `key` (e.g. "cp/NAME/kine-port"), chosen once on `address` and kept in agent.db.
+Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const std::string& address);
+
+}  // namespace kflex::agent::runtime
