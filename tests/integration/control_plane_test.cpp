@@ -108,6 +108,19 @@ class ControlPlanes : public ::testing::Test {
     return out;
   }
 
+  // The kubeconfig the hub hands out for `cp` (its secret), as a file.
+  fs::path reachableKubeconfigFromSecret(const std::string& cp) {
+    std::string ns = field(cp, ".status.secretRef.namespace");
+    std::string name = field(cp, ".status.secretRef.name");
+    std::string key = field(cp, ".status.secretRef.key");
+    auto data = kubectl(hub_->kubeconfig(), {"get", "secret", "-n", ns, name, "-o", "jsonpath={.data." + key + "}"});
+    auto text = base64Decode(data.out);
+    fs::path out = dir_.path() / (cp + "-secret.kubeconfig");
+    EXPECT_TRUE(text) << data.err;
+    EXPECT_TRUE(writeFileAtomic(out, text ? text.value() : "", 0600));
+    return out;
+  }
+
   TempDir dir_;
   std::unique_ptr<HubProcess> hub_;
   std::unique_ptr<Process> agent_;
@@ -359,6 +372,32 @@ TEST_F(ControlPlanes, K8sOnTheSharedPostgresBecomesReadyAndDropsItsDatabase) {
   EXPECT_TRUE(still && !*still) << "the database is dropped";
   EXPECT_FALSE(fs::exists(cpDir("cp-k8s")));
   EXPECT_FALSE(running(kine));
+}
+
+TEST_F(ControlPlanes, TwoK8sSideBySideOnOneSharedPostgres) {
+  if (!agent::runtime::NetNamespace::available()) {
+    GTEST_SKIP() << "network namespaces need root (CAP_SYS_ADMIN)";
+  }
+  PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  startAgent({"--postgres-dsn", pg.dsn(), "--postgres-password-file", pg.passwordFile().string()});
+  ASSERT_EQ(kflex({"create", "k8s-a", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "k8s-b", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return ready("k8s-a") == "True/Available" && ready("k8s-b") == "True/Available"; }, 60s,
+                      "both Ready"))
+      << field("k8s-a", ".status") << "\n" << field("k8s-b", ".status") << "\n" << agent_->log();
+  // Same fixed ports (Kine 2379 and 8080, API server 6443, controller manager 10257) in each
+  // namespace; separate databases; separate endpoints.
+  store::PostgresTarget admin{pg.dsn(), pg.password()};
+  EXPECT_TRUE(store::databaseExists(admin, "k8s_a").value());
+  EXPECT_TRUE(store::databaseExists(admin, "k8s_b").value());
+  EXPECT_NE(field("k8s-a", ".status.endpoint"), field("k8s-b", ".status.endpoint"));
+  for (const char* cp : {"k8s-a", "k8s-b"}) {
+    auto r = kubectl(reachableKubeconfigFromSecret(cp), {"get", "--raw", "/readyz"});
+    EXPECT_EQ(r.out, "ok") << cp << ": " << r.err;
+  }
 }
 
 TEST_F(ControlPlanes, K8sWithoutASharedPostgresSaysWhatToConfigure) {

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+// kflex-bench-runtime: what running control planes costs the agent, and how long a control plane
+// takes from `create` to Ready through the whole path (hub, link, agent), with the stand-ins for
+// k3s. The agent's own overhead per control plane is read against the same agent idle with none
+// (its baseline in the same run); the agent's share of create-to-Ready against the stand-in's
+// configured start-up delay (the part no agent can shorten).
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "bench/bench_common.hpp"
+#include "shared/common/time.hpp"
+#include "shared/common/util.hpp"
+#include "shared/config/kubeconfig.hpp"
+#include "shared/net/https_client.hpp"
+#include "shared/tls/pki.hpp"
+
+namespace {
+
+using namespace kflex;
+using namespace kflex::bench;
+constexpr const char* kApi = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+pid_t spawn(const std::vector<std::string>& args, const fs::path& log, const std::vector<std::string>& env) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    for (const auto& e : env) {
+      ::putenv(const_cast<char*>(e.c_str()));
+    }
+    std::vector<char*> argv;
+    for (const auto& a : args) {
+      argv.push_back(const_cast<char*>(a.c_str()));
+    }
+    argv.push_back(nullptr);
+    execv(args[0].c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// The agent's log time of "starting a control plane ... controlPlane=NAME", per name.
+std::map<std::string, TimePoint> agentStarts(const fs::path& log) {
+  std::map<std::string, TimePoint> out;
+  std::istringstream in(slurp(log));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find("msg=\"starting a control plane\"") == std::string::npos) {
+      continue;
+    }
+    auto t = parseTime(line.substr(5, line.find(' ') - 5));
+    auto c = line.find("controlPlane=");
+    if (t && c != std::string::npos) {
+      out[line.substr(c + 13, line.find(' ', c) - c - 13)] = *t;
+    }
+  }
+  return out;
+}
+
+double msBetween(TimePoint a, TimePoint b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kflex-bench-runtime: the agent's overhead per control plane and create-to-Ready latency"};
+  std::string bin = fs::path(argv[0]).parent_path().string();
+  std::string counts_text = "1,10,50";
+  int startup_ms = 300;
+  int idle_seconds = 10;
+  std::string json_out;
+  app.add_option("--bin-dir", bin, "Where kflex-hub, kflex-agent and standins/ are")->capture_default_str();
+  app.add_option("--counts", counts_text, "Control planes running at each measurement (cumulative)")->capture_default_str();
+  app.add_option("--startup-ms", startup_ms, "The k3s stand-in's start-up delay (its /readyz says 503 until then)")
+      ->capture_default_str();
+  app.add_option("--idle-seconds", idle_seconds, "How long the agent's CPU is measured at each count")->capture_default_str();
+  app.add_option("--json", json_out, "Also write the figures as JSON to this file");
+  CLI11_PARSE(app, argc, argv);
+  std::vector<size_t> counts;
+  for (const auto& c : split(counts_text, ',')) {
+    counts.push_back(std::stoul(c));
+  }
+  raiseFdLimit();
+  fs::path dir = workDir("", "kflex-bench-runtime");
+  HubProcess hub;
+  if (!hub.start(bin + "/kflex-hub", dir / "hub", "127.0.0.1:0", dir / "hub.log")) {
+    std::cerr << "the hub did not start; see " << (dir / "hub.log") << "\n";
+    return 1;
+  }
+  auto access = config::Kubeconfig::load(dir / "hub" / "admin.kubeconfig").value().access().value();
+  auto client = net_client::HttpsClient::create(access).value();
+  std::string id = tls::randomAlnum(6);
+  std::string secret = tls::randomAlnum(16);
+  std::transform(id.begin(), id.end(), id.begin(), ::tolower);
+  std::transform(secret.begin(), secret.end(), secret.begin(), ::tolower);
+  Json tok = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "BootstrapToken"},
+              {"metadata", {{"name", id}}}, {"spec", {{"secret", secret}, {"usages", {"enroll"}}}}};
+  if (client->request(http::verb::post, std::string(kApi) + "bootstraptokens", tok.dump()).value().status != 201) {
+    std::cerr << "cannot create a bootstrap token\n";
+    return 1;
+  }
+  std::string pin = tls::spkiPin(access.ca_pem).value();
+  std::string startup_env = "KFLEX_STANDIN_STARTUP_MS=" + std::to_string(startup_ms);
+  pid_t agent = spawn({bin + "/kflex-agent", "run", "--config", "/dev/null", "--data-dir", (dir / "agent").string(),
+                       "--hub", hub.url(), "--name", "bench-1", "--token", id + "." + secret, "--ca-cert-hash", pin,
+                       "--bin-dir", bin + "/standins"},
+                      dir / "agent.log", {startup_env});
+  auto get = [&](const std::string& path) {
+    auto r = client->request(http::verb::get, path);
+    return r && r->status == 200 ? Json::parse(r->body, nullptr, false) : Json();
+  };
+  for (int i = 0; i < 200 && !get(std::string(kApi) + "agents/bench-1").is_object(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::cerr << "agent enrolled; measuring it idle with no control plane for " << idle_seconds << " s\n";
+  auto measure = [&] {
+    double cpu0 = cpuSeconds(agent);
+    std::this_thread::sleep_for(std::chrono::seconds(idle_seconds));
+    return std::make_pair(rssKb(agent), (cpuSeconds(agent) - cpu0) / idle_seconds);
+  };
+  auto [rss0, cpu0] = measure();
+  Json out = {{"baseline", {{"rssKiB", rss0}, {"cpuCores", cpu0}}}, {"startupMs", startup_ms}, {"counts", Json::array()}};
+  std::vector<double> hub_ms, link_ms, agent_ms, total_ms;
+  size_t made = 0;
+  for (size_t n : counts) {
+    std::map<std::string, TimePoint> sent, placed, ready;
+    std::cerr << "creating control planes up to " << n << "...\n";
+    for (; made < n; ++made) {
+      std::string name = "cp-" + std::to_string(made);
+      Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
+                 {"metadata", {{"name", name}}}, {"spec", {{"type", "k3s"}}}};
+      sent[name] = std::chrono::system_clock::now();
+      client->request(http::verb::post, std::string(kApi) + "controlplanes", cp.dump());
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120 + 2 * n);
+    while (ready.size() < sent.size() && std::chrono::steady_clock::now() < deadline) {
+      Json list = get(std::string(kApi) + "controlplanes");
+      auto now = std::chrono::system_clock::now();
+      for (const auto& item : list.value("items", Json::array())) {
+        std::string name = item["metadata"].value("name", "");
+        if (!sent.count(name)) {
+          continue;
+        }
+        Json st = item.value("status", Json::object());
+        if (!st.value("agent", "").empty() && !placed.count(name)) {
+          placed[name] = now;
+        }
+        for (const auto& c : st.value("conditions", Json::array())) {
+          if (c.value("type", "") == "Ready" && c.value("status", "") == "True" && !ready.count(name)) {
+            ready[name] = now;
+          }
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (ready.size() < sent.size()) {
+      std::cerr << "only " << ready.size() << " of " << sent.size() << " became Ready; see " << dir << "\n";
+      break;
+    }
+    auto starts = agentStarts(dir / "agent.log");
+    for (const auto& [name, t0] : sent) {
+      hub_ms.push_back(msBetween(t0, placed[name]));
+      link_ms.push_back(msBetween(placed[name], starts.count(name) ? starts[name] : placed[name]));
+      agent_ms.push_back(msBetween(starts.count(name) ? starts[name] : placed[name], ready[name]));
+      total_ms.push_back(msBetween(t0, ready[name]));
+    }
+    std::cerr << n << " Ready; measuring the agent for " << idle_seconds << " s\n";
+    auto [rss, cpu] = measure();
+    Json row = {{"controlPlanes", n},
+                {"agentRssKiB", rss},
+                {"agentCpuCores", cpu},
+                {"perControlPlaneRssKiB", n ? double(rss - rss0) / double(n) : 0},
+                {"perControlPlaneMillicores", n ? (cpu - cpu0) * 1000 / double(n) : 0}};
+    out["counts"].push_back(row);
+    std::cerr << row.dump() << "\n";
+  }
+  Stats h{hub_ms}, l{link_ms}, a{agent_ms}, t{total_ms};
+  out["createToReadyMs"] = {{"hub", {{"p50", h.pct(0.5)}, {"p99", h.pct(0.99)}}},
+                            {"link", {{"p50", l.pct(0.5)}, {"p99", l.pct(0.99)}}},
+                            {"agent", {{"p50", a.pct(0.5)}, {"p99", a.pct(0.99)}}},
+                            {"total", {{"p50", t.pct(0.5)}, {"p99", t.pct(0.99)}}},
+                            {"agentOverStartupDelay", {{"p50", a.pct(0.5) / startup_ms}}}};
+  std::cout << out.dump(2) << "\n";
+  if (!json_out.empty()) {
+    std::ofstream(json_out) << out.dump(2) << "\n";
+  }
+  // Leave nothing running: the agent, then what it started (it leaves control planes on purpose).
+  ::kill(agent, SIGTERM);
+  waitpid(agent, nullptr, 0);
+  std::error_code ec;
+  for (const auto& cp : fs::directory_iterator(dir / "agent" / "cp", ec)) {
+    auto pid_text = slurp(cp.path() / "run" / "k3s.pid");
+    Json j = Json::parse(pid_text, nullptr, false);
+    if (j.is_object() && j.value("pid", 0) > 0) {
+      ::kill(-j.value("pid", 0), SIGKILL);
+    }
+  }
+  hub.stop();
+  fs::remove_all(dir, ec);
+  return 0;
+}
