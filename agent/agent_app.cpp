@@ -178,7 +178,8 @@ int runAgent(const AgentConfig& cfg) {
   // The control planes: started (or adopted) from agent.db before the hub is reached, so that
   // they run whether or not the hub answers.
   runtime::RuntimeConfig rcfg;
-  rcfg.bin_dir = cfg.bin_dir;
+  // (Absolute: programs start in their own working directories.)
+  rcfg.bin_dir = std::filesystem::absolute(cfg.bin_dir);
   rcfg.programs = cfg.programs;
   rcfg.isolate = cfg.isolate;
   rcfg.advertise_address = cfg.advertise_address;
@@ -201,6 +202,7 @@ int runAgent(const AgentConfig& cfg) {
   SystemClock clock;
   runtime::ControlPlanes cps(ioc.get_executor(), rcfg, *state.value(), cfg.data_dir, clock);
   link->setControlPlanes(&cps);
+  link->setCapacity(cfg.capacity);
   cps.on_change = [&] { link->reportChanges(); };
   cps.sync();
   std::signal(SIGTERM, SIG_DFL);

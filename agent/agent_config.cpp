@@ -84,6 +84,14 @@ Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg
         cfg.advertise_address = v.IsNull() ? "" : v.as<std::string>();
       } else if (key == "isolate_control_planes") {
         cfg.isolate = v.as<bool>();
+      } else if (key == "capacity") {
+        if (!v.IsMap()) {
+          problems.push_back(where(v, key) + ": must be a mapping such as {cpu: \"8\", memory: 16Gi}");
+        } else {
+          for (const auto& c : v) {
+            cfg.capacity[c.first.as<std::string>()] = c.second.as<std::string>();
+          }
+        }
       } else if (key == "postgres_dsn") {
         cfg.postgres_dsn = v.IsNull() ? "" : v.as<std::string>();
       } else if (key == "postgres_password_file") {
@@ -153,6 +161,13 @@ Result<void> validateAgentConfig(const AgentConfig& cfg) {
     boost::asio::ip::make_address(cfg.advertise_address, ec);
     if (ec) {
       problems.push_back("advertise_address: \"" + cfg.advertise_address + "\" is not an IP address");
+    }
+  }
+  for (const auto& [k, v] : cfg.capacity) {
+    if (k != "cpu" && k != "memory") {
+      problems.push_back("capacity: unknown key \"" + k + "\"; cpu and memory can be set");
+    } else if (!model::parseQuantity(v, k == "cpu")) {
+      problems.push_back("capacity." + k + ": \"" + v + "\" is not a quantity such as 4, 500m, 16Gi");
     }
   }
   if (!cfg.postgres_dsn.empty()) {

@@ -43,6 +43,9 @@ struct AgentConfig {
   std::string postgres_dsn;
   /// A file holding that user's password (YAML `postgres_password_file`); never on a command line.
   std::string postgres_password_file;
+  /// What this host offers control planes (YAML `capacity`, keys cpu and memory, Kubernetes
+  /// quantities), instead of what it has: less to keep room for other work, more to overcommit.
+  std::map<std::string, std::string> capacity;
 };
 
 /// Reads agent.yaml into cfg; every problem as "key (file:line): message".

@@ -250,6 +250,9 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   }
   ws.text(true);
   Json hello = hostFacts(data_dir_);
+  for (const auto& [k, v] : capacity_) {
+    hello["capacity"][k] = v;
+  }
   hello["name"] = identity_.name;
   hello["acknowledgedRevision"] = state_.acknowledgedRevision();
   hello["caBundleHash"] = tls::sha256Hex(identity_.ca_bundle_pem);

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,8 @@ class HubLink {
   void setControlPlanes(runtime::ControlPlanes* cps) { cps_ = cps; }
   /// Observed state changed: put the changes in the outbox and send them if the link is up.
   void reportChanges();
+  /// What the agent offers instead of the host's measured capacity (YAML `capacity`), by key.
+  void setCapacity(std::map<std::string, std::string> capacity) { capacity_ = std::move(capacity); }
   /// The facts sent in hello (also shown by status).
   static nlohmann::json hostFacts(const std::filesystem::path& data_dir);
 
@@ -73,6 +76,7 @@ class HubLink {
   net::steady_timer sleep_;
   bool stopping_ = false;
   runtime::ControlPlanes* cps_ = nullptr;
+  std::map<std::string, std::string> capacity_;
   std::function<void()> send_reports_;  // set while a session is up
 };
 

@@ -54,20 +54,26 @@ pid_t spawn(const std::vector<std::string>& args, const fs::path& log, const std
   return pid;
 }
 
-// The agent's log time of "starting a control plane ... controlPlane=NAME", per name.
-std::map<std::string, TimePoint> agentStarts(const fs::path& log) {
+// Log times (millisecond precision) of lines with `msg`, by the value of `key=` in them.
+std::map<std::string, TimePoint> logTimes(const fs::path& log, const std::string& msg, const std::string& key) {
   std::map<std::string, TimePoint> out;
   std::istringstream in(slurp(log));
   std::string line;
   while (std::getline(in, line)) {
-    if (line.find("msg=\"starting a control plane\"") == std::string::npos) {
+    if (line.find(msg) == std::string::npos || line.rfind("time=", 0) != 0) {
       continue;
     }
-    auto t = parseTime(line.substr(5, line.find(' ') - 5));
-    auto c = line.find("controlPlane=");
-    if (t && c != std::string::npos) {
-      out[line.substr(c + 13, line.find(' ', c) - c - 13)] = *t;
+    std::string stamp = line.substr(5, line.find(' ') - 5);  // 2026-01-02T03:04:05.678Z
+    auto dot = stamp.find('.');
+    auto t = parseTime(stamp.substr(0, dot) + "Z");
+    auto c = line.find(key + "=");
+    if (!t || c == std::string::npos || out.count(line.substr(c + key.size() + 1, line.find(' ', c) - c - key.size() - 1))) {
+      continue;
     }
+    if (dot != std::string::npos) {
+      *t += std::chrono::milliseconds(std::atoi(stamp.substr(dot + 1, 3).c_str()));
+    }
+    out[line.substr(c + key.size() + 1, line.find(' ', c) - c - key.size() - 1)] = *t;
   }
   return out;
 }
@@ -78,7 +84,7 @@ double msBetween(TimePoint a, TimePoint b) { return std::chrono::duration<double
 
 int main(int argc, char** argv) {
   CLI::App app{"kflex-bench-runtime: the agent's overhead per control plane and create-to-Ready latency"};
-  std::string bin = fs::path(argv[0]).parent_path().string();
+  std::string bin = fs::absolute(fs::path(argv[0]).parent_path()).string();
   std::string counts_text = "1,10,50";
   int startup_ms = 300;
   int idle_seconds = 10;
@@ -90,6 +96,7 @@ int main(int argc, char** argv) {
   app.add_option("--idle-seconds", idle_seconds, "How long the agent's CPU is measured at each count")->capture_default_str();
   app.add_option("--json", json_out, "Also write the figures as JSON to this file");
   CLI11_PARSE(app, argc, argv);
+  bin = fs::absolute(bin).string();
   std::vector<size_t> counts;
   for (const auto& c : split(counts_text, ',')) {
     counts.push_back(std::stoul(c));
@@ -115,7 +122,9 @@ int main(int argc, char** argv) {
   }
   std::string pin = tls::spkiPin(access.ca_pem).value();
   std::string startup_env = "KFLEX_STANDIN_STARTUP_MS=" + std::to_string(startup_ms);
-  pid_t agent = spawn({bin + "/kflex-agent", "run", "--config", "/dev/null", "--data-dir", (dir / "agent").string(),
+  // Enough capacity offered for every count (placement otherwise keeps to the host's cores).
+  std::ofstream(dir / "agent.yaml") << "capacity: {cpu: \"512\", memory: 1Ti}\n";
+  pid_t agent = spawn({bin + "/kflex-agent", "run", "--config", (dir / "agent.yaml").string(), "--data-dir", (dir / "agent").string(),
                        "--hub", hub.url(), "--name", "bench-1", "--token", id + "." + secret, "--ca-cert-hash", pin,
                        "--bin-dir", bin + "/standins"},
                       dir / "agent.log", {startup_env});
@@ -136,6 +145,7 @@ int main(int argc, char** argv) {
   Json out = {{"baseline", {{"rssKiB", rss0}, {"cpuCores", cpu0}}}, {"startupMs", startup_ms}, {"counts", Json::array()}};
   std::vector<double> hub_ms, link_ms, agent_ms, total_ms;
   size_t made = 0;
+  bool failed = false;
   for (size_t n : counts) {
     std::map<std::string, TimePoint> sent, placed, ready;
     std::cerr << "creating control planes up to " << n << "...\n";
@@ -169,13 +179,19 @@ int main(int argc, char** argv) {
     }
     if (ready.size() < sent.size()) {
       std::cerr << "only " << ready.size() << " of " << sent.size() << " became Ready; see " << dir << "\n";
+      failed = true;
       break;
     }
-    auto starts = agentStarts(dir / "agent.log");
+    // hub: sent -> placed (the hub's log); link: placed -> the agent starts it (the agent's log);
+    // agent: from there to Ready as the hub shows it (probes, the report back, the status write).
+    auto placements = logTimes(dir / "hub.log", "msg=\"control plane placed\"", "control_plane");
+    auto starts = logTimes(dir / "agent.log", "msg=\"starting a control plane\"", "controlPlane");
     for (const auto& [name, t0] : sent) {
-      hub_ms.push_back(msBetween(t0, placed[name]));
-      link_ms.push_back(msBetween(placed[name], starts.count(name) ? starts[name] : placed[name]));
-      agent_ms.push_back(msBetween(starts.count(name) ? starts[name] : placed[name], ready[name]));
+      TimePoint p = placements.count(name) ? placements[name] : placed[name];
+      TimePoint st = starts.count(name) ? starts[name] : p;
+      hub_ms.push_back(msBetween(t0, p));
+      link_ms.push_back(msBetween(p, st));
+      agent_ms.push_back(msBetween(st, ready[name]));
       total_ms.push_back(msBetween(t0, ready[name]));
     }
     std::cerr << n << " Ready; measuring the agent for " << idle_seconds << " s\n";
@@ -210,6 +226,9 @@ int main(int argc, char** argv) {
     }
   }
   hub.stop();
+  if (failed) {
+    return 1;  // (the logs stay in the work directory)
+  }
   fs::remove_all(dir, ec);
   return 0;
 }

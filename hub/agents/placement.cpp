@@ -37,28 +37,7 @@ Reservation reservationFor(const std::string& type) {
   return {500, int64_t(512) << 20};
 }
 
-std::optional<int64_t> parseQuantity(const std::string& q, bool millis) {
-  if (q.empty()) {
-    return std::nullopt;
-  }
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(q, &used);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  std::string suffix = q.substr(used);
-  static const std::map<std::string, double> kFactors = {
-      {"", 1},         {"m", 1e-3},         {"k", 1e3},          {"M", 1e6},          {"G", 1e9},
-      {"T", 1e12},     {"Ki", 1024.0},      {"Mi", 1048576.0},   {"Gi", 1073741824.0}, {"Ti", 1099511627776.0}};
-  auto f = kFactors.find(suffix);
-  if (f == kFactors.end() || v < 0 || !std::isfinite(v)) {
-    return std::nullopt;
-  }
-  double value = v * f->second * (millis ? 1000 : 1);
-  return int64_t(std::llround(value));
-}
+std::optional<int64_t> parseQuantity(const std::string& q, bool millis) { return model::parseQuantity(q, millis); }
 
 std::string bytesQuantity(int64_t bytes) { return std::to_string(bytes / 1024) + "Ki"; }
 

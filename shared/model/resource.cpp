@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shared/model/resource.hpp"
 
+#include <cmath>
+#include <map>
+#include <optional>
+
 #include "shared/common/util.hpp"
 
 namespace kflex::model {
@@ -215,6 +219,29 @@ Json evalJsonPath(const Json& obj, const std::string& path) {
     }
   }
   return *cur;
+}
+
+std::optional<int64_t> parseQuantity(const std::string& q, bool millis) {
+  if (q.empty()) {
+    return std::nullopt;
+  }
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(q, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  std::string suffix = q.substr(used);
+  static const std::map<std::string, double> kFactors = {
+      {"", 1},         {"m", 1e-3},         {"k", 1e3},          {"M", 1e6},          {"G", 1e9},
+      {"T", 1e12},     {"Ki", 1024.0},      {"Mi", 1048576.0},   {"Gi", 1073741824.0}, {"Ti", 1099511627776.0}};
+  auto f = kFactors.find(suffix);
+  if (f == kFactors.end() || v < 0 || !std::isfinite(v)) {
+    return std::nullopt;
+  }
+  double value = v * f->second * (millis ? 1000 : 1);
+  return int64_t(std::llround(value));
 }
 
 }  // namespace kflex::model

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,6 +72,10 @@ class Registry {
 /// The API group of kflex's kinds.
 inline constexpr const char* kTenancyGroup = "tenancy.kflex.kubestellar.org";
 inline constexpr const char* kTenancyVersion = "v1alpha1";
+
+/// A Kubernetes quantity ("500m", "2", "16Gi") as an integer: in thousandths when `millis`
+/// (CPU), else as is (bytes); nullopt when malformed or negative.
+std::optional<int64_t> parseQuantity(const std::string& q, bool millis);
 
 /// The kinds the hub serves: ControlPlane and PostCreateHook (as upstream KubeFlex), and kflex's
 /// own Agent and BootstrapToken.
