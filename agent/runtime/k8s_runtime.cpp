@@ -16,29 +16,36 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-constexpr uint16_t kInnerPort = 6443;  // the API server's port inside the namespace
+constexpr uint16_t kInnerPort = 6443;          // the API server's port inside the namespace
 constexpr uint16_t kPostgresInnerPort = 5432;  // the shared PostgreSQL, as Kine sees it inside
 constexpr const char* kServiceRange = "10.96.0.0/12";
 constexpr const char* kIssuer = "https://kubernetes.default.svc.cluster.local";
 // KubeFlex's k8s control planes are API servers only: no workload controllers.
 constexpr const char* kControllers =
-    "csrapproving,csrcleaner,csrsigning,namespace,root-ca-cert-publisher,serviceaccount,serviceaccount-token,"
+    "csrapproving,csrcleaner,csrsigning,namespace,root-ca-cert-publisher,serviceaccount,"
+    "serviceaccount-token,"
     "bootstrapsigner,tokencleaner,garbagecollector,pv-protection,pvc-protection";
 
 // A kubeconfig with embedded credentials, named as KubeFlex names a control plane's.
 std::string kubeconfig(const std::string& cp, const std::string& server, const std::string& ca,
                        const tls::KeyPair& client) {
-  Json doc = {{"apiVersion", "v1"},
-              {"kind", "Config"},
-              {"clusters", {{{"name", cp + "-cluster"},
-                             {"cluster", {{"server", server}, {"certificate-authority-data", base64Encode(ca)}}}}}},
-              {"users", {{{"name", cp + "-admin"},
-                          {"user", {{"client-certificate-data", base64Encode(client.cert_pem)},
-                                    {"client-key-data", base64Encode(client.key_pem)}}}}}},
-              {"contexts", {{{"name", cp}, {"context", {{"cluster", cp + "-cluster"}, {"user", cp + "-admin"},
-                                                        {"namespace", "default"}}}}}},
-              {"current-context", cp},
-              {"preferences", Json::object()}};
+  Json doc = {
+      {"apiVersion", "v1"},
+      {"kind", "Config"},
+      {"clusters",
+       {{{"name", cp + "-cluster"},
+         {"cluster", {{"server", server}, {"certificate-authority-data", base64Encode(ca)}}}}}},
+      {"users",
+       {{{"name", cp + "-admin"},
+         {"user",
+          {{"client-certificate-data", base64Encode(client.cert_pem)},
+           {"client-key-data", base64Encode(client.key_pem)}}}}}},
+      {"contexts",
+       {{{"name", cp},
+         {"context",
+          {{"cluster", cp + "-cluster"}, {"user", cp + "-admin"}, {"namespace", "default"}}}}}},
+      {"current-context", cp},
+      {"preferences", Json::object()}};
   return doc.dump(2) + "\n";
 }
 
@@ -66,37 +73,75 @@ Result<void> K8sRuntime::makePki() {
     return {};  // made before (an agent restart)
   }
   SystemClock clock;
-  auto ca = tls::createCa({"kubernetes", {"Kubernetes"}, {}, {}, true, false, false, std::chrono::hours(24 * 3650)}, clock);
-  auto fp_ca = tls::createCa({"front-proxy-ca", {}, {}, {}, true, false, false, std::chrono::hours(24 * 3650)}, clock);
+  auto ca = tls::createCa(
+      {"kubernetes", {"Kubernetes"}, {}, {}, true, false, false, std::chrono::hours(24 * 3650)},
+      clock);
+  auto fp_ca = tls::createCa(
+      {"front-proxy-ca", {}, {}, {}, true, false, false, std::chrono::hours(24 * 3650)}, clock);
   if (!ca || !fp_ca) {
     return fail("cannot make the control plane's CAs");
   }
-  tls::CertRequest serving{"kube-apiserver", {}, {"kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                                                  "kubernetes.default.svc.cluster.local", "localhost", name_,
-                                                  name_ + "." + name_ + "-system"},
-                           {"127.0.0.1", "10.96.0.1"}, false, true, true, std::chrono::hours(24 * 365)};
+  tls::CertRequest serving{
+      "kube-apiserver",
+      {},
+      {"kubernetes", "kubernetes.default", "kubernetes.default.svc",
+       "kubernetes.default.svc.cluster.local", "localhost", name_, name_ + "." + name_ + "-system"},
+      {"127.0.0.1", "10.96.0.1"},
+      false,
+      true,
+      true,
+      std::chrono::hours(24 * 365)};
   if (!env_.config.advertise_address.empty() && env_.config.advertise_address != "127.0.0.1") {
     (tls::isIpAddress(env_.config.advertise_address) ? serving.ip_addresses : serving.dns_names)
         .push_back(env_.config.advertise_address);
   }
   auto apiserver = tls::issueCertificate(ca.value(), serving, clock);
-  auto kubelet_client = tls::issueCertificate(
-      ca.value(), {"apiserver-kubelet-client", {"system:masters"}, {}, {}, false, false, true, std::chrono::hours(24 * 365)}, clock);
+  auto kubelet_client = tls::issueCertificate(ca.value(),
+                                              {"apiserver-kubelet-client",
+                                               {"system:masters"},
+                                               {},
+                                               {},
+                                               false,
+                                               false,
+                                               true,
+                                               std::chrono::hours(24 * 365)},
+                                              clock);
   auto fp_client = tls::issueCertificate(
-      fp_ca.value(), {"front-proxy-client", {}, {}, {}, false, false, true, std::chrono::hours(24 * 365)}, clock);
-  auto admin = tls::issueCertificate(
-      ca.value(), {"kubernetes-admin", {"system:masters"}, {}, {}, false, false, true, std::chrono::hours(24 * 365)}, clock);
-  auto kcm = tls::issueCertificate(
-      ca.value(), {"system:kube-controller-manager", {}, {}, {}, false, false, true, std::chrono::hours(24 * 365)}, clock);
+      fp_ca.value(),
+      {"front-proxy-client", {}, {}, {}, false, false, true, std::chrono::hours(24 * 365)}, clock);
+  auto admin = tls::issueCertificate(ca.value(),
+                                     {"kubernetes-admin",
+                                      {"system:masters"},
+                                      {},
+                                      {},
+                                      false,
+                                      false,
+                                      true,
+                                      std::chrono::hours(24 * 365)},
+                                     clock);
+  auto kcm = tls::issueCertificate(ca.value(),
+                                   {"system:kube-controller-manager",
+                                    {},
+                                    {},
+                                    {},
+                                    false,
+                                    false,
+                                    true,
+                                    std::chrono::hours(24 * 365)},
+                                   clock);
   auto sa_key = tls::createPrivateKey();
   auto sa_pub = sa_key ? tls::publicKeyPem(sa_key.value()) : Result<std::string>(sa_key.error());
   if (!apiserver || !kubelet_client || !fp_client || !admin || !kcm || !sa_pub) {
     return fail("cannot issue the control plane's certificates");
   }
   for (const auto& [base, pair] : std::vector<std::pair<std::string, tls::KeyPair>>{
-           {"ca", ca.value()}, {"front-proxy-ca", fp_ca.value()}, {"apiserver", apiserver.value()},
-           {"apiserver-kubelet-client", kubelet_client.value()}, {"front-proxy-client", fp_client.value()},
-           {"admin", admin.value()}, {"controller-manager", kcm.value()}}) {
+           {"ca", ca.value()},
+           {"front-proxy-ca", fp_ca.value()},
+           {"apiserver", apiserver.value()},
+           {"apiserver-kubelet-client", kubelet_client.value()},
+           {"front-proxy-client", fp_client.value()},
+           {"admin", admin.value()},
+           {"controller-manager", kcm.value()}}) {
     if (auto r = writePair(pki, base, pair); !r) {
       return r.error();
     }
@@ -107,18 +152,24 @@ Result<void> K8sRuntime::makePki() {
   if (auto r = writeFileAtomic(pki / "sa.pub", sa_pub.value(), 0644); !r) {
     return r.error();
   }
-  std::string local = env_.isolate ? "https://127.0.0.1:" + std::to_string(kInnerPort) : net_.endpoint(env_);
-  if (auto r = writeFileAtomic(pki / "controller-manager.kubeconfig", kubeconfig(name_, local, ca->cert_pem, kcm.value()), 0600); !r) {
+  std::string local =
+      env_.isolate ? "https://127.0.0.1:" + std::to_string(kInnerPort) : net_.endpoint(env_);
+  if (auto r = writeFileAtomic(pki / "controller-manager.kubeconfig",
+                               kubeconfig(name_, local, ca->cert_pem, kcm.value()), 0600);
+      !r) {
     return r.error();
   }
   // Written last: its presence says the PKI is complete.
-  return writeFileAtomic(pki / "admin.kubeconfig", kubeconfig(name_, local, ca->cert_pem, admin.value()), 0600);
+  return writeFileAtomic(pki / "admin.kubeconfig",
+                         kubeconfig(name_, local, ca->cert_pem, admin.value()), 0600);
 }
 
 Result<void> K8sRuntime::makeDatabase() {
   if (env_.config.postgres_dsn.empty()) {
-    return fail("the k8s type needs the shared PostgreSQL: set postgres_dsn and postgres_password_file in agent.yaml "
-                "(or --postgres-dsn), or use --type k3s");
+    return fail(
+        "the k8s type needs the shared PostgreSQL: set postgres_dsn and postgres_password_file in "
+        "agent.yaml "
+        "(or --postgres-dsn), or use --type k3s");
   }
   store::PostgresTarget target{env_.config.postgres_dsn, env_.config.postgres_password};
   return store::createDatabase(target, database());
@@ -128,7 +179,8 @@ Result<void> K8sRuntime::prepare() {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec || ::chmod(dir_.c_str(), 0700) != 0) {
-    return fail("cannot create " + dir_.string() + ": " + (ec ? ec.message() : std::strerror(errno)));
+    return fail("cannot create " + dir_.string() + ": " +
+                (ec ? ec.message() : std::strerror(errno)));
   }
   if (auto r = net_.prepare(env_, name_, dir_ / "run" / "kine.pid", kInnerPort); !r) {
     return r;
@@ -156,21 +208,30 @@ Result<void> K8sRuntime::prepare() {
   return makePki();
 }
 
-ProcessSpec K8sRuntime::kineSpec() const {
+ProcessSpec K8sRuntime::componentSpec(const char* component, std::vector<std::string> argv,
+                                      std::chrono::seconds grace) const {
   ProcessSpec s;
-  s.argv = {env_.program("kine").string(), "--listen-address=127.0.0.1:" + std::to_string(kine_port_),
-            std::string("--metrics-bind-address=") + (env_.isolate ? "127.0.0.1:8080" : "0")};
+  s.argv = std::move(argv);
+  s.work_dir = dir_;
+  s.log_file = dir_ / "logs" / (std::string(component) + ".log");
+  s.pid_file = dir_ / "run" / (std::string(component) + ".pid");
+  s.net_ns_fd = net_.nsFd();
+  s.stop_grace = grace;
+  return s;
+}
+
+ProcessSpec K8sRuntime::kineSpec() const {
+  ProcessSpec s = componentSpec(
+      "kine",
+      {env_.program("kine").string(), "--listen-address=127.0.0.1:" + std::to_string(kine_port_),
+       std::string("--metrics-bind-address=") + (env_.isolate ? "127.0.0.1:8080" : "0")},
+      std::chrono::seconds(5));
   // The DSN with its password goes in the environment, never on the command line.
   store::PostgresTarget target{env_.config.postgres_dsn, env_.config.postgres_password};
   if (env_.isolate) {
     target = store::withServer(target, "127.0.0.1:" + std::to_string(kPostgresInnerPort));
   }
   s.env = {"KINE_ENDPOINT=" + store::uriWithPassword(store::withDatabase(target, database()))};
-  s.work_dir = dir_;
-  s.log_file = dir_ / "logs" / "kine.log";
-  s.pid_file = dir_ / "run" / "kine.pid";
-  s.net_ns_fd = net_.nsFd();
-  s.stop_grace = std::chrono::seconds(5);
   return s;
 }
 
@@ -179,70 +240,56 @@ ProcessSpec K8sRuntime::apiserverSpec() const {
   std::string listen = env_.isolate ? "127.0.0.1" : env_.config.advertise_address;
   uint16_t port = env_.isolate ? kInnerPort : net_.port();
   auto f = [&](const char* file) { return (pki / file).string(); };
-  ProcessSpec s;
-  s.argv = {env_.program("kube-apiserver").string(),
-            "--advertise-address=" + listen,
-            "--allow-privileged=true",
-            "--authorization-mode=Node,RBAC",
-            "--bind-address=" + listen,
-            "--client-ca-file=" + f("ca.crt"),
-            "--enable-admission-plugins=NodeRestriction",
-            "--enable-bootstrap-token-auth=true",
-            "--endpoint-reconciler-type=none",
-            "--etcd-servers=http://127.0.0.1:" + std::to_string(kine_port_),
-            "--kubelet-client-certificate=" + f("apiserver-kubelet-client.crt"),
-            "--kubelet-client-key=" + f("apiserver-kubelet-client.key"),
-            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-            "--profiling=false",
-            "--proxy-client-cert-file=" + f("front-proxy-client.crt"),
-            "--proxy-client-key-file=" + f("front-proxy-client.key"),
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-client-ca-file=" + f("front-proxy-ca.crt"),
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-username-headers=X-Remote-User",
-            "--secure-port=" + std::to_string(port),
-            std::string("--service-account-issuer=") + kIssuer,
-            "--service-account-key-file=" + f("sa.pub"),
-            "--service-account-signing-key-file=" + f("sa.key"),
-            std::string("--service-cluster-ip-range=") + kServiceRange,
-            "--tls-cert-file=" + f("apiserver.crt"),
-            "--tls-private-key-file=" + f("apiserver.key")};
-  s.work_dir = dir_;
-  s.log_file = dir_ / "logs" / "kube-apiserver.log";
-  s.pid_file = dir_ / "run" / "kube-apiserver.pid";
-  s.net_ns_fd = net_.nsFd();
-  s.stop_grace = std::chrono::seconds(15);
-  return s;
+  return componentSpec("kube-apiserver",
+                       {env_.program("kube-apiserver").string(),
+                        "--advertise-address=" + listen,
+                        "--allow-privileged=true",
+                        "--authorization-mode=Node,RBAC",
+                        "--bind-address=" + listen,
+                        "--client-ca-file=" + f("ca.crt"),
+                        "--enable-admission-plugins=NodeRestriction",
+                        "--enable-bootstrap-token-auth=true",
+                        "--endpoint-reconciler-type=none",
+                        "--etcd-servers=http://127.0.0.1:" + std::to_string(kine_port_),
+                        "--kubelet-client-certificate=" + f("apiserver-kubelet-client.crt"),
+                        "--kubelet-client-key=" + f("apiserver-kubelet-client.key"),
+                        "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+                        "--profiling=false",
+                        "--proxy-client-cert-file=" + f("front-proxy-client.crt"),
+                        "--proxy-client-key-file=" + f("front-proxy-client.key"),
+                        "--requestheader-allowed-names=front-proxy-client",
+                        "--requestheader-client-ca-file=" + f("front-proxy-ca.crt"),
+                        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                        "--requestheader-group-headers=X-Remote-Group",
+                        "--requestheader-username-headers=X-Remote-User",
+                        "--secure-port=" + std::to_string(port),
+                        std::string("--service-account-issuer=") + kIssuer,
+                        "--service-account-key-file=" + f("sa.pub"),
+                        "--service-account-signing-key-file=" + f("sa.key"),
+                        std::string("--service-cluster-ip-range=") + kServiceRange,
+                        "--tls-cert-file=" + f("apiserver.crt"),
+                        "--tls-private-key-file=" + f("apiserver.key")},
+                       std::chrono::seconds(15));
 }
 
 ProcessSpec K8sRuntime::controllerManagerSpec() const {
   fs::path pki = dir_ / "pki";
   auto f = [&](const char* file) { return (pki / file).string(); };
-  ProcessSpec s;
-  s.argv = {env_.program("kube-controller-manager").string(),
-            "--authentication-kubeconfig=" + f("controller-manager.kubeconfig"),
-            "--authorization-kubeconfig=" + f("controller-manager.kubeconfig"),
-            "--bind-address=127.0.0.1",
-            "--client-ca-file=" + f("ca.crt"),
-            "--cluster-name=kubernetes",
-            "--cluster-signing-cert-file=" + f("ca.crt"),
-            "--cluster-signing-key-file=" + f("ca.key"),
-            std::string("--controllers=") + kControllers,
-            "--kubeconfig=" + f("controller-manager.kubeconfig"),
-            "--leader-elect=false",
-            "--requestheader-client-ca-file=" + f("front-proxy-ca.crt"),
-            "--root-ca-file=" + f("ca.crt"),
-            "--secure-port=" + std::to_string(kcm_port_),
-            "--service-account-private-key-file=" + f("sa.key"),
-            std::string("--service-cluster-ip-range=") + kServiceRange,
-            "--use-service-account-credentials=true"};
-  s.work_dir = dir_;
-  s.log_file = dir_ / "logs" / "kube-controller-manager.log";
-  s.pid_file = dir_ / "run" / "kube-controller-manager.pid";
-  s.net_ns_fd = net_.nsFd();
-  s.stop_grace = std::chrono::seconds(10);
-  return s;
+  return componentSpec(
+      "kube-controller-manager",
+      {env_.program("kube-controller-manager").string(),
+       "--authentication-kubeconfig=" + f("controller-manager.kubeconfig"),
+       "--authorization-kubeconfig=" + f("controller-manager.kubeconfig"),
+       "--bind-address=127.0.0.1", "--client-ca-file=" + f("ca.crt"), "--cluster-name=kubernetes",
+       "--cluster-signing-cert-file=" + f("ca.crt"), "--cluster-signing-key-file=" + f("ca.key"),
+       std::string("--controllers=") + kControllers,
+       "--kubeconfig=" + f("controller-manager.kubeconfig"), "--leader-elect=false",
+       "--requestheader-client-ca-file=" + f("front-proxy-ca.crt"), "--root-ca-file=" + f("ca.crt"),
+       "--secure-port=" + std::to_string(kcm_port_),
+       "--service-account-private-key-file=" + f("sa.key"),
+       std::string("--service-cluster-ip-range=") + kServiceRange,
+       "--use-service-account-credentials=true"},
+      std::chrono::seconds(10));
 }
 
 void K8sRuntime::ensure(const Json&) {
@@ -256,8 +303,9 @@ void K8sRuntime::ensure(const Json&) {
   };
   if (!prepared_) {
     if (auto r = prepare(); !r) {
-      setProblem(r.error().message.find("in use") != std::string::npos ? "PortInUse" : "ReconcileError",
-                 r.error().message);
+      setProblem(
+          r.error().message.find("in use") != std::string::npos ? "PortInUse" : "ReconcileError",
+          r.error().message);
       return;
     }
     prepared_ = true;
@@ -325,7 +373,8 @@ net::awaitable<void> K8sRuntime::probe() {
     auto st = env_.supervisor.status(key(c));
     if (st.state != ProcessState::Running) {
       down += (down.empty() ? "" : "; ") + std::string(c) + " is " + toString(st.state) +
-              (st.last_exit.empty() ? "" : " (last " + st.last_exit + ")") + (st.error.empty() ? "" : ": " + st.error);
+              (st.last_exit.empty() ? "" : " (last " + st.last_exit + ")") +
+              (st.error.empty() ? "" : ": " + st.error);
     }
   }
   ready_ = result.ready && down.empty();
@@ -347,11 +396,16 @@ Json K8sRuntime::observe() const {
   } else if (!failed.empty()) {
     synced.update({{"status", "False"}, {"reason", "ReconcileError"}, {"message", failed}});
   } else {
-    synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
-                   {"message", "Kine, kube-apiserver and kube-controller-manager supervised by the agent, on database " +
-                                   database()}});
+    synced.update(
+        {{"status", "True"},
+         {"reason", "ReconcileSuccess"},
+         {"message",
+          "Kine, kube-apiserver and kube-controller-manager supervised by the agent, on database " +
+              database()}});
   }
-  Json ready = {{"type", "Ready"}, {"status", ready_ ? "True" : "False"}, {"reason", ready_reason_},
+  Json ready = {{"type", "Ready"},
+                {"status", ready_ ? "True" : "False"},
+                {"reason", ready_reason_},
                 {"message", ready_ ? "the API server answers /readyz" : ready_message_}};
   Json components = Json::array();
   for (const char* c : {"kine", "kube-apiserver", "kube-controller-manager"}) {
@@ -369,8 +423,9 @@ Json K8sRuntime::observe() const {
   if (!kubeconfig_.empty()) {
     // As KubeFlex keeps a k8s control plane's: secret admin-kubeconfig, keys kubeconfig and
     // kubeconfig-incluster.
-    out["kubeconfig"] = {{"secretName", "admin-kubeconfig"},
-                         {"data", {{"kubeconfig", kubeconfig_}, {"kubeconfig-incluster", kubeconfig_}}}};
+    out["kubeconfig"] = {
+        {"secretName", "admin-kubeconfig"},
+        {"data", {{"kubeconfig", kubeconfig_}, {"kubeconfig-incluster", kubeconfig_}}}};
   }
   return out;
 }
@@ -400,21 +455,24 @@ bool K8sRuntime::remove() {
     store::PostgresTarget target{env_.config.postgres_dsn, env_.config.postgres_password};
     if (auto r = store::dropDatabase(target, database()); !r) {
       next_database_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      log::warn("cannot drop a control plane's database yet; retrying", {{"controlPlane", name_}, {"error", r.error().message}});
+      log::warn("cannot drop a control plane's database yet; retrying",
+                {{"controlPlane", name_}, {"error", r.error().message}});
       return false;
     }
   }
   std::error_code ec;
   fs::remove_all(dir_, ec);
   if (ec) {
-    log::warn("cannot remove a control plane's data", {{"dir", dir_.string()}, {"error", ec.message()}});
+    log::warn("cannot remove a control plane's data",
+              {{"dir", dir_.string()}, {"error", ec.message()}});
     return false;
   }
   net_.forget(env_, name_);
   for (const char* k : {"/kine-port", "/kcm-port"}) {
     (void)env_.state.set("cp/" + name_ + k, "");
   }
-  log::info("control plane removed", {{"controlPlane", name_}, {"database", database()}, {"dir", dir_.string()}});
+  log::info("control plane removed",
+            {{"controlPlane", name_}, {"database", database()}, {"dir", dir_.string()}});
   return true;
 }
 

@@ -35,6 +35,7 @@ class K8sRuntime final : public Runtime {
 
  private:
   Result<void> prepare();
+  ProcessSpec componentSpec(const char* component, std::vector<std::string> argv, std::chrono::seconds grace) const;
   Result<void> makePki();
   Result<void> makeDatabase();
   std::string key(const char* component) const { return name_ + "/" + component; }

@@ -41,11 +41,6 @@ std::vector<standin::FlagSpec> apiserverFlags() {
   return f;
 }
 
-int exitWith(const std::string& msg) {
-  std::cerr << "Error: " << msg << "\n";
-  return 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -56,7 +51,7 @@ int main(int argc, char** argv) {
   }
   auto parsed = standin::Flags::parse(args, apiserverFlags(), true);
   if (!parsed) {
-    return exitWith(parsed.error().message);
+    return standin::commandError(parsed.error().message);
   }
   const auto& f = parsed.value();
   std::vector<std::string> missing;
@@ -71,10 +66,10 @@ int main(int argc, char** argv) {
     for (const auto& m : missing) {
       all += (all.empty() ? "" : ", ") + m;
     }
-    return exitWith("[" + all + "]");
+    return standin::commandError("[" + all + "]");
   }
   if (!f.has("etcd-servers")) {
-    return exitWith("[--etcd-servers must be specified]");
+    return standin::commandError("[--etcd-servers must be specified]");
   }
   // Every file it is given must be readable, as the real one loads them at start.
   for (const char* flag : {"tls-cert-file", "tls-private-key-file", "client-ca-file", "service-account-key-file",
@@ -82,18 +77,18 @@ int main(int argc, char** argv) {
                            "requestheader-client-ca-file", "kubelet-client-certificate", "kubelet-client-key"}) {
     if (f.has(flag)) {
       if (auto r = readFile(f.get(flag)); !r) {
-        return exitWith("open " + f.get(flag) + ": no such file or directory");
+        return standin::commandError("open " + f.get(flag) + ": no such file or directory");
       }
     }
   }
   if (!f.has("tls-cert-file") || !f.has("tls-private-key-file")) {
-    return exitWith("this stand-in needs --tls-cert-file and --tls-private-key-file (it does not generate certificates)");
+    return standin::commandError("this stand-in needs --tls-cert-file and --tls-private-key-file (it does not generate certificates)");
   }
   auto ctx = tls::makeServerContext({f.has("client-ca-file") ? readFile(f.get("client-ca-file")).value() : "",
                                      readFile(f.get("tls-cert-file")).value(),
                                      readFile(f.get("tls-private-key-file")).value()});
   if (!ctx) {
-    return exitWith("unable to load server certificate: " + ctx.error().message);
+    return standin::commandError("unable to load server certificate: " + ctx.error().message);
   }
   std::string etcd = split(f.get("etcd-servers"), ',').front();
   int port = std::atoi(f.get("secure-port", "6443").c_str());
@@ -105,7 +100,7 @@ int main(int argc, char** argv) {
   auto api = standin::ApiServer::start(ioc, ctx.value(), "apiserver-standin.db", bind, static_cast<uint16_t>(port),
                                        ready_at, {{"/livez", "ok"}, {"/healthz", "ok"}});
   if (!api) {
-    return exitWith("failed to listen on " + bind + ":" + std::to_string(port) + ": " + api.error().message);
+    return standin::commandError("failed to listen on " + bind + ":" + std::to_string(port) + ": " + api.error().message);
   }
   auto* server = api.value().get();
   server->setReadiness([&](std::string& body) {

@@ -50,11 +50,6 @@ const std::set<std::string> kControllers = {
     "cloud-node-lifecycle", "route", "service", "storage-version-gc", "resourceclaim", "validatingadmissionpolicy-status",
     "service-cidr-controller", "storageversion-garbage-collector"};
 
-int exitWith(const std::string& msg) {
-  std::cerr << "Error: " << msg << "\n";
-  return 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -65,29 +60,29 @@ int main(int argc, char** argv) {
   }
   auto parsed = standin::Flags::parse(args, kcmFlags(), true);
   if (!parsed) {
-    return exitWith(parsed.error().message);
+    return standin::commandError(parsed.error().message);
   }
   const auto& f = parsed.value();
   for (const auto& c : f.all("controllers")) {
     std::string name = c[0] == '-' ? c.substr(1) : c;
     if (name != "*" && !kControllers.count(name)) {
-      return exitWith("\"" + name + "\" is not in the list of known controllers");
+      return standin::commandError("\"" + name + "\" is not in the list of known controllers");
     }
   }
   for (const char* flag : {"kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "client-ca-file",
                            "cluster-signing-cert-file", "cluster-signing-key-file", "requestheader-client-ca-file",
                            "root-ca-file", "service-account-private-key-file"}) {
     if (f.has(flag) && !readFile(f.get(flag))) {
-      return exitWith("open " + f.get(flag) + ": no such file or directory");
+      return standin::commandError("open " + f.get(flag) + ": no such file or directory");
     }
   }
   if (!f.has("kubeconfig") && !f.has("master")) {
-    return exitWith("--kubeconfig or --master is required (this stand-in does not run in a cluster)");
+    return standin::commandError("--kubeconfig or --master is required (this stand-in does not run in a cluster)");
   }
   auto kc = config::Kubeconfig::load(f.get("kubeconfig"));
   auto access = kc ? kc->access() : Result<config::ClusterAccess>(kc.error());
   if (!access) {
-    return exitWith("invalid kubeconfig: " + access.error().message);
+    return standin::commandError("invalid kubeconfig: " + access.error().message);
   }
   if (f.has("master")) {
     access->server = f.get("master");
@@ -103,7 +98,7 @@ int main(int argc, char** argv) {
   auto self = tls::createCa(req, clock);
   auto ctx = self ? tls::makeServerContext({"", self->cert_pem, self->key_pem}) : Result<std::shared_ptr<ssl::context>>(self.error());
   if (!ctx) {
-    return exitWith(ctx.error().message);
+    return standin::commandError(ctx.error().message);
   }
   net::io_context ioc{1};
   std::string apiserver_problem = "not reached yet";
@@ -112,7 +107,7 @@ int main(int argc, char** argv) {
   auto server = standin::ApiServer::start(ioc, ctx.value(), "kcm-standin.db", bind, static_cast<uint16_t>(port),
                                           std::chrono::steady_clock::now(), {});
   if (!server) {
-    return exitWith("failed to create listener: failed to listen on " + bind + ":" + std::to_string(port) + ": " +
+    return standin::commandError("failed to create listener: failed to listen on " + bind + ":" + std::to_string(port) + ": " +
                 server.error().message);
   }
   server.value()->setReadiness([&](std::string& body) {
@@ -122,7 +117,7 @@ int main(int argc, char** argv) {
   log::info("Serving securely on " + bind + ":" + std::to_string(port));
   auto client = net_client::HttpsClient::create(access.value());
   if (!client) {
-    return exitWith(client.error().message);
+    return standin::commandError(client.error().message);
   }
   // Reaches the API server like its leader election does; /healthz follows.
   std::thread prober([&] {

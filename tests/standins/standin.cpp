@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
 
 #include "shared/common/util.hpp"
 
@@ -221,6 +222,11 @@ std::string etcdHealth(const std::string& endpoint, std::chrono::milliseconds ti
     return "etcd at " + endpoint + " did not answer in time";
   }
   return answer == "ok" ? "" : answer;
+}
+
+int commandError(const std::string& msg) {
+  std::cerr << "Error: " << msg << "\n";
+  return 1;
 }
 
 int runUntilSignalled(net::io_context& ioc, const std::function<void()>& on_stop) {

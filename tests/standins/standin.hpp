@@ -81,6 +81,9 @@ class ApiServer {
 /// "ok\n" or "unhealthy: why\n"), standing in for etcd's gRPC status call. "" when healthy.
 std::string etcdHealth(const std::string& endpoint, std::chrono::milliseconds timeout);
 
+/// Prints "Error: MSG" as Kubernetes' programs (cobra) do and returns their exit code, 1.
+int commandError(const std::string& msg);
+
 /// Runs ioc until SIGTERM or SIGINT; returns 0.
 int runUntilSignalled(net::io_context& ioc, const std::function<void()>& on_stop);
 
