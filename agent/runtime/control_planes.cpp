@@ -175,6 +175,11 @@ net::awaitable<void> ControlPlanes::run() {
     for (const auto& [name, rt] : runtimes_) {
       names.push_back(name);
     }
+    // All probes at once, each with its own deadline: a control plane that is slow to answer
+    // does not hold back the others. (Runtimes stay alive meanwhile: only this loop deletes them.)
+    size_t pending = 0;
+    net::steady_timer all_done(wake_.get_executor());
+    all_done.expires_at(net::steady_timer::time_point::max());
     for (const auto& name : names) {
       auto it = runtimes_.find(name);
       if (it == runtimes_.end()) {
@@ -183,12 +188,26 @@ net::awaitable<void> ControlPlanes::run() {
       if (auto d = desired_.find(name); d != desired_.end()) {
         it->second->ensure(d->second);  // retries what could not be prepared (a port in use, ...)
       }
-      std::string before = it->second->observe().dump();
-      bool ready = before.find("\"Available\"") != std::string::npos;
+      bool ready = it->second->observe().dump().find("\"Available\"") != std::string::npos;
       if (full || !ready) {
-        co_await it->second->probe();
+        ++pending;
+        net::co_spawn(wake_.get_executor(), it->second->probe(), [&pending, &all_done](std::exception_ptr) {
+          if (--pending == 0) {
+            // (Not cancel(): this may run before the wait below begins.)
+            all_done.expires_at(net::steady_timer::time_point::min());
+          }
+        });
       }
-      it = runtimes_.find(name);
+    }
+    if (pending > 0) {
+      co_await all_done.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    while (pending > 0) {  // (woken early by an expiry change: wait for the rest)
+      all_done.expires_after(std::chrono::milliseconds(10));
+      co_await all_done.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    for (const auto& name : names) {
+      auto it = runtimes_.find(name);
       if (it == runtimes_.end()) {
         continue;
       }

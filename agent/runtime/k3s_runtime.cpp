@@ -129,7 +129,7 @@ net::awaitable<void> K3sRuntime::probe() {
       kubeconfig_time_ = mtime;
     }
   }
-  auto result = co_await probeReadyz(dir_ / "kubeconfig.yaml", endpoint);
+  auto result = co_await readyz_.run(dir_ / "kubeconfig.yaml", endpoint);
   ready_ = result.ready;
   ready_reason_ = result.ready ? "Available" : (result.reachable ? "Unavailable" : "Creating");
   ready_message_ = result.message;

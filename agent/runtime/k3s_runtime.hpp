@@ -5,6 +5,7 @@
 #include <string>
 
 #include "agent/runtime/network.hpp"
+#include "agent/runtime/probe.hpp"
 #include "agent/runtime/runtime.hpp"
 
 namespace kflex::agent::runtime {
@@ -42,6 +43,7 @@ class K3sRuntime final : public Runtime {
   bool dedicated_ = false;
   bool prepared_ = false;
   ControlPlaneNetwork net_;
+  ReadyzProbe readyz_;
   std::string problem_;        // why it cannot run (Synced=False), "" when it can
   std::string problem_reason_;
   bool ready_ = false;

@@ -360,7 +360,7 @@ net::awaitable<void> K8sRuntime::probe() {
   }
   ProbeResult result;
   if (kine_up_) {
-    result = co_await probeReadyz(dir_ / "pki" / "admin.kubeconfig", endpoint);
+    result = co_await readyz_.run(dir_ / "pki" / "admin.kubeconfig", endpoint);
   } else {
     result.message = "waiting for Kine to answer on its port";
   }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "agent/runtime/network.hpp"
+#include "agent/runtime/probe.hpp"
 #include "agent/runtime/runtime.hpp"
 
 namespace kflex::agent::runtime {
@@ -45,6 +46,7 @@ class K8sRuntime final : public Runtime {
   std::string name_;
   std::filesystem::path dir_;
   ControlPlaneNetwork net_;
+  ReadyzProbe readyz_;
   uint16_t kine_port_ = 2379;
   uint16_t kcm_port_ = 10257;
   bool prepared_ = false;

@@ -6,26 +6,40 @@
 
 namespace kflex::agent::runtime {
 
-net::awaitable<ProbeResult> probeReadyz(const std::filesystem::path& kubeconfig, const std::string& server,
-                                        std::chrono::milliseconds timeout) {
+net::awaitable<ProbeResult> ReadyzProbe::run(std::filesystem::path kubeconfig, std::string server,
+                                             std::chrono::milliseconds timeout) {
   ProbeResult out;
-  auto kc = config::Kubeconfig::load(kubeconfig);
-  if (!kc) {
+  std::error_code ec;
+  auto mtime = std::filesystem::last_write_time(kubeconfig, ec);
+  if (ec) {
+    client_.reset();
     out.message = "waiting for the control plane to write its kubeconfig (" + kubeconfig.filename().string() + ")";
     co_return out;
   }
-  auto access = kc->access();
-  if (!access) {
-    out.message = "the control plane's kubeconfig is unusable: " + access.error().message;
+  if (!client_ || mtime != made_from_ || server != server_) {
+    client_.reset();
+    made_from_ = mtime;
+    server_ = server;
+    auto kc = config::Kubeconfig::load(kubeconfig);
+    auto access = kc ? kc->access() : Result<config::ClusterAccess>(kc.error());
+    if (!access) {
+      problem_ = "the control plane's kubeconfig is unusable: " + access.error().message;
+    } else {
+      access->server = server;
+      auto client = net_client::HttpsClient::create(access.value());
+      if (!client) {
+        problem_ = "the control plane's credentials are unusable: " + client.error().message;
+      } else {
+        client_ = std::move(client.value());
+        problem_.clear();
+      }
+    }
+  }
+  if (!client_) {
+    out.message = problem_;
     co_return out;
   }
-  access->server = server;
-  auto client = net_client::HttpsClient::create(access.value());
-  if (!client) {
-    out.message = "the control plane's credentials are unusable: " + client.error().message;
-    co_return out;
-  }
-  auto res = co_await client.value()->asyncRequest(http::verb::get, "/readyz", "", "", timeout);
+  auto res = co_await client_->asyncRequest(http::verb::get, "/readyz", "", "", timeout);
   if (!res) {
     out.message = "the API server does not answer yet: " + res.error().message;
     co_return out;
@@ -43,6 +57,12 @@ net::awaitable<ProbeResult> probeReadyz(const std::filesystem::path& kubeconfig,
                   (first.empty() ? "" : " (" + first + ")");
   }
   co_return out;
+}
+
+net::awaitable<ProbeResult> probeReadyz(std::filesystem::path kubeconfig, std::string server,
+                                        std::chrono::milliseconds timeout) {
+  ReadyzProbe probe;
+  co_return co_await probe.run(std::move(kubeconfig), std::move(server), timeout);
 }
 
 Result<uint16_t> freePort(const std::string& address) {
