@@ -96,39 +96,15 @@ Result<void> K8sRuntime::makePki() {
         .push_back(env_.config.advertise_address);
   }
   auto apiserver = tls::issueCertificate(ca.value(), serving, clock);
-  auto kubelet_client = tls::issueCertificate(ca.value(),
-                                              {"apiserver-kubelet-client",
-                                               {"system:masters"},
-                                               {},
-                                               {},
-                                               false,
-                                               false,
-                                               true,
-                                               std::chrono::hours(24 * 365)},
-                                              clock);
-  auto fp_client = tls::issueCertificate(
-      fp_ca.value(),
-      {"front-proxy-client", {}, {}, {}, false, false, true, std::chrono::hours(24 * 365)}, clock);
-  auto admin = tls::issueCertificate(ca.value(),
-                                     {"kubernetes-admin",
-                                      {"system:masters"},
-                                      {},
-                                      {},
-                                      false,
-                                      false,
-                                      true,
-                                      std::chrono::hours(24 * 365)},
-                                     clock);
-  auto kcm = tls::issueCertificate(ca.value(),
-                                   {"system:kube-controller-manager",
-                                    {},
-                                    {},
-                                    {},
-                                    false,
-                                    false,
-                                    true,
-                                    std::chrono::hours(24 * 365)},
-                                   clock);
+  // Client certificates (clientAuth, one year).
+  auto client = [&](const tls::KeyPair& issuer, std::string cn, std::vector<std::string> orgs) {
+    return tls::issueCertificate(
+        issuer, {std::move(cn), std::move(orgs), {}, {}, false, false, true, std::chrono::hours(24 * 365)}, clock);
+  };
+  auto kubelet_client = client(ca.value(), "apiserver-kubelet-client", {"system:masters"});
+  auto fp_client = client(fp_ca.value(), "front-proxy-client", {});
+  auto admin = client(ca.value(), "kubernetes-admin", {"system:masters"});
+  auto kcm = client(ca.value(), "system:kube-controller-manager", {});
   auto sa_key = tls::createPrivateKey();
   auto sa_pub = sa_key ? tls::publicKeyPem(sa_key.value()) : Result<std::string>(sa_key.error());
   if (!apiserver || !kubelet_client || !fp_client || !admin || !kcm || !sa_pub) {
