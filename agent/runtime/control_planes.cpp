@@ -188,8 +188,7 @@ net::awaitable<void> ControlPlanes::run() {
       if (auto d = desired_.find(name); d != desired_.end()) {
         it->second->ensure(d->second);  // retries what could not be prepared (a port in use, ...)
       }
-      bool ready = it->second->observe().dump().find("\"Available\"") != std::string::npos;
-      if (full || !ready) {
+      if (full || !it->second->ready()) {
         ++pending;
         net::co_spawn(wake_.get_executor(), it->second->probe(), [&pending, &all_done](std::exception_ptr) {
           if (--pending == 0) {

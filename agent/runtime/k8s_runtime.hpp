@@ -25,6 +25,7 @@ class K8sRuntime final : public Runtime {
   ~K8sRuntime() override;
   void ensure(const nlohmann::json& cp) override;
   net::awaitable<void> probe() override;
+  bool ready() const override { return ready_; }
   nlohmann::json observe() const override;
   bool remove() override;
   void detach() override;

@@ -52,6 +52,8 @@ class Runtime {
   virtual void ensure(const nlohmann::json& cp) = 0;
   /// Probes health (asynchronously, with deadlines) and updates what observe() says.
   virtual net::awaitable<void> probe() = 0;
+  /// Whether the last probe found it Ready.
+  virtual bool ready() const = 0;
   /// The status report's body: conditions (Synced, Ready), endpoint, components.
   virtual nlohmann::json observe() const = 0;
   /// Stops the programs and removes the data; true once everything is gone. Called repeatedly.

@@ -53,12 +53,63 @@ std::string describeExit(int status) {
   return "status " + std::to_string(status);
 }
 
-// Whether /proc/PID/stat says zombie (exited, not yet reaped by its parent).
-bool isZombie(pid_t pid) {
+// What /proc/PID/stat says of a process: its state letter and its start time (clock ticks since
+// boot, field 22); zeroes when there is no such process.
+struct ProcStat {
+  char state = 0;
+  uint64_t start = 0;
+};
+
+ProcStat readProcStat(pid_t pid) {
+  ProcStat out;
+  if (pid <= 0) {
+    return out;
+  }
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
   auto close = text.rfind(')');
-  return close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'Z';
+  if (close == std::string::npos) {
+    return out;
+  }
+  std::istringstream rest(text.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= 22 && (rest >> field); ++i) {
+    if (i == 3) {
+      out.state = field.empty() ? 0 : field[0];
+    } else if (i == 22) {
+      out.start = std::strtoull(field.c_str(), nullptr, 10);
+    }
+  }
+  return out;
+}
+
+// Whether `pid` is still the process that started at `ticks` and has not exited (a zombie has).
+bool stillRuns(pid_t pid, uint64_t ticks) {
+  if (pid <= 0 || ticks == 0) {
+    return false;
+  }
+  ProcStat st = readProcStat(pid);
+  return st.start == ticks && st.state != 'Z';
+}
+
+// A pid file as start() writes it.
+struct PidFile {
+  pid_t pid = 0;
+  uint64_t ticks = 0;
+  std::string spec;
+};
+
+PidFile readPidFile(const fs::path& path) {
+  PidFile out;
+  auto text = readFile(path);
+  Json j = text ? Json::parse(text.value(), nullptr, false) : Json();
+  if (j.is_object()) {
+    out.pid = j.value("pid", 0);
+    out.ticks = j.value("startTime", uint64_t(0));
+    out.spec = j.value("spec", "");
+  }
+  return out;
 }
 
 }  // namespace
@@ -87,33 +138,11 @@ const char* toString(ProcessState s) {
   return "Unknown";
 }
 
-uint64_t processStartTime(pid_t pid) {
-  if (pid <= 0) {
-    return 0;
-  }
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
-  auto close = text.rfind(')');
-  if (close == std::string::npos) {
-    return 0;
-  }
-  std::istringstream rest(text.substr(close + 1));
-  std::string field;
-  for (int i = 3; i <= 22 && (rest >> field); ++i) {
-    if (i == 22) {
-      return std::strtoull(field.c_str(), nullptr, 10);
-    }
-  }
-  return 0;
-}
+uint64_t processStartTime(pid_t pid) { return readProcStat(pid).start; }
 
 pid_t runningPid(const fs::path& pid_file) {
-  auto text = readFile(pid_file);
-  Json j = text ? Json::parse(text.value(), nullptr, false) : Json();
-  pid_t pid = j.is_object() ? j.value("pid", 0) : 0;
-  uint64_t ticks = j.is_object() ? j.value("startTime", uint64_t(0)) : 0;
-  return pid > 0 && ticks != 0 && processStartTime(pid) == ticks && !isZombie(pid) ? pid : 0;
+  PidFile p = readPidFile(pid_file);
+  return stillRuns(p.pid, p.ticks) ? p.pid : 0;
 }
 
 std::string specHash(const ProcessSpec& spec) {
@@ -155,27 +184,22 @@ void Supervisor::ensure(const std::string& key, const ProcessSpec& spec) {
   e.spec = spec;
   e.hash = hash;
   // An earlier agent's process, still running?
-  if (auto text = readFile(spec.pid_file); text) {
-    Json j = Json::parse(text.value(), nullptr, false);
-    pid_t pid = j.is_object() ? j.value("pid", 0) : 0;
-    uint64_t ticks = j.is_object() ? j.value("startTime", uint64_t(0)) : 0;
-    if (pid > 0 && ticks != 0 && processStartTime(pid) == ticks && !isZombie(pid)) {
-      e.st.pid = pid;
-      e.start_ticks = ticks;
-      e.st.adopted = true;
-      e.st.started = clock_.now();
-      if (j.value("spec", "") == hash) {
-        e.st.state = ProcessState::Running;
-        log::info("adopted a running process", {{"process", key}, {"pid", std::to_string(pid)}});
-        return;
-      }
-      log::info("a running process has an older configuration; replacing it",
-                {{"process", key}, {"pid", std::to_string(pid)}});
-      e.st.state = ProcessState::Stopping;
-      e.kill_at = clock_.now() + spec.stop_grace;
-      ::kill(-pid, SIGTERM);
+  if (PidFile p = readPidFile(spec.pid_file); stillRuns(p.pid, p.ticks)) {
+    e.st.pid = p.pid;
+    e.start_ticks = p.ticks;
+    e.st.adopted = true;
+    e.st.started = clock_.now();
+    if (p.spec == hash) {
+      e.st.state = ProcessState::Running;
+      log::info("adopted a running process", {{"process", key}, {"pid", std::to_string(p.pid)}});
       return;
     }
+    log::info("a running process has an older configuration; replacing it",
+              {{"process", key}, {"pid", std::to_string(p.pid)}});
+    e.st.state = ProcessState::Stopping;
+    e.kill_at = clock_.now() + spec.stop_grace;
+    ::kill(-p.pid, SIGTERM);
+    return;
   }
   start(e);
 }
@@ -337,7 +361,7 @@ bool Supervisor::alive(Entry& e) {
       return false;
     }
   }
-  if (processStartTime(e.st.pid) == e.start_ticks && e.start_ticks != 0 && !isZombie(e.st.pid)) {
+  if (stillRuns(e.st.pid, e.start_ticks)) {
     return true;
   }
   if (!e.child) {
@@ -434,17 +458,13 @@ void Supervisor::stop(const std::string& key, const std::optional<ProcessSpec>& 
     e.spec = *spec;
     e.hash = specHash(*spec);
     e.want_running = false;
-    auto text = readFile(spec->pid_file);
-    Json j = text ? Json::parse(text.value(), nullptr, false) : Json();
-    pid_t pid = j.is_object() ? j.value("pid", 0) : 0;
-    uint64_t ticks = j.is_object() ? j.value("startTime", uint64_t(0)) : 0;
-    if (pid > 0 && ticks != 0 && processStartTime(pid) == ticks) {
-      e.st.pid = pid;
-      e.start_ticks = ticks;
+    if (PidFile p = readPidFile(spec->pid_file); stillRuns(p.pid, p.ticks)) {
+      e.st.pid = p.pid;
+      e.start_ticks = p.ticks;
       e.st.adopted = true;
       e.st.state = ProcessState::Stopping;
       e.kill_at = clock_.now() + spec->stop_grace;
-      ::kill(-pid, SIGTERM);
+      ::kill(-p.pid, SIGTERM);
     } else {
       std::error_code ec;
       fs::remove(spec->pid_file, ec);
