@@ -173,6 +173,67 @@ Result<void> waitFor(HubClient& hub, const std::string& name, const std::string&
   return fail("the watch ended before the control plane was " + std::string(for_delete ? "gone" : "ready"));
 }
 
+// Creates a ControlPlane and, with a timeout, waits until it is Ready. Returns the exit code.
+int submitControlPlane(HubClient& hub, const std::string& cmd, const Json& cp,
+                       const std::chrono::milliseconds* wait_timeout, const std::string& timeout_text,
+                       std::ostream& out, std::ostream& err) {
+  std::string name = cp["metadata"].value("name", "");
+  auto created = hub.post(kControlPlanesPath, cp);
+  if (!created) {
+    if (hub.lastStatus() == 409) {
+      err << "kflex " << cmd << ": control plane \"" << name << "\" already exists; choose another name or "
+          << "'kflex delete " << name << "' first\n";
+    } else {
+      err << "kflex " << cmd << ": " << created.error().message << "\n";
+    }
+    return 1;
+  }
+  out << "control plane " << name << " (type " << cp["spec"].value("type", "") << ") created\n";
+  if (wait_timeout == nullptr) {
+    return 0;
+  }
+  out << "Waiting for control plane " << name << " to be ready (timeout " << timeout_text << ")...\n";
+  std::string rv = created->at("metadata").value("resourceVersion", "");
+  if (auto r = waitFor(hub, name, rv, *wait_timeout, false, out); !r) {
+    err << "kflex " << cmd << ": control plane " << name << " is not ready: " << r.error().message
+        << "; see 'kflex get " << name << " -o yaml'\n";
+    return 1;
+  }
+  out << "control plane " << name << " is ready\n";
+  return 0;
+}
+
+// Reads -p/--postcreate-hook and -e/--set into spec.postCreateHooks; false (and a message) when
+// they are malformed.
+bool addHook(const std::string& cmd, const std::string& hook, const std::vector<std::string>& sets, Json& spec,
+             std::ostream& err) {
+  Json vars = Json::object();
+  for (const auto& s : sets) {
+    auto eq = s.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      err << "kflex " << cmd << ": --set \"" << s << "\" must be name=value\n";
+      return false;
+    }
+    vars[s.substr(0, eq)] = s.substr(eq + 1);
+  }
+  if (!hook.empty() && !isDns1123Subdomain(hook)) {
+    err << "kflex " << cmd << ": \"" << hook << "\" is not a valid PostCreateHook name\n";
+    return false;
+  }
+  if (hook.empty() && !vars.empty()) {
+    err << "kflex " << cmd << ": --set needs --postcreate-hook (the variables are for that hook)\n";
+    return false;
+  }
+  if (!hook.empty()) {
+    Json use = {{"hookName", hook}};
+    if (!vars.empty()) {
+      use["vars"] = vars;
+    }
+    spec["postCreateHooks"] = Json::array({use});
+  }
+  return true;
+}
+
 struct PlacementFlags {
   std::string agent;
   std::string selector;
@@ -198,21 +259,13 @@ int cmdCreate(const Globals& g, const std::string& name, const std::string& type
     err << "kflex create: unknown backend \"" << backend << "\": use shared or dedicated\n";
     return 2;
   }
-  Json vars = Json::object();
-  for (const auto& s : sets) {
-    auto eq = s.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      err << "kflex create: --set \"" << s << "\" must be name=value\n";
-      return 2;
-    }
-    vars[s.substr(0, eq)] = s.substr(eq + 1);
-  }
-  if (!hook.empty() && !isDns1123Subdomain(hook)) {
-    err << "kflex create: \"" << hook << "\" is not a valid PostCreateHook name\n";
+  if (type == "external") {
+    err << "kflex create: control planes of type external are existing clusters: adopt one with 'kflex adopt "
+        << name << " --adopted-kubeconfig FILE'\n";
     return 2;
   }
-  if (hook.empty() && !vars.empty()) {
-    err << "kflex create: --set needs --postcreate-hook (the variables are for that hook)\n";
+  Json spec = {{"type", type}, {"backend", backend}};
+  if (!addHook("create", hook, sets, spec, err)) {
     return 2;
   }
   auto wait_timeout = parseDuration(timeout);
@@ -224,14 +277,6 @@ int cmdCreate(const Globals& g, const std::string& name, const std::string& type
   if (!hub) {
     err << "kflex create: " << hub.error().message << "\n";
     return 1;
-  }
-  Json spec = {{"type", type}, {"backend", backend}};
-  if (!hook.empty()) {
-    Json use = {{"hookName", hook}};
-    if (!vars.empty()) {
-      use["vars"] = vars;
-    }
-    spec["postCreateHooks"] = Json::array({use});
   }
   Json meta = {{"name", name}};
   if (!placement.agent.empty() || !placement.selector.empty()) {
@@ -250,29 +295,121 @@ int cmdCreate(const Globals& g, const std::string& name, const std::string& type
   }
   Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
              {"metadata", meta}, {"spec", spec}};
-  auto created = hub.value()->post(kControlPlanesPath, cp);
-  if (!created) {
-    if (hub.value()->lastStatus() == 409) {
-      err << "kflex create: control plane \"" << name << "\" already exists; choose another name or "
-          << "'kflex delete " << name << "' first\n";
-    } else {
-      err << "kflex create: " << created.error().message << "\n";
+  return submitControlPlane(*hub.value(), "create", cp, wait ? &*wait_timeout : nullptr, timeout, out, err);
+}
+
+struct AdoptFlags {
+  std::string kubeconfig;
+  std::string context;
+  std::string url_override;
+  int64_t expiration_seconds = 31536000;
+  std::string hook;
+  std::vector<std::string> sets;
+  bool wait = true;
+  std::string timeout = "2m";
+};
+
+// Upstream's rules for --url-override: http(s), a host, no user info, query or fragment, and not
+// a loopback address (the URL is used from elsewhere).
+Result<void> checkUrlOverride(const std::string& url) {
+  if (url.rfind("https://", 0) != 0) {
+    return fail("it must be an https:// URL");
+  }
+  std::string rest = url.substr(8);
+  if (rest.find_first_of("?#") != std::string::npos) {
+    return fail("it must not have a query or fragment");
+  }
+  std::string authority = rest.substr(0, rest.find('/'));
+  if (authority.find('@') != std::string::npos) {
+    return fail("it must not carry user information");
+  }
+  std::string host;
+  std::string port;
+  if (auto r = net_client::splitHttpsUrl(url, host, port); !r) {
+    return r.error();
+  }
+  if (host == "localhost" || host == "127.0.0.1" || host == "::1") {
+    return fail("it must not be a loopback address: the hub and other hosts use it to reach the cluster");
+  }
+  return {};
+}
+
+int cmdAdopt(const Globals& g, const std::string& name, const AdoptFlags& f, std::ostream& out, std::ostream& err) {
+  if (!isDns1123Label(name)) {
+    err << "kflex adopt: \"" << name << "\" is not a valid name: use lower-case letters, digits and '-', "
+        << "starting and ending with a letter or digit, at most 63 characters\n";
+    return 2;
+  }
+  if (f.expiration_seconds < 600) {
+    err << "kflex adopt: --expiration-seconds must be at least 600 (Kubernetes issues no shorter tokens)\n";
+    return 2;
+  }
+  if (!f.url_override.empty()) {
+    if (auto r = checkUrlOverride(f.url_override); !r) {
+      err << "kflex adopt: --url-override \"" << f.url_override << "\": " << r.error().message << "\n";
+      return 2;
     }
+  }
+  Json spec = {{"type", "external"}, {"tokenExpirationSeconds", f.expiration_seconds}};
+  if (!addHook("adopt", f.hook, f.sets, spec, err)) {
+    return 2;
+  }
+  auto wait_timeout = parseDuration(f.timeout);
+  if (!wait_timeout) {
+    err << "kflex adopt: --timeout \"" << f.timeout << "\" is not a duration such as 90s or 5m\n";
+    return 2;
+  }
+  // The adopted cluster's credentials, inline and alone (upstream: the current kubeconfig by default).
+  auto path = config::defaultKubeconfigPath(f.kubeconfig);
+  auto adopted = config::Kubeconfig::load(path);
+  if (!adopted) {
+    err << "kflex adopt: " << adopted.error().message << "\n";
     return 1;
   }
-  out << "control plane " << name << " (type " << type << ") created\n";
-  if (!wait) {
-    return 0;
-  }
-  out << "Waiting for control plane " << name << " to be ready (timeout " << timeout << ")...\n";
-  std::string rv = created->at("metadata").value("resourceVersion", "");
-  if (auto r = waitFor(*hub.value(), name, rv, *wait_timeout, false, out); !r) {
-    err << "kflex create: control plane " << name << " is not ready: " << r.error().message
-        << "; see 'kflex get " << name << " -o yaml'\n";
+  auto access = adopted->access(f.context);
+  if (!access) {
+    err << "kflex adopt: " << path.string() << ": " << access.error().message << "\n";
     return 1;
   }
-  out << "control plane " << name << " is ready\n";
-  return 0;
+  if (!f.url_override.empty()) {
+    access->server = f.url_override;
+  }
+  config::Kubeconfig bootstrap;
+  bootstrap.setAccess(name, access.value());
+  bootstrap.setCurrentContext(name);
+  auto hub = HubClient::connect(g.kubeconfig, g.context);
+  if (!hub) {
+    err << "kflex adopt: " << hub.error().message << "\n";
+    return 1;
+  }
+  // As upstream: secret <name>-bootstrap in kubeflex-system, key kubeconfig-incluster; the hub
+  // uses it once and deletes it.
+  std::string secret = name + "-bootstrap";
+  std::string secrets_path = "/api/v1/namespaces/kubeflex-system/secrets";
+  Json secret_obj = {{"apiVersion", "v1"},
+                     {"kind", "Secret"},
+                     {"metadata", {{"name", secret}, {"namespace", "kubeflex-system"}}},
+                     {"type", "Opaque"},
+                     {"data", {{"kubeconfig-incluster", base64Encode(bootstrap.toYaml())}}}};
+  if (auto existing = hub.value()->get(std::string(kControlPlanesPath) + "/" + name); existing) {
+    err << "kflex adopt: control plane \"" << name << "\" already exists; choose another name or 'kflex delete "
+        << name << "' first\n";
+    return 1;
+  }
+  hub.value()->remove(secrets_path + "/" + secret);  // a leftover of an adoption that failed
+  if (auto r = hub.value()->post(secrets_path, secret_obj); !r) {
+    err << "kflex adopt: cannot store the bootstrap kubeconfig on the hub: " << r.error().message << "\n";
+    return 1;
+  }
+  spec["bootstrapSecretRef"] = {{"namespace", "kubeflex-system"}, {"name", secret}, {"inClusterKey", "kubeconfig-incluster"}};
+  Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
+             {"metadata", {{"name", name}}}, {"spec", spec}};
+  std::chrono::milliseconds wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*wait_timeout);
+  int rc = submitControlPlane(*hub.value(), "adopt", cp, f.wait ? &wait_ms : nullptr, f.timeout, out, err);
+  if (rc != 0 && !hub.value()->get(std::string(kControlPlanesPath) + "/" + name)) {
+    hub.value()->remove(secrets_path + "/" + secret);  // nothing will use it: do not leave credentials behind
+  }
+  return rc;
 }
 
 int cmdList(const Globals& g, std::ostream& out, std::ostream& err) {
@@ -490,7 +627,7 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   std::string backend = "shared";
   std::string hook;
   std::vector<std::string> sets;
-  bool wait = false;
+  bool wait = true;
   std::string timeout = "5m";
   create->add_option("NAME", name, "Control plane name (DNS-1123 label)")->required();
   create->add_option("-t,--type", type, "k8s, k3s, vcluster, host or external")->capture_default_str();
@@ -498,12 +635,33 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   create->add_option("-p,--postcreate-hook", hook, "PostCreateHook to run after creation");
   create->add_option("-e,--set", sets, "Hook variable name=value (repeatable)");
   create->add_flag("--wait,!--no-wait", wait,
-                   "Wait until the control plane is Ready (default false until agents run control planes)");
+                   "Wait until the control plane is Ready, showing progress (--no-wait returns at once)")
+      ->capture_default_str();
   create->add_option("--timeout", timeout, "How long --wait waits (90s, 5m, 1h)")->capture_default_str();
   PlacementFlags placement;
   create->add_option("--agent", placement.agent, "Place it on this agent (k8s, k3s, vcluster)");
   create->add_option("--agent-selector", placement.selector,
                      "Place it on the best-fitting Ready agent whose labels match (zone=eu,tier!=test)");
+
+  auto* adopt = app.add_subcommand("adopt", "Adopt an existing cluster as a control plane of type external");
+  AdoptFlags adopt_flags;
+  adopt->add_option("NAME", name, "Control plane name (DNS-1123 label)")->required();
+  adopt->add_option("-a,--adopted-kubeconfig", adopt_flags.kubeconfig,
+                    "Kubeconfig of the cluster to adopt [$KUBECONFIG, then ~/.kube/config]");
+  adopt->add_option("-c,--adopted-context", adopt_flags.context, "Context of that kubeconfig [its current context]");
+  adopt->add_option("-u,--url-override", adopt_flags.url_override,
+                    "API server URL to use instead of the kubeconfig's (https, not a loopback address)");
+  adopt->add_option("-x,--expiration-seconds,--adopted-token-expiration-seconds", adopt_flags.expiration_seconds,
+                    "Lifetime of the service-account token made in the adopted cluster")
+      ->capture_default_str();
+  adopt->add_option("-p,--postcreate-hook", adopt_flags.hook, "PostCreateHook to run after adoption");
+  adopt->add_option("-e,--set", adopt_flags.sets, "Hook variable name=value (repeatable)");
+  adopt->add_flag("--wait,!--no-wait", adopt_flags.wait, "Wait until the adopted cluster is Ready")->capture_default_str();
+  adopt->add_option("--timeout", adopt_flags.timeout, "How long --wait waits")->capture_default_str();
+  adopt->footer(
+      "The kubeconfig is sent to the hub once (secret NAME-bootstrap in kubeflex-system); the hub uses it to\n"
+      "create service account kube-system/kubeflex bound to cluster-admin and a token for it, keeps only\n"
+      "a kubeconfig holding that token, and deletes the bootstrap secret.");
 
   auto* list = app.add_subcommand("list", "List control planes");
   auto* get = app.add_subcommand("get", "Show one control plane");
@@ -542,6 +700,9 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   }
   if (create->parsed()) {
     return cmdCreate(g, name, type, backend, hook, sets, placement, wait, timeout, out, err);
+  }
+  if (adopt->parsed()) {
+    return cmdAdopt(g, name, adopt_flags, out, err);
   }
   if (list->parsed()) {
     return cmdList(g, out, err);

@@ -27,6 +27,13 @@ int main(int argc, char** argv) {
   serve->add_option("--listen", listen, "Address to serve HTTPS on, HOST:PORT; port 0 picks a free one [127.0.0.1:6443]")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve->add_option("--tls-san", sans, "Extra DNS name or IP for the serving certificate (repeatable)");
+  std::string hosting_kubeconfig;
+  std::string hosting_context;
+  serve->add_option("--hosting-kubeconfig", hosting_kubeconfig,
+                    "Kubeconfig of the cluster the hub runs on; control planes of type host are that cluster")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  serve->add_option("--hosting-context", hosting_context, "Context of --hosting-kubeconfig [its current context]")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve->add_flag("--check-config", check_only, "Validate the configuration, print problems, and exit");
   serve->footer(
       "On first start the hub creates DATA_DIR/hub.db, DATA_DIR/pki/ and DATA_DIR/admin.kubeconfig;\n"
@@ -70,6 +77,12 @@ int main(int argc, char** argv) {
   }
   if (!listen.empty()) {
     cfg.listen = listen;
+  }
+  if (!hosting_kubeconfig.empty()) {
+    cfg.hosting_kubeconfig = std::filesystem::absolute(hosting_kubeconfig);
+  }
+  if (!hosting_context.empty()) {
+    cfg.hosting_context = hosting_context;
   }
   for (const auto& s : sans) {
     cfg.tls_sans.push_back(s);

@@ -781,33 +781,11 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
 }
 
 net::awaitable<void> AgentGateway::releaseControlPlane(std::string name, std::string why) {
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    auto rec = store_.get(resourceKey(cps_), name);
-    Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
-    if (!cp.is_object()) {
-      co_return;
-    }
-    Json finalizers = cp["metadata"].value("finalizers", Json::array());
-    Json remaining = Json::array();
-    for (const auto& f : finalizers) {
-      if (f != model::kControlPlaneFinalizer) {
-        remaining.push_back(f);
-      }
-    }
-    if (remaining.size() == finalizers.size()) {
-      co_return;
-    }
-    Json patch = {{"metadata", {{"finalizers", remaining}, {"resourceVersion", cp["metadata"].value("resourceVersion", "")}}}};
-    auto res = co_await api_.internal(http::verb::patch, objectPath(cps_, name), patch.dump(),
-                                      "application/merge-patch+json");
-    if (res.status == 200 || res.status == 404) {
-      log::info("control plane released", {{"controlPlane", name}, {"why", why}});
-      co_return;
-    }
-    if (res.status != 409) {
-      log::warn("cannot release a deleting control plane", {{"controlPlane", name}, {"status", std::to_string(res.status)}});
-      co_return;
-    }
+  bool released = co_await api_.removeFinalizer(cps_, name, model::kControlPlaneFinalizer);
+  if (released) {
+    log::info("control plane released", {{"controlPlane", name}, {"why", why}});
+  } else {
+    log::warn("cannot release a deleting control plane", {{"controlPlane", name}});
   }
 }
 
@@ -816,6 +794,10 @@ net::awaitable<void> AgentGateway::releaseIfUnplaced(ObjectPtr rec) {
   if (!rec || rec->bytes.find("deletionTimestamp") == std::string::npos ||
       rec->bytes.find(model::kControlPlaneFinalizer) == std::string::npos) {
     co_return;
+  }
+  Json cp = Json::parse(rec->bytes, nullptr, false);
+  if (!cp.is_object() || !model::runsOnAgent(cp.value("spec", Json::object()).value("type", ""))) {
+    co_return;  // host control planes are the hub's own to release
   }
   std::string agent = agentOf(*rec);
   if (agent.empty()) {

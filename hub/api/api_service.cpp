@@ -28,10 +28,17 @@ constexpr const char* kAggregatedType = "application/json;g=apidiscovery.k8s.io;
 
 }  // namespace
 
-std::string resourceKey(const ResourceType& t) { return t.group + "/" + t.plural; }
+std::string resourceKey(const ResourceType& t, const std::string& ns) {
+  // Objects of a namespaced kind are kept per namespace: "group/plural/namespace".
+  return t.namespaced ? t.group + "/" + t.plural + "/" + ns : t.group + "/" + t.plural;
+}
 
-std::string objectPath(const ResourceType& t, const std::string& name, bool status) {
-  return "/apis/" + t.apiVersion() + "/" + t.plural + "/" + name + (status ? "/status" : "");
+std::string objectPath(const ResourceType& t, const std::string& name, bool status, const std::string& ns) {
+  std::string base = t.group.empty() ? "/api/" + t.version : "/apis/" + t.apiVersion();
+  if (t.namespaced) {
+    base += "/namespaces/" + ns;
+  }
+  return base + "/" + t.plural + "/" + name + (status ? "/status" : "");
 }
 
 ApiResponse statusResponse(unsigned code, const std::string& reason, const std::string& message,
@@ -134,7 +141,7 @@ Result<Json> parseBody(const ApiRequest& req) {
 }
 
 // Checks apiVersion/kind of a body against the endpoint; fills them in when absent.
-std::optional<Decision> checkKind(Json& obj, const ResourceType& t) {
+std::optional<Decision> checkKind(Json& obj, const ResourceType& t, const std::string& ns) {
   if (!obj.is_object()) {
     return failure(400, "BadRequest", "the body must be a JSON or YAML object, not " + std::string(obj.type_name()));
   }
@@ -164,7 +171,14 @@ std::optional<Decision> checkKind(Json& obj, const ResourceType& t) {
   }
   if (!t.namespaced) {
     obj["metadata"].erase("namespace");
+    return std::nullopt;
   }
+  const Json& given = obj["metadata"]["namespace"];
+  if (!given.is_null() && given != "" && given != ns) {
+    return failure(400, "BadRequest", "the namespace of the provided object (" + given.dump() +
+                                          ") does not match the namespace sent on the request (" + ns + ")");
+  }
+  obj["metadata"]["namespace"] = ns;
   return std::nullopt;
 }
 
@@ -439,7 +453,7 @@ std::optional<ApiResponse> decodeObject(const ApiRequest& req, const ResourceTyp
     return statusResponse(400, "BadRequest", body.error().message);
   }
   out = std::move(body.value());
-  if (auto bad = checkKind(out, t)) {
+  if (auto bad = checkKind(out, t, req.ns)) {
     return fromDecision(*bad);
   }
   return std::nullopt;
@@ -531,10 +545,16 @@ net::awaitable<ApiResponse> ApiService::internal(http::verb method, std::string 
 
 net::awaitable<unsigned> ApiService::changeStatus(const ResourceType& t, std::string name,
                                                   std::function<bool(Json& obj)> change) {
-  ApiRequest req = hubRequest(http::verb::put, objectPath(t, name, true));
+  co_return co_await changeStatusIn(t, "", std::move(name), std::move(change));
+}
+
+net::awaitable<unsigned> ApiService::changeStatusIn(const ResourceType& t, std::string ns, std::string name,
+                                                    std::function<bool(Json& obj)> change) {
+  ApiRequest req = hubRequest(http::verb::put, objectPath(t, name, true, ns));
+  req.ns = t.namespaced ? ns : "";
   unsigned last = 409;
   for (int attempt = 0; attempt < 8 && last == 409; ++attempt) {
-    ObjectPtr seen = store_.get(resourceKey(t), name);
+    ObjectPtr seen = store_.get(resourceKey(t, req.ns), name);
     if (!seen) {
       co_return 404;
     }
@@ -554,6 +574,35 @@ net::awaitable<unsigned> ApiService::changeStatus(const ResourceType& t, std::st
     last = (co_await commit(req, t, name, std::move(m), 0)).status;
   }
   co_return last;
+}
+
+net::awaitable<bool> ApiService::removeFinalizer(const ResourceType& t, std::string name, std::string finalizer) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    ObjectPtr rec = store_.get(resourceKey(t), name);
+    Json obj = rec ? parseObject(*rec) : Json();
+    if (!obj.is_object()) {
+      co_return true;
+    }
+    Json finalizers = obj["metadata"].value("finalizers", Json::array());
+    Json remaining = Json::array();
+    for (const auto& f : finalizers) {
+      if (f != finalizer) {
+        remaining.push_back(f);
+      }
+    }
+    if (remaining.size() == finalizers.size()) {
+      co_return true;
+    }
+    Json patch = {{"metadata", {{"finalizers", remaining}, {"resourceVersion", obj["metadata"].value("resourceVersion", "")}}}};
+    auto res = co_await internal(http::verb::patch, objectPath(t, name), patch.dump(), "application/merge-patch+json");
+    if (res.status == 200 || res.status == 404) {
+      co_return true;
+    }
+    if (res.status != 409) {
+      co_return false;
+    }
+  }
+  co_return false;
 }
 
 void ApiService::shutdown() {
@@ -630,21 +679,41 @@ net::awaitable<ApiResponse> ApiService::handle(ApiRequest req) {
   if (auto it = docs_.versions.find(p); it != docs_.versions.end()) {
     co_return doc(it->second);
   }
-  // /apis/GROUP/VERSION/PLURAL[/NAME[/SUBRESOURCE]]
+  // /apis/GROUP/VERSION/[namespaces/NS/]PLURAL[/NAME[/SUBRESOURCE]], or /api/VERSION/... for core.
   auto parts = split(p, '/');
-  if (parts.size() >= 5 && parts[0].empty() && parts[1] == "apis") {
-    const ResourceType* t = registry_.find(parts[2], parts[3], parts[4]);
-    if (t != nullptr && parts.size() <= 7) {
-      std::string name = parts.size() > 5 ? parts[5] : "";
-      std::string sub = parts.size() > 6 ? parts[6] : "";
-      if ((parts.size() > 5 && name.empty()) || (parts.size() > 6 && (sub != "status" || !t->has_status))) {
+  size_t at = 0;
+  std::string group;
+  std::string version;
+  if (parts.size() >= 4 && parts[0].empty() && parts[1] == "api") {
+    version = parts[2];
+    at = 3;
+  } else if (parts.size() >= 5 && parts[0].empty() && parts[1] == "apis") {
+    group = parts[2];
+    version = parts[3];
+    at = 4;
+  }
+  if (at != 0) {
+    if (parts.size() > at + 2 && parts[at] == "namespaces") {
+      if (const ResourceType* nt = registry_.find(group, version, parts[at + 2]); nt != nullptr && nt->namespaced) {
+        req.ns = parts[at + 1];
+        at += 2;
+      }
+    }
+    const ResourceType* t = registry_.find(group, version, parts[at]);
+    if (t != nullptr && parts.size() <= at + 3) {
+      std::string name = parts.size() > at + 1 ? parts[at + 1] : "";
+      std::string sub = parts.size() > at + 2 ? parts[at + 2] : "";
+      bool bad_ns = t->namespaced && req.ns.empty() && (!name.empty() || req.method != http::verb::get);
+      if ((parts.size() > at + 1 && name.empty()) || (parts.size() > at + 2 && (sub != "status" || !t->has_status)) ||
+          bad_ns || (t->namespaced && !req.ns.empty() && !isDns1123Label(req.ns))) {
         co_return statusResponse(404, "NotFound", "the server could not find the requested resource");
       }
       if (!req.user.isAdmin()) {
+        std::string scope = req.ns.empty() ? "at the cluster scope" : "in the namespace \"" + req.ns + "\"";
         co_return statusResponse(403, "Forbidden",
                                  qualifiedResource(*t) + " is forbidden: User \"" + req.user.name +
                                      "\" cannot access resource \"" + t->plural + "\" in API group \"" + t->group +
-                                     "\" at the cluster scope: only members of system:masters may");
+                                     "\" " + scope + ": only members of system:masters may");
       }
       co_return co_await handleResource(req, *t, name, sub);
     }
@@ -655,6 +724,14 @@ net::awaitable<ApiResponse> ApiService::handle(ApiRequest req) {
 net::awaitable<ApiResponse> ApiService::handleResource(ApiRequest& req, const ResourceType& t,
                                                        const std::string& name, const std::string& sub) {
   bool watching = req.query.count("watch") > 0 && req.query["watch"] != "false" && req.query["watch"] != "0";
+  if (req.content_type.find("protobuf") != std::string::npos || req.content_type.find("cbor") != std::string::npos) {
+    // As kube-apiserver answers for a kind without that encoding; clients then send JSON.
+    co_return statusResponse(415, "UnsupportedMediaType",
+                             "the body of the request was in an unknown format - accepted media types include: "
+                             "application/json, application/yaml, application/apply-patch+yaml, "
+                             "application/merge-patch+json, application/json-patch+json, "
+                             "application/strategic-merge-patch+json");
+  }
   switch (req.method) {
     case http::verb::get:
       if (watching) {
@@ -732,7 +809,7 @@ std::string ApiService::tableFor(const ApiRequest& req, const ResourceType& t, c
 }
 
 ApiResponse ApiService::get(const ApiRequest& req, const ResourceType& t, const std::string& name) {
-  ObjectPtr obj = store_.get(resourceKey(t), name);
+  ObjectPtr obj = store_.get(resourceKey(t, req.ns), name);
   if (!obj) {
     return fromDecision(notFound(t, name));
   }
@@ -765,12 +842,15 @@ ApiResponse ApiService::list(const ApiRequest& req, const ResourceType& t) {
     }
     start_after = token["start"].get<std::string>();
   }
-  auto [all, revision] = store_.list(resourceKey(t));
+  // A namespaced kind listed without a namespace: every namespace, ordered by namespace/name.
+  bool every_ns = t.namespaced && req.ns.empty();
+  auto [all, revision] = every_ns ? store_.listPrefix(resourceKey(t, "")) : store_.list(resourceKey(t, req.ns));
+  auto position = [every_ns](const ObjectPtr& o) { return every_ns ? o->resource + "/" + o->name : o->name; };
   std::vector<ObjectPtr> items;
   size_t remaining = 0;
   std::string next;
   for (const auto& obj : all) {
-    if (!start_after.empty() && obj->name <= start_after) {
+    if (!start_after.empty() && position(obj) <= start_after) {
       continue;
     }
     if (!labels.matches(obj->labels) || !fields.matches(obj->name)) {
@@ -783,7 +863,7 @@ ApiResponse ApiService::list(const ApiRequest& req, const ResourceType& t) {
     items.push_back(obj);
   }
   if (limit > 0 && remaining > 0 && !items.empty()) {
-    next = base64Encode(Json{{"start", items.back()->name}, {"rv", revision}}.dump());
+    next = base64Encode(Json{{"start", position(items.back())}, {"rv", revision}}.dump());
   }
   ApiResponse r;
   if (wantsTable(req)) {
@@ -843,8 +923,10 @@ ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, cons
   }
   // Only the named object, when watching one (kubectl get NAME -w uses a field selector instead).
   ApiRequest copy = req;
-  auto filter = [labels = labels, fields = fields, name, key = resourceKey(t)](const ObjectRecord& o) {
-    return o.resource == key && (name.empty() || o.name == name) && labels.matches(o.labels) && fields.matches(o.name);
+  bool every_ns = t.namespaced && req.ns.empty();
+  auto filter = [labels = labels, fields = fields, name, key = resourceKey(t, req.ns), every_ns](const ObjectRecord& o) {
+    bool ours = every_ns ? o.resource.rfind(key, 0) == 0 : o.resource == key;
+    return ours && (name.empty() || o.name == name) && labels.matches(o.labels) && fields.matches(o.name);
   };
   ApiResponse r;
   if (stopping_) {
@@ -946,14 +1028,14 @@ net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const Reso
                                                Mutation mutation, unsigned created_status) {
   WriteResult result;
   if (isDryRun(req)) {
-    result = store_.dryRun(resourceKey(t), name, mutation);
+    result = store_.dryRun(resourceKey(t, req.ns), name, mutation);
   } else {
     // Optimistic: compute the outcome here, against the version current now, so the work runs
     // in parallel on the request's thread. The writer thread takes it as it is when that version
     // is still current (the record it points to is kept alive, so pointer identity means the same
     // version) and otherwise runs the mutation again itself. A mutation therefore runs at most
     // twice, the second time only against another version than the first.
-    ObjectPtr seen = store_.get(resourceKey(t), name);
+    ObjectPtr seen = store_.get(resourceKey(t, req.ns), name);
     std::shared_ptr<Decision> computed;
     try {
       computed = std::make_shared<Decision>(mutation(seen.get(), 0));
@@ -967,7 +1049,7 @@ net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const Reso
       }
       return mutation(current, next);
     };
-    result = co_await store_.write(resourceKey(t), name, std::move(checked), net::use_awaitable);
+    result = co_await store_.write(resourceKey(t, req.ns), name, std::move(checked), net::use_awaitable);
   }
   const Decision& d = result.decision;
   if (d.kind == Decision::Kind::Fail) {
@@ -1053,7 +1135,7 @@ net::awaitable<ApiResponse> ApiService::patch(const ApiRequest& req, const Resou
       co_return statusResponse(400, "BadRequest", body.error().message);
     }
     Json applied = std::move(body.value());
-    if (auto bad = checkKind(applied, t)) {
+    if (auto bad = checkKind(applied, t, req.ns)) {
       co_return fromDecision(*bad);
     }
     auto fm = req.query.find("fieldManager");
@@ -1187,7 +1269,7 @@ net::awaitable<ApiResponse> ApiService::patch(const ApiRequest& req, const Resou
       meta.erase("resourceVersion");
     }
     Json tmp = patched;
-    if (auto bad = checkKind(tmp, t)) {
+    if (auto bad = checkKind(tmp, t, req.ns)) {
       return *bad;
     }
     return finishUpdate(t, req, name, live, tmp, sub, now, nullptr);

@@ -43,6 +43,12 @@ class ApiService {
   /// writing), 404 when the object is gone, or the last attempt's error status.
   net::awaitable<unsigned> changeStatus(const model::ResourceType& type, std::string name,
                                         std::function<bool(Json& obj)> change);
+  /// The same for an object of a namespaced kind.
+  net::awaitable<unsigned> changeStatusIn(const model::ResourceType& type, std::string ns, std::string name,
+                                          std::function<bool(Json& obj)> change);
+  /// Removes `finalizer` from an object (a controller has finished its cleanup); a deleting
+  /// object whose last finalizer goes is deleted. True when it was removed or is already gone.
+  net::awaitable<bool> removeFinalizer(const model::ResourceType& type, std::string name, std::string finalizer);
   /// Ends every open watch (graceful stop).
   void shutdown();
 
@@ -72,9 +78,10 @@ class ApiService {
   std::atomic<bool> stopping_{false};
 };
 
-/// The store key of a kind ("group/plural").
-std::string resourceKey(const model::ResourceType& t);
-/// The API path of an object of a cluster-scoped kind (with "/status" when status is true).
-std::string objectPath(const model::ResourceType& t, const std::string& name, bool status = false);
+/// The store key of a kind ("group/plural", and "/namespace" for a namespaced kind's objects).
+std::string resourceKey(const model::ResourceType& t, const std::string& ns = "");
+/// The API path of an object (with "/status" when status is true; ns for a namespaced kind).
+std::string objectPath(const model::ResourceType& t, const std::string& name, bool status = false,
+                       const std::string& ns = "");
 
 }  // namespace kflex::hub

@@ -25,6 +25,7 @@ struct User {
 struct ApiRequest {
   http::verb method = http::verb::get;
   std::string path;                           ///< Percent-decoded path without the query.
+  std::string ns;  ///< The namespace the path names (namespaced kinds), set by routing.
   std::map<std::string, std::string> query;   ///< Decoded query parameters (last wins).
   std::string body;
   std::string content_type;

@@ -3,6 +3,7 @@
 
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
+#include "shared/config/yaml_json.hpp"
 #include "shared/model/resource.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -134,6 +135,208 @@ net::awaitable<void> ControlPlaneSecrets::remove(std::string cp) {
   co_await store_.write(kCredentialsResource, cp, std::move(mutation), net::use_awaitable);
 }
 
+std::optional<std::map<std::string, std::string>> ControlPlaneSecrets::get(const std::string& cp,
+                                                                          const std::string& uid) const {
+  auto s = lookup(store_, cp);
+  if (!s) {
+    return std::nullopt;
+  }
+  auto owner = store_.get(kControlPlanes, cp);
+  Json o = owner ? Json::parse(owner->bytes, nullptr, false) : Json();
+  if (!o.is_object() || o["metadata"].value("uid", "") != uid) {
+    return std::nullopt;
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : s->data.items()) {
+    auto plain = box_.open(v.get<std::string>());
+    if (!plain) {
+      return std::nullopt;
+    }
+    out[k] = plain.value();
+  }
+  return out;
+}
+
+std::optional<std::map<std::string, std::string>> ControlPlaneSecrets::bootstrap(const std::string& name) const {
+  auto rec = store_.get(kBootstrapResource, name);
+  Json j = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+  if (!j.is_object()) {
+    return std::nullopt;
+  }
+  std::map<std::string, std::string> out;
+  const Json sealed = j.value("sealed", Json::object());  // (items() of a temporary would dangle)
+  for (const auto& [k, v] : sealed.items()) {
+    auto plain = v.is_string() ? box_.open(v.get<std::string>()) : Result<std::string>(fail("not sealed"));
+    if (!plain) {
+      log::error("cannot open a bootstrap secret", {{"secret", name}, {"error", plain.error().message}});
+      return std::nullopt;
+    }
+    out[k] = plain.value();
+  }
+  return out;
+}
+
+net::awaitable<void> ControlPlaneSecrets::removeBootstrap(std::string name) {
+  Mutation mutation = [](const ObjectRecord* cur, int64_t) {
+    Decision d;
+    d.kind = cur ? Decision::Kind::Delete : Decision::Kind::Unchanged;
+    return d;
+  };
+  co_await store_.write(kBootstrapResource, name, std::move(mutation), net::use_awaitable);
+}
+
+std::optional<Json> ControlPlaneSecrets::bootstrapObject(const ObjectPtr& rec) const {
+  Json j = Json::parse(rec->bytes, nullptr, false);
+  auto data = bootstrap(rec->name);
+  if (!j.is_object() || !data) {
+    return std::nullopt;
+  }
+  Json encoded = Json::object();
+  for (const auto& [k, v] : *data) {
+    encoded[k] = base64Encode(v);
+  }
+  Json obj = {{"apiVersion", "v1"}, {"kind", "Secret"}, {"metadata", j["metadata"]}, {"type", j.value("type", "Opaque")},
+              {"data", encoded}};
+  obj["metadata"]["resourceVersion"] = std::to_string(rec->revision);
+  return obj;
+}
+
+net::awaitable<ApiResponse> ControlPlaneSecrets::handleSystem(const ApiRequest& req,
+                                                              const std::vector<std::string>& parts) {
+  // parts: namespaces, kubeflex-system, secrets[, NAME]
+  std::string name = parts.size() == 4 ? parts[3] : "";
+  auto notFound = [&] {
+    return statusResponse(404, "NotFound", "secrets \"" + name + "\" not found", Json{{"name", name}, {"kind", "secrets"}});
+  };
+  if (req.method == http::verb::get) {
+    if (!name.empty()) {
+      auto rec = store_.get(kBootstrapResource, name);
+      auto obj = rec ? bootstrapObject(rec) : std::nullopt;
+      co_return obj ? json(*obj) : notFound();
+    }
+    auto [all, revision] = store_.list(kBootstrapResource);
+    Json items = Json::array();
+    for (const auto& rec : all) {
+      if (auto obj = bootstrapObject(rec)) {
+        items.push_back(std::move(*obj));
+      }
+    }
+    co_return json({{"kind", "SecretList"}, {"apiVersion", "v1"},
+                    {"metadata", {{"resourceVersion", std::to_string(revision)}}}, {"items", items}});
+  }
+  if (req.method == http::verb::delete_ && !name.empty()) {
+    if (!store_.get(kBootstrapResource, name)) {
+      co_return notFound();
+    }
+    co_await removeBootstrap(name);
+    co_return json({{"kind", "Status"}, {"apiVersion", "v1"}, {"status", "Success"},
+                    {"details", {{"name", name}, {"kind", "secrets"}}}});
+  }
+  if (req.method != http::verb::post || !name.empty()) {
+    co_return statusResponse(405, "MethodNotAllowed",
+                             "secrets in " + std::string(kSystemNamespace) +
+                                 " can be created, read and deleted on the hub (they hold kubeconfigs of clusters to "
+                                 "adopt), not changed");
+  }
+  bool yaml = req.content_type.find("yaml") != std::string::npos;
+  Result<Json> body = yaml ? config::yamlToJson(req.body) : Result<Json>(Json::parse(req.body, nullptr, false));
+  if (!body || !body->is_object()) {
+    co_return statusResponse(400, "BadRequest", "the body must be a Secret as a JSON or YAML object");
+  }
+  Json& obj = body.value();
+  if (obj.value("kind", "Secret") != "Secret" || obj.value("apiVersion", "v1") != "v1") {
+    co_return statusResponse(400, "BadRequest", "the body must be a v1 Secret");
+  }
+  Json meta = obj.value("metadata", Json::object());
+  name = meta.is_object() ? meta.value("name", "") : "";
+  std::vector<std::string> problems;
+  if (!isDns1123Subdomain(name)) {
+    problems.push_back("metadata.name: Invalid value: " + Json(name).dump() + ": must be a DNS-1123 subdomain");
+  }
+  if (meta.is_object() && !meta.value("namespace", std::string(kSystemNamespace)).empty() &&
+      meta.value("namespace", std::string(kSystemNamespace)) != kSystemNamespace) {
+    co_return statusResponse(400, "BadRequest", "the namespace of the provided object does not match the namespace "
+                                                "sent on the request");
+  }
+  std::map<std::string, std::string> data;
+  const Json given = obj.value("data", Json::object());
+  const Json given_strings = obj.value("stringData", Json::object());
+  if (!given.is_object() || !given_strings.is_object()) {
+    co_return statusResponse(400, "BadRequest", "data and stringData must be objects");
+  }
+  for (const auto& [k, v] : given.items()) {
+    auto decoded = v.is_string() ? base64Decode(v.get<std::string>()) : Result<std::string>(fail("not a string"));
+    if (!decoded) {
+      problems.push_back("data[" + k + "]: Invalid value: must be base64");
+    } else {
+      data[k] = decoded.value();
+    }
+  }
+  for (const auto& [k, v] : given_strings.items()) {
+    if (!v.is_string()) {
+      problems.push_back("stringData[" + k + "]: Invalid value: must be a string");
+    } else {
+      data[k] = v.get<std::string>();
+    }
+  }
+  size_t total = 0;
+  for (const auto& [k, v] : data) {
+    total += k.size() + v.size();
+    if (k.empty() || k.size() > 253 || k.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != std::string::npos) {
+      problems.push_back("data[" + k + "]: Invalid value: a valid config key must consist of alphanumeric characters, '-', '_' or '.'");
+    }
+  }
+  if (total > 1024 * 1024) {
+    problems.push_back("data: Too long: must have at most 1048576 bytes");
+  }
+  if (!problems.empty()) {
+    std::string joined;
+    for (const auto& p : problems) {
+      joined += (joined.empty() ? "" : ", ") + p;
+    }
+    co_return statusResponse(422, "Invalid", "Secret \"" + name + "\" is invalid: " + joined);
+  }
+  Json sealed = Json::object();
+  for (const auto& [k, v] : data) {
+    auto box = box_.seal(v);
+    if (!box) {
+      co_return statusResponse(500, "InternalError", "cannot seal the secret: " + box.error().message);
+    }
+    sealed[k] = box.value();
+  }
+  Json stored = {{"apiVersion", "kflex.internal/v1"},
+                 {"kind", "BootstrapSecret"},
+                 {"metadata", {{"name", name}, {"namespace", kSystemNamespace}, {"uid", newUuid()},
+                               {"creationTimestamp", formatTime(clock_.now())}}},
+                 {"type", obj.value("type", "Opaque")},
+                 {"sealed", sealed}};
+  if (meta.is_object() && meta.contains("labels")) {
+    stored["metadata"]["labels"] = meta["labels"];
+  }
+  Mutation mutation = [stored, name](const ObjectRecord* cur, int64_t) {
+    Decision d;
+    if (cur != nullptr) {
+      d.kind = Decision::Kind::Fail;
+      d.status = 409;
+      d.reason = "AlreadyExists";
+      d.message = "secrets \"" + name + "\" already exists";
+      return d;
+    }
+    d.kind = Decision::Kind::Put;
+    d.object = stored;
+    return d;
+  };
+  auto result = co_await store_.write(kBootstrapResource, name, std::move(mutation), net::use_awaitable);
+  if (result.decision.kind == Decision::Kind::Fail) {
+    co_return statusResponse(unsigned(result.decision.status), result.decision.reason, result.decision.message,
+                             Json{{"name", name}, {"kind", "secrets"}});
+  }
+  auto created = bootstrapObject(result.object);
+  ApiResponse r = json(created.value_or(Json::object()));
+  r.status = 201;
+  co_return r;
+}
+
 net::awaitable<ApiResponse> ControlPlaneSecrets::handle(ApiRequest req) {
   if (!req.user.authenticated()) {
     co_return statusResponse(401, "Unauthorized",
@@ -154,14 +357,17 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handle(ApiRequest req) {
                              "secrets of core v1)");
   }
   std::string resource = secrets_all || parts.size() >= 3 ? "secrets" : "namespaces";
-  if (req.method != http::verb::get) {
-    co_return statusResponse(405, "MethodNotAllowed",
-                             resource + " are read-only on the hub: they hold what the control planes' agents report");
-  }
   if (!req.user.isAdmin()) {
     co_return statusResponse(403, "Forbidden",
                              resource + " is forbidden: User \"" + req.user.name + "\" cannot get resource \"" +
                                  resource + "\" in API group \"\": only members of system:masters may");
+  }
+  if (parts.size() >= 3 && parts[1] == kSystemNamespace) {
+    co_return co_await handleSystem(req, parts);
+  }
+  if (req.method != http::verb::get) {
+    co_return statusResponse(405, "MethodNotAllowed",
+                             resource + " are read-only on the hub: they hold what the control planes' agents report");
   }
   auto now = clock_.now();
   auto [cps, revision] = store_.list(kControlPlanes);
@@ -214,7 +420,16 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handle(ApiRequest req) {
                 {"data", data}};
   };
 
+  const Json system_ns = {{"apiVersion", "v1"},
+                          {"kind", "Namespace"},
+                          {"metadata", {{"name", kSystemNamespace},
+                                        {"labels", {{"kubernetes.io/metadata.name", kSystemNamespace}}}}},
+                          {"spec", {{"finalizers", Json::array({"kubernetes"})}}},
+                          {"status", {{"phase", "Active"}}}};
   if (resource == "namespaces") {
+    if (parts.size() == 2 && parts[1] == kSystemNamespace) {
+      co_return json(system_ns);
+    }
     if (parts.size() == 2) {
       std::string cp = owner(parts[1]);
       if (cp.empty()) {
@@ -222,7 +437,7 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handle(ApiRequest req) {
       }
       co_return json(namespaceObject(store_.get(kControlPlanes, cp)));
     }
-    std::vector<Json> items;
+    std::vector<Json> items = {system_ns};
     for (const auto& rec : cps) {
       items.push_back(namespaceObject(rec));
     }
@@ -267,6 +482,13 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handle(ApiRequest req) {
                                "the stored kubeconfig of " + cp + " cannot be decrypted with this hub's key");
     }
     items.push_back(std::move(*obj));
+  }
+  if (secrets_all) {
+    for (const auto& rec : store_.list(kBootstrapResource).first) {
+      if (auto obj = bootstrapObject(rec)) {
+        items.push_back(std::move(*obj));
+      }
+    }
   }
   if (parts.size() == 4) {
     if (items.empty()) {

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <map>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "hub/api/api_types.hpp"
@@ -13,6 +15,10 @@ namespace kflex::hub {
 
 /// Where the sealed kubeconfigs live in the store (not an API resource: never served as stored).
 inline constexpr const char* kCredentialsResource = "kflex.internal/controlplanecredentials";
+/// Where bootstrap secrets (`kflex adopt`'s kubeconfig of a cluster to adopt) live, sealed.
+inline constexpr const char* kBootstrapResource = "kflex.internal/bootstrapsecrets";
+/// The namespace bootstrap secrets are written to, as upstream KubeFlex's system namespace.
+inline constexpr const char* kSystemNamespace = "kubeflex-system";
 
 /**
  * The control planes' kubeconfigs, as KubeFlex exposes them on its hosting cluster: namespace
@@ -34,10 +40,21 @@ class ControlPlaneSecrets {
                                    std::map<std::string, std::string> data);
   /// Forgets control plane `cp`'s secret.
   net::awaitable<void> remove(std::string cp);
-  /// Serves GET /api/v1/namespaces[/NS[/secrets[/NAME]]] and /api/v1/secrets.
+  /// The kubeconfig data of control plane `cp` (decrypted), if stored for the control plane of
+  /// that uid.
+  std::optional<std::map<std::string, std::string>> get(const std::string& cp, const std::string& uid) const;
+  /// A bootstrap secret in kubeflex-system (decrypted data), if present.
+  std::optional<std::map<std::string, std::string>> bootstrap(const std::string& name) const;
+  /// Deletes a bootstrap secret (used once, then gone).
+  net::awaitable<void> removeBootstrap(std::string name);
+  /// Serves GET /api/v1/namespaces[/NS[/secrets[/NAME]]] and /api/v1/secrets, and create, get and
+  /// delete of secrets in kubeflex-system (bootstrap kubeconfigs for adoption).
   net::awaitable<ApiResponse> handle(ApiRequest req);
 
  private:
+  /// Secrets of kubeflex-system: create, get, list, delete.
+  net::awaitable<ApiResponse> handleSystem(const ApiRequest& req, const std::vector<std::string>& parts);
+  std::optional<Json> bootstrapObject(const ObjectPtr& rec) const;
   ObjectStore& store_;
   tls::SecretBox box_;
   const Clock& clock_;

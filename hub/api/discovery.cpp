@@ -90,7 +90,8 @@ Json operation(const model::ResourceType& t, const std::string& action, const st
 }
 
 Json pathsFor(const model::ResourceType& t, const std::string& ref_prefix, bool v3) {
-  std::string base = "/apis/" + t.group + "/" + t.version + "/" + t.plural;
+  std::string base = (t.group.empty() ? "/api/" + t.version : "/apis/" + t.group + "/" + t.version) +
+                     (t.namespaced ? "/namespaces/{namespace}/" : "/") + t.plural;
   std::string ref = ref_prefix + definitionName(t);
   Json name_param = {{"name", "name"}, {"in", "path"}, {"required", true}, {"description", "name of the " + t.kind}};
   if (v3) {
@@ -139,19 +140,20 @@ Json aggregatedResource(const model::ResourceType& t) {
 }  // namespace
 
 std::string definitionName(const model::ResourceType& t) {
-  return reverseGroup(t.group) + "." + t.version + "." + t.kind;
+  return (t.group.empty() ? std::string("io.k8s.api.core") : reverseGroup(t.group)) + "." + t.version + "." + t.kind;
 }
 
 DiscoveryDocs buildDiscovery(const model::Registry& registry, const std::string& server_version) {
   DiscoveryDocs d;
   d.api = Json{{"kind", "APIVersions"}, {"versions", Json::array({"v1"})},
                {"serverAddressByClientCIDRs", Json::array()}}.dump();
-  // Core v1: the control planes' namespaces and kubeconfig secrets, read-only (ControlPlaneSecrets).
+  // Core v1: the control planes' namespaces and kubeconfig secrets, read-only, and bootstrap
+  // secrets in kubeflex-system (ControlPlaneSecrets).
   Json core = Json::array(
       {{{"name", "namespaces"}, {"singularName", "namespace"}, {"namespaced", false}, {"kind", "Namespace"},
         {"verbs", Json::array({"get", "list"})}, {"shortNames", Json::array({"ns"})}},
        {{"name", "secrets"}, {"singularName", "secret"}, {"namespaced", true}, {"kind", "Secret"},
-        {"verbs", Json::array({"get", "list"})}}});
+        {"verbs", Json::array({"create", "delete", "get", "list"})}}});
   Json core_agg = Json::array();
   for (const auto& r : core) {
     Json a = {{"resource", r["name"]}, {"responseKind", {{"group", ""}, {"version", "v1"}, {"kind", r["kind"]}}},
@@ -216,6 +218,22 @@ DiscoveryDocs buildDiscovery(const model::Registry& registry, const std::string&
       v3["components"]["schemas"][definitionName(*t)] = publishedSchema(*t, "#/components/schemas/");
       v3["components"]["schemas"][definitionName(*t) + "List"] = listSchema(*t, "#/components/schemas/");
       v3["paths"].update(pathsFor(*t, "#/components/schemas/", true));
+    }
+    if (group.empty()) {
+      // The core group is served under /api/VERSION, not listed among the /apis groups.
+      d.groups["/api/" + version] = Json{{"kind", "APIResourceList"}, {"groupVersion", version},
+                                         {"resources", resources}}.dump();
+      d.aggregated_api = Json{{"kind", "APIGroupDiscoveryList"}, {"apiVersion", "apidiscovery.k8s.io/v2"},
+                              {"metadata", Json::object()},
+                              {"items", Json::array({{{"metadata", {{"creationTimestamp", nullptr}}},
+                                                      {"versions", Json::array({{{"version", version},
+                                                                                 {"resources", agg_resources},
+                                                                                 {"freshness", "Current"}}})}}})}}
+                             .dump();
+      std::string doc = v3.dump();
+      d.openapi_v3["api/" + version] = doc;
+      v3_root["paths"]["api/" + version] = {{"serverRelativeURL", "/openapi/v3/api/" + version + "?hash=" + hashOf(doc)}};
+      continue;
     }
     std::string gv = group + "/" + version;
     Json gv_entry = {{"groupVersion", gv}, {"version", version}};

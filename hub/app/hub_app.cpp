@@ -11,6 +11,7 @@
 #include "hub/agents/placement.hpp"
 #include "hub/api/api_service.hpp"
 #include "hub/api/control_plane_secrets.hpp"
+#include "hub/clusters/cluster_controller.hpp"
 #include "shared/tls/secret_box.hpp"
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
@@ -391,8 +392,21 @@ int runHub(const HubConfig& cfg) {
                              [&gateway](std::unique_ptr<HttpStream>& s, http::request<http::string_body> r, tls::PeerIdentity id,
                                         std::string peer) { return gateway.serve(s, std::move(r), std::move(id), std::move(peer)); });
   PlacementController placement(ioc, api, *store.value(), registry, clock);
+  ClusterOptions cluster_options;
+  if (!cfg.hosting_kubeconfig.empty()) {
+    auto kc = config::Kubeconfig::load(cfg.hosting_kubeconfig);
+    auto access = kc ? kc->access(cfg.hosting_context) : Result<config::ClusterAccess>(kc.error());
+    if (!access) {
+      log::error("cannot start: the hosting cluster's kubeconfig",
+                 {{"file", cfg.hosting_kubeconfig.string()}, {"error", access.error().message}});
+      return kExitRuntime;
+    }
+    cluster_options.hosting = access.value();
+  }
+  ClusterController clusters(ioc, api, *store.value(), registry, secrets, clock, cluster_options);
   gateway.start();
   placement.start();
+  clusters.start();
   server.value()->start();
   log::info("kflex-hub serving", {{"version", kVersion}, {"url", url},
                                   {"kubeconfig", (cfg.data_dir / "admin.kubeconfig").string()},
@@ -427,6 +441,7 @@ int runHub(const HubConfig& cfg) {
     api.shutdown();
     gateway.stop();
     placement.stop();
+    clusters.stop();
     server.value()->stop();
     poll();
   });

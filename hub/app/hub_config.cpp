@@ -116,6 +116,10 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         } else {
           cfg.tls_sans = v.as<std::vector<std::string>>();
         }
+      } else if (key == "hosting_kubeconfig") {
+        cfg.hosting_kubeconfig = v.as<std::string>();
+      } else if (key == "hosting_context") {
+        cfg.hosting_context = v.as<std::string>();
       } else if (key == "hub_urls") {
         if (!v.IsSequence()) {
           problems.push_back(where(v, key) + ": must be a list of https:// URLs");

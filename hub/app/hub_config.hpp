@@ -46,6 +46,12 @@ struct HubConfig {
   /// YAML `agent_expired_grace` (a duration: 168h). Default 7 days.
   std::chrono::seconds agent_expired_grace{7 * 24 * 3600};
 
+  /// Kubeconfig of the cluster the hub runs on, for control planes of type host. YAML
+  /// `hosting_kubeconfig`. Default none (type host then reports that it is not configured).
+  std::filesystem::path hosting_kubeconfig;
+  /// Context of hosting_kubeconfig to use; empty = its current context. YAML `hosting_context`.
+  std::string hosting_context;
+
   /// The host part of listen.
   std::string host() const;
   /// The port part of listen.

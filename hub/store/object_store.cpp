@@ -463,6 +463,24 @@ std::pair<std::vector<ObjectPtr>, int64_t> ObjectStore::list(const std::string& 
   return {std::move(out), revision_};
 }
 
+std::pair<std::vector<ObjectPtr>, int64_t> ObjectStore::listPrefix(const std::string& prefix) const {
+  std::shared_lock lock(mutex_);
+  std::vector<std::pair<std::string, const std::map<std::string, ObjectPtr>*>> buckets;
+  for (const auto& [key, objects] : objects_) {
+    if (key.rfind(prefix, 0) == 0) {
+      buckets.emplace_back(key, &objects);
+    }
+  }
+  std::sort(buckets.begin(), buckets.end());
+  std::vector<ObjectPtr> out;
+  for (const auto& [_, objects] : buckets) {
+    for (const auto& [__, obj] : *objects) {
+      out.push_back(obj);
+    }
+  }
+  return {std::move(out), revision_};
+}
+
 int64_t ObjectStore::revision() const {
   std::shared_lock lock(mutex_);
   return revision_;

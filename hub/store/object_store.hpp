@@ -129,6 +129,9 @@ class ObjectStore {
   ObjectPtr get(const std::string& resource, const std::string& name) const;
   /// All objects of a resource sorted by name, and the revision they reflect.
   std::pair<std::vector<ObjectPtr>, int64_t> list(const std::string& resource) const;
+  /// All objects of every resource key starting with `prefix` (a namespaced kind's namespaces),
+  /// sorted by key then name.
+  std::pair<std::vector<ObjectPtr>, int64_t> listPrefix(const std::string& prefix) const;
   /// The current store revision.
   int64_t revision() const;
   /// Number of stored objects (all resources).

@@ -123,20 +123,27 @@ Result<void> Kubeconfig::mergeContext(const Kubeconfig& other, const std::string
   if (!cluster_entry) {
     return cluster_entry.error();
   }
-  Json ce = {{"server", cluster_entry->server}};
-  if (!cluster_entry->ca_pem.empty()) {
-    ce["certificate-authority-data"] = base64Encode(cluster_entry->ca_pem);
+  setAccess(as_context, cluster_entry.value());
+  return {};
+}
+
+void Kubeconfig::setAccess(const std::string& context, const ClusterAccess& a) {
+  Json ce = {{"server", a.server}};
+  if (!a.ca_pem.empty()) {
+    ce["certificate-authority-data"] = base64Encode(a.ca_pem);
+  }
+  if (a.insecure_skip_verify) {
+    ce["insecure-skip-tls-verify"] = true;
   }
   Json ue = Json::object();
-  if (!cluster_entry->client_cert_pem.empty()) {
-    ue["client-certificate-data"] = base64Encode(cluster_entry->client_cert_pem);
-    ue["client-key-data"] = base64Encode(cluster_entry->client_key_pem);
+  if (!a.client_cert_pem.empty()) {
+    ue["client-certificate-data"] = base64Encode(a.client_cert_pem);
+    ue["client-key-data"] = base64Encode(a.client_key_pem);
   }
-  if (!cluster_entry->token.empty()) {
-    ue["token"] = cluster_entry->token;
+  if (!a.token.empty()) {
+    ue["token"] = a.token;
   }
-  setContext(as_context, as_context + "-cluster", as_context + "-admin", ce, ue);
-  return {};
+  setContext(context, context + "-cluster", context + "-admin", ce, ue);
 }
 
 bool Kubeconfig::hasContext(const std::string& name) const { return findNamed(doc_["contexts"], name) != nullptr; }

@@ -41,6 +41,9 @@ class Kubeconfig {
                   const nlohmann::json& cluster_entry, const nlohmann::json& user_entry);
   /// Copies context `from_context` of other (with its cluster and user) in as `as_context`.
   Result<void> mergeContext(const Kubeconfig& other, const std::string& from_context, const std::string& as_context);
+  /// Adds or replaces context `context` (cluster CONTEXT-cluster, user CONTEXT-admin) with the
+  /// endpoint and credentials inline.
+  void setAccess(const std::string& context, const ClusterAccess& access);
   bool hasContext(const std::string& name) const;
   std::string currentContext() const;
   void setCurrentContext(const std::string& name);

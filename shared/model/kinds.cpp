@@ -409,10 +409,12 @@ Registry kflexRegistry() {
   cp.columns = tenancyColumns();
   cp.validate = validateControlPlane;
   cp.validate_update = validateControlPlaneUpdate;
-  // A control plane an agent runs stays until the agent has stopped it and removed its data.
+  // A control plane an agent runs stays until the agent has stopped it and removed its data; a
+  // host one until the hub has removed its account from the hosting cluster.
   cp.on_create = [](Json& obj) {
-    if (!runsOnAgent(obj.value("spec", Json::object()).value("type", ""))) {
-      return;
+    std::string type = obj.value("spec", Json::object()).value("type", "");
+    if (!runsOnAgent(type) && type != "host") {
+      return;  // (host: the hub removes what it made in its hosting cluster first)
     }
     Json& f = obj["metadata"]["finalizers"];
     if (!f.is_array()) {

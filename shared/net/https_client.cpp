@@ -165,74 +165,72 @@ Result<HttpResult> HttpsClient::request(http::verb method, const std::string& ta
   return result;
 }
 
+net::awaitable<Result<HttpResult>> HttpsClient::asyncStream(std::string target,
+                                                             std::function<bool(std::string_view)> on_line,
+                                                             std::chrono::milliseconds timeout, bool* timed_out) {
+  *timed_out = false;
+  auto ex = co_await net::this_coro::executor;
+  Stream stream(ex, *ctx_);
+  auto& tcp = beast::get_lowest_layer(stream);
+  tcp.expires_after(timeout);
+  if (std::string error = co_await openTls(stream, host_, port_, access_.server); !error.empty()) {
+    co_return fail(error);
+  }
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  setCommonHeaders(req, host_, access_.token);
+  auto [wec, wn] = co_await http::async_write(stream, req, net::as_tuple(net::use_awaitable));
+  if (wec) {
+    co_return fail(describe(wec, access_.server));
+  }
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(boost::none);
+  auto [hdec, hn] = co_await http::async_read_header(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+  if (hdec) {
+    co_return fail(describe(hdec, access_.server));
+  }
+  HttpResult out;
+  out.status = parser.get().result_int();
+  out.content_type = std::string(parser.get()[http::field::content_type]);
+  std::string pending;
+  char chunk[16384];
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof chunk;
+    auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+    if (ec == http::error::need_buffer) {
+      ec = {};
+    }
+    if (ec) {
+      if (ec == beast::error::timeout) {
+        *timed_out = true;
+        co_return out;
+      }
+      co_return fail(describe(ec, access_.server));
+    }
+    pending.append(chunk, sizeof chunk - parser.get().body().size);
+    if (out.status != 200) {
+      continue;
+    }
+    size_t nl;
+    while ((nl = pending.find('\n')) != std::string::npos) {
+      std::string line = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      if (!on_line(line)) {
+        co_return out;
+      }
+    }
+  }
+  out.body = pending;
+  co_return out;
+}
+
 Result<HttpResult> HttpsClient::stream(const std::string& target, const std::function<bool(std::string_view)>& on_line,
                                        std::chrono::milliseconds timeout, bool& timed_out) {
-  timed_out = false;
   net::io_context ioc;
   Result<HttpResult> result = fail("no answer");
   net::co_spawn(
-      ioc,
-      [&]() -> net::awaitable<void> {
-        auto ex = co_await net::this_coro::executor;
-        Stream stream(ex, *ctx_);
-        auto& tcp = beast::get_lowest_layer(stream);
-        tcp.expires_after(timeout);
-        if (std::string error = co_await openTls(stream, host_, port_, access_.server); !error.empty()) {
-          result = fail(error);
-          co_return;
-        }
-        http::request<http::empty_body> req{http::verb::get, target, 11};
-        setCommonHeaders(req, host_, access_.token);
-        auto [wec, wn] = co_await http::async_write(stream, req, net::as_tuple(net::use_awaitable));
-        if (wec) {
-          result = fail(describe(wec, access_.server));
-          co_return;
-        }
-        beast::flat_buffer buffer;
-        http::response_parser<http::buffer_body> parser;
-        parser.body_limit(boost::none);
-        auto [hdec, hn] = co_await http::async_read_header(stream, buffer, parser, net::as_tuple(net::use_awaitable));
-        if (hdec) {
-          result = fail(describe(hdec, access_.server));
-          co_return;
-        }
-        HttpResult out;
-        out.status = parser.get().result_int();
-        std::string pending;
-        char chunk[16384];
-        while (!parser.is_done()) {
-          parser.get().body().data = chunk;
-          parser.get().body().size = sizeof chunk;
-          auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, net::as_tuple(net::use_awaitable));
-          if (ec == http::error::need_buffer) {
-            ec = {};
-          }
-          if (ec) {
-            if (ec == beast::error::timeout) {
-              timed_out = true;
-              result = out;
-            } else {
-              result = fail(describe(ec, access_.server));
-            }
-            co_return;
-          }
-          pending.append(chunk, sizeof chunk - parser.get().body().size);
-          if (out.status != 200) {
-            continue;
-          }
-          size_t nl;
-          while ((nl = pending.find('\n')) != std::string::npos) {
-            std::string line = pending.substr(0, nl);
-            pending.erase(0, nl + 1);
-            if (!on_line(line)) {
-              result = out;
-              co_return;
-            }
-          }
-        }
-        out.body = pending;
-        result = out;
-      },
+      ioc, [&]() -> net::awaitable<void> { result = co_await asyncStream(target, on_line, timeout, &timed_out); },
       net::detached);
   ioc.run();
   return result;

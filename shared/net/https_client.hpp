@@ -50,6 +50,9 @@ class HttpsClient {
   /// returns false, the server ends the stream, or the deadline passes (then ok with timed_out).
   Result<HttpResult> stream(const std::string& target, const std::function<bool(std::string_view)>& on_line,
                             std::chrono::milliseconds timeout, bool& timed_out);
+  /// The same, on the caller's executor.
+  net::awaitable<Result<HttpResult>> asyncStream(std::string target, std::function<bool(std::string_view)> on_line,
+                                                 std::chrono::milliseconds timeout, bool* timed_out);
   /// The server URL.
   const std::string& server() const { return access_.server; }
 

@@ -130,7 +130,7 @@ class Agents : public ::testing::Test {
     }
     auto a1 = startAgent("edge-1", newToken());
     bool ok = waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready") &&
-              kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code == 0 &&
+              kflex({"create", "--no-wait", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code == 0 &&
               waitFor([&] { return storedNames(dir_.path() / "edge-1").count("cp-a") == 1; }, std::chrono::seconds(10),
                       "cp-a stored");
     if (!ok) {
@@ -525,7 +525,7 @@ TEST_F(Agents, KilledBetweenStoringAndAcknowledging) {
   auto desiredNames = [&] { return storedNames(data); };
   a1->signal(SIGTERM);
   ASSERT_EQ(a1->wait(std::chrono::seconds(10)), 0);
-  ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return kubectl(hub_->kubeconfig(), {"get", "cp", "cp-b", "-o", "jsonpath={.status.agent}"}).out == "edge-1"; },
                       std::chrono::seconds(10), "cp-b placed"));
 
@@ -624,9 +624,9 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   ASSERT_TRUE(waitFor([&] { return ready("edge-eu") == "True/AgentReady" && ready("edge-us") == "True/AgentReady"; },
                       std::chrono::seconds(20), "agents Ready"))
       << eu->log() << us->log();
-  ASSERT_EQ(kflex({"create", "cp-us", "-t", "k3s", "--agent", "edge-us"}).exit_code, 0);
-  ASSERT_EQ(kflex({"create", "cp-eu", "-t", "k3s", "--agent-selector", "zone=eu"}).exit_code, 0);
-  ASSERT_EQ(kflex({"create", "cp-mars", "-t", "k3s", "--agent-selector", "zone=mars"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-us", "-t", "k3s", "--agent", "edge-us"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-eu", "-t", "k3s", "--agent-selector", "zone=eu"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-mars", "-t", "k3s", "--agent-selector", "zone=mars"}).exit_code, 0);
   auto field = [&](const std::string& cp, const std::string& path) {
     return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={" + path + "}"}).out;
   };
@@ -649,7 +649,7 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   // (one created, one deleted); when it is back, it has both changes and reports again.
   eu->signal(SIGSTOP);
   EXPECT_TRUE(waitFor([&] { return readyReason("cp-eu") == "AgentUnreachable"; }, std::chrono::seconds(15), "Unknown"));
-  ASSERT_EQ(kflex({"create", "cp-eu2", "-t", "k3s", "--agent", "edge-eu"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-eu2", "-t", "k3s", "--agent", "edge-eu"}).exit_code, 0);
   // (The deletion waits for the agent to confirm: it is stopped, so do not wait here.)
   ASSERT_EQ(kflex({"delete", "cp-eu", "--no-wait"}).exit_code, 0);
   eu->signal(SIGCONT);
@@ -819,14 +819,14 @@ TEST_F(Agents, NetworkPartitionInANamespace) {
   auto readyReason = [&](const std::string& cp) {
     return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].reason}"}).out;
   };
-  ASSERT_EQ(kflex({"create", "cp-1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return readyReason("cp-1") == "Unavailable"; }, std::chrono::seconds(15), "cp-1 reported"));
 
   // Cut: the lease runs out, the control plane goes Unknown; desired state changes meanwhile.
   ASSERT_EQ(run({"ip", "link", "set", host_if, "down"}).exit_code, 0);
   EXPECT_TRUE(waitFor([&] { return ready("edge-1") == "False/LeaseExpired"; }, std::chrono::seconds(15), "lease expired"));
   EXPECT_TRUE(waitFor([&] { return readyReason("cp-1") == "AgentUnreachable"; }, std::chrono::seconds(10), "Unknown"));
-  ASSERT_EQ(kflex({"create", "cp-2", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-2", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_EQ(kflex({"delete", "cp-1", "--no-wait"}).exit_code, 0);
 
   // Heal: the agent is back, cp-2 is placed and reported, cp-1 is gone from the agent too.
@@ -859,8 +859,8 @@ TEST_F(Agents, HubRestoredFromAnOlderBackup) {
   hub_->stop();
   fs::copy(dir_.path() / "hub", dir_.path() / "backup", fs::copy_options::recursive);
   startHub("127.0.0.1:" + port);
-  ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
-  ASSERT_EQ(kflex({"create", "cp-c", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-c", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return desiredNames() == std::set<std::string>{"cp-a", "cp-b", "cp-c"}; },
                       std::chrono::seconds(15), "three stored"))
       << a1->log();

@@ -27,15 +27,15 @@ class Cli : public ::testing::Test {
 };
 
 TEST_F(Cli, CreateListGetDelete) {
-  auto r = kflex({"create", "cp1", "-t", "k3s"});
+  auto r = kflex({"create", "--no-wait", "cp1", "-t", "k3s"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = kflex({"create", "cp1", "-t", "k3s"});
+  r = kflex({"create", "--no-wait", "cp1", "-t", "k3s"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
-  r = kflex({"create", "cp2", "-t", "nope"});
+  r = kflex({"create", "--no-wait", "cp2", "-t", "nope"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown type"), std::string::npos);
-  r = kflex({"create", "cp3", "-p", "hook1", "-e", "a=b", "-e", "c=d"});
+  r = kflex({"create", "--no-wait", "cp3", "-p", "hook1", "-e", "a=b", "-e", "c=d"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = kflex({"get", "cp3", "-o", "json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -132,7 +132,7 @@ TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) 
   startAgent();
   ASSERT_TRUE(waitFor([&] { return kubectl(hub_->kubeconfig(), {"get", "agent", "edge-1"}).exit_code == 0; }, 20s,
                       "edge-1 enrolled"));
-  ASSERT_EQ(kflex({"create", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return ready("cp1") == "True/Available"; }, 30s, "cp1 Ready"))
       << ready("cp1") << "\n" << field("cp1", ".status") << "\n" << agent_->log() << hub_->log();
   EXPECT_EQ(field("cp1", ".status.conditions[?(@.type=='Synced')].status"), "True");
@@ -236,7 +236,7 @@ TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) 
 
   // An agent that is away holds a deletion until it is back, or until `kflex delete --force`;
   // the agent removes what is left when it returns.
-  ASSERT_EQ(kflex({"create", "cp2", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp2", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return ready("cp2") == "True/Available"; }, 30s, "cp2 Ready")) << agent_->log();
   pid_t pid2 = k3sPid("cp2");
   agent_->signal(SIGTERM);
@@ -260,8 +260,8 @@ TEST_F(ControlPlanes, TwoK3sSideBySideEachInItsOwnNetworkNamespace) {
     GTEST_SKIP() << "network namespaces need root (CAP_SYS_ADMIN)";
   }
   startAgent();
-  ASSERT_EQ(kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
-  ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "-b", "dedicated", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-b", "-t", "k3s", "-b", "dedicated", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return ready("cp-a") == "True/Available" && ready("cp-b") == "True/Available"; }, 40s,
                       "both Ready"))
       << ready("cp-a") << " " << ready("cp-b") << "\n" << agent_->log();
@@ -286,9 +286,9 @@ TEST_F(ControlPlanes, SharedNetworkPortCollisionAndMissingProgramAreConditions) 
   ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "isolate_control_planes: false\n", 0644));
   std::vector<std::string> argv = {"--config", (dir_.path() / "agent.yaml").string()};
   startAgent(argv);
-  ASSERT_EQ(kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-a", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return ready("cp-a") == "True/Available"; }, 30s, "cp-a Ready")) << agent_->log();
-  ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return field("cp-b", ".status.components[0].lastExit") == "exit code 1"; }, 30s,
                       "cp-b's k3s exits"))
       << field("cp-b", ".status") << agent_->log();
@@ -306,7 +306,7 @@ TEST_F(ControlPlanes, SharedNetworkPortCollisionAndMissingProgramAreConditions) 
   agent_->signal(SIGTERM);
   ASSERT_EQ(agent_->wait(10s), 0);
   startAgent(argv, "edge-1-again.log");
-  ASSERT_EQ(kflex({"create", "cp-c", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-c", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   EXPECT_TRUE(waitFor([&] { return field("cp-c", ".status.conditions[?(@.type=='Synced')].reason") == "ReconcileError"; },
                       20s, "cp-c reported"))
       << agent_->log();
@@ -323,7 +323,7 @@ TEST_F(ControlPlanes, K8sOnTheSharedPostgresBecomesReadyAndDropsItsDatabase) {
   }
   store::PostgresTarget admin{pg.dsn(), pg.password()};
   startAgent({"--postgres-dsn", pg.dsn(), "--postgres-password-file", pg.passwordFile().string()});
-  ASSERT_EQ(kflex({"create", "cp-k8s", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-k8s", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return ready("cp-k8s") == "True/Available"; }, 60s, "cp-k8s Ready"))
       << field("cp-k8s", ".status") << "\n" << agent_->log() << "\nkine: "
       << slurp(cpDir("cp-k8s") / "logs" / "kine.log");
@@ -383,8 +383,8 @@ TEST_F(ControlPlanes, TwoK8sSideBySideOnOneSharedPostgres) {
     GTEST_SKIP() << pg.problem();
   }
   startAgent({"--postgres-dsn", pg.dsn(), "--postgres-password-file", pg.passwordFile().string()});
-  ASSERT_EQ(kflex({"create", "k8s-a", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
-  ASSERT_EQ(kflex({"create", "k8s-b", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "k8s-a", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "k8s-b", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return ready("k8s-a") == "True/Available" && ready("k8s-b") == "True/Available"; }, 60s,
                       "both Ready"))
       << field("k8s-a", ".status") << "\n" << field("k8s-b", ".status") << "\n" << agent_->log();
@@ -402,7 +402,7 @@ TEST_F(ControlPlanes, TwoK8sSideBySideOnOneSharedPostgres) {
 
 TEST_F(ControlPlanes, K8sWithoutASharedPostgresSaysWhatToConfigure) {
   startAgent();
-  ASSERT_EQ(kflex({"create", "cp-k8s", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-k8s", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
   EXPECT_TRUE(waitFor([&] { return field("cp-k8s", ".status.conditions[?(@.type=='Synced')].reason") == "DatabaseUnavailable"; },
                       20s, "reported"))
       << field("cp-k8s", ".status") << agent_->log();

@@ -10,6 +10,10 @@
 #include <cstring>
 #include <iostream>
 
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 
 namespace kflex::standin {
@@ -119,12 +123,164 @@ Result<void> holdPort(const std::string& address, uint16_t port, std::vector<int
   return {};
 }
 
+Result<TokenIssuer> TokenIssuer::open(const std::filesystem::path& key_file) {
+  TokenIssuer t;
+  if (auto existing = readFile(key_file)) {
+    t.key_ = existing.value();
+    return t;
+  }
+  unsigned char buf[32];
+  RAND_bytes(buf, sizeof buf);
+  t.key_.assign(reinterpret_cast<char*>(buf), sizeof buf);
+  if (auto w = writeFileAtomic(key_file, t.key_, 0600); !w) {
+    return w.error();
+  }
+  return t;
+}
+
+std::string TokenIssuer::mac(const std::string& payload) const {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  HMAC(EVP_sha256(), key_.data(), int(key_.size()), reinterpret_cast<const unsigned char*>(payload.data()),
+       payload.size(), out, &n);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned i = 0; i < n; ++i) {
+    hex += kHex[out[i] >> 4];
+    hex += kHex[out[i] & 15];
+  }
+  return hex;
+}
+
+std::string TokenIssuer::issue(const std::string& ns, const std::string& name, int64_t expires) const {
+  std::string payload = base64Encode(nlohmann::json{{"sub", "system:serviceaccount:" + ns + ":" + name},
+                                                    {"exp", expires}}.dump());
+  return payload + "." + mac(payload);
+}
+
+Result<std::string> TokenIssuer::verify(const std::string& token, int64_t now) const {
+  auto dot = token.rfind('.');
+  if (dot == std::string::npos || mac(token.substr(0, dot)) != token.substr(dot + 1)) {
+    return fail("invalid bearer token");
+  }
+  auto decoded = base64Decode(token.substr(0, dot));
+  nlohmann::json claims = decoded ? nlohmann::json::parse(decoded.value(), nullptr, false) : nlohmann::json();
+  if (!claims.is_object() || !claims["exp"].is_number_integer() || !claims["sub"].is_string()) {
+    return fail("invalid bearer token");
+  }
+  if (claims["exp"].get<int64_t>() <= now) {
+    return fail("token has expired");
+  }
+  std::string sub = claims["sub"];
+  const std::string prefix = "system:serviceaccount:";
+  return sub.substr(prefix.size());
+}
+
+namespace {
+
+int64_t epochSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Authenticates a bearer token as its service account; cluster-admin through a
+// ClusterRoleBinding makes it an administrator (RBAC, reduced to the one role kflex binds).
+std::optional<hub::ApiResponse> authenticateToken(hub::ApiRequest& r, const TokenIssuer& tokens,
+                                                  const hub::ObjectStore& store) {
+  if (r.user.authenticated() || r.authorization.rfind("Bearer ", 0) != 0) {
+    return std::nullopt;
+  }
+  auto sa = tokens.verify(r.authorization.substr(7), epochSeconds());
+  if (!sa) {
+    return hub::statusResponse(401, "Unauthorized", "Unauthorized");
+  }
+  auto colon = sa->find(':');
+  std::string ns = sa->substr(0, colon);
+  std::string name = sa->substr(colon + 1);
+  r.auth_error.clear();
+  r.user.name = "system:serviceaccount:" + ns + ":" + name;
+  r.user.groups = {"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"};
+  if (!store.get("/serviceaccounts/" + ns, name)) {
+    return hub::statusResponse(401, "Unauthorized", "Unauthorized");  // the account is gone
+  }
+  for (const auto& rec : store.list("rbac.authorization.k8s.io/clusterrolebindings").first) {
+    nlohmann::json b = nlohmann::json::parse(rec->bytes, nullptr, false);
+    if (!b.is_object() || b["roleRef"].value("name", "") != "cluster-admin") {
+      continue;
+    }
+    for (const auto& s : b.value("subjects", nlohmann::json::array())) {
+      if (s.value("kind", "") == "ServiceAccount" && s.value("name", "") == name && s.value("namespace", "") == ns) {
+        r.user.groups.push_back("system:masters");
+        return std::nullopt;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+// POST /api/v1/namespaces/NS/serviceaccounts/NAME/token (TokenRequest); nullopt for other paths.
+std::optional<hub::ApiResponse> tokenRequest(const hub::ApiRequest& r, const TokenIssuer& tokens,
+                                             const hub::ObjectStore& store) {
+  auto parts = split(r.path, '/');
+  if (parts.size() != 8 || parts[1] != "api" || parts[2] != "v1" || parts[3] != "namespaces" ||
+      parts[5] != "serviceaccounts" || parts[7] != "token") {
+    return std::nullopt;
+  }
+  if (r.method != http::verb::post) {
+    return hub::statusResponse(405, "MethodNotAllowed", "the token subresource only supports create");
+  }
+  if (!r.user.authenticated()) {
+    return hub::statusResponse(401, "Unauthorized", "Unauthorized");
+  }
+  if (!r.user.isAdmin()) {
+    return hub::statusResponse(403, "Forbidden", "serviceaccounts \"" + parts[6] + "\" is forbidden: User \"" +
+                                                     r.user.name + "\" cannot create resource \"serviceaccounts/token\"");
+  }
+  const std::string& ns = parts[4];
+  const std::string& name = parts[6];
+  if (!store.get("/serviceaccounts/" + ns, name)) {
+    return hub::statusResponse(404, "NotFound", "serviceaccounts \"" + name + "\" not found");
+  }
+  nlohmann::json req = nlohmann::json::parse(r.body.empty() ? "{}" : r.body, nullptr, false);
+  if (!req.is_object()) {
+    return hub::statusResponse(400, "BadRequest", "the TokenRequest body is not a JSON object");
+  }
+  nlohmann::json spec = req.value("spec", nlohmann::json::object());
+  int64_t seconds = spec.value("expirationSeconds", int64_t(3600));
+  if (seconds < 600) {
+    return hub::statusResponse(422, "Invalid", "TokenRequest.authentication.k8s.io \"" + name +
+                                                   "\" is invalid: spec.expirationSeconds: Invalid value: " +
+                                                   std::to_string(seconds) +
+                                                   ": may not specify a duration less than 10 minutes");
+  }
+  int64_t expires = epochSeconds() + seconds;
+  spec["expirationSeconds"] = seconds;
+  hub::ApiResponse res;
+  res.status = 201;
+  res.body = nlohmann::json{{"kind", "TokenRequest"},
+                            {"apiVersion", "authentication.k8s.io/v1"},
+                            {"metadata", {{"name", name}, {"namespace", ns}}},
+                            {"spec", spec},
+                            {"status", {{"token", tokens.issue(ns, name, expires)},
+                                        {"expirationTimestamp",
+                                         formatTime(std::chrono::system_clock::time_point(std::chrono::seconds(expires)))}}}}
+                 .dump();
+  return res;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<ApiServer>> ApiServer::start(net::io_context& ioc, std::shared_ptr<ssl::context> tls,
                                                     const std::filesystem::path& db, const std::string& host,
                                                     uint16_t port, std::chrono::steady_clock::time_point ready_at,
                                                     std::map<std::string, std::string> always) {
   std::unique_ptr<ApiServer> s(new ApiServer());
-  s->registry_ = model::kflexRegistry();
+  s->registry_ = clusterRegistry();
+  auto tokens = TokenIssuer::open(db.string() + ".token-key");
+  if (!tokens) {
+    return fail("token signing key: " + tokens.error().message);
+  }
+  s->tokens_ = std::make_unique<TokenIssuer>(std::move(tokens.value()));
   auto store = hub::ObjectStore::open(db, hub::StoreOptions{});
   if (!store) {
     return fail(db.string() + ": " + store.error().message);
@@ -138,7 +294,10 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(net::io_context& ioc, std::s
   s->server_ = std::move(server.value());
   hub::ApiService* api = s->api_.get();
   auto readiness = s->readiness_;
-  s->server_->addRoute("/", [api, ready_at, always, readiness](hub::ApiRequest r) -> net::awaitable<hub::ApiResponse> {
+  const TokenIssuer* issuer = s->tokens_.get();
+  const hub::ObjectStore* store_ptr = s->store_.get();
+  s->server_->addRoute("/", [api, ready_at, always, readiness, issuer,
+                             store_ptr](hub::ApiRequest r) -> net::awaitable<hub::ApiResponse> {
     if (auto it = always.find(r.path); it != always.end()) {
       hub::ApiResponse res;
       res.content_type = "text/plain";
@@ -164,6 +323,12 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(net::io_context& ioc, std::s
                      ? "[-]poststarthook/rbac/bootstrap-roles failed: not finished\nreadyz check failed\n"
                      : "apiserver not ready\n";
       co_return res;
+    }
+    if (auto denied = authenticateToken(r, *issuer, *store_ptr)) {
+      co_return *denied;
+    }
+    if (auto answered = tokenRequest(r, *issuer, *store_ptr)) {
+      co_return *answered;
     }
     co_return co_await api->handle(std::move(r));
   });

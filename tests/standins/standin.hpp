@@ -53,6 +53,24 @@ std::chrono::milliseconds startupDelay(std::chrono::milliseconds def);
 /// Binds ADDRESS:PORT for a fixed port a real program holds (and fails on, as the real one does).
 Result<void> holdPort(const std::string& address, uint16_t port, std::vector<int>& held);
 
+/// The Kubernetes kinds a stand-in API server serves (core, RBAC, apps, batch, apiextensions).
+model::Registry clusterRegistry();
+
+/// Service-account tokens as kube-apiserver issues them through TokenRequest: signed with a key
+/// kept beside the database, so they stay valid across restarts, and checked on every request.
+class TokenIssuer {
+ public:
+  static Result<TokenIssuer> open(const std::filesystem::path& key_file);
+  /// A token for system:serviceaccount:NS:NAME valid until `expires` (seconds since the epoch).
+  std::string issue(const std::string& ns, const std::string& name, int64_t expires) const;
+  /// The service account "NS:NAME" a valid, unexpired token stands for, or an error saying why not.
+  Result<std::string> verify(const std::string& token, int64_t now) const;
+
+ private:
+  std::string mac(const std::string& payload) const;
+  std::string key_;
+};
+
 /// A Kubernetes API server made of the hub's machinery, on a TLS context given by the caller.
 class ApiServer {
  public:
@@ -63,6 +81,10 @@ class ApiServer {
                                                   uint16_t port, std::chrono::steady_clock::time_point ready_at,
                                                   std::map<std::string, std::string> always);
   uint16_t port() const;
+  hub::ObjectStore& store() { return *store_; }
+  hub::ApiService& api() { return *api_; }
+  const model::Registry& registry() const { return registry_; }
+  const TokenIssuer& tokens() const { return *tokens_; }
   void stop();
   /// An extra readiness condition for /readyz (after start-up): false fills the 503 body.
   void setReadiness(std::function<bool(std::string& body)> check) { *readiness_ = std::move(check); }
@@ -74,6 +96,7 @@ class ApiServer {
   std::unique_ptr<hub::ObjectStore> store_;
   std::unique_ptr<hub::ApiService> api_;
   std::unique_ptr<hub::HttpServer> server_;
+  std::unique_ptr<TokenIssuer> tokens_;
   std::shared_ptr<std::function<bool(std::string&)>> readiness_ = std::make_shared<std::function<bool(std::string&)>>();
 };
 

@@ -90,7 +90,7 @@ class ControlPlaneSecretsTest : public ::testing::Test {
     req.method = http::verb::post;
     req.path = kBase;
     req.body = Json{{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
-                    {"metadata", {{"name", name}}}, {"spec", {{"type", "host"}}}}.dump();
+                    {"metadata", {{"name", name}}}, {"spec", {{"type", "external"}}}}.dump();
     req.content_type = "application/json";
     req.user.name = "admin";
     req.user.groups = {"system:masters"};
@@ -153,6 +153,57 @@ TEST_F(ControlPlaneSecretsTest, ServesSealedKubeconfigsReadOnlyToAdminsOnly) {
   EXPECT_EQ(get("/api/v1/namespaces/cp1-system/secrets/k3s-config").status, 404u);
   EXPECT_TRUE(run(removeSecret(secrets_.get(), "cp1")));
   EXPECT_FALSE(store_->get(kCredentialsResource, "cp1"));
+}
+
+TEST_F(ControlPlaneSecretsTest, BootstrapSecretsInKubeflexSystemAreWritableSealedAndDeletable) {
+  const std::string base = "/api/v1/namespaces/kubeflex-system/secrets";
+  auto post = [&](const std::string& body, const std::string& content_type = "application/json") {
+    ApiRequest req;
+    req.method = http::verb::post;
+    req.path = base;
+    req.body = body;
+    req.content_type = content_type;
+    req.user.name = "admin";
+    req.user.groups = {"system:masters"};
+    return run(secrets_->handle(req));
+  };
+  std::string kubeconfig = "apiVersion: v1\nkind: Config\n# the adopted cluster's admin\n";
+  Json secret = {{"apiVersion", "v1"}, {"kind", "Secret"},
+                 {"metadata", {{"name", "ext1-bootstrap"}, {"namespace", "kubeflex-system"}}},
+                 {"data", {{"kubeconfig-incluster", base64Encode(kubeconfig)}}}};
+  auto r = post(secret.dump());
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(post(secret.dump()).status, 409u);
+  auto stored = store_->get(kBootstrapResource, "ext1-bootstrap");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->bytes.find("the adopted cluster"), std::string::npos) << "sealed at rest";
+  EXPECT_EQ(secrets_->bootstrap("ext1-bootstrap")->at("kubeconfig-incluster"), kubeconfig);
+  r = get(base + "/ext1-bootstrap");
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(base64Decode(Json::parse(r.body)["data"]["kubeconfig-incluster"].get<std::string>()).value(), kubeconfig);
+  EXPECT_EQ(Json::parse(get(base).body)["items"].size(), 1u);
+  EXPECT_EQ(Json::parse(get("/api/v1/namespaces/kubeflex-system").body)["metadata"]["name"], "kubeflex-system");
+
+  // stringData (YAML), bad names and keys, another namespace, updates, non-admins.
+  EXPECT_EQ(post("apiVersion: v1\nkind: Secret\nmetadata: {name: b2}\nstringData: {k: v}\n", "application/yaml").status,
+            201u);
+  EXPECT_EQ(secrets_->bootstrap("b2")->at("k"), "v");
+  r = post(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"Bad_Name"},"data":{"k":"dg=="}})");
+  EXPECT_EQ(r.status, 422u);
+  EXPECT_NE(r.body.find("metadata.name"), std::string::npos) << r.body;
+  r = post(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"b3"},"data":{"bad key":"dg=="}})");
+  EXPECT_EQ(r.status, 422u);
+  EXPECT_EQ(post(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"b4"},"data":{"k":"***"}})").status, 422u);
+  EXPECT_EQ(post(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"b5","namespace":"other"}})").status, 400u);
+  EXPECT_EQ(post("{not json").status, 400u);
+  EXPECT_EQ(get(base + "/ext1-bootstrap", true, true, http::verb::put).status, 405u);
+  EXPECT_EQ(get(base + "/ext1-bootstrap", false).status, 403u);
+  EXPECT_EQ(get(base + "/ext1-bootstrap", false, true, http::verb::delete_).status, 403u);
+
+  EXPECT_EQ(get(base + "/ext1-bootstrap", true, true, http::verb::delete_).status, 200u);
+  EXPECT_EQ(get(base + "/ext1-bootstrap").status, 404u);
+  EXPECT_EQ(get(base + "/ext1-bootstrap", true, true, http::verb::delete_).status, 404u);
+  EXPECT_FALSE(secrets_->bootstrap("ext1-bootstrap"));
 }
 
 TEST_F(ControlPlaneSecretsTest, OnlyKubeFlexSecretNamesAndKeys) {

@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/clusters/cluster_controller.hpp"
+
+#include "shared/common/log.hpp"
+#include "shared/common/util.hpp"
+#include "shared/model/conditions.hpp"
+#include "shared/tls/pki.hpp"
+
+namespace kflex::hub {
+namespace {
+
+constexpr const char* kAdminSecret = "admin-kubeconfig";
+constexpr int64_t kDefaultTokenSeconds = 31536000;  // upstream's default: one year
+
+const model::ResourceType& controlPlanes(const model::Registry& r) {
+  return *r.find(model::kTenancyGroup, model::kTenancyVersion, "controlplanes");
+}
+
+std::string typeOf(const Json& cp) { return cp.value("spec", Json::object()).value("type", ""); }
+
+Result<std::unique_ptr<kube::Client>> clientFor(const std::string& kubeconfig, const std::string& what,
+                                                std::chrono::seconds timeout) {
+  auto kc = config::Kubeconfig::parse(kubeconfig, what);
+  if (!kc) {
+    return kc.error();
+  }
+  auto access = kc->access();
+  if (!access) {
+    return fail(what + ": " + access.error().message);
+  }
+  return kube::Client::create(access.value(), timeout);
+}
+
+}  // namespace
+
+ClusterController::ClusterController(net::io_context& ioc, ApiService& api, ObjectStore& store,
+                                     const model::Registry& registry, ControlPlaneSecrets& secrets, const Clock& clock,
+                                     ClusterOptions options)
+    : ioc_(ioc), strand_(net::make_strand(ioc)), api_(api), store_(store), cps_(controlPlanes(registry)),
+      secrets_(secrets), clock_(clock), options_(std::move(options)) {}
+
+void ClusterController::start() {
+  timer_ = std::make_shared<net::steady_timer>(strand_);
+  net::co_spawn(strand_, loop(), [](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::error("cluster controller stopped", {{"error", ex.what()}});
+      }
+    }
+  });
+}
+
+void ClusterController::stop() {
+  stopping_ = true;
+  net::post(strand_, [t = timer_] {
+    if (t) {
+      t->cancel();
+    }
+  });
+}
+
+net::awaitable<void> ClusterController::loop() {
+  while (!stopping_) {
+    auto now = std::chrono::steady_clock::now();
+    std::map<std::string, bool> present;
+    for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+      // (A cheap test first: most control planes run on agents.)
+      if (rec->bytes.find("\"external\"") == std::string::npos && rec->bytes.find("\"host\"") == std::string::npos) {
+        continue;
+      }
+      Json cp = Json::parse(rec->bytes, nullptr, false);
+      std::string type = cp.is_object() ? typeOf(cp) : "";
+      if (type != "external" && type != "host") {
+        continue;
+      }
+      present[rec->name] = true;
+      auto& st = states_[rec->name];
+      std::string uid = cp["metadata"].value("uid", "");
+      if (!st || st->uid != uid) {
+        st = std::make_shared<State>();  // new, or a new control plane of the same name
+        st->uid = uid;
+      }
+      bool deleting = cp["metadata"].contains("deletionTimestamp");
+      if (st->busy || (now < st->next && !deleting)) {
+        continue;
+      }
+      st->busy = true;
+      net::co_spawn(strand_, reconcile(rec->name, std::move(cp)), [st](std::exception_ptr e) {
+        st->busy = false;
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            log::error("control plane reconcile failed", {{"error", ex.what()}});
+          }
+        }
+      });
+    }
+    for (auto it = states_.begin(); it != states_.end();) {
+      if (present.count(it->first)) {
+        ++it;
+        continue;
+      }
+      if (!store_.get(resourceKey(cps_), it->first)) {
+        co_await secrets_.remove(it->first);  // deleted: its credentials go with it
+      }
+      it = states_.erase(it);
+    }
+    timer_->expires_after(options_.tick);
+    co_await timer_->async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
+
+net::awaitable<void> ClusterController::report(const std::string& name, const std::string& uid,
+                                               std::function<bool(Json&)> change) {
+  std::function<bool(Json&)> guarded = [&](Json& obj) {
+    if (obj["metadata"].value("uid", "") != uid) {
+      return false;
+    }
+    Json& status = obj["status"];
+    if (!status.is_object()) {
+      status = Json::object();
+    }
+    bool changed = change(obj);
+    // (The status schema requires it; this controller has acted on the current spec.)
+    Json generation = obj["metadata"].value("generation", Json(1));
+    if (status.value("observedGeneration", Json()) != generation) {
+      status["observedGeneration"] = generation;
+      changed = true;
+    }
+    return changed;
+  };
+  unsigned status = co_await api_.changeStatus(cps_, name, guarded);
+  if (status != 200 && status != 404) {
+    log::warn("cannot record a control plane's status", {{"controlPlane", name}, {"status", std::to_string(status)}});
+  }
+}
+
+net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
+  auto st = states_[name];
+  std::string uid = cp["metadata"].value("uid", "");
+  std::string type = typeOf(cp);
+  std::string stamp = formatTime(clock_.now());
+  auto retry_later = [&] { st->next = std::chrono::steady_clock::now() + options_.retry; };
+
+  if (cp["metadata"].contains("deletionTimestamp")) {
+    if (type == "host") {
+      auto down = co_await tearDownHost(name);
+      if (!down) {
+        log::warn("cannot remove a host control plane's account from the hosting cluster; retrying (kflex delete "
+                  "--force gives up on it)",
+                  {{"controlPlane", name}, {"error", down.error().message}});
+        co_await report(name, uid, [&](Json& obj) {
+          return model::setCondition(obj["status"], "Synced", "False", "ReconcileError",
+                                     "removing its account from the hosting cluster: " + down.error().message, stamp,
+                                     true);
+        });
+        retry_later();
+        co_return;
+      }
+    }
+    co_await secrets_.remove(name);
+    bool released = co_await api_.removeFinalizer(cps_, name, model::kControlPlaneFinalizer);
+    if (released) {
+      log::info("control plane released", {{"controlPlane", name}, {"type", type}});
+    }
+    retry_later();
+    co_return;
+  }
+
+  auto creds = secrets_.get(name, uid);
+  if (!creds) {
+    // (No co_await inside ?: — GCC 12 miscompiles it.)
+    Result<std::map<std::string, std::string>> made = fail("");
+    if (type == "external") {
+      made = co_await adopt(name, cp);
+    } else {
+      made = co_await setUpHost(name, cp);
+    }
+    if (!made) {
+      log::warn("control plane not set up yet", {{"controlPlane", name}, {"type", type}, {"error", made.error().message}});
+      co_await report(name, uid, [&](Json& obj) {
+        bool changed = model::setCondition(obj["status"], "Synced", "False", "ReconcileError", made.error().message,
+                                           stamp, true);
+        changed |= model::setCondition(obj["status"], "Ready", "False", "Creating",
+                                       "waiting for its credentials to be made", stamp, true);
+        return changed;
+      });
+      retry_later();
+      co_return;
+    }
+    if (auto stored = co_await secrets_.put(name, uid, kAdminSecret, made.value()); !stored) {
+      log::error("cannot store a control plane's kubeconfig", {{"controlPlane", name}, {"error", stored.error().message}});
+      retry_later();
+      co_return;
+    }
+    if (type == "external") {
+      // Used once: the bootstrap credential (often a cluster owner's) is gone from the hub.
+      std::string bootstrap = cp["spec"].value("bootstrapSecretRef", Json::object()).value("name", "");
+      co_await secrets_.removeBootstrap(bootstrap);
+      log::info("adopted a cluster; its bootstrap secret was deleted", {{"controlPlane", name}, {"secret", bootstrap}});
+    }
+    creds = std::move(made.value());
+  }
+
+  // Probe with the stored credentials.
+  const std::string& kubeconfig = creds->count("kubeconfig") ? creds->at("kubeconfig") : creds->begin()->second;
+  std::string digest = tls::sha256Hex(kubeconfig);
+  if (!st->client || st->creds_digest != digest) {
+    auto client = clientFor(kubeconfig, "the kubeconfig of " + name, options_.call_timeout);
+    if (!client) {
+      co_await report(name, uid, [&](Json& obj) {
+        return model::setCondition(obj["status"], "Ready", "False", "Unavailable", client.error().message, stamp, true);
+      });
+      retry_later();
+      co_return;
+    }
+    st->client = std::move(client.value());
+    st->creds_digest = digest;
+  }
+  auto ready = co_await st->client->getRaw("/readyz");
+  std::string server = st->client->server();
+  co_await report(name, uid, [&](Json& obj) {
+    Json& status = obj["status"];
+    bool changed = model::setCondition(status, "Synced", "True", "ReconcileSuccess",
+                                       type == "external" ? "adopted with a service-account token"
+                                                          : "the hosting cluster's admin account is ready",
+                                       stamp, true);
+    if (ready) {
+      changed |= model::setCondition(status, "Ready", "True", "Available", "/readyz answered ok", stamp, true);
+    } else {
+      changed |= model::setCondition(status, "Ready", "False", "Unavailable", ready.error().message, stamp, true);
+    }
+    Json ref = {{"namespace", name + "-system"}, {"name", kAdminSecret}, {"key", "kubeconfig"},
+                {"inClusterKey", "kubeconfig-incluster"}};
+    for (const auto& [key, value] : {std::pair<const char*, Json>{"secretRef", ref}, {"endpoint", Json(server)}}) {
+      if (status.value(key, Json()) != value) {
+        status[key] = value;
+        changed = true;
+      }
+    }
+    return changed;
+  });
+  st->next = std::chrono::steady_clock::now() + (ready ? options_.probe_period : options_.retry);
+}
+
+net::awaitable<Result<std::string>> ClusterController::adminAccount(kube::Client& client, const std::string& ns,
+                                                                    const std::string& account,
+                                                                    const std::string& binding,
+                                                                    int64_t expiration_seconds) {
+  const std::string manager = "kflex";
+  Json sa = {{"apiVersion", "v1"}, {"kind", "ServiceAccount"}, {"metadata", {{"name", account}, {"namespace", ns}}}};
+  if (auto r = co_await client.apply(sa, manager); !r) {
+    co_return fail(r.error().message);
+  }
+  Json crb = {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+              {"kind", "ClusterRoleBinding"},
+              {"metadata", {{"name", binding}}},
+              {"roleRef", {{"apiGroup", "rbac.authorization.k8s.io"}, {"kind", "ClusterRole"}, {"name", "cluster-admin"}}},
+              {"subjects", Json::array({{{"kind", "ServiceAccount"}, {"name", account}, {"namespace", ns}}})}};
+  if (auto r = co_await client.apply(crb, manager); !r) {
+    co_return fail(r.error().message);
+  }
+  Json request = {{"apiVersion", "authentication.k8s.io/v1"},
+                  {"kind", "TokenRequest"},
+                  {"spec", {{"expirationSeconds", expiration_seconds}}}};
+  auto answer = co_await client.post("/api/v1/namespaces/" + ns + "/serviceaccounts/" + account + "/token", request);
+  if (!answer) {
+    co_return fail("requesting a token for " + ns + "/" + account + ": " + answer.error().message);
+  }
+  std::string token = (*answer)["status"].value("token", "");
+  if (token.empty()) {
+    co_return fail("the TokenRequest for " + ns + "/" + account + " came back without a token");
+  }
+  co_return token;
+}
+
+net::awaitable<Result<std::map<std::string, std::string>>> ClusterController::adopt(const std::string& name,
+                                                                                     const Json& cp) {
+  const Json ref = cp["spec"].value("bootstrapSecretRef", Json());
+  if (!ref.is_object() || ref.value("name", "").empty()) {
+    co_return fail("spec.bootstrapSecretRef is not set: adopt clusters with kflex adopt " + name +
+                   " --adopted-kubeconfig FILE");
+  }
+  std::string ns = ref.value("namespace", kSystemNamespace);
+  std::string secret = ref.value("name", "");
+  std::string key = ref.value("inClusterKey", "kubeconfig-incluster");
+  if (ns != kSystemNamespace) {
+    co_return fail("spec.bootstrapSecretRef.namespace must be " + std::string(kSystemNamespace) +
+                   ": the hub keeps bootstrap secrets only there");
+  }
+  auto data = secrets_.bootstrap(secret);
+  if (!data) {
+    co_return fail("bootstrap secret " + ns + "/" + secret + " not found (it is deleted once used): adopt the cluster "
+                   "again with kflex adopt " + name + " --adopted-kubeconfig FILE");
+  }
+  auto it = data->find(key);
+  if (it == data->end() || key.empty()) {
+    co_return fail("bootstrap secret " + ns + "/" + secret + " has no key \"" + key + "\"");
+  }
+  auto kc = config::Kubeconfig::parse(it->second, "the bootstrap kubeconfig");
+  auto access = kc ? kc->access() : Result<config::ClusterAccess>(kc.error());
+  if (!access) {
+    co_return fail(access.error().message);
+  }
+  auto client = kube::Client::create(access.value(), options_.call_timeout);
+  if (!client) {
+    co_return fail(client.error().message);
+  }
+  int64_t seconds = cp["spec"].value("tokenExpirationSeconds", kDefaultTokenSeconds);
+  auto token = co_await adminAccount(*client.value(), kAdoptedAccountNamespace, kAdoptedAccount, kAdoptedBinding, seconds);
+  if (!token) {
+    co_return fail("adopting through the bootstrap kubeconfig: " + token.error().message);
+  }
+  std::string out = kube::tokenKubeconfig(name, access->server, access->ca_pem, token.value());
+  co_return std::map<std::string, std::string>{{"kubeconfig", out}, {"kubeconfig-incluster", out}};
+}
+
+net::awaitable<Result<std::map<std::string, std::string>>> ClusterController::setUpHost(const std::string& name,
+                                                                                         const Json& cp) {
+  if (!options_.hosting) {
+    co_return fail("the hub has no hosting cluster: start kflex-hub with --hosting-kubeconfig FILE (or "
+                   "hosting_kubeconfig in hub.yaml) to serve control planes of type host");
+  }
+  auto client = kube::Client::create(*options_.hosting, options_.call_timeout);
+  if (!client) {
+    co_return fail(client.error().message);
+  }
+  std::string ns = name + "-system";
+  Json namespace_obj = {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns}}}};
+  if (auto r = co_await client.value()->apply(namespace_obj, "kflex"); !r) {
+    co_return fail("in the hosting cluster: " + r.error().message);
+  }
+  auto token = co_await adminAccount(*client.value(), ns, name, name + "-binding", kDefaultTokenSeconds);
+  if (!token) {
+    co_return fail("in the hosting cluster: " + token.error().message);
+  }
+  const auto& hosting = *options_.hosting;
+  co_return std::map<std::string, std::string>{
+      {"kubeconfig", kube::tokenKubeconfig(name, hosting.server, hosting.ca_pem, token.value())},
+      {"kubeconfig-incluster",
+       kube::tokenKubeconfig(name, "https://kubernetes.default.svc", hosting.ca_pem, token.value())}};
+}
+
+net::awaitable<Result<void>> ClusterController::tearDownHost(const std::string& name) {
+  if (!options_.hosting) {
+    co_return Result<void>{};  // nothing was made
+  }
+  auto client = kube::Client::create(*options_.hosting, options_.call_timeout);
+  if (!client) {
+    co_return client.error();
+  }
+  for (const kube::ObjectRef& ref :
+       {kube::ObjectRef{"rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", name + "-binding"},
+        kube::ObjectRef{"v1", "Namespace", "", name + "-system"}}) {
+    if (auto r = co_await client.value()->remove(ref); !r) {
+      co_return fail(r.error().message);
+    }
+  }
+  co_return Result<void>{};
+}
+
+}  // namespace kflex::hub

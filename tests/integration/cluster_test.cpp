@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: Apache-2.0
+// Control planes the hub serves itself: adopted clusters (type external, `kflex adopt`) and the
+// hub's hosting cluster (type host). The clusters are the kube-cluster stand-in
+// (tests/standins/kube_cluster.cpp): a Kubernetes API with service-account tokens and RBAC's
+// cluster-admin binding.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "shared/common/util.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace kflex::test {
+namespace {
+
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// A kube-cluster stand-in in its own directory.
+class Cluster {
+ public:
+  explicit Cluster(fs::path dir) : dir_(std::move(dir)) { start(); }
+  ~Cluster() { stop(); }
+  void start() {
+    fs::remove(dir_ / "admin.kubeconfig");
+    proc_ = std::make_unique<Process>(std::vector<std::string>{(binDir() / "standins" / "kube-cluster").string(),
+                                                               "--data-dir", dir_.string(), "--listen", listen_},
+                                      dir_.string() + ".log");
+    waitFor([&] { return fs::exists(dir_ / "admin.kubeconfig"); }, 10s, "kube-cluster's kubeconfig");
+    // Keep the port across restarts (the adopted kubeconfig points at it).
+    auto kc = readFile(dir_ / "admin.kubeconfig");
+    auto at = kc ? kc->find("https://127.0.0.1:") : std::string::npos;
+    if (at != std::string::npos) {
+      listen_ = "127.0.0.1:" + kc->substr(at + 18, kc->find_first_not_of("0123456789", at + 18) - at - 18);
+    }
+  }
+  void stop() {
+    if (proc_) {
+      proc_->signal(SIGTERM);
+      proc_->wait(10s);
+      proc_.reset();
+    }
+  }
+  fs::path kubeconfig() const { return dir_ / "admin.kubeconfig"; }
+  CommandResult kubectl(const std::vector<std::string>& args) { return test::kubectl(kubeconfig(), args); }
+
+ private:
+  fs::path dir_;
+  std::string listen_ = "127.0.0.1:0";
+  std::unique_ptr<Process> proc_;
+};
+
+class Clusters : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (kubectlPath().empty()) {
+      GTEST_SKIP() << "kubectl is not installed";
+    }
+    fs::create_directories(dir_.path() / "cluster");
+    cluster_ = std::make_unique<Cluster>(dir_.path() / "cluster");
+  }
+  void startHub(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"--listen", "127.0.0.1:0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    hub_ = std::make_unique<HubProcess>(dir_.path() / "hub", args);
+    ASSERT_TRUE(hub_->ok()) << hub_->log();
+  }
+  CommandResult kflex(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {(binDir() / "kflex").string(), "--kubeconfig", hub_->kubeconfig().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  }
+  std::string field(const std::string& cp, const std::string& path) {
+    return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={" + path + "}"}).out;
+  }
+  std::string condition(const std::string& cp, const std::string& type) {
+    return field(cp, ".status.conditions[?(@.type=='" + type + "')].status") + "/" +
+           field(cp, ".status.conditions[?(@.type=='" + type + "')].reason");
+  }
+  // The hub's kubeconfig secret of `cp`, key `key`, decoded.
+  std::string secretData(const std::string& cp, const std::string& key) {
+    auto r = kubectl(hub_->kubeconfig(), {"get", "secret", "-n", cp + "-system", "admin-kubeconfig", "-o",
+                                          "jsonpath={.data." + key + "}"});
+    auto text = base64Decode(r.out);
+    return text ? text.value() : "";
+  }
+  // `kflex ctx cp` into a kubeconfig of its own, then kubectl through it.
+  CommandResult throughContext(const std::string& cp, const std::vector<std::string>& args) {
+    fs::path user = dir_.path() / "user.kubeconfig";
+    fs::copy_file(hub_->kubeconfig(), user, fs::copy_options::skip_existing);
+    std::vector<std::string> ctx = {(binDir() / "kflex").string(), "--kubeconfig", user.string(), "ctx", cp};
+    auto r = run(ctx);
+    if (r.exit_code != 0) {
+      return r;
+    }
+    return kubectl(user, args);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Cluster> cluster_;
+  std::unique_ptr<HubProcess> hub_;
+};
+
+TEST_F(Clusters, AdoptAnExternalClusterWithATokenOnly) {
+  startHub();
+  auto r = kflex({"adopt", "ext1", "--adopted-kubeconfig", cluster_->kubeconfig().string(), "--timeout", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << hub_->log();
+  EXPECT_NE(r.out.find("is ready"), std::string::npos) << r.out;
+  EXPECT_EQ(condition("ext1", "Synced"), "True/ReconcileSuccess");
+  EXPECT_EQ(condition("ext1", "Ready"), "True/Available");
+  EXPECT_EQ(field("ext1", ".spec.bootstrapSecretRef.name"), "ext1-bootstrap");
+  EXPECT_EQ(field("ext1", ".spec.tokenExpirationSeconds"), "31536000");
+  EXPECT_EQ(field("ext1", ".status.secretRef.name"), "admin-kubeconfig");
+
+  // The bootstrap credential (a client certificate of the cluster's admin) is gone from the hub:
+  // neither served nor stored, not even sealed.
+  auto gone = kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "kubeflex-system", "ext1-bootstrap"});
+  EXPECT_NE(gone.exit_code, 0);
+  EXPECT_NE(gone.err.find("NotFound"), std::string::npos) << gone.err;
+  auto db = run({"sqlite3", (dir_.path() / "hub" / "hub.db").string(), "SELECT count(*) FROM objects WHERE "
+                                                                          "resource LIKE '%bootstrap%'"});
+  if (db.exit_code == 0) {
+    EXPECT_EQ(trim(db.out), "0") << db.out;
+  }
+  // What the hub keeps: a kubeconfig holding only the service account's token.
+  std::string kc = secretData("ext1", "kubeconfig");
+  EXPECT_NE(kc.find("token:"), std::string::npos) << kc;
+  EXPECT_EQ(kc.find("client-key-data"), std::string::npos) << kc;
+  EXPECT_EQ(kc.find("client-certificate-data"), std::string::npos) << kc;
+  EXPECT_FALSE(secretData("ext1", "kubeconfig-incluster").empty());
+  // ... made in the adopted cluster as upstream makes it.
+  EXPECT_EQ(cluster_->kubectl({"get", "sa", "-n", "kube-system", "kubeflex", "-o", "name"}).out,
+            "serviceaccount/kubeflex\n");
+  EXPECT_EQ(cluster_->kubectl({"get", "clusterrolebinding", "kubeflex-clusterrolebinding", "-o",
+                               "jsonpath={.roleRef.name}/{.subjects[0].name}"}).out,
+            "cluster-admin/kubeflex");
+
+  // kflex ctx, then kubectl through the token.
+  auto readyz = throughContext("ext1", {"get", "--raw", "/readyz"});
+  EXPECT_EQ(readyz.exit_code, 0) << readyz.err;
+  EXPECT_EQ(readyz.out, "ok");
+  auto ns = kubectl(dir_.path() / "user.kubeconfig", {"get", "ns", "kube-system", "-o", "name"});
+  EXPECT_EQ(ns.out, "namespace/kube-system\n") << ns.err;
+
+  // Health is the hub's probe: the cluster stops, Ready goes False; it comes back, Ready again.
+  cluster_->stop();
+  EXPECT_TRUE(waitFor([&] { return condition("ext1", "Ready") == "False/Unavailable"; }, 20s, "Unavailable"));
+  cluster_->start();
+  EXPECT_TRUE(waitFor([&] { return condition("ext1", "Ready") == "True/Available"; }, 20s, "Available again"));
+
+  // Deleting forgets the credentials.
+  r = kflex({"delete", "ext1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(waitFor([&] {
+    return kubectl(hub_->kubeconfig(), {"get", "secret", "-A", "-o", "name"}).out.find("admin-kubeconfig") ==
+           std::string::npos;
+  }, 10s, "credentials forgotten"));
+}
+
+TEST_F(Clusters, AdoptionFailuresKeepTheBootstrapAndSayWhy) {
+  startHub();
+  // A context that is not there, and an override that points at a loopback address.
+  auto r = kflex({"adopt", "ext2", "--adopted-kubeconfig", cluster_->kubeconfig().string(), "--adopted-context",
+                  "nope"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("nope"), std::string::npos) << r.err;
+  r = kflex({"adopt", "ext2", "--adopted-kubeconfig", cluster_->kubeconfig().string(), "--url-override",
+             "https://127.0.0.1:6443"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("loopback"), std::string::npos) << r.err;
+  r = kflex({"adopt", "Bad_Name", "--adopted-kubeconfig", cluster_->kubeconfig().string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(kflex({"create", "ext9", "-t", "external"}).exit_code, 2);
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "cp", "-o", "name"}).out, "");
+
+  // Credentials the cluster refuses: the control plane says so and the bootstrap secret stays
+  // for the next attempt.
+  std::string server = readFile(cluster_->kubeconfig()).value();
+  auto at = server.find("https://127.0.0.1:");
+  ASSERT_NE(at, std::string::npos);
+  std::string url = server.substr(at, server.find_first_of(" \n\"", at) - at);
+  fs::path bogus = dir_.path() / "bogus.kubeconfig";
+  ASSERT_TRUE(writeFileAtomic(bogus, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: " +
+                                         url + "\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n"
+                                         "    token: not-a-real-token\ncontexts:\n- name: x\n  context:\n    cluster: c\n"
+                                         "    user: u\ncurrent-context: x\n", 0600));
+  r = kflex({"adopt", "ext3", "--adopted-kubeconfig", bogus.string(), "--no-wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(waitFor([&] { return condition("ext3", "Synced") == "False/ReconcileError"; }, 20s, "ReconcileError"));
+  EXPECT_NE(field("ext3", ".status.conditions[?(@.type=='Synced')].message").find("Unauthorized"), std::string::npos)
+      << field("ext3", ".status.conditions");
+  EXPECT_NE(condition("ext3", "Ready").rfind("True", 0), 0u);
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "kubeflex-system", "ext3-bootstrap", "-o", "name"}).out,
+            "secret/ext3-bootstrap\n");
+  EXPECT_EQ(kflex({"list"}).exit_code, 0);
+}
+
+TEST_F(Clusters, HostIsTheHubsHostingCluster) {
+  startHub({"--hosting-kubeconfig", cluster_->kubeconfig().string()});
+  auto r = kflex({"create", "h1", "-t", "host", "--timeout", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << hub_->log();
+  EXPECT_EQ(condition("h1", "Ready"), "True/Available");
+  EXPECT_EQ(field("h1", ".metadata.finalizers[0]"), "kflex.kubestellar.org/finalizer");
+  // Upstream's objects in the hosting cluster.
+  EXPECT_EQ(cluster_->kubectl({"get", "sa", "-n", "h1-system", "h1", "-o", "name"}).out, "serviceaccount/h1\n");
+  EXPECT_EQ(cluster_->kubectl({"get", "clusterrolebinding", "h1-binding", "-o", "jsonpath={.roleRef.name}"}).out,
+            "cluster-admin");
+  EXPECT_NE(secretData("h1", "kubeconfig-incluster").find("https://kubernetes.default.svc"), std::string::npos);
+  auto readyz = throughContext("h1", {"get", "--raw", "/readyz"});
+  EXPECT_EQ(readyz.out, "ok") << readyz.err;
+
+  // Deleting removes them from the hosting cluster before the control plane goes.
+  r = kflex({"delete", "h1", "--timeout", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << hub_->log();
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "cp", "-o", "name"}).out, "");
+  EXPECT_NE(cluster_->kubectl({"get", "clusterrolebinding", "h1-binding"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return cluster_->kubectl({"get", "ns", "h1-system"}).exit_code != 0; }, 10s,
+                      "namespace gone"));
+}
+
+TEST_F(Clusters, HostWithoutAHostingClusterSaysHowToConfigureOne) {
+  startHub();
+  auto r = kflex({"create", "h2", "-t", "host", "--no-wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(waitFor([&] { return condition("h2", "Synced") == "False/ReconcileError"; }, 20s, "ReconcileError"));
+  EXPECT_NE(field("h2", ".status.conditions[?(@.type=='Synced')].message").find("--hosting-kubeconfig"),
+            std::string::npos);
+  // Nothing was made anywhere: deleting is immediate.
+  r = kflex({"delete", "h2", "--timeout", "20s"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+}  // namespace
+}  // namespace kflex::test
