@@ -19,6 +19,7 @@
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
+#include "shared/config/kubeconfig.hpp"
 #include "shared/net/https_client.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -191,6 +192,16 @@ int runAgent(const AgentConfig& cfg) {
       return kExitConfig;
     }
     rcfg.postgres_password = std::string(trim(pw.value()));
+  }
+  if (!cfg.cluster_kubeconfig.empty()) {
+    auto kc = config::Kubeconfig::load(cfg.cluster_kubeconfig);
+    auto access = kc ? kc->access(cfg.cluster_context) : Result<config::ClusterAccess>(kc.error());
+    if (!access) {
+      log::error("cannot start: cluster_kubeconfig", {{"file", cfg.cluster_kubeconfig}, {"error", access.error().message}});
+      return kExitConfig;
+    }
+    rcfg.cluster = access.value();
+    rcfg.cluster_node = cfg.cluster_node_address;
   }
   if (rcfg.advertise_address.empty()) {
     std::string host;

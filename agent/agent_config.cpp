@@ -96,6 +96,12 @@ Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg
         cfg.postgres_dsn = v.IsNull() ? "" : v.as<std::string>();
       } else if (key == "postgres_password_file") {
         cfg.postgres_password_file = v.IsNull() ? "" : v.as<std::string>();
+      } else if (key == "cluster_kubeconfig") {
+        cfg.cluster_kubeconfig = v.IsNull() ? "" : v.as<std::string>();
+      } else if (key == "cluster_context") {
+        cfg.cluster_context = v.IsNull() ? "" : v.as<std::string>();
+      } else if (key == "cluster_node_address") {
+        cfg.cluster_node_address = v.IsNull() ? "" : v.as<std::string>();
       } else {
         problems.push_back(where(kv.first, key) + ": unknown setting");
       }

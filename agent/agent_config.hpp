@@ -43,6 +43,14 @@ struct AgentConfig {
   std::string postgres_dsn;
   /// A file holding that user's password (YAML `postgres_password_file`); never on a command line.
   std::string postgres_password_file;
+  /// Kubeconfig of a Kubernetes cluster near this host, where vcluster control planes run
+  /// (YAML `cluster_kubeconfig`); none: this agent cannot run them.
+  std::string cluster_kubeconfig;
+  /// Its context (YAML `cluster_context`); default: its current context.
+  std::string cluster_context;
+  /// Where that cluster's node ports are reached (YAML `cluster_node_address`); default: the host
+  /// of its API server URL.
+  std::string cluster_node_address;
   /// What this host offers control planes (YAML `capacity`, keys cpu and memory, Kubernetes
   /// quantities), instead of what it has: less to keep room for other work, more to overcommit.
   std::map<std::string, std::string> capacity;

@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
                   "The shared PostgreSQL of k8s control planes: postgres://USER@HOST:PORT/postgres?sslmode=... "
                   "(no password in it)");
   run->add_option("--postgres-password-file", postgres_password_file, "A file holding that user's password");
+  std::string cluster_kubeconfig;
+  run->add_option("--cluster-kubeconfig", cluster_kubeconfig,
+                  "Kubeconfig of a cluster near this host: vcluster control planes run in it");
   run->footer(
       "First start (--token and --ca-cert-hash needed): makes a key in DATA_DIR/pki (never sent anywhere),\n"
       "checks the hub's CA against --ca-cert-hash, and trades the token for a client certificate. Later\n"
@@ -124,6 +127,9 @@ int main(int argc, char** argv) {
   }
   if (!postgres_password_file.empty()) {
     cfg.postgres_password_file = postgres_password_file;
+  }
+  if (!cluster_kubeconfig.empty()) {
+    cfg.cluster_kubeconfig = std::filesystem::absolute(cluster_kubeconfig).string();
   }
   if (!labels.empty()) {
     if (auto r = agent::parseLabels(labels, cfg.labels); !r) {

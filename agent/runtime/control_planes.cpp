@@ -4,6 +4,7 @@
 #include "agent/agent_state.hpp"
 #include "agent/runtime/k3s_runtime.hpp"
 #include "agent/runtime/k8s_runtime.hpp"
+#include "agent/runtime/vcluster_runtime.hpp"
 #include "agent/runtime/netns.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -35,12 +36,15 @@ ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& confi
 
 ControlPlanes::~ControlPlanes() = default;
 
-bool ControlPlanes::runsType(const std::string& type) { return type == "k3s" || type == "k8s"; }
+bool ControlPlanes::runsType(const std::string& type) { return type == "k3s" || type == "k8s" || type == "vcluster"; }
 
 namespace {
 // The type of a control plane known only by its folder (deleted while the agent was away).
 std::string typeOfFolder(const fs::path& dir) {
   std::error_code ec;
+  if (fs::exists(dir / "vcluster", ec)) {
+    return "vcluster";
+  }
   return fs::exists(dir / "pki", ec) ? "k8s" : "k3s";
 }
 }  // namespace
@@ -51,6 +55,9 @@ std::unique_ptr<Runtime> ControlPlanes::make(const std::string& type, const std:
   }
   if (type == "k8s") {
     return std::make_unique<K8sRuntime>(env_, name);
+  }
+  if (type == "vcluster") {
+    return std::make_unique<VClusterRuntime>(env_, name);
   }
   return nullptr;
 }

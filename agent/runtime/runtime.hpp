@@ -4,12 +4,14 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "agent/runtime/supervisor.hpp"
+#include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
 
 namespace kflex::agent {
@@ -27,6 +29,8 @@ struct RuntimeConfig {
   std::chrono::milliseconds probe_interval{2000};          ///< Health probes (and restarts) this often.
   std::string postgres_dsn;                                ///< The shared PostgreSQL of k8s control planes ("" = none).
   std::string postgres_password;                           ///< Its password (from a file; never logged).
+  std::optional<config::ClusterAccess> cluster;            ///< The cluster near the agent (vcluster); none when absent.
+  std::string cluster_node;                                ///< Where its node ports are reached ("" = its API host).
   SupervisorOptions supervisor;
 };
 

@@ -64,7 +64,8 @@ struct ObjectRef {
 /**
  * A client for one cluster. Calls are coroutines on the caller's executor; discovery results are
  * cached per group version and looked up again when a kind is missing (a CRD just created).
- * Thread safety: one strand at a time.
+ * Thread safety: one strand at a time. Callers: name an ObjectRef before the co_await that
+ * passes it (GCC 12 destroys an aggregate temporary built inside a co_await expression twice).
  */
 class Client {
  public:

@@ -5,6 +5,8 @@
 // cluster-admin binding.
 #include <signal.h>
 
+#include <regex>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -98,9 +100,43 @@ class Clusters : public ::testing::Test {
     return kubectl(user, args);
   }
 
+  // Enrolls and starts agent edge-1 (stand-ins for programs), with `extra` flags.
+  void startAgent(const std::vector<std::string>& extra) {
+    auto t = kflex({"token", "create"});
+    ASSERT_EQ(t.exit_code, 0) << t.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(t.out, m, std::regex("--token ([a-z0-9.]+) --ca-cert-hash (sha256:[0-9a-f]+)")));
+    std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null",
+                                     "--data-dir", (dir_.path() / "edge-1").string(), "--hub", hub_->url(),
+                                     "--name", "edge-1", "--token", m[1], "--ca-cert-hash", m[2],
+                                     "--bin-dir", (binDir() / "standins").string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    agent_ = std::make_unique<Process>(argv, dir_.path() / "edge-1.log");
+    ASSERT_TRUE(waitFor([&] {
+      return kubectl(hub_->kubeconfig(), {"get", "agent", "edge-1", "-o",
+                                          "jsonpath={.status.conditions[?(@.type=='Ready')].status}"}).out == "True";
+    }, 20s, "agent Ready"));
+  }
+  void restartAgent() {
+    agent_->signal(SIGTERM);
+    ASSERT_EQ(agent_->wait(10s), 0) << agent_->log();
+    std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null",
+                                     "--data-dir", (dir_.path() / "edge-1").string(), "--hub", hub_->url(),
+                                     "--bin-dir", (binDir() / "standins").string(), "--cluster-kubeconfig",
+                                     cluster_->kubeconfig().string()};
+    agent_ = std::make_unique<Process>(argv, dir_.path() / "edge-1-again.log");
+  }
+  void TearDown() override {
+    if (agent_) {
+      agent_->signal(SIGTERM);
+      agent_->wait(10s);
+    }
+  }
+
   TempDir dir_;
   std::unique_ptr<Cluster> cluster_;
   std::unique_ptr<HubProcess> hub_;
+  std::unique_ptr<Process> agent_;
 };
 
 TEST_F(Clusters, AdoptAnExternalClusterWithATokenOnly) {
@@ -229,6 +265,57 @@ TEST_F(Clusters, HostWithoutAHostingClusterSaysHowToConfigureOne) {
             std::string::npos);
   // Nothing was made anywhere: deleting is immediate.
   r = kflex({"delete", "h2", "--timeout", "20s"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(Clusters, VClusterRunsInTheClusterNearTheAgent) {
+  startHub();
+  startAgent({"--cluster-kubeconfig", cluster_->kubeconfig().string()});
+  auto r = kflex({"create", "vc1", "-t", "vcluster", "--agent", "edge-1", "--timeout", "60s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << agent_->log();
+  EXPECT_EQ(condition("vc1", "Ready"), "True/Available");
+  // What KubeFlex's chart makes, in <cp>-system of the cluster near the agent.
+  EXPECT_EQ(cluster_->kubectl({"get", "sts", "-n", "vc1-system", "vcluster", "-o",
+                               "jsonpath={.spec.template.spec.containers[*].image}"}).out,
+            "rancher/k3s:v1.27.2-k3s1 ghcr.io/loft-sh/vcluster:0.16.4");
+  std::string node_port = cluster_->kubectl({"get", "svc", "-n", "vc1-system", "vcluster-nodeport", "-o",
+                                             "jsonpath={.spec.ports[0].nodePort}"}).out;
+  ASSERT_FALSE(node_port.empty());
+  EXPECT_EQ(field("vc1", ".status.endpoint"), "https://127.0.0.1:" + node_port);
+  // Its kubeconfig, as KubeFlex exposes it: vc-vcluster, config and config-incluster.
+  EXPECT_EQ(field("vc1", ".status.secretRef.name"), "vc-vcluster");
+  auto incluster = kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "vc1-system", "vc-vcluster", "-o",
+                                                "jsonpath={.data.config-incluster}"});
+  auto incluster_text = base64Decode(incluster.out);
+  ASSERT_TRUE(incluster_text) << incluster.err;
+  EXPECT_NE(incluster_text->find("https://vcluster.vc1-system"), std::string::npos);
+  auto readyz = throughContext("vc1", {"get", "--raw", "/readyz"});
+  EXPECT_EQ(readyz.out, "ok") << readyz.err;
+  std::string generation = cluster_->kubectl({"get", "sts", "-n", "vc1-system", "vcluster", "-o",
+                                              "jsonpath={.metadata.generation}/{.metadata.resourceVersion}"}).out;
+
+  // An agent restart neither reinstalls nor disturbs it.
+  restartAgent();
+  EXPECT_TRUE(waitFor([&] { return condition("vc1", "Ready") == "True/Available"; }, 20s, "Ready after restart"));
+  EXPECT_EQ(cluster_->kubectl({"get", "sts", "-n", "vc1-system", "vcluster", "-o",
+                               "jsonpath={.metadata.generation}/{.metadata.resourceVersion}"}).out,
+            generation);
+
+  // Deleting removes its namespace from the cluster before the control plane goes.
+  r = kflex({"delete", "vc1", "--timeout", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << agent_->log();
+  EXPECT_NE(cluster_->kubectl({"get", "ns", "vc1-system"}).exit_code, 0);
+}
+
+TEST_F(Clusters, VClusterOnAnAgentWithoutAClusterSaysWhatToConfigure) {
+  startHub();
+  startAgent({});
+  auto r = kflex({"create", "vc2", "-t", "vcluster", "--agent", "edge-1", "--no-wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(waitFor([&] { return condition("vc2", "Synced") == "False/ReconcileError"; }, 20s, "ReconcileError"));
+  EXPECT_NE(field("vc2", ".status.conditions[?(@.type=='Synced')].message").find("cluster_kubeconfig"),
+            std::string::npos);
+  r = kflex({"delete", "vc2", "--timeout", "20s"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 

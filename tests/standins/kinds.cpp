@@ -4,6 +4,13 @@
 // metadata are kept as given, as a server without those kinds' schemas would.
 #include "tests/standins/standin.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <random>
+
 #include "shared/common/util.hpp"
 
 namespace kflex::standin {
@@ -38,6 +45,28 @@ model::ResourceType kind(const std::string& group, const std::string& kind, cons
   return t;
 }
 
+int freeNodePort() {
+  std::random_device rd;
+  std::mt19937 gen(rd());
+  std::uniform_int_distribution<int> dist(30000, 32767);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    int port = dist(gen);
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool free = s >= 0 && ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    if (s >= 0) {
+      ::close(s);
+    }
+    if (free) {
+      return port;
+    }
+  }
+  return 30000;
+}
+
 }  // namespace
 
 model::Registry clusterRegistry() {
@@ -69,7 +98,21 @@ model::Registry clusterRegistry() {
   };
   r.add(std::move(secret));
   r.add(kind("", "ConfigMap", "configmaps", true, false, {"cm"}));
-  r.add(kind("", "Service", "services", true, true, {"svc"}));
+  auto svc = kind("", "Service", "services", true, true, {"svc"});
+  svc.admit = [](Json& obj) {
+    // NodePort services get a node port from 30000-32767 when they name none (one that is free
+    // on this host: the stand-in cluster's node is this host's loopback).
+    Json& spec = obj["spec"];
+    if (!spec.is_object() || spec.value("type", "") != "NodePort" || !spec["ports"].is_array()) {
+      return;
+    }
+    for (auto& port : spec["ports"]) {
+      if (port.is_object() && !port.contains("nodePort")) {
+        port["nodePort"] = freeNodePort();
+      }
+    }
+  };
+  r.add(std::move(svc));
   r.add(kind("", "Pod", "pods", true, true, {"po"}));
   r.add(kind("", "PersistentVolumeClaim", "persistentvolumeclaims", true, true, {"pvc"}));
   for (const char* k : {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}) {

@@ -5,17 +5,23 @@
 // - the API (core, RBAC, apps, batch, apiextensions; TokenRequest and service-account bearer
 //   tokens, cluster-admin bindings honoured) on the hub's machinery;
 // - the namespace controller (a deleting namespace is emptied, then goes);
-// - workloads: Deployments and StatefulSets report their replicas ready.
+// - workloads: Deployments and StatefulSets report their replicas ready;
+// - vCluster: a StatefulSet with a loft-sh/vcluster syncer container gets a Kubernetes API of its
+//   own, served on the node port of the namespace's NodePort service, and its kubeconfig in the
+//   secret the syncer writes (vc-NAME, key config, server --out-kube-config-server).
 //
 //   kube-cluster --data-dir DIR [--listen 127.0.0.1:0]
 //
 // writes DIR/admin.kubeconfig (client certificate, system:masters) once it serves.
 #include <iostream>
+#include <optional>
+#include <set>
 
 #include "shared/common/log.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
+#include "shared/net/https_client.hpp"
 #include "shared/tls/context.hpp"
 #include "shared/tls/pki.hpp"
 #include "tests/standins/standin.hpp"
@@ -31,7 +37,7 @@ struct ClusterPki {
   tls::KeyPair admin;
 };
 
-Result<ClusterPki> loadOrMakePki(const std::filesystem::path& dir) {
+Result<ClusterPki> loadOrMakePki(const std::filesystem::path& dir, const std::vector<std::string>& extra_sans = {}) {
   SystemClock clock;
   std::filesystem::create_directories(dir);
   ClusterPki p;
@@ -57,10 +63,12 @@ Result<ClusterPki> loadOrMakePki(const std::filesystem::path& dir) {
   if (!ca) {
     return ca.error();
   }
-  auto serving = tls::issueCertificate(ca.value(),
-                                       {"kube-apiserver", {}, {"localhost", "kubernetes", "kubernetes.default.svc"},
-                                        {"127.0.0.1"}, false, true, false, std::chrono::hours(24 * 365)},
-                                       clock);
+  tls::CertRequest serving_req{"kube-apiserver", {}, {"localhost", "kubernetes", "kubernetes.default.svc"},
+                               {"127.0.0.1"}, false, true, false, std::chrono::hours(24 * 365)};
+  for (const auto& san : extra_sans) {
+    (tls::isIpAddress(san) ? serving_req.ip_addresses : serving_req.dns_names).push_back(san);
+  }
+  auto serving = tls::issueCertificate(ca.value(), serving_req, clock);
   auto admin = tls::issueCertificate(
       ca.value(), {"kubernetes-admin", {"system:masters"}, {}, {}, false, false, true, std::chrono::hours(24 * 365)},
       clock);
@@ -77,14 +85,56 @@ Result<ClusterPki> loadOrMakePki(const std::filesystem::path& dir) {
   return p;
 }
 
+// What a vCluster's syncer container is told (vCluster 0.16 flags).
+struct SyncerArgs {
+  std::string name = "vcluster";
+  std::string out_server = "https://localhost:8443";
+  std::string out_secret;
+  std::vector<std::string> tls_sans;
+};
+
+// The syncer container of a StatefulSet (image loft-sh/vcluster), if it has one.
+std::optional<SyncerArgs> syncerOf(const Json& sts) {
+  const Json containers = sts.value("spec", Json::object()).value("template", Json::object())
+                              .value("spec", Json::object()).value("containers", Json::array());
+  for (const auto& c : containers) {
+    if (!c.is_object() || c.value("image", "").find("loft-sh/vcluster") == std::string::npos) {
+      continue;
+    }
+    SyncerArgs a;
+    for (const auto& arg : c.value("args", Json::array())) {
+      std::string v = arg.is_string() ? arg.get<std::string>() : "";
+      auto value = [&](const std::string& flag) { return v.substr(flag.size()); };
+      if (v.rfind("--name=", 0) == 0) {
+        a.name = value("--name=");
+      } else if (v.rfind("--out-kube-config-server=", 0) == 0) {
+        a.out_server = value("--out-kube-config-server=");
+      } else if (v.rfind("--out-kube-config-secret=", 0) == 0) {
+        a.out_secret = value("--out-kube-config-secret=");
+      } else if (v.rfind("--tls-san=", 0) == 0) {
+        a.tls_sans.push_back(value("--tls-san="));
+      }
+    }
+    if (a.out_secret.empty()) {
+      a.out_secret = "vc-" + a.name;
+    }
+    return a;
+  }
+  return std::nullopt;
+}
+
 // The controllers: look at the store every tick and act through the API as a controller would.
 class Controllers {
  public:
-  Controllers(net::io_context& ioc, standin::ApiServer& api) : ioc_(ioc), api_(api), timer_(ioc) {}
+  Controllers(net::io_context& ioc, standin::ApiServer& api, std::filesystem::path dir)
+      : ioc_(ioc), api_(api), dir_(std::move(dir)), timer_(ioc) {}
   void start() { net::co_spawn(ioc_, loop(), net::detached); }
   void stop() {
     stopping_ = true;
     timer_.cancel();
+    for (auto& [_, v] : vclusters_) {
+      v->stop();
+    }
   }
 
  private:
@@ -92,6 +142,7 @@ class Controllers {
     co_await ensureNamespaces();
     while (!stopping_) {
       co_await namespaces();
+      co_await vclusters();
       co_await workloads();
       timer_.expires_after(std::chrono::milliseconds(200));
       co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
@@ -132,6 +183,83 @@ class Controllers {
     }
   }
 
+  // vCluster StatefulSets: the "pod" is a Kubernetes API served in this process on the node port
+  // of the namespace's NodePort service; its kubeconfig goes to the secret the syncer writes.
+  net::awaitable<void> vclusters() {
+    const auto* t = api_.registry().find("apps", "v1", "statefulsets");
+    std::set<std::string> seen;
+    for (const auto& rec : api_.store().listPrefix(hub::resourceKey(*t, "")).first) {
+      Json sts = Json::parse(rec->bytes, nullptr, false);
+      auto syncer = sts.is_object() ? syncerOf(sts) : std::nullopt;
+      if (!syncer || sts["metadata"].contains("deletionTimestamp")) {
+        continue;
+      }
+      std::string ns = sts["metadata"].value("namespace", "");
+      std::string key = ns + "/" + rec->name;
+      seen.insert(key);
+      if (vclusters_.count(key)) {
+        continue;
+      }
+      int port = 0;
+      for (const auto& svc : api_.store().list("/services/" + ns).first) {
+        Json o = Json::parse(svc->bytes, nullptr, false);
+        if (o.is_object() && o["spec"].value("type", "") == "NodePort" && o["spec"]["ports"].is_array() &&
+            !o["spec"]["ports"].empty()) {
+          port = o["spec"]["ports"][0].value("nodePort", 0);
+        }
+      }
+      std::vector<std::string> sans = syncer->tls_sans;
+      std::string host;
+      std::string out_port;
+      if (net_client::splitHttpsUrl(syncer->out_server, host, out_port)) {
+        sans.push_back(host);
+      }
+      std::filesystem::path dir = dir_ / "vclusters" / (ns + "_" + rec->name);
+      auto pki = loadOrMakePki(dir / "pki", sans);
+      auto ctx = pki ? tls::makeServerContext({pki->ca.cert_pem, pki->serving.cert_pem, pki->serving.key_pem})
+                     : Result<std::shared_ptr<ssl::context>>(pki.error());
+      if (!ctx) {
+        log::error("cannot start a vcluster", {{"statefulset", key}, {"error", ctx.error().message}});
+        continue;
+      }
+      auto vc = standin::ApiServer::start(ioc_, ctx.value(), dir / "vcluster.db", "127.0.0.1",
+                                          static_cast<uint16_t>(port), std::chrono::steady_clock::now(),
+                                          {{"/livez", "ok"}});
+      if (!vc) {
+        log::error("cannot start a vcluster", {{"statefulset", key}, {"error", vc.error().message}});
+        continue;
+      }
+      config::ClusterAccess admin;
+      admin.server = syncer->out_server;
+      admin.ca_pem = pki->ca.cert_pem;
+      admin.client_cert_pem = pki->admin.cert_pem;
+      admin.client_key_pem = pki->admin.key_pem;
+      config::Kubeconfig kc;
+      kc.setAccess("my-vcluster", admin);
+      kc.setCurrentContext("my-vcluster");
+      Json secret = {{"apiVersion", "v1"}, {"kind", "Secret"},
+                     {"metadata", {{"name", syncer->out_secret}, {"namespace", ns}}},
+                     {"data", {{"config", base64Encode(kc.toYaml())}}}};
+      auto r = co_await api_.api().internal(
+          http::verb::patch, "/api/v1/namespaces/" + ns + "/secrets/" + syncer->out_secret + "?fieldManager=vcluster&force=true",
+          secret.dump(), "application/apply-patch+yaml");
+      if (r.status != 200 && r.status != 201) {
+        log::error("cannot write a vcluster's kubeconfig", {{"statefulset", key}, {"answer", r.body}});
+      }
+      log::info("vcluster started", {{"statefulset", key}, {"port", std::to_string(vc.value()->port())}});
+      vclusters_[key] = std::move(vc.value());
+    }
+    for (auto it = vclusters_.begin(); it != vclusters_.end();) {
+      if (seen.count(it->first)) {
+        ++it;
+        continue;
+      }
+      it->second->stop();
+      log::info("vcluster stopped", {{"statefulset", it->first}});
+      it = vclusters_.erase(it);
+    }
+  }
+
   // Deployments and StatefulSets: their pods are "running" as soon as they are asked for.
   net::awaitable<void> workloads() {
     for (const char* plural : {"deployments", "statefulsets"}) {
@@ -140,6 +268,10 @@ class Controllers {
         Json obj = Json::parse(rec->bytes, nullptr, false);
         if (!obj.is_object()) {
           continue;
+        }
+        if (syncerOf(obj) &&
+            !vclusters_.count(obj["metadata"].value("namespace", "") + "/" + rec->name)) {
+          continue;  // its vcluster is not serving (yet)
         }
         int64_t replicas = obj.value("spec", Json::object()).value("replicas", int64_t(1));
         int64_t generation = obj["metadata"].value("generation", int64_t(1));
@@ -161,6 +293,8 @@ class Controllers {
 
   net::io_context& ioc_;
   standin::ApiServer& api_;
+  std::filesystem::path dir_;
+  std::map<std::string, std::unique_ptr<standin::ApiServer>> vclusters_;  // "namespace/statefulset"
   net::steady_timer timer_;
   bool stopping_ = false;
 };
@@ -208,7 +342,7 @@ int main(int argc, char** argv) {
   if (auto r = kc.save(dir / "admin.kubeconfig"); !r) {
     return standin::commandError(r.error().message);
   }
-  Controllers controllers(ioc, *api.value());
+  Controllers controllers(ioc, *api.value(), dir);
   controllers.start();
   log::info("kube-cluster serving", {{"url", admin.server}, {"kubeconfig", (dir / "admin.kubeconfig").string()}});
   return standin::runUntilSignalled(ioc, [&] {
