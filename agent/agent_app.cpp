@@ -21,6 +21,7 @@
 #include "shared/common/version.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/https_client.hpp"
+#include "shared/model/resource.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::agent {
@@ -192,6 +193,16 @@ int runAgent(const AgentConfig& cfg) {
       return kExitConfig;
     }
     rcfg.postgres_password = std::string(trim(pw.value()));
+  }
+  for (const auto& [type, limits] : cfg.control_plane_limits) {
+    runtime::Limits l = runtime::defaultLimits(type);
+    if (auto it = limits.find("memory"); it != limits.end()) {
+      l.memory_bytes = model::parseQuantity(it->second, false).value_or(l.memory_bytes);
+    }
+    if (auto it = limits.find("cpu"); it != limits.end()) {
+      l.cpu_millis = model::parseQuantity(it->second, true).value_or(l.cpu_millis);
+    }
+    rcfg.limits[type] = l;
   }
   if (!cfg.cluster_kubeconfig.empty()) {
     auto kc = config::Kubeconfig::load(cfg.cluster_kubeconfig);

@@ -84,6 +84,21 @@ Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg
         cfg.advertise_address = v.IsNull() ? "" : v.as<std::string>();
       } else if (key == "isolate_control_planes") {
         cfg.isolate = v.as<bool>();
+      } else if (key == "control_plane_limits") {
+        if (!v.IsMap()) {
+          problems.push_back(where(v, key) + ": must be a mapping such as {k3s: {cpu: \"2\", memory: 1Gi}}");
+        } else {
+          for (const auto& t : v) {
+            if (!t.second.IsMap()) {
+              problems.push_back(where(t.second, key) + ": " + t.first.as<std::string>() +
+                                 " must be a mapping such as {cpu: \"2\", memory: 1Gi}");
+              continue;
+            }
+            for (const auto& c : t.second) {
+              cfg.control_plane_limits[t.first.as<std::string>()][c.first.as<std::string>()] = c.second.as<std::string>();
+            }
+          }
+        }
       } else if (key == "capacity") {
         if (!v.IsMap()) {
           problems.push_back(where(v, key) + ": must be a mapping such as {cpu: \"8\", memory: 16Gi}");
@@ -167,6 +182,19 @@ Result<void> validateAgentConfig(const AgentConfig& cfg) {
     boost::asio::ip::make_address(cfg.advertise_address, ec);
     if (ec) {
       problems.push_back("advertise_address: \"" + cfg.advertise_address + "\" is not an IP address");
+    }
+  }
+  for (const auto& [type, limits] : cfg.control_plane_limits) {
+    if (type != "k8s" && type != "k3s") {
+      problems.push_back("control_plane_limits: unknown type \"" + type + "\"; k8s and k3s run as processes here");
+    }
+    for (const auto& [k, v] : limits) {
+      if (k != "cpu" && k != "memory") {
+        problems.push_back("control_plane_limits." + type + ": unknown key \"" + k + "\"; cpu and memory can be set");
+      } else if (!model::parseQuantity(v, k == "cpu")) {
+        problems.push_back("control_plane_limits." + type + "." + k + ": \"" + v +
+                           "\" is not a quantity such as 2, 500m, 1Gi");
+      }
     }
   }
   for (const auto& [k, v] : cfg.capacity) {

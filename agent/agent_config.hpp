@@ -51,6 +51,9 @@ struct AgentConfig {
   /// Where that cluster's node ports are reached (YAML `cluster_node_address`); default: the host
   /// of its API server URL.
   std::string cluster_node_address;
+  /// Memory and CPU limits per control plane type (YAML `control_plane_limits`, e.g.
+  /// {k3s: {cpu: "2", memory: 1Gi}}), enforced with cgroup v2 where the host has it.
+  std::map<std::string, std::map<std::string, std::string>> control_plane_limits;
   /// What this host offers control planes (YAML `capacity`, keys cpu and memory, Kubernetes
   /// quantities), instead of what it has: less to keep room for other work, more to overcommit.
   std::map<std::string, std::string> capacity;

@@ -19,6 +19,26 @@ fs::path RuntimeEnv::program(const std::string& name) const {
   return it != config.programs.end() && !it->second.empty() ? fs::path(it->second) : config.bin_dir / name;
 }
 
+fs::path RuntimeEnv::joinCgroup(const std::string& name, const std::string& type) const {
+  if (cgroups == nullptr || !cgroups->available()) {
+    return {};
+  }
+  auto it = config.limits.find(type);
+  auto path = cgroups->prepare(name, it != config.limits.end() ? it->second : defaultLimits(type));
+  if (!path) {
+    log::warn("control plane runs without limits", {{"controlPlane", name}, {"error", path.error().message}});
+    return {};
+  }
+  return path.value();
+}
+
+std::string RuntimeEnv::limitsNote() const {
+  if (cgroups == nullptr) {
+    return "";
+  }
+  return cgroups->available() ? "" : "; no resource limits: " + cgroups->problem();
+}
+
 ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& config, AgentState& state,
                              const fs::path& data_dir, const Clock& clock)
     : supervisor_(clock, config.supervisor),
@@ -26,6 +46,11 @@ ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& confi
       env_{ex, supervisor_, state, clock, config_, data_dir / "cp", false},
       wake_(ex) {
   env_.isolate = config_.isolate && NetNamespace::available();
+  cgroups_ = std::make_unique<Cgroups>(Cgroups::detect());
+  env_.cgroups = cgroups_.get();
+  if (!cgroups_->available()) {
+    log::warn("control planes run without memory and CPU limits", {{"why", cgroups_->problem()}});
+  }
   if (config_.isolate && !env_.isolate) {
     log::warn("control planes share the host's network: network namespaces cannot be made here (the agent needs "
               "root); only one k3s control plane fits on this host");

@@ -47,6 +47,7 @@ class ControlPlanes {
  private:
   std::unique_ptr<Runtime> make(const std::string& type, const std::string& name);
   Supervisor supervisor_;
+  std::unique_ptr<Cgroups> cgroups_;
   RuntimeConfig config_;
   RuntimeEnv env_;
   std::map<std::string, std::unique_ptr<Runtime>> runtimes_;

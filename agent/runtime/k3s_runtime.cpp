@@ -61,6 +61,7 @@ ProcessSpec K3sRuntime::spec(bool dedicated) const {
   s.log_file = dir_ / "logs" / "k3s.log";
   s.pid_file = dir_ / "run" / "k3s.pid";
   s.net_ns_fd = net_.nsFd();
+  s.cgroup_procs = cgroup_;
   s.stop_grace = std::chrono::seconds(15);
   return s;
 }
@@ -77,7 +78,11 @@ Result<void> K3sRuntime::prepare() {
       return r.error();
     }
   }
-  return net_.prepare(env_, name_, dir_ / "run" / "k3s.pid", kInnerPort);
+  if (auto r = net_.prepare(env_, name_, dir_ / "run" / "k3s.pid", kInnerPort); !r) {
+    return r;
+  }
+  cgroup_ = env_.joinCgroup(name_, "k3s");
+  return {};
 }
 
 void K3sRuntime::ensure(const Json& cp) {
@@ -144,7 +149,8 @@ Json K3sRuntime::observe() const {
     synced.update({{"status", "False"}, {"reason", "ReconcileError"}, {"message", "k3s cannot start: " + st.error}});
   } else {
     synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
-                   {"message", "k3s server supervised by the agent" + std::string(env_.isolate ? " in its own network namespace" : "")}});
+                   {"message", "k3s server supervised by the agent" +
+                                   std::string(env_.isolate ? " in its own network namespace" : "") + env_.limitsNote()}});
   }
   Json ready = {{"type", "Ready"},
                 {"status", ready_ ? "True" : "False"},
@@ -182,6 +188,9 @@ bool K3sRuntime::remove() {
   }
   std::error_code ec;
   fs::remove_all(dir_, ec);
+  if (env_.cgroups != nullptr) {
+    env_.cgroups->remove(name_);
+  }
   if (ec) {
     log::warn("cannot remove a control plane's data", {{"dir", dir_.string()}, {"error", ec.message()}});
     return false;

@@ -44,6 +44,7 @@ class K3sRuntime final : public Runtime {
   bool dedicated_ = false;
   bool prepared_ = false;
   ControlPlaneNetwork net_;
+  std::filesystem::path cgroup_;  // its cgroup.procs ("" = no limits)
   ReadyzProbe readyz_;
   std::string problem_;        // why it cannot run (Synced=False), "" when it can
   std::string problem_reason_;

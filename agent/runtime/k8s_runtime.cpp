@@ -161,6 +161,7 @@ Result<void> K8sRuntime::prepare() {
   if (auto r = net_.prepare(env_, name_, dir_ / "run" / "kine.pid", kInnerPort); !r) {
     return r;
   }
+  cgroup_ = env_.joinCgroup(name_, "k8s");
   if (env_.isolate && !env_.config.postgres_dsn.empty()) {
     // Kine, inside, reaches the shared PostgreSQL through a relay on its own loopback.
     auto server = store::serverOf({env_.config.postgres_dsn, ""});
@@ -192,6 +193,7 @@ ProcessSpec K8sRuntime::componentSpec(const char* component, std::vector<std::st
   s.log_file = dir_ / "logs" / (std::string(component) + ".log");
   s.pid_file = dir_ / "run" / (std::string(component) + ".pid");
   s.net_ns_fd = net_.nsFd();
+  s.cgroup_procs = cgroup_;
   s.stop_grace = grace;
   return s;
 }
@@ -377,7 +379,7 @@ Json K8sRuntime::observe() const {
          {"reason", "ReconcileSuccess"},
          {"message",
           "Kine, kube-apiserver and kube-controller-manager supervised by the agent, on database " +
-              database()}});
+              database() + env_.limitsNote()}});
   }
   Json ready = {{"type", "Ready"},
                 {"status", ready_ ? "True" : "False"},
@@ -438,6 +440,9 @@ bool K8sRuntime::remove() {
   }
   std::error_code ec;
   fs::remove_all(dir_, ec);
+  if (env_.cgroups != nullptr) {
+    env_.cgroups->remove(name_);
+  }
   if (ec) {
     log::warn("cannot remove a control plane's data",
               {{"dir", dir_.string()}, {"error", ec.message()}});

@@ -47,6 +47,7 @@ class K8sRuntime final : public Runtime {
   std::string name_;
   std::filesystem::path dir_;
   ControlPlaneNetwork net_;
+  std::filesystem::path cgroup_;  // its cgroup.procs ("" = no limits)
   ReadyzProbe readyz_;
   uint16_t kine_port_ = 2379;
   uint16_t kcm_port_ = 10257;

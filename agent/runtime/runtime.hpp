@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/runtime/cgroups.hpp"
 #include "agent/runtime/supervisor.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
@@ -29,6 +30,7 @@ struct RuntimeConfig {
   std::chrono::milliseconds probe_interval{2000};          ///< Health probes (and restarts) this often.
   std::string postgres_dsn;                                ///< The shared PostgreSQL of k8s control planes ("" = none).
   std::string postgres_password;                           ///< Its password (from a file; never logged).
+  std::map<std::string, Limits> limits;                    ///< Per type, over defaultLimits() (YAML `control_plane_limits`).
   std::optional<config::ClusterAccess> cluster;            ///< The cluster near the agent (vcluster); none when absent.
   std::string cluster_node;                                ///< Where its node ports are reached ("" = its API host).
   SupervisorOptions supervisor;
@@ -45,6 +47,12 @@ struct RuntimeEnv {
   bool isolate = false;           ///< Namespaces asked for and available.
   /// The path of a program: programs[name], else bin_dir/name.
   std::filesystem::path program(const std::string& name) const;
+  Cgroups* cgroups = nullptr;     ///< Control-plane cgroups; none in tests that do not ask.
+  /// Makes control plane `name`'s cgroup with its type's limits; its cgroup.procs, or "" when
+  /// limits are unavailable (say so with limitsNote()).
+  std::filesystem::path joinCgroup(const std::string& name, const std::string& type) const;
+  /// "" when limits apply, else "; no resource limits: WHY" for Synced messages.
+  std::string limitsNote() const;
 };
 
 /// One control plane on this host: turns the desired object into running programs, probes them

@@ -270,6 +270,15 @@ void Supervisor::start(Entry& e) {
     return;
   }
   const char* dir = spec.work_dir.empty() ? "/" : spec.work_dir.c_str();
+  // The control plane's cgroup (its limits), joined by the child before anything else.
+  int cgroup_fd = spec.cgroup_procs.empty() ? -1 : ::open(spec.cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
+  if (!spec.cgroup_procs.empty() && cgroup_fd < 0) {
+    ::close(log_fd);
+    ::close(err_pipe[0]);
+    ::close(err_pipe[1]);
+    failStart("cannot open " + spec.cgroup_procs.string() + ": " + std::strerror(errno));
+    return;
+  }
   int ns_fd = spec.net_ns_fd;
   long open_max = ::sysconf(_SC_OPEN_MAX);
   int max_fd = open_max > 0 && open_max < 1 << 20 ? static_cast<int>(open_max) : 1 << 16;
@@ -281,7 +290,9 @@ void Supervisor::start(Entry& e) {
     int null_fd = -1;
     sigset_t none;
     sigemptyset(&none);
-    if (::setsid() < 0) {
+    if (cgroup_fd >= 0 && ::write(cgroup_fd, "0", 1) != 1) {
+      step = 6;
+    } else if (::setsid() < 0) {
       step = 1;
     } else if (ns_fd >= 0 && ::setns(ns_fd, CLONE_NEWNET) != 0) {
       step = 2;
@@ -311,6 +322,9 @@ void Supervisor::start(Entry& e) {
   }
   ::close(log_fd);
   ::close(err_pipe[1]);
+  if (cgroup_fd >= 0) {
+    ::close(cgroup_fd);
+  }
   if (pid < 0) {
     ::close(err_pipe[0]);
     failStart(std::string("fork: ") + std::strerror(errno));
@@ -326,8 +340,8 @@ void Supervisor::start(Entry& e) {
     int status = 0;
     ::waitpid(pid, &status, 0);
     static const char* const kSteps[] = {"", "setsid", "entering the network namespace", "chdir to the working directory",
-                                         "redirecting output", "exec"};
-    failStart(std::string(kSteps[std::clamp(report[0], 0, 5)]) + " failed: " + std::strerror(report[1]));
+                                         "redirecting output", "exec", "joining the control plane's cgroup"};
+    failStart(std::string(kSteps[std::clamp(report[0], 0, 6)]) + " failed: " + std::strerror(report[1]));
     return;
   }
   e.child = true;

@@ -23,6 +23,7 @@ struct ProcessSpec {
   std::filesystem::path log_file;          ///< stdout and stderr, appended; rotated by size.
   std::filesystem::path pid_file;          ///< pid, start time and spec hash, for re-adoption after an agent restart.
   int net_ns_fd = -1;                      ///< A network namespace to start in (-1: the agent's own).
+  std::filesystem::path cgroup_procs;      ///< A cgroup's cgroup.procs to start in ("" = the agent's); not in the spec hash.
   std::chrono::milliseconds stop_grace{10000};  ///< SIGTERM, then SIGKILL after this long.
 };
 
