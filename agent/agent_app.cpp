@@ -184,6 +184,7 @@ int runAgent(const AgentConfig& cfg) {
   rcfg.bin_dir = std::filesystem::absolute(cfg.bin_dir);
   rcfg.programs = cfg.programs;
   rcfg.isolate = cfg.isolate;
+  rcfg.k3s_node_agent = cfg.k3s_node_agent;
   rcfg.advertise_address = cfg.advertise_address;
   rcfg.postgres_dsn = cfg.postgres_dsn;
   if (!cfg.postgres_password_file.empty()) {

@@ -84,6 +84,8 @@ Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg
         cfg.advertise_address = v.IsNull() ? "" : v.as<std::string>();
       } else if (key == "isolate_control_planes") {
         cfg.isolate = v.as<bool>();
+      } else if (key == "k3s_node_agent") {
+        cfg.k3s_node_agent = v.as<bool>();
       } else if (key == "control_plane_limits") {
         if (!v.IsMap()) {
           problems.push_back(where(v, key) + ": must be a mapping such as {k3s: {cpu: \"2\", memory: 1Gi}}");

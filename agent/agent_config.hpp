@@ -51,6 +51,9 @@ struct AgentConfig {
   /// Where that cluster's node ports are reached (YAML `cluster_node_address`); default: the host
   /// of its API server URL.
   std::string cluster_node_address;
+  /// The first k3s control plane made on this host keeps k3s's node agent (kubelet), the others
+  /// run with --disable-agent (YAML `k3s_node_agent`, default false: none runs it).
+  bool k3s_node_agent = false;
   /// Memory and CPU limits per control plane type (YAML `control_plane_limits`, e.g.
   /// {k3s: {cpu: "2", memory: 1Gi}}), enforced with cgroup v2 where the host has it.
   std::map<std::string, std::map<std::string, std::string>> control_plane_limits;

@@ -24,6 +24,10 @@ constexpr uint16_t kInnerPort = 6443;
 K3sRuntime::K3sRuntime(RuntimeEnv& env, std::string name)
     : env_(env), name_(std::move(name)), dir_(env.cp_root / name_) {}
 
+namespace {
+constexpr const char* kNodeAgentKey = "k3s/node-agent";  // the control plane running the kubelet
+}  // namespace
+
 K3sRuntime::~K3sRuntime() { net_.close(); }
 
 std::vector<std::string> K3sRuntime::commandLine(bool dedicated, uint16_t port) const {
@@ -41,13 +45,16 @@ std::vector<std::string> K3sRuntime::commandLine(bool dedicated, uint16_t port) 
       "--advertise-address", listen,
       "--tls-san", adv,
       "--tls-san", name_,
-      // Control plane only, as KubeFlex's hosted control planes are: no kubelet, no add-ons.
-      "--disable-agent",
+      // Control plane only, as KubeFlex's hosted control planes are: no add-ons, and no kubelet
+      // unless this one runs the host's node agent.
       "--disable=traefik,servicelb,local-storage,metrics-server,coredns",
       "--disable-helm-controller",
       "--disable-network-policy",
       "--disable-cloud-controller",
   };
+  if (!node_agent_) {
+    argv.push_back("--disable-agent");
+  }
   if (dedicated) {
     argv.push_back("--cluster-init");  // its own embedded etcd instead of SQLite
   }
@@ -82,7 +89,29 @@ Result<void> K3sRuntime::prepare() {
     return r;
   }
   cgroup_ = env_.joinCgroup(name_, "k3s");
+  node_agent_ = claimNodeAgent();
   return {};
+}
+
+bool K3sRuntime::claimNodeAgent() {
+  // Decided once per control plane and kept, so that an agent restart never changes (and so
+  // restarts) a running k3s: the first k3s control plane made while nobody runs the host's
+  // kubelet gets it.
+  std::string mine = "cp/" + name_ + "/node-agent";
+  if (auto decided = env_.state.get(mine); decided && !decided->empty()) {
+    return *decided == "1";
+  }
+  bool claim = false;
+  if (env_.config.k3s_node_agent) {
+    std::string owner = env_.state.get(kNodeAgentKey).value_or("");
+    std::error_code ec;
+    claim = owner.empty() || owner == name_ || !fs::exists(env_.cp_root / owner, ec);
+    if (claim) {
+      (void)env_.state.set(kNodeAgentKey, name_);
+    }
+  }
+  (void)env_.state.set(mine, claim ? "1" : "0");
+  return claim;
 }
 
 void K3sRuntime::ensure(const Json& cp) {
@@ -150,7 +179,9 @@ Json K3sRuntime::observe() const {
   } else {
     synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
                    {"message", "k3s server supervised by the agent" +
-                                   std::string(env_.isolate ? " in its own network namespace" : "") + env_.limitsNote()}});
+                                   std::string(env_.isolate ? " in its own network namespace" : "") +
+                                   (node_agent_ ? ", running this host's node agent (kubelet)" : "") +
+                                   env_.limitsNote()}});
   }
   Json ready = {{"type", "Ready"},
                 {"status", ready_ ? "True" : "False"},
@@ -191,6 +222,11 @@ bool K3sRuntime::remove() {
   if (env_.cgroups != nullptr) {
     env_.cgroups->remove(name_);
   }
+  // The host's kubelet is free for the next k3s control plane made here.
+  if (env_.state.get(kNodeAgentKey).value_or("") == name_) {
+    (void)env_.state.set(kNodeAgentKey, "");
+  }
+  (void)env_.state.set("cp/" + name_ + "/node-agent", "");
   if (ec) {
     log::warn("cannot remove a control plane's data", {{"dir", dir_.string()}, {"error", ec.message()}});
     return false;

@@ -12,7 +12,8 @@ namespace kflex::agent::runtime {
 
 /**
  * A control plane of type k3s: one `k3s server` with its own data dir, token and kubeconfig
- * (DIR/cp/NAME/), control-plane only (--disable-agent, packaged add-ons off), on embedded SQLite
+ * (DIR/cp/NAME/), control-plane only (--disable-agent, packaged add-ons off; with k3s_node_agent
+ * the first one on the host keeps its kubelet), on embedded SQLite
  * (backend shared) or embedded etcd (--cluster-init, backend dedicated). With isolation it runs
  * in its own network namespace on k3s's default ports, and the agent relays ADVERTISE:PORT to
  * it; without, it listens on ADVERTISE:PORT itself and its fixed loopback ports (6444, 10257,
@@ -37,6 +38,7 @@ class K3sRuntime final : public Runtime {
   Result<void> prepare();
   std::string key() const { return name_ + "/k3s"; }
   ProcessSpec spec(bool dedicated) const;
+  bool claimNodeAgent();
 
   RuntimeEnv& env_;
   std::string name_;
@@ -45,6 +47,7 @@ class K3sRuntime final : public Runtime {
   bool prepared_ = false;
   ControlPlaneNetwork net_;
   std::filesystem::path cgroup_;  // its cgroup.procs ("" = no limits)
+  bool node_agent_ = false;       // runs the host's kubelet (no --disable-agent)
   ReadyzProbe readyz_;
   std::string problem_;        // why it cannot run (Synced=False), "" when it can
   std::string problem_reason_;

@@ -30,6 +30,7 @@ struct RuntimeConfig {
   std::chrono::milliseconds probe_interval{2000};          ///< Health probes (and restarts) this often.
   std::string postgres_dsn;                                ///< The shared PostgreSQL of k8s control planes ("" = none).
   std::string postgres_password;                           ///< Its password (from a file; never logged).
+  bool k3s_node_agent = false;                             ///< One k3s control plane here runs the kubelet (YAML `k3s_node_agent`).
   std::map<std::string, Limits> limits;                    ///< Per type, over defaultLimits() (YAML `control_plane_limits`).
   std::optional<config::ClusterAccess> cluster;            ///< The cluster near the agent (vcluster); none when absent.
   std::string cluster_node;                                ///< Where its node ports are reached ("" = its API host).

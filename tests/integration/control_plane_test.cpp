@@ -281,6 +281,44 @@ TEST_F(ControlPlanes, TwoK3sSideBySideEachInItsOwnNetworkNamespace) {
   }
 }
 
+TEST_F(ControlPlanes, OnlyOneK3sRunsTheHostsNodeAgent) {
+  if (!agent::runtime::NetNamespace::available()) {
+    GTEST_SKIP() << "two k3s on one host need network namespaces, which need root (CAP_SYS_ADMIN)";
+  }
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "k3s_node_agent: true\n", 0644));
+  std::vector<std::string> argv = {"--config", (dir_.path() / "agent.yaml").string()};
+  startAgent(argv);
+  ASSERT_EQ(kflex({"create", "cp-a", "-t", "k3s", "--agent", "edge-1", "--timeout", "40s"}).exit_code, 0)
+      << agent_->log();
+  ASSERT_EQ(kflex({"create", "cp-b", "-t", "k3s", "--agent", "edge-1", "--timeout", "40s"}).exit_code, 0)
+      << agent_->log();
+  auto cmdline = [&](const std::string& cp) {
+    auto text = readFile("/proc/" + std::to_string(k3sPid(cp)) + "/cmdline");
+    return text ? text.value() : std::string();
+  };
+  EXPECT_EQ(cmdline("cp-a").find("--disable-agent"), std::string::npos) << "the first keeps the kubelet";
+  EXPECT_NE(cmdline("cp-b").find("--disable-agent"), std::string::npos) << "the others run without";
+  EXPECT_NE(field("cp-a", ".status.conditions[?(@.type=='Synced')].message").find("node agent"), std::string::npos);
+  EXPECT_EQ(field("cp-b", ".status.conditions[?(@.type=='Synced')].message").find("node agent"), std::string::npos);
+  // An agent restart keeps both as they are (adopted, not restarted).
+  pid_t a = k3sPid("cp-a");
+  pid_t b = k3sPid("cp-b");
+  agent_->signal(SIGTERM);
+  ASSERT_EQ(agent_->wait(10s), 0);
+  startAgent(argv, "edge-1-again.log");
+  ASSERT_TRUE(waitFor([&] { return ready("cp-a") == "True/Available" && ready("cp-b") == "True/Available"; }, 30s,
+                      "Ready after restart"));
+  EXPECT_EQ(k3sPid("cp-a"), a);
+  EXPECT_EQ(k3sPid("cp-b"), b);
+  // Its owner deleted, the kubelet goes to the next k3s control plane made here.
+  ASSERT_EQ(kflex({"delete", "cp-a", "--timeout", "30s"}).exit_code, 0);
+  ASSERT_EQ(kflex({"create", "cp-c", "-t", "k3s", "--agent", "edge-1", "--timeout", "40s"}).exit_code, 0)
+      << agent_->log();
+  EXPECT_EQ(cmdline("cp-c").find("--disable-agent"), std::string::npos);
+  EXPECT_NE(cmdline("cp-b").find("--disable-agent"), std::string::npos);
+  EXPECT_EQ(k3sPid("cp-b"), b);
+}
+
 TEST_F(ControlPlanes, SharedNetworkPortCollisionAndMissingProgramAreConditions) {
   // Without isolation two k3s servers collide on k3s's fixed loopback port 6444.
   ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "isolate_control_planes: false\n", 0644));
