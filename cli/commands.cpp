@@ -307,6 +307,7 @@ struct AdoptFlags {
   std::vector<std::string> sets;
   bool wait = true;
   std::string timeout = "2m";
+  std::string agent;
 };
 
 // Upstream's rules for --url-override: http(s), a host, no user info, query or fragment, and not
@@ -402,8 +403,12 @@ int cmdAdopt(const Globals& g, const std::string& name, const AdoptFlags& f, std
     return 1;
   }
   spec["bootstrapSecretRef"] = {{"namespace", "kubeflex-system"}, {"name", secret}, {"inClusterKey", "kubeconfig-incluster"}};
+  Json meta = {{"name", name}};
+  if (!f.agent.empty()) {
+    meta["annotations"] = {{model::kAgentAnnotation, f.agent}};
+  }
   Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
-             {"metadata", {{"name", name}}}, {"spec", spec}};
+             {"metadata", meta}, {"spec", spec}};
   std::chrono::milliseconds wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*wait_timeout);
   int rc = submitControlPlane(*hub.value(), "adopt", cp, f.wait ? &wait_ms : nullptr, f.timeout, out, err);
   if (rc != 0 && !hub.value()->get(std::string(kControlPlanesPath) + "/" + name)) {
@@ -654,6 +659,8 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   adopt->add_option("-x,--expiration-seconds,--adopted-token-expiration-seconds", adopt_flags.expiration_seconds,
                     "Lifetime of the service-account token made in the adopted cluster")
       ->capture_default_str();
+  adopt->add_option("--agent", adopt_flags.agent,
+                    "Let this agent adopt and probe the cluster (one only that edge host can reach)");
   adopt->add_option("-p,--postcreate-hook", adopt_flags.hook, "PostCreateHook to run after adoption");
   adopt->add_option("-e,--set", adopt_flags.sets, "Hook variable name=value (repeatable)");
   adopt->add_flag("--wait,!--no-wait", adopt_flags.wait, "Wait until the adopted cluster is Ready")->capture_default_str();
@@ -661,7 +668,8 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   adopt->footer(
       "The kubeconfig is sent to the hub once (secret NAME-bootstrap in kubeflex-system); the hub uses it to\n"
       "create service account kube-system/kubeflex bound to cluster-admin and a token for it, keeps only\n"
-      "a kubeconfig holding that token, and deletes the bootstrap secret.");
+      "a kubeconfig holding that token, and deletes the bootstrap secret. With --agent, that agent does this\n"
+      "and probes the cluster instead of the hub (the kubeconfig travels over its mutual-TLS link).");
 
   auto* list = app.add_subcommand("list", "List control planes");
   auto* get = app.add_subcommand("get", "Show one control plane");

@@ -4,6 +4,7 @@
 #include "agent/agent_state.hpp"
 #include "agent/runtime/k3s_runtime.hpp"
 #include "agent/runtime/k8s_runtime.hpp"
+#include "agent/runtime/external_runtime.hpp"
 #include "agent/runtime/vcluster_runtime.hpp"
 #include "agent/runtime/netns.hpp"
 #include "shared/common/log.hpp"
@@ -61,7 +62,9 @@ ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& confi
 
 ControlPlanes::~ControlPlanes() = default;
 
-bool ControlPlanes::runsType(const std::string& type) { return type == "k3s" || type == "k8s" || type == "vcluster"; }
+bool ControlPlanes::runsType(const std::string& type) {
+  return type == "k3s" || type == "k8s" || type == "vcluster" || type == "external";
+}
 
 namespace {
 // The type of a control plane known only by its folder (deleted while the agent was away).
@@ -69,6 +72,9 @@ std::string typeOfFolder(const fs::path& dir) {
   std::error_code ec;
   if (fs::exists(dir / "vcluster", ec)) {
     return "vcluster";
+  }
+  if (fs::exists(dir / "external", ec)) {
+    return "external";
   }
   return fs::exists(dir / "pki", ec) ? "k8s" : "k3s";
 }
@@ -83,6 +89,9 @@ std::unique_ptr<Runtime> ControlPlanes::make(const std::string& type, const std:
   }
   if (type == "vcluster") {
     return std::make_unique<VClusterRuntime>(env_, name);
+  }
+  if (type == "external") {
+    return std::make_unique<ExternalRuntime>(env_, name);
   }
   return nullptr;
 }

@@ -617,7 +617,7 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
       }
     }
     at = rev;
-    send(s, desiredFrame(protocol::msg::kSnapshot, ++s->seq, at, mine, {}));
+    send(s, desiredFrame(protocol::msg::kSnapshot, ++s->seq, at, withBootstraps(std::move(mine)), {}));
   } else {
     // Collapse the replay to the last state per control plane.
     std::map<std::string, EventPtr> last;
@@ -635,7 +635,7 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
         upserts.push_back(ev->object);
       }
     }
-    send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, at, upserts, deletes));
+    send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, at, withBootstraps(std::move(upserts)), deletes));
   }
   s->synced = at;
   auto early = std::move(s->early);
@@ -664,8 +664,38 @@ void AgentGateway::deliver(const std::shared_ptr<Session>& s, const EventPtr& ev
   } else {
     upserts.push_back(ev->object);
   }
-  send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, ev->revision, upserts, deletes));
+  send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, ev->revision, withBootstraps(std::move(upserts)), deletes));
   s->synced = ev->revision;
+}
+
+std::vector<ObjectPtr> AgentGateway::withBootstraps(std::vector<ObjectPtr> objects) const {
+  if (secrets_ == nullptr) {
+    return objects;
+  }
+  for (auto& o : objects) {
+    // (A cheap test first: only external control planes that are not adopted yet carry one.)
+    if (o->bytes.find("bootstrapSecretRef") == std::string::npos) {
+      continue;
+    }
+    Json cp = Json::parse(o->bytes, nullptr, false);
+    if (!model::servedByAgent(cp) || cp["spec"].value("type", "") != "external" ||
+        cp["metadata"].contains("deletionTimestamp")) {
+      continue;
+    }
+    const Json ref = cp["spec"].value("bootstrapSecretRef", Json::object());
+    auto data = secrets_->bootstrap(ref.value("name", ""));
+    std::string key = ref.value("inClusterKey", "kubeconfig-incluster");
+    if (!data || !data->count(key)) {
+      continue;
+    }
+    // The agent adopts the cluster with it (over the link's mutual TLS), then reports the
+    // kubeconfig it made; the hub then deletes the bootstrap secret.
+    cp["kflexBootstrap"] = {{"kubeconfig", data->at(key)}};
+    auto copy = std::make_shared<ObjectRecord>(*o);
+    copy->bytes = cp.dump();
+    o = std::move(copy);
+  }
+  return objects;
 }
 
 void AgentGateway::progress(const std::shared_ptr<Session>& s, int64_t revision) {
@@ -732,6 +762,15 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
     Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
     if (cp.is_object() && cp.value("status", Json::object()).value("agent", "") == agent) {
       auto stored = co_await secrets_->put(name, cp["metadata"].value("uid", ""), secret_name, data);
+      if (stored && cp["spec"].value("type", "") == "external") {
+        // Adopted by the agent: the bootstrap credential has served its purpose.
+        std::string bootstrap = cp["spec"].value("bootstrapSecretRef", Json::object()).value("name", "");
+        if (!bootstrap.empty() && secrets_->bootstrap(bootstrap)) {
+          co_await secrets_->removeBootstrap(bootstrap);
+          log::info("an agent adopted a cluster; its bootstrap secret was deleted",
+                    {{"controlPlane", name}, {"agent", agent}, {"secret", bootstrap}});
+        }
+      }
       if (stored) {
         bool admin = secret_name == "admin-kubeconfig";
         secret_ref = {{"namespace", name + "-system"}, {"name", secret_name},

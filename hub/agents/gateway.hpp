@@ -68,6 +68,8 @@ class AgentGateway {
   void initialSync(const std::shared_ptr<Session>& s, int64_t acknowledged);
   void deliver(const std::shared_ptr<Session>& s, const EventPtr& ev);
   void progress(const std::shared_ptr<Session>& s, int64_t revision);
+  /// External control planes an agent adopts carry their bootstrap kubeconfig to it until adopted.
+  std::vector<ObjectPtr> withBootstraps(std::vector<ObjectPtr> objects) const;
   net::awaitable<void> markControlPlanesUnknown(const std::string& agent, const std::string& stamp);
   /// Removes kflex's finalizer from a deleting ControlPlane (its runtime is gone).
   net::awaitable<void> releaseControlPlane(std::string name, std::string why);

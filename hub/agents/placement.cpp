@@ -31,6 +31,9 @@ std::map<std::string, std::string> labelsOf(const Json& obj) {
 }  // namespace
 
 Reservation reservationFor(const std::string& type) {
+  if (type == "external") {
+    return {0, 0};  // probed from the agent, run elsewhere
+  }
   if (type == "k8s") {
     return {1000, int64_t(1) << 30};
   }
@@ -179,12 +182,12 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
   auto text = [&f](size_t i) { return (*f)[i].string.value_or(""); };
   ControlPlaneView v;
   v.type = text(0);
-  if (!model::runsOnAgent(v.type)) {
-    return cps_view_.erase(rec.name) > 0;
-  }
   v.agent = text(1);
   v.deleting = (*f)[2].present;
   v.agent_wanted = text(3);
+  if (!model::runsOnAgent(v.type) && !(v.type == "external" && !v.agent_wanted.empty())) {
+    return cps_view_.erase(rec.name) > 0;
+  }
   v.agent_selector = text(4);
   auto it = cps_view_.find(rec.name);
   // Only what placement decides on counts: its own status writes (and agents' reports) do not.

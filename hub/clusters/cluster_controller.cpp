@@ -72,8 +72,8 @@ net::awaitable<void> ClusterController::loop() {
       }
       Json cp = Json::parse(rec->bytes, nullptr, false);
       std::string type = cp.is_object() ? typeOf(cp) : "";
-      if (type != "external" && type != "host") {
-        continue;
+      if ((type != "external" && type != "host") || model::servedByAgent(cp)) {
+        continue;  // (an external one an agent adopts is the agent's)
       }
       present[rec->name] = true;
       auto& st = states_[rec->name];
@@ -246,37 +246,6 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
   st->next = std::chrono::steady_clock::now() + (ready ? options_.probe_period : options_.retry);
 }
 
-net::awaitable<Result<std::string>> ClusterController::adminAccount(kube::Client& client, const std::string& ns,
-                                                                    const std::string& account,
-                                                                    const std::string& binding,
-                                                                    int64_t expiration_seconds) {
-  const std::string manager = "kflex";
-  Json sa = {{"apiVersion", "v1"}, {"kind", "ServiceAccount"}, {"metadata", {{"name", account}, {"namespace", ns}}}};
-  if (auto r = co_await client.apply(sa, manager); !r) {
-    co_return fail(r.error().message);
-  }
-  Json crb = {{"apiVersion", "rbac.authorization.k8s.io/v1"},
-              {"kind", "ClusterRoleBinding"},
-              {"metadata", {{"name", binding}}},
-              {"roleRef", {{"apiGroup", "rbac.authorization.k8s.io"}, {"kind", "ClusterRole"}, {"name", "cluster-admin"}}},
-              {"subjects", Json::array({{{"kind", "ServiceAccount"}, {"name", account}, {"namespace", ns}}})}};
-  if (auto r = co_await client.apply(crb, manager); !r) {
-    co_return fail(r.error().message);
-  }
-  Json request = {{"apiVersion", "authentication.k8s.io/v1"},
-                  {"kind", "TokenRequest"},
-                  {"spec", {{"expirationSeconds", expiration_seconds}}}};
-  auto answer = co_await client.post("/api/v1/namespaces/" + ns + "/serviceaccounts/" + account + "/token", request);
-  if (!answer) {
-    co_return fail("requesting a token for " + ns + "/" + account + ": " + answer.error().message);
-  }
-  std::string token = (*answer)["status"].value("token", "");
-  if (token.empty()) {
-    co_return fail("the TokenRequest for " + ns + "/" + account + " came back without a token");
-  }
-  co_return token;
-}
-
 net::awaitable<Result<std::map<std::string, std::string>>> ClusterController::adopt(const std::string& name,
                                                                                      const Json& cp) {
   const Json ref = cp["spec"].value("bootstrapSecretRef", Json());
@@ -300,22 +269,12 @@ net::awaitable<Result<std::map<std::string, std::string>>> ClusterController::ad
   if (it == data->end() || key.empty()) {
     co_return fail("bootstrap secret " + ns + "/" + secret + " has no key \"" + key + "\"");
   }
-  auto kc = config::Kubeconfig::parse(it->second, "the bootstrap kubeconfig");
-  auto access = kc ? kc->access() : Result<config::ClusterAccess>(kc.error());
-  if (!access) {
-    co_return fail(access.error().message);
-  }
-  auto client = kube::Client::create(access.value(), options_.call_timeout);
-  if (!client) {
-    co_return fail(client.error().message);
-  }
   int64_t seconds = cp["spec"].value("tokenExpirationSeconds", kDefaultTokenSeconds);
-  auto token = co_await adminAccount(*client.value(), kAdoptedAccountNamespace, kAdoptedAccount, kAdoptedBinding, seconds);
-  if (!token) {
-    co_return fail("adopting through the bootstrap kubeconfig: " + token.error().message);
+  auto out = co_await kube::adoptCluster(name, it->second, seconds, "kflex", options_.call_timeout);
+  if (!out) {
+    co_return out.error();
   }
-  std::string out = kube::tokenKubeconfig(name, access->server, access->ca_pem, token.value());
-  co_return std::map<std::string, std::string>{{"kubeconfig", out}, {"kubeconfig-incluster", out}};
+  co_return std::map<std::string, std::string>{{"kubeconfig", out.value()}, {"kubeconfig-incluster", out.value()}};
 }
 
 net::awaitable<Result<std::map<std::string, std::string>>> ClusterController::setUpHost(const std::string& name,
@@ -333,7 +292,8 @@ net::awaitable<Result<std::map<std::string, std::string>>> ClusterController::se
   if (auto r = co_await client.value()->apply(namespace_obj, "kflex"); !r) {
     co_return fail("in the hosting cluster: " + r.error().message);
   }
-  auto token = co_await adminAccount(*client.value(), ns, name, name + "-binding", kDefaultTokenSeconds);
+  auto token = co_await kube::makeAdminAccount(*client.value(), ns, name, name + "-binding", kDefaultTokenSeconds,
+                                              "kflex");
   if (!token) {
     co_return fail("in the hosting cluster: " + token.error().message);
   }

@@ -26,10 +26,6 @@ struct ClusterOptions {
   std::optional<config::ClusterAccess> hosting;
 };
 
-/// ServiceAccount and binding names upstream KubeFlex uses in an adopted cluster.
-inline constexpr const char* kAdoptedAccount = "kubeflex";
-inline constexpr const char* kAdoptedAccountNamespace = "kube-system";
-inline constexpr const char* kAdoptedBinding = "kubeflex-clusterrolebinding";
 
 /**
  * The control planes no agent runs, as upstream KubeFlex's host and external reconcilers do:
@@ -63,10 +59,6 @@ class ClusterController {
   net::awaitable<Result<std::map<std::string, std::string>>> setUpHost(const std::string& name, const Json& cp);
   /// Removes what a host control plane made in the hosting cluster.
   net::awaitable<Result<void>> tearDownHost(const std::string& name);
-  /// Makes a ServiceAccount bound to cluster-admin and returns a token for it.
-  net::awaitable<Result<std::string>> adminAccount(kube::Client& client, const std::string& ns,
-                                                   const std::string& account, const std::string& binding,
-                                                   int64_t expiration_seconds);
   net::awaitable<void> report(const std::string& name, const std::string& uid, std::function<bool(Json&)> change);
 
   net::io_context& ioc_;

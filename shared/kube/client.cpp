@@ -328,6 +328,56 @@ net::awaitable<KubeResult<Json>> Client::waitFor(ObjectRef ref, std::function<bo
                          (last_error.message.empty() ? "" : " (last error: " + last_error.message + ")")};
 }
 
+net::awaitable<Result<std::string>> makeAdminAccount(Client& client, std::string ns, std::string account,
+                                                     std::string binding, int64_t expiration_seconds,
+                                                     std::string manager) {
+  Json sa = {{"apiVersion", "v1"}, {"kind", "ServiceAccount"}, {"metadata", {{"name", account}, {"namespace", ns}}}};
+  if (auto r = co_await client.apply(sa, manager); !r) {
+    co_return fail(r.error().message);
+  }
+  Json crb = {{"apiVersion", "rbac.authorization.k8s.io/v1"},
+              {"kind", "ClusterRoleBinding"},
+              {"metadata", {{"name", binding}}},
+              {"roleRef", {{"apiGroup", "rbac.authorization.k8s.io"}, {"kind", "ClusterRole"}, {"name", "cluster-admin"}}},
+              {"subjects", Json::array({{{"kind", "ServiceAccount"}, {"name", account}, {"namespace", ns}}})}};
+  if (auto r = co_await client.apply(crb, manager); !r) {
+    co_return fail(r.error().message);
+  }
+  Json request = {{"apiVersion", "authentication.k8s.io/v1"},
+                  {"kind", "TokenRequest"},
+                  {"spec", {{"expirationSeconds", expiration_seconds}}}};
+  std::string path = "/api/v1/namespaces/" + ns + "/serviceaccounts/" + account + "/token";
+  auto answer = co_await client.post(path, request);
+  if (!answer) {
+    co_return fail("requesting a token for " + ns + "/" + account + ": " + answer.error().message);
+  }
+  std::string token = (*answer)["status"].value("token", "");
+  if (token.empty()) {
+    co_return fail("the TokenRequest for " + ns + "/" + account + " came back without a token");
+  }
+  co_return token;
+}
+
+net::awaitable<Result<std::string>> adoptCluster(std::string name, std::string bootstrap_kubeconfig,
+                                                 int64_t expiration_seconds, std::string manager,
+                                                 std::chrono::milliseconds timeout) {
+  auto kc = config::Kubeconfig::parse(bootstrap_kubeconfig, "the bootstrap kubeconfig");
+  auto access = kc ? kc->access() : Result<config::ClusterAccess>(kc.error());
+  if (!access) {
+    co_return fail(access.error().message);
+  }
+  auto client = Client::create(access.value(), timeout);
+  if (!client) {
+    co_return fail(client.error().message);
+  }
+  auto token = co_await makeAdminAccount(*client.value(), kAdoptedAccountNamespace, kAdoptedAccount, kAdoptedBinding,
+                                         expiration_seconds, manager);
+  if (!token) {
+    co_return fail("adopting through the bootstrap kubeconfig: " + token.error().message);
+  }
+  co_return tokenKubeconfig(name, access->server, access->ca_pem, token.value());
+}
+
 std::string tokenKubeconfig(const std::string& name, const std::string& server, const std::string& ca_pem,
                             const std::string& token) {
   config::ClusterAccess a;

@@ -114,6 +114,24 @@ class Client {
   std::map<std::string, std::chrono::steady_clock::time_point> fetched_;  // group version -> when
 };
 
+/// Makes ServiceAccount ns/account bound to cluster-admin (ClusterRoleBinding `binding`) and
+/// returns a token for it valid `expiration_seconds` (TokenRequest), as upstream KubeFlex adopts
+/// clusters. Applied under field manager `manager`.
+net::awaitable<Result<std::string>> makeAdminAccount(Client& client, std::string ns, std::string account,
+                                                     std::string binding, int64_t expiration_seconds,
+                                                     std::string manager);
+
+/// Upstream's names in an adopted cluster.
+inline constexpr const char* kAdoptedAccount = "kubeflex";
+inline constexpr const char* kAdoptedAccountNamespace = "kube-system";
+inline constexpr const char* kAdoptedBinding = "kubeflex-clusterrolebinding";
+
+/// Adopts the cluster of `bootstrap_kubeconfig` (its server and CA kept): makes upstream's admin
+/// account there and returns a kubeconfig for control plane `name` holding only its token.
+net::awaitable<Result<std::string>> adoptCluster(std::string name, std::string bootstrap_kubeconfig,
+                                                 int64_t expiration_seconds, std::string manager,
+                                                 std::chrono::milliseconds timeout);
+
 /// A kubeconfig (YAML text) for `server` with a CA and a bearer token: context `name`, cluster
 /// NAME-cluster, user NAME-admin (upstream's naming).
 std::string tokenKubeconfig(const std::string& name, const std::string& server, const std::string& ca_pem,

@@ -358,10 +358,14 @@ void validateControlPlane(const Json& obj, std::vector<FieldError>& errors) {
   if (ann.is_object()) {
     std::string type = spec.value("type", "");
     for (const char* key : {kAgentAnnotation, kAgentSelectorAnnotation}) {
-      if (ann.contains(key) && !runsOnAgent(type)) {
+      // (An external one may name the agent that adopts and probes it: a cluster only that
+      // edge host reaches.)
+      bool external_agent = type == "external" && std::string(key) == kAgentAnnotation;
+      if (ann.contains(key) && !runsOnAgent(type) && !external_agent) {
         errors.push_back({"FieldValueInvalid", std::string("metadata.annotations[") + key + "]",
                           "Invalid value: control planes of type \"" + type +
-                              "\" do not run on an agent; placement applies to k8s, k3s and vcluster"});
+                              "\" do not run on an agent; placement applies to k8s, k3s and vcluster (and "
+                              "kflex.kubestellar.org/agent to external ones an agent adopts)"});
       }
     }
     if (auto a = ann.find(kAgentAnnotation); a != ann.end() && a->is_string() && !isDns1123Label(a->get<std::string>())) {
@@ -487,6 +491,18 @@ Registry kflexRegistry() {
 }
 
 bool runsOnAgent(const std::string& type) { return type == "k8s" || type == "k3s" || type == "vcluster"; }
+
+bool servedByAgent(const Json& cp) {
+  if (!cp.is_object()) {
+    return false;
+  }
+  std::string type = cp.value("spec", Json::object()).value("type", "");
+  if (runsOnAgent(type)) {
+    return true;
+  }
+  const Json ann = cp.value("metadata", Json::object()).value("annotations", Json::object());
+  return type == "external" && ann.is_object() && ann.contains(kAgentAnnotation);
+}
 
 bool isBootstrapToken(std::string_view s) {
   return s.size() == 23 && s[6] == '.' && allOf(s.substr(0, 6), 6) && allOf(s.substr(7), 16);

@@ -89,6 +89,9 @@ inline constexpr const char* kAgentAnnotation = "kflex.kubestellar.org/agent";  
 inline constexpr const char* kAgentSelectorAnnotation = "kflex.kubestellar.org/agent-selector";  ///< Or on one matching.
 /// True for control-plane types that run on an agent (k8s, k3s, vcluster); host and external do not.
 bool runsOnAgent(const std::string& type);
+/// True for control planes an agent serves: those that run on one, and external ones adopted and
+/// probed by the agent their kflex.kubestellar.org/agent annotation names.
+bool servedByAgent(const Json& cp);
 
 /// True when s is a bootstrap token "[a-z0-9]{6}.[a-z0-9]{16}".
 bool isBootstrapToken(std::string_view s);

@@ -307,6 +307,39 @@ TEST_F(Clusters, VClusterRunsInTheClusterNearTheAgent) {
   EXPECT_NE(cluster_->kubectl({"get", "ns", "vc1-system"}).exit_code, 0);
 }
 
+TEST_F(Clusters, AnAgentAdoptsAndProbesAClusterForTheHub) {
+  startHub();
+  startAgent({});
+  auto r = kflex({"adopt", "ext4", "--adopted-kubeconfig", cluster_->kubeconfig().string(), "--agent", "edge-1",
+                  "--timeout", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << agent_->log();
+  EXPECT_EQ(field("ext4", ".status.agent"), "edge-1");
+  EXPECT_EQ(condition("ext4", "Ready"), "True/Available");
+  EXPECT_EQ(field("ext4", ".status.conditions[?(@.type=='Synced')].message"),
+            "adopted by this agent with a service-account token");
+  EXPECT_TRUE(waitFor([&] {
+    return kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "kubeflex-system", "-o", "name"}).out.empty();
+  }, 10s, "bootstrap secret deleted"));
+  std::string kc = secretData("ext4", "kubeconfig");
+  EXPECT_NE(kc.find("token:"), std::string::npos);
+  EXPECT_EQ(kc.find("client-key-data"), std::string::npos);
+  auto readyz = throughContext("ext4", {"get", "--raw", "/readyz"});
+  EXPECT_EQ(readyz.out, "ok") << readyz.err;
+  // The agent keeps the token-only kubeconfig (0600) across restarts; it no longer has the bootstrap.
+  fs::path kept = dir_.path() / "edge-1" / "cp" / "ext4" / "kubeconfig.yaml";
+  ASSERT_TRUE(fs::exists(kept));
+  EXPECT_EQ(fs::status(kept).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  restartAgent();
+  EXPECT_TRUE(waitFor([&] { return condition("ext4", "Ready") == "True/Available"; }, 20s, "Ready after restart"));
+  // Health is the agent's probe.
+  cluster_->stop();
+  EXPECT_TRUE(waitFor([&] { return condition("ext4", "Ready") == "False/Unavailable"; }, 20s, "Unavailable"));
+  cluster_->start();
+  r = kflex({"delete", "ext4", "--timeout", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(waitFor([&] { return !fs::exists(dir_.path() / "edge-1" / "cp" / "ext4"); }, 10s, "forgotten"));
+}
+
 TEST_F(Clusters, VClusterOnAnAgentWithoutAClusterSaysWhatToConfigure) {
   startHub();
   startAgent({});

@@ -330,8 +330,11 @@ TEST_F(ControlPlanes, SharedNetworkPortCollisionAndMissingProgramAreConditions) 
   ASSERT_TRUE(waitFor([&] { return field("cp-b", ".status.components[0].lastExit") == "exit code 1"; }, 30s,
                       "cp-b's k3s exits"))
       << field("cp-b", ".status") << agent_->log();
+  // (The Ready message follows at the next probe.)
+  EXPECT_TRUE(waitFor([&] {
+    return field("cp-b", ".status.conditions[?(@.type=='Ready')].message").find("exit code 1") != std::string::npos;
+  }, 10s, "the exit in the Ready message")) << field("cp-b", ".status.conditions");
   EXPECT_EQ(ready("cp-b"), "False/Unavailable");
-  EXPECT_NE(field("cp-b", ".status.conditions[?(@.type=='Ready')].message").find("exit code 1"), std::string::npos);
   auto logs = run({(binDir() / "kflex-agent").string(), "logs", "cp-b", "k3s", "--config", "/dev/null", "--data-dir",
                    (dir_.path() / "edge-1").string()});
   EXPECT_NE(logs.out.find("127.0.0.1:6444: bind: Address already in use"), std::string::npos) << logs.out;
