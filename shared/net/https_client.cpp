@@ -115,15 +115,18 @@ Result<std::unique_ptr<HttpsClient>> HttpsClient::create(const config::ClusterAc
   return std::unique_ptr<HttpsClient>(new HttpsClient(access, ctx.value(), host, port));
 }
 
+net::awaitable<std::string> HttpsClient::open(TlsStream& stream, std::chrono::milliseconds timeout) {
+  beast::get_lowest_layer(stream).expires_after(timeout);
+  co_return co_await openTls(stream, host_, port_, access_.server);
+}
+
 net::awaitable<Result<HttpResult>> HttpsClient::asyncRequest(http::verb method, std::string target, std::string body,
                                                               std::string content_type,
                                                               std::chrono::milliseconds timeout) {
   HttpResult out;
-  auto ex = co_await net::this_coro::executor;
-  Stream stream(ex, *ctx_);
+  Stream stream(co_await net::this_coro::executor, *ctx_);
   auto& tcp = beast::get_lowest_layer(stream);
-  tcp.expires_after(timeout);
-  if (std::string error = co_await openTls(stream, host_, port_, access_.server); !error.empty()) {
+  if (std::string error = co_await open(stream, timeout); !error.empty()) {
     co_return fail(error);
   }
   http::request<http::string_body> req{method, target, 11};
@@ -169,11 +172,8 @@ net::awaitable<Result<HttpResult>> HttpsClient::asyncStream(std::string target,
                                                              std::function<bool(std::string_view)> on_line,
                                                              std::chrono::milliseconds timeout, bool* timed_out) {
   *timed_out = false;
-  auto ex = co_await net::this_coro::executor;
-  Stream stream(ex, *ctx_);
-  auto& tcp = beast::get_lowest_layer(stream);
-  tcp.expires_after(timeout);
-  if (std::string error = co_await openTls(stream, host_, port_, access_.server); !error.empty()) {
+  Stream stream(co_await net::this_coro::executor, *ctx_);
+  if (std::string error = co_await open(stream, timeout); !error.empty()) {
     co_return fail(error);
   }
   http::request<http::empty_body> req{http::verb::get, target, 11};

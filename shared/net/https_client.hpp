@@ -57,6 +57,8 @@ class HttpsClient {
   const std::string& server() const { return access_.server; }
 
  private:
+  /// Connects `stream` to the server under a deadline of `timeout`; "" or why not.
+  net::awaitable<std::string> open(TlsStream& stream, std::chrono::milliseconds timeout);
   HttpsClient(config::ClusterAccess access, std::shared_ptr<ssl::context> ctx, std::string host, std::string port)
       : access_(std::move(access)), ctx_(std::move(ctx)), host_(std::move(host)), port_(std::move(port)) {}
   config::ClusterAccess access_;

@@ -85,6 +85,19 @@ Result<ClusterPki> loadOrMakePki(const std::filesystem::path& dir, const std::ve
   return p;
 }
 
+// A kubeconfig for `server` with the admin certificate, one context.
+config::Kubeconfig adminKubeconfig(const ClusterPki& pki, const std::string& server, const std::string& context) {
+  config::ClusterAccess admin;
+  admin.server = server;
+  admin.ca_pem = pki.ca.cert_pem;
+  admin.client_cert_pem = pki.admin.cert_pem;
+  admin.client_key_pem = pki.admin.key_pem;
+  config::Kubeconfig kc;
+  kc.setAccess(context, admin);
+  kc.setCurrentContext(context);
+  return kc;
+}
+
 // What a vCluster's syncer container is told (vCluster 0.16 flags).
 struct SyncerArgs {
   std::string name = "vcluster";
@@ -229,14 +242,7 @@ class Controllers {
         log::error("cannot start a vcluster", {{"statefulset", key}, {"error", vc.error().message}});
         continue;
       }
-      config::ClusterAccess admin;
-      admin.server = syncer->out_server;
-      admin.ca_pem = pki->ca.cert_pem;
-      admin.client_cert_pem = pki->admin.cert_pem;
-      admin.client_key_pem = pki->admin.key_pem;
-      config::Kubeconfig kc;
-      kc.setAccess("my-vcluster", admin);
-      kc.setCurrentContext("my-vcluster");
+      config::Kubeconfig kc = adminKubeconfig(pki.value(), syncer->out_server, "my-vcluster");
       Json secret = {{"apiVersion", "v1"}, {"kind", "Secret"},
                      {"metadata", {{"name", syncer->out_secret}, {"namespace", ns}}},
                      {"data", {{"config", base64Encode(kc.toYaml())}}}};
@@ -331,20 +337,14 @@ int main(int argc, char** argv) {
   if (!api) {
     return standin::commandError(api.error().message);
   }
-  config::ClusterAccess admin;
-  admin.server = "https://127.0.0.1:" + std::to_string(api.value()->port());
-  admin.ca_pem = pki->ca.cert_pem;
-  admin.client_cert_pem = pki->admin.cert_pem;
-  admin.client_key_pem = pki->admin.key_pem;
-  config::Kubeconfig kc;
-  kc.setAccess("kube-cluster", admin);
-  kc.setCurrentContext("kube-cluster");
+  std::string server = "https://127.0.0.1:" + std::to_string(api.value()->port());
+  config::Kubeconfig kc = adminKubeconfig(pki.value(), server, "kube-cluster");
   if (auto r = kc.save(dir / "admin.kubeconfig"); !r) {
     return standin::commandError(r.error().message);
   }
   Controllers controllers(ioc, *api.value(), dir);
   controllers.start();
-  log::info("kube-cluster serving", {{"url", admin.server}, {"kubeconfig", (dir / "admin.kubeconfig").string()}});
+  log::info("kube-cluster serving", {{"url", server}, {"kubeconfig", (dir / "admin.kubeconfig").string()}});
   return standin::runUntilSignalled(ioc, [&] {
     controllers.stop();
     api.value()->stop();
