@@ -226,6 +226,15 @@ int runAgent(const AgentConfig& cfg) {
   runtime::ControlPlanes cps(ioc.get_executor(), rcfg, *state.value(), cfg.data_dir, clock);
   link->setControlPlanes(&cps);
   link->setCapacity(cfg.capacity);
+  // What this host can run: vcluster needs a cluster near it, k8s a shared PostgreSQL.
+  std::vector<std::string> types = {"k3s", "external"};
+  if (!rcfg.postgres_dsn.empty()) {
+    types.push_back("k8s");
+  }
+  if (rcfg.cluster) {
+    types.push_back("vcluster");
+  }
+  link->setControlPlaneTypes(types);
   cps.on_change = [&] { link->reportChanges(); };
   cps.sync();
   std::signal(SIGTERM, SIG_DFL);

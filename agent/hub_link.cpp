@@ -253,6 +253,9 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   for (const auto& [k, v] : capacity_) {
     hello["capacity"][k] = v;
   }
+  if (!types_.empty()) {
+    hello["controlPlaneTypes"] = types_;
+  }
   hello["name"] = identity_.name;
   hello["acknowledgedRevision"] = state_.acknowledgedRevision();
   hello["caBundleHash"] = tls::sha256Hex(identity_.ca_bundle_pem);

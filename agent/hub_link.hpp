@@ -51,6 +51,8 @@ class HubLink {
   void reportChanges();
   /// What the agent offers instead of the host's measured capacity (YAML `capacity`), by key.
   void setCapacity(std::map<std::string, std::string> capacity) { capacity_ = std::move(capacity); }
+  /// The control plane types this agent can run, told to the hub in hello.
+  void setControlPlaneTypes(std::vector<std::string> types) { types_ = std::move(types); }
   /// The facts sent in hello (also shown by status).
   static nlohmann::json hostFacts(const std::filesystem::path& data_dir);
 
@@ -77,6 +79,7 @@ class HubLink {
   bool stopping_ = false;
   runtime::ControlPlanes* cps_ = nullptr;
   std::map<std::string, std::string> capacity_;
+  std::vector<std::string> types_;
   std::function<void()> send_reports_;  // set while a session is up
 };
 

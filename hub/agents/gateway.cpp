@@ -496,6 +496,15 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
       cap_clean[it.key()] = it.value().get<std::string>().substr(0, 64);
     }
   }
+  Json types = Json::array();
+  if (auto t = body.find("controlPlaneTypes"); t != body.end() && t->is_array()) {
+    for (const auto& v : *t) {
+      if (v.is_string() && v.get<std::string>().size() < 32 && types.size() < 16) {
+        types.push_back(v);
+      }
+    }
+  }
+  bool has_types = body.contains("controlPlaneTypes");
   int64_t acked = body.value("acknowledgedRevision", int64_t(0));
   std::string s_pin;
   {
@@ -514,6 +523,11 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
       }
     }
     status["capacity"] = cap_clean;
+    if (has_types) {
+      status["controlPlaneTypes"] = types;
+    } else {
+      status.erase("controlPlaneTypes");  // an agent from before they were told: it may run any
+    }
     status["lastHeartbeatTime"] = stamp;
     // A renewed certificate is in use now: its key becomes the agent's key.
     Json& cert = status["certificate"];

@@ -153,12 +153,20 @@ bool PlacementController::observeAgent(const ObjectRecord& rec, bool deleted) {
   const Json cap = status.value("capacity", Json::object());
   v.cpu = parseQuantity(cap.value("cpu", ""), true).value_or(0);
   v.memory = parseQuantity(cap.value("memory", ""), false).value_or(0);
+  if (auto t = status.find("controlPlaneTypes"); t != status.end() && t->is_array()) {
+    v.types = std::set<std::string>();
+    for (const auto& x : *t) {
+      if (x.is_string()) {
+        v.types->insert(x.get<std::string>());
+      }
+    }
+  }
   v.recorded_control_planes = status.value("controlPlanes", int64_t(-1));
   v.recorded_allocated = status.value("allocated", Json());
   auto it = agents_view_.find(rec.name);
   bool relevant = it == agents_view_.end() || it->second.ready != v.ready ||
                   it->second.unschedulable != v.unschedulable || it->second.labels != v.labels ||
-                  it->second.cpu != v.cpu || it->second.memory != v.memory;
+                  it->second.cpu != v.cpu || it->second.memory != v.memory || it->second.types != v.types;
   agents_view_[rec.name] = std::move(v);
   retry_all_ |= relevant;  // what fits where may have changed for every pending control plane
   return relevant;
@@ -293,6 +301,7 @@ net::awaitable<void> PlacementController::reconcile(bool everything) {
     std::string why;
     size_t matching = 0;
     size_t ready = 0;
+    size_t able = 0;
     for (auto& [n, a] : agents_view_) {
       if (!wanted.empty() && n != wanted) {
         continue;
@@ -301,6 +310,12 @@ net::awaitable<void> PlacementController::reconcile(bool everything) {
         continue;
       }
       ++matching;
+      // Chosen by kflex, an agent must say it can run the type; named by the user, it is tried
+      // (and says why not in the control plane's conditions).
+      if (wanted.empty() && a.types && !a.types->count(type)) {
+        continue;
+      }
+      ++able;
       if (!a.ready || a.unschedulable) {
         continue;
       }
@@ -331,6 +346,9 @@ net::awaitable<void> PlacementController::reconcile(bool everything) {
         why = !wanted.empty()          ? "agent \"" + wanted + "\" is not enrolled"
               : !selector_text.empty() ? "no enrolled agent matches \"" + selector_text + "\""
                                        : "no agent is enrolled; enroll one with `kflex token create` and kflex-agent";
+      } else if (able == 0) {
+        why = "none of the " + what + " can run " + type + " control planes (vcluster needs cluster_kubeconfig, k8s "
+              "postgres_dsn on the agent; see kubectl get agents -o yaml, status.controlPlaneTypes)";
       } else if (ready == 0) {
         why = "none of the " + what + " is Ready and schedulable";
       } else {

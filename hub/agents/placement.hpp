@@ -54,6 +54,7 @@ class PlacementController {
     std::map<std::string, std::string> labels;
     int64_t cpu = 0;     // millis
     int64_t memory = 0;  // bytes
+    std::optional<std::set<std::string>> types;  // control plane types it runs (none told: any)
     int64_t recorded_control_planes = -1;  // status.controlPlanes as stored
     Json recorded_allocated;               // status.allocated as stored
     int64_t used_cpu = 0;                  // computed by reconcile()

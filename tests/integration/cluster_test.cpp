@@ -343,7 +343,18 @@ TEST_F(Clusters, AnAgentAdoptsAndProbesAClusterForTheHub) {
 TEST_F(Clusters, VClusterOnAnAgentWithoutAClusterSaysWhatToConfigure) {
   startHub();
   startAgent({});
-  auto r = kflex({"create", "vc2", "-t", "vcluster", "--agent", "edge-1", "--no-wait"});
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "agent", "edge-1", "-o", "jsonpath={.status.controlPlaneTypes}"}).out,
+            "[\"k3s\",\"external\"]");
+  // Chosen by kflex, only an agent that can run the type qualifies.
+  auto r = kflex({"create", "vc3", "-t", "vcluster", "--no-wait"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(waitFor([&] {
+    return field("vc3", ".status.conditions[?(@.type=='Scheduled')].message").find("can run vcluster") !=
+           std::string::npos;
+  }, 10s, "Unschedulable")) << field("vc3", ".status.conditions");
+  EXPECT_EQ(field("vc3", ".status.agent"), "");
+  // Named by the user, it is tried and says why it cannot.
+  r = kflex({"create", "vc2", "-t", "vcluster", "--agent", "edge-1", "--no-wait"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(waitFor([&] { return condition("vc2", "Synced") == "False/ReconcileError"; }, 20s, "ReconcileError"));
   EXPECT_NE(field("vc2", ".status.conditions[?(@.type=='Synced')].message").find("cluster_kubeconfig"),
