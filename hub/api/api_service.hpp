@@ -46,8 +46,9 @@ class ApiService {
   /// The same for an object of a namespaced kind.
   net::awaitable<unsigned> changeStatusIn(const model::ResourceType& type, std::string ns, std::string name,
                                           std::function<bool(Json& obj)> change);
-  /// Removes `finalizer` from an object (a controller has finished its cleanup); a deleting
-  /// object whose last finalizer goes is deleted. True when it was removed or is already gone.
+  /// Removes `finalizer` from an object of a cluster-scoped kind (a controller has finished its
+  /// cleanup); a deleting object whose last finalizer goes is deleted. True when it was removed or
+  /// is already gone.
   net::awaitable<bool> removeFinalizer(const model::ResourceType& type, std::string name, std::string finalizer);
   /// Ends every open watch (graceful stop).
   void shutdown();
