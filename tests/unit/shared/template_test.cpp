@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "shared/kube/hooks.hpp"
 #include "shared/kube/template.hpp"
 
 namespace kflex::kube {
@@ -62,6 +63,49 @@ TEST(Template, ErrorsNameTheTemplateLineAndColumn) {
   EXPECT_NE(renderTemplate("{{ }}", kVars, "t").error().message.find("missing value"), std::string::npos);
   EXPECT_NE(renderTemplate("{{/* open", kVars, "t").error().message.find("unclosed comment"), std::string::npos);
   EXPECT_NE(renderTemplate("{{\"bad\\q\"}}", kVars, "t").error().message.find("unsupported"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kflex::kube
+
+namespace kflex::kube {
+namespace {
+
+TEST(Hooks, UsesInUpstreamOrderEachOnce) {
+  Json cp = {{"metadata", {{"name", "cp1"}}},
+             {"spec", {{"type", "k3s"},
+                       {"postCreateHook", "legacy"},
+                       {"postCreateHookVars", {{"A", "from-legacy"}}},
+                       {"postCreateHooks", Json::array({{{"hookName", "one"}, {"vars", {{"B", "b"}}}},
+                                                        {{"hookName", "legacy"}, {"vars", {{"A", "ignored"}}}},
+                                                        {{"hookName", "two"}}})}}}};
+  auto uses = hookUses(cp);
+  ASSERT_EQ(uses.size(), 3u);
+  EXPECT_EQ(uses[0].hook, "legacy");
+  EXPECT_EQ(uses[0].vars.at("A"), "from-legacy");
+  EXPECT_EQ(uses[1].hook, "one");
+  EXPECT_EQ(uses[2].hook, "two");
+  EXPECT_TRUE(uses[2].vars.empty());
+  EXPECT_TRUE(hookUses(Json{{"spec", {{"type", "k8s"}}}}).empty());
+}
+
+TEST(Hooks, VariablePrecedenceAsUpstream) {
+  Json cp = {{"metadata", {{"name", "cp1"}}},
+             {"spec", {{"globalVars", {{"G", "global"}, {"D", "global-wins-over-default"}}}}}};
+  Json hook = {{"metadata", {{"name", "hello"}}},
+               {"spec", {{"defaultVars", Json::array({{{"name", "D"}, {"value", "default"}},
+                                                      {{"name", "U"}, {"value", "default"}},
+                                                      {{"name", "ONLY"}, {"value", "default"}},
+                                                      {{"name", "Namespace"}, {"value", "never"}}})}}}};
+  HookUse use{"hello", {{"U", "use-wins"}, {"G", "use-wins-over-global"}, {"HookName", "never"}}};
+  auto vars = hookVars(cp, hook, use);
+  EXPECT_EQ(vars.at("ONLY"), "default");
+  EXPECT_EQ(vars.at("D"), "global-wins-over-default");
+  EXPECT_EQ(vars.at("G"), "use-wins-over-global");
+  EXPECT_EQ(vars.at("U"), "use-wins");
+  EXPECT_EQ(vars.at("Namespace"), "cp1-system");
+  EXPECT_EQ(vars.at("ControlPlaneName"), "cp1");
+  EXPECT_EQ(vars.at("HookName"), "hello");
 }
 
 }  // namespace
