@@ -39,6 +39,15 @@ std::optional<Stored> lookup(const ObjectStore& store, const std::string& cp) {
                 j["metadata"].value("creationTimestamp", ""), rec->revision, j.value("data", Json::object())};
 }
 
+// Deletes the record if it is there (nothing to do otherwise).
+Mutation deleteIfPresent() {
+  return [](const ObjectRecord* cur, int64_t) {
+    Decision d;
+    d.kind = cur ? Decision::Kind::Delete : Decision::Kind::Unchanged;
+    return d;
+  };
+}
+
 bool wantsTable(const ApiRequest& req) { return req.accept.find("as=Table") != std::string::npos; }
 
 Json tableOf(const std::vector<Json>& cols, const std::vector<std::pair<Json, Json>>& rows, int64_t revision) {
@@ -127,11 +136,7 @@ net::awaitable<void> ControlPlaneSecrets::remove(std::string cp) {
   if (!store_.get(kCredentialsResource, cp)) {
     co_return;
   }
-  Mutation mutation = [](const ObjectRecord* cur, int64_t) {
-    Decision d;
-    d.kind = cur ? Decision::Kind::Delete : Decision::Kind::Unchanged;
-    return d;
-  };
+  Mutation mutation = deleteIfPresent();
   co_await store_.write(kCredentialsResource, cp, std::move(mutation), net::use_awaitable);
 }
 
@@ -146,10 +151,19 @@ std::optional<std::map<std::string, std::string>> ControlPlaneSecrets::get(const
   if (!o.is_object() || o["metadata"].value("uid", "") != uid) {
     return std::nullopt;
   }
+  return openAll(s->data, "the kubeconfig of " + cp);
+}
+
+std::optional<std::map<std::string, std::string>> ControlPlaneSecrets::openAll(const Json& sealed,
+                                                                              const std::string& what) const {
   std::map<std::string, std::string> out;
-  for (const auto& [k, v] : s->data.items()) {
-    auto plain = box_.open(v.get<std::string>());
+  if (!sealed.is_object()) {
+    return out;
+  }
+  for (const auto& [k, v] : sealed.items()) {
+    auto plain = v.is_string() ? box_.open(v.get<std::string>()) : Result<std::string>(fail("not sealed"));
     if (!plain) {
+      log::error("cannot open a sealed secret", {{"secret", what}, {"error", plain.error().message}});
       return std::nullopt;
     }
     out[k] = plain.value();
@@ -163,25 +177,11 @@ std::optional<std::map<std::string, std::string>> ControlPlaneSecrets::bootstrap
   if (!j.is_object()) {
     return std::nullopt;
   }
-  std::map<std::string, std::string> out;
-  const Json sealed = j.value("sealed", Json::object());  // (items() of a temporary would dangle)
-  for (const auto& [k, v] : sealed.items()) {
-    auto plain = v.is_string() ? box_.open(v.get<std::string>()) : Result<std::string>(fail("not sealed"));
-    if (!plain) {
-      log::error("cannot open a bootstrap secret", {{"secret", name}, {"error", plain.error().message}});
-      return std::nullopt;
-    }
-    out[k] = plain.value();
-  }
-  return out;
+  return openAll(j.value("sealed", Json::object()), "bootstrap secret " + name);
 }
 
 net::awaitable<void> ControlPlaneSecrets::removeBootstrap(std::string name) {
-  Mutation mutation = [](const ObjectRecord* cur, int64_t) {
-    Decision d;
-    d.kind = cur ? Decision::Kind::Delete : Decision::Kind::Unchanged;
-    return d;
-  };
+  Mutation mutation = deleteIfPresent();
   co_await store_.write(kBootstrapResource, name, std::move(mutation), net::use_awaitable);
 }
 
@@ -399,14 +399,13 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handle(ApiRequest req) {
                 {"status", {{"phase", "Active"}}}};
   };
   auto secretObject = [&](const Stored& s) -> std::optional<Json> {
+    auto plain = openAll(s.data, "the kubeconfig of " + s.cp);
+    if (!plain) {
+      return std::nullopt;
+    }
     Json data = Json::object();
-    for (const auto& [k, v] : s.data.items()) {
-      auto plain = box_.open(v.get<std::string>());
-      if (!plain) {
-        log::error("cannot open a stored kubeconfig", {{"controlPlane", s.cp}, {"error", plain.error().message}});
-        return std::nullopt;
-      }
-      data[k] = base64Encode(plain.value());
+    for (const auto& [k, v] : *plain) {
+      data[k] = base64Encode(v);
     }
     return Json{{"apiVersion", "v1"},
                 {"kind", "Secret"},

@@ -55,6 +55,8 @@ class ControlPlaneSecrets {
   /// Secrets of kubeflex-system: create, get, list, delete.
   net::awaitable<ApiResponse> handleSystem(const ApiRequest& req, const std::vector<std::string>& parts);
   std::optional<Json> bootstrapObject(const ObjectPtr& rec) const;
+  /// Opens every value of a {key: sealed} object; nullopt (logged, naming `what`) when one fails.
+  std::optional<std::map<std::string, std::string>> openAll(const Json& sealed, const std::string& what) const;
   ObjectStore& store_;
   tls::SecretBox box_;
   const Clock& clock_;
