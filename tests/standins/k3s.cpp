@@ -324,8 +324,22 @@ int server(const std::vector<std::string>& args) {
   ::chmod(out.c_str(), static_cast<mode_t>(mode));
   log::info("Wrote kubeconfig " + out.string());
   log::info("k3s is up and running");
+  // With its node agent (kubelet) the server runs pods: Jobs end as their command lines say.
+  bool stopping = false;
+  net::steady_timer jobs_timer(ioc);
+  if (!f.flag("disable-agent")) {
+    net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+      while (!stopping) {
+        co_await standin::runJobs(*api.value());
+        jobs_timer.expires_after(std::chrono::milliseconds(200));
+        co_await jobs_timer.async_wait(net::as_tuple(net::use_awaitable));
+      }
+    }, net::detached);
+  }
   int rc = standin::runUntilSignalled(ioc, [&] {
     log::info("Received SIGTERM, shutting down");
+    stopping = true;
+    jobs_timer.cancel();
     api.value()->stop();
   });
   for (int s : held) {

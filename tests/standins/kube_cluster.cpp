@@ -5,7 +5,8 @@
 // - the API (core, RBAC, apps, batch, apiextensions; TokenRequest and service-account bearer
 //   tokens, cluster-admin bindings honoured) on the hub's machinery;
 // - the namespace controller (a deleting namespace is emptied, then goes);
-// - workloads: Deployments and StatefulSets report their replicas ready;
+// - workloads: Deployments and StatefulSets report their replicas ready; Jobs end as their
+//   containers' command lines say (jobs.cpp);
 // - vCluster: a StatefulSet with a loft-sh/vcluster syncer container gets a Kubernetes API of its
 //   own, served on the node port of the namespace's NodePort service, and its kubeconfig in the
 //   secret the syncer writes (vc-NAME, key config, server --out-kube-config-server).
@@ -157,6 +158,10 @@ class Controllers {
       co_await namespaces();
       co_await vclusters();
       co_await workloads();
+      co_await standin::runJobs(api_);
+      for (auto& [_, v] : vclusters_) {
+        co_await standin::runJobs(*v);  // (its pods are synced to this cluster and run here)
+      }
       timer_.expires_after(std::chrono::milliseconds(200));
       co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
     }

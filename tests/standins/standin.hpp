@@ -100,6 +100,11 @@ class ApiServer {
   std::shared_ptr<std::function<bool(std::string&)>> readiness_ = std::make_shared<std::function<bool(std::string&)>>();
 };
 
+/// One round of the Job controller: starts new Jobs and ends them as their containers' command
+/// lines say (jobs.cpp: sleep N, sleep infinity, exit N, activeDeadlineSeconds). Call it
+/// periodically.
+net::awaitable<void> runJobs(ApiServer& server);
+
 /// A one-line health exchange the Kine stand-in answers on its etcd port ("health\n" ->
 /// "ok\n" or "unhealthy: why\n"), standing in for etcd's gRPC status call. "" when healthy.
 std::string etcdHealth(const std::string& endpoint, std::chrono::milliseconds timeout);
