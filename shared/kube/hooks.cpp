@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shared/kube/hooks.hpp"
 
+#include <algorithm>
 #include <set>
+
+#include "shared/kube/template.hpp"
 
 namespace kflex::kube {
 namespace {
@@ -62,6 +65,116 @@ std::map<std::string, std::string> hookVars(const Json& cp, const Json& hook, co
   vars["ControlPlaneName"] = name;
   vars["HookName"] = use.hook;
   return vars;
+}
+
+bool hookTargetsHosted(const Json& hook) {
+  const Json ann = hook.is_object() ? hook.value("metadata", Json::object()).value("annotations", Json::object())
+                                    : Json::object();
+  return ann.is_object() && ann.value(kHookTargetAnnotation, "") == "hosted";
+}
+
+namespace {
+
+int rankOf(const std::string& kind) {
+  static const std::map<std::string, int> kRanks = {
+      {"Namespace", 0},          {"CustomResourceDefinition", 1}, {"PriorityClass", 2},
+      {"ServiceAccount", 3},     {"Secret", 3},                   {"ConfigMap", 3},
+      {"PersistentVolumeClaim", 3}, {"StorageClass", 2},          {"ClusterRole", 4},
+      {"Role", 4},               {"ClusterRoleBinding", 5},       {"RoleBinding", 5},
+      {"Service", 6},            {"Deployment", 8},               {"StatefulSet", 8},
+      {"DaemonSet", 8},          {"ReplicaSet", 8},               {"Pod", 8},
+      {"Job", 9},                {"CronJob", 9}};
+  auto it = kRanks.find(kind);
+  return it == kRanks.end() ? 7 : it->second;
+}
+
+bool hasCondition(const Json& obj, const std::string& type) {
+  for (const auto& c : obj.value("status", Json::object()).value("conditions", Json::array())) {
+    if (c.is_object() && c.value("type", "") == type && c.value("status", "") == "True") {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<std::vector<Json>> renderHook(const Json& cp, const Json& hook, const HookUse& use) {
+  const Json spec = hook.is_object() ? hook.value("spec", Json::object()) : Json::object();
+  std::vector<std::pair<std::string, Json>> templates;
+  const Json tpl = spec.value("templates", Json::array());
+  for (size_t i = 0; tpl.is_array() && i < tpl.size(); ++i) {
+    templates.emplace_back(use.hook + ".templates[" + std::to_string(i) + "]", tpl[i]);
+  }
+  const Json jobs = spec.value("jobs", Json::array());
+  for (size_t i = 0; jobs.is_array() && i < jobs.size(); ++i) {
+    Json job = jobs[i].is_object() ? jobs[i] : Json::object();
+    job["apiVersion"] = "batch/v1";
+    job["kind"] = "Job";
+    templates.emplace_back(use.hook + ".jobs[" + std::to_string(i) + "]", std::move(job));
+  }
+  auto vars = hookVars(cp, hook, use);
+  std::vector<Json> out;
+  for (const auto& [name, t] : templates) {
+    auto text = renderTemplate(t.dump(2), vars, name);
+    if (!text) {
+      return text.error();
+    }
+    Json obj = Json::parse(text.value(), nullptr, false);
+    if (obj.is_discarded()) {
+      return fail("template " + name + " does not render to valid JSON (a variable's value may hold a quote or "
+                   "a backslash): " + text.value().substr(0, 200));
+    }
+    bool named = obj.is_object() && obj.value("metadata", Json::object()).is_object() &&
+                 obj["metadata"].contains("name") && obj["metadata"]["name"].is_string() &&
+                 !obj["metadata"]["name"].get<std::string>().empty();
+    if (!obj.is_object() || !obj.contains("apiVersion") || !obj["apiVersion"].is_string() || !obj.contains("kind") ||
+        !obj["kind"].is_string() || !named) {
+      return fail("template " + name + " does not render to a Kubernetes object: it needs apiVersion, kind and "
+                   "metadata.name");
+    }
+    out.push_back(std::move(obj));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Json& a, const Json& b) {
+    return rankOf(a.value("kind", "")) < rankOf(b.value("kind", ""));
+  });
+  return out;
+}
+
+bool hookObjectDone(const Json& obj, std::string& failure) {
+  if (!obj.is_object()) {
+    return false;
+  }
+  const std::string kind = obj.value("kind", "");
+  const Json status = obj.value("status", Json::object());
+  const Json spec = obj.value("spec", Json::object());
+  if (kind == "Job") {
+    for (const auto& c : status.value("conditions", Json::array())) {
+      if (c.is_object() && c.value("type", "") == "Failed" && c.value("status", "") == "True") {
+        failure = c.value("reason", "Failed") + ": " + c.value("message", "");
+      }
+    }
+    return status.value("succeeded", int64_t(0)) > 0;
+  }
+  if (kind == "Deployment" || kind == "StatefulSet") {
+    int64_t want = spec.contains("replicas") && spec["replicas"].is_number_integer() ? spec["replicas"].get<int64_t>() : 1;
+    return status.value("readyReplicas", int64_t(0)) == want;
+  }
+  if (kind == "DaemonSet") {
+    return status.contains("desiredNumberScheduled") &&
+           status.value("numberReady", int64_t(0)) == status.value("desiredNumberScheduled", int64_t(-1));
+  }
+  if (kind == "CustomResourceDefinition") {
+    return hasCondition(obj, "Established");
+  }
+  if (kind == "Pod") {
+    std::string phase = status.value("phase", "");
+    if (phase == "Failed") {
+      failure = "the pod failed: " + status.value("message", status.value("reason", ""));
+    }
+    return phase == "Running" || phase == "Succeeded";
+  }
+  return true;
 }
 
 }  // namespace kflex::kube

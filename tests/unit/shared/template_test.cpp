@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "shared/kube/hook_runner.hpp"
 #include "shared/kube/hooks.hpp"
 #include "shared/kube/template.hpp"
 
@@ -106,6 +107,149 @@ TEST(Hooks, VariablePrecedenceAsUpstream) {
   EXPECT_EQ(vars.at("Namespace"), "cp1-system");
   EXPECT_EQ(vars.at("ControlPlaneName"), "cp1");
   EXPECT_EQ(vars.at("HookName"), "hello");
+}
+
+// Shaped as upstream's sample hooks (a Role, its binding and a helm Job using HookName and
+// Namespace; a Job echoing a default var), with the order mixed up on purpose.
+Json sampleHook() {
+  return Json::parse(R"({
+    "apiVersion": "tenancy.kflex.kubestellar.org/v1alpha1", "kind": "PostCreateHook",
+    "metadata": {"name": "tools"},
+    "spec": {
+      "defaultVars": [{"name": "MESSAGE", "value": "from defaults"}],
+      "templates": [
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "{{.HookName}}"},
+         "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "helm",
+           "args": ["upgrade", "--install", "-n", "{{.Namespace}}", "{{.HookName}}", "--set",
+                    "ControlPlaneName={{.ControlPlaneName}}", "{{ .MESSAGE }}"]}], "restartPolicy": "Never"}},
+                  "backoffLimit": 1}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "{{.HookName}}"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "{{.HookName}}"},
+         "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "{{.Namespace}}"}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "{{.HookName}}"},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "extra-{{.ControlPlaneName}}"}}
+      ],
+      "jobs": [{"metadata": {"name": "second"}, "spec": {"template": {"spec": {"containers": [
+        {"name": "c", "image": "busybox", "command": ["echo", "{{.MESSAGE}}"]}], "restartPolicy": "Never"}}}}]
+    }})");
+}
+
+TEST(Hooks, RendersEveryTemplateInDependencyOrder) {
+  Json cp = {{"metadata", {{"name", "cp1"}}}, {"spec", {{"type", "k3s"}}}};
+  auto objects = renderHook(cp, sampleHook(), HookUse{"tools", {{"MESSAGE", "from the use"}}});
+  ASSERT_TRUE(objects) << objects.error().message;
+  ASSERT_EQ(objects->size(), 5u);
+  std::vector<std::string> kinds;
+  for (const auto& o : *objects) {
+    kinds.push_back(o["kind"]);
+  }
+  EXPECT_EQ(kinds, (std::vector<std::string>{"Namespace", "Role", "RoleBinding", "Job", "Job"}));
+  EXPECT_EQ((*objects)[0]["metadata"]["name"], "extra-cp1");
+  EXPECT_EQ((*objects)[2]["subjects"][0]["namespace"], "cp1-system");
+  const Json& helm = (*objects)[3];
+  EXPECT_EQ(helm["metadata"]["name"], "tools");
+  EXPECT_EQ(helm["spec"]["template"]["spec"]["containers"][0]["args"][3], "cp1-system");
+  EXPECT_EQ(helm["spec"]["template"]["spec"]["containers"][0]["args"][6], "ControlPlaneName=cp1");
+  EXPECT_EQ(helm["spec"]["template"]["spec"]["containers"][0]["args"][7], "from the use");
+  const Json& second = (*objects)[4];  // spec.jobs: a batch/v1 Job
+  EXPECT_EQ(second["apiVersion"], "batch/v1");
+  EXPECT_EQ(second["metadata"]["name"], "second");
+  EXPECT_EQ(second["spec"]["template"]["spec"]["containers"][0]["command"][1], "from the use");
+}
+
+TEST(Hooks, ABadTemplateFailsTheWholeHookNamingTemplateAndLine) {
+  Json cp = {{"metadata", {{"name", "cp1"}}}};
+  Json hook = sampleHook();
+  hook["spec"]["templates"][2]["rules"][0]["verbs"][0] = "{{.UNDEFINED}}";
+  auto out = renderHook(cp, hook, HookUse{"tools", {}});
+  ASSERT_FALSE(out);
+  // The third template, rendered from indented JSON: the line of the field, not line 1.
+  EXPECT_NE(out.error().message.find("template: tools.templates[2]:"), std::string::npos) << out.error().message;
+  EXPECT_EQ(out.error().message.find("templates[2]:1:"), std::string::npos) << out.error().message;
+  EXPECT_NE(out.error().message.find("map has no entry for key \"UNDEFINED\""), std::string::npos);
+
+  hook = sampleHook();
+  hook["spec"]["templates"][1]["metadata"]["name"] = "{{.HookName";
+  out = renderHook(cp, hook, HookUse{"tools", {}});
+  ASSERT_FALSE(out);
+  EXPECT_NE(out.error().message.find("tools.templates[1]"), std::string::npos) << out.error().message;
+
+  hook = sampleHook();
+  hook["spec"]["templates"][0].erase("kind");
+  out = renderHook(cp, hook, HookUse{"tools", {}});
+  ASSERT_FALSE(out);
+  EXPECT_NE(out.error().message.find("needs apiVersion, kind and metadata.name"), std::string::npos);
+
+  hook = sampleHook();  // a value that breaks the JSON it lands in
+  out = renderHook(cp, hook, HookUse{"tools", {{"MESSAGE", "say \"hi\""}}});
+  ASSERT_FALSE(out);
+  EXPECT_NE(out.error().message.find("does not render to valid JSON"), std::string::npos);
+}
+
+TEST(Hooks, WhenAnObjectIsDoneAsUpstreamChecks) {
+  std::string failure;
+  EXPECT_TRUE(hookObjectDone(Json{{"kind", "Secret"}}, failure));
+  EXPECT_FALSE(hookObjectDone(Json{{"kind", "Job"}, {"status", {{"active", 1}}}}, failure));
+  EXPECT_TRUE(hookObjectDone(Json{{"kind", "Job"}, {"status", {{"succeeded", 1}}}}, failure));
+  EXPECT_TRUE(failure.empty());
+  Json failed = {{"kind", "Job"},
+                 {"status", {{"failed", 2}, {"conditions", Json::array({{{"type", "Failed"}, {"status", "True"},
+                                                                         {"reason", "BackoffLimitExceeded"},
+                                                                         {"message", "Job has reached the specified backoff limit"}}})}}}};
+  EXPECT_FALSE(hookObjectDone(failed, failure));
+  EXPECT_EQ(failure, "BackoffLimitExceeded: Job has reached the specified backoff limit");
+  failure.clear();
+  EXPECT_FALSE(hookObjectDone(Json{{"kind", "Deployment"}, {"spec", {{"replicas", 2}}}, {"status", {{"readyReplicas", 1}}}}, failure));
+  EXPECT_TRUE(hookObjectDone(Json{{"kind", "StatefulSet"}, {"spec", Json::object()}, {"status", {{"readyReplicas", 1}}}}, failure));
+  EXPECT_FALSE(hookObjectDone(Json{{"kind", "CustomResourceDefinition"}}, failure));
+  EXPECT_TRUE(hookObjectDone(Json{{"kind", "CustomResourceDefinition"},
+                                  {"status", {{"conditions", Json::array({{{"type", "Established"}, {"status", "True"}}})}}}},
+                             failure));
+  EXPECT_TRUE(failure.empty());
+}
+
+TEST(Hooks, AReportHoldsReadyWhileWaitingAndFailsSynced) {
+  auto observed = [] {
+    return Json{{"conditions", Json::array({{{"type", "Synced"}, {"status", "True"}, {"reason", "ReconcileSuccess"}},
+                                            {{"type", "Ready"}, {"status", "True"}, {"reason", "Available"}}})}};
+  };
+  Json running = {{"postCreateHooks", {{"hello", false}}}, {"postCreateHookCompleted", false},
+                  {"condition", {{"type", "PostCreateHooks"}, {"status", "False"}, {"reason", "Running"}}},
+                  {"failed", ""}, {"labels", Json::object()}};
+  Json cp = {{"spec", {{"waitForPostCreateHooks", true}}}};
+  Json o = observed();
+  foldHookReport(o, running, cp);
+  EXPECT_EQ(o["conditions"][0]["status"], "True");
+  EXPECT_EQ(o["conditions"][1]["status"], "False");
+  EXPECT_EQ(o["conditions"][1]["reason"], "WaitingForPostCreateHooks");
+  EXPECT_EQ(o["conditions"][1]["message"], "Waiting for PostCreateHook completion");
+  EXPECT_EQ(o["conditions"][2]["type"], "PostCreateHooks");
+  EXPECT_EQ(o["postCreateHooks"]["hello"], false);
+  EXPECT_EQ(o["postCreateHookCompleted"], false);
+
+  o = observed();  // not waiting: Ready as the runtime says
+  foldHookReport(o, running, Json{{"spec", Json::object()}});
+  EXPECT_EQ(o["conditions"][1]["status"], "True");
+
+  Json failed = running;
+  failed["failed"] = "hello: Failed (Job cp1-system/hello failed: BackoffLimitExceeded: ...)";
+  o = observed();
+  foldHookReport(o, failed, cp);
+  EXPECT_EQ(o["conditions"][0]["status"], "False");
+  EXPECT_EQ(o["conditions"][0]["reason"], "ReconcileError");
+  EXPECT_NE(o["conditions"][0]["message"].get<std::string>().find("BackoffLimitExceeded"), std::string::npos);
+
+  Json done = {{"postCreateHooks", {{"hello", true}}}, {"postCreateHookCompleted", true},
+               {"condition", {{"type", "PostCreateHooks"}, {"status", "True"}, {"reason", "Completed"}}},
+               {"failed", ""}, {"labels", {{"kflex.kubestellar.io/cptype", "wds"}}}};
+  o = observed();
+  foldHookReport(o, done, cp);
+  EXPECT_EQ(o["conditions"][1]["status"], "True");
+  EXPECT_EQ(o["hookLabels"]["kflex.kubestellar.io/cptype"], "wds");
+  o = observed();  // no hooks: nothing added
+  foldHookReport(o, Json{{"postCreateHooks", Json::object()}}, cp);
+  EXPECT_EQ(o, observed());
 }
 
 }  // namespace

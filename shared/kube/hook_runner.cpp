@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "shared/kube/hook_runner.hpp"
+
+#include "shared/common/log.hpp"
+#include "shared/common/time.hpp"
+#include "shared/common/util.hpp"
+#include "shared/kube/client.hpp"
+#include "shared/kube/hooks.hpp"
+
+namespace kflex::kube {
+
+using Json = nlohmann::json;
+
+namespace {
+
+/// Where a hook stands; `run` when the loop should run it now.
+struct Decision {
+  std::string state;  // Completed, Running, Pending, Missing, Failed
+  std::string message;
+  bool run = false;
+};
+
+/// Label kflex puts on everything a hook applied (cleanup and `kubectl get -l` find them).
+constexpr const char* kControlPlaneLabel = "kflex.kubestellar.org/control-plane";
+
+}  // namespace
+
+struct HookRunner::State {
+  explicit State(net::any_io_executor ex) : wake(ex) {}
+  net::steady_timer wake;
+  std::string cp_name;
+  Json cp = Json::object();
+  Json hooks = Json::object();
+  HookTargets targets;
+  Json records = Json::object();
+  std::function<void(const Json&)> persist;
+  std::function<void()> on_change;
+  std::map<std::string, Decision> live;  // hook -> where it stands now
+  std::string reported;                  // the last report that on_change announced
+  bool stopped = false;
+};
+
+namespace {
+
+std::string rerunToken(const Json& cp, const std::string& hook) {
+  const Json ann = cp.value("metadata", Json::object()).value("annotations", Json::object());
+  if (!ann.is_object() || !ann.contains(kHookRerunAnnotation) || !ann[kHookRerunAnnotation].is_string()) {
+    return "";
+  }
+  Json tokens = Json::parse(ann[kHookRerunAnnotation].get<std::string>(), nullptr, false);
+  if (!tokens.is_object() || !tokens.contains(hook)) {
+    return "";
+  }
+  return tokens[hook].is_string() ? tokens[hook].get<std::string>() : tokens[hook].dump();
+}
+
+int64_t generationOf(const Json& obj) {
+  return obj.value("metadata", Json::object()).value("generation", int64_t(0));
+}
+
+std::string uidOf(const Json& obj) {
+  return obj.value("metadata", Json::object()).value("uid", "");
+}
+
+bool sameHook(const Json& hook, const Json& record) {
+  return generationOf(hook) == record.value("generation", int64_t(0)) && uidOf(hook) == record.value("uid", "");
+}
+
+Decision decide(const HookRunner::State& s, const HookUse& use) {
+  const Json rec = s.records.value(use.hook, Json::object());
+  const std::string state = rec.value("state", "");
+  const bool same_run = rec.value("rerun", "") == rerunToken(s.cp, use.hook);
+  const bool exists = s.hooks.contains(use.hook) && s.hooks[use.hook].is_object();
+  if (state == "Completed" && same_run) {
+    std::string note;
+    if (exists && !sameHook(s.hooks[use.hook], rec)) {
+      note = "the PostCreateHook changed since it ran; `kflex hook rerun " + s.cp_name + " " + use.hook +
+             "` applies it again";
+    }
+    return {"Completed", note, false};
+  }
+  if (!exists) {
+    return {"Missing", "PostCreateHook " + use.hook + " does not exist; the control plane waits for it", false};
+  }
+  const Json& hook = s.hooks[use.hook];
+  if (state == "Failed" && same_run && sameHook(hook, rec)) {
+    return {"Failed", rec.value("message", ""), false};
+  }
+  if (hookTargetsHosted(hook)) {
+    if (!s.targets.hosted) {
+      return {"Pending", "waiting for the control plane to serve", false};
+    }
+  } else if (!s.targets.hosting) {
+    return {"Failed",
+            "it targets the hosting cluster and there is none: " + s.targets.no_hosting +
+                " (or annotate the PostCreateHook " + kHookTargetAnnotation + ": hosted)",
+            false};
+  }
+  return {"Running", "starting", true};
+}
+
+Json reportOf(const HookRunner::State& s) {
+  Json done = Json::object();
+  Json labels = Json::object();
+  bool all = true;
+  std::string message;
+  std::string failed;
+  std::string reason = "Completed";
+  for (const auto& use : hookUses(s.cp)) {
+    auto it = s.live.find(use.hook);
+    Decision d = it != s.live.end() ? it->second : decide(s, use);
+    bool ok = d.state == "Completed";
+    done[use.hook] = ok;
+    all = all && ok;
+    if (ok) {
+      const Json l = s.records.value(use.hook, Json::object()).value("labels", Json::object());
+      if (l.is_object()) {
+        labels.update(l);
+      }
+    }
+    std::string line = use.hook + ": " + d.state + (d.message.empty() ? "" : " (" + d.message + ")");
+    message += (message.empty() ? "" : "; ") + line;
+    if (d.state == "Failed") {
+      failed += (failed.empty() ? "" : "; ") + line;
+      reason = "Failed";
+    } else if (d.state == "Missing") {
+      failed += (failed.empty() ? "" : "; ") + line;
+      if (reason != "Failed") {
+        reason = "HookNotFound";
+      }
+    } else if (!ok && reason == "Completed") {
+      reason = "Running";
+    }
+  }
+  if (message.size() > 3000) {
+    message = message.substr(0, 3000) + "...";
+  }
+  if (failed.size() > 3000) {
+    failed = failed.substr(0, 3000) + "...";
+  }
+  Json condition = {{"type", "PostCreateHooks"}, {"status", all ? "True" : "False"}, {"reason", reason},
+                    {"message", message}};
+  return {{"postCreateHooks", done}, {"postCreateHookCompleted", all}, {"condition", condition},
+          {"failed", failed}, {"labels", labels}};
+}
+
+void notify(HookRunner::State& s) {
+  std::string now = reportOf(s).dump();
+  if (now != s.reported) {
+    s.reported = now;
+    if (s.on_change) {
+      s.on_change();
+    }
+  }
+}
+
+void setLive(HookRunner::State& s, const std::string& hook, std::string message) {
+  s.live[hook] = {"Running", std::move(message), false};
+  notify(s);
+}
+
+bool pastDeadline(std::chrono::steady_clock::time_point deadline) {
+  return std::chrono::steady_clock::now() >= deadline;
+}
+
+std::string describe(const Json& obj) {
+  const Json meta = obj.value("metadata", Json::object());
+  std::string ns = meta.value("namespace", "");
+  return obj.value("kind", "") + " " + (ns.empty() ? "" : ns + "/") + meta.value("name", "");
+}
+
+// Applies the objects in order, retrying what the target cannot take yet; "" or why it failed.
+net::awaitable<std::string> applyAll(std::shared_ptr<HookRunner::State> s, Client* client, std::vector<Json>* objects,
+                                     std::string hook, std::string where,
+                                     std::chrono::steady_clock::time_point deadline) {
+  net::steady_timer pause(s->wake.get_executor());
+  const std::string ns = s->cp_name + "-system";
+  for (size_t i = 0; i < objects->size(); ++i) {
+    Json& obj = (*objects)[i];
+    setLive(*s, hook, "applying " + describe(obj) + " to " + where + " (" + std::to_string(i + 1) + "/" +
+                          std::to_string(objects->size()) + ")");
+    std::string last_error;
+    for (int attempt = 0;; ++attempt) {
+      if (s->stopped) {
+        co_return "stopped";
+      }
+      if (attempt > 0 && pastDeadline(deadline)) {
+        co_return "could not apply " + describe(obj) + " to " + where + " in time: " + last_error;
+      }
+      std::string api_version = obj.value("apiVersion", "");
+      std::string kind = obj.value("kind", "");
+      auto found = co_await client->resource(api_version, kind);
+      if (found) {
+        Resource r = found.value();
+        Json& meta = obj["metadata"];
+        if (r.namespaced) {
+          meta["namespace"] = ns;  // upstream: whatever the template says
+        } else if (kind != "Namespace") {
+          // As upstream marks cluster-scoped objects for the control plane's release namespace.
+          meta["labels"]["app.kubernetes.io/managed-by"] = "Helm";
+          meta["annotations"]["meta.helm.sh/release-namespace"] = ns;
+        }
+        meta["labels"][kControlPlaneLabel] = s->cp_name;
+        Json body = obj;
+        std::string manager = kHookFieldManager;
+        auto applied = co_await client->apply(body, manager, true);
+        if (applied) {
+          break;
+        }
+        ApiError e = applied.error();
+        if (!e.transient()) {
+          co_return where + " refused " + describe(obj) + ": " + e.message;
+        }
+        last_error = e.message;
+      } else {
+        ApiError e = found.error();
+        if (!e.transient()) {
+          co_return "cannot apply " + describe(obj) + " to " + where + ": " + e.message;
+        }
+        last_error = e.message;
+      }
+      setLive(*s, hook, "retrying " + describe(obj) + ": " + last_error);
+      pause.expires_after(std::chrono::milliseconds(std::min(500 << std::min(attempt, 4), 5000)));
+      co_await pause.async_wait(net::as_tuple(net::use_awaitable));
+    }
+  }
+  co_return "";
+}
+
+// Waits until every object is done; "" or why the hook failed.
+net::awaitable<std::string> waitDone(std::shared_ptr<HookRunner::State> s, Client* client,
+                                     const std::vector<Json>* objects, std::string hook,
+                                     std::chrono::steady_clock::time_point deadline, std::string timeout) {
+  net::steady_timer pause(s->wake.get_executor());
+  while (true) {
+    if (s->stopped) {
+      co_return "stopped";
+    }
+    std::string waiting;
+    for (const auto& obj : *objects) {
+      ObjectRef ref = ObjectRef::of(obj);
+      auto got = co_await client->get(ref);
+      if (!got) {
+        ApiError e = got.error();
+        waiting = ref.describe() + (e.notFound() ? " is gone" : ": " + e.message);
+        break;
+      }
+      Json live = got.value();
+      std::string failure;
+      bool done = hookObjectDone(live, failure);
+      if (!failure.empty()) {
+        co_return ref.describe() + " failed: " + failure;
+      }
+      if (!done) {
+        waiting = ref.describe() + " is not complete";
+        break;
+      }
+    }
+    if (waiting.empty()) {
+      co_return "";
+    }
+    if (pastDeadline(deadline)) {
+      co_return "not complete after " + timeout + ": " + waiting;
+    }
+    setLive(*s, hook, "waiting: " + waiting);
+    pause.expires_after(std::chrono::seconds(1));
+    co_await pause.async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
+
+// The objects of one hook in the order they go: the namespace, the kubeconfig secret, the rest.
+std::vector<Json> withPrerequisites(const HookRunner::State& s, bool hosted, std::vector<Json> objects) {
+  std::vector<Json> out;
+  out.push_back({{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", s.cp_name + "-system"}}}});
+  if (!s.targets.secret_name.empty() && (hosted || !s.targets.hosting_has_secret)) {
+    Json data = Json::object();
+    for (const auto& [k, v] : s.targets.secret_data) {
+      data[k] = base64Encode(v);
+    }
+    out.push_back({{"apiVersion", "v1"},
+                   {"kind", "Secret"},
+                   {"metadata", {{"name", s.targets.secret_name}}},
+                   {"type", "Opaque"},
+                   {"data", data}});
+  }
+  for (auto& o : objects) {
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+net::awaitable<void> runHook(std::shared_ptr<HookRunner::State> s, HookUse use) {
+  const Json hook = s->hooks[use.hook];
+  const bool hosted = hookTargetsHosted(hook);
+  const config::ClusterAccess access = hosted ? *s->targets.hosted : *s->targets.hosting;
+  const std::string where = hosted ? "the control plane" : "the hosting cluster";
+  std::chrono::milliseconds timeout = std::chrono::minutes(10);
+  const Json ann = hook.value("metadata", Json::object()).value("annotations", Json::object());
+  if (ann.is_object() && ann.contains(kHookTimeoutAnnotation) && ann[kHookTimeoutAnnotation].is_string()) {
+    if (auto d = parseDuration(ann[kHookTimeoutAnnotation].get<std::string>()); d && d->count() > 0) {
+      timeout = *d;
+    }
+  }
+  const std::string timeout_text = humanDuration(std::chrono::duration_cast<std::chrono::seconds>(timeout));
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  log::info("running a PostCreateHook", {{"controlPlane", s->cp_name}, {"hook", use.hook}, {"target", where}});
+  std::string failure;
+  std::vector<Json> objects;
+  auto rendered = renderHook(s->cp, hook, use);
+  if (!rendered) {
+    failure = rendered.error().message;
+  } else {
+    objects = withPrerequisites(*s, hosted, std::move(rendered.value()));
+  }
+  std::unique_ptr<Client> client;
+  if (failure.empty()) {
+    auto made = Client::create(access, std::chrono::seconds(15));
+    if (!made) {
+      failure = "cannot reach " + where + ": " + made.error().message;
+    } else {
+      client = std::move(made.value());
+    }
+  }
+  if (failure.empty()) {
+    failure = co_await applyAll(s, client.get(), &objects, use.hook, where, deadline);
+  }
+  if (failure.empty()) {
+    failure = co_await waitDone(s, client.get(), &objects, use.hook, deadline, timeout_text);
+  }
+  if (s->stopped) {
+    co_return;
+  }
+  Json record = {{"state", failure.empty() ? "Completed" : "Failed"},
+                 {"generation", generationOf(hook)},
+                 {"uid", uidOf(hook)},
+                 {"rerun", rerunToken(s->cp, use.hook)},
+                 {"message", failure},
+                 {"labels", hook.value("metadata", Json::object()).value("labels", Json::object())}};
+  s->records[use.hook] = record;
+  s->live.erase(use.hook);
+  if (s->persist) {
+    s->persist(s->records);
+  }
+  if (failure.empty()) {
+    log::info("PostCreateHook completed", {{"controlPlane", s->cp_name}, {"hook", use.hook}});
+  } else {
+    log::warn("PostCreateHook failed", {{"controlPlane", s->cp_name}, {"hook", use.hook}, {"error", failure}});
+  }
+}
+
+net::awaitable<void> loop(std::shared_ptr<HookRunner::State> s) {
+  while (!s->stopped) {
+    std::vector<HookUse> uses = hookUses(s->cp);
+    std::optional<HookUse> todo;
+    for (const auto& use : uses) {
+      Decision d = decide(*s, use);
+      if (d.run && !todo) {
+        todo = use;
+      }
+      s->live[use.hook] = d;
+    }
+    notify(*s);
+    if (todo) {
+      HookUse next = *todo;
+      co_await runHook(s, next);
+      continue;
+    }
+    s->wake.expires_at(net::steady_timer::time_point::max());
+    co_await s->wake.async_wait(net::as_tuple(net::use_awaitable));
+  }
+}
+
+}  // namespace
+
+HookRunner::HookRunner(net::any_io_executor ex, std::string control_plane, Json records,
+                       std::function<void(const Json&)> persist, std::function<void()> on_change)
+    : s_(std::make_shared<State>(ex)) {
+  s_->cp_name = std::move(control_plane);
+  s_->records = records.is_object() ? std::move(records) : Json::object();
+  s_->persist = std::move(persist);
+  s_->on_change = std::move(on_change);
+  net::co_spawn(ex, loop(s_), [name = s_->cp_name](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::error("PostCreateHooks stopped", {{"controlPlane", name}, {"error", ex.what()}});
+      }
+    }
+  });
+}
+
+HookRunner::~HookRunner() {
+  s_->stopped = true;
+  s_->on_change = nullptr;
+  s_->persist = nullptr;
+  s_->wake.cancel();
+}
+
+void HookRunner::update(const Json& cp, const Json& hooks, const HookTargets& targets) {
+  s_->cp = cp;
+  s_->hooks = hooks.is_object() ? hooks : Json::object();
+  s_->targets = targets;
+  // (Not cancel(): the loop may not be waiting yet; it looks again before it waits.)
+  s_->wake.expires_at(net::steady_timer::time_point::min());
+}
+
+Json HookRunner::report() const {
+  return reportOf(*s_);
+}
+
+void foldHookReport(Json& observed, const Json& report, const Json& cp) {
+  if (!report.is_object() || report.value("postCreateHooks", Json::object()).empty()) {
+    return;  // no hooks
+  }
+  const bool completed = report.value("postCreateHookCompleted", false);
+  const std::string failed = report.value("failed", "");
+  observed["postCreateHooks"] = report["postCreateHooks"];
+  observed["postCreateHookCompleted"] = completed;
+  if (!report.value("labels", Json::object()).empty()) {
+    observed["hookLabels"] = report["labels"];
+  }
+  if (!observed.contains("conditions") || !observed["conditions"].is_array()) {
+    observed["conditions"] = Json::array();
+  }
+  const Json spec = cp.value("spec", Json::object());
+  const bool wait = spec.contains("waitForPostCreateHooks") && spec["waitForPostCreateHooks"].is_boolean() &&
+                    spec["waitForPostCreateHooks"].get<bool>();
+  for (auto& c : observed["conditions"]) {
+    if (c.value("type", "") == "Synced" && c.value("status", "") == "True" && !failed.empty()) {
+      c["status"] = "False";
+      c["reason"] = "ReconcileError";
+      c["message"] = "postcreatehook: " + failed;
+    }
+    if (c.value("type", "") == "Ready" && c.value("status", "") == "True" && wait && !completed) {
+      c["status"] = "False";
+      c["reason"] = "WaitingForPostCreateHooks";
+      c["message"] = "Waiting for PostCreateHook completion";
+    }
+  }
+  observed["conditions"].push_back(report["condition"]);
+}
+
+}  // namespace kflex::kube
