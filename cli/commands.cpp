@@ -15,6 +15,7 @@
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
+#include "shared/kube/hooks.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/config/yaml_json.hpp"
 #include "shared/model/conditions.hpp"
@@ -608,6 +609,48 @@ int cmdCtx(const Globals& g, const std::string& name, std::ostream& out, std::os
   return 0;
 }
 
+int cmdHookRerun(const Globals& g, const std::string& name, const std::string& hook, std::ostream& out,
+                 std::ostream& err) {
+  auto hub = HubClient::connect(g.kubeconfig, g.context);
+  if (!hub) {
+    err << "kflex hook rerun: " << hub.error().message << "\n";
+    return 1;
+  }
+  std::string path = std::string(kControlPlanesPath) + "/" + name;
+  auto cp = hub.value()->get(path);
+  if (!cp) {
+    err << "kflex hook rerun: " << cp.error().message << "\n";
+    return 1;
+  }
+  std::string used;
+  bool uses = false;
+  for (const auto& u : kube::hookUses(cp.value())) {
+    used += (used.empty() ? "" : ", ") + u.hook;
+    uses = uses || u.hook == hook;
+  }
+  if (!uses) {
+    err << "kflex hook rerun: control plane " << name << " does not use PostCreateHook " << hook << " ("
+        << (used.empty() ? "it uses none" : "it uses: " + used)
+        << "); add it to spec.postCreateHooks with kubectl edit cp " << name << "\n";
+    return 1;
+  }
+  const Json ann = cp->at("metadata").value("annotations", Json::object());
+  Json tokens = Json::parse(ann.value(kube::kHookRerunAnnotation, std::string("{}")), nullptr, false);
+  if (!tokens.is_object()) {
+    tokens = Json::object();
+  }
+  tokens[hook] = formatTimeMillis(std::chrono::system_clock::now());
+  Json patch = {{"metadata", {{"annotations", {{kube::kHookRerunAnnotation, tokens.dump()}}}}}};
+  if (auto r = hub.value()->mergePatch(path, patch); !r) {
+    err << "kflex hook rerun: " << r.error().message << "\n";
+    return 1;
+  }
+  out << "PostCreateHook " << hook << " runs again on control plane " << name << ".\n"
+      << "Follow it with: kubectl get cp " << name
+      << " -o jsonpath='{.status.conditions[?(@.type==\"PostCreateHooks\")].message}'\n";
+  return 0;
+}
+
 }  // namespace
 
 int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
@@ -691,6 +734,18 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   std::string ctx_name;
   ctx->add_option("NAME", ctx_name, "Control plane name");
 
+  auto* hook_cmd = app.add_subcommand("hook", "PostCreateHooks of control planes");
+  hook_cmd->require_subcommand(1);
+  auto* rerun = hook_cmd->add_subcommand(
+      "rerun", "Run a PostCreateHook again on a control plane (after the hook changed, or after it failed)");
+  std::string hook_name;
+  rerun->add_option("CONTROLPLANE", name, "Control plane name")->required();
+  rerun->add_option("HOOK", hook_name, "PostCreateHook name (one the control plane uses)")->required();
+  rerun->footer(
+      "A hook runs once per control plane; editing the PostCreateHook later does not apply it again.\n"
+      "This records a new rerun request on the ControlPlane (annotation kflex.kubestellar.org/rerun-hooks);\n"
+      "whoever runs the hooks (its agent, or the hub) applies the hook as it is now and reports in status.");
+
   FleetCommands fleet(app);
 
   app.footer("Hub connection: the kubeconfig context kflex-hub written by 'kflex init'.");
@@ -720,6 +775,9 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   }
   if (del->parsed()) {
     return cmdDelete(g, name, del_wait, del_force, timeout, out, err);
+  }
+  if (rerun->parsed()) {
+    return cmdHookRerun(g, name, hook_name, out, err);
   }
   if (ctx->parsed()) {
     return cmdCtx(g, ctx_name, out, err);

@@ -9,6 +9,7 @@
 #include "agent/runtime/netns.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
+#include "shared/kube/hooks.hpp"
 
 namespace kflex::agent::runtime {
 
@@ -96,6 +97,62 @@ std::unique_ptr<Runtime> ControlPlanes::make(const std::string& type, const std:
   return nullptr;
 }
 
+namespace {
+std::string hookRecordsKey(const std::string& name) {
+  return "hooks/" + name;
+}
+}  // namespace
+
+void ControlPlanes::updateHooks(const std::string& name) {
+  auto d = desired_.find(name);
+  auto rt = runtimes_.find(name);
+  if (d == desired_.end() || rt == runtimes_.end() || deleting_.count(name) || kube::hookUses(d->second).empty()) {
+    hooks_.erase(name);
+    return;
+  }
+  auto& runner = hooks_[name];
+  if (!runner) {
+    Json records = Json::parse(env_.state.get(hookRecordsKey(name)).value_or("{}"), nullptr, false);
+    runner = std::make_unique<kube::HookRunner>(
+        env_.executor, name, records,
+        [this, name](const Json& r) {
+          if (auto saved = env_.state.set(hookRecordsKey(name), r.dump()); !saved) {
+            log::error("cannot record PostCreateHook results", {{"controlPlane", name}, {"error", saved.error().message}});
+          }
+        },
+        [this] {
+          if (on_change) {
+            on_change();
+          }
+        });
+  }
+  kube::HookTargets targets;
+  targets.hosting = config_.cluster;
+  targets.no_hosting = "this agent has no cluster near it (set cluster_kubeconfig in agent.yaml or --cluster-kubeconfig)";
+  const Json observed = rt->second->observe();
+  const Json kc = observed.value("kubeconfig", Json::object());
+  targets.secret_name = kc.value("secretName", "");
+  std::string admin;
+  const Json data = kc.value("data", Json::object());
+  for (const auto& [key, value] : data.items()) {
+    if (value.is_string()) {
+      targets.secret_data[key] = value.get<std::string>();
+      if (admin.empty() || key == "config" || key == "kubeconfig") {
+        admin = value.get<std::string>();
+      }
+    }
+  }
+  targets.hosting_has_secret = types_[name] == "vcluster";  // (the vCluster's own secret, beside it)
+  if (rt->second->ready() && !admin.empty()) {
+    auto parsed = config::Kubeconfig::parse(admin, "the control plane's kubeconfig");
+    auto access = parsed ? parsed->access() : Result<config::ClusterAccess>(parsed.error());
+    if (access) {
+      targets.hosted = access.value();
+    }
+  }
+  runner->update(d->second, d->second.value(kube::kDeliveredHooksField, Json::object()), targets);
+}
+
 void ControlPlanes::sync() {
   std::map<std::string, Json> desired;
   for (const auto& d : env_.state.desired()) {
@@ -165,6 +222,16 @@ void ControlPlanes::sync() {
     }
     rt->ensure(cp);
   }
+  for (auto it = hooks_.begin(); it != hooks_.end();) {
+    if (!runtimes_.count(it->first) || deleting_.count(it->first)) {
+      it = hooks_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [name, rt] : runtimes_) {
+    updateHooks(name);
+  }
   wake_.cancel();
 }
 
@@ -181,7 +248,13 @@ std::optional<Json> ControlPlanes::observe(const std::string& name) const {
   if (it == runtimes_.end()) {
     return std::nullopt;
   }
-  return it->second->observe();
+  Json observed = it->second->observe();
+  auto hooks = hooks_.find(name);
+  auto d = desired_.find(name);
+  if (hooks != hooks_.end() && hooks->second && d != desired_.end()) {
+    kube::foldHookReport(observed, hooks->second->report(), d->second);
+  }
+  return observed;
 }
 
 net::awaitable<void> ControlPlanes::run() {
@@ -191,6 +264,7 @@ net::awaitable<void> ControlPlanes::run() {
     bool removed_one = false;
     for (auto it = removing_.begin(); it != removing_.end();) {
       if (it->second->remove()) {
+        (void)env_.state.set(hookRecordsKey(it->first), "{}");  // a control plane made again runs its hooks again
         if (deleting_.count(it->first)) {
           removed_.insert(it->first);
         }
@@ -251,7 +325,8 @@ net::awaitable<void> ControlPlanes::run() {
       if (it == runtimes_.end()) {
         continue;
       }
-      std::string now = it->second->observe().dump();
+      updateHooks(name);  // (the control plane may serve now: hooks that target it can run)
+      std::string now = observe(name).value_or(Json()).dump();
       if (reported_[name] != now) {
         reported_[name] = now;
         changed = true;
@@ -267,6 +342,7 @@ net::awaitable<void> ControlPlanes::run() {
 
 void ControlPlanes::stop() {
   stopping_ = true;
+  hooks_.clear();
   wake_.cancel();
   for (auto* group : {&runtimes_, &removing_}) {
     for (auto& [name, rt] : *group) {

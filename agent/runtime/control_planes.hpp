@@ -12,6 +12,7 @@
 
 #include "agent/runtime/runtime.hpp"
 #include "agent/runtime/supervisor.hpp"
+#include "shared/kube/hook_runner.hpp"
 
 namespace kflex::agent::runtime {
 
@@ -46,6 +47,9 @@ class ControlPlanes {
 
  private:
   std::unique_ptr<Runtime> make(const std::string& type, const std::string& name);
+  /// Starts, feeds or ends control plane `name`'s PostCreateHook runner (its targets follow the
+  /// runtime: the control plane's credentials once it serves).
+  void updateHooks(const std::string& name);
   Supervisor supervisor_;
   std::unique_ptr<Cgroups> cgroups_;
   RuntimeConfig config_;
@@ -54,6 +58,7 @@ class ControlPlanes {
   std::map<std::string, std::string> types_;          // name -> type of the running runtime
   std::map<std::string, nlohmann::json> desired_;      // name -> the desired object
   std::map<std::string, std::unique_ptr<Runtime>> removing_;
+  std::map<std::string, std::unique_ptr<kube::HookRunner>> hooks_;  // name -> its hooks (when it uses any)
   std::map<std::string, std::string> reported_;       // name -> observe().dump() last seen by the loop
   std::set<std::string> deleting_;                     // desired, with a deletionTimestamp
   std::set<std::string> removed_;                      // deleting, and everything of it is gone

@@ -8,6 +8,7 @@
 
 #include <deque>
 #include <map>
+#include <set>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/websocket.hpp>
@@ -15,6 +16,7 @@
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
+#include "shared/kube/hooks.hpp"
 #include "shared/model/conditions.hpp"
 #include "shared/protocol/link.hpp"
 #include "shared/tls/lean_stream.hpp"
@@ -153,7 +155,8 @@ AgentGateway::AgentGateway(net::io_context& ioc, ApiService& api, ObjectStore& s
                            EnrollmentService& enrollment, const Clock& clock, GatewayOptions options)
     : ioc_(ioc), api_(api), store_(store),
       agents_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "agents")),
-      cps_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "controlplanes")), enrollment_(enrollment),
+      cps_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "controlplanes")),
+      hooks_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "postcreatehooks")), enrollment_(enrollment),
       clock_(clock), options_(options), strand_(net::make_strand(ioc)), started_(clock.now()) {}
 
 AgentGateway::~AgentGateway() = default;
@@ -631,13 +634,16 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
       }
     }
     at = rev;
-    send(s, desiredFrame(protocol::msg::kSnapshot, ++s->seq, at, withBootstraps(std::move(mine)), {}));
+    send(s, desiredFrame(protocol::msg::kSnapshot, ++s->seq, at, withAttachments(std::move(mine)), {}));
   } else {
     // Collapse the replay to the last state per control plane.
     std::map<std::string, EventPtr> last;
+    std::set<std::string> hooks_changed;
     for (const auto& ev : replay) {
       if (ev->object->resource == key && agentOf(*ev->object) == s->name) {
         last[ev->object->name] = ev;
+      } else if (ev->object->resource == resourceKey(hooks_)) {
+        hooks_changed.insert(ev->object->name);
       }
     }
     std::vector<ObjectPtr> upserts;
@@ -649,7 +655,16 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
         upserts.push_back(ev->object);
       }
     }
-    send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, at, withBootstraps(std::move(upserts)), deletes));
+    // Control planes whose hooks changed meanwhile: their current state (with the hooks as now).
+    for (const auto& hook : hooks_changed) {
+      for (auto& o : usersOfHook(s->name, hook)) {
+        if (!last.count(o->name)) {
+          last[o->name] = nullptr;
+          upserts.push_back(std::move(o));
+        }
+      }
+    }
+    send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, at, withAttachments(std::move(upserts)), deletes));
   }
   s->synced = at;
   auto early = std::move(s->early);
@@ -673,43 +688,87 @@ void AgentGateway::deliver(const std::shared_ptr<Session>& s, const EventPtr& ev
   }
   std::vector<ObjectPtr> upserts;
   std::vector<std::string> deletes;
-  if (ev->type == EventType::Deleted) {
+  if (ev->object->resource == resourceKey(hooks_)) {
+    upserts = usersOfHook(s->name, ev->object->name);  // they get the hook as it is now
+    if (upserts.empty()) {
+      return;
+    }
+  } else if (ev->type == EventType::Deleted) {
     deletes.push_back(ev->object->name);
   } else {
     upserts.push_back(ev->object);
   }
-  send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, ev->revision, withBootstraps(std::move(upserts)), deletes));
+  send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, ev->revision, withAttachments(std::move(upserts)), deletes));
   s->synced = ev->revision;
 }
 
-std::vector<ObjectPtr> AgentGateway::withBootstraps(std::vector<ObjectPtr> objects) const {
-  if (secrets_ == nullptr) {
-    return objects;
-  }
+std::vector<ObjectPtr> AgentGateway::withAttachments(std::vector<ObjectPtr> objects) const {
   for (auto& o : objects) {
-    // (A cheap test first: only external control planes that are not adopted yet carry one.)
-    if (o->bytes.find("bootstrapSecretRef") == std::string::npos) {
+    // (Cheap tests first: most control planes carry neither.)
+    bool bootstrap = secrets_ != nullptr && o->bytes.find("bootstrapSecretRef") != std::string::npos;
+    bool hooks = o->bytes.find("postCreateHook") != std::string::npos;
+    if (!bootstrap && !hooks) {
       continue;
     }
     Json cp = Json::parse(o->bytes, nullptr, false);
-    if (!model::servedByAgent(cp) || cp["spec"].value("type", "") != "external" ||
-        cp["metadata"].contains("deletionTimestamp")) {
+    if (!cp.is_object() || cp["metadata"].contains("deletionTimestamp")) {
       continue;
     }
+    bool changed = false;
     const Json ref = cp["spec"].value("bootstrapSecretRef", Json::object());
-    auto data = secrets_->bootstrap(ref.value("name", ""));
-    std::string key = ref.value("inClusterKey", "kubeconfig-incluster");
-    if (!data || !data->count(key)) {
-      continue;
+    if (bootstrap && model::servedByAgent(cp) && cp["spec"].value("type", "") == "external") {
+      auto data = secrets_->bootstrap(ref.value("name", ""));
+      std::string key = ref.value("inClusterKey", "kubeconfig-incluster");
+      if (data && data->count(key)) {
+        // The agent adopts the cluster with it (over the link's mutual TLS), then reports the
+        // kubeconfig it made; the hub then deletes the bootstrap secret.
+        cp["kflexBootstrap"] = {{"kubeconfig", data->at(key)}};
+        changed = true;
+      }
     }
-    // The agent adopts the cluster with it (over the link's mutual TLS), then reports the
-    // kubeconfig it made; the hub then deletes the bootstrap secret.
-    cp["kflexBootstrap"] = {{"kubeconfig", data->at(key)}};
-    auto copy = std::make_shared<ObjectRecord>(*o);
-    copy->bytes = cp.dump();
-    o = std::move(copy);
+    if (hooks) {
+      Json delivered = Json::object();
+      for (const auto& use : kube::hookUses(cp)) {
+        ObjectPtr rec = store_.get(resourceKey(hooks_), use.hook);
+        Json hook = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+        if (!hook.is_object()) {
+          continue;  // (the agent says it waits for it)
+        }
+        const Json meta = hook["metadata"];
+        Json slim_meta = Json::object();
+        for (const char* k : {"name", "uid", "generation", "labels", "annotations"}) {
+          if (meta.contains(k)) {
+            slim_meta[k] = meta[k];
+          }
+        }
+        delivered[use.hook] = {{"metadata", slim_meta}, {"spec", hook.value("spec", Json::object())}};
+      }
+      cp[kube::kDeliveredHooksField] = std::move(delivered);
+      changed = true;
+    }
+    if (changed) {
+      auto copy = std::make_shared<ObjectRecord>(*o);
+      copy->bytes = cp.dump();
+      o = std::move(copy);
+    }
   }
   return objects;
+}
+
+std::vector<ObjectPtr> AgentGateway::usersOfHook(const std::string& agent, const std::string& hook) const {
+  std::vector<ObjectPtr> out;
+  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+    if (rec->bytes.find(hook) == std::string::npos || agentOf(*rec) != agent) {
+      continue;
+    }
+    for (const auto& use : kube::hookUses(Json::parse(rec->bytes, nullptr, false))) {
+      if (use.hook == hook) {
+        out.push_back(rec);
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 void AgentGateway::progress(const std::shared_ptr<Session>& s, int64_t revision) {
@@ -746,6 +805,24 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
     close(s, protocol::code::kProtocol,
           "a status report's endpoint must be an https:// URL and its components at most 16 of {name, state, "
           "restarts, lastExit}");
+    co_return false;
+  }
+  // PostCreateHooks: name -> done, all done, and the labels of completed hooks.
+  Json hook_states = body.value("postCreateHooks", Json());
+  Json hooks_done = body.value("postCreateHookCompleted", Json());
+  Json hook_labels = body.value("hookLabels", Json());
+  bool hooks_ok = (hook_states.is_null() || (hook_states.is_object() && hook_states.size() <= 64)) &&
+                  (hooks_done.is_null() || hooks_done.is_boolean()) &&
+                  (hook_labels.is_null() || (hook_labels.is_object() && hook_labels.size() <= 64));
+  for (const auto* group : {&hook_states, &hook_labels}) {
+    for (auto it = group->begin(); hooks_ok && group->is_object() && it != group->end(); ++it) {
+      hooks_ok = it.key().size() <= 253 && (group == &hook_states ? it.value().is_boolean() : it.value().is_string());
+    }
+  }
+  if (!hooks_ok) {
+    close(s, protocol::code::kProtocol,
+          "a status report's postCreateHooks must map at most 64 hook names to booleans, postCreateHookCompleted "
+          "be a boolean and hookLabels map at most 64 label keys to strings");
     co_return false;
   }
   std::string stamp = formatTime(clock_.now());
@@ -812,14 +889,51 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
       changed = true;
     }
     for (const auto& [key, value] : {std::pair<const char*, const Json*>{"endpoint", &endpoint},
-                                     {"components", &components}, {"secretRef", &secret_ref}}) {
+                                     {"components", &components}, {"secretRef", &secret_ref},
+                                     {"postCreateHooks", &hook_states}, {"postCreateHookCompleted", &hooks_done}}) {
       if (!value->is_null() && status.value(key, Json()) != *value) {
         status[key] = *value;
         changed = true;
       }
     }
+    if (hook_states.is_null() && status.contains("postCreateHooks")) {
+      // It uses no hooks (any more).
+      status.erase("postCreateHooks");
+      status.erase("postCreateHookCompleted");
+      if (status.contains("conditions") && status["conditions"].is_array()) {
+        Json kept = Json::array();
+        for (const auto& c : status["conditions"]) {
+          if (c.value("type", "") != "PostCreateHooks") {
+            kept.push_back(c);
+          }
+        }
+        status["conditions"] = kept;
+      }
+      changed = true;
+    }
     return changed;
   });
+  // As upstream, a hook's labels go onto the control plane once it ran.
+  if (hook_labels.is_object() && !hook_labels.empty()) {
+    auto rec = store_.get(resourceKey(cps_), name);
+    Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+    const Json labels = cp.is_object() ? cp["metadata"].value("labels", Json::object()) : Json::object();
+    Json missing = Json::object();
+    for (auto it = hook_labels.begin(); it != hook_labels.end(); ++it) {
+      if (labels.value(it.key(), Json()) != it.value()) {
+        missing[it.key()] = it.value();
+      }
+    }
+    if (cp.is_object() && !missing.empty() && cp.value("status", Json::object()).value("agent", "") == agent) {
+      Json patch = {{"metadata", {{"labels", missing}}}};
+      std::string path = objectPath(cps_, name);
+      auto res = co_await api_.internal(http::verb::patch, path, patch.dump(), "application/merge-patch+json");
+      if (res.status != 200) {
+        log::warn("cannot copy a PostCreateHook's labels onto its control plane",
+                  {{"controlPlane", name}, {"status", std::to_string(res.status)}});
+      }
+    }
+  }
   // The agent has stopped it and removed its data: the deletion can finish.
   if (body.value("removed", false) == true) {
     auto rec = store_.get(resourceKey(cps_), name);
@@ -1018,6 +1132,20 @@ net::awaitable<void> AgentGateway::watchLoop() {
         }
         if (target) {
           net::dispatch(target->ws.get_executor(), [this, target, ev] { deliver(target, ev); });
+        }
+        continue;
+      }
+      if (ev->object->resource == resourceKey(hooks_)) {
+        // A hook changed, appeared or went: the control planes using it get it again.
+        std::vector<std::shared_ptr<Session>> all;
+        {
+          std::lock_guard lock(mutex_);
+          for (auto& [n, sess] : sessions_) {
+            all.push_back(sess);
+          }
+        }
+        for (auto& sess : all) {
+          net::dispatch(sess->ws.get_executor(), [this, sess, ev] { deliver(sess, ev); });
         }
         continue;
       }

@@ -68,8 +68,12 @@ class AgentGateway {
   void initialSync(const std::shared_ptr<Session>& s, int64_t acknowledged);
   void deliver(const std::shared_ptr<Session>& s, const EventPtr& ev);
   void progress(const std::shared_ptr<Session>& s, int64_t revision);
-  /// External control planes an agent adopts carry their bootstrap kubeconfig to it until adopted.
-  std::vector<ObjectPtr> withBootstraps(std::vector<ObjectPtr> objects) const;
+  /// What desired control planes carry to their agent beyond the stored object: the bootstrap
+  /// kubeconfig of an external control plane it adopts (until adopted), and the PostCreateHooks
+  /// a control plane uses (kube::kDeliveredHooksField).
+  std::vector<ObjectPtr> withAttachments(std::vector<ObjectPtr> objects) const;
+  /// The control planes on `agent` that use PostCreateHook `hook` (a hook changed or appeared).
+  std::vector<ObjectPtr> usersOfHook(const std::string& agent, const std::string& hook) const;
   net::awaitable<void> markControlPlanesUnknown(const std::string& agent, const std::string& stamp);
   /// Removes kflex's finalizer from a deleting ControlPlane (its runtime is gone).
   net::awaitable<void> releaseControlPlane(std::string name, std::string why);
@@ -85,6 +89,7 @@ class AgentGateway {
   ObjectStore& store_;
   const model::ResourceType& agents_;
   const model::ResourceType& cps_;
+  const model::ResourceType& hooks_;
   EnrollmentService& enrollment_;
   const Clock& clock_;
   GatewayOptions options_;

@@ -86,11 +86,11 @@ Decision decide(const HookRunner::State& s, const HookUse& use) {
   if (state == "Failed" && same_run && sameHook(hook, rec)) {
     return {"Failed", rec.value("message", ""), false};
   }
-  if (hookTargetsHosted(hook)) {
-    if (!s.targets.hosted) {
-      return {"Pending", "waiting for the control plane to serve", false};
-    }
-  } else if (!s.targets.hosting) {
+  if (!s.targets.hosted) {
+    // As upstream: hooks run once the control plane serves (and Jobs can mount its kubeconfig).
+    return {"Pending", "waiting for the control plane to serve", false};
+  }
+  if (!hookTargetsHosted(hook) && !s.targets.hosting) {
     return {"Failed",
             "it targets the hosting cluster and there is none: " + s.targets.no_hosting +
                 " (or annotate the PostCreateHook " + kHookTargetAnnotation + ": hosted)",
@@ -379,14 +379,18 @@ HookRunner::HookRunner(net::any_io_executor ex, std::string control_plane, Json 
   s_->records = records.is_object() ? std::move(records) : Json::object();
   s_->persist = std::move(persist);
   s_->on_change = std::move(on_change);
-  net::co_spawn(ex, loop(s_), [name = s_->cp_name](std::exception_ptr e) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        log::error("PostCreateHooks stopped", {{"controlPlane", name}, {"error", ex.what()}});
+  // (Posted: co_spawn may start the loop inline, and its first report must not reach the owner
+  // before the owner has the runner.)
+  net::post(ex, [ex, s = s_] {
+    net::co_spawn(ex, loop(s), [name = s->cp_name](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          log::error("PostCreateHooks stopped", {{"controlPlane", name}, {"error", ex.what()}});
+        }
       }
-    }
+    });
   });
 }
 

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <regex>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -90,7 +91,7 @@ class Clusters : public ::testing::Test {
   }
   // `kflex ctx cp` into a kubeconfig of its own, then kubectl through it.
   CommandResult throughContext(const std::string& cp, const std::vector<std::string>& args) {
-    fs::path user = dir_.path() / "user.kubeconfig";
+    fs::path user = dir_.path() / ("user-" + cp + ".kubeconfig");  // (kflex ctx changes its current context)
     fs::copy_file(hub_->kubeconfig(), user, fs::copy_options::skip_existing);
     std::vector<std::string> ctx = {(binDir() / "kflex").string(), "--kubeconfig", user.string(), "ctx", cp};
     auto r = run(ctx);
@@ -106,10 +107,13 @@ class Clusters : public ::testing::Test {
     ASSERT_EQ(t.exit_code, 0) << t.err;
     std::smatch m;
     ASSERT_TRUE(std::regex_search(t.out, m, std::regex("--token ([a-z0-9.]+) --ca-cert-hash (sha256:[0-9a-f]+)")));
-    std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null",
+    std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run",
                                      "--data-dir", (dir_.path() / "edge-1").string(), "--hub", hub_->url(),
                                      "--name", "edge-1", "--token", m[1], "--ca-cert-hash", m[2],
                                      "--bin-dir", (binDir() / "standins").string()};
+    if (std::find(extra.begin(), extra.end(), "--config") == extra.end()) {
+      argv.insert(argv.end(), {"--config", "/dev/null"});
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     agent_ = std::make_unique<Process>(argv, dir_.path() / "edge-1.log");
     ASSERT_TRUE(waitFor([&] {
@@ -361,6 +365,373 @@ TEST_F(Clusters, VClusterOnAnAgentWithoutAClusterSaysWhatToConfigure) {
             std::string::npos);
   r = kflex({"delete", "vc2", "--timeout", "20s"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+}  // namespace
+}  // namespace kflex::test
+
+namespace kflex::test {
+namespace {
+
+// PostCreateHooks on control planes an agent runs: templates rendered with the control plane's
+// variables and applied to the cluster near the agent (the hosting cluster) or, annotated
+// `kflex.kubestellar.org/target: hosted`, to the control plane itself.
+class Hooks : public Clusters {
+ protected:
+  // kubectl apply on the hub.
+  void apply(const std::string& yaml) {
+    fs::path f = dir_.path() / "apply.yaml";
+    ASSERT_TRUE(writeFileAtomic(f, yaml, 0644));
+    auto r = kubectl(hub_->kubeconfig(), {"apply", "-f", f.string()});
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  }
+  bool waitForCondition(const std::string& cp, const std::string& type, const std::string& want,
+                        std::chrono::seconds limit = 30s) {
+    return waitFor([&] { return condition(cp, type) == want; }, limit, cp + " " + type + " " + want);
+  }
+  std::string hookMessage(const std::string& cp) {
+    return field(cp, ".status.conditions[?(@.type=='PostCreateHooks')].message");
+  }
+};
+
+// Shaped as upstream's hello sample: a Job echoing a default var, in {{.Namespace}}.
+constexpr const char* kHelloHook = R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: hello
+  labels:
+    kflex.kubestellar.io/cptype: demo
+spec:
+  defaultVars:
+    - name: "MESSAGE"
+      value: "Hello from Defaults"
+  templates:
+  - apiVersion: batch/v1
+    kind: Job
+    metadata:
+      name: hello
+      namespace: somewhere-else
+    spec:
+      template:
+        spec:
+          containers:
+          - name: hello
+            image: public.ecr.aws/docker/library/busybox:1.36
+            command: ["echo", "{{.MESSAGE}}", "World"]
+          restartPolicy: Never
+      backoffLimit: 1
+  - apiVersion: batch/v1
+    kind: Job
+    metadata:
+      name: "{{.HookName}}-kubeconfig"
+    spec:
+      template:
+        spec:
+          containers:
+          - name: kubectl
+            image: bitnami/kubectl
+            args: ["get", "ns"]
+            env:
+            - name: KUBECONFIG
+              value: /etc/kube/config-incluster
+            volumeMounts:
+            - name: kubeconfig
+              mountPath: /etc/kube
+              readOnly: true
+          volumes:
+          - name: kubeconfig
+            secret:
+              secretName: k3s-config
+          restartPolicy: Never
+      backoffLimit: 1
+)";
+
+TEST_F(Hooks, AHookGoesToTheClusterNearTheAgentAndHoldsReadyUntilItCompletes) {
+  startHub();
+  startAgent({"--cluster-kubeconfig", cluster_->kubeconfig().string()});
+  apply(kHelloHook);
+  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: ControlPlane
+metadata:
+  name: cp1
+spec:
+  type: k3s
+  postCreateHooks:
+  - hookName: hello
+    vars:
+      MESSAGE: "Hello from the use"
+  waitForPostCreateHooks: true
+)");
+  ASSERT_TRUE(waitForCondition("cp1", "Ready", "True/Available", 60s)) << hookMessage("cp1") << agent_->log();
+  EXPECT_EQ(field("cp1", ".status.postCreateHooks.hello"), "true");
+  EXPECT_EQ(field("cp1", ".status.postCreateHookCompleted"), "true");
+  EXPECT_EQ(condition("cp1", "PostCreateHooks"), "True/Completed");
+  // In <cp>-system of the hosting cluster whatever the template said, rendered, applied by kflex.
+  auto job = cluster_->kubectl({"get", "job", "-n", "cp1-system", "hello", "-o", "json", "--show-managed-fields"});
+  ASSERT_EQ(job.exit_code, 0) << job.err;
+  Json j = Json::parse(job.out);
+  EXPECT_EQ(j["spec"]["template"]["spec"]["containers"][0]["command"],
+            Json::array({"echo", "Hello from the use", "World"}));
+  EXPECT_GT(j["status"].value("succeeded", 0), 0);
+  EXPECT_EQ(j["metadata"]["labels"].value("kflex.kubestellar.org/control-plane", ""), "cp1");
+  bool by_kflex = false;
+  for (const auto& m : j["metadata"]["managedFields"]) {
+    by_kflex = by_kflex || (m.value("manager", "") == "kflex" && m.value("operation", "") == "Apply");
+  }
+  EXPECT_TRUE(by_kflex) << j["metadata"]["managedFields"].dump();
+  // The Job that mounts the control plane's kubeconfig found it there (k3s-config, as KubeFlex names it).
+  EXPECT_EQ(cluster_->kubectl({"get", "job", "-n", "cp1-system", "hello-kubeconfig", "-o",
+                               "jsonpath={.status.succeeded}"}).out, "1");
+  auto secret = cluster_->kubectl({"get", "secret", "-n", "cp1-system", "k3s-config", "-o",
+                                   "jsonpath={.data.config-incluster}"});
+  ASSERT_EQ(secret.exit_code, 0) << secret.err;
+  auto secret_text = base64Decode(secret.out);
+  ASSERT_TRUE(secret_text);
+  EXPECT_NE(secret_text->find("https://"), std::string::npos) << *secret_text;
+  // As upstream, the hook's labels are copied onto the control plane.
+  EXPECT_TRUE(waitFor([&] { return field("cp1", ".metadata.labels.kflex\\.kubestellar\\.io/cptype") == "demo"; }, 10s,
+                      "hook labels on the control plane"));
+
+  // Editing the hook later does not run it again; the status says how to.
+  apply(std::string(kHelloHook) + "  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: later\n");
+  EXPECT_TRUE(waitFor([&] { return hookMessage("cp1").find("kflex hook rerun cp1 hello") != std::string::npos; }, 15s,
+                      "the rerun hint"))
+      << hookMessage("cp1");
+  EXPECT_NE(cluster_->kubectl({"get", "cm", "-n", "cp1-system", "later"}).exit_code, 0);
+  // ... until asked.
+  auto rerun = kflex({"hook", "rerun", "cp1", "hello"});
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.out << rerun.err;
+  EXPECT_TRUE(waitFor([&] { return cluster_->kubectl({"get", "cm", "-n", "cp1-system", "later"}).exit_code == 0; }, 20s,
+                      "the rerun applied the new template"))
+      << hookMessage("cp1");
+  EXPECT_TRUE(waitForCondition("cp1", "PostCreateHooks", "True/Completed"));
+
+  // An agent restart repeats nothing: the Job is the one that ran.
+  std::string uid = cluster_->kubectl({"get", "job", "-n", "cp1-system", "hello", "-o", "jsonpath={.metadata.uid}"}).out;
+  std::string rv = cluster_->kubectl({"get", "job", "-n", "cp1-system", "hello", "-o",
+                                      "jsonpath={.metadata.resourceVersion}"}).out;
+  restartAgent();
+  EXPECT_TRUE(waitForCondition("cp1", "Ready", "True/Available"));
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(cluster_->kubectl({"get", "job", "-n", "cp1-system", "hello", "-o",
+                               "jsonpath={.metadata.uid}/{.metadata.resourceVersion}"}).out,
+            uid + "/" + rv);
+}
+
+TEST_F(Hooks, AHostedHookReachesTheControlPlaneWithoutAnyCluster) {
+  startHub();
+  // No cluster near this agent (the edge case); its k3s runs the host's kubelet, so Jobs run.
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "k3s_node_agent: true\n", 0644));
+  startAgent({"--config", (dir_.path() / "agent.yaml").string()});
+  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: settings
+  annotations:
+    kflex.kubestellar.org/target: hosted
+spec:
+  defaultVars:
+  - {name: FROM_DEFAULT, value: default}
+  - {name: GLOBAL_BEATS_DEFAULT, value: default}
+  - {name: USE_BEATS_GLOBAL, value: default}
+  - {name: Namespace, value: never}
+  templates:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: "{{.HookName}}"
+    data:
+      fromDefault: "{{.FROM_DEFAULT}}"
+      globalBeatsDefault: "{{.GLOBAL_BEATS_DEFAULT}}"
+      useBeatsGlobal: "{{ .USE_BEATS_GLOBAL }}"
+      namespace: "{{.Namespace}}"
+      controlPlane: "{{.ControlPlaneName}}"
+  - apiVersion: rbac.authorization.k8s.io/v1
+    kind: ClusterRole
+    metadata:
+      name: "{{.Namespace}}-{{.HookName}}"
+    rules:
+    - apiGroups: [""]
+      resources: [configmaps]
+      verbs: [get]
+  - apiVersion: batch/v1
+    kind: Job
+    metadata:
+      name: "{{.HookName}}"
+    spec:
+      template:
+        spec:
+          containers:
+          - name: c
+            image: busybox
+            command: [sh, -c, "sleep 1"]
+          restartPolicy: Never
+)");
+  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: ControlPlane
+metadata:
+  name: edge
+spec:
+  type: k3s
+  globalVars:
+    GLOBAL_BEATS_DEFAULT: global
+    USE_BEATS_GLOBAL: global
+  postCreateHooks:
+  - hookName: settings
+    vars:
+      USE_BEATS_GLOBAL: use
+      ControlPlaneName: never
+  waitForPostCreateHooks: true
+)");
+  ASSERT_TRUE(waitForCondition("edge", "Ready", "True/Available", 60s)) << field("edge", ".status") << agent_->log();
+  EXPECT_EQ(field("edge", ".status.postCreateHooks.settings"), "true");
+  auto cm = throughContext("edge", {"get", "cm", "-n", "edge-system", "settings", "-o", "json"});
+  ASSERT_EQ(cm.exit_code, 0) << cm.err;
+  Json data = Json::parse(cm.out)["data"];
+  EXPECT_EQ(data["fromDefault"], "default");
+  EXPECT_EQ(data["globalBeatsDefault"], "global");
+  EXPECT_EQ(data["useBeatsGlobal"], "use");
+  EXPECT_EQ(data["namespace"], "edge-system");
+  EXPECT_EQ(data["controlPlane"], "edge");
+  auto role = throughContext("edge", {"get", "clusterrole", "edge-system-settings", "-o",
+                                      "jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by}"});
+  EXPECT_EQ(role.out, "Helm") << role.err;
+  EXPECT_EQ(throughContext("edge", {"get", "job", "-n", "edge-system", "settings", "-o",
+                                    "jsonpath={.status.succeeded}"}).out, "1");
+}
+
+TEST_F(Hooks, FailingAndMissingHooksSayWhyAndAMissingOneRunsWhenItAppears) {
+  startHub();
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "k3s_node_agent: true\n", 0644));
+  startAgent({"--config", (dir_.path() / "agent.yaml").string()});
+  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: fails
+  annotations:
+    kflex.kubestellar.org/target: hosted
+spec:
+  templates:
+  - apiVersion: batch/v1
+    kind: Job
+    metadata:
+      name: fails
+    spec:
+      backoffLimit: 1
+      template:
+        spec:
+          containers:
+          - {name: c, image: busybox, command: [sh, -c, "exit 3"]}
+          restartPolicy: Never
+---
+apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: hangs
+  annotations:
+    kflex.kubestellar.org/target: hosted
+    kflex.kubestellar.org/timeout: 3s
+spec:
+  templates:
+  - apiVersion: batch/v1
+    kind: Job
+    metadata:
+      name: hangs
+    spec:
+      template:
+        spec:
+          containers:
+          - {name: c, image: busybox, command: [sleep, infinity]}
+          restartPolicy: Never
+---
+apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: hosting
+spec:
+  templates:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: x
+---
+apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: broken
+  annotations:
+    kflex.kubestellar.org/target: hosted
+spec:
+  templates:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: "{{.NOT_DEFINED}}"
+---
+apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: ControlPlane
+metadata:
+  name: nowait
+spec:
+  type: k3s
+  postCreateHooks:
+  - hookName: fails
+  - hookName: hangs
+  - hookName: hosting
+  - hookName: broken
+  - hookName: later
+)");
+  // Not waiting for hooks: Ready as the control plane is; Synced says what went wrong.
+  ASSERT_TRUE(waitForCondition("nowait", "Ready", "True/Available", 60s)) << agent_->log();
+  ASSERT_TRUE(waitFor([&] {
+    std::string m = hookMessage("nowait");
+    return m.find("fails: Failed") != std::string::npos && m.find("hangs: Failed") != std::string::npos &&
+           m.find("broken: Failed") != std::string::npos;
+  }, 30s, "the hooks to fail")) << hookMessage("nowait");
+  std::string msg = hookMessage("nowait");
+  EXPECT_NE(msg.find("BackoffLimitExceeded"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("hangs: Failed (not complete after 3s: Job nowait-system/hangs is not complete)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("cluster_kubeconfig"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("template: broken.templates[0]:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("map has no entry for key \"NOT_DEFINED\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("later: Missing"), std::string::npos) << msg;
+  EXPECT_EQ(condition("nowait", "Synced"), "False/ReconcileError");
+  EXPECT_EQ(field("nowait", ".status.postCreateHookCompleted"), "false");
+  EXPECT_EQ(field("nowait", ".status.postCreateHooks.fails"), "false");
+  // The broken template applied nothing at all.
+  EXPECT_EQ(throughContext("nowait", {"get", "cm", "-n", "nowait-system", "-o", "name"}).out, "");
+
+  // Waiting for hooks: Ready stays False until the missing hook appears and completes.
+  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: ControlPlane
+metadata:
+  name: waits
+spec:
+  type: k3s
+  postCreateHook: later
+  waitForPostCreateHooks: true
+)");
+  ASSERT_TRUE(waitForCondition("waits", "Ready", "False/WaitingForPostCreateHooks", 60s)) << agent_->log();
+  EXPECT_EQ(condition("waits", "PostCreateHooks"), "False/HookNotFound");
+  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: later
+  annotations:
+    kflex.kubestellar.org/target: hosted
+spec:
+  templates:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: "{{.HookName}}"
+)");
+  EXPECT_TRUE(waitForCondition("waits", "Ready", "True/Available")) << hookMessage("waits");
+  EXPECT_EQ(field("waits", ".status.postCreateHookCompleted"), "true");
+  auto later = throughContext("waits", {"get", "cm", "-n", "waits-system", "later", "-o", "name"});
+  EXPECT_EQ(later.out, "configmap/later\n") << later.err;
+  // The other control plane that waited for it got it too.
+  EXPECT_TRUE(waitFor([&] { return field("nowait", ".status.postCreateHooks.later") == "true"; }, 20s, "later on nowait"));
 }
 
 }  // namespace
