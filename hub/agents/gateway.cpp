@@ -13,6 +13,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include "hub/api/hook_labels.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
@@ -914,26 +915,7 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
     return changed;
   });
   // As upstream, a hook's labels go onto the control plane once it ran.
-  if (hook_labels.is_object() && !hook_labels.empty()) {
-    auto rec = store_.get(resourceKey(cps_), name);
-    Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
-    const Json labels = cp.is_object() ? cp["metadata"].value("labels", Json::object()) : Json::object();
-    Json missing = Json::object();
-    for (auto it = hook_labels.begin(); it != hook_labels.end(); ++it) {
-      if (labels.value(it.key(), Json()) != it.value()) {
-        missing[it.key()] = it.value();
-      }
-    }
-    if (cp.is_object() && !missing.empty() && cp.value("status", Json::object()).value("agent", "") == agent) {
-      Json patch = {{"metadata", {{"labels", missing}}}};
-      std::string path = objectPath(cps_, name);
-      auto res = co_await api_.internal(http::verb::patch, path, patch.dump(), "application/merge-patch+json");
-      if (res.status != 200) {
-        log::warn("cannot copy a PostCreateHook's labels onto its control plane",
-                  {{"controlPlane", name}, {"status", std::to_string(res.status)}});
-      }
-    }
-  }
+  co_await copyHookLabels(api_, store_, cps_, name, hook_labels);
   // The agent has stopped it and removed its data: the deletion can finish.
   if (body.value("removed", false) == true) {
     auto rec = store_.get(resourceKey(cps_), name);

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/clusters/cluster_controller.hpp"
 
+#include "hub/api/hook_labels.hpp"
 #include "shared/common/log.hpp"
+#include "shared/kube/hooks.hpp"
 #include "shared/common/util.hpp"
 #include "shared/model/conditions.hpp"
 #include "shared/tls/pki.hpp"
@@ -37,7 +39,7 @@ ClusterController::ClusterController(net::io_context& ioc, ApiService& api, Obje
                                      const model::Registry& registry, ControlPlaneSecrets& secrets, const Clock& clock,
                                      ClusterOptions options)
     : ioc_(ioc), strand_(net::make_strand(ioc)), api_(api), store_(store), cps_(controlPlanes(registry)),
-      secrets_(secrets), clock_(clock), options_(std::move(options)) {}
+      hooks_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "postcreatehooks")), secrets_(secrets), clock_(clock), options_(std::move(options)) {}
 
 void ClusterController::start() {
   timer_ = std::make_shared<net::steady_timer>(strand_);
@@ -146,6 +148,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
   auto retry_later = [&] { st->next = std::chrono::steady_clock::now() + options_.retry; };
 
   if (cp["metadata"].contains("deletionTimestamp")) {
+    st->hooks.reset();
     if (type == "host") {
       auto down = co_await tearDownHost(name);
       if (!down) {
@@ -222,16 +225,30 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
   }
   auto ready = co_await st->client->getRaw("/readyz");
   std::string server = st->client->server();
+  Json observed = {{"conditions", Json::array()}};
+  observed["conditions"].push_back({{"type", "Synced"}, {"status", "True"}, {"reason", "ReconcileSuccess"},
+                                    {"message", type == "external" ? "adopted with a service-account token"
+                                                                   : "the hosting cluster's admin account is ready"}});
+  if (ready) {
+    observed["conditions"].push_back(
+        {{"type", "Ready"}, {"status", "True"}, {"reason", "Available"}, {"message", "/readyz answered ok"}});
+  } else {
+    observed["conditions"].push_back(
+        {{"type", "Ready"}, {"status", "False"}, {"reason", "Unavailable"}, {"message", ready.error().message}});
+  }
+  Json hook_report = updateHooks(name, cp, *st, *creds, static_cast<bool>(ready));
+  kube::foldHookReport(observed, hook_report, cp);
   co_await report(name, uid, [&](Json& obj) {
     Json& status = obj["status"];
-    bool changed = model::setCondition(status, "Synced", "True", "ReconcileSuccess",
-                                       type == "external" ? "adopted with a service-account token"
-                                                          : "the hosting cluster's admin account is ready",
-                                       stamp, true);
-    if (ready) {
-      changed |= model::setCondition(status, "Ready", "True", "Available", "/readyz answered ok", stamp, true);
-    } else {
-      changed |= model::setCondition(status, "Ready", "False", "Unavailable", ready.error().message, stamp, true);
+    bool changed = false;
+    for (const auto& c : observed["conditions"]) {
+      changed |= model::setCondition(status, c["type"], c["status"], c["reason"], c.value("message", ""), stamp, true);
+    }
+    for (const char* key : {"postCreateHooks", "postCreateHookCompleted"}) {
+      if (observed.contains(key) && status.value(key, Json()) != observed[key]) {
+        status[key] = observed[key];
+        changed = true;
+      }
     }
     Json ref = {{"namespace", name + "-system"}, {"name", kAdminSecret}, {"key", "kubeconfig"},
                 {"inClusterKey", "kubeconfig-incluster"}};
@@ -243,7 +260,67 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
     }
     return changed;
   });
+  Json labels = observed.value("hookLabels", Json::object());
+  co_await copyHookLabels(api_, store_, cps_, name, labels);
   st->next = std::chrono::steady_clock::now() + (ready ? options_.probe_period : options_.retry);
+}
+
+Json ClusterController::updateHooks(const std::string& name, const Json& cp, State& st,
+                                    const std::map<std::string, std::string>& creds, bool serving) {
+  auto uses = kube::hookUses(cp);
+  if (uses.empty()) {
+    st.hooks.reset();
+    return nullptr;
+  }
+  Json hooks = Json::object();
+  for (const auto& use : uses) {
+    if (auto rec = store_.get(resourceKey(hooks_), use.hook)) {
+      Json hook = Json::parse(rec->bytes, nullptr, false);
+      if (hook.is_object()) {
+        hooks[use.hook] = std::move(hook);
+      }
+    }
+  }
+  if (!st.hooks) {
+    // What completed before (a hub restart): status.postCreateHooks says it, as upstream keeps it.
+    Json records = Json::object();
+    const Json done = cp.value("status", Json::object()).value("postCreateHooks", Json::object());
+    const Json ann = cp["metadata"].value("annotations", Json::object());
+    Json tokens = Json::parse(ann.value(kube::kHookRerunAnnotation, std::string("{}")), nullptr, false);
+    for (const auto& use : uses) {
+      if (done.is_object() && done.value(use.hook, false) && hooks.contains(use.hook)) {
+        const Json meta = hooks[use.hook]["metadata"];
+        Json token = tokens.is_object() ? tokens.value(use.hook, Json("")) : Json("");
+        records[use.hook] = {{"state", "Completed"},
+                             {"generation", meta.value("generation", int64_t(0))},
+                             {"uid", meta.value("uid", "")},
+                             {"rerun", token.is_string() ? token.get<std::string>() : token.dump()},
+                             {"labels", meta.value("labels", Json::object())}};
+      }
+    }
+    std::weak_ptr<State> weak = states_[name];
+    st.hooks = std::make_unique<kube::HookRunner>(strand_, name, records, nullptr, [weak] {
+      if (auto s = weak.lock()) {
+        s->next = {};  // report at the next tick
+      }
+    });
+  }
+  kube::HookTargets targets;
+  targets.hosting = options_.hosting;
+  targets.no_hosting = "the hub has no hosting cluster (start kflex-hub with --hosting-kubeconfig, or set "
+                       "hosting_kubeconfig in hub.yaml)";
+  targets.secret_name = kAdminSecret;
+  targets.secret_data = creds;
+  const std::string& admin = creds.count("kubeconfig") ? creds.at("kubeconfig") : creds.begin()->second;
+  if (serving) {
+    auto kc = config::Kubeconfig::parse(admin, "the kubeconfig of " + name);
+    auto access = kc ? kc->access() : Result<config::ClusterAccess>(kc.error());
+    if (access) {
+      targets.hosted = access.value();
+    }
+  }
+  st.hooks->update(cp, hooks, targets);
+  return st.hooks->report();
 }
 
 net::awaitable<Result<std::map<std::string, std::string>>> ClusterController::adopt(const std::string& name,

@@ -13,6 +13,7 @@
 #include "hub/store/object_store.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/kube/client.hpp"
+#include "shared/kube/hook_runner.hpp"
 
 namespace kflex::hub {
 
@@ -35,7 +36,10 @@ struct ClusterOptions {
  * - host: the hub's hosting cluster; a ServiceAccount `<cp>` in `<cp>-system` bound to
  *   cluster-admin and its token (removed again when the control plane is deleted).
  * Both are then probed: Ready means /readyz answered 200 with the stored credentials at the
- * last probe. Thread safety: start/stop from any thread; work runs on its own strand.
+ * last probe. Their PostCreateHooks run here too (kube::HookRunner): to the hosting cluster, or
+ * with the control plane's own credentials when a hook targets it; what completed is read back
+ * from status.postCreateHooks after a hub restart, so nothing runs twice.
+ * Thread safety: start/stop from any thread; work runs on its own strand.
  */
 class ClusterController {
  public:
@@ -51,7 +55,11 @@ class ClusterController {
     std::chrono::steady_clock::time_point next{};
     std::string creds_digest;  // of the kubeconfig the client was made from
     std::unique_ptr<kube::Client> client;
+    std::unique_ptr<kube::HookRunner> hooks;  // when it uses any
   };
+  /// Feeds a control plane's hook runner (made on first use); its report, or null without hooks.
+  Json updateHooks(const std::string& name, const Json& cp, State& st,
+                   const std::map<std::string, std::string>& creds, bool serving);
   net::awaitable<void> loop();
   net::awaitable<void> reconcile(std::string name, Json cp);
   /// Makes the credentials of a control plane; the kubeconfig data to store, or why not.
@@ -66,6 +74,7 @@ class ClusterController {
   ApiService& api_;
   ObjectStore& store_;
   const model::ResourceType& cps_;
+  const model::ResourceType& hooks_;
   ControlPlaneSecrets& secrets_;
   const Clock& clock_;
   ClusterOptions options_;

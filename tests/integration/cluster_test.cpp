@@ -734,5 +734,83 @@ spec:
   EXPECT_TRUE(waitFor([&] { return field("nowait", ".status.postCreateHooks.later") == "true"; }, 20s, "later on nowait"));
 }
 
+TEST_F(Hooks, TheHubRunsTheHooksOfHostAndExternalControlPlanes) {
+  startHub({"--hosting-kubeconfig", cluster_->kubeconfig().string()});
+  // Shaped as upstream's openshift-crds hook: a helm Job reaching the control plane through the
+  // mounted admin-kubeconfig secret's in-cluster key.
+  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: crds
+  labels:
+    kflex.kubestellar.io/flavor: openshift
+spec:
+  templates:
+  - apiVersion: batch/v1
+    kind: Job
+    metadata:
+      name: "{{.HookName}}"
+    spec:
+      template:
+        spec:
+          containers:
+          - name: "{{.HookName}}"
+            image: quay.io/kubestellar/helm:3.14.0
+            args: [upgrade, --install, "{{.HookName}}", oci://quay.io/kubestellar/openshift-crds, --version, "0.1.0"]
+            env:
+            - name: KUBECONFIG
+              value: "/etc/kube/kubeconfig-incluster"
+            volumeMounts:
+            - name: kubeconfig
+              mountPath: "/etc/kube"
+              readOnly: true
+          volumes:
+          - name: kubeconfig
+            secret:
+              secretName: admin-kubeconfig
+          restartPolicy: Never
+      backoffLimit: 1
+---
+apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: marker
+  annotations:
+    kflex.kubestellar.org/target: hosted
+spec:
+  templates:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: "{{.HookName}}-{{.ControlPlaneName}}"
+    data:
+      who: "{{.WHO}}"
+)");
+  auto r = kflex({"create", "h1", "-t", "host", "-p", "crds", "--timeout", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << hub_->log();
+  ASSERT_TRUE(waitForCondition("h1", "PostCreateHooks", "True/Completed")) << hookMessage("h1") << hub_->log();
+  EXPECT_EQ(field("h1", ".status.postCreateHooks.crds"), "true");
+  EXPECT_EQ(cluster_->kubectl({"get", "job", "-n", "h1-system", "crds", "-o", "jsonpath={.status.succeeded}"}).out, "1");
+  EXPECT_TRUE(waitFor([&] { return field("h1", ".metadata.labels.kflex\\.kubestellar\\.io/flavor") == "openshift"; },
+                      10s, "the hook's label on h1"));
+
+  r = kflex({"adopt", "ext", "--adopted-kubeconfig", cluster_->kubeconfig().string(), "-p", "marker", "-e",
+             "WHO=adopter", "--timeout", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << hub_->log();
+  ASSERT_TRUE(waitForCondition("ext", "PostCreateHooks", "True/Completed")) << hookMessage("ext") << hub_->log();
+  EXPECT_EQ(cluster_->kubectl({"get", "cm", "-n", "ext-system", "marker-ext", "-o", "jsonpath={.data.who}"}).out,
+            "adopter");
+
+  // A hub restart repeats nothing: status.postCreateHooks says what ran.
+  std::string rv = cluster_->kubectl({"get", "job", "-n", "h1-system", "crds", "-o",
+                                      "jsonpath={.metadata.resourceVersion}"}).out;
+  hub_.reset();
+  startHub({"--hosting-kubeconfig", cluster_->kubeconfig().string()});
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(condition("h1", "PostCreateHooks"), "True/Completed") << hookMessage("h1");
+  EXPECT_EQ(cluster_->kubectl({"get", "job", "-n", "h1-system", "crds", "-o",
+                               "jsonpath={.metadata.resourceVersion}"}).out, rv);
+}
+
 }  // namespace
 }  // namespace kflex::test

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/api/hook_labels.hpp"
+
+#include "shared/common/log.hpp"
+
+namespace kflex::hub {
+
+net::awaitable<void> copyHookLabels(ApiService& api, const ObjectStore& store, const model::ResourceType& cps,
+                                    std::string name, Json labels) {
+  if (!labels.is_object() || labels.empty()) {
+    co_return;
+  }
+  auto rec = store.get(resourceKey(cps), name);
+  Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+  if (!cp.is_object()) {
+    co_return;
+  }
+  const Json have = cp["metadata"].value("labels", Json::object());
+  Json missing = Json::object();
+  for (auto it = labels.begin(); it != labels.end(); ++it) {
+    if (have.value(it.key(), Json()) != it.value()) {
+      missing[it.key()] = it.value();
+    }
+  }
+  if (missing.empty()) {
+    co_return;
+  }
+  Json patch = {{"metadata", {{"labels", missing}}}};
+  std::string path = objectPath(cps, name);
+  auto res = co_await api.internal(http::verb::patch, path, patch.dump(), "application/merge-patch+json");
+  if (res.status != 200) {
+    log::warn("cannot copy a PostCreateHook's labels onto its control plane",
+              {{"controlPlane", name}, {"status", std::to_string(res.status)}, {"body", res.body.substr(0, 300)}});
+  }
+}
+
+}  // namespace kflex::hub
