@@ -42,8 +42,6 @@ inline constexpr const char* kHookRerunAnnotation = "kflex.kubestellar.org/rerun
 inline constexpr const char* kDeliveredHooksField = "kflexHooks";
 /// The field manager hook objects are applied with.
 inline constexpr const char* kHookFieldManager = "kflex";
-/// A PostCreateHook's templates (and jobs) together may take at most this many bytes (JSON).
-inline constexpr size_t kMaxHookTemplateBytes = 512 * 1024;
 
 /// Whether a hook targets the hosted control plane (annotation kHookTargetAnnotation: hosted).
 bool hookTargetsHosted(const nlohmann::json& hook);

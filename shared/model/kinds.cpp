@@ -7,6 +7,7 @@
 
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
+#include "shared/kube/hooks.hpp"
 #include "shared/model/selector.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -353,6 +354,43 @@ std::vector<PrinterColumn> tenancyColumns() {
   };
 }
 
+// A PostCreateHook: templates of a bounded size, and kflex's annotations with values it understands.
+void validatePostCreateHook(const Json& obj, std::vector<FieldError>& errors) {
+  constexpr size_t kMaxTemplateBytes = 512 * 1024;  // rendered per control plane, carried to agents
+  const Json spec = obj.value("spec", Json::object());
+  size_t bytes = 0;
+  for (const char* field : {"templates", "jobs"}) {
+    if (spec.contains(field)) {
+      bytes += spec[field].dump().size();
+    }
+  }
+  if (bytes > kMaxTemplateBytes) {
+    errors.push_back({"FieldValueTooLong", "spec.templates",
+                      "Too long: spec.templates and spec.jobs hold " + std::to_string(bytes) +
+                          " bytes of JSON; at most " + std::to_string(kMaxTemplateBytes) +
+                          " are allowed (split the hook, or install large manifests from a Job)"});
+  }
+  const Json ann = obj.value("metadata", Json::object()).value("annotations", Json::object());
+  if (!ann.is_object()) {
+    return;
+  }
+  if (ann.contains(kube::kHookTargetAnnotation)) {
+    std::string target = ann[kube::kHookTargetAnnotation].is_string() ? ann[kube::kHookTargetAnnotation].get<std::string>() : "";
+    if (target != "hosted" && target != "hosting") {
+      errors.push_back({"FieldValueNotSupported", std::string("metadata.annotations[") + kube::kHookTargetAnnotation + "]",
+                        "Unsupported value: \"" + target + "\": supported values: \"hosted\", \"hosting\""});
+    }
+  }
+  if (ann.contains(kube::kHookTimeoutAnnotation)) {
+    std::string text = ann[kube::kHookTimeoutAnnotation].is_string() ? ann[kube::kHookTimeoutAnnotation].get<std::string>() : "";
+    auto d = parseDuration(text);
+    if (!d || d->count() <= 0) {
+      errors.push_back({"FieldValueInvalid", std::string("metadata.annotations[") + kube::kHookTimeoutAnnotation + "]",
+                        "Invalid value: \"" + text + "\": must be a positive duration such as 90s, 10m or 1h"});
+    }
+  }
+}
+
 void validateControlPlane(const Json& obj, std::vector<FieldError>& errors) {
   const Json spec = obj.value("spec", Json::object());
   const Json ann = obj.value("metadata", Json::object()).value("annotations", Json::object());
@@ -443,6 +481,7 @@ Registry kflexRegistry() {
   pch.schema = schemaWithConditions(kPostCreateHookSchema);
   pch.columns = tenancyColumns();
   pch.name_is_label = false;
+  pch.validate = validatePostCreateHook;
   r.add(std::move(pch));
 
   ResourceType agent;

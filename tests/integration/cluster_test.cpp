@@ -669,12 +669,26 @@ spec:
       name: "{{.NOT_DEFINED}}"
 ---
 apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: refused
+  annotations:
+    kflex.kubestellar.org/target: hosted
+spec:
+  templates:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: "{{.HookName}}_Not_A_Name"
+---
+apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
 kind: ControlPlane
 metadata:
   name: nowait
 spec:
   type: k3s
   postCreateHooks:
+  - hookName: refused
   - hookName: fails
   - hookName: hangs
   - hookName: hosting
@@ -686,6 +700,7 @@ spec:
   ASSERT_TRUE(waitFor([&] {
     std::string m = hookMessage("nowait");
     return m.find("fails: Failed") != std::string::npos && m.find("hangs: Failed") != std::string::npos &&
+           m.find("refused: Failed") != std::string::npos &&
            m.find("broken: Failed") != std::string::npos;
   }, 30s, "the hooks to fail")) << hookMessage("nowait");
   std::string msg = hookMessage("nowait");
@@ -695,6 +710,8 @@ spec:
   EXPECT_NE(msg.find("template: broken.templates[0]:"), std::string::npos) << msg;
   EXPECT_NE(msg.find("map has no entry for key \"NOT_DEFINED\""), std::string::npos) << msg;
   EXPECT_NE(msg.find("later: Missing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("refused: Failed (the control plane refused ConfigMap nowait-system/refused_Not_A_Name: "),
+            std::string::npos) << msg;
   EXPECT_EQ(condition("nowait", "Synced"), "False/ReconcileError");
   EXPECT_EQ(field("nowait", ".status.postCreateHookCompleted"), "false");
   EXPECT_EQ(field("nowait", ".status.postCreateHooks.fails"), "false");
@@ -810,6 +827,40 @@ spec:
   EXPECT_EQ(condition("h1", "PostCreateHooks"), "True/Completed") << hookMessage("h1");
   EXPECT_EQ(cluster_->kubectl({"get", "job", "-n", "h1-system", "crds", "-o",
                                "jsonpath={.metadata.resourceVersion}"}).out, rv);
+}
+
+TEST_F(Hooks, TheHubRefusesHooksItCannotRun) {
+  startHub();
+  auto applyBad = [&](const std::string& yaml) {
+    fs::path f = dir_.path() / "bad.yaml";
+    EXPECT_TRUE(writeFileAtomic(f, yaml, 0644));
+    return kubectl(hub_->kubeconfig(), {"apply", "-f", f.string()});
+  };
+  std::string huge = "apiVersion: tenancy.kflex.kubestellar.org/v1alpha1\nkind: PostCreateHook\nmetadata:\n  name: huge\n"
+                     "spec:\n  templates:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: big\n"
+                     "    data:\n      blob: \"" + std::string(600 * 1024, 'x') + "\"\n";
+  auto r = applyBad(huge);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("spec.templates: Too long"), std::string::npos) << r.err;
+  r = applyBad(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: where
+  annotations:
+    kflex.kubestellar.org/target: elsewhere
+    kflex.kubestellar.org/timeout: soon
+spec:
+  templates: []
+)");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("supported values: \"hosted\", \"hosting\""), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("must be a positive duration"), std::string::npos) << r.err;
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "pch", "-o", "name"}).out, "");
+  // kflex hook rerun names what a control plane uses.
+  ASSERT_EQ(kflex({"create", "--no-wait", "c1", "-t", "host", "-p", "one"}).exit_code, 0);
+  r = kflex({"hook", "rerun", "c1", "two"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not use PostCreateHook two (it uses: one)"), std::string::npos) << r.err;
 }
 
 }  // namespace
