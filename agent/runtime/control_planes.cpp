@@ -264,7 +264,19 @@ net::awaitable<void> ControlPlanes::run() {
     bool removed_one = false;
     for (auto it = removing_.begin(); it != removing_.end();) {
       if (it->second->remove()) {
-        (void)env_.state.set(hookRecordsKey(it->first), "{}");  // a control plane made again runs its hooks again
+        // What its hooks left in the cluster near this agent goes too; a control plane made
+        // again runs its hooks again.
+        auto records = env_.state.get(hookRecordsKey(it->first));
+        if (config_.cluster && records && records.value() != "{}" && !records.value().empty()) {
+          net::co_spawn(env_.executor, kube::removeHookObjects(*config_.cluster, it->first),
+                        [name = it->first](std::exception_ptr e, Result<void> r) {
+                          if (e || !r) {
+                            log::warn("cannot remove what a control plane's hooks made in the cluster",
+                                      {{"controlPlane", name}, {"error", e ? "internal error" : r.error().message}});
+                          }
+                        });
+        }
+        (void)env_.state.set(hookRecordsKey(it->first), "{}");
         if (deleting_.count(it->first)) {
           removed_.insert(it->first);
         }

@@ -164,6 +164,15 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
         co_return;
       }
     }
+    if (options_.hosting && cp["status"].contains("postCreateHooks")) {
+      // What its hooks made in the hosting cluster (namespace <cp>-system, cluster-scoped objects).
+      config::ClusterAccess hosting = *options_.hosting;
+      auto removed = co_await kube::removeHookObjects(hosting, name);
+      if (!removed) {
+        log::warn("cannot remove what a control plane's hooks made in the hosting cluster",
+                  {{"controlPlane", name}, {"error", removed.error().message}});
+      }
+    }
     co_await secrets_.remove(name);
     bool released = co_await api_.removeFinalizer(cps_, name, model::kControlPlaneFinalizer);
     if (released) {

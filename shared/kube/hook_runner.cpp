@@ -413,6 +413,43 @@ Json HookRunner::report() const {
   return reportOf(*s_);
 }
 
+net::awaitable<Result<void>> removeHookObjects(config::ClusterAccess access, std::string control_plane) {
+  auto made = Client::create(access, std::chrono::seconds(15));
+  if (!made) {
+    co_return made.error();
+  }
+  std::unique_ptr<Client> client = std::move(made.value());
+  const std::string selector = std::string(kControlPlaneLabel) + "=" + control_plane;
+  static const std::vector<std::pair<std::string, std::string>> kKinds = {
+      {"rbac.authorization.k8s.io/v1", "ClusterRoleBinding"},
+      {"rbac.authorization.k8s.io/v1", "ClusterRole"},
+      {"apiextensions.k8s.io/v1", "CustomResourceDefinition"},
+      {"v1", "Namespace"}};
+  for (const auto& [api_version, kind] : kKinds) {
+    std::string av = api_version;
+    std::string k = kind;
+    std::string ns;
+    std::string sel = selector;
+    auto listed = co_await client->list(av, k, ns, sel);
+    if (!listed) {
+      ApiError e = listed.error();
+      if (e.reason == "NoKind") {
+        continue;
+      }
+      co_return fail("listing " + kind + "s of control plane " + control_plane + ": " + e.message);
+    }
+    Json items = listed.value().value("items", Json::array());
+    for (const auto& item : items) {
+      ObjectRef ref{api_version, kind, "", item["metadata"].value("name", "")};
+      auto removed = co_await client->remove(ref);
+      if (!removed && !removed.error().notFound()) {
+        co_return fail("deleting " + ref.describe() + ": " + removed.error().message);
+      }
+    }
+  }
+  co_return Result<void>{};
+}
+
 void foldHookReport(Json& observed, const Json& report, const Json& cp) {
   if (!report.is_object() || report.value("postCreateHooks", Json::object()).empty()) {
     return;  // no hooks

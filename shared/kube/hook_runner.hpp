@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "shared/common/result.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
 
@@ -67,6 +68,14 @@ class HookRunner {
  private:
   std::shared_ptr<State> s_;
 };
+
+/**
+ * Removes what a control plane's hooks left in a cluster when the control plane is deleted, as
+ * upstream's garbage collection does: namespace `<cp>-system` and the cluster-scoped objects kflex
+ * applied for it (ClusterRoles, ClusterRoleBindings, CRDs), found by the label kflex puts on
+ * everything a hook applies (kflex.kubestellar.org/control-plane=<cp>).
+ */
+net::awaitable<Result<void>> removeHookObjects(config::ClusterAccess access, std::string control_plane);
 
 /**
  * Folds a hook report into a control plane's observed status ({conditions: [Synced, Ready], ...}):

@@ -181,7 +181,7 @@ TEST_F(Clusters, AdoptAnExternalClusterWithATokenOnly) {
   auto readyz = throughContext("ext1", {"get", "--raw", "/readyz"});
   EXPECT_EQ(readyz.exit_code, 0) << readyz.err;
   EXPECT_EQ(readyz.out, "ok");
-  auto ns = kubectl(dir_.path() / "user.kubeconfig", {"get", "ns", "kube-system", "-o", "name"});
+  auto ns = kubectl(dir_.path() / "user-ext1.kubeconfig", {"get", "ns", "kube-system", "-o", "name"});
   EXPECT_EQ(ns.out, "namespace/kube-system\n") << ns.err;
 
   // Health is the hub's probe: the cluster stops, Ready goes False; it comes back, Ready again.
@@ -516,6 +516,13 @@ spec:
   EXPECT_EQ(cluster_->kubectl({"get", "job", "-n", "cp1-system", "hello", "-o",
                                "jsonpath={.metadata.uid}/{.metadata.resourceVersion}"}).out,
             uid + "/" + rv);
+
+  // Deleting the control plane removes what its hooks made in the cluster.
+  auto del = kflex({"delete", "cp1", "--timeout", "30s"});
+  ASSERT_EQ(del.exit_code, 0) << del.err << agent_->log();
+  EXPECT_TRUE(waitFor([&] { return cluster_->kubectl({"get", "ns", "cp1-system"}).exit_code != 0; }, 20s,
+                      "cp1-system gone from the cluster"))
+      << agent_->log();
 }
 
 TEST_F(Hooks, AHostedHookReachesTheControlPlaneWithoutAnyCluster) {
@@ -802,6 +809,19 @@ spec:
       name: "{{.HookName}}-{{.ControlPlaneName}}"
     data:
       who: "{{.WHO}}"
+  - apiVersion: apiextensions.k8s.io/v1
+    kind: CustomResourceDefinition
+    metadata:
+      name: widgets.example.com
+    spec:
+      group: example.com
+      names: {kind: Widget, plural: widgets, singular: widget}
+      scope: Namespaced
+      versions:
+      - name: v1
+        served: true
+        storage: true
+        schema: {openAPIV3Schema: {type: object}}
 )");
   auto r = kflex({"create", "h1", "-t", "host", "-p", "crds", "--timeout", "30s"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err << hub_->log();
@@ -817,6 +837,9 @@ spec:
   ASSERT_TRUE(waitForCondition("ext", "PostCreateHooks", "True/Completed")) << hookMessage("ext") << hub_->log();
   EXPECT_EQ(cluster_->kubectl({"get", "cm", "-n", "ext-system", "marker-ext", "-o", "jsonpath={.data.who}"}).out,
             "adopter");
+  // (Complete only once the CRD is Established.)
+  EXPECT_EQ(cluster_->kubectl({"get", "crd", "widgets.example.com", "-o",
+                               "jsonpath={.status.conditions[?(@.type=='Established')].status}"}).out, "True");
 
   // A hub restart repeats nothing: status.postCreateHooks says what ran.
   std::string rv = cluster_->kubectl({"get", "job", "-n", "h1-system", "crds", "-o",

@@ -159,6 +159,7 @@ class Controllers {
       co_await vclusters();
       co_await workloads();
       co_await standin::runJobs(api_);
+      co_await standin::runCrds(api_);
       for (auto& [_, v] : vclusters_) {
         co_await standin::runJobs(*v);  // (its pods are synced to this cluster and run here)
       }

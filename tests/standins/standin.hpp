@@ -104,6 +104,9 @@ class ApiServer {
 /// lines say (jobs.cpp: sleep N, sleep infinity, exit N, activeDeadlineSeconds). Call it
 /// periodically.
 net::awaitable<void> runJobs(ApiServer& server);
+/// One round of the CRD controller: new CustomResourceDefinitions become Established (the stand-ins
+/// do not serve their kinds).
+net::awaitable<void> runCrds(ApiServer& server);
 
 /// A one-line health exchange the Kine stand-in answers on its etcd port ("health\n" ->
 /// "ok\n" or "unhealthy: why\n"), standing in for etcd's gRPC status call. "" when healthy.
