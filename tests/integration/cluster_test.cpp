@@ -275,7 +275,31 @@ TEST_F(Clusters, HostWithoutAHostingClusterSaysHowToConfigureOne) {
 TEST_F(Clusters, VClusterRunsInTheClusterNearTheAgent) {
   startHub();
   startAgent({"--cluster-kubeconfig", cluster_->kubeconfig().string()});
-  auto r = kflex({"create", "vc1", "-t", "vcluster", "--agent", "edge-1", "--timeout", "60s"});
+  // A hook beside it in the hosting cluster, reaching it through the vCluster's own secret.
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "hook.yaml", R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: vcjob
+spec:
+  templates:
+  - apiVersion: batch/v1
+    kind: Job
+    metadata: {name: "{{.HookName}}"}
+    spec:
+      template:
+        spec:
+          containers:
+          - name: kubectl
+            image: bitnami/kubectl
+            args: [get, ns]
+            env: [{name: KUBECONFIG, value: /etc/kube/config-incluster}]
+            volumeMounts: [{name: kubeconfig, mountPath: /etc/kube, readOnly: true}]
+          volumes: [{name: kubeconfig, secret: {secretName: vc-vcluster}}]
+          restartPolicy: Never
+)", 0644));
+  auto hook = kubectl(hub_->kubeconfig(), {"apply", "-f", (dir_.path() / "hook.yaml").string()});
+  ASSERT_EQ(hook.exit_code, 0) << hook.err;
+  auto r = kflex({"create", "vc1", "-t", "vcluster", "--agent", "edge-1", "-p", "vcjob", "--timeout", "60s"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err << agent_->log();
   EXPECT_EQ(condition("vc1", "Ready"), "True/Available");
   // What KubeFlex's chart makes, in <cp>-system of the cluster near the agent.
@@ -295,6 +319,9 @@ TEST_F(Clusters, VClusterRunsInTheClusterNearTheAgent) {
   EXPECT_NE(incluster_text->find("https://vcluster.vc1-system"), std::string::npos);
   auto readyz = throughContext("vc1", {"get", "--raw", "/readyz"});
   EXPECT_EQ(readyz.out, "ok") << readyz.err;
+  EXPECT_TRUE(waitFor([&] { return field("vc1", ".status.postCreateHookCompleted") == "true"; }, 20s, "the hook"))
+      << field("vc1", ".status");
+  EXPECT_EQ(cluster_->kubectl({"get", "job", "-n", "vc1-system", "vcjob", "-o", "jsonpath={.status.succeeded}"}).out, "1");
   std::string generation = cluster_->kubectl({"get", "sts", "-n", "vc1-system", "vcluster", "-o",
                                               "jsonpath={.metadata.generation}/{.metadata.resourceVersion}"}).out;
 

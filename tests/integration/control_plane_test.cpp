@@ -364,7 +364,24 @@ TEST_F(ControlPlanes, K8sOnTheSharedPostgresBecomesReadyAndDropsItsDatabase) {
   }
   store::PostgresTarget admin{pg.dsn(), pg.password()};
   startAgent({"--postgres-dsn", pg.dsn(), "--postgres-password-file", pg.passwordFile().string()});
-  ASSERT_EQ(kflex({"create", "--no-wait", "cp-k8s", "-t", "k8s", "--agent", "edge-1"}).exit_code, 0);
+  // A PostCreateHook into the control plane itself (no cluster near this agent).
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "hook.yaml", R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: marker
+  annotations: {kflex.kubestellar.org/target: hosted}
+spec:
+  templates:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: "{{.HookName}}"}
+    data: {type: "{{.TYPE}}"}
+)", 0644));
+  auto hook = kubectl(hub_->kubeconfig(), {"apply", "-f", (dir_.path() / "hook.yaml").string()});
+  ASSERT_EQ(hook.exit_code, 0) << hook.err;
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-k8s", "-t", "k8s", "--agent", "edge-1", "-p", "marker", "-e", "TYPE=k8s"})
+                .exit_code,
+            0);
   ASSERT_TRUE(waitFor([&] { return ready("cp-k8s") == "True/Available"; }, 60s, "cp-k8s Ready"))
       << field("cp-k8s", ".status") << "\n" << agent_->log() << "\nkine: "
       << slurp(cpDir("cp-k8s") / "logs" / "kine.log");
@@ -395,6 +412,9 @@ TEST_F(ControlPlanes, K8sOnTheSharedPostgresBecomesReadyAndDropsItsDatabase) {
   EXPECT_EQ(kubectl(user_kc, {"get", "--raw", "/readyz"}).out, "ok");
   EXPECT_EQ(kubectl(user_kc, {"config", "view", "-o", "jsonpath={.contexts[?(@.name=='cp-k8s')].context.user}"}).out,
             "cp-k8s-admin");
+  EXPECT_TRUE(waitFor([&] { return field("cp-k8s", ".status.postCreateHookCompleted") == "true"; }, 20s, "the hook"))
+      << field("cp-k8s", ".status");
+  EXPECT_EQ(kubectl(user_kc, {"get", "cm", "-n", "cp-k8s-system", "marker", "-o", "jsonpath={.data.type}"}).out, "k8s");
 
   // PostgreSQL away: the API server's storage check fails and the control plane is not Ready;
   // back: Ready again.
