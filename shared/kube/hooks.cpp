@@ -120,10 +120,21 @@ Result<std::vector<Json>> renderHook(const Json& cp, const Json& hook, const Hoo
     if (!text) {
       return text.error();
     }
-    Json obj = Json::parse(text.value(), nullptr, false);
-    if (obj.is_discarded()) {
-      return fail("template " + name + " does not render to valid JSON (a variable's value may hold a quote or "
-                   "a backslash): " + text.value().substr(0, 200));
+    Json obj;
+    try {
+      obj = Json::parse(text.value());
+    } catch (const Json::parse_error& e) {
+      // Where in the rendered text: line and column, and that line.
+      size_t at = std::min(e.byte > 0 ? e.byte - 1 : 0, text.value().size());
+      size_t line_start = text.value().rfind('\n', at == 0 ? 0 : at - 1);
+      line_start = line_start == std::string::npos ? 0 : line_start + 1;
+      size_t line_end = text.value().find('\n', at);
+      size_t line = 1 + std::count(text.value().begin(), text.value().begin() + static_cast<long>(line_start), '\n');
+      std::string shown = text.value().substr(line_start, line_end == std::string::npos ? std::string::npos
+                                                                                       : line_end - line_start);
+      return fail("template: " + name + ":" + std::to_string(line) + ":" + std::to_string(at - line_start + 1) +
+                  ": does not render to valid JSON (a variable's value may hold a quote or a backslash): " +
+                  shown.substr(shown.find_first_not_of(' ') == std::string::npos ? 0 : shown.find_first_not_of(' '), 200));
     }
     bool named = obj.is_object() && obj.value("metadata", Json::object()).is_object() &&
                  obj["metadata"].contains("name") && obj["metadata"]["name"].is_string() &&

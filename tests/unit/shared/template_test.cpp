@@ -184,7 +184,10 @@ TEST(Hooks, ABadTemplateFailsTheWholeHookNamingTemplateAndLine) {
   hook = sampleHook();  // a value that breaks the JSON it lands in
   out = renderHook(cp, hook, HookUse{"tools", {{"MESSAGE", "say \"hi\""}}});
   ASSERT_FALSE(out);
-  EXPECT_NE(out.error().message.find("does not render to valid JSON"), std::string::npos);
+  EXPECT_NE(out.error().message.find("does not render to valid JSON"), std::string::npos) << out.error().message;
+  // Where: the line of the Job's args in the rendered JSON, and that line.
+  EXPECT_NE(out.error().message.find("template: tools.templates[0]:"), std::string::npos) << out.error().message;
+  EXPECT_NE(out.error().message.find("\"say \"hi\"\""), std::string::npos) << out.error().message;
 }
 
 TEST(Hooks, WhenAnObjectIsDoneAsUpstreamChecks) {
