@@ -419,7 +419,20 @@ class Hooks : public Clusters {
   std::string hookMessage(const std::string& cp) {
     return field(cp, ".status.conditions[?(@.type=='PostCreateHooks')].message");
   }
+  // An agent with no cluster near it (the edge case) whose k3s runs the host's kubelet, so that
+  // Jobs run in it.
+  void startEdgeAgent() {
+    ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "k3s_node_agent: true\n", 0644));
+    startAgent({"--config", (dir_.path() / "agent.yaml").string()});
+  }
 };
+
+// A PostCreateHook that targets the hosted control plane, with `extra` metadata lines (indented
+// two spaces) and `templates` (YAML list items, indented two spaces).
+std::string hostedHook(const std::string& name, const std::string& templates, const std::string& extra = "") {
+  return "apiVersion: tenancy.kflex.kubestellar.org/v1alpha1\nkind: PostCreateHook\nmetadata:\n  name: " + name +
+         "\n  annotations:\n    kflex.kubestellar.org/target: hosted\n" + extra + "spec:\n  templates:\n" + templates;
+}
 
 // Shaped as upstream's hello sample: a Job echoing a default var, in {{.Namespace}}.
 constexpr const char* kHelloHook = R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
@@ -554,9 +567,7 @@ spec:
 
 TEST_F(Hooks, AHostedHookReachesTheControlPlaneWithoutAnyCluster) {
   startHub();
-  // No cluster near this agent (the edge case); its k3s runs the host's kubelet, so Jobs run.
-  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "k3s_node_agent: true\n", 0644));
-  startAgent({"--config", (dir_.path() / "agent.yaml").string()});
+  startEdgeAgent();
   apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
 kind: PostCreateHook
 metadata:
@@ -636,48 +647,19 @@ spec:
 
 TEST_F(Hooks, FailingAndMissingHooksSayWhyAndAMissingOneRunsWhenItAppears) {
   startHub();
-  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "k3s_node_agent: true\n", 0644));
-  startAgent({"--config", (dir_.path() / "agent.yaml").string()});
-  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
-kind: PostCreateHook
-metadata:
-  name: fails
-  annotations:
-    kflex.kubestellar.org/target: hosted
-spec:
-  templates:
-  - apiVersion: batch/v1
-    kind: Job
-    metadata:
-      name: fails
-    spec:
-      backoffLimit: 1
-      template:
-        spec:
-          containers:
-          - {name: c, image: busybox, command: [sh, -c, "exit 3"]}
-          restartPolicy: Never
----
-apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
-kind: PostCreateHook
-metadata:
-  name: hangs
-  annotations:
-    kflex.kubestellar.org/target: hosted
-    kflex.kubestellar.org/timeout: 3s
-spec:
-  templates:
-  - apiVersion: batch/v1
-    kind: Job
-    metadata:
-      name: hangs
-    spec:
-      template:
-        spec:
-          containers:
-          - {name: c, image: busybox, command: [sleep, infinity]}
-          restartPolicy: Never
----
+  startEdgeAgent();
+  auto job = [](const std::string& name, const std::string& command) {
+    return "  - apiVersion: batch/v1\n    kind: Job\n    metadata: {name: " + name +
+           "}\n    spec:\n      backoffLimit: 1\n      template:\n        spec:\n          containers:\n"
+           "          - {name: c, image: busybox, command: " + command + "}\n          restartPolicy: Never\n";
+  };
+  auto config_map = [](const std::string& name) {
+    return "  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: \"" + name + "\"\n";
+  };
+  apply(hostedHook("fails", job("fails", "[sh, -c, \"exit 3\"]")) + "---\n" +
+        hostedHook("hangs", job("hangs", "[sleep, infinity]"), "    kflex.kubestellar.org/timeout: 3s\n") + "---\n" +
+        hostedHook("broken", config_map("{{.NOT_DEFINED}}")) + "---\n" +
+        hostedHook("refused", config_map("{{.HookName}}_Not_A_Name")) + R"(---
 apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
 kind: PostCreateHook
 metadata:
@@ -688,32 +670,6 @@ spec:
     kind: ConfigMap
     metadata:
       name: x
----
-apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
-kind: PostCreateHook
-metadata:
-  name: broken
-  annotations:
-    kflex.kubestellar.org/target: hosted
-spec:
-  templates:
-  - apiVersion: v1
-    kind: ConfigMap
-    metadata:
-      name: "{{.NOT_DEFINED}}"
----
-apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
-kind: PostCreateHook
-metadata:
-  name: refused
-  annotations:
-    kflex.kubestellar.org/target: hosted
-spec:
-  templates:
-  - apiVersion: v1
-    kind: ConfigMap
-    metadata:
-      name: "{{.HookName}}_Not_A_Name"
 ---
 apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
 kind: ControlPlane
@@ -764,19 +720,7 @@ spec:
 )");
   ASSERT_TRUE(waitForCondition("waits", "Ready", "False/WaitingForPostCreateHooks", 60s)) << agent_->log();
   EXPECT_EQ(condition("waits", "PostCreateHooks"), "False/HookNotFound");
-  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
-kind: PostCreateHook
-metadata:
-  name: later
-  annotations:
-    kflex.kubestellar.org/target: hosted
-spec:
-  templates:
-  - apiVersion: v1
-    kind: ConfigMap
-    metadata:
-      name: "{{.HookName}}"
-)");
+  apply(hostedHook("later", config_map("{{.HookName}}")));
   EXPECT_TRUE(waitForCondition("waits", "Ready", "True/Available")) << hookMessage("waits");
   EXPECT_EQ(field("waits", ".status.postCreateHookCompleted"), "true");
   auto later = throughContext("waits", {"get", "cm", "-n", "waits-system", "later", "-o", "name"});
