@@ -231,7 +231,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   t.idle_timeout = options_.idle_timeout;
   t.keep_alive_pings = true;
   ws.set_option(t);
-  ws.read_message_max(protocol::kMaxFrameBytes);
+  ws.read_message_max(protocol::kMaxDesiredFrameBytes);
   ws.set_option(websocket::stream_base::decorator(
       [](websocket::request_type& req) { req.set(http::field::user_agent, std::string("kflex-agent/") + kVersion); }));
   websocket::response_type res;

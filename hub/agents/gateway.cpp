@@ -306,8 +306,9 @@ void AgentGateway::send(const std::shared_ptr<Session>& s, std::string message) 
     if (s->closing) {
       return;
     }
-    if (s->queued + m.size() > options_.max_queue_bytes) {
-      // A slow agent is disconnected, not buffered without end.
+    if (s->queued > 0 && s->queued + m.size() > options_.max_queue_bytes) {
+      // A slow agent is disconnected, not buffered without end. (One message alone may be larger:
+      // a snapshot of control planes with their hooks.)
       log::warn("agent too slow; disconnecting", {{"agent", s->name}, {"queued_bytes", std::to_string(s->queued)}});
       s->closing = true;
       s->close_code = protocol::code::kTooSlow;

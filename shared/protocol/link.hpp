@@ -30,6 +30,9 @@ inline constexpr const char* kEnrollPath = "/enroll/v1/agents";   ///< POST: CSR
 
 /// Largest WebSocket message either side accepts.
 inline constexpr size_t kMaxFrameBytes = 4 * 1024 * 1024;
+/// Largest message an agent accepts from its (authenticated) hub: a snapshot carries every
+/// control plane placed there with the PostCreateHooks it uses (each up to 512 KiB of templates).
+inline constexpr size_t kMaxDesiredFrameBytes = 64 * 1024 * 1024;
 /// Largest enrollment request body.
 inline constexpr size_t kMaxEnrollBytes = 64 * 1024;
 

@@ -857,5 +857,40 @@ spec:
   EXPECT_NE(r.err.find("does not use PostCreateHook two (it uses: one)"), std::string::npos) << r.err;
 }
 
+TEST_F(Hooks, LargeHooksReachTheAgentInOneDelta) {
+  startHub();
+  // No cluster: the vcluster control planes wait, their hooks stay Pending. Room for all twelve.
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "capacity: {cpu: \"16\", memory: 64Gi}\n", 0644));
+  startAgent({"--config", (dir_.path() / "agent.yaml").string()});
+  std::string cps;
+  for (int i = 0; i < 12; ++i) {
+    cps += "---\napiVersion: tenancy.kflex.kubestellar.org/v1alpha1\nkind: ControlPlane\nmetadata:\n  name: vc" +
+           std::to_string(i) + "\n  annotations: {kflex.kubestellar.org/agent: edge-1}\nspec:\n  type: vcluster\n"
+           "  postCreateHook: big\n";
+  }
+  apply(cps);
+  ASSERT_TRUE(waitFor([&] { return hookMessage("vc11").find("big: Missing") != std::string::npos; }, 20s,
+                      "the hook reported missing"))
+      << field("vc11", ".status") << agent_->log();
+  // 450 KiB of templates used by 12 control planes: one delta of about 5.4 MiB.
+  // (Server-side apply: kubectl's client-side apply would copy it into an annotation.)
+  fs::path big = dir_.path() / "big.yaml";
+  ASSERT_TRUE(writeFileAtomic(big, hostedHook("big", "  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: big}\n"
+                                                     "    data:\n      blob: \"" + std::string(450 * 1024, 'x') + "\"\n"),
+                              0644));
+  auto created = kubectl(hub_->kubeconfig(), {"apply", "--server-side", "-f", big.string()});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_TRUE(waitFor([&] {
+    for (int i = 0; i < 12; ++i) {
+      if (hookMessage("vc" + std::to_string(i)).find("big: Pending") == std::string::npos) {
+        return false;
+      }
+    }
+    return true;
+  }, 30s, "every control plane to have the hook")) << hookMessage("vc0") << agent_->log();
+  EXPECT_EQ(agent_->log().find("oversized"), std::string::npos);
+  EXPECT_EQ(hub_->log().find("too slow"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kflex::test
