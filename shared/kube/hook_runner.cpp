@@ -456,10 +456,10 @@ void foldHookReport(Json& observed, const Json& report, const Json& cp) {
   }
   const bool completed = report.value("postCreateHookCompleted", false);
   const std::string failed = report.value("failed", "");
-  observed["postCreateHooks"] = report["postCreateHooks"];
+  observed["postCreateHooks"] = report.value("postCreateHooks", Json::object());
   observed["postCreateHookCompleted"] = completed;
-  if (!report.value("labels", Json::object()).empty()) {
-    observed["hookLabels"] = report["labels"];
+  if (const Json labels = report.value("labels", Json::object()); labels.is_object() && !labels.empty()) {
+    observed["hookLabels"] = labels;
   }
   if (!observed.contains("conditions") || !observed["conditions"].is_array()) {
     observed["conditions"] = Json::array();
@@ -479,7 +479,9 @@ void foldHookReport(Json& observed, const Json& report, const Json& cp) {
       c["message"] = "Waiting for PostCreateHook completion";
     }
   }
-  observed["conditions"].push_back(report["condition"]);
+  if (const Json condition = report.value("condition", Json()); condition.is_object()) {
+    observed["conditions"].push_back(condition);
+  }
 }
 
 }  // namespace kflex::kube
