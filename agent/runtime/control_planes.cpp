@@ -143,12 +143,8 @@ void ControlPlanes::updateHooks(const std::string& name) {
     }
   }
   targets.hosting_has_secret = types_[name] == "vcluster";  // (the vCluster's own secret, beside it)
-  if (rt->second->ready() && !admin.empty()) {
-    auto parsed = config::Kubeconfig::parse(admin, "the control plane's kubeconfig");
-    auto access = parsed ? parsed->access() : Result<config::ClusterAccess>(parsed.error());
-    if (access) {
-      targets.hosted = access.value();
-    }
+  if (rt->second->ready()) {
+    targets.hosted_kubeconfig = admin;
   }
   runner->update(d->second, d->second.value(kube::kDeliveredHooksField, Json::object()), targets);
 }

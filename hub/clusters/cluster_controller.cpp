@@ -3,8 +3,8 @@
 
 #include "hub/api/hook_labels.hpp"
 #include "shared/common/log.hpp"
-#include "shared/kube/hooks.hpp"
 #include "shared/common/util.hpp"
+#include "shared/kube/hooks.hpp"
 #include "shared/model/conditions.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -39,7 +39,8 @@ ClusterController::ClusterController(net::io_context& ioc, ApiService& api, Obje
                                      const model::Registry& registry, ControlPlaneSecrets& secrets, const Clock& clock,
                                      ClusterOptions options)
     : ioc_(ioc), strand_(net::make_strand(ioc)), api_(api), store_(store), cps_(controlPlanes(registry)),
-      hooks_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "postcreatehooks")), secrets_(secrets), clock_(clock), options_(std::move(options)) {}
+      hooks_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "postcreatehooks")), secrets_(secrets),
+      clock_(clock), options_(std::move(options)) {}
 
 void ClusterController::start() {
   timer_ = std::make_shared<net::steady_timer>(strand_);
@@ -245,7 +246,8 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
     observed["conditions"].push_back(
         {{"type", "Ready"}, {"status", "False"}, {"reason", "Unavailable"}, {"message", ready.error().message}});
   }
-  Json hook_report = updateHooks(name, cp, *st, *creds, static_cast<bool>(ready));
+  std::string serving_kubeconfig = ready ? kubeconfig : std::string();
+  Json hook_report = updateHooks(name, cp, *st, *creds, serving_kubeconfig);
   kube::foldHookReport(observed, hook_report, cp);
   co_await report(name, uid, [&](Json& obj) {
     Json& status = obj["status"];
@@ -275,7 +277,8 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
 }
 
 Json ClusterController::updateHooks(const std::string& name, const Json& cp, State& st,
-                                    const std::map<std::string, std::string>& creds, bool serving) {
+                                    const std::map<std::string, std::string>& creds,
+                                    const std::string& serving_kubeconfig) {
   auto uses = kube::hookUses(cp);
   if (uses.empty()) {
     st.hooks.reset();
@@ -320,14 +323,7 @@ Json ClusterController::updateHooks(const std::string& name, const Json& cp, Sta
                        "hosting_kubeconfig in hub.yaml)";
   targets.secret_name = kAdminSecret;
   targets.secret_data = creds;
-  const std::string& admin = creds.count("kubeconfig") ? creds.at("kubeconfig") : creds.begin()->second;
-  if (serving) {
-    auto kc = config::Kubeconfig::parse(admin, "the kubeconfig of " + name);
-    auto access = kc ? kc->access() : Result<config::ClusterAccess>(kc.error());
-    if (access) {
-      targets.hosted = access.value();
-    }
-  }
+  targets.hosted_kubeconfig = serving_kubeconfig;
   st.hooks->update(cp, hooks, targets);
   return st.hooks->report();
 }

@@ -58,8 +58,9 @@ class ClusterController {
     std::unique_ptr<kube::HookRunner> hooks;  // when it uses any
   };
   /// Feeds a control plane's hook runner (made on first use); its report, or null without hooks.
+  /// `serving_kubeconfig`: its admin kubeconfig when it serves, else "".
   Json updateHooks(const std::string& name, const Json& cp, State& st,
-                   const std::map<std::string, std::string>& creds, bool serving);
+                   const std::map<std::string, std::string>& creds, const std::string& serving_kubeconfig);
   net::awaitable<void> loop();
   net::awaitable<void> reconcile(std::string name, Json cp);
   /// Makes the credentials of a control plane; the kubeconfig data to store, or why not.

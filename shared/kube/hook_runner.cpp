@@ -86,7 +86,7 @@ Decision decide(const HookRunner::State& s, const HookUse& use) {
   if (state == "Failed" && same_run && sameHook(hook, rec)) {
     return {"Failed", rec.value("message", ""), false};
   }
-  if (!s.targets.hosted) {
+  if (s.targets.hosted_kubeconfig.empty()) {
     // As upstream: hooks run once the control plane serves (and Jobs can mount its kubeconfig).
     return {"Pending", "waiting for the control plane to serve", false};
   }
@@ -289,10 +289,21 @@ std::vector<Json> withPrerequisites(const HookRunner::State& s, bool hosted, std
   return out;
 }
 
+// Where a hook's objects go: the hosting cluster, or the control plane through its kubeconfig.
+Result<config::ClusterAccess> targetAccess(const HookTargets& targets, bool hosted) {
+  if (!hosted) {
+    return *targets.hosting;
+  }
+  auto kc = config::Kubeconfig::parse(targets.hosted_kubeconfig, "the control plane's kubeconfig");
+  if (!kc) {
+    return kc.error();
+  }
+  return kc->access();
+}
+
 net::awaitable<void> runHook(std::shared_ptr<HookRunner::State> s, HookUse use) {
   const Json hook = s->hooks[use.hook];
   const bool hosted = hookTargetsHosted(hook);
-  const config::ClusterAccess access = hosted ? *s->targets.hosted : *s->targets.hosting;
   const std::string where = hosted ? "the control plane" : "the hosting cluster";
   std::chrono::milliseconds timeout = std::chrono::minutes(10);
   const Json ann = hook.value("metadata", Json::object()).value("annotations", Json::object());
@@ -313,8 +324,12 @@ net::awaitable<void> runHook(std::shared_ptr<HookRunner::State> s, HookUse use) 
     objects = withPrerequisites(*s, hosted, std::move(rendered.value()));
   }
   std::unique_ptr<Client> client;
+  auto access = targetAccess(s->targets, hosted);
+  if (failure.empty() && !access) {
+    failure = "cannot reach " + where + ": " + access.error().message;
+  }
   if (failure.empty()) {
-    auto made = Client::create(access, std::chrono::seconds(15));
+    auto made = Client::create(access.value(), std::chrono::seconds(15));
     if (!made) {
       failure = "cannot reach " + where + ": " + made.error().message;
     } else {

@@ -21,7 +21,7 @@ namespace kflex::kube {
 struct HookTargets {
   std::optional<config::ClusterAccess> hosting;  ///< The hosting cluster; none when not configured.
   std::string no_hosting;                        ///< Without one: why, and which setting gives one.
-  std::optional<config::ClusterAccess> hosted;   ///< The control plane's admin access, once it serves.
+  std::string hosted_kubeconfig;                 ///< The control plane's admin kubeconfig once it serves ("" before).
   /// The control plane's kubeconfig secret as KubeFlex names it (admin-kubeconfig, k3s-config,
   /// vc-vcluster) and its keys; put into `<cp>-system` of the target so that Jobs reach the
   /// control plane through it, as upstream's hooks expect. Empty: none.
