@@ -297,16 +297,13 @@ Json ClusterController::updateHooks(const std::string& name, const Json& cp, Sta
     // What completed before (a hub restart): status.postCreateHooks says it, as upstream keeps it.
     Json records = Json::object();
     const Json done = cp.value("status", Json::object()).value("postCreateHooks", Json::object());
-    const Json ann = cp["metadata"].value("annotations", Json::object());
-    Json tokens = Json::parse(ann.value(kube::kHookRerunAnnotation, std::string("{}")), nullptr, false);
     for (const auto& use : uses) {
       if (done.is_object() && done.value(use.hook, false) && hooks.contains(use.hook)) {
         const Json meta = hooks[use.hook]["metadata"];
-        Json token = tokens.is_object() ? tokens.value(use.hook, Json("")) : Json("");
         records[use.hook] = {{"state", "Completed"},
                              {"generation", meta.value("generation", int64_t(0))},
                              {"uid", meta.value("uid", "")},
-                             {"rerun", token.is_string() ? token.get<std::string>() : token.dump()},
+                             {"rerun", kube::hookRerunToken(cp, use.hook)},
                              {"labels", meta.value("labels", Json::object())}};
       }
     }

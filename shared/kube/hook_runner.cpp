@@ -42,18 +42,6 @@ struct HookRunner::State {
 
 namespace {
 
-std::string rerunToken(const Json& cp, const std::string& hook) {
-  const Json ann = cp.value("metadata", Json::object()).value("annotations", Json::object());
-  if (!ann.is_object() || !ann.contains(kHookRerunAnnotation) || !ann[kHookRerunAnnotation].is_string()) {
-    return "";
-  }
-  Json tokens = Json::parse(ann[kHookRerunAnnotation].get<std::string>(), nullptr, false);
-  if (!tokens.is_object() || !tokens.contains(hook)) {
-    return "";
-  }
-  return tokens[hook].is_string() ? tokens[hook].get<std::string>() : tokens[hook].dump();
-}
-
 int64_t generationOf(const Json& obj) {
   return obj.value("metadata", Json::object()).value("generation", int64_t(0));
 }
@@ -69,7 +57,7 @@ bool sameHook(const Json& hook, const Json& record) {
 Decision decide(const HookRunner::State& s, const HookUse& use) {
   const Json rec = s.records.value(use.hook, Json::object());
   const std::string state = rec.value("state", "");
-  const bool same_run = rec.value("rerun", "") == rerunToken(s.cp, use.hook);
+  const bool same_run = rec.value("rerun", "") == hookRerunToken(s.cp, use.hook);
   const bool exists = s.hooks.contains(use.hook) && s.hooks[use.hook].is_object();
   if (state == "Completed" && same_run) {
     std::string note;
@@ -348,7 +336,7 @@ net::awaitable<void> runHook(std::shared_ptr<HookRunner::State> s, HookUse use) 
   Json record = {{"state", failure.empty() ? "Completed" : "Failed"},
                  {"generation", generationOf(hook)},
                  {"uid", uidOf(hook)},
-                 {"rerun", rerunToken(s->cp, use.hook)},
+                 {"rerun", hookRerunToken(s->cp, use.hook)},
                  {"message", failure},
                  {"labels", hook.value("metadata", Json::object()).value("labels", Json::object())}};
   s->records[use.hook] = record;

@@ -67,6 +67,18 @@ std::map<std::string, std::string> hookVars(const Json& cp, const Json& hook, co
   return vars;
 }
 
+std::string hookRerunToken(const Json& cp, const std::string& hook) {
+  const Json ann = cp.value("metadata", Json::object()).value("annotations", Json::object());
+  if (!ann.is_object() || !ann.contains(kHookRerunAnnotation) || !ann[kHookRerunAnnotation].is_string()) {
+    return "";
+  }
+  Json tokens = Json::parse(ann[kHookRerunAnnotation].get<std::string>(), nullptr, false);
+  if (!tokens.is_object() || !tokens.contains(hook)) {
+    return "";
+  }
+  return tokens[hook].is_string() ? tokens[hook].get<std::string>() : tokens[hook].dump();
+}
+
 bool hookTargetsHosted(const Json& hook) {
   const Json ann = hook.is_object() ? hook.value("metadata", Json::object()).value("annotations", Json::object())
                                     : Json::object();

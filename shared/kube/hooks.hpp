@@ -43,6 +43,9 @@ inline constexpr const char* kDeliveredHooksField = "kflexHooks";
 /// The field manager hook objects are applied with.
 inline constexpr const char* kHookFieldManager = "kflex";
 
+/// The rerun token a ControlPlane's kHookRerunAnnotation holds for `hook` ("" when none).
+std::string hookRerunToken(const nlohmann::json& control_plane, const std::string& hook);
+
 /// Whether a hook targets the hosted control plane (annotation kHookTargetAnnotation: hosted).
 bool hookTargetsHosted(const nlohmann::json& hook);
 
