@@ -85,7 +85,9 @@ class Conn {
 };
 
 /// Runs `clients` coroutines that together perform n operations; op(conn, i) returns an HTTP status.
+/// The clock starts (and `started` is called) once every client has connected.
 Stats runPhase(net::io_context& ioc, ssl::context& ctx, const net::ip::tcp::endpoint& ep, size_t clients, size_t n,
-               const std::function<net::awaitable<unsigned>(Conn&, size_t)>& op, unsigned ok_status);
+               const std::function<net::awaitable<unsigned>(Conn&, size_t)>& op, unsigned ok_status,
+               const std::function<void()>& started = {});
 
 }  // namespace kflex::bench

@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
   std::string hub_bin = (fs::path(argv[0]).parent_path() / "kflex-hub").string();
   std::string work;
   std::string json_out;
+  std::vector<std::string> phases = {"create", "read", "update", "list", "watch"};
   app.add_option("--objects", objects, "ControlPlane objects to create")->capture_default_str();
   app.add_option("--clients", clients, "Concurrent keep-alive HTTPS clients")->capture_default_str();
   app.add_option("--watchers", watchers, "Concurrent watch connections for the fan-out phase")->capture_default_str();
@@ -89,7 +90,17 @@ int main(int argc, char** argv) {
   app.add_option("--hub", hub_bin, "kflex-hub binary")->capture_default_str();
   app.add_option("--work-dir", work, "Directory for the hub's and baselines' data (default: a new temp dir)");
   app.add_option("--json", json_out, "Also write the figures as JSON to this file");
+  app.add_option("--phases", phases,
+                 "Phases to run after create, comma-separated (e.g. --phases create to profile creates alone)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"create", "read", "update", "list", "watch"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  auto wanted = [&phases](const char* p) { return std::find(phases.begin(), phases.end(), p) != phases.end(); };
+  if (!wanted("watch")) {
+    watchers = 0;
+    watch_updates = 0;
+  }
 
   // Watchers and clients need descriptors on both ends; the hub inherits the raised limit.
   raiseFdLimit();
@@ -122,29 +133,42 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < objects; ++i) {
     bodies.push_back(objectJson(i));
   }
-  double hub_cpu_before = cpuSeconds(pid);
-  double self_cpu_before = cpuSeconds(getpid());
+  double hub_cpu_before = 0;
+  double self_cpu_before = 0;
   Stats create = runPhase(ioc, *ctx, ep, clients, objects,
-                          [&bodies](Conn& c, size_t i) { return c.request(http::verb::post, kBase, bodies[i]); }, 201);
+                          [&bodies](Conn& c, size_t i) { return c.request(http::verb::post, kBase, bodies[i]); }, 201,
+                          [&] {
+                            hub_cpu_before = cpuSeconds(pid);
+                            self_cpu_before = cpuSeconds(getpid());
+                          });
   // CPU time per create is steadier than the rate on a machine whose disk speed wanders.
   double hub_cpu_us = (cpuSeconds(pid) - hub_cpu_before) * 1e6 / double(std::max<size_t>(objects, 1));
   double self_cpu_us = (cpuSeconds(getpid()) - self_cpu_before) * 1e6 / double(std::max<size_t>(objects, 1));
   long rss_full = rssKb(pid);
-  std::cerr << "read phase...\n";
-  Stats read = runPhase(ioc, *ctx, ep, clients, objects,
+  Stats read;
+  Stats update;
+  Stats list;
+  if (wanted("read")) {
+    std::cerr << "read phase...\n";
+    read = runPhase(ioc, *ctx, ep, clients, objects,
                         [](Conn& c, size_t i) {
                           return c.request(http::verb::get, std::string(kBase) + "/cp-" + std::to_string(i), "");
                         }, 200);
-  std::cerr << "update phase...\n";
-  Stats update = runPhase(ioc, *ctx, ep, clients, objects,
+  }
+  if (wanted("update")) {
+    std::cerr << "update phase...\n";
+    update = runPhase(ioc, *ctx, ep, clients, objects,
                           [](Conn& c, size_t i) {
                             return c.request(http::verb::patch, std::string(kBase) + "/cp-" + std::to_string(i),
                                              R"({"metadata":{"labels":{"updated":"yes"}}})", "application/merge-patch+json");
                           }, 200);
-  std::cerr << "list phase...\n";
-  Stats list = runPhase(ioc, *ctx, ep, 4, 20,
-                        [](Conn& c, size_t) { return c.request(http::verb::get, std::string(kBase) + "?labelSelector=shard%3D3", ""); },
-                        200);
+  }
+  if (wanted("list")) {
+    std::cerr << "list phase...\n";
+    list = runPhase(ioc, *ctx, ep, 4, 20,
+                    [](Conn& c, size_t) { return c.request(http::verb::get, std::string(kBase) + "?labelSelector=shard%3D3", ""); },
+                    200);
+  }
 
   // Watch fan-out: W watchers, then updates; the delay of each delivery is measured from the
   // moment the update request was sent.

@@ -50,6 +50,7 @@ PlacementController::PlacementController(net::io_context& ioc, ApiService& api, 
       clock_(clock), strand_(net::make_strand(ioc)) {}
 
 void PlacementController::start() {
+  api_.setCreateAdmission(cps_, this);
   net::co_spawn(strand_, run(), [](std::exception_ptr e) {
     if (e) {
       try {
@@ -63,6 +64,10 @@ void PlacementController::start() {
 
 void PlacementController::stop() {
   stopping_ = true;
+  {
+    std::lock_guard lock(mu_);
+    ready_ = false;  // new control planes wait for the next start's passes
+  }
   net::post(strand_, [this] {
     if (watch_id_ != 0) {
       store_.unwatch(watch_id_);
@@ -94,15 +99,18 @@ net::awaitable<void> PlacementController::run() {
       timer.expires_after(std::chrono::milliseconds(200));
       co_await timer.async_wait(net::as_tuple(net::use_awaitable));
       bool closed = !sub->channel->is_open();
-      while (!closed && sub->channel->try_receive([&](boost::system::error_code ec, EventPtr ev) {
-        if (ec || !ev) {
-          closed = true;  // a closed channel keeps answering with an error: stop asking
-        } else if (ev->object->resource == cp_key) {
-          dirty |= observeControlPlane(*ev->object, ev->type == EventType::Deleted);
-        } else if (ev->object->resource == agent_key) {
-          dirty |= observeAgent(*ev->object, ev->type == EventType::Deleted);
+      {
+        std::lock_guard lock(mu_);
+        while (!closed && sub->channel->try_receive([&](boost::system::error_code ec, EventPtr ev) {
+          if (ec || !ev) {
+            closed = true;  // a closed channel keeps answering with an error: stop asking
+          } else if (ev->object->resource == cp_key) {
+            dirty |= observeControlPlane(*ev->object, ev->type == EventType::Deleted);
+          } else if (ev->object->resource == agent_key) {
+            dirty |= observeAgent(*ev->object, ev->type == EventType::Deleted);
+          }
+        })) {
         }
-      })) {
       }
       if (closed) {
         break;  // closed: subscribe again (after a full rebuild)
@@ -124,6 +132,7 @@ net::awaitable<void> PlacementController::run() {
 }
 
 void PlacementController::rebuild() {
+  std::lock_guard lock(mu_);
   agents_view_.clear();
   cps_view_.clear();
   for (const auto& rec : store_.list(resourceKey(agents_)).first) {
@@ -132,13 +141,24 @@ void PlacementController::rebuild() {
   for (const auto& rec : store_.list(resourceKey(cps_)).first) {
     observeControlPlane(*rec, false);
   }
+  recount();
+  retry_all_ = true;
+  ready_ = !stopping_;
 }
 
 bool PlacementController::observeAgent(const ObjectRecord& rec, bool deleted) {
   if (deleted) {
-    bool known = agents_view_.erase(rec.name) > 0;
-    retry_all_ |= known;
-    return known;
+    auto it = agents_view_.find(rec.name);
+    if (it == agents_view_.end()) {
+      return false;
+    }
+    if (it->second.used.control_planes != 0) {
+      unviewed_[rec.name] = it->second.used;  // control planes still name it
+    }
+    agents_view_.erase(it);
+    retry_all_ = true;
+    ++agents_epoch_;
+    return true;
   }
   Json a = Json::parse(rec.bytes, nullptr, false);
   if (!a.is_object()) {
@@ -164,17 +184,37 @@ bool PlacementController::observeAgent(const ObjectRecord& rec, bool deleted) {
   v.recorded_control_planes = status.value("controlPlanes", int64_t(-1));
   v.recorded_allocated = status.value("allocated", Json());
   auto it = agents_view_.find(rec.name);
-  bool relevant = it == agents_view_.end() || it->second.ready != v.ready ||
-                  it->second.unschedulable != v.unschedulable || it->second.labels != v.labels ||
-                  it->second.cpu != v.cpu || it->second.memory != v.memory || it->second.types != v.types;
+  bool known = it != agents_view_.end();
+  bool relevant = !known || it->second.ready != v.ready || it->second.unschedulable != v.unschedulable ||
+                  it->second.labels != v.labels || it->second.cpu != v.cpu || it->second.memory != v.memory ||
+                  it->second.types != v.types;
+  if (known) {
+    v.used = it->second.used;  // what is placed on it did not change
+  } else if (auto u = unviewed_.find(rec.name); u != unviewed_.end()) {
+    v.used = u->second;  // control planes name it already (an agent enrolled again)
+    unviewed_.erase(u);
+  }
   agents_view_[rec.name] = std::move(v);
-  retry_all_ |= relevant;  // what fits where may have changed for every pending control plane
+  if (relevant) {
+    retry_all_ = true;  // what fits where may have changed for every pending control plane
+    ++agents_epoch_;
+  }
   return relevant;
 }
 
 bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool deleted) {
+  auto old = cps_view_.find(rec.name);
+  auto flight = in_flight_.find(rec.name);
   if (deleted) {
-    return cps_view_.erase(rec.name) > 0;
+    if (flight != in_flight_.end()) {
+      forget(flight);
+    }
+    if (old == cps_view_.end()) {
+      return false;
+    }
+    reserve(old->second.agent, reservationFor(old->second.type), -1);
+    cps_view_.erase(old);
+    return true;
   }
   // Every control plane event passes here: read the five fields without building the object.
   static const std::vector<std::vector<std::string>> kFields = {
@@ -193,48 +233,223 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
   v.agent = text(1);
   v.deleting = (*f)[2].present;
   v.agent_wanted = text(3);
-  if (!model::runsOnAgent(v.type) && !(v.type == "external" && !v.agent_wanted.empty())) {
-    return cps_view_.erase(rec.name) > 0;
-  }
   v.agent_selector = text(4);
-  auto it = cps_view_.find(rec.name);
+  bool placeable = model::runsOnAgent(v.type) || (v.type == "external" && !v.agent_wanted.empty());
   // Only what placement decides on counts: its own status writes (and agents' reports) do not.
-  bool relevant = it == cps_view_.end() || it->second.agent != v.agent || it->second.deleting != v.deleting ||
-                  it->second.type != v.type || it->second.agent_wanted != v.agent_wanted ||
-                  it->second.agent_selector != v.agent_selector;
-  if (relevant && v.agent.empty() && !v.deleting) {
+  bool relevant = old == cps_view_.end() || old->second.agent != v.agent || old->second.deleting != v.deleting ||
+                  old->second.type != v.type || old->second.agent_wanted != v.agent_wanted ||
+                  old->second.agent_selector != v.agent_selector;
+  if (!relevant) {
+    return false;
+  }
+  if (old != cps_view_.end()) {
+    reserve(old->second.agent, reservationFor(old->second.type), -1);
+  }
+  if (!placeable) {
+    if (flight != in_flight_.end()) {
+      forget(flight);
+    }
+    return old != cps_view_.end() && (cps_view_.erase(old), true);
+  }
+  bool decided_unplaced = false;  // admitted as Unschedulable, with the agents as they are now
+  if (flight != in_flight_.end()) {
+    if (!v.agent.empty()) {
+      if (flight->second.admitted && flight->second.agent == v.agent) {
+        log::info("control plane placed", {{"control_plane", rec.name}, {"agent", v.agent}});
+      }
+      forget(flight);  // arrived: counted through the view from now on
+    } else if (flight->second.agent.empty()) {
+      decided_unplaced = old == cps_view_.end() && flight->second.epoch == agents_epoch_;
+      forget(flight);
+    }
+  }
+  reserve(v.agent, reservationFor(v.type), +1);
+  if (v.agent.empty() && !v.deleting && !decided_unplaced) {
     retry_.insert(rec.name);
   }
   cps_view_[rec.name] = std::move(v);
-  return relevant;
+  return true;
+}
+
+void PlacementController::reserve(const std::string& agent, const Reservation& need, int sign) {
+  if (agent.empty()) {
+    return;
+  }
+  auto it = agents_view_.find(agent);
+  Usage& u = it != agents_view_.end() ? it->second.used : unviewed_[agent];
+  u.cpu += sign * need.cpu_millis;
+  u.memory += sign * need.memory_bytes;
+  u.control_planes += sign;
+  if (it == agents_view_.end() && u.control_planes == 0) {
+    unviewed_.erase(agent);
+  }
+}
+
+void PlacementController::forget(std::map<std::string, InFlight>::iterator it) {
+  reserve(it->second.agent, it->second.need, -1);
+  in_flight_.erase(it);
+}
+
+void PlacementController::recount() {
+  for (auto& [n, a] : agents_view_) {
+    a.used = Usage{};
+  }
+  unviewed_.clear();
+  for (const auto& [n, v] : cps_view_) {
+    reserve(v.agent, reservationFor(v.type), +1);
+  }
+  for (const auto& [n, f] : in_flight_) {
+    reserve(f.agent, f.need, +1);
+  }
+}
+
+PlacementController::Choice PlacementController::decide(const std::string& type, const std::string& wanted,
+                                                        const std::string& selector_text) {
+  Choice c;
+  c.need = reservationFor(type);
+  const Reservation& need = c.need;
+  auto selector = model::LabelSelector::parse(selector_text);
+  AgentView* best = nullptr;
+  size_t matching = 0;
+  size_t ready = 0;
+  size_t able = 0;
+  for (auto& [n, a] : agents_view_) {
+    if (!wanted.empty() && n != wanted) {
+      continue;
+    }
+    if (selector && !selector->matches(a.labels)) {
+      continue;
+    }
+    ++matching;
+    // Chosen by kflex, an agent must say it can run the type; named by the user, it is tried
+    // (and says why not in the control plane's conditions).
+    if (wanted.empty() && a.types && !a.types->count(type)) {
+      continue;
+    }
+    ++able;
+    if (!a.ready || a.unschedulable) {
+      continue;
+    }
+    ++ready;
+    if (a.memory - a.used.memory < need.memory_bytes || a.cpu - a.used.cpu < need.cpu_millis) {
+      continue;
+    }
+    auto better = [&](const AgentView& x, const AgentView& y) {
+      int64_t fx = x.memory - x.used.memory;
+      int64_t fy = y.memory - y.used.memory;
+      if (fx != fy) {
+        return fx > fy;
+      }
+      if (x.used.control_planes != y.used.control_planes) {
+        return x.used.control_planes < y.used.control_planes;
+      }
+      return x.name < y.name;
+    };
+    if (best == nullptr || better(a, *best)) {
+      best = &a;
+    }
+  }
+  if (best != nullptr) {
+    c.agent = best->name;
+    return c;
+  }
+  std::string what = !wanted.empty() ? "agent \"" + wanted + "\"" : !selector_text.empty() ? "agents matching \"" + selector_text + "\"" : "agents";
+  if (!selector) {
+    c.why = "the agent selector is not valid: " + selector.error().message;
+  } else if (matching == 0) {
+    c.why = !wanted.empty()          ? "agent \"" + wanted + "\" is not enrolled"
+            : !selector_text.empty() ? "no enrolled agent matches \"" + selector_text + "\""
+                                     : "no agent is enrolled; enroll one with `kflex token create` and kflex-agent";
+  } else if (able == 0) {
+    c.why = "none of the " + what + " can run " + type + " control planes (vcluster needs cluster_kubeconfig, k8s "
+            "postgres_dsn on the agent; see kubectl get agents -o yaml, status.controlPlaneTypes)";
+  } else if (ready == 0) {
+    c.why = "none of the " + what + " is Ready and schedulable";
+  } else {
+    c.why = "none of the Ready " + what + " has " + std::to_string(need.cpu_millis) + "m CPU and " +
+            std::to_string(need.memory_bytes >> 20) + "Mi memory free for a " + type + " control plane";
+  }
+  return c;
+}
+
+namespace {
+
+// Writes a decision into a control plane's status; false when it says so already.
+// (observedGeneration and conditions are required by the upstream status schema.)
+bool recordChoice(Json& status, const std::string& agent, const std::string& why, const std::string& now) {
+  if (!status.is_object()) {
+    status = Json::object();
+  }
+  if (!status.contains("observedGeneration")) {
+    status["observedGeneration"] = 0;  // required by the schema; the agent reports what it observed
+  }
+  if (!agent.empty()) {
+    status["agent"] = agent;
+    model::setCondition(status, "Scheduled", "True", "Scheduled", "placed on agent " + agent, now, true);
+    return true;
+  }
+  return model::setCondition(status, "Scheduled", "False", "Unschedulable", why, now, true);
+}
+
+}  // namespace
+
+uint64_t PlacementController::admit(Json& object, bool dry_run) {
+  const Json& meta = object["metadata"];
+  const Json& spec = object["spec"];
+  std::string name = meta.value("name", "");
+  std::string type = spec.is_object() ? spec.value("type", "") : "";
+  std::string wanted;
+  std::string selector;
+  if (auto a = meta.find("annotations"); a != meta.end() && a->is_object()) {
+    wanted = a->value(model::kAgentAnnotation, "");
+    selector = a->value(model::kAgentSelectorAnnotation, "");
+  }
+  if (!model::runsOnAgent(type) && !(type == "external" && !wanted.empty())) {
+    return 0;
+  }
+  Choice c;
+  uint64_t ticket = 0;
+  {
+    std::lock_guard lock(mu_);
+    // Not before the views are built; and a name placement still knows is either taken (the
+    // create fails) or being replaced: its next pass decides then.
+    if (!ready_ || cps_view_.count(name) > 0 || in_flight_.count(name) > 0) {
+      return 0;
+    }
+    c = decide(type, wanted, selector);
+    if (!dry_run) {
+      ticket = next_ticket_++;
+      reserve(c.agent, c.need, +1);
+      in_flight_[name] = InFlight{c.agent, c.need, ticket, agents_epoch_, std::chrono::steady_clock::now(), true};
+    }
+  }
+  recordChoice(object["status"], c.agent, c.why, formatTime(clock_.now()));
+  return ticket;
+}
+
+void PlacementController::settled(const std::string& name, uint64_t ticket, bool stored) {
+  if (stored) {
+    return;  // its event comes through the watch
+  }
+  std::lock_guard lock(mu_);
+  if (auto it = in_flight_.find(name); it != in_flight_.end() && it->second.ticket == ticket) {
+    forget(it);
+  }
 }
 
 net::awaitable<void> PlacementController::recordDecisions(std::shared_ptr<PlacementPass> pass) {
   while (pass->next < pass->decisions.size()) {
     const PlacementPass::Decision& d = pass->decisions[pass->next++];
-    const std::string& chosen = d.agent;
-    const std::string& why = d.why;
+    const std::string& chosen = d.choice.agent;
+    const std::string& why = d.choice.why;
     const std::string& now = pass->now;
     unsigned st = 500;
     try {
       st = co_await api_.changeStatus(cps_, d.control_plane, [&](Json& obj) {
-        // (observedGeneration and conditions are required by the upstream status schema.)
-        Json& status = obj["status"];
-        if (!status.is_object()) {
-          status = Json::object();
-        }
-        if (!status.value("agent", "").empty()) {
+        if (!obj["status"].value("agent", "").empty()) {
           return false;  // placed meanwhile
         }
-        if (!status.contains("observedGeneration")) {
-          status["observedGeneration"] = 0;  // required by the schema; the agent reports what it observed
-        }
-        if (!chosen.empty()) {
-          status["agent"] = chosen;
-          model::setCondition(status, "Scheduled", "True", "Scheduled", "placed on agent " + chosen, now, true);
-          return true;
-        }
-        return model::setCondition(status, "Scheduled", "False", "Unschedulable", why, now, true);
+        return recordChoice(obj["status"], chosen, why, now);
       });
     } catch (const std::exception& e) {
       log::warn("cannot record a placement decision", {{"control_plane", d.control_plane}, {"error", e.what()}});
@@ -243,14 +458,17 @@ net::awaitable<void> PlacementController::recordDecisions(std::shared_ptr<Placem
       if (!chosen.empty()) {
         log::info("control plane placed", {{"control_plane", d.control_plane}, {"agent", chosen}});
       }
-    } else if (st != 404) {
+      continue;
+    }
+    if (st != 404) {
       log::warn("cannot record a placement decision", {{"control_plane", d.control_plane}, {"status", std::to_string(st)}});
+    }
+    std::lock_guard lock(mu_);
+    if (st != 404) {
       retry_.insert(d.control_plane);
-      if (auto it = agents_view_.find(chosen); !chosen.empty() && it != agents_view_.end()) {
-        it->second.used_cpu -= d.need.cpu_millis;  // counted when decided
-        it->second.used_memory -= d.need.memory_bytes;
-        --it->second.control_planes;
-      }
+    }
+    if (auto it = in_flight_.find(d.control_plane); it != in_flight_.end() && it->second.ticket == d.ticket) {
+      forget(it);  // counted when decided
     }
   }
   if (--pass->workers == 0) {
@@ -259,110 +477,45 @@ net::awaitable<void> PlacementController::recordDecisions(std::shared_ptr<Placem
 }
 
 net::awaitable<void> PlacementController::reconcile(bool everything) {
-  std::string now = formatTime(clock_.now());
-  for (auto& [n, a] : agents_view_) {
-    a.used_cpu = 0;
-    a.used_memory = 0;
-    a.control_planes = 0;
-  }
-  everything |= retry_all_;
-  std::vector<const std::pair<const std::string, ControlPlaneView>*> pending;
-  for (const auto& entry : cps_view_) {
-    const auto& [name, v] = entry;
-    if (!v.agent.empty()) {
-      if (auto it = agents_view_.find(v.agent); it != agents_view_.end()) {
-        auto res = reservationFor(v.type);
-        it->second.used_cpu += res.cpu_millis;
-        it->second.used_memory += res.memory_bytes;
-        ++it->second.control_planes;
-      }
-      continue;
-    }
-    if (v.deleting || (!everything && retry_.count(name) == 0)) {
-      continue;
-    }
-    pending.push_back(&entry);  // the view holds all a decision needs: nothing is parsed
-  }
-  retry_.clear();
-  retry_all_ = false;
-  // Decide every one first, counting each choice against its agent at once, then record the
-  // decisions with many writes in flight (one at a time, 10,000 new control planes would take
-  // 10,000 commits).
   auto pass = std::make_shared<PlacementPass>(strand_);
-  pass->now = now;
-  for (const auto* entry : pending) {
-    const std::string& name = entry->first;
-    const std::string& type = entry->second.type;
-    const std::string& wanted = entry->second.agent_wanted;
-    const std::string& selector_text = entry->second.agent_selector;
-    auto need = reservationFor(type);
-    auto selector = model::LabelSelector::parse(selector_text);
-    AgentView* best = nullptr;
-    std::string why;
-    size_t matching = 0;
-    size_t ready = 0;
-    size_t able = 0;
-    for (auto& [n, a] : agents_view_) {
-      if (!wanted.empty() && n != wanted) {
-        continue;
-      }
-      if (selector && !selector->matches(a.labels)) {
-        continue;
-      }
-      ++matching;
-      // Chosen by kflex, an agent must say it can run the type; named by the user, it is tried
-      // (and says why not in the control plane's conditions).
-      if (wanted.empty() && a.types && !a.types->count(type)) {
-        continue;
-      }
-      ++able;
-      if (!a.ready || a.unschedulable) {
-        continue;
-      }
-      ++ready;
-      if (a.memory - a.used_memory < need.memory_bytes || a.cpu - a.used_cpu < need.cpu_millis) {
-        continue;
-      }
-      auto better = [&](const AgentView& x, const AgentView& y) {
-        int64_t fx = x.memory - x.used_memory;
-        int64_t fy = y.memory - y.used_memory;
-        if (fx != fy) {
-          return fx > fy;
+  pass->now = formatTime(clock_.now());
+  {
+    std::lock_guard lock(mu_);
+    if (everything) {
+      // Now and then, from scratch: what in flight never arrived (lost with a failed write) goes.
+      auto stale = std::chrono::steady_clock::now() - std::chrono::seconds(60);
+      std::erase_if(in_flight_, [&](const auto& f) { return f.second.at < stale; });
+      recount();
+    }
+    everything |= retry_all_;
+    std::vector<std::string> pending;
+    if (everything) {
+      for (const auto& [name, v] : cps_view_) {
+        if (v.agent.empty() && !v.deleting) {
+          pending.push_back(name);
         }
-        if (x.control_planes != y.control_planes) {
-          return x.control_planes < y.control_planes;
-        }
-        return x.name < y.name;
-      };
-      if (best == nullptr || better(a, *best)) {
-        best = &a;
       }
+    } else {
+      pending.assign(retry_.begin(), retry_.end());
     }
-    if (best == nullptr) {
-      std::string what = !wanted.empty() ? "agent \"" + wanted + "\"" : !selector_text.empty() ? "agents matching \"" + selector_text + "\"" : "agents";
-      if (!selector) {
-        why = "the agent selector is not valid: " + selector.error().message;
-      } else if (matching == 0) {
-        why = !wanted.empty()          ? "agent \"" + wanted + "\" is not enrolled"
-              : !selector_text.empty() ? "no enrolled agent matches \"" + selector_text + "\""
-                                       : "no agent is enrolled; enroll one with `kflex token create` and kflex-agent";
-      } else if (able == 0) {
-        why = "none of the " + what + " can run " + type + " control planes (vcluster needs cluster_kubeconfig, k8s "
-              "postgres_dsn on the agent; see kubectl get agents -o yaml, status.controlPlaneTypes)";
-      } else if (ready == 0) {
-        why = "none of the " + what + " is Ready and schedulable";
-      } else {
-        why = "none of the Ready " + what + " has " + std::to_string(need.cpu_millis) + "m CPU and " +
-              std::to_string(need.memory_bytes >> 20) + "Mi memory free for a " + type + " control plane";
+    retry_.clear();
+    retry_all_ = false;
+    // Decide every one first, counting each choice against its agent at once, then record the
+    // decisions with many writes in flight (one at a time, 10,000 new control planes would take
+    // 10,000 commits).
+    for (const auto& name : pending) {
+      auto v = cps_view_.find(name);
+      if (v == cps_view_.end() || !v->second.agent.empty() || v->second.deleting || in_flight_.count(name) > 0) {
+        continue;  // gone, placed, or a decision is on its way
       }
+      PlacementPass::Decision d{name, decide(v->second.type, v->second.agent_wanted, v->second.agent_selector), 0};
+      if (!d.choice.agent.empty()) {
+        d.ticket = next_ticket_++;
+        reserve(d.choice.agent, d.choice.need, +1);
+        in_flight_[name] = InFlight{d.choice.agent, d.choice.need, d.ticket, agents_epoch_, std::chrono::steady_clock::now()};
+      }
+      pass->decisions.push_back(std::move(d));
     }
-    PlacementPass::Decision d{name, best != nullptr ? best->name : "", why, need};
-    if (best != nullptr) {
-      best->used_cpu += need.cpu_millis;
-      best->used_memory += need.memory_bytes;
-      ++best->control_planes;
-    }
-    pass->decisions.push_back(std::move(d));
   }
   if (!pass->decisions.empty()) {
     pass->workers = std::min<size_t>(pass->decisions.size(), kPlacementWrites);
@@ -377,21 +530,34 @@ net::awaitable<void> PlacementController::reconcile(bool everything) {
     }
   }
   // Keep each agent's bookkeeping current.
-  for (auto& [n, a] : agents_view_) {
-    Json allocated = {{"cpu", std::to_string(a.used_cpu) + "m"}, {"memory", bytesQuantity(a.used_memory)}};
-    if (a.recorded_control_planes == a.control_planes && a.recorded_allocated == allocated) {
-      continue;
+  struct Book {
+    std::string agent;
+    int64_t count;
+    Json allocated;
+  };
+  std::vector<Book> books;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [n, a] : agents_view_) {
+      Json allocated = {{"cpu", std::to_string(a.used.cpu) + "m"}, {"memory", bytesQuantity(a.used.memory)}};
+      if (a.recorded_control_planes != a.used.control_planes || a.recorded_allocated != allocated) {
+        books.push_back({n, a.used.control_planes, std::move(allocated)});
+      }
     }
-    int64_t count = a.control_planes;
-    std::string name = n;
-    unsigned st = co_await api_.changeStatus(agents_, name, [&](Json& obj) {
-      obj["status"]["controlPlanes"] = count;
-      obj["status"]["allocated"] = allocated;
+  }
+  for (const auto& b : books) {
+    const Book& book = b;
+    unsigned st = co_await api_.changeStatus(agents_, book.agent, [&book](Json& obj) {
+      obj["status"]["controlPlanes"] = book.count;
+      obj["status"]["allocated"] = book.allocated;
       return true;
     });
     if (st == 200) {
-      a.recorded_control_planes = count;
-      a.recorded_allocated = allocated;
+      std::lock_guard lock(mu_);
+      if (auto it = agents_view_.find(book.agent); it != agents_view_.end()) {
+        it->second.recorded_control_planes = book.count;
+        it->second.recorded_allocated = book.allocated;
+      }
     }
   }
 }

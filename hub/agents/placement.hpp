@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <vector>
 #include <optional>
@@ -36,17 +37,33 @@ std::string bytesQuantity(int64_t bytes);
  * planes, then name). The choice goes to status.agent with a Scheduled condition; when nothing
  * fits, Scheduled=False says why and the control plane is placed as soon as something fits.
  * Keeps each Agent's status.controlPlanes and status.allocated. Watch-driven, with a resync.
+ *
+ * A new control plane is decided as it is created (the API asks admit()), so the create's own
+ * write carries status.agent and the Scheduled condition and the agent hears of it at once; what
+ * cannot be decided then (the view is not built yet, the create came by server-side apply) is
+ * decided by the next pass. Admission and passes reserve capacity under one lock, so neither can
+ * place beyond what an agent holds.
  */
-class PlacementController {
+class PlacementController : public CreateAdmission {
  public:
   PlacementController(net::io_context& ioc, ApiService& api, ObjectStore& store, const model::Registry& registry,
                       const Clock& clock);
+  /// Starts the controller and makes it the API's create admission for ControlPlanes (call before
+  /// the server serves).
   void start();
   void stop();
 
+  uint64_t admit(Json& object, bool dry_run) override;
+  void settled(const std::string& name, uint64_t ticket, bool stored) override;
+
  private:
-  // What placement needs of each object, kept from the watch (strand_ only), so that a
-  // reconcile parses nothing.
+  // What the control planes placed on an agent and the decisions in flight to it reserve.
+  struct Usage {
+    int64_t cpu = 0;     // millis
+    int64_t memory = 0;  // bytes
+    int64_t control_planes = 0;
+  };
+  // What placement needs of each object, kept from the watch, so that a reconcile parses nothing.
   struct AgentView {
     std::string name;
     bool ready = false;
@@ -57,9 +74,7 @@ class PlacementController {
     std::optional<std::set<std::string>> types;  // control plane types it runs (none told: any)
     int64_t recorded_control_planes = -1;  // status.controlPlanes as stored
     Json recorded_allocated;               // status.allocated as stored
-    int64_t used_cpu = 0;                  // computed by reconcile()
-    int64_t used_memory = 0;
-    int64_t control_planes = 0;
+    Usage used;  // kept as views and decisions change (recount() computes it afresh)
   };
   struct ControlPlaneView {
     std::string type;
@@ -68,13 +83,27 @@ class PlacementController {
     std::string agent_wanted;    // the kflex.kubestellar.org/agent annotation
     std::string agent_selector;  // the kflex.kubestellar.org/agent-selector annotation
   };
+  // Where a control plane goes, or why nowhere.
+  struct Choice {
+    std::string agent;  // "" when nothing fits
+    std::string why;    // why nothing fits
+    Reservation need;
+  };
+  // A decision not yet seen in the watch: the create or status write carrying it is on its way.
+  struct InFlight {
+    std::string agent;  // "" for a create admitted as Unschedulable
+    Reservation need;
+    uint64_t ticket = 0;
+    uint64_t epoch = 0;  // agents_epoch_ when decided
+    std::chrono::steady_clock::time_point at;
+    bool admitted = false;  // decided by admit() (else by a pass)
+  };
   // One reconcile's decisions, recorded by several coroutines at once (strand_ only).
   struct PlacementPass {
     struct Decision {
       std::string control_plane;
-      std::string agent;  // "" when nothing fits
-      std::string why;    // why nothing fits
-      Reservation need;
+      Choice choice;
+      uint64_t ticket = 0;
     };
     explicit PlacementPass(const net::strand<net::io_context::executor_type>& ex)
         : done(ex, net::steady_timer::time_point::max()) {}
@@ -94,6 +123,14 @@ class PlacementController {
   /// Updates the view; true when the change can alter a placement or the bookkeeping.
   bool observeAgent(const ObjectRecord& rec, bool deleted);
   bool observeControlPlane(const ObjectRecord& rec, bool deleted);
+  // The rest need mu_ held.
+  Choice decide(const std::string& type, const std::string& wanted, const std::string& selector_text);
+  /// Counts (sign +1) or uncounts (-1) a reservation on an agent.
+  void reserve(const std::string& agent, const Reservation& need, int sign);
+  /// Drops an in-flight decision (and its reservation).
+  void forget(std::map<std::string, InFlight>::iterator it);
+  /// Every agent's usage afresh from the views and the decisions in flight.
+  void recount();
 
   ApiService& api_;
   ObjectStore& store_;
@@ -103,8 +140,15 @@ class PlacementController {
   net::strand<net::io_context::executor_type> strand_;
   std::atomic<bool> stopping_{false};
   uint64_t watch_id_ = 0;
+  // Guards what follows: the watch loop (strand_) and admit() (request threads) share it.
+  std::mutex mu_;
+  bool ready_ = false;  // the views are built: admit() may decide
   std::map<std::string, AgentView> agents_view_;
   std::map<std::string, ControlPlaneView> cps_view_;
+  std::map<std::string, InFlight> in_flight_;  // by control plane
+  std::map<std::string, Usage> unviewed_;       // usage of agents not in the view (gone, or not yet seen)
+  uint64_t next_ticket_ = 1;
+  uint64_t agents_epoch_ = 0;    // bumped by every agent change that can alter a placement
   std::set<std::string> retry_;  // pending control planes to look at in the next pass
   bool retry_all_ = true;        // look at every pending one (an agent changed)
 };

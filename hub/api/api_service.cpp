@@ -528,7 +528,7 @@ ApiRequest hubRequest(http::verb method, const std::string& path) {
   ApiRequest req;
   req.method = method;
   parseTarget(path, req.path, req.query);
-  req.user_agent = "kflex-hub";
+  req.user_agent = kHubFieldManager;
   req.user.name = "system:kflex-hub";
   req.user.groups = {"system:masters", "system:authenticated"};
   return req;
@@ -609,6 +609,8 @@ void ApiService::shutdown() {
   stopping_ = true;
   store_.closeWatches();
 }
+
+void ApiService::setCreateAdmission(const ResourceType& t, CreateAdmission* admission) { admissions_[&t] = admission; }
 
 net::awaitable<ApiResponse> ApiService::handle(ApiRequest req) {
   const std::string& p = req.path;
@@ -1088,6 +1090,16 @@ net::awaitable<ApiResponse> ApiService::create(const ApiRequest& req, const Reso
     co_return fromDecision(*prepared);
   }
   recordUpdate(nullptr, prepared->object, managerOf(req), "", now);
+  // A controller may settle the new object's first status now (placement picks its agent), so
+  // that one write stores both; that status is the hub's, as if written through /status.
+  auto admission = admissions_.find(&t);
+  uint64_t ticket = 0;
+  if (admission != admissions_.end()) {
+    ticket = admission->second->admit(prepared->object, isDryRun(req));
+    if (prepared->object.contains("status")) {
+      recordNewStatus(prepared->object, kHubFieldManager, now);
+    }
+  }
   Mutation m = [&t, prepared, name](const ObjectRecord* current, int64_t) {
     if (current != nullptr) {
       return failure(409, "AlreadyExists", qualifiedResource(t) + " \"" + name + "\" already exists",
@@ -1097,7 +1109,11 @@ net::awaitable<ApiResponse> ApiService::create(const ApiRequest& req, const Reso
     // mutation again only against another version than the first time: it is moved once.
     return std::move(*prepared);
   };
-  co_return co_await commit(req, t, name, std::move(m), 201);
+  ApiResponse r = co_await commit(req, t, name, std::move(m), 201);
+  if (ticket != 0) {
+    admission->second->settled(name, ticket, r.status == 201);
+  }
+  co_return r;
 }
 
 net::awaitable<ApiResponse> ApiService::update(const ApiRequest& req, const ResourceType& t, const std::string& name,

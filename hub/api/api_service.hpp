@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,25 @@ struct ApiOptions {
   std::chrono::seconds default_watch_timeout{1800};   ///< Watch without timeoutSeconds ends after this.
   std::chrono::seconds bookmark_interval{60};         ///< BOOKMARK events when asked for.
   std::string server_version = "v1.32.0+kflex";       ///< gitVersion reported by /version.
+};
+
+/// The field manager of what the hub itself writes (its controllers, and status decided at create).
+inline constexpr char kHubFieldManager[] = "kflex-hub";
+
+/**
+ * A controller that settles part of a new object's status as the object is created (placement
+ * picks the agent), so that the create's own write carries what would otherwise be a second write
+ * right after it. Asked for creates by POST; objects created otherwise are left to the
+ * controller's own passes. Called on request threads: implementations synchronize themselves.
+ */
+class CreateAdmission {
+ public:
+  virtual ~CreateAdmission() = default;
+  /// Edits the status of a validated new object (name, uid and spec are final). With dry_run,
+  /// decides but holds nothing back. Returns a ticket for settled(), or 0 when there is none.
+  virtual uint64_t admit(Json& object, bool dry_run) = 0;
+  /// Tells whether the create admit() returned `ticket` for was stored.
+  virtual void settled(const std::string& name, uint64_t ticket, bool stored) = 0;
 };
 
 /**
@@ -52,6 +72,9 @@ class ApiService {
   net::awaitable<bool> removeFinalizer(const model::ResourceType& type, std::string name, std::string finalizer);
   /// Ends every open watch (graceful stop).
   void shutdown();
+  /// Makes `admission` settle the status of new objects of `type` as they are created. Call
+  /// before the server serves; `admission` must outlive the service.
+  void setCreateAdmission(const model::ResourceType& type, CreateAdmission* admission);
 
  private:
   net::awaitable<ApiResponse> handleResource(ApiRequest& req, const model::ResourceType& type,
@@ -77,6 +100,7 @@ class ApiService {
   ApiOptions options_;
   DiscoveryDocs docs_;
   std::atomic<bool> stopping_{false};
+  std::map<const model::ResourceType*, CreateAdmission*> admissions_;  // set before serving
 };
 
 /// The store key of a kind ("group/plural", and "/namespace" for a namespaced kind's objects).

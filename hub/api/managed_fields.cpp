@@ -275,6 +275,22 @@ void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager
   writeEntries(updated, entries, updated.value("apiVersion", ""));
 }
 
+void recordNewStatus(Json& obj, const std::string& manager, const std::string& now) {
+  auto st = obj.find("status");
+  if (st == obj.end() || !st->is_object() || st->empty()) {
+    return;
+  }
+  FieldPath path{"status"};
+  Json fields = {{"f:status", fieldsV1Of(*st, path, true)}};
+  Json e = {{"manager", manager}, {"operation", "Update"}, {"apiVersion", obj.value("apiVersion", "")},
+            {"fieldsType", "FieldsV1"}, {"fieldsV1", std::move(fields)}, {"time", now}, {"subresource", "status"}};
+  Json& entries = obj["metadata"]["managedFields"];
+  if (!entries.is_array()) {
+    entries = Json::array();
+  }
+  entries.push_back(std::move(e));
+}
+
 std::vector<FieldConflict> applyConfig(const Json* live, const Json& applied, const std::string& manager, bool force,
                                        const std::string& subresource, const std::string& now, Json& result) {
   bool with_status = subresource == "status";

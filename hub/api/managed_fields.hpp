@@ -47,6 +47,12 @@ void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager
                   const std::string& now);
 
 /**
+ * Records, on a new object whose creator's entry is written, the status the hub set as it was
+ * created: an entry of `manager` through the status subresource.
+ */
+void recordNewStatus(Json& obj, const std::string& manager, const std::string& now);
+
+/**
  * Server-side apply of `applied` by `manager` onto `live` (nullptr to create). Returns the
  * conflicts (nothing is changed then, unless force); otherwise writes the merged object into
  * `result` with managedFields updated.

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "hub/api/api_service.hpp"
+#include "tests/unit/hub/api_call.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::hub {
@@ -20,29 +21,7 @@ class ApiServiceTest : public ::testing::Test {
 
   ApiResponse call(http::verb method, const std::string& target, const std::string& body = "",
                    const std::string& content_type = "application/json", const std::string& accept = "") {
-    ApiRequest req;
-    req.method = method;
-    parseTarget(target, req.path, req.query);
-    req.body = body;
-    req.content_type = content_type;
-    req.accept = accept;
-    req.user.name = "admin";
-    req.user.groups = {"system:masters"};
-    net::io_context ioc;
-    ApiResponse out;
-    net::co_spawn(ioc, api_->handle(req), [&](std::exception_ptr e, ApiResponse r) {
-      if (e) {
-        std::rethrow_exception(e);
-      }
-      out = std::move(r);
-    });
-    // Writes complete on the store's thread and post back here: run until done.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (out.status == 200 && out.body.empty() && !out.stream && std::chrono::steady_clock::now() < deadline) {
-      ioc.run_for(std::chrono::milliseconds(10));
-      ioc.restart();
-    }
-    return out;
+    return test::callApi(*api_, method, target, body, content_type, accept);
   }
 
   Json create(const std::string& name, const std::string& type = "k3s") {

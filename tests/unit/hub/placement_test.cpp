@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "hub/agents/placement.hpp"
+#include "tests/support/test_support.hpp"
+#include "tests/unit/hub/api_call.hpp"
+
+namespace kflex::hub {
+namespace {
+
+constexpr const char* kGroup = "/apis/tenancy.kflex.kubestellar.org/v1alpha1";
+
+// The placement controller against a real store and API: its watch loop runs on a thread of its
+// own, requests come from the test's thread as they would from the server's.
+class PlacementTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = ObjectStore::open(dir_.path() / "hub.db", {});
+    ASSERT_TRUE(s);
+    store_ = std::move(s.value());
+    api_ = std::make_unique<ApiService>(*store_, registry_, clock_, ApiOptions{});
+    placement_ = std::make_unique<PlacementController>(ioc_, *api_, *store_, registry_, clock_);
+  }
+  void TearDown() override {
+    if (loop_.joinable()) {
+      placement_->stop();
+      work_.reset();
+      ioc_.stop();
+      loop_.join();
+    }
+  }
+  void start() {
+    placement_->start();
+    loop_ = std::thread([this] { ioc_.run(); });
+  }
+
+  ApiResponse call(http::verb method, const std::string& target, const std::string& body = "",
+                   const std::string& content_type = "application/json") {
+    return test::callApi(*api_, method, target, body, content_type);
+  }
+  Json get(const std::string& plural, const std::string& name) {
+    auto r = call(http::verb::get, std::string(kGroup) + "/" + plural + "/" + name);
+    return r.status == 200 ? Json::parse(r.body) : Json();
+  }
+  // A Ready agent with room for `k3s_slots` k3s control planes (500m CPU, 512 MiB each).
+  void agent(const std::string& name, int k3s_slots) {
+    Json a = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "Agent"}, {"metadata", {{"name", name}}}};
+    ASSERT_EQ(call(http::verb::post, std::string(kGroup) + "/agents", a.dump()).status, 201u);
+    Json status = {{"status",
+                    {{"capacity", {{"cpu", std::to_string(500 * k3s_slots) + "m"}, {"memory", std::to_string(512 * k3s_slots) + "Mi"}}},
+                     {"conditions", Json::array({{{"type", "Ready"}, {"status", "True"}, {"reason", "AgentReady"}}})}}}};
+    auto r = call(http::verb::patch, std::string(kGroup) + "/agents/" + name + "/status", status.dump(),
+                  "application/merge-patch+json");
+    ASSERT_EQ(r.status, 200u) << r.body;
+  }
+  ApiResponse create(const std::string& name, bool dry_run = false) {
+    Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
+               {"metadata", {{"name", name}}}, {"spec", {{"type", "k3s"}}}};
+    return call(http::verb::post, std::string(kGroup) + "/controlplanes" + (dry_run ? "?dryRun=All" : ""), cp.dump());
+  }
+  static std::string agentOf(const Json& cp) { return cp.value("status", Json::object()).value("agent", ""); }
+  static Json scheduledCondition(const Json& cp) {
+    for (const auto& c : cp.value("status", Json::object()).value("conditions", Json::array())) {
+      if (c.value("type", "") == "Scheduled") {
+        return c;
+      }
+    }
+    return Json::object();
+  }
+  static std::string scheduled(const Json& cp) {
+    Json c = scheduledCondition(cp);
+    return c.empty() ? "" : c.value("status", "") + "/" + c.value("reason", "");
+  }
+  static std::string why(const Json& cp) { return scheduledCondition(cp).value("message", ""); }
+  // Admission decides once the controller's view is built: a dry run says so.
+  void waitUntilAdmitting() {
+    ASSERT_TRUE(test::waitFor([&] { return !scheduled(Json::parse(create("probe", true).body)).empty(); },
+                              std::chrono::seconds(10), "placement admits creates"));
+  }
+
+  test::TempDir dir_;
+  model::Registry registry_ = model::kflexRegistry();
+  FakeClock clock_{*parseTime("2026-01-01T00:00:00Z")};
+  std::unique_ptr<ObjectStore> store_;
+  std::unique_ptr<ApiService> api_;
+  net::io_context ioc_;
+  net::executor_work_guard<net::io_context::executor_type> work_ = net::make_work_guard(ioc_);
+  std::unique_ptr<PlacementController> placement_;
+  std::thread loop_;
+};
+
+// The create's own write carries the decision: the 201 names the agent, the hub owns that status,
+// and no second write follows.
+TEST_F(PlacementTest, ACreateIsPlacedInItsOwnWrite) {
+  agent("edge-1", 4);
+  start();
+  waitUntilAdmitting();
+  auto r = create("cp-1");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  Json cp = Json::parse(r.body);
+  EXPECT_EQ(agentOf(cp), "edge-1");
+  EXPECT_EQ(scheduled(cp), "True/Scheduled");
+  EXPECT_EQ(cp["status"]["observedGeneration"], 0);
+  bool hub_owns_status = false;
+  for (const auto& e : cp["metadata"]["managedFields"]) {
+    if (e.value("manager", "") == kHubFieldManager) {
+      hub_owns_status = e.value("subresource", "") == "status" && e["fieldsV1"]["f:status"].contains("f:agent");
+    }
+  }
+  EXPECT_TRUE(hub_owns_status) << cp["metadata"]["managedFields"].dump();
+  // The agent's bookkeeping follows; the control plane is not written again.
+  EXPECT_TRUE(test::waitFor([&] { return get("agents", "edge-1")["status"].value("controlPlanes", 0) == 1; },
+                            std::chrono::seconds(10), "edge-1 counts cp-1"));
+  EXPECT_EQ(get("controlplanes", "cp-1")["metadata"]["resourceVersion"], cp["metadata"]["resourceVersion"]);
+}
+
+// Decisions at create count against the agent at once: never beyond its capacity, and a dry run
+// holds nothing back.
+TEST_F(PlacementTest, AdmissionCountsCapacityAndDryRunsReserveNothing) {
+  agent("edge-1", 2);
+  start();
+  waitUntilAdmitting();
+  for (const char* name : {"dry-1", "dry-2", "dry-3"}) {
+    auto r = create(name, true);
+    ASSERT_EQ(r.status, 201u) << r.body;
+    EXPECT_EQ(agentOf(Json::parse(r.body)), "edge-1") << name;
+  }
+  EXPECT_EQ(agentOf(Json::parse(create("cp-1").body)), "edge-1");
+  EXPECT_EQ(agentOf(Json::parse(create("cp-2").body)), "edge-1");
+  Json third = Json::parse(create("cp-3").body);
+  EXPECT_EQ(agentOf(third), "");
+  EXPECT_EQ(scheduled(third), "False/Unschedulable");
+  EXPECT_NE(why(third).find("free for a k3s control plane"), std::string::npos) << third.dump();
+  EXPECT_EQ(create("cp-1").status, 409u);
+  EXPECT_TRUE(test::waitFor([&] { return get("agents", "edge-1")["status"].value("controlPlanes", 0) == 2; },
+                            std::chrono::seconds(10), "edge-1 counts two"));
+}
+
+// A create decided as unschedulable is placed by the controller's passes once an agent can take it.
+TEST_F(PlacementTest, AnUnschedulableCreateIsPlacedWhenAnAgentComes) {
+  start();
+  waitUntilAdmitting();
+  Json cp = Json::parse(create("cp-1").body);
+  EXPECT_EQ(scheduled(cp), "False/Unschedulable");
+  EXPECT_NE(why(cp).find("no agent is enrolled"), std::string::npos) << cp.dump();
+  agent("edge-1", 1);
+  EXPECT_TRUE(test::waitFor([&] { return agentOf(get("controlplanes", "cp-1")) == "edge-1"; }, std::chrono::seconds(10),
+                            "cp-1 placed on edge-1"));
+  EXPECT_EQ(scheduled(get("controlplanes", "cp-1")), "True/Scheduled");
+}
+
+// Admission's in-flight bookkeeping: a decision whose create was not stored gives its room back,
+// one that was stored holds it until its event arrives.
+TEST_F(PlacementTest, AnAdmittedCreateThatFailsGivesItsRoomBack) {
+  agent("edge-1", 1);
+  start();
+  waitUntilAdmitting();
+  auto admitted = [&](const std::string& name, uint64_t& ticket) {
+    Json obj = {{"metadata", {{"name", name}}}, {"spec", {{"type", "k3s"}}}};
+    ticket = placement_->admit(obj, false);
+    return agentOf(obj);
+  };
+  uint64_t t1 = 0;
+  uint64_t t2 = 0;
+  EXPECT_EQ(admitted("lost-1", t1), "edge-1");
+  EXPECT_NE(t1, 0u);
+  EXPECT_EQ(admitted("lost-2", t2), "");  // edge-1's one slot is held by lost-1
+  placement_->settled("lost-2", t2, false);
+  placement_->settled("lost-1", t1, false);
+  EXPECT_EQ(agentOf(Json::parse(create("cp-1").body)), "edge-1");
+}
+
+}  // namespace
+}  // namespace kflex::hub
