@@ -8,11 +8,12 @@
 
 #include "hub/api/managed_fields.hpp"
 #include "hub/api/openapi_proto.hpp"
-#include "shared/model/selector.hpp"
+#include "shared/common/json_write.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
 #include "shared/config/yaml_json.hpp"
+#include "shared/model/selector.hpp"
 
 namespace kflex::hub {
 namespace {
@@ -807,7 +808,7 @@ std::string ApiService::tableFor(const ApiRequest& req, const ResourceType& t, c
     rows.push_back(std::move(row));
   }
   table["rows"] = rows;
-  return table.dump();
+  return dumpJson(table);
 }
 
 ApiResponse ApiService::get(const ApiRequest& req, const ResourceType& t, const std::string& name) {
@@ -874,7 +875,7 @@ ApiResponse ApiService::list(const ApiRequest& req, const ResourceType& t) {
       table["metadata"]["continue"] = next;
       table["metadata"]["remainingItemCount"] = remaining;
     }
-    r.body = table.dump();
+    r.body = dumpJson(table);
     return r;
   }
   // Assemble the list from the stored bytes: no object is decoded or re-encoded.

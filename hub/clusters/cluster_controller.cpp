@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/clusters/cluster_controller.hpp"
 
+#include <cstring>
+
 #include "hub/api/hook_labels.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -19,6 +21,15 @@ const model::ResourceType& controlPlanes(const model::Registry& r) {
 }
 
 std::string typeOf(const Json& cp) { return cp.value("spec", Json::object()).value("type", ""); }
+
+// False when a stored control plane is certainly neither external nor host (no such type field
+// anywhere in its compact JSON).
+bool mayBeServedHere(const std::string& bytes) {
+  auto has = [&bytes](std::string_view needle) {
+    return ::memmem(bytes.data(), bytes.size(), needle.data(), needle.size()) != nullptr;
+  };
+  return has(R"("type":"external")") || has(R"("type":"host")");
+}
 
 Result<std::unique_ptr<kube::Client>> clientFor(const std::string& kubeconfig, const std::string& what,
                                                 std::chrono::seconds timeout) {
@@ -68,9 +79,17 @@ net::awaitable<void> ClusterController::loop() {
   while (!stopping_) {
     auto now = std::chrono::steady_clock::now();
     std::map<std::string, bool> present;
-    for (const auto& rec : store_.list(resourceKey(cps_)).first) {
-      // (A cheap test first: most control planes run on agents.)
-      if (rec->bytes.find("\"external\"") == std::string::npos && rec->bytes.find("\"host\"") == std::string::npos) {
+    auto records = store_.list(resourceKey(cps_)).first;
+    if (records.size() < candidates_.size()) {
+      candidates_.clear();  // some were deleted: forget them
+    }
+    for (const auto& rec : records) {
+      // Most control planes run on agents: each version is looked at once, with a cheap test.
+      auto& seen = candidates_[rec->name];
+      if (seen.first != rec->revision) {
+        seen = {rec->revision, mayBeServedHere(rec->bytes)};
+      }
+      if (!seen.second) {
         continue;
       }
       Json cp = Json::parse(rec->bytes, nullptr, false);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "hub/api/api_service.hpp"
 #include "hub/api/control_plane_secrets.hpp"
@@ -80,6 +81,8 @@ class ClusterController {
   const Clock& clock_;
   ClusterOptions options_;
   std::map<std::string, std::shared_ptr<State>> states_;  // strand_ only
+  // Per control plane: the revision last looked at and whether it may be one served here.
+  std::unordered_map<std::string, std::pair<int64_t, bool>> candidates_;  // strand_ only
   std::atomic<bool> stopping_{false};
   std::shared_ptr<net::steady_timer> timer_;
 };

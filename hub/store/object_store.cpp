@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "shared/common/json_write.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 
@@ -36,7 +37,7 @@ ObjectPtr makeRecord(std::string resource, std::string name, int64_t revision, c
   rec->name = std::move(name);
   rec->revision = revision;
   rec->labels = labelsOf(obj);
-  rec->bytes = obj.dump();
+  rec->bytes = dumpJson(obj);
   return rec;
 }
 
@@ -77,7 +78,7 @@ void ObjectStore::encode(Decision& d) {
   }
   const std::string& token = revisionPlaceholder();
   d.object["metadata"]["resourceVersion"] = token;
-  std::string bytes = d.object.dump();
+  std::string bytes = dumpJson(d.object);
   size_t at = bytes.find(token);
   if (at == std::string::npos || bytes.find(token, at + 1) != std::string::npos) {
     return;  // cannot happen: the writer serializes it then

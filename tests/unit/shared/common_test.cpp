@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "shared/common/json_pluck.hpp"
+#include "shared/common/json_write.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
@@ -115,6 +116,49 @@ TEST(PluckJson, FindsValuesAtPathsWithoutBuildingTheDocument) {
   EXPECT_FALSE((*f)[5].present);
   EXPECT_FALSE(pluckJson(R"({"spec":{"type":"k3s"})", {{"spec", "type"}}));  // truncated: not JSON
   EXPECT_FALSE(pluckJson("", {{"a"}}));
+}
+
+}  // namespace
+}  // namespace kflex
+
+namespace kflex {
+namespace {
+
+using Json = nlohmann::json;
+
+TEST(DumpJson, WritesWhatNlohmannWrites) {
+  std::string every_ascii;
+  for (int c = 1; c < 0x80; ++c) {
+    every_ascii.push_back(static_cast<char>(c));
+  }
+  std::vector<Json> docs = {
+      Json(), Json(true), Json(false), Json(0), Json(-42), Json(uint64_t(18446744073709551615ull)),
+      Json(int64_t(-9223372036854775807ll - 1)), Json(1.5), Json(-0.0), Json(1e300), Json(0.1), Json(3.0),
+      Json(""), Json(every_ascii), Json(std::string("nul\0in", 6)), Json("ünïcødé ✓ 😀 and \"quotes\"\n"),
+      Json("tab\tthen é then \x01"), Json::object(), Json::array(), Json::array({Json::object(), Json::array()}),
+      Json::parse(R"({"apiVersion":"tenancy.kflex.kubestellar.org/v1alpha1","kind":"ControlPlane",
+        "metadata":{"name":"cp-1","labels":{"a":"b","shard":"3"},"annotations":{"k\u00e9y":"v\\w"},
+        "managedFields":[{"manager":"kubectl","fieldsV1":{"f:spec":{"f:type":{}}},"time":"2026-01-01T00:00:00Z"}]},
+        "spec":{"type":"k3s","tokenExpirationSeconds":31536000,"ratio":0.25,"list":[1,-2,3.5,null,true,"x"]},
+        "status":{"conditions":[{"type":"Ready","status":"False","message":"line1\nline2\t\"q\" \u001f"}]}})")};
+  // Every special byte at every place of a string longer than the 8-byte words scanned at once.
+  for (std::string special : {"\x01", "\x1f", "\"", "\\", "\x7f", "\xc3\xa9"}) {
+    for (size_t at = 0; at < 20; ++at) {
+      docs.push_back(Json(std::string(at, 'x') + special + std::string(20 - at, 'y')));
+    }
+  }
+  for (const auto& d : docs) {
+    EXPECT_EQ(dumpJson(d), d.dump()) << d.dump();
+    std::string appended = "prefix:";
+    appendJson(appended, d);
+    EXPECT_EQ(appended, "prefix:" + d.dump());
+  }
+}
+
+TEST(DumpJson, InvalidUtf8ThrowsAsDumpDoes) {
+  Json bad = {{"key", std::string("ok then \xff\xfe")}};
+  EXPECT_THROW((void)bad.dump(), Json::type_error);
+  EXPECT_THROW((void)dumpJson(bad), Json::type_error);
 }
 
 }  // namespace
