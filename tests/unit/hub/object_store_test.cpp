@@ -67,6 +67,50 @@ TEST(ObjectStore, OneRevisionForEveryWriteAndPersistence) {
   s.value()->unwatch(w->id);
 }
 
+// A hub.db of schema version 1 (objects in a WITHOUT ROWID table) is moved to version 2 at the
+// first start, with every object and retained event; later writes update objects in place.
+TEST(ObjectStore, MigratesSchemaVersion1) {
+  test::TempDir dir;
+  {
+    auto db = store::Database::open(dir.path() / "hub.db").value();
+    ASSERT_TRUE(db->exec(R"(
+      CREATE TABLE objects (resource TEXT NOT NULL, name TEXT NOT NULL, revision INTEGER NOT NULL,
+                            body BLOB NOT NULL, PRIMARY KEY (resource, name)) WITHOUT ROWID;
+      CREATE TABLE events (revision INTEGER PRIMARY KEY, type INTEGER NOT NULL, resource TEXT NOT NULL,
+                           name TEXT NOT NULL, body BLOB NOT NULL);
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO meta VALUES ('revision', 2), ('compacted', 0);
+      INSERT INTO objects VALUES ('g/things', 'a', 1, '{"metadata":{"name":"a","resourceVersion":"1","labels":{"v":"1"}}}'),
+                                 ('g/things', 'b', 2, '{"metadata":{"name":"b","resourceVersion":"2"}}');
+      INSERT INTO events VALUES (1, 0, 'g/things', 'a', '{"metadata":{"name":"a","resourceVersion":"1","labels":{"v":"1"}}}'),
+                                (2, 0, 'g/things', 'b', '{"metadata":{"name":"b","resourceVersion":"2"}}');
+      PRAGMA user_version = 1;)"));
+  }
+  {
+    auto s = ObjectStore::open(dir.path() / "hub.db", {});
+    ASSERT_TRUE(s) << s.error().message;
+    EXPECT_EQ(s.value()->revision(), 2);
+    ASSERT_EQ(s.value()->list("g/things").first.size(), 2u);
+    EXPECT_EQ(s.value()->get("g/things", "a")->labels.at("v"), "1");
+    EXPECT_EQ(write(*s.value(), "a", putObject("a", "2")).object->revision, 3);
+    EXPECT_EQ(write(*s.value(), "c", putObject("c", "1")).object->revision, 4);
+  }
+  auto s = ObjectStore::open(dir.path() / "hub.db", {});
+  ASSERT_TRUE(s) << s.error().message;
+  ASSERT_EQ(s.value()->list("g/things").first.size(), 3u);
+  EXPECT_EQ(s.value()->get("g/things", "a")->labels.at("v"), "2");
+  auto w = s.value()->watch(1, net::system_executor());
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->replay.size(), 3u);
+  s.value()->unwatch(w->id);
+  s.value()->stop();
+  auto db = store::Database::open(dir.path() / "hub.db").value();
+  EXPECT_EQ(db->userVersion().value(), 2);
+  auto rows = store::Statement::prepare(*db, "SELECT count(*) FROM objects WHERE resource = 'g/things'").value();
+  ASSERT_TRUE(rows.step().value());
+  EXPECT_EQ(rows.columnInt(0), 3);
+}
+
 TEST(ObjectStore, CompactedRevisionsAreGone) {
   test::TempDir dir;
   StoreOptions o;
