@@ -224,9 +224,13 @@ void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager
     FieldPath path;
     Json fields = updated.is_object() ? fieldsV1Of(updated, path, with_status) : Json::object();
     if (!fields.empty()) {
-      Json e = {{"manager", manager.empty() ? "unknown" : manager}, {"operation", "Update"},
-                {"apiVersion", updated.value("apiVersion", "")}, {"fieldsType", "FieldsV1"},
-                {"fieldsV1", std::move(fields)}, {"time", now}};
+      Json e = Json::object();  // (key by key: an initializer list copies every value once more)
+      e["manager"] = manager.empty() ? "unknown" : manager;
+      e["operation"] = "Update";
+      e["apiVersion"] = updated.value("apiVersion", "");
+      e["fieldsType"] = "FieldsV1";
+      e["fieldsV1"] = std::move(fields);
+      e["time"] = now;
       if (!subresource.empty()) {
         e["subresource"] = subresource;
       }
@@ -281,9 +285,15 @@ void recordNewStatus(Json& obj, const std::string& manager, const std::string& n
     return;
   }
   FieldPath path{"status"};
-  Json fields = {{"f:status", fieldsV1Of(*st, path, true)}};
-  Json e = {{"manager", manager}, {"operation", "Update"}, {"apiVersion", obj.value("apiVersion", "")},
-            {"fieldsType", "FieldsV1"}, {"fieldsV1", std::move(fields)}, {"time", now}, {"subresource", "status"}};
+  // (Built key by key: nlohmann's initializer lists copy every value once more.)
+  Json e = Json::object();
+  e["manager"] = manager;
+  e["operation"] = "Update";
+  e["apiVersion"] = obj.value("apiVersion", "");
+  e["fieldsType"] = "FieldsV1";
+  e["fieldsV1"]["f:status"] = fieldsV1Of(*st, path, true);
+  e["time"] = now;
+  e["subresource"] = "status";
   Json& entries = obj["metadata"]["managedFields"];
   if (!entries.is_array()) {
     entries = Json::array();

@@ -30,8 +30,13 @@ bool setCondition(nlohmann::json& status, const std::string& type, const std::st
       return true;
     }
   }
-  nlohmann::json c = {{"type", type}, {"status", value}, {"reason", reason}, {"message", message},
-                      {"lastTransitionTime", now}};
+  // (Built key by key: nlohmann's initializer lists copy every value once more.)
+  nlohmann::json c = nlohmann::json::object();
+  c["type"] = type;
+  c["status"] = value;
+  c["reason"] = reason;
+  c["message"] = message;
+  c["lastTransitionTime"] = now;
   if (with_update_time) {
     c["lastUpdateTime"] = now;
   }
