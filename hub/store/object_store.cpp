@@ -75,6 +75,24 @@ const std::string& revisionPlaceholder() {
 
 }  // namespace
 
+Result<std::unique_ptr<ObjectStore::Statements>> ObjectStore::Statements::prepare(store::Database& db) {
+  auto put = store::Statement::prepare(db,
+      "INSERT INTO objects (resource, name, revision, body) VALUES (?, ?, ?, ?) "
+      "ON CONFLICT (resource, name) DO UPDATE SET revision = excluded.revision, body = excluded.body");
+  auto del = store::Statement::prepare(db, "DELETE FROM objects WHERE resource = ? AND name = ?");
+  auto event = store::Statement::prepare(db, "INSERT INTO events VALUES (?, ?, ?, ?, ?)");
+  auto compact = store::Statement::prepare(db, "DELETE FROM events WHERE revision <= ?");
+  auto meta = store::Statement::prepare(db, "UPDATE meta SET value = ? WHERE key = ?");
+  for (auto* r : {&put, &del, &event, &compact, &meta}) {
+    if (!*r) {
+      return r->error();
+    }
+  }
+  return std::unique_ptr<Statements>(new Statements{std::move(put.value()), std::move(del.value()),
+                                                    std::move(event.value()), std::move(compact.value()),
+                                                    std::move(meta.value())});
+}
+
 void ObjectStore::encode(Decision& d) {
   if (d.kind != Decision::Kind::Put || !d.object.is_object()) {
     return;
@@ -107,6 +125,11 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::filesystem::pa
   if (auto r = s->load(); !r) {
     return r.error();
   }
+  auto statements = Statements::prepare(*s->db_);
+  if (!statements) {
+    return statements.error();
+  }
+  s->statements_ = std::move(statements.value());
   s->writer_ = std::thread([p = s.get()] { p->writerLoop(); });
   return s;
 }
@@ -287,14 +310,9 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
   } else {
     storage_error = t.error().message;
   }
-  auto put = store::Statement::prepare(*db_,
-      "INSERT INTO objects (resource, name, revision, body) VALUES (?, ?, ?, ?) "
-      "ON CONFLICT (resource, name) DO UPDATE SET revision = excluded.revision, body = excluded.body");
-  auto del = store::Statement::prepare(*db_, "DELETE FROM objects WHERE resource = ? AND name = ?");
-  auto ev = store::Statement::prepare(*db_, "INSERT INTO events VALUES (?, ?, ?, ?, ?)");
-  if (storage_error.empty() && (!put || !del || !ev)) {
-    storage_error = db_->lastError();
-  }
+  store::Statement* put = &statements_->put;
+  store::Statement* del = &statements_->del;
+  store::Statement* ev = &statements_->event;
   for (size_t i = 0; i < batch.size() && storage_error.empty(); ++i) {
     auto& w = batch[i];
     ObjectPtr cur = current(w);
@@ -361,13 +379,12 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
     int64_t keep_from = next - int64_t(options_.event_retention);
     if (keep_from > compacted_ + int64_t(options_.event_retention / 10 + 1)) {
       compact_to = keep_from;
-      auto c = store::Statement::prepare(*db_, "DELETE FROM events WHERE revision <= ?");
-      if (!c || !c->bind(1, compact_to).run()) {
+      if (!statements_->compact.bind(1, compact_to).run()) {
         storage_error = db_->lastError();
       }
     }
-    auto m = store::Statement::prepare(*db_, "UPDATE meta SET value = ? WHERE key = ?");
-    if (storage_error.empty() && (!m || !m->bind(1, next).bind(2, std::string_view("revision")).run())) {
+    store::Statement* m = &statements_->meta;
+    if (storage_error.empty() && !m->bind(1, next).bind(2, std::string_view("revision")).run()) {
       storage_error = db_->lastError();
     }
     if (storage_error.empty() && compact_to > 0 &&

@@ -169,7 +169,17 @@ class ObjectStore {
 
   std::filesystem::path path_;
   StoreOptions options_;
+  // The writer's statements, prepared once.
+  struct Statements {
+    static Result<std::unique_ptr<Statements>> prepare(store::Database& db);
+    store::Statement put;
+    store::Statement del;
+    store::Statement event;
+    store::Statement compact;
+    store::Statement meta;
+  };
   std::unique_ptr<store::Database> db_;  // writer thread only, after open()
+  std::unique_ptr<Statements> statements_;  // writer thread only; before db_ goes
 
   mutable std::shared_mutex mutex_;  // guards objects_, revision_, events_
   std::unordered_map<std::string, std::map<std::string, ObjectPtr>> objects_;
