@@ -3,27 +3,14 @@
 
 #include "hub/api/api_service.hpp"
 #include "tests/unit/hub/api_call.hpp"
-#include "tests/support/test_support.hpp"
 
 namespace kflex::hub {
 namespace {
 
 constexpr const char* kBase = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
 
-class ApiServiceTest : public ::testing::Test {
+class ApiServiceTest : public ApiFixture {
  protected:
-  void SetUp() override {
-    auto s = ObjectStore::open(dir_.path() / "hub.db", {});
-    ASSERT_TRUE(s);
-    store_ = std::move(s.value());
-    api_ = std::make_unique<ApiService>(*store_, registry_, clock_, ApiOptions{});
-  }
-
-  ApiResponse call(http::verb method, const std::string& target, const std::string& body = "",
-                   const std::string& content_type = "application/json", const std::string& accept = "") {
-    return test::callApi(*api_, method, target, body, content_type, accept);
-  }
-
   Json create(const std::string& name, const std::string& type = "k3s") {
     auto r = call(http::verb::post, kBase,
                   Json{{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
@@ -31,12 +18,6 @@ class ApiServiceTest : public ::testing::Test {
     EXPECT_EQ(r.status, 201u) << r.body;
     return Json::parse(r.body);
   }
-
-  test::TempDir dir_;
-  model::Registry registry_ = model::kflexRegistry();
-  FakeClock clock_{*parseTime("2026-01-01T00:00:00Z")};
-  std::unique_ptr<ObjectStore> store_;
-  std::unique_ptr<ApiService> api_;
 };
 
 TEST_F(ApiServiceTest, CreateSetsServerFieldsAndConflictsOnSecondCreate) {

@@ -4,7 +4,6 @@
 #include <thread>
 
 #include "hub/agents/placement.hpp"
-#include "tests/support/test_support.hpp"
 #include "tests/unit/hub/api_call.hpp"
 
 namespace kflex::hub {
@@ -14,13 +13,10 @@ constexpr const char* kGroup = "/apis/tenancy.kflex.kubestellar.org/v1alpha1";
 
 // The placement controller against a real store and API: its watch loop runs on a thread of its
 // own, requests come from the test's thread as they would from the server's.
-class PlacementTest : public ::testing::Test {
+class PlacementTest : public ApiFixture {
  protected:
   void SetUp() override {
-    auto s = ObjectStore::open(dir_.path() / "hub.db", {});
-    ASSERT_TRUE(s);
-    store_ = std::move(s.value());
-    api_ = std::make_unique<ApiService>(*store_, registry_, clock_, ApiOptions{});
+    ApiFixture::SetUp();
     placement_ = std::make_unique<PlacementController>(ioc_, *api_, *store_, registry_, clock_);
   }
   void TearDown() override {
@@ -36,10 +32,6 @@ class PlacementTest : public ::testing::Test {
     loop_ = std::thread([this] { ioc_.run(); });
   }
 
-  ApiResponse call(http::verb method, const std::string& target, const std::string& body = "",
-                   const std::string& content_type = "application/json") {
-    return test::callApi(*api_, method, target, body, content_type);
-  }
   Json get(const std::string& plural, const std::string& name) {
     auto r = call(http::verb::get, std::string(kGroup) + "/" + plural + "/" + name);
     return r.status == 200 ? Json::parse(r.body) : Json();
@@ -80,11 +72,6 @@ class PlacementTest : public ::testing::Test {
                               std::chrono::seconds(10), "placement admits creates"));
   }
 
-  test::TempDir dir_;
-  model::Registry registry_ = model::kflexRegistry();
-  FakeClock clock_{*parseTime("2026-01-01T00:00:00Z")};
-  std::unique_ptr<ObjectStore> store_;
-  std::unique_ptr<ApiService> api_;
   net::io_context ioc_;
   net::executor_work_guard<net::io_context::executor_type> work_ = net::make_work_guard(ioc_);
   std::unique_ptr<PlacementController> placement_;
