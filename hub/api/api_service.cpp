@@ -190,7 +190,11 @@ std::vector<FieldError> validateObject(const ResourceType& t, Json& obj, model::
   model::validateObjectMeta(obj["metadata"], t.namespaced, t.name_is_label, errors);
   Json metadata = std::move(obj["metadata"]);
   obj.erase("metadata");
-  model::validateAndDefault(t.schema, obj, "", unknown, errors, dropped);
+  if (t.compiled_schema) {
+    model::validateAndDefault(*t.compiled_schema, obj, "", unknown, errors, dropped);
+  } else {
+    model::validateAndDefault(t.schema, obj, "", unknown, errors, dropped);
+  }
   obj["metadata"] = std::move(metadata);
   if (t.validate) {
     t.validate(obj, errors);
@@ -205,13 +209,12 @@ std::vector<FieldError> validateObject(const ResourceType& t, Json& obj, model::
 // only status is checked against the schema; the kind's own rules still see the whole object.
 std::vector<FieldError> validateStatusWrite(const ResourceType& t, Json& obj, model::UnknownFields unknown,
                                             std::vector<std::string>& dropped) {
-  auto props = t.schema.find("properties");
-  const Json* schema = nullptr;
-  if (props != t.schema.end() && props->is_object()) {
-    if (auto it = props->find("status"); it != props->end()) {
-      schema = &*it;
-    }
+  std::optional<model::CompiledSchema> own;  // (a kind not from a registry)
+  const model::CompiledSchema* whole = t.compiled_schema.get();
+  if (whole == nullptr) {
+    whole = &own.emplace(t.schema);
   }
+  const model::CompiledSchema* schema = whole->property("status");
   if (schema == nullptr) {
     return validateObject(t, obj, unknown, dropped);
   }

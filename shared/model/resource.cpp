@@ -9,7 +9,10 @@
 
 namespace kflex::model {
 
-void Registry::add(ResourceType type) { types_.push_back(std::make_unique<ResourceType>(std::move(type))); }
+void Registry::add(ResourceType type) {
+  type.compiled_schema = std::make_shared<const CompiledSchema>(type.schema);
+  types_.push_back(std::make_unique<ResourceType>(std::move(type)));
+}
 
 const ResourceType* Registry::find(const std::string& group, const std::string& version,
                                    const std::string& plural) const {
@@ -101,9 +104,10 @@ void validateObjectMeta(const Json& meta, bool namespaced, bool name_is_label, s
     errors.push_back({"FieldValueTypeInvalid", "metadata", "Invalid value: metadata must be an object"});
     return;
   }
+  static const CompiledSchema kMetaSchema(objectMetaSchema());
   Json copy = meta;
   std::vector<std::string> dropped;
-  validateAndDefault(objectMetaSchema(), copy, "metadata", UnknownFields::Reject, errors, dropped);
+  validateAndDefault(kMetaSchema, copy, "metadata", UnknownFields::Reject, errors, dropped);
   std::string name = meta.value("name", "");
   if (name.empty()) {
     errors.push_back({"FieldValueRequired", "metadata.name", "Required value: name or generateName is required"});

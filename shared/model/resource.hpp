@@ -35,6 +35,8 @@ struct ResourceType {
   bool has_status = true;  ///< The status subresource exists.
   bool name_is_label = true;  ///< Names must be DNS-1123 labels (else DNS-1123 subdomains).
   Json schema;             ///< OpenAPI v3 schema of the whole object.
+  /// `schema` prepared for validation; set by Registry::add.
+  std::shared_ptr<const CompiledSchema> compiled_schema;
   std::vector<PrinterColumn> columns;
   /// Rules beyond the schema (name format, cross-field checks). Appends to errors.
   std::function<void(const Json& obj, std::vector<FieldError>& errors)> validate;

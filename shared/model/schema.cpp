@@ -80,20 +80,9 @@ struct PathRef {
   }
 };
 
-const std::string& stringOr(const Json& schema, const char* key) {
-  static const std::string kEmpty;
-  auto it = schema.find(key);
-  return it != schema.end() && it->is_string() ? it->get_ref<const std::string&>() : kEmpty;
-}
-
-bool flag(const Json& schema, const char* key) {
-  auto it = schema.find(key);
-  return it != schema.end() && it->is_boolean() && it->get<bool>();
-}
-
-void walk(const Json& schema, Json& value, const PathRef& at, UnknownFields unknown, std::vector<FieldError>& errors,
-          std::vector<std::string>& dropped) {
-  const std::string& type = stringOr(schema, "type");
+void walk(const CompiledSchema& schema, Json& value, const PathRef& at, UnknownFields unknown,
+          std::vector<FieldError>& errors, std::vector<std::string>& dropped) {
+  const std::string& type = schema.type;
   if (!type.empty() && !typeMatches(type, value)) {
     errors.push_back({"FieldValueTypeInvalid", at.str(),
                       "Invalid value: \"" + jsonTypeName(value) + "\": " + at.str() + " in body must be of type " +
@@ -103,9 +92,9 @@ void walk(const Json& schema, Json& value, const PathRef& at, UnknownFields unkn
   if (type == "integer" && value.is_number_float()) {
     value = static_cast<int64_t>(value.get<double>());
   }
-  if (auto e = schema.find("enum"); e != schema.end()) {
+  if (schema.has_enum) {
     bool found = false;
-    for (const auto& allowed : *e) {
+    for (const auto& allowed : schema.enum_values) {
       if (allowed == value) {
         found = true;
         break;
@@ -113,7 +102,7 @@ void walk(const Json& schema, Json& value, const PathRef& at, UnknownFields unkn
     }
     if (!found) {
       std::string list;
-      for (const auto& allowed : *e) {
+      for (const auto& allowed : schema.enum_values) {
         list += (list.empty() ? "" : ", ") + allowed.dump();
       }
       errors.push_back({"FieldValueNotSupported", at.str(),
@@ -121,27 +110,23 @@ void walk(const Json& schema, Json& value, const PathRef& at, UnknownFields unkn
     }
   }
   if (value.is_string()) {
-    if (auto m = schema.find("maxLength"); m != schema.end() &&
-                                           value.get<std::string>().size() > m->get<size_t>()) {
+    if (schema.max_length && value.get_ref<const std::string&>().size() > *schema.max_length) {
       errors.push_back({"FieldValueTooLong", at.str(),
-                        "Too long: may not be longer than " + std::to_string(m->get<size_t>())});
+                        "Too long: may not be longer than " + std::to_string(*schema.max_length)});
     }
-    if (stringOr(schema, "format") == "date-time" && value.get<std::string>().size() < 20) {
+    if (schema.date_time && value.get_ref<const std::string&>().size() < 20) {
       errors.push_back({"FieldValueInvalid", at.str(),
                         "Invalid value: " + describeValue(value) + ": " + at.str() +
                             " in body must be of type date-time"});
     }
   }
-  if (value.is_number()) {
-    if (auto m = schema.find("minimum"); m != schema.end() && value.get<double>() < m->get<double>()) {
-      errors.push_back({"FieldValueInvalid", at.str(),
-                        "Invalid value: " + value.dump() + ": " + at.str() + " in body should be greater than or equal to " +
-                            m->dump()});
-    }
+  if (value.is_number() && schema.minimum && value.get<double>() < schema.minimum->get<double>()) {
+    errors.push_back({"FieldValueInvalid", at.str(),
+                      "Invalid value: " + value.dump() + ": " + at.str() + " in body should be greater than or equal to " +
+                          schema.minimum->dump()});
   }
-  bool preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
   if (value.is_object()) {
-    if (flag(schema, "x-kubernetes-embedded-resource")) {
+    if (schema.embedded_resource) {
       for (const char* key : {"apiVersion", "kind"}) {
         auto it = value.find(key);
         if (it == value.end() || !it->is_string() || it->get<std::string>().empty()) {
@@ -152,10 +137,6 @@ void walk(const Json& schema, Json& value, const PathRef& at, UnknownFields unkn
         errors.push_back({"FieldValueTypeInvalid", join(at.str(), "metadata"), "Invalid value: metadata must be an object"});
       }
     }
-    auto props_it = schema.find("properties");
-    auto additional_it = schema.find("additionalProperties");
-    const Json* props = props_it != schema.end() ? &*props_it : nullptr;
-    const Json* additional = additional_it != schema.end() ? &*additional_it : nullptr;
     std::vector<std::string> to_drop;
     for (auto it = value.begin(); it != value.end(); ++it) {
       PathRef child{&at, nullptr, &it.key()};
@@ -163,12 +144,11 @@ void walk(const Json& schema, Json& value, const PathRef& at, UnknownFields unkn
         to_drop.push_back(it.key());
         continue;
       }
-      auto prop = props != nullptr ? props->find(it.key()) : Json::const_iterator{};
-      if (props != nullptr && prop != props->end()) {
+      if (const CompiledSchema* prop = schema.property(it.key())) {
         walk(*prop, it.value(), child, unknown, errors, dropped);
-      } else if (additional != nullptr && additional->is_object()) {
-        walk(*additional, it.value(), child, unknown, errors, dropped);
-      } else if (!preserve && (props != nullptr || additional != nullptr || type == "object")) {
+      } else if (schema.additional) {
+        walk(*schema.additional, it.value(), child, unknown, errors, dropped);
+      } else if (!schema.preserve_unknown && (schema.has_properties || schema.has_additional || type == "object")) {
         if (unknown == UnknownFields::Reject) {
           errors.push_back({"FieldValueInvalid", child.str(), "Invalid value: " + Json(it.key()).dump() +
                                                                   ": field not declared in schema"});
@@ -181,34 +161,91 @@ void walk(const Json& schema, Json& value, const PathRef& at, UnknownFields unkn
     for (const auto& key : to_drop) {
       value.erase(key);
     }
-    if (props != nullptr) {
-      for (auto it = props->begin(); it != props->end(); ++it) {
-        if (!value.contains(it.key()) && it.value().contains("default")) {
-          value[it.key()] = it.value()["default"];
-        }
+    for (const auto& [key, def] : schema.defaults) {
+      if (!value.contains(key)) {
+        value[key] = def;
       }
     }
-    if (auto req = schema.find("required"); req != schema.end()) {
-      for (const auto& r : *req) {
-        if (!value.contains(r.get<std::string>())) {
-          errors.push_back({"FieldValueRequired", join(at.str(), r.get<std::string>()), "Required value"});
-        }
+    for (const auto& r : schema.required) {
+      if (!value.contains(r)) {
+        errors.push_back({"FieldValueRequired", join(at.str(), r), "Required value"});
       }
     }
-  } else if (value.is_array()) {
-    if (auto items = schema.find("items"); items != schema.end()) {
-      for (size_t i = 0; i < value.size(); ++i) {
-        walk(*items, value[i], PathRef{&at, nullptr, nullptr, i}, unknown, errors, dropped);
-      }
+  } else if (value.is_array() && schema.items) {
+    for (size_t i = 0; i < value.size(); ++i) {
+      walk(*schema.items, value[i], PathRef{&at, nullptr, nullptr, i}, unknown, errors, dropped);
     }
   }
 }
 
 }  // namespace
 
-void validateAndDefault(const Json& schema, Json& value, const std::string& path, UnknownFields unknown,
+CompiledSchema::CompiledSchema(const Json& schema) {
+  if (!schema.is_object()) {
+    return;
+  }
+  if (auto it = schema.find("type"); it != schema.end() && it->is_string()) {
+    type = it->get<std::string>();
+  }
+  if (auto it = schema.find("enum"); it != schema.end()) {
+    has_enum = true;
+    for (const auto& v : *it) {
+      enum_values.push_back(v);
+    }
+  }
+  if (auto it = schema.find("maxLength"); it != schema.end() && it->is_number()) {
+    max_length = it->get<size_t>();
+  }
+  if (auto it = schema.find("format"); it != schema.end() && it->is_string()) {
+    date_time = it->get<std::string>() == "date-time";
+  }
+  if (auto it = schema.find("minimum"); it != schema.end() && it->is_number()) {
+    minimum = *it;
+  }
+  auto flag = [&schema](const char* key) {
+    auto it = schema.find(key);
+    return it != schema.end() && it->is_boolean() && it->get<bool>();
+  };
+  preserve_unknown = flag("x-kubernetes-preserve-unknown-fields");
+  embedded_resource = flag("x-kubernetes-embedded-resource");
+  if (auto it = schema.find("properties"); it != schema.end()) {
+    has_properties = true;
+    for (auto p = it->begin(); it->is_object() && p != it->end(); ++p) {
+      properties.emplace(p.key(), std::make_unique<CompiledSchema>(p.value()));
+      if (p.value().is_object() && p.value().contains("default")) {
+        defaults.emplace_back(p.key(), p.value()["default"]);
+      }
+    }
+  }
+  if (auto it = schema.find("additionalProperties"); it != schema.end()) {
+    has_additional = true;
+    if (it->is_object()) {
+      additional = std::make_unique<CompiledSchema>(*it);
+    }
+  }
+  if (auto it = schema.find("items"); it != schema.end()) {
+    items = std::make_unique<CompiledSchema>(*it);
+  }
+  if (auto it = schema.find("required"); it != schema.end()) {
+    for (const auto& r : *it) {
+      required.push_back(r.get<std::string>());
+    }
+  }
+}
+
+const CompiledSchema* CompiledSchema::property(const std::string& name) const {
+  auto it = properties.find(name);
+  return it == properties.end() ? nullptr : it->second.get();
+}
+
+void validateAndDefault(const CompiledSchema& schema, Json& value, const std::string& path, UnknownFields unknown,
                         std::vector<FieldError>& errors, std::vector<std::string>& dropped) {
   walk(schema, value, PathRef{nullptr, &path}, unknown, errors, dropped);
+}
+
+void validateAndDefault(const Json& schema, Json& value, const std::string& path, UnknownFields unknown,
+                        std::vector<FieldError>& errors, std::vector<std::string>& dropped) {
+  validateAndDefault(CompiledSchema(schema), value, path, unknown, errors, dropped);
 }
 
 }  // namespace kflex::model
