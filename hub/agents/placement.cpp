@@ -394,13 +394,16 @@ bool recordChoice(Json& status, const std::string& agent, const std::string& why
 }  // namespace
 
 uint64_t PlacementController::admit(Json& object, bool dry_run) {
-  const Json& meta = object["metadata"];
-  const Json& spec = object["spec"];
-  std::string name = meta.value("name", "");
-  std::string type = spec.is_object() ? spec.value("type", "") : "";
+  auto meta = object.find("metadata");
+  auto spec = object.find("spec");
+  if (meta == object.end() || !meta->is_object() || spec == object.end() || !spec->is_object()) {
+    return 0;
+  }
+  std::string name = meta->value("name", "");
+  std::string type = spec->value("type", "");
   std::string wanted;
   std::string selector;
-  if (auto a = meta.find("annotations"); a != meta.end() && a->is_object()) {
+  if (auto a = meta->find("annotations"); a != meta->end() && a->is_object()) {
     wanted = a->value(model::kAgentAnnotation, "");
     selector = a->value(model::kAgentSelectorAnnotation, "");
   }
@@ -446,7 +449,8 @@ net::awaitable<void> PlacementController::recordDecisions(std::shared_ptr<Placem
     unsigned st = 500;
     try {
       st = co_await api_.changeStatus(cps_, d.control_plane, [&](Json& obj) {
-        if (!obj["status"].value("agent", "").empty()) {
+        const Json& status = obj["status"];
+        if (status.is_object() && !status.value("agent", "").empty()) {
           return false;  // placed meanwhile
         }
         return recordChoice(obj["status"], chosen, why, now);

@@ -138,6 +138,24 @@ TEST_F(PlacementTest, AnUnschedulableCreateIsPlacedWhenAnAgentComes) {
   EXPECT_EQ(scheduled(get("controlplanes", "cp-1")), "True/Scheduled");
 }
 
+// A control plane created by server-side apply (no admission) is placed by the controller's pass.
+TEST_F(PlacementTest, AnAppliedControlPlaneIsPlacedByThePass) {
+  agent("edge-1", 2);
+  start();
+  waitUntilAdmitting();
+  auto r = call(http::verb::patch, std::string(kGroup) + "/controlplanes/cp-applied?fieldManager=kubectl",
+                "apiVersion: tenancy.kflex.kubestellar.org/v1alpha1\nkind: ControlPlane\nmetadata:\n  name: cp-applied\n"
+                "spec:\n  type: k3s\n",
+                "application/apply-patch+yaml");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_FALSE(Json::parse(r.body).contains("status"));
+  EXPECT_TRUE(test::waitFor([&] { return agentOf(get("controlplanes", "cp-applied")) == "edge-1"; },
+                            std::chrono::seconds(10), "cp-applied placed on edge-1"));
+  // Its room is counted: one more fits, the next does not.
+  EXPECT_EQ(agentOf(Json::parse(create("cp-2").body)), "edge-1");
+  EXPECT_EQ(scheduled(Json::parse(create("cp-3").body)), "False/Unschedulable");
+}
+
 // Admission's in-flight bookkeeping: a decision whose create was not stored gives its room back,
 // one that was stored holds it until its event arrives.
 TEST_F(PlacementTest, AnAdmittedCreateThatFailsGivesItsRoomBack) {
