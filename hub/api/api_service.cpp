@@ -190,11 +190,7 @@ std::vector<FieldError> validateObject(const ResourceType& t, Json& obj, model::
   model::validateObjectMeta(obj["metadata"], t.namespaced, t.name_is_label, errors);
   Json metadata = std::move(obj["metadata"]);
   obj.erase("metadata");
-  if (t.compiled_schema) {
-    model::validateAndDefault(*t.compiled_schema, obj, "", unknown, errors, dropped);
-  } else {
-    model::validateAndDefault(t.schema, obj, "", unknown, errors, dropped);
-  }
+  model::validateAndDefault(*t.compiled_schema, obj, "", unknown, errors, dropped);  // (every kind is registered)
   obj["metadata"] = std::move(metadata);
   if (t.validate) {
     t.validate(obj, errors);
@@ -209,12 +205,7 @@ std::vector<FieldError> validateObject(const ResourceType& t, Json& obj, model::
 // only status is checked against the schema; the kind's own rules still see the whole object.
 std::vector<FieldError> validateStatusWrite(const ResourceType& t, Json& obj, model::UnknownFields unknown,
                                             std::vector<std::string>& dropped) {
-  std::optional<model::CompiledSchema> own;  // (a kind not from a registry)
-  const model::CompiledSchema* whole = t.compiled_schema.get();
-  if (whole == nullptr) {
-    whole = &own.emplace(t.schema);
-  }
-  const model::CompiledSchema* schema = whole->property("status");
+  const model::CompiledSchema* schema = t.compiled_schema->property("status");
   if (schema == nullptr) {
     return validateObject(t, obj, unknown, dropped);
   }
