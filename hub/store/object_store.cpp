@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/store/object_store.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 
 #include "shared/common/json_write.hpp"
@@ -13,8 +19,11 @@ namespace {
 
 // 1: objects in a WITHOUT ROWID table. 2: objects in a rowid table with a unique key index (a
 // stored object, about 1.4 KB, is larger than a WITHOUT ROWID row keeps in its page: each one
-// spilled into an overflow page of its own, 4 KB more to write per version).
-constexpr int kSchemaVersion = 2;
+// spilled into an overflow page of its own, 4 KB more to write per version). 3: each version's
+// body is stored once, in its event row; an object row names the revision of its current version
+// (before, the body was written twice: to the object row and to the event row). Compaction keeps
+// the events that hold current versions.
+constexpr int kSchemaVersion = 3;
 
 std::map<std::string, std::string> labelsOf(const Json& obj) {
   std::map<std::string, std::string> out;
@@ -77,11 +86,12 @@ const std::string& revisionPlaceholder() {
 
 Result<std::unique_ptr<ObjectStore::Statements>> ObjectStore::Statements::prepare(store::Database& db) {
   auto put = store::Statement::prepare(db,
-      "INSERT INTO objects (resource, name, revision, body) VALUES (?, ?, ?, ?) "
-      "ON CONFLICT (resource, name) DO UPDATE SET revision = excluded.revision, body = excluded.body");
+      "INSERT INTO objects (resource, name, revision) VALUES (?, ?, ?) "
+      "ON CONFLICT (resource, name) DO UPDATE SET revision = excluded.revision");
   auto del = store::Statement::prepare(db, "DELETE FROM objects WHERE resource = ? AND name = ?");
   auto event = store::Statement::prepare(db, "INSERT INTO events VALUES (?, ?, ?, ?, ?)");
-  auto compact = store::Statement::prepare(db, "DELETE FROM events WHERE revision <= ?");
+  auto compact = store::Statement::prepare(db,
+      "DELETE FROM events WHERE revision <= ?1 AND revision NOT IN (SELECT revision FROM objects)");
   auto meta = store::Statement::prepare(db, "UPDATE meta SET value = ? WHERE key = ?");
   for (auto* r : {&put, &del, &event, &compact, &meta}) {
     if (!*r) {
@@ -130,6 +140,22 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::filesystem::pa
     return statements.error();
   }
   s->statements_ = std::move(statements.value());
+  // Commits write the log without waiting for the disk (synchronous=NORMAL: SQLite still syncs
+  // around every checkpoint and when the log is reused); the syncer's fdatasync of the log makes
+  // each group durable before anyone hears of it, which is synchronous=FULL's guarantee with the
+  // wait moved off the writer.
+  if (auto r = s->db_->exec("PRAGMA synchronous=NORMAL"); !r) {
+    return r.error();
+  }
+  std::string wal = db_path.string() + "-wal";
+  s->wal_fd_ = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
+  if (s->wal_fd_ < 0) {
+    return fail(wal + ": cannot open the write-ahead log: " + std::strerror(errno));
+  }
+  s->committed_ = s->revision_;
+  s->disk_compacted_ = s->compacted_;
+  s->published_ = s->revision_;
+  s->syncer_ = std::thread([p = s.get()] { p->syncLoop(); });
   s->writer_ = std::thread([p = s.get()] { p->writerLoop(); });
   return s;
 }
@@ -157,18 +183,18 @@ Result<void> ObjectStore::migrate() {
     return run(R"(
       BEGIN;
       CREATE TABLE objects (id INTEGER PRIMARY KEY, resource TEXT NOT NULL, name TEXT NOT NULL,
-                            revision INTEGER NOT NULL, body BLOB NOT NULL);
+                            revision INTEGER NOT NULL);
       CREATE UNIQUE INDEX objects_key ON objects (resource, name);
       CREATE TABLE events (revision INTEGER PRIMARY KEY, type INTEGER NOT NULL, resource TEXT NOT NULL,
                            name TEXT NOT NULL, body BLOB NOT NULL);
       CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
       INSERT INTO meta VALUES ('revision', 0), ('compacted', 0);
-      PRAGMA user_version = 2;
+      PRAGMA user_version = 3;
       COMMIT;)");
   }
   if (version.value() < 2) {
     log::info("migrating the store to schema version 2", {{"file", path_.string()}});
-    return run(R"(
+    auto r = run(R"(
       BEGIN;
       CREATE TABLE objects_v2 (id INTEGER PRIMARY KEY, resource TEXT NOT NULL, name TEXT NOT NULL,
                                revision INTEGER NOT NULL, body BLOB NOT NULL);
@@ -177,6 +203,26 @@ Result<void> ObjectStore::migrate() {
       ALTER TABLE objects_v2 RENAME TO objects;
       CREATE UNIQUE INDEX objects_key ON objects (resource, name);
       PRAGMA user_version = 2;
+      COMMIT;)");
+    if (!r) {
+      return r.error();
+    }
+  }
+  if (version.value() < 3) {
+    // A current version whose event was compacted away gets its event row back (its type does not
+    // matter: events at or below the compacted revision are never replayed).
+    log::info("migrating the store to schema version 3", {{"file", path_.string()}});
+    return run(R"(
+      BEGIN;
+      INSERT OR IGNORE INTO events (revision, type, resource, name, body)
+        SELECT revision, 1, resource, name, body FROM objects;
+      CREATE TABLE objects_v3 (id INTEGER PRIMARY KEY, resource TEXT NOT NULL, name TEXT NOT NULL,
+                               revision INTEGER NOT NULL);
+      INSERT INTO objects_v3 (resource, name, revision) SELECT resource, name, revision FROM objects;
+      DROP TABLE objects;
+      ALTER TABLE objects_v3 RENAME TO objects;
+      CREATE UNIQUE INDEX objects_key ON objects (resource, name);
+      PRAGMA user_version = 3;
       COMMIT;)");
   }
   return {};
@@ -202,7 +248,19 @@ Result<void> ObjectStore::load() {
       compacted_ = meta->columnInt(1);
     }
   }
-  auto objs = store::Statement::prepare(*db_, "SELECT resource, name, revision, body FROM objects");
+  // The newest event is never compacted, so it carries the store revision; the meta row is
+  // written only when events are compacted.
+  auto newest = store::Statement::prepare(*db_, "SELECT coalesce(max(revision), 0) FROM events");
+  if (!newest) {
+    return newest.error();
+  }
+  if (auto row = newest->step(); !row) {
+    return row.error();
+  }
+  revision_ = std::max(revision_, newest->columnInt(0));
+  auto objs = store::Statement::prepare(*db_,
+      "SELECT o.resource, o.name, o.revision, e.body, e.revision IS NULL FROM objects o "
+      "LEFT JOIN events e ON e.revision = o.revision");
   if (!objs) {
     return objs.error();
   }
@@ -214,6 +272,11 @@ Result<void> ObjectStore::load() {
     }
     if (!row.value()) {
       break;
+    }
+    if (objs->columnInt(4) != 0) {
+      return fail(path_.string() + ": the stored object " + objs->columnText(0) + " " + objs->columnText(1) +
+                  " has no body (revision " + std::to_string(objs->columnInt(2)) +
+                  "); the file is damaged: restore a backup");
     }
     auto rec = makeRecord(objs->columnText(0), objs->columnText(1), objs->columnInt(2), objs->columnText(3));
     by_key[rec->resource + "\n" + rec->name] = rec;
@@ -274,32 +337,47 @@ void ObjectStore::writerLoop() {
       std::unique_lock lock(queue_mutex_);
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) {
-        return;
+        break;
       }
       while (!queue_.empty() && batch.size() < options_.max_batch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
-    commitBatch(batch);
+    Committed group = commitBatch(batch);
     batch.clear();
+    std::lock_guard lock(sync_mutex_);
+    committed_groups_.push_back(std::move(group));
+    sync_cv_.notify_one();
   }
+  std::lock_guard lock(sync_mutex_);
+  writer_done_ = true;
+  sync_cv_.notify_one();
 }
 
-void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
-  struct Outcome {
-    WriteResult result;
-    EventPtr event;
-  };
-  std::vector<Outcome> outcomes(batch.size());
+ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
+  Committed group;
+  group.results.resize(batch.size());
+  group.done.reserve(batch.size());
+  for (auto& w : batch) {
+    group.done.push_back(std::move(w.done));
+  }
+  // Forget what memory shows by now.
+  if (int64_t published = published_.load(std::memory_order_acquire); published > pruned_at_) {
+    std::erase_if(unsynced_, [published](const auto& kv) { return kv.second.revision <= published; });
+    pruned_at_ = published;
+  }
   std::unordered_map<std::string, ObjectPtr> staged;  // key -> new version (nullptr: deleted)
-  int64_t next = revision();
+  int64_t next = committed_;
   std::string storage_error;
 
   auto current = [&](const PendingWrite& w) -> ObjectPtr {
-    auto it = staged.find(w.resource + "\n" + w.name);
-    if (it != staged.end()) {
+    std::string key = w.resource + "\n" + w.name;
+    if (auto it = staged.find(key); it != staged.end()) {
       return it->second;
+    }
+    if (auto it = unsynced_.find(key); it != unsynced_.end()) {
+      return it->second.object;
     }
     return get(w.resource, w.name);
   };
@@ -313,6 +391,7 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
   store::Statement* put = &statements_->put;
   store::Statement* del = &statements_->del;
   store::Statement* ev = &statements_->event;
+  std::vector<EventPtr> events;
   for (size_t i = 0; i < batch.size() && storage_error.empty(); ++i) {
     auto& w = batch[i];
     ObjectPtr cur = current(w);
@@ -325,7 +404,7 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
       d.reason = "InternalError";
       d.message = std::string("internal error: ") + e.what();
     }
-    auto& out = outcomes[i].result;
+    auto& out = group.results[i];
     if (d.kind == Decision::Kind::Fail) {
       out.decision = std::move(d);
       continue;
@@ -350,7 +429,7 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
       event->type = cur ? EventType::Modified : EventType::Added;
       event->object = rec;
       staged[w.resource + "\n" + w.name] = rec;
-      if (!put->bind(1, w.resource).bind(2, w.name).bind(3, next).bindBlob(4, rec->bytes).run()) {
+      if (!put->bind(1, w.resource).bind(2, w.name).bind(3, next).run()) {
         storage_error = db_->lastError();
       }
     } else {
@@ -371,24 +450,23 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
     }
     out.decision = std::move(d);
     out.object = event->object;
-    outcomes[i].event = std::move(event);
+    events.push_back(std::move(event));
   }
-  int64_t compact_to = 0;
-  if (storage_error.empty() && next > revision()) {
+  if (storage_error.empty() && next > committed_) {
     // Compact in steps so the delete is amortised over many writes.
     int64_t keep_from = next - int64_t(options_.event_retention);
-    if (keep_from > compacted_ + int64_t(options_.event_retention / 10 + 1)) {
-      compact_to = keep_from;
-      if (!statements_->compact.bind(1, compact_to).run()) {
+    if (keep_from > disk_compacted_ + int64_t(options_.event_retention / 10 + 1)) {
+      group.compact_to = keep_from;
+      if (!statements_->compact.bind(1, group.compact_to).run()) {
         storage_error = db_->lastError();
       }
     }
+    // The meta row (a page of its own) is written only with a compaction; otherwise the newest
+    // event tells the revision at load.
     store::Statement* m = &statements_->meta;
-    if (storage_error.empty() && !m->bind(1, next).bind(2, std::string_view("revision")).run()) {
-      storage_error = db_->lastError();
-    }
-    if (storage_error.empty() && compact_to > 0 &&
-        !m->bind(1, compact_to).bind(2, std::string_view("compacted")).run()) {
+    if (storage_error.empty() && group.compact_to > 0 &&
+        (!m->bind(1, next).bind(2, std::string_view("revision")).run() ||
+         !m->bind(1, group.compact_to).bind(2, std::string_view("compacted")).run())) {
       storage_error = db_->lastError();
     }
     if (storage_error.empty()) {
@@ -400,27 +478,66 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
   if (!storage_error.empty()) {
     // Nothing of this batch is stored (the transaction rolls back); fail every write of it.
     log::error("store write failed", {{"error", storage_error}, {"writes", std::to_string(batch.size())}});
-    for (auto& o : outcomes) {
-      o.event.reset();
-      o.result = WriteResult{};
-      o.result.decision.kind = Decision::Kind::Fail;
-      o.result.decision.status = 500;
-      o.result.decision.reason = "InternalError";
-      o.result.decision.message = "the write was not stored: " + storage_error;
+    for (auto& r : group.results) {
+      r = WriteResult{};
+      r.decision.kind = Decision::Kind::Fail;
+      r.decision.status = 500;
+      r.decision.reason = "InternalError";
+      r.decision.message = "the write was not stored: " + storage_error;
     }
+    group.compact_to = 0;
     txn.reset();  // rolls back
-  } else {
-    std::vector<EventPtr> events;
-    for (auto& o : outcomes) {
-      if (o.event) {
-        events.push_back(o.event);
-      }
+    return group;
+  }
+  if (next > committed_) {
+    for (auto& [key, obj] : staged) {
+      unsynced_[key] = Unsynced{std::move(obj), next};
     }
-    if (!events.empty()) {
-      std::lock_guard wlock(watch_mutex_);
-      {
-        std::unique_lock lock(mutex_);
-        for (const auto& e : events) {
+    committed_ = next;
+    group.revision = next;
+    group.events = std::move(events);
+    disk_compacted_ = std::max(disk_compacted_, group.compact_to);
+  }
+  return group;
+}
+
+void ObjectStore::syncLoop() {
+  std::deque<Committed> groups;
+  while (true) {
+    {
+      std::unique_lock lock(sync_mutex_);
+      sync_cv_.wait(lock, [&] { return writer_done_ || !committed_groups_.empty(); });
+      if (committed_groups_.empty()) {
+        return;  // the writer is done and everything is answered
+      }
+      groups.swap(committed_groups_);
+    }
+    // Groups that stored nothing need no sync, but an earlier one they read from may; those are
+    // in this same take, ahead of them, or already synced.
+    bool stored = std::any_of(groups.begin(), groups.end(), [](const Committed& g) { return g.revision > 0; });
+    if (stored && ::fdatasync(wal_fd_) != 0) {
+      // After a failed sync the kernel may have dropped the pages: what SQLite holds is no longer
+      // known to be on disk. Stop, so a restart reads back what actually is (as PostgreSQL does).
+      log::error("cannot make the store's write-ahead log durable; stopping so a restart reloads what is on disk",
+                 {{"file", path_.string() + "-wal"}, {"error", std::strerror(errno)}});
+      std::_Exit(EXIT_FAILURE);
+    }
+    apply(groups);
+    groups.clear();
+  }
+}
+
+void ObjectStore::apply(std::deque<Committed>& groups) {
+  {
+    std::lock_guard wlock(watch_mutex_);
+    std::vector<EventPtr> events;
+    {
+      std::unique_lock lock(mutex_);
+      for (auto& g : groups) {
+        if (g.revision == 0) {
+          continue;
+        }
+        for (const auto& e : g.events) {
           auto& bucket = objects_[e->object->resource];
           if (e->type == EventType::Deleted) {
             bucket.erase(e->object->name);
@@ -428,21 +545,25 @@ void ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
             bucket[e->object->name] = e->object;
           }
           events_.push_back(e);
+          events.push_back(e);
         }
-        revision_ = next;
-        while (events_.size() > options_.event_retention) {
-          compacted_ = std::max(compacted_, events_.front()->revision);
-          events_.pop_front();
-        }
-        if (compact_to > compacted_) {
-          compacted_ = compact_to;
-        }
+        revision_ = g.revision;
+        compacted_ = std::max(compacted_, g.compact_to);
       }
+      while (events_.size() > options_.event_retention) {
+        compacted_ = std::max(compacted_, events_.front()->revision);
+        events_.pop_front();
+      }
+      published_.store(revision_, std::memory_order_release);
+    }
+    if (!events.empty()) {
       publish(events);
     }
   }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    batch[i].done(std::move(outcomes[i].result));
+  for (auto& g : groups) {
+    for (size_t i = 0; i < g.done.size(); ++i) {
+      g.done[i](std::move(g.results[i]));
+    }
   }
 }
 
@@ -589,6 +710,13 @@ void ObjectStore::stop() {
   }
   if (writer_.joinable()) {
     writer_.join();
+  }
+  if (syncer_.joinable()) {
+    syncer_.join();
+  }
+  if (wal_fd_ >= 0) {
+    ::close(wal_fd_);
+    wal_fd_ = -1;
   }
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -96,7 +97,10 @@ struct WatchSubscription {
 /**
  * The hub's object store: every object and an ordered event log in SQLite, one revision counter
  * for the whole store bumped by each write in the same transaction. Reads are served from memory.
- * Writes go through one writer thread that commits them in groups (group commit).
+ * Writes go through one writer thread that commits them in groups (group commit). A second thread
+ * makes each committed group durable (fdatasync of the write-ahead log) while the writer commits
+ * the next one; only then does the group reach memory, watchers and its requesters, so nothing
+ * anyone sees can be lost to a crash.
  * Thread safety: every public method may be called from any thread.
  */
 class ObjectStore {
@@ -161,8 +165,19 @@ class ObjectStore {
   };
   ObjectStore(std::filesystem::path path, StoreOptions options) : path_(std::move(path)), options_(options) {}
   void submit(std::string resource, std::string name, Mutation mutation, std::function<void(WriteResult)> done);
+  /// A group the writer has committed (or failed), waiting for the syncer.
+  struct Committed {
+    std::vector<std::function<void(WriteResult)>> done;
+    std::vector<WriteResult> results;
+    std::vector<EventPtr> events;
+    int64_t revision = 0;    ///< The store revision after this group; 0 when it stored nothing.
+    int64_t compact_to = 0;  ///< Events at or below this revision were deleted by this group.
+  };
   void writerLoop();
-  void commitBatch(std::vector<PendingWrite>& batch);
+  Committed commitBatch(std::vector<PendingWrite>& batch);
+  void syncLoop();
+  /// Applies durable groups to memory and the watchers, then answers their requesters.
+  void apply(std::deque<Committed>& groups);
   Result<void> migrate();
   Result<void> load();
   void publish(const std::vector<EventPtr>& events);
@@ -180,6 +195,19 @@ class ObjectStore {
   };
   std::unique_ptr<store::Database> db_;  // writer thread only, after open()
   std::unique_ptr<Statements> statements_;  // writer thread only; before db_ goes
+  int wal_fd_ = -1;  // the write-ahead log, for the syncer's fdatasync
+
+  // Writer thread only: what it has committed that memory does not show yet (key -> version,
+  // nullptr object when deleted), so the next group's mutations see it.
+  struct Unsynced {
+    ObjectPtr object;
+    int64_t revision = 0;
+  };
+  std::unordered_map<std::string, Unsynced> unsynced_;
+  int64_t committed_ = 0;        // the revision of the last committed group
+  int64_t disk_compacted_ = 0;   // events at or below this are deleted on disk
+  int64_t pruned_at_ = 0;        // unsynced_ holds nothing at or below this
+  std::atomic<int64_t> published_{0};  // memory shows every group up to this revision
 
   mutable std::shared_mutex mutex_;  // guards objects_, revision_, events_
   std::unordered_map<std::string, std::map<std::string, ObjectPtr>> objects_;
@@ -196,6 +224,12 @@ class ObjectStore {
   std::deque<PendingWrite> queue_;
   bool stopping_ = false;
   std::thread writer_;
+
+  std::mutex sync_mutex_;
+  std::condition_variable sync_cv_;
+  std::deque<Committed> committed_groups_;
+  bool writer_done_ = false;
+  std::thread syncer_;
 };
 
 }  // namespace kflex::hub
