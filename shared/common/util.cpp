@@ -2,6 +2,9 @@
 #include "shared/common/util.hpp"
 
 #include <array>
+#include <atomic>
+#include <cstdlib>
+#include <pthread.h>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -85,8 +88,32 @@ Result<std::string> base64Decode(std::string_view text) {
 }
 
 std::string newUuid() {
+  // Random bytes are fetched 512 at a time: RAND_bytes costs thousands of instructions a call
+  // whatever the size, and the hub makes a UUID for every object it creates. A forked child
+  // refills before its first use, so it never repeats its parent's bytes.
+  static std::atomic<unsigned> fork_generation{0};
+  static const bool hooked = [] {
+    return ::pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1, std::memory_order_relaxed); }) == 0;
+  }();
+  (void)hooked;
+  struct Pool {
+    std::array<unsigned char, 512> bytes{};
+    size_t used = sizeof(bytes);
+    unsigned generation = 0;
+  };
+  thread_local Pool pool;
+  unsigned generation = fork_generation.load(std::memory_order_relaxed);
+  if (pool.used + 16 > pool.bytes.size() || pool.generation != generation) {
+    if (RAND_bytes(pool.bytes.data(), int(pool.bytes.size())) != 1) {
+      std::abort();  // no secure randomness: nothing sensible can go on
+    }
+    pool.used = 0;
+    pool.generation = generation;
+  }
   std::array<unsigned char, 16> b{};
-  RAND_bytes(b.data(), int(b.size()));
+  std::memcpy(b.data(), pool.bytes.data() + pool.used, b.size());
+  std::memset(pool.bytes.data() + pool.used, 0, b.size());
+  pool.used += b.size();
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
   static constexpr char kHex[] = "0123456789abcdef";

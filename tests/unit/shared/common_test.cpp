@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
 
 #include "shared/common/json_pluck.hpp"
 #include "shared/common/json_write.hpp"
@@ -36,6 +40,31 @@ TEST(Util, UuidIsVersion4) {
   EXPECT_EQ(u.size(), 36u);
   EXPECT_EQ(u[14], '4');
   EXPECT_NE(u, newUuid());
+  std::set<std::string> seen;
+  for (int i = 0; i < 2000; ++i) {
+    std::string v = newUuid();
+    EXPECT_EQ(v[14], '4');
+    EXPECT_TRUE(std::string("89ab").find(v[19]) != std::string::npos) << v;
+    EXPECT_TRUE(seen.insert(v).second) << v;
+  }
+  // A forked child does not repeat the parent's next UUID (the random bytes are pooled).
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string c = newUuid();
+    (void)!::write(fds[1], c.data(), c.size());
+    ::_exit(0);
+  }
+  std::string mine = newUuid();
+  char buf[36];
+  ASSERT_EQ(::read(fds[0], buf, sizeof buf), ssize_t(sizeof buf));
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_NE(std::string(buf, sizeof buf), mine);
 }
 
 TEST(Util, WriteFileAtomicSetsMode) {
@@ -63,6 +92,20 @@ TEST(Time, FormatParseAndHumanDurations) {
   FakeClock clock(*t);
   clock.advance(std::chrono::seconds(10));
   EXPECT_EQ(formatTime(clock.now()), "2026-11-24T08:00:15Z");
+  // Milliseconds, leap days, the ends of days and years, and times before 1970.
+  auto at = [](std::time_t secs, int ms) {
+    return std::chrono::system_clock::from_time_t(secs) + std::chrono::milliseconds(ms);
+  };
+  EXPECT_EQ(formatTimeMillis(at(0, 7)), "1970-01-01T00:00:00.007Z");
+  EXPECT_EQ(formatTimeMillis(at(951782399, 999)), "2000-02-28T23:59:59.999Z");
+  EXPECT_EQ(formatTime(at(951782400, 0)), "2000-02-29T00:00:00Z");
+  EXPECT_EQ(formatTimeMillis(at(4102444799, 120)), "2099-12-31T23:59:59.120Z");
+  EXPECT_EQ(formatTime(at(-1, 0)), "1969-12-31T23:59:59Z");
+  EXPECT_EQ(formatTimeMillis(at(-1, 500)), "1969-12-31T23:59:59.500Z");
+  // Every second of a day and many days round-trip through parseTime.
+  for (std::time_t s = 1700000000; s < 1700000000 + 86400 * 400; s += 7919) {
+    EXPECT_EQ(std::chrono::system_clock::to_time_t(*parseTime(formatTime(at(s, 0)))), s);
+  }
 }
 
 TEST(Kubeconfig, MergeInlinesCredentialsAndKeepsOthers) {
