@@ -38,7 +38,7 @@ std::string objectJson(size_t i) {
       .dump();
 }
 
-// --- SQLite baselines: the same rows the hub writes (object row + event row), same durability.
+// --- SQLite baselines: the same rows the hub writes (object row + event row with the body), same durability.
 double sqliteBaseline(const fs::path& dir, size_t rows, size_t group) {
   fs::remove(dir / "baseline.db");
   fs::remove(dir / "baseline.db-wal");
