@@ -8,6 +8,7 @@
 
 #include "hub/api/managed_fields.hpp"
 #include "hub/api/openapi_proto.hpp"
+#include "shared/common/json_pluck.hpp"
 #include "shared/common/json_write.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -122,6 +123,9 @@ Result<Json> parseBody(const ApiRequest& req) {
   }
   bool yaml = req.content_type.find("yaml") != std::string::npos;
   if (!yaml) {
+    if (auto fast = parseJsonFast(req.body)) {
+      return std::move(*fast);
+    }
     Json j = Json::parse(req.body, nullptr, false);
     if (j.is_discarded()) {
       // Say where: re-parse with exceptions for the position.

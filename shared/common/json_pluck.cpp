@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shared/common/json_pluck.hpp"
 
+#include <cctype>
+#include <cmath>
+
 #include <simdjson.h>
 
 namespace kflex {
@@ -33,6 +36,104 @@ std::optional<std::vector<Plucked>> pluckJson(std::string_view json, const std::
     if (at.get_string().get(text) == simdjson::SUCCESS) {
       out[i].string = std::string(text);
     }
+  }
+  return out;
+}
+
+namespace {
+// False when `element` holds what nlohmann would read differently.
+bool convert(simdjson::dom::element element, nlohmann::json& out) {
+  using Type = simdjson::dom::element_type;
+  switch (element.type()) {
+    case Type::OBJECT: {
+      out = nlohmann::json::object();
+      auto& members = out.get_ref<nlohmann::json::object_t&>();
+      for (auto field : simdjson::dom::object(element)) {
+        nlohmann::json value;
+        if (!convert(field.value, value)) {
+          return false;
+        }
+        members.insert_or_assign(std::string(field.key), std::move(value));
+      }
+      return true;
+    }
+    case Type::ARRAY: {
+      out = nlohmann::json::array();
+      auto& items = out.get_ref<nlohmann::json::array_t&>();
+      simdjson::dom::array array(element);
+      items.reserve(array.size());
+      for (auto item : array) {
+        items.emplace_back();
+        if (!convert(item, items.back())) {
+          return false;
+        }
+      }
+      return true;
+    }
+    case Type::STRING:
+      out = std::string(std::string_view(element));
+      return true;
+    case Type::INT64: {
+      // nlohmann reads an integer without a sign as unsigned.
+      int64_t v = int64_t(element);
+      out = v >= 0 ? nlohmann::json(uint64_t(v)) : nlohmann::json(v);
+      return true;
+    }
+    case Type::UINT64:
+      out = uint64_t(element);
+      return true;
+    case Type::DOUBLE: {
+      double v = double(element);
+      if (v == 0 && std::signbit(v)) {
+        return false;  // "-0" is an integer 0 to nlohmann, "-0.0" a float: the tree cannot tell
+      }
+      out = v;
+      return true;
+    }
+    case Type::BOOL:
+      out = bool(element);
+      return true;
+    case Type::NULL_VALUE:
+      out = nullptr;
+      return true;
+  }
+  return false;
+}
+
+// An integer written "-0" (a number, not inside a word such as "cp-0"): nlohmann keeps it as a
+// signed integer, simdjson's tree as 0 without a sign. A string that merely holds ":-0" costs
+// only the slower parse.
+bool hasNegativeZeroInteger(std::string_view s) {
+  for (size_t at = s.find("-0"); at != std::string_view::npos; at = s.find("-0", at + 1)) {
+    size_t next = at + 2;
+    if (next < s.size() && (std::isdigit(static_cast<unsigned char>(s[next])) != 0 || s[next] == '.' ||
+                            s[next] == 'e' || s[next] == 'E')) {
+      continue;
+    }
+    size_t prev = at;
+    while (prev > 0 && std::isspace(static_cast<unsigned char>(s[prev - 1])) != 0) {
+      --prev;
+    }
+    if (prev == 0 || s[prev - 1] == ':' || s[prev - 1] == ',' || s[prev - 1] == '[') {
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+std::optional<nlohmann::json> parseJsonFast(std::string_view json, size_t limit) {
+  if (json.size() > limit || hasNegativeZeroInteger(json)) {
+    return std::nullopt;  // limit: the parser would keep buffers this large for good
+  }
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(json.data(), json.size(), true).get(doc) != simdjson::SUCCESS) {
+    return std::nullopt;
+  }
+  nlohmann::json out;
+  if (!convert(doc, out)) {
+    return std::nullopt;
   }
   return out;
 }

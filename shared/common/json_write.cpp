@@ -132,4 +132,31 @@ std::string dumpJson(const nlohmann::json& value) {
   return out;
 }
 
+namespace {
+void release(nlohmann::json& value, int depth) {
+  if (depth > 32) {
+    return;  // the destructor frees what is deeper, without recursion
+  }
+  if (value.is_object()) {
+    auto& members = value.get_ref<nlohmann::json::object_t&>();
+    for (auto& member : members) {
+      if (member.second.is_structured()) {
+        release(member.second, depth + 1);
+      }
+    }
+    members.clear();
+  } else if (value.is_array()) {
+    auto& items = value.get_ref<nlohmann::json::array_t&>();
+    for (auto& item : items) {
+      if (item.is_structured()) {
+        release(item, depth + 1);
+      }
+    }
+    items.clear();
+  }
+}
+}  // namespace
+
+void releaseJson(nlohmann::json& value) { release(value, 0); }
+
 }  // namespace kflex

@@ -198,6 +198,65 @@ TEST(DumpJson, WritesWhatNlohmannWrites) {
   }
 }
 
+// The same tree as nlohmann::json::parse, down to the number types, or nullopt (then the caller
+// uses nlohmann, which also words the error).
+void expectSameTree(const Json& a, const Json& b, const std::string& where) {
+  ASSERT_EQ(a.type(), b.type()) << where;
+  if (a.is_object()) {
+    ASSERT_EQ(a.size(), b.size()) << where;
+    for (auto it = a.begin(); it != a.end(); ++it) {
+      ASSERT_TRUE(b.contains(it.key())) << where << "/" << it.key();
+      expectSameTree(it.value(), b[it.key()], where + "/" + it.key());
+    }
+  } else if (a.is_array()) {
+    ASSERT_EQ(a.size(), b.size()) << where;
+    for (size_t i = 0; i < a.size(); ++i) {
+      expectSameTree(a[i], b[i], where + "/" + std::to_string(i));
+    }
+  } else {
+    EXPECT_EQ(a.dump(), b.dump()) << where;
+  }
+}
+
+TEST(ParseJsonFast, BuildsTheTreeNlohmannBuilds) {
+  for (std::string text : {
+           std::string(R"({"apiVersion":"tenancy.kflex.kubestellar.org/v1alpha1","kind":"ControlPlane",
+             "metadata":{"name":"cp-1","labels":{"a":"b"},"annotations":{"k\u00e9y":"v\\w \ud83d\ude00"}},
+             "spec":{"type":"k3s","n":31536000,"neg":-5,"big":18446744073709551615,"min":-9223372036854775808,
+               "f":0.1,"e":1e300,"one":1.0,"zero":0,"list":[1,-2,3.5,null,true,false,"x",[],{}]}})"),
+           std::string(R"({"dup":1,"dup":"last wins","z":{"dup":[1],"dup":{}}})"),
+           std::string(R"(["top-level array",1])"), std::string(R"("just a string")"), std::string("42"),
+           std::string("-7"), std::string("null"), std::string(" \t\n {} \n"),
+       }) {
+    Json slow = Json::parse(text, nullptr, false);
+    auto fast = parseJsonFast(text);
+    if (slow.is_discarded()) {
+      EXPECT_FALSE(fast) << text;
+      continue;
+    }
+    ASSERT_TRUE(fast) << text;
+    expectSameTree(slow, *fast, text);
+    EXPECT_EQ(dumpJson(*fast), slow.dump());
+  }
+  EXPECT_TRUE(parseJsonFast(R"({"a":{"b":[1,2,{"c":"d"}]}})"));
+  // What only nlohmann reads its way, and what is not JSON at all: left to nlohmann.
+  EXPECT_FALSE(parseJsonFast(R"({"n":-0})"));
+  EXPECT_FALSE(parseJsonFast(R"([1, -0 ])"));
+  EXPECT_FALSE(parseJsonFast(R"({"f":-0.0e0})"));
+  EXPECT_TRUE(parseJsonFast(R"({"name":"cp-0","n":-0.5,"m":-10})"));
+  EXPECT_FALSE(parseJsonFast(R"({"n":123456789012345678901234567890})"));
+  EXPECT_FALSE(parseJsonFast(R"({"a":1,})"));
+  EXPECT_FALSE(parseJsonFast(R"({"a":1} trailing)"));
+  EXPECT_FALSE(parseJsonFast("{\"bad\":\"\xff\"}"));
+  EXPECT_FALSE(parseJsonFast(R"({"a":1 // comment
+  })"));
+  EXPECT_FALSE(parseJsonFast(""));
+  // Over the limit: nlohmann (whose buffers do not stay behind).
+  EXPECT_FALSE(parseJsonFast(R"({"a":"0123456789"})", 8));
+  Json n = Json::parse(R"({"n":-0})");
+  EXPECT_TRUE(n["n"].is_number_integer());
+}
+
 TEST(DumpJson, InvalidUtf8ThrowsAsDumpDoes) {
   Json bad = {{"key", std::string("ok then \xff\xfe")}};
   EXPECT_THROW((void)bad.dump(), Json::type_error);
