@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 
 namespace kflex::hub {
 namespace {
@@ -199,19 +200,40 @@ void deepMerge(Json& target, const Json& patch) {
 }
 
 // fieldsV1 of every leaf of `v` (what leafFields and toFieldsV1 give together), built in one walk.
+// The fields of the object `v`, as a fieldsV1 tree, into `out`. `depth` is v's distance from the
+// object's top (0: the object itself); `in_metadata`: v is the object's metadata. Runs for every
+// create and update, so it walks without building paths, and appends in order (the keys come
+// sorted and "f:" keeps them so): every insertion lands at the end of the map.
+void fieldsV1Into(const Json& v, size_t depth, bool in_metadata, bool with_status, Json::object_t& out) {
+  static const std::set<std::string, std::less<>> kServer = {
+      "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
+      "deletionGracePeriodSeconds", "managedFields", "selfLink", "generateName"};
+  std::string key;
+  for (const auto& [name, child] : v.get_ref<const Json::object_t&>()) {
+    if (depth == 0 && (name == "apiVersion" || name == "kind" || (name == "status" && !with_status))) {
+      continue;
+    }
+    if (in_metadata && kServer.count(name) > 0) {
+      continue;
+    }
+    key.assign("f:").append(name);
+    if (!child.is_object() || child.empty()) {
+      out.emplace_hint(out.end(), key, Json::object());
+      continue;
+    }
+    Json sub = Json::object();
+    fieldsV1Into(child, depth + 1, depth == 0 && name == "metadata", with_status, sub.get_ref<Json::object_t&>());
+    if (!sub.empty()) {
+      out.emplace_hint(out.end(), key, std::move(sub));
+    }
+  }
+}
+
 Json fieldsV1Of(const Json& v, FieldPath& path, bool with_status) {
   Json out = Json::object();
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    path.push_back(it.key());
-    bool skip = isIdentity(path) || (path.size() == 1 && path[0] == "status" && !with_status);
-    if (!skip) {
-      const Json& child = it.value();
-      Json sub = child.is_object() && !child.empty() ? fieldsV1Of(child, path, with_status) : Json::object();
-      if (!(child.is_object() && !child.empty()) || !sub.empty()) {
-        out["f:" + it.key()] = std::move(sub);
-      }
-    }
-    path.pop_back();
+  if (v.is_object()) {
+    fieldsV1Into(v, path.size(), path.size() == 1 && path[0] == "metadata", with_status,
+                 out.get_ref<Json::object_t&>());
   }
   return out;
 }
