@@ -518,8 +518,9 @@ void ObjectStore::syncLoop() {
     if (stored && ::fdatasync(wal_fd_) != 0) {
       // After a failed sync the kernel may have dropped the pages: what SQLite holds is no longer
       // known to be on disk. Stop, so a restart reads back what actually is (as PostgreSQL does).
+      std::string error = std::strerror(errno);
       log::error("cannot make the store's write-ahead log durable; stopping so a restart reloads what is on disk",
-                 {{"file", path_.string() + "-wal"}, {"error", std::strerror(errno)}});
+                 {{"file", path_.string() + "-wal"}, {"error", error}});
       std::_Exit(EXIT_FAILURE);
     }
     apply(groups);

@@ -257,6 +257,39 @@ TEST(HubRobustness, FullDiskFailsTheWriteKeepsServingReads) {
   ::umount2(data.c_str(), MNT_DETACH);
 }
 
+// The disk starts failing under a running hub: the sync that would make a write durable fails.
+// The hub must not answer that write or show it to anyone; it stops (exit 1, naming the file),
+// and a restart serves everything acknowledged before.
+TEST(HubRobustness, AFailedSyncOfTheLogStopsTheHubBeforeAnswering) {
+  TempDir dir;
+  fs::path trigger = dir.path() / "disk-fails-now";
+  ::setenv("LD_PRELOAD", KFLEX_FAIL_SYNC_LIB, 1);
+  ::setenv("KFLEX_TEST_FAIL_SYNC_TRIGGER", trigger.c_str(), 1);
+  auto hub = std::make_unique<HubProcess>(dir.path() / "data");
+  ::unsetenv("LD_PRELOAD");
+  ::unsetenv("KFLEX_TEST_FAIL_SYNC_TRIGGER");
+  ASSERT_TRUE(hub->ok()) << hub->log();
+  {
+    auto c = client(hub->kubeconfig());
+    auto kept = c->request(http::verb::post, kBase, cpJson("kept"));
+    ASSERT_TRUE(kept);
+    ASSERT_EQ(kept->status, 201u) << kept->body;
+    std::ofstream(trigger) << "now";
+    auto lost = c->request(http::verb::post, kBase, cpJson("unanswered"));
+    EXPECT_TRUE(!lost || lost->status != 201u) << "a write was acknowledged although its sync failed";
+  }
+  EXPECT_EQ(hub->process().wait(std::chrono::seconds(10)), 1);
+  EXPECT_NE(hub->log().find("cannot make the store's write-ahead log durable"), std::string::npos) << hub->log();
+  EXPECT_NE(hub->log().find("hub.db-wal"), std::string::npos) << hub->log();
+  hub.reset();
+  fs::remove(trigger);
+  HubProcess again(dir.path() / "data");
+  ASSERT_TRUE(again.ok()) << again.log();
+  auto g = client(again.kubeconfig())->request(http::verb::get, std::string(kBase) + "/kept");
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->status, 200u) << g->body;
+}
+
 TEST(HubRobustness, WatchResumesAcrossRestartAndOldRevisionsAreGone) {
   TempDir dir;
   ASSERT_TRUE(writeFileAtomic(dir.path() / "hub.yaml", "event_retention: 100\n", 0644));

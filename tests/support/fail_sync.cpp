@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fault injection for tests, loaded with LD_PRELOAD: once the file named by
+// $KFLEX_TEST_FAIL_SYNC_TRIGGER exists, fdatasync and fsync of a file whose name ends in "-wal"
+// fail with EIO, as they do when a disk goes bad under a running process. Everything else, and
+// everything before the trigger, goes to the real calls.
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+bool shouldFail(int fd) {
+  const char* trigger = std::getenv("KFLEX_TEST_FAIL_SYNC_TRIGGER");
+  if (trigger == nullptr || ::access(trigger, F_OK) != 0) {
+    return false;
+  }
+  char target[PATH_MAX];
+  std::string link = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n < 4) {
+    return false;
+  }
+  return std::memcmp(target + n - 4, "-wal", 4) == 0;
+}
+
+template <class F>
+F real(const char* name) {
+  return reinterpret_cast<F>(::dlsym(RTLD_NEXT, name));
+}
+
+}  // namespace
+
+extern "C" int fdatasync(int fd) {
+  if (shouldFail(fd)) {
+    errno = EIO;
+    return -1;
+  }
+  static auto next = real<int (*)(int)>("fdatasync");
+  return next(fd);
+}
+
+extern "C" int fsync(int fd) {
+  if (shouldFail(fd)) {
+    errno = EIO;
+    return -1;
+  }
+  static auto next = real<int (*)(int)>("fsync");
+  return next(fd);
+}
