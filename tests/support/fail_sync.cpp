@@ -33,22 +33,22 @@ F real(const char* name) {
   return reinterpret_cast<F>(::dlsym(RTLD_NEXT, name));
 }
 
-}  // namespace
-
-extern "C" int fdatasync(int fd) {
+int syncOrFail(int fd, int (*next)(int)) {
   if (shouldFail(fd)) {
     errno = EIO;
     return -1;
   }
-  static auto next = real<int (*)(int)>("fdatasync");
   return next(fd);
 }
 
+}  // namespace
+
+extern "C" int fdatasync(int fd) {
+  static auto next = real<int (*)(int)>("fdatasync");
+  return syncOrFail(fd, next);
+}
+
 extern "C" int fsync(int fd) {
-  if (shouldFail(fd)) {
-    errno = EIO;
-    return -1;
-  }
   static auto next = real<int (*)(int)>("fsync");
-  return next(fd);
+  return syncOrFail(fd, next);
 }
