@@ -4,21 +4,24 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <string_view>
 
 namespace kflex::hub {
 namespace {
+
+// A metadata field the server keeps (or that names the object): nobody manages it.
+bool isServerMetadata(std::string_view field) {
+  static const std::set<std::string, std::less<>> kServer = {
+      "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
+      "deletionGracePeriodSeconds", "managedFields", "selfLink", "generateName"};
+  return kServer.count(field) > 0;
+}
 
 bool isIdentity(const FieldPath& p) {
   if (p.size() == 1) {
     return p[0] == "apiVersion" || p[0] == "kind";
   }
-  if (p.size() == 2 && p[0] == "metadata") {
-    static const std::set<std::string> kServer = {"name", "namespace", "uid", "resourceVersion", "generation",
-                                                  "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                                                  "managedFields", "selfLink", "generateName"};
-    return kServer.count(p[1]) > 0;
-  }
-  return false;
+  return p.size() == 2 && p[0] == "metadata" && isServerMetadata(p[1]);
 }
 
 void collect(const Json& v, FieldPath& path, FieldSet& out, bool with_status) {
@@ -199,21 +202,18 @@ void deepMerge(Json& target, const Json& patch) {
   }
 }
 
-// fieldsV1 of every leaf of `v` (what leafFields and toFieldsV1 give together), built in one walk.
-// The fields of the object `v`, as a fieldsV1 tree, into `out`. `depth` is v's distance from the
-// object's top (0: the object itself); `in_metadata`: v is the object's metadata. Runs for every
-// create and update, so it walks without building paths, and appends in order (the keys come
-// sorted and "f:" keeps them so): every insertion lands at the end of the map.
+// fieldsV1 of every leaf of `v` (what leafFields and toFieldsV1 give together), built in one walk,
+// into `out`. `depth` is v's distance from the object's top (0: the object itself); `in_metadata`:
+// v is the object's metadata. It runs for every create, so it walks without building paths (the
+// rule is isIdentity's), and appends in order (the keys come sorted and "f:" keeps them so):
+// every insertion lands at the end of the map.
 void fieldsV1Into(const Json& v, size_t depth, bool in_metadata, bool with_status, Json::object_t& out) {
-  static const std::set<std::string, std::less<>> kServer = {
-      "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
-      "deletionGracePeriodSeconds", "managedFields", "selfLink", "generateName"};
   std::string key;
   for (const auto& [name, child] : v.get_ref<const Json::object_t&>()) {
     if (depth == 0 && (name == "apiVersion" || name == "kind" || (name == "status" && !with_status))) {
       continue;
     }
-    if (in_metadata && kServer.count(name) > 0) {
+    if (in_metadata && isServerMetadata(name)) {
       continue;
     }
     key.assign("f:").append(name);
