@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "shared/common/util.hpp"
+#include "tests/integration/agent_cleanup.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::test {
@@ -135,6 +136,7 @@ class Clusters : public ::testing::Test {
       agent_->signal(SIGTERM);
       agent_->wait(10s);
     }
+    endControlPlanes(dir_.path() / "edge-1");
   }
 
   TempDir dir_;

@@ -15,6 +15,7 @@
 #include "agent/runtime/supervisor.hpp"
 #include "shared/common/util.hpp"
 #include "shared/store/postgres.hpp"
+#include "tests/integration/agent_cleanup.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::test {
@@ -64,15 +65,7 @@ class ControlPlanes : public ::testing::Test {
       agent_->signal(SIGTERM);
       agent_->wait(10s);
     }
-    // The agent leaves control planes running on purpose (a restart adopts them): end them here.
-    std::error_code ec;
-    for (const auto& cp : fs::directory_iterator(dir_.path() / "edge-1" / "cp", ec)) {
-      for (const auto& pid_file : fs::directory_iterator(cp.path() / "run", ec)) {
-        if (pid_t pid = agent::runtime::runningPid(pid_file.path()); pid > 0) {
-          ::kill(-pid, SIGKILL);
-        }
-      }
-    }
+    endControlPlanes(dir_.path() / "edge-1");
   }
   CommandResult kflex(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {(binDir() / "kflex").string(), "--kubeconfig", hub_->kubeconfig().string()};
