@@ -21,13 +21,12 @@ std::string format(TimePoint t, bool millis) {
   auto day = floor<days>(secs);
   year_month_day ymd{day};
   hh_mm_ss hms{secs - day};
-  int year = int(ymd.year());
-  if (year < 0 || year > 9999) {
-    return std::to_string(year) + "-01-01T00:00:00Z";  // out of RFC 3339's range; never written
-  }
+  // A system_clock time point (nanoseconds in 64 bits) spans the years 1677 to 2262: always four
+  // digits.
+  auto year = unsigned(int(ymd.year()));
   char buf[24];
-  put2(buf, unsigned(year) / 100);
-  put2(buf + 2, unsigned(year) % 100);
+  put2(buf, year / 100);
+  put2(buf + 2, year % 100);
   buf[4] = '-';
   put2(buf + 5, unsigned(ymd.month()));
   buf[7] = '-';
