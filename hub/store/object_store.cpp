@@ -90,17 +90,22 @@ Result<std::unique_ptr<ObjectStore::Statements>> ObjectStore::Statements::prepar
       "ON CONFLICT (resource, name) DO UPDATE SET revision = excluded.revision");
   auto del = store::Statement::prepare(db, "DELETE FROM objects WHERE resource = ? AND name = ?");
   auto event = store::Statement::prepare(db, "INSERT INTO events VALUES (?, ?, ?, ?, ?)");
+  // Compaction deletes the events of one revision range that are no longer an object's current
+  // version (those hold the object's body), looking each one up by its key: the cost follows the
+  // range, not the store. Older kept versions go when they are superseded (drop_event).
   auto compact = store::Statement::prepare(db,
-      "DELETE FROM events WHERE revision <= ?1 AND revision NOT IN (SELECT revision FROM objects)");
+      "DELETE FROM events WHERE revision > ?1 AND revision <= ?2 AND revision IS NOT "
+      "(SELECT o.revision FROM objects o WHERE o.resource = events.resource AND o.name = events.name)");
+  auto drop_event = store::Statement::prepare(db, "DELETE FROM events WHERE revision = ?");
   auto meta = store::Statement::prepare(db, "UPDATE meta SET value = ? WHERE key = ?");
-  for (auto* r : {&put, &del, &event, &compact, &meta}) {
+  for (auto* r : {&put, &del, &event, &compact, &drop_event, &meta}) {
     if (!*r) {
       return r->error();
     }
   }
   return std::unique_ptr<Statements>(new Statements{std::move(put.value()), std::move(del.value()),
                                                     std::move(event.value()), std::move(compact.value()),
-                                                    std::move(meta.value())});
+                                                    std::move(drop_event.value()), std::move(meta.value())});
 }
 
 void ObjectStore::encode(Decision& d) {
@@ -415,6 +420,12 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
       continue;
     }
     ++next;
+    // A current version at or below the compacted revision was kept only as the object's body;
+    // superseded now, it goes (compaction never visits that range again).
+    if (cur && cur->revision <= disk_compacted_ && !statements_->drop_event.bind(1, cur->revision).run()) {
+      storage_error = db_->lastError();
+      break;
+    }
     auto event = std::make_shared<Event>();
     event->revision = next;
     if (d.kind == Decision::Kind::Put) {
@@ -457,7 +468,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     int64_t keep_from = next - int64_t(options_.event_retention);
     if (keep_from > disk_compacted_ + int64_t(options_.event_retention / 10 + 1)) {
       group.compact_to = keep_from;
-      if (!statements_->compact.bind(1, group.compact_to).run()) {
+      if (!statements_->compact.bind(1, disk_compacted_).bind(2, group.compact_to).run()) {
         storage_error = db_->lastError();
       }
     }

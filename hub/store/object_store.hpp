@@ -200,6 +200,7 @@ class ObjectStore {
     store::Statement del;
     store::Statement event;
     store::Statement compact;
+    store::Statement drop_event;
     store::Statement meta;
   };
   std::unique_ptr<store::Database> db_;  // writer thread only, after open()
