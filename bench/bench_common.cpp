@@ -164,6 +164,32 @@ net::awaitable<unsigned> Conn::request(http::verb method, std::string target, st
   co_return res.result_int();
 }
 
+std::string wireRequest(http::verb method, std::string_view target, std::string_view body,
+                        std::string_view content_type) {
+  std::string out;
+  out.reserve(target.size() + body.size() + 128);
+  out.append(http::to_string(method)).append(" ").append(target).append(" HTTP/1.1\r\nHost: localhost\r\n");
+  if (!body.empty()) {
+    out.append("Content-Type: ").append(content_type).append("\r\n");
+  }
+  out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n\r\n").append(body);
+  return out;
+}
+
+net::awaitable<unsigned> Conn::send(const std::string& wire) {
+  auto [wec, wn] = co_await net::async_write(stream_, net::buffer(wire), net::as_tuple(net::use_awaitable));
+  if (wec) {
+    co_return 0;
+  }
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  auto [rec, rn] = co_await http::async_read(stream_, buffer_, parser, net::as_tuple(net::use_awaitable));
+  if (rec) {
+    co_return 0;
+  }
+  co_return parser.get().result_int();
+}
+
 net::awaitable<void> Conn::watch(std::string target, std::function<void(std::string_view)> on_line,
                                  std::atomic<bool>& stop) {
   http::request<http::empty_body> req{http::verb::get, target, 11};
