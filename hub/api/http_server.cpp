@@ -122,7 +122,9 @@ void HttpServer::stop() {
 net::awaitable<void> HttpServer::acceptLoop() {
   auto last_warning = std::chrono::steady_clock::time_point{};
   while (!stopping_) {
-    auto [ec, socket] = co_await acceptor_.async_accept(net::make_strand(ioc_), net::as_tuple(net::use_awaitable));
+    net::any_io_executor loop = loops_.empty() ? net::any_io_executor(net::make_strand(ioc_))
+                                               : net::any_io_executor(loops_[next_loop_++ % loops_.size()]->get_executor());
+    auto [ec, socket] = co_await acceptor_.async_accept(loop, net::as_tuple(net::use_awaitable));
     if (ec) {
       if (ec == net::error::operation_aborted || stopping_) {
         co_return;

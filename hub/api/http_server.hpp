@@ -43,7 +43,9 @@ using UpgradeHandler = std::function<net::awaitable<void>(std::unique_ptr<HttpSt
                                                           tls::PeerIdentity peer_id, std::string peer)>;
 
 /**
- * The hub's HTTPS listener. Each connection is a coroutine on its own strand.
+ * The hub's HTTPS listener. Each connection is a coroutine: on one of the event loops given to
+ * setLoops (each run by one thread, so no strand is needed), or on its own strand of the
+ * server's io_context.
  * Thread safety: start/stop from any thread; the io_context may run on several threads.
  */
 class HttpServer {
@@ -58,6 +60,10 @@ class HttpServer {
   void addRoute(std::string prefix, RouteHandler handler) { routes_.emplace_back(std::move(prefix), std::move(handler)); }
   /// Hands WebSocket upgrades of `path` to handler (before start()).
   void addUpgrade(std::string path, UpgradeHandler handler) { upgrades_.emplace_back(std::move(path), std::move(handler)); }
+  /// Spreads new connections over these event loops, round robin (before start()). Each must be
+  /// run by exactly one thread: a connection's handlers then never run concurrently, without the
+  /// cost of a strand.
+  void setLoops(std::vector<net::io_context*> loops) { loops_ = std::move(loops); }
   /// Starts accepting.
   void start();
   /// Stops accepting and closes idle connections; busy ones finish their request first.
@@ -78,6 +84,8 @@ class HttpServer {
   void ended(const std::shared_ptr<Conn>& conn, std::exception_ptr e);
 
   net::io_context& ioc_;
+  std::vector<net::io_context*> loops_;
+  size_t next_loop_ = 0;  // accept loop only
   std::shared_ptr<ssl::context> tls_;
   ApiService& api_;
   HttpOptions options_;

@@ -28,6 +28,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Routine log lines (one per request) wait at most this long to be written together.
+constexpr std::chrono::milliseconds kLogFlushInterval{20};
+
 Result<void> ensureDir(const fs::path& dir, mode_t mode) {
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -342,7 +345,18 @@ int runHub(const HubConfig& cfg) {
   }
   ControlPlaneSecrets secrets(*store.value(), std::move(box.value()), clock);
   size_t threads = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
-  net::io_context ioc{static_cast<int>(threads)};
+  // One event loop per thread. The first (the main thread's) also runs the controllers, the agent
+  // gateway's own work, signals and the acceptor; connections are spread over all of them, and
+  // each stays on its loop, so its handlers need no strand and wake no other thread.
+  net::io_context ioc{1};
+  std::vector<std::unique_ptr<net::io_context>> workers;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> keep_running;
+  std::vector<net::io_context*> loops = {&ioc};
+  for (size_t i = 1; i < threads; ++i) {
+    workers.push_back(std::make_unique<net::io_context>(1));
+    keep_running.push_back(net::make_work_guard(*workers.back()));
+    loops.push_back(workers.back().get());
+  }
   HttpOptions http_options;
   http_options.max_connections = cfg.max_connections;
   http_options.header_timeout = cfg.header_timeout;
@@ -366,6 +380,7 @@ int runHub(const HubConfig& cfg) {
     log::error("cannot start", {{"error", server.error().message}});
     return kExitRuntime;
   }
+  server.value()->setLoops(loops);
   uint16_t port = server.value()->endpoint().port();
   if (auto r = writeAdminKubeconfig(cfg.data_dir, pki.value(), cfg.host(), port); !r) {
     log::error("cannot start: admin kubeconfig", {{"error", r.error().message}});
@@ -412,6 +427,9 @@ int runHub(const HubConfig& cfg) {
                                   {"kubeconfig", (cfg.data_dir / "admin.kubeconfig").string()},
                                   {"objects", std::to_string(store.value()->size())},
                                   {"revision", std::to_string(store.value()->revision())}});
+  // From here on, request lines and other routine lines are written in batches (warnings and
+  // errors at once): one write(2) per batch instead of one per request.
+  log::setBuffered(kLogFlushInterval);
   service::ready("serving " + url + ", " + std::to_string(store.value()->size()) + " objects");
   service::Watchdog watchdog(ioc.get_executor());
   watchdog.start();
@@ -424,7 +442,9 @@ int runHub(const HubConfig& cfg) {
       if (server.value()->connections() > 0) {
         log::warn("stopping with requests still open", {{"connections", std::to_string(server.value()->connections())}});
       }
-      ioc.stop();
+      for (auto* loop : loops) {
+        loop->stop();
+      }
       return;
     }
     drain.expires_after(std::chrono::milliseconds(50));
@@ -446,15 +466,19 @@ int runHub(const HubConfig& cfg) {
     poll();
   });
   std::vector<std::thread> pool;
-  for (size_t i = 1; i < threads; ++i) {
-    pool.emplace_back([&ioc] { ioc.run(); });
+  for (auto& worker : workers) {
+    pool.emplace_back([w = worker.get()] { w->run(); });
   }
   ioc.run();
+  for (auto* loop : loops) {
+    loop->stop();  // the main loop may also end on its own (an error); the workers never do
+  }
   for (auto& t : pool) {
     t.join();
   }
   store.value()->stop();
   log::info("stopped");
+  log::flush();
   return kExitOk;
 }
 

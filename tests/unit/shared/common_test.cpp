@@ -4,10 +4,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <fstream>
 #include <set>
+#include <sstream>
+#include <thread>
 
 #include "shared/common/json_pluck.hpp"
 #include "shared/common/json_write.hpp"
+#include "shared/common/log.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
@@ -77,6 +83,66 @@ TEST(Util, WriteFileAtomicSetsMode) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(readFile(p).value(), "two");
   EXPECT_FALSE(writeFileAtomic(dir.path() / "missing" / "x", "y", 0600));
+}
+
+// Buffered logging, in a child process (the setting is process-wide): routine lines wait,
+// warnings take them along at once, the flusher writes the rest, exit() writes what still waits,
+// and a forked child neither writes the parent's waiting lines nor keeps them.
+TEST(Log, BufferedLinesAreWrittenLateButNeverLostOrDoubled) {
+  test::TempDir dir;
+  auto file = dir.path() / "stderr";
+  auto content = [&] {
+    std::ifstream in(file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+    ::dup2(fd, STDERR_FILENO);
+    log::setBuffered(std::chrono::milliseconds(300));
+    log::info("line-a");
+    if (!content().empty()) {
+      _exit(2);  // a routine line was written at once
+    }
+    log::warn("line-b");
+    if (content().find("line-a") == std::string::npos || content().find("line-b") == std::string::npos ||
+        content().find("line-a") > content().find("line-b")) {
+      _exit(3);  // the warning did not take the waiting line along, in order
+    }
+    log::info("line-c");
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (content().find("line-c") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (content().find("line-c") == std::string::npos) {
+      _exit(4);  // the flusher never wrote it
+    }
+    log::info("line-d");  // waiting at fork
+    pid_t child = fork();
+    if (child == 0) {
+      log::info("line-e");  // unbuffered in the child, written at once; line-d is not its to write
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    log::info("line-f");
+    std::exit(0);  // writes line-d and line-f
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << content();
+  std::string out = content();
+  for (const char* line : {"line-a", "line-b", "line-c", "line-d", "line-e", "line-f"}) {
+    size_t at = out.find(line);
+    EXPECT_NE(at, std::string::npos) << line << " missing:\n" << out;
+    EXPECT_EQ(out.find(line, at + 1), std::string::npos) << line << " written twice:\n" << out;
+  }
+  EXPECT_LT(out.find("line-e"), out.find("line-d")) << out;
+  EXPECT_LT(out.find("line-d"), out.find("line-f")) << out;
 }
 
 TEST(Time, FormatParseAndHumanDurations) {
