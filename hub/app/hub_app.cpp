@@ -326,7 +326,8 @@ int runHub(const HubConfig& cfg) {
   store_options.event_retention = cfg.event_retention;
   auto store = ObjectStore::open(cfg.data_dir / "hub.db", store_options);
   if (!store) {
-    log::error("cannot start: the database cannot be used; check the file or restore it from a backup",
+    log::error("cannot start: the database cannot be used; if another kflex-hub serves this data dir, stop it; "
+               "otherwise check the file or restore it from a backup",
                {{"error", store.error().message}});
     return kExitRuntime;
   }

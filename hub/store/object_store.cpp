@@ -129,7 +129,9 @@ void ObjectStore::encode(Decision& d) {
 
 Result<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::filesystem::path& db_path, StoreOptions options) {
   std::unique_ptr<ObjectStore> s(new ObjectStore(db_path, options));
-  auto db = store::Database::open(db_path);
+  // The hub alone uses its file: a second hub on the same data dir is refused at start, and no
+  // transaction pays for file locks.
+  auto db = store::Database::open(db_path, false, true);
   if (!db) {
     return db.error();
   }
@@ -730,6 +732,9 @@ void ObjectStore::stop() {
     ::close(wal_fd_);
     wal_fd_ = -1;
   }
+  // Reads go on from memory; the file (checkpointed by the close) and its lock are released.
+  statements_.reset();
+  db_.reset();
 }
 
 }  // namespace kflex::hub

@@ -5,7 +5,8 @@
 
 namespace kflex::store {
 
-Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& path, bool read_only) {
+Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& path, bool read_only,
+                                                 bool exclusive) {
   sqlite3* db = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;
@@ -16,15 +17,37 @@ Result<std::unique_ptr<Database>> Database::open(const std::filesystem::path& pa
     return fail(path.string() + ": cannot open database: " + msg);
   }
   sqlite3_extended_result_codes(db, 1);
-  sqlite3_busy_timeout(db, 5000);
+  // An exclusive owner never waits for the lock: it either has the file or another process does.
+  sqlite3_busy_timeout(db, exclusive ? 0 : 5000);
   std::unique_ptr<Database> out(new Database(db, path));
+  auto in_use = [&](const Error& e) -> Error {
+    int code = out->lastErrorCode() & 0xff;
+    if (exclusive && (code == SQLITE_BUSY || code == SQLITE_LOCKED)) {
+      return fail(path.string() + ": in use by another process, which holds its lock; stop that process "
+                                  "or use another file");
+    }
+    return e;
+  };
+  // Before the first read: in WAL mode the lock is then taken at once and kept, and the log's
+  // index lives in this process's memory rather than in a shared -shm file.
+  if (exclusive) {
+    if (auto r = out->exec("PRAGMA locking_mode=EXCLUSIVE;"); !r) {
+      return r.error();
+    }
+  }
   // The first real read tells whether the file is a database at all.
   if (auto r = out->exec("PRAGMA schema_version;"); !r) {
-    return r.error();
+    return in_use(r.error());
   }
   if (!read_only) {
     if (auto r = out->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"); !r) {
-      return r.error();
+      return in_use(r.error());
+    }
+  }
+  if (exclusive) {
+    // Take the write lock now, not at the first write, so that a second opener fails at open.
+    if (auto r = out->exec("BEGIN IMMEDIATE; COMMIT;"); !r) {
+      return in_use(r.error());
     }
   }
   return out;

@@ -18,7 +18,11 @@ namespace kflex::store {
 class Database {
  public:
   /// Opens (creating unless read_only) a database file, WAL mode, synchronous=FULL, busy timeout.
-  static Result<std::unique_ptr<Database>> open(const std::filesystem::path& path, bool read_only = false);
+  /// `exclusive`: this connection alone uses the file while it is open (SQLite's EXCLUSIVE
+  /// locking mode: the lock is taken at open and kept, no shared-memory index, no lock calls per
+  /// transaction); when another process has it open, the open fails at once and says so.
+  static Result<std::unique_ptr<Database>> open(const std::filesystem::path& path, bool read_only = false,
+                                                bool exclusive = false);
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;

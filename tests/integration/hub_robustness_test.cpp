@@ -173,6 +173,22 @@ TEST(HubRobustness, CorruptDatabaseRefusesToStartNamingTheFile) {
   EXPECT_NE(hub.log().find("not a database"), std::string::npos) << hub.log();
 }
 
+// Two hubs on one data dir would each believe they own the revision counter: the second is
+// refused at start, saying why, and the first goes on serving.
+TEST(HubRobustness, ASecondHubOnTheSameDataDirIsRefused) {
+  TempDir dir;
+  HubProcess first(dir.path() / "data");
+  ASSERT_TRUE(first.ok()) << first.log();
+  HubProcess second(dir.path() / "data");
+  EXPECT_FALSE(second.ok());
+  EXPECT_EQ(second.process().wait(std::chrono::seconds(10)), 1);
+  EXPECT_NE(second.log().find("in use by another process"), std::string::npos) << second.log();
+  EXPECT_NE(second.log().find("if another kflex-hub serves this data dir, stop it"), std::string::npos) << second.log();
+  auto r = client(first.kubeconfig())->request(http::verb::get, "/readyz", "", "", std::chrono::seconds(5));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
 TEST(HubRobustness, BadConfigurationExitsWithCode2) {
   TempDir dir;
   ASSERT_TRUE(writeFileAtomic(dir.path() / "hub.yaml", "listen: nowhere\nbogus: 1\n", 0644));

@@ -169,6 +169,27 @@ TEST(ObjectStore, MigratesSchemaVersion2AndCompactionKeepsCurrentVersions) {
   EXPECT_LE(rows.columnInt(0), 2 + 100 + 100 / 10 + 1);
 }
 
+// One store per file: a second opener (another hub on the same data dir) is refused at once,
+// naming the file; once the first stops, the file is free.
+TEST(ObjectStore, ASecondOpenerOfTheFileIsRefused) {
+  test::TempDir dir;
+  auto first = ObjectStore::open(dir.path() / "hub.db", {});
+  ASSERT_TRUE(first) << first.error().message;
+  write(*first.value(), "a", putObject("a", "1"));
+  auto start = std::chrono::steady_clock::now();
+  auto second = ObjectStore::open(dir.path() / "hub.db", {});
+  ASSERT_FALSE(second);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_NE(second.error().message.find("hub.db: in use by another process"), std::string::npos)
+      << second.error().message;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "hub.db-shm"));  // the log's index is private
+  first.value()->stop();
+  EXPECT_EQ(first.value()->get("g/things", "a")->labels.at("v"), "1");  // still served from memory
+  auto again = ObjectStore::open(dir.path() / "hub.db", {});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again.value()->get("g/things", "a")->labels.at("v"), "1");
+}
+
 // A hub.db whose object row names a version that is not stored is refused, naming the object.
 TEST(ObjectStore, RefusesAnObjectWithoutItsBody) {
   test::TempDir dir;
