@@ -443,9 +443,7 @@ int runHub(const HubConfig& cfg) {
       if (server.value()->connections() > 0) {
         log::warn("stopping with requests still open", {{"connections", std::to_string(server.value()->connections())}});
       }
-      for (auto* loop : loops) {
-        loop->stop();
-      }
+      ioc.stop();  // the other loops are stopped once the main one returns
       return;
     }
     drain.expires_after(std::chrono::milliseconds(50));
@@ -471,8 +469,8 @@ int runHub(const HubConfig& cfg) {
     pool.emplace_back([w = worker.get()] { w->run(); });
   }
   ioc.run();
-  for (auto* loop : loops) {
-    loop->stop();  // the main loop may also end on its own (an error); the workers never do
+  for (auto& worker : workers) {
+    worker->stop();  // they never end on their own
   }
   for (auto& t : pool) {
     t.join();
