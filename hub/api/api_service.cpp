@@ -4,7 +4,6 @@
 #include <optional>
 #include <variant>
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "hub/api/managed_fields.hpp"
 #include "hub/api/openapi_proto.hpp"
@@ -23,7 +22,6 @@ using model::FieldError;
 using model::ResourceType;
 using model::FieldSelector;
 using model::LabelSelector;
-using namespace net::experimental::awaitable_operators;
 
 constexpr const char* kJson = "application/json";
 constexpr const char* kAggregatedType = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -976,25 +974,44 @@ ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, cons
     }
     sub->replay.clear();
     auto deadline = std::chrono::steady_clock::now() + timeout;
-    net::steady_timer timer(ex);
+    // One timer per watch, not one per event: a ticker sends a tick through the event channel
+    // when a bookmark is due and when the watch's time is up, so the loop waits on the channel
+    // alone. (When the queue is full the tick is dropped; the loop is busy with events then and
+    // checks the deadline after each.)
+    static const EventPtr kTick = std::make_shared<const Event>();
+    struct Ticker {
+      explicit Ticker(const net::any_io_executor& e) : timer(e) {}
+      net::steady_timer timer;
+      bool done = false;  // set by the loop when it ends; both run on the connection's loop
+    };
+    auto ticker = std::make_shared<Ticker>(ex);
+    std::chrono::steady_clock::duration interval = options_.bookmark_interval;
+    net::co_spawn(ex, [ticker, sub, deadline, interval]() -> net::awaitable<void> {
+      while (!ticker->done) {
+        ticker->timer.expires_at(std::min(deadline, std::chrono::steady_clock::now() + interval));
+        auto [ec] = co_await ticker->timer.async_wait(net::as_tuple(net::use_awaitable));
+        if (ec || ticker->done) {
+          co_return;
+        }
+        sub->channel->try_send(boost::system::error_code{}, kTick);
+        if (std::chrono::steady_clock::now() >= deadline) {
+          co_return;
+        }
+      }
+    }, net::detached);
     while (ok && !stopping_) {
-      auto now = std::chrono::steady_clock::now();
-      if (now >= deadline) {
+      auto [ec, event] = co_await sub->channel->async_receive(net::as_tuple(net::use_awaitable));
+      if (ec || !event) {
+        break;  // closed: shutdown or the watcher fell behind
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
         break;
       }
-      auto wait = std::min<std::chrono::steady_clock::duration>(deadline - now, options_.bookmark_interval);
-      timer.expires_after(wait);
-      auto result = co_await (sub->channel->async_receive(net::as_tuple(net::use_awaitable)) ||
-                              timer.async_wait(net::as_tuple(net::use_awaitable)));
-      if (result.index() == 1) {
-        if (bookmarks && std::chrono::steady_clock::now() < deadline) {
+      if (event == kTick) {
+        if (bookmarks) {
           ok = co_await out.write(bookmark(last, false));
         }
         continue;
-      }
-      auto [ec, event] = std::get<0>(result);
-      if (ec || !event) {
-        break;  // closed: shutdown or the watcher fell behind
       }
       last = event->revision;
       std::string chunk;
@@ -1004,7 +1021,7 @@ ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, cons
       // Drain what else is queued into the same chunk.
       EventPtr more;
       while (sub->channel->try_receive([&](boost::system::error_code e2, EventPtr ev) {
-        if (!e2 && ev) {
+        if (!e2 && ev && ev != kTick) {
           more = std::move(ev);
         }
       })) {
@@ -1020,6 +1037,8 @@ ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, cons
         ok = co_await out.write(std::move(chunk));
       }
     }
+    ticker->done = true;
+    ticker->timer.cancel();
     store_.unwatch(sub->id);
   };
   return r;

@@ -465,8 +465,11 @@ int runHub(const HubConfig& cfg) {
     poll();
   });
   std::vector<std::thread> pool;
-  for (auto& worker : workers) {
-    pool.emplace_back([w = worker.get()] { w->run(); });
+  for (size_t i = 0; i < workers.size(); ++i) {
+    pool.emplace_back([w = workers[i].get(), i] {
+      setThreadName("net-" + std::to_string(i + 1));
+      w->run();
+    });
   }
   ioc.run();
   for (auto& worker : workers) {

@@ -162,8 +162,14 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::filesystem::pa
   s->committed_ = s->revision_;
   s->disk_compacted_ = s->compacted_;
   s->published_ = s->revision_;
-  s->syncer_ = std::thread([p = s.get()] { p->syncLoop(); });
-  s->writer_ = std::thread([p = s.get()] { p->writerLoop(); });
+  s->syncer_ = std::thread([p = s.get()] {
+    setThreadName("store-sync");
+    p->syncLoop();
+  });
+  s->writer_ = std::thread([p = s.get()] {
+    setThreadName("store-writer");
+    p->writerLoop();
+  });
   return s;
 }
 

@@ -7,12 +7,12 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
-#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
 
 #include "shared/common/time.hpp"
+#include "shared/common/util.hpp"
 
 namespace kflex::log {
 namespace {
@@ -56,6 +56,7 @@ void drain(Sink& s) {
 }
 
 void flusherLoop() {
+  setThreadName("log-flush");
   Sink& s = sink();
   std::unique_lock lock(s.mutex);
   while (true) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shared/common/util.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdlib>
@@ -247,6 +248,12 @@ Result<void> reportProblems(const std::vector<std::string>& problems) {
     msg += (msg.empty() ? "" : "\n") + p;
   }
   return fail(msg);
+}
+
+void setThreadName(std::string_view name) {
+  char buf[16] = {};
+  std::memcpy(buf, name.data(), std::min(name.size(), sizeof buf - 1));
+  (void)pthread_setname_np(pthread_self(), buf);
 }
 
 }  // namespace kflex

@@ -31,5 +31,7 @@ std::vector<std::string> split(std::string_view s, char sep);
 std::string_view trim(std::string_view s);
 /// Success when problems is empty, else one error listing every problem on its own line.
 Result<void> reportProblems(const std::vector<std::string>& problems);
+/// Names the calling thread as `top -H`, `ps -L` and perf show it (cut to the kernel's 15 bytes).
+void setThreadName(std::string_view name);
 
 }  // namespace kflex

@@ -85,6 +85,64 @@ TEST_F(ApiServiceTest, FinalizersHoldDeletion) {
   EXPECT_EQ(call(http::verb::get, std::string(kBase) + "/cp1").status, 404u);
 }
 
+// Collects what a watch stream writes, one element per chunk.
+struct CollectChunks : ChunkWriter {
+  std::string all;
+  net::awaitable<bool> write(std::string data) override {
+    all += data;
+    co_return true;
+  }
+};
+
+TEST_F(ApiServiceTest, WatchSendsBookmarksWhenAskedAndEndsAtItsTimeout) {
+  using namespace std::chrono_literals;
+  ApiOptions options;
+  options.bookmark_interval = 1s;
+  ApiService api(*store_, registry_, clock_, options);
+  for (bool bookmarks : {true, false}) {
+    SCOPED_TRACE(bookmarks ? "allowWatchBookmarks=true" : "no bookmarks");
+    std::string name = bookmarks ? "watched-a" : "watched-b";
+    auto r = callApi(api, http::verb::get,
+                     std::string(kBase) + "?watch=1&timeoutSeconds=2" + (bookmarks ? "&allowWatchBookmarks=true" : ""));
+    ASSERT_EQ(r.status, 200u) << r.body;
+    ASSERT_TRUE(r.stream);
+    net::io_context ioc;
+    CollectChunks out;
+    bool done = false;
+    std::exception_ptr failure;
+    auto started = std::chrono::steady_clock::now();
+    net::co_spawn(ioc, r.stream(out), [&](std::exception_ptr e) {
+      failure = e;
+      done = true;
+    });
+    bool created = false;
+    while (!done && std::chrono::steady_clock::now() < started + 10s) {
+      ioc.run_for(10ms);
+      ioc.restart();
+      if (!created && std::chrono::steady_clock::now() > started + 200ms) {
+        create(name);  // arrives on the running watch
+        created = true;
+      }
+    }
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    ASSERT_TRUE(done) << "the watch did not end at its timeoutSeconds; it wrote: " << out.all;
+    EXPECT_FALSE(failure);
+    EXPECT_GE(took, 1.9);
+    EXPECT_LT(took, 5.0);
+    EXPECT_NE(out.all.find(R"({"type":"ADDED","object":{"apiVersion")"), std::string::npos) << out.all;
+    EXPECT_NE(out.all.find("\"name\":\"" + name + "\""), std::string::npos) << out.all;
+    size_t marks = 0;
+    for (size_t at = out.all.find("\"BOOKMARK\""); at != std::string::npos; at = out.all.find("\"BOOKMARK\"", at + 1)) {
+      ++marks;
+    }
+    if (bookmarks) {
+      EXPECT_GE(marks, 1u) << out.all;
+    } else {
+      EXPECT_EQ(marks, 0u) << out.all;
+    }
+  }
+}
+
 TEST_F(ApiServiceTest, DryRunStoresNothing) {
   auto r = call(http::verb::post, std::string(kBase) + "?dryRun=All",
                 R"({"apiVersion":"tenancy.kflex.kubestellar.org/v1alpha1","kind":"ControlPlane","metadata":{"name":"dry"},"spec":{"type":"k3s"}})");
