@@ -37,19 +37,63 @@ net::awaitable<void> lingeringDrain(Stream& stream, uint64_t max_bytes) {
   }
 }
 
+// Writes a stream's chunks (a watch's events). A chunk its client does not take within `timeout`
+// (it stopped reading) closes the connection. A watchdog that looks every few seconds enforces
+// that, rather than a timer armed and cancelled around each write: one event to 1,000 watchers
+// would otherwise cost 2,000 updates of the loop's timer queue.
 class StreamChunkWriter final : public ChunkWriter {
  public:
-  explicit StreamChunkWriter(Stream& s) : stream_(s) {}
+  StreamChunkWriter(Stream& s, std::chrono::seconds timeout, std::string peer)
+      : stream_(s), state_(std::make_shared<State>(s.get_executor())) {
+    net::co_spawn(s.get_executor(), watchdog(state_, &s, timeout, std::move(peer)), net::detached);
+  }
+  ~StreamChunkWriter() override {
+    state_->done = true;
+    state_->timer.cancel();
+  }
+  StreamChunkWriter(const StreamChunkWriter&) = delete;
+  StreamChunkWriter& operator=(const StreamChunkWriter&) = delete;
+
   net::awaitable<bool> write(std::string data) override {
-    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(30));
+    state_->since = std::chrono::steady_clock::now();
+    state_->pending = true;
     auto [ec, n] = co_await net::async_write(stream_, http::make_chunk(net::buffer(data)),
                                              net::as_tuple(net::use_awaitable));
-    beast::get_lowest_layer(stream_).expires_never();
+    state_->pending = false;
     co_return !ec;
   }
 
  private:
+  // Shared with the watchdog, which outlives the writer by at most one wake-up. Both run on the
+  // connection's loop.
+  struct State {
+    explicit State(const Stream::executor_type& ex) : timer(ex) {}
+    net::steady_timer timer;
+    std::chrono::steady_clock::time_point since;
+    bool pending = false;
+    bool done = false;
+  };
+
+  static net::awaitable<void> watchdog(std::shared_ptr<State> state, Stream* stream, std::chrono::seconds timeout,
+                                       std::string peer) {
+    auto period = std::min<std::chrono::steady_clock::duration>(std::chrono::seconds(5), timeout / 2);
+    while (!state->done) {
+      state->timer.expires_after(period);
+      auto [ec] = co_await state->timer.async_wait(net::as_tuple(net::use_awaitable));
+      if (ec || state->done) {
+        co_return;
+      }
+      if (state->pending && std::chrono::steady_clock::now() - state->since >= timeout) {
+        log::info("closing a watch whose client stopped reading",
+                  {{"peer", peer}, {"timeout", std::to_string(timeout.count()) + "s"}});
+        beast::get_lowest_layer(*stream).close();  // the pending write fails; the stream ends
+        co_return;
+      }
+    }
+  }
+
   Stream& stream_;
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace
@@ -366,7 +410,7 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
       auto [wec, wn] = co_await http::async_write_header(stream, sr, net::as_tuple(net::use_awaitable));
       tcp.expires_never();
       if (!wec) {
-        StreamChunkWriter writer(stream);
+        StreamChunkWriter writer(stream, options_.stream_write_timeout, conn->peer);
         co_await res.stream(writer);
         tcp.expires_after(std::chrono::seconds(10));
         auto [lec, ln] = co_await net::async_write(stream, http::make_chunk_last(), net::as_tuple(net::use_awaitable));

@@ -28,6 +28,8 @@ struct HttpOptions {
   std::chrono::seconds header_timeout{10};               ///< From first byte to the end of the headers.
   std::chrono::seconds body_timeout{60};                 ///< To read the whole body.
   std::chrono::seconds idle_timeout{120};                ///< Keep-alive wait for the next request.
+  /// A watch whose client takes longer than this to take one chunk (it stopped reading) is closed.
+  std::chrono::seconds stream_write_timeout{30};
   size_t max_handshakes = 1024;                          ///< TLS handshakes in progress at once; more wait.
   /// Runs on every client identity after the handshake; may withdraw trust (a retired CA).
   std::function<void(tls::PeerIdentity&)> vet_identity;

@@ -362,6 +362,7 @@ int runHub(const HubConfig& cfg) {
   http_options.max_connections = cfg.max_connections;
   http_options.header_timeout = cfg.header_timeout;
   http_options.body_timeout = cfg.body_timeout;
+  http_options.stream_write_timeout = cfg.stream_write_timeout;
   if (!pki->previous_ca_pem.empty()) {
     // At the end of the overlap the previous CA's certificates stop working, restart or not.
     std::string retired_pin = tls::pinOrEmpty(pki->previous_ca_pem);

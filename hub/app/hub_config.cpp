@@ -148,6 +148,8 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         seconds(v, key, cfg.header_timeout);
       } else if (key == "body_timeout_seconds") {
         seconds(v, key, cfg.body_timeout);
+      } else if (key == "stream_write_timeout_seconds") {
+        seconds(v, key, cfg.stream_write_timeout);
       } else {
         problems.push_back(where(kv.first, key) + ": unknown setting");
       }

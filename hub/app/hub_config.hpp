@@ -32,6 +32,9 @@ struct HubConfig {
   std::chrono::seconds header_timeout{10};
   /// Seconds a client may take to send a request body. YAML `body_timeout_seconds`. Default 60.
   std::chrono::seconds body_timeout{60};
+  /// Seconds a watch's client may take to accept one event before the watch is closed. YAML
+  /// `stream_write_timeout_seconds`. Default 30.
+  std::chrono::seconds stream_write_timeout{30};
 
   /// URLs agents use to reach the hub, told to them at enrollment (first preferred). YAML
   /// `hub_urls`. Default: the listen address (then the first tls_san names are not used).

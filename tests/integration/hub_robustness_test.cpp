@@ -40,7 +40,9 @@ struct RawTls {
   net::io_context ioc;
   std::shared_ptr<ssl::context> ctx;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> stream;
-  bool connect(const std::string& url, const fs::path& kubeconfig) {
+  // `receive_buffer`: when set, the socket's receive buffer in bytes (set before connecting, so
+  // that the window the server sees stays that small).
+  bool connect(const std::string& url, const fs::path& kubeconfig, int receive_buffer = 0) {
     auto kc = config::Kubeconfig::load(kubeconfig);
     auto a = kc->access().value();
     ctx = tls::makeClientContext({a.ca_pem, a.client_cert_pem, a.client_key_pem}).value();
@@ -48,6 +50,11 @@ struct RawTls {
     auto hostport = url.substr(8);
     auto colon = hostport.rfind(':');
     boost::system::error_code ec;
+    if (receive_buffer > 0) {
+      auto& socket = beast::get_lowest_layer(*stream).socket();
+      socket.open(net::ip::tcp::v4(), ec);
+      socket.set_option(net::socket_base::receive_buffer_size(receive_buffer), ec);
+    }
     beast::get_lowest_layer(*stream).connect(
         net::ip::tcp::endpoint(net::ip::make_address(hostport.substr(0, colon)), uint16_t(std::stoi(hostport.substr(colon + 1)))), ec);
     if (ec) {
@@ -139,6 +146,37 @@ TEST(HubRobustness, SlowLorisHeadersAreCutOffOthersStillServed) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200u);
   EXPECT_TRUE(slow.closedWithin(std::chrono::seconds(5)));
+}
+
+TEST(HubRobustness, AWatchWhoseClientStopsReadingIsClosedOthersStillServed) {
+  TempDir dir;
+  ASSERT_TRUE(writeFileAtomic(dir.path() / "hub.yaml", "stream_write_timeout_seconds: 1\n", 0644));
+  HubProcess hub(dir.path() / "data", {"--config", (dir.path() / "hub.yaml").string()});
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  RawTls stuck;
+  ASSERT_TRUE(stuck.connect(hub.url(), hub.kubeconfig(), 4096));
+  ASSERT_TRUE(stuck.write(std::string("GET ") + kBase + "?watch=1 HTTP/1.1\r\nHost: x\r\n\r\n"));  // never reads
+  // Events of about 200 KB each, until the kernel's buffers on both ends are full and the hub's
+  // write to this watcher waits.
+  auto c = client(hub.kubeconfig());
+  std::string filler(200 * 1024, 'x');
+  bool closed_logged = false;
+  for (int i = 0; i < 200 && !closed_logged; ++i) {
+    Json obj = Json::parse(cpJson("big-" + std::to_string(i)));
+    obj["metadata"]["annotations"] = {{"filler", filler}};
+    auto r = c->request(http::verb::post, kBase, obj.dump());
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 201u) << r->body;
+    closed_logged = hub.log().find("closing a watch whose client stopped reading") != std::string::npos;
+  }
+  EXPECT_TRUE(waitFor([&] { return hub.log().find("closing a watch whose client stopped reading") != std::string::npos; },
+                      std::chrono::seconds(10), "the hub to close the stuck watch"))
+      << hub.log();
+  // Reading now finds the end of the connection after what was sent before the close.
+  EXPECT_TRUE(stuck.closedWithin(std::chrono::seconds(10)));
+  auto r = c->request(http::verb::get, "/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200u);
 }
 
 TEST(HubRobustness, ConnectionLimitClosesTheExtraOnes) {
