@@ -365,11 +365,12 @@ Decision finishUpdate(const ResourceType& t, const ApiRequest& req, const std::s
   if (!equalExcept(obj, old_obj, {"metadata", "status"})) {
     obj["metadata"]["generation"] = old_meta.value("generation", int64_t(1)) + 1;
   }
+  bool own_managed_fields = subresource != "apply" && setsManagedFields(old_obj, obj, subresource);
   if (subresource != "apply") {
     recordUpdate(&old_obj, obj, managerOf(req), subresource == "status" ? "status" : "", now);
   }
-  // Compare without the volatile managedFields timestamps.
-  if (equalExcept(obj, old_obj, {"metadata"}) &&
+  // Compare without the volatile managedFields timestamps (unless the writer set them itself).
+  if (!own_managed_fields && equalExcept(obj, old_obj, {"metadata"}) &&
       equalExcept(metaOf(obj), metaOf(old_obj), {"resourceVersion", "managedFields"})) {
     Decision d;
     d.kind = Decision::Kind::Unchanged;
@@ -1258,15 +1259,23 @@ net::awaitable<ApiResponse> ApiService::patch(const ApiRequest& req, const Resou
     }
     Json live = parseObject(*current);
     Json patched = live;
-    // Without a stated resourceVersion a patch applies to whatever is current (no precondition).
-    patched["metadata"].erase("resourceVersion");
     if (kind == Kind::Json6902) {
+      // Against the current object, resourceVersion included, so that a "test" of it works (kubectl
+      // sends one when it hands managedFields over to server-side apply). A resourceVersion the
+      // patch leaves as it is states no precondition; one it changes does (409 below if stale).
       try {
-        patched = patched.patch(patch_doc);
+        patched = live.patch(patch_doc);
       } catch (const std::exception& e) {
         return failure(422, "Invalid", std::string("the JSON patch could not be applied: ") + e.what());
       }
+      if (patched.is_object() && patched["metadata"].is_object() &&
+          patched["metadata"].contains("resourceVersion") &&
+          patched["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]) {
+        patched["metadata"].erase("resourceVersion");
+      }
     } else {
+      // Without a stated resourceVersion a patch applies to whatever is current (no precondition).
+      patched["metadata"].erase("resourceVersion");
       // For kinds without patch strategies (all CRD-like kinds), a strategic merge patch is a
       // JSON merge patch with $patch/$retainKeys directives removed.
       Json doc = patch_doc;

@@ -238,6 +238,29 @@ Json fieldsV1Of(const Json& v, FieldPath& path, bool with_status) {
   return out;
 }
 
+bool setsManagedFields(const Json& old_obj, const Json& updated, const std::string& subresource) {
+  if (!subresource.empty()) {
+    return false;
+  }
+  const Json* given = valueAt(updated, {"metadata", "managedFields"});
+  if (given == nullptr || !given->is_array() || given->empty()) {
+    return false;  // absent or emptied: the stored ones stay (clients that do not know them)
+  }
+  // Entries that do not decode leave the stored ones in place (kube-apiserver falls back to the
+  // live object's the same way).
+  auto optionalString = [](const Json& e, const char* key) { return !e.contains(key) || e[key].is_string(); };
+  for (const auto& e : *given) {
+    if (!e.is_object() || !e.contains("manager") || !e["manager"].is_string() || !optionalString(e, "operation") ||
+        (e.contains("operation") && e["operation"] != "Apply" && e["operation"] != "Update") ||
+        !optionalString(e, "subresource") || !optionalString(e, "time") || !optionalString(e, "apiVersion") ||
+        !optionalString(e, "fieldsType") || (e.contains("fieldsV1") && !e["fieldsV1"].is_object())) {
+      return false;
+    }
+  }
+  const Json* stored = valueAt(old_obj, {"metadata", "managedFields"});
+  return stored == nullptr || *stored != *given;
+}
+
 void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager, const std::string& subresource,
                   const std::string& now) {
   bool with_status = subresource == "status";
@@ -260,7 +283,9 @@ void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager
     }
     return;
   }
-  std::vector<Entry> entries = old_obj != nullptr ? readEntries(*old_obj) : readEntries(updated);
+  std::vector<Entry> entries = old_obj != nullptr && !setsManagedFields(*old_obj, updated, subresource)
+                                   ? readEntries(*old_obj)
+                                   : readEntries(updated);
   // A write through the status subresource changes nothing but status (the API keeps the rest
   // as it was): only that subtree is walked, and only its fields can change hands.
   bool status_only = with_status && old_obj != nullptr;

@@ -41,10 +41,16 @@ struct FieldConflict {
  * Records a non-apply write by `manager` in metadata.managedFields of `updated`: the fields whose
  * value changed move to the manager, fields that vanished leave every manager. With subresource
  * "status" (and an old object), only status is looked at: the caller guarantees the rest of
- * `updated` is `old_obj`'s, as a status write keeps it.
+ * `updated` is `old_obj`'s, as a status write keeps it. managedFields the writer set itself (see
+ * setsManagedFields) are the starting point instead of the old object's, as kube-apiserver does.
  */
 void recordUpdate(const Json* old_obj, Json& updated, const std::string& manager, const std::string& subresource,
                   const std::string& now);
+
+/// True when a write (not through a subresource) states managedFields of its own: a non-empty
+/// list other than the stored one. kubectl does so when it hands an object's fields over from
+/// client-side to server-side apply.
+bool setsManagedFields(const Json& old_obj, const Json& updated, const std::string& subresource);
 
 /**
  * Records, on a new object whose creator's entry is written, the status the hub set as it was

@@ -85,6 +85,69 @@ TEST_F(ApiServiceTest, FinalizersHoldDeletion) {
   EXPECT_EQ(call(http::verb::get, std::string(kBase) + "/cp1").status, 404u);
 }
 
+// kubectl hands an object's managedFields over to server-side apply with a JSON patch that tests
+// the resourceVersion first.
+TEST_F(ApiServiceTest, JsonPatchTestsTheResourceVersionAndAChangedOneIsAPrecondition) {
+  std::string rv = create("cp1")["metadata"]["resourceVersion"];
+  std::string url = std::string(kBase) + "/cp1";
+  auto ok = call(http::verb::patch, url,
+                 R"([{"op":"test","path":"/metadata/resourceVersion","value":")" + rv +
+                     R"("},{"op":"add","path":"/metadata/labels","value":{"a":"b"}}])",
+                 "application/json-patch+json");
+  ASSERT_EQ(ok.status, 200u) << ok.body;
+  Json patched = Json::parse(ok.body);
+  EXPECT_EQ(patched["metadata"]["labels"]["a"], "b");
+  EXPECT_NE(patched["metadata"]["resourceVersion"], rv);
+  // The same test again: the version moved on.
+  auto stale = call(http::verb::patch, url,
+                    R"([{"op":"test","path":"/metadata/resourceVersion","value":")" + rv + R"("}])",
+                    "application/json-patch+json");
+  EXPECT_EQ(stale.status, 422u) << stale.body;
+  // A patch that sets an old resourceVersion states it as a precondition: 409.
+  auto conflict = call(http::verb::patch, url,
+                       R"([{"op":"replace","path":"/metadata/resourceVersion","value":")" + rv +
+                           R"("},{"op":"add","path":"/metadata/labels/c","value":"d"}])",
+                       "application/json-patch+json");
+  EXPECT_EQ(conflict.status, 409u) << conflict.body;
+  EXPECT_FALSE(Json::parse(call(http::verb::get, url).body)["metadata"]["labels"].contains("c"));
+}
+
+// As kube-apiserver: managedFields a write states itself replace the stored ones; an empty list
+// keeps them.
+TEST_F(ApiServiceTest, ManagedFieldsAWriteSetsItselfAreKept) {
+  create("cp1");
+  std::string url = std::string(kBase) + "/cp1";
+  Json handed = Json::array({{{"manager", "kubectl"},
+                              {"operation", "Apply"},
+                              {"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"},
+                              {"fieldsType", "FieldsV1"},
+                              {"fieldsV1", {{"f:spec", {{"f:type", Json::object()}}}}}}});
+  auto r = call(http::verb::patch, url,
+                Json::array({{{"op", "replace"}, {"path", "/metadata/managedFields"}, {"value", handed}}}).dump(),
+                "application/json-patch+json");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  Json mf = Json::parse(call(http::verb::get, url).body)["metadata"]["managedFields"];
+  ASSERT_EQ(mf.size(), 1u) << mf.dump();
+  EXPECT_EQ(mf[0]["manager"], "kubectl");
+  EXPECT_EQ(mf[0]["operation"], "Apply");
+  EXPECT_EQ(mf[0]["fieldsV1"], handed[0]["fieldsV1"]);
+  auto emptied = call(http::verb::patch, url, R"({"metadata":{"managedFields":[]}})", "application/merge-patch+json");
+  ASSERT_EQ(emptied.status, 200u) << emptied.body;
+  EXPECT_EQ(Json::parse(call(http::verb::get, url).body)["metadata"]["managedFields"], mf);
+  // Entries that do not decode are ignored the same way, not a server error.
+  for (const char* bad : {R"([{"manager":5}])", R"([{"manager":"x","operation":"Delete"}])"}) {
+    auto r2 = call(http::verb::patch, url,
+                   std::string(R"([{"op":"replace","path":"/metadata/managedFields","value":)") + bad + "}]",
+                   "application/json-patch+json");
+    EXPECT_EQ(r2.status, 200u) << bad << ": " << r2.body;
+    EXPECT_EQ(Json::parse(call(http::verb::get, url).body)["metadata"]["managedFields"], mf) << bad;
+  }
+  // An entry that is not an object at all is refused by the schema, naming it.
+  auto typed = call(http::verb::patch, url, R"([{"op":"replace","path":"/metadata/managedFields","value":[7]}])",
+                    "application/json-patch+json");
+  EXPECT_EQ(typed.status, 422u) << typed.body;
+}
+
 // Collects what a watch stream writes, one element per chunk.
 struct CollectChunks : ChunkWriter {
   std::string all;
