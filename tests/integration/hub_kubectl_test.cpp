@@ -152,6 +152,26 @@ TEST_F(HubKubectl, ServerSideApplyAndExplain) {
   EXPECT_NE(k({"get", "cp", "dry"}).exit_code, 0);
 }
 
+// `kubectl apply --server-side` on an object made by client-side apply hands the fields over (a
+// JSON patch testing the resourceVersion and replacing managedFields): no warning, and later
+// server-side applies change those fields without conflicts.
+TEST_F(HubKubectl, ServerSideApplyTakesOverFromClientSideApply) {
+  auto r = k({"apply", "-f", "-"}, kCp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = k({"apply", "--server-side", "-f", "-"}, kCp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("Warning"), std::string::npos) << r.err;
+  std::string managers =
+      k({"get", "cp", "cp1", "-o", "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}"}).out;
+  EXPECT_NE(managers.find("kubectl/Apply"), std::string::npos) << managers;
+  EXPECT_EQ(managers.find("kubectl-client-side-apply"), std::string::npos) << managers;
+  std::string changed = kCp;
+  changed.replace(changed.find("env: dev"), 8, "env: prod");
+  r = k({"apply", "--server-side", "-f", "-"}, changed);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(k({"get", "cp", "cp1", "-o", "jsonpath={.metadata.labels.env}"}).out, "prod");
+}
+
 TEST_F(HubKubectl, InvalidObjectsAreRejectedNamingTheField) {
   std::string bad = R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
 kind: ControlPlane
