@@ -933,7 +933,7 @@ ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, cons
     return statusResponse(503, "ServiceUnavailable", "the hub is shutting down");
   }
   // Subscribe now so that a 410 is a real status code, not an event inside a 200 stream.
-  auto sub_result = store_.watch(rv == "0" ? 0 : since, net::system_executor());
+  auto sub_result = store_.watch(rv == "0" ? 0 : since, net::system_executor(), 0, filter);
   if (!sub_result) {
     return statusResponse(410, "Expired", sub_result.error().message);
   }
@@ -973,7 +973,7 @@ ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, cons
     if (!batch.empty()) {
       ok = co_await out.write(std::move(batch));
     }
-    sub->replay.clear();
+    sub->replay = {};  // its memory too: a watch may live for half an hour
     auto deadline = std::chrono::steady_clock::now() + timeout;
     // One timer per watch, not one per event: a ticker sends a tick through the event channel
     // when a bookmark is due and when the watch's time is up, so the loop waits on the channel

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -676,7 +677,8 @@ size_t ObjectStore::size() const {
   return n;
 }
 
-Result<WatchSubscription> ObjectStore::watch(int64_t since, const net::any_io_executor& executor, size_t queue) {
+Result<WatchSubscription> ObjectStore::watch(int64_t since, const net::any_io_executor& executor, size_t queue,
+                                             const std::function<bool(const ObjectRecord&)>& replay_filter) {
   std::lock_guard wlock(watch_mutex_);
   std::shared_lock lock(mutex_);
   WatchSubscription sub;
@@ -687,10 +689,18 @@ Result<WatchSubscription> ObjectStore::watch(int64_t since, const net::any_io_ex
     }
     auto it = std::upper_bound(events_.begin(), events_.end(), since,
                                [](int64_t rv, const EventPtr& e) { return rv < e->revision; });
-    sub.replay.assign(it, events_.end());
+    if (!replay_filter) {
+      sub.replay.assign(it, events_.end());
+    } else {
+      std::copy_if(it, events_.end(), std::back_inserter(sub.replay),
+                   [&](const EventPtr& e) { return replay_filter(*e->object); });
+    }
   } else {
     for (const auto& [_, bucket] : objects_) {
       for (const auto& [name, obj] : bucket) {
+        if (replay_filter && !replay_filter(*obj)) {
+          continue;
+        }
         auto e = std::make_shared<Event>();
         e->revision = obj->revision;
         e->type = EventType::Added;

@@ -155,7 +155,10 @@ class ObjectStore {
   /// with `since` == 0, replays the current state as synthetic Added events.
   /// `queue`: events buffered before the watcher is closed as too slow (0: options' watch_queue);
   /// the hub's own controllers ask for more, to ride out bursts such as a fleet reconnecting.
-  Result<WatchSubscription> watch(int64_t since, const net::any_io_executor& executor, size_t queue = 0);
+  /// `replay_filter`, when set, keeps only the replayed events of objects it accepts (a watch of
+  /// one object does not copy the whole store); live events are not filtered.
+  Result<WatchSubscription> watch(int64_t since, const net::any_io_executor& executor, size_t queue = 0,
+                                  const std::function<bool(const ObjectRecord&)>& replay_filter = {});
   /// Ends a subscription (closes its channel).
   void unwatch(uint64_t id);
   /// Closes every watch channel (shutdown).

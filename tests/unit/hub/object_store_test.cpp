@@ -67,6 +67,34 @@ TEST(ObjectStore, OneRevisionForEveryWriteAndPersistence) {
   s.value()->unwatch(w->id);
 }
 
+// A watch of one object replays only that object's events, from a revision or as current state.
+TEST(ObjectStore, AReplayFilterKeepsOnlyTheWatchedObjects) {
+  test::TempDir dir;
+  auto s = ObjectStore::open(dir.path() / "hub.db", {});
+  ASSERT_TRUE(s) << s.error().message;
+  for (int i = 0; i < 50; ++i) {
+    write(*s.value(), "o" + std::to_string(i), putObject("o" + std::to_string(i), "1"));
+  }
+  write(*s.value(), "o7", putObject("o7", "2"));
+  auto only7 = [](const ObjectRecord& o) { return o.name == "o7"; };
+  auto current = s.value()->watch(0, net::system_executor(), 0, only7);
+  ASSERT_TRUE(current);
+  ASSERT_EQ(current->replay.size(), 1u);
+  EXPECT_EQ(current->replay[0]->object->name, "o7");
+  EXPECT_EQ(current->replay[0]->revision, 51);
+  auto since = s.value()->watch(1, net::system_executor(), 0, only7);
+  ASSERT_TRUE(since);
+  ASSERT_EQ(since->replay.size(), 2u);
+  EXPECT_EQ(since->replay[0]->revision, 8);
+  EXPECT_EQ(since->replay[1]->revision, 51);
+  auto everything = s.value()->watch(0, net::system_executor());
+  ASSERT_TRUE(everything);
+  EXPECT_EQ(everything->replay.size(), 50u);
+  for (uint64_t id : {current->id, since->id, everything->id}) {
+    s.value()->unwatch(id);
+  }
+}
+
 // A hub.db of schema version 1 (objects in a WITHOUT ROWID table) is moved to the current version
 // at the first start, with every object and retained event; later writes update objects in place.
 TEST(ObjectStore, MigratesSchemaVersion1) {
