@@ -4,7 +4,6 @@
 #include <optional>
 #include <variant>
 
-
 #include "hub/api/managed_fields.hpp"
 #include "hub/api/openapi_proto.hpp"
 #include "shared/common/json_pluck.hpp"
@@ -963,9 +962,7 @@ ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, cons
     bool ok = true;
     std::string batch;
     for (const auto& e : sub->replay) {
-      if (filter(*e->object)) {
-        batch += encode(*e);
-      }
+      batch += encode(*e);  // the store kept only what `filter` accepts
     }
     if (send_initial) {
       batch += bookmark(sub->revision, true);
