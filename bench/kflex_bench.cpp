@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
   auto access = kc.access().value();
   auto ctx = tls::makeClientContext({access.ca_pem, access.client_cert_pem, access.client_key_pem}).value();
   auto ep = hub.endpoint();
+  long rss_empty = rssKb(pid);  // before the dry runs below leave their freed memory behind
   net::io_context ioc;
 
   // The baselines write what the hub stores for each create: the object as the hub completes it
@@ -149,7 +150,6 @@ int main(int argc, char** argv) {
   // averaged: the disk's speed drifts over minutes on shared machines.
   double base_single_before = sqliteBaseline(dir, stored, std::min<size_t>(objects, 3000), 1);
   double base_group_before = sqliteBaseline(dir, stored, objects, 16);
-  long rss_empty = rssKb(pid);
 
   std::cerr << "create phase: " << objects << " objects, " << clients << " clients...\n";
   // The requests are made before the clock starts, as the baselines' bodies are.
