@@ -2,6 +2,7 @@
 #include "agent/runtime/k3s_runtime.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent/agent_state.hpp"
 #include "agent/runtime/probe.hpp"
@@ -18,6 +19,8 @@ using Json = nlohmann::json;
 
 // Inside its own namespace a k3s server keeps its default port.
 constexpr uint16_t kInnerPort = 6443;
+// Where k3s as root keeps its default config, kubeconfig and node password.
+constexpr const char* kRancherConfigDir = "/etc/rancher";
 
 }  // namespace
 
@@ -30,17 +33,22 @@ constexpr const char* kNodeAgentKey = "k3s/node-agent";  // the control plane ru
 
 K3sRuntime::~K3sRuntime() { net_.close(); }
 
+
 std::vector<std::string> K3sRuntime::commandLine(bool dedicated, uint16_t port) const {
   const std::string& adv = env_.config.advertise_address;
-  std::string listen = env_.isolate ? "127.0.0.1" : adv;
+  std::string listen = isolated_ ? "127.0.0.1" : adv;
   std::vector<std::string> argv = {
       env_.program("k3s").string(),
       "server",
+      // Its own config file: k3s otherwise reads the host's /etc/rancher/k3s/config.yaml and
+      // config.yaml.d/, whose server:, datastore-endpoint: or cluster-init: would join it to the
+      // host's cluster.
+      "--config", (dir_ / "k3s-config.yaml").string(),
       "--data-dir", (dir_ / "k3s").string(),
       "--token-file", (dir_ / "token").string(),
       "--write-kubeconfig", (dir_ / "kubeconfig.yaml").string(),
       "--write-kubeconfig-mode", "0600",
-      "--https-listen-port", std::to_string(env_.isolate ? kInnerPort : port),
+      "--https-listen-port", std::to_string(isolated_ ? kInnerPort : port),
       "--bind-address", listen,
       "--advertise-address", listen,
       "--tls-san", adv,
@@ -54,6 +62,21 @@ std::vector<std::string> K3sRuntime::commandLine(bool dedicated, uint16_t port) 
   };
   if (!node_agent_) {
     argv.push_back("--disable-agent");
+    // k3s looks up the host's IP at start unless given one, and exits when the namespace has no
+    // default route (cli/server/server.go, util.GetHostnameAndIPs). Without a kubelet the node IP
+    // only names the API server's address; and since that may be loopback, which the Endpoints
+    // API refuses, the `kubernetes` Service's endpoints are not published (there are no pods
+    // here to use them), as vCluster runs k3s.
+    if (tls::isIpAddress(listen)) {
+      argv.insert(argv.end(), {"--node-ip", listen});
+    }
+    argv.push_back("--kube-apiserver-arg=endpoint-reconciler-type=none");
+  }
+  if (!isolated_) {
+    // On the host's network the controller manager's and scheduler's fixed ports (10257, 10259)
+    // are this control plane's own.
+    argv.push_back("--kube-controller-manager-arg=secure-port=" + std::to_string(kcm_port_));
+    argv.push_back("--kube-scheduler-arg=secure-port=" + std::to_string(scheduler_port_));
   }
   if (dedicated) {
     argv.push_back("--cluster-init");  // its own embedded etcd instead of SQLite
@@ -70,7 +93,37 @@ ProcessSpec K3sRuntime::spec(bool dedicated) const {
   s.net_ns_fd = net_.nsFd();
   s.cgroup_procs = cgroup_;
   s.stop_grace = std::chrono::seconds(15);
+  // As root, k3s replaces /etc/rancher/k3s/k3s.yaml with a link to its kubeconfig and writes
+  // /etc/rancher/node/password (server/server.go writeKubeConfig, writeConfigSymlink): on a host
+  // that runs k3s itself that is the host cluster's admin kubeconfig. Each control plane gets its
+  // own /etc/rancher in a mount namespace of its own; without root (no mount namespaces) k3s
+  // links $HOME/.kube/k3s.yaml instead, so HOME is its directory.
+  s.env = {"HOME=" + dir_.string()};
+  if (::geteuid() == 0) {
+    s.bind_mounts = {{dir_ / "etc-rancher", kRancherConfigDir}};
+  }
   return s;
+}
+
+Result<void> K3sRuntime::checkFixedPorts() const {
+  if (isolated_ || runningPid(dir_ / "run" / "k3s.pid") > 0) {
+    return {};  // its own namespace, or it runs already and holds them itself
+  }
+  auto taken = [](const std::string& address, uint16_t port, bool udp = false) { return !portFree(address, port, udp); };
+  if (dedicated_ && (taken("127.0.0.1", 2379) || taken("127.0.0.1", 2380) || taken("127.0.0.1", 2381))) {
+    return fail("backend dedicated runs k3s's embedded etcd, whose ports 2379-2382 are fixed, and another program "
+                "holds them (another dedicated control plane on this host's network?): on the host's network a host "
+                "runs one; use backend shared, or isolate_control_planes (root)");
+  }
+  if (node_agent_) {
+    if (taken("0.0.0.0", 10250) || taken("127.0.0.1", 10248) || taken("0.0.0.0", 8472, true) ||
+        unixReachable("/run/k3s/containerd/containerd.sock")) {
+      return fail("the host's node agent (kubelet) needs port 10250, 10248, 8472/udp and /run/k3s/containerd, which "
+                  "are fixed and in use on this host (a kubelet or k3s of its own?): a host runs one kubelet; set "
+                  "k3s_node_agent: false in agent.yaml, or stop the other");
+    }
+  }
+  return {};
 }
 
 Result<void> K3sRuntime::prepare() {
@@ -85,11 +138,43 @@ Result<void> K3sRuntime::prepare() {
       return r.error();
     }
   }
-  if (auto r = net_.prepare(env_, name_, dir_ / "run" / "k3s.pid", kInnerPort); !r) {
+  // An explicit --config that is missing is fatal in k3s before v1.29.7: it always exists.
+  if (!fs::exists(dir_ / "k3s-config.yaml", ec)) {
+    if (auto r = writeFileAtomic(dir_ / "k3s-config.yaml",
+                                 "# This control plane's own k3s config file (kflex-agent passes --config), so that\n"
+                                 "# the host's /etc/rancher/k3s/config.yaml is not read. Its flags are on the command line.\n",
+                                 0600);
+        !r) {
+      return r.error();
+    }
+  }
+  if (::geteuid() == 0) {
+    fs::create_directories(dir_ / "etc-rancher" / "k3s", ec);
+    fs::create_directories(kRancherConfigDir, ec);  // the mount point (k3s as root makes it anyway)
+    if (ec) {
+      return fail(std::string("cannot create ") + kRancherConfigDir + ": " + ec.message());
+    }
+  }
+  // The node agent is decided first: a kubelet needs the host's network (its node IP, image pulls,
+  // flannel), so that control plane runs there even when the others are isolated.
+  node_agent_ = claimNodeAgent();
+  isolated_ = env_.isolate && !node_agent_;
+  if (auto r = net_.prepare(env_, name_, dir_ / "run" / "k3s.pid", kInnerPort, isolated_, true); !r) {
+    return r;
+  }
+  if (!isolated_) {
+    auto kcm = persistentPort(env_, "cp/" + name_ + "/kcm-port", "127.0.0.1");
+    auto scheduler = persistentPort(env_, "cp/" + name_ + "/scheduler-port", "127.0.0.1");
+    if (!kcm || !scheduler) {
+      return fail("cannot pick ports for k3s's controller manager and scheduler");
+    }
+    kcm_port_ = *kcm;
+    scheduler_port_ = *scheduler;
+  }
+  if (auto r = checkFixedPorts(); !r) {
     return r;
   }
   cgroup_ = env_.joinCgroup(name_, "k3s");
-  node_agent_ = claimNodeAgent();
   return {};
 }
 
@@ -119,7 +204,8 @@ void K3sRuntime::ensure(const Json& cp) {
   dedicated_ = cp.value("spec", Json::object()).value("backend", "shared") == "dedicated";
   if (!prepared_) {
     if (auto r = prepare(); !r) {
-      bool in_use = r.error().message.find("in use") != std::string::npos;
+      bool in_use = r.error().message.find("in use") != std::string::npos ||
+                    r.error().message.find("holds") != std::string::npos;
       problem_reason_ = in_use ? "PortInUse" : "ReconcileError";
       if (problem_ != r.error().message) {
         log::warn("cannot prepare a control plane", {{"controlPlane", name_}, {"error", r.error().message}});
@@ -179,7 +265,7 @@ Json K3sRuntime::observe() const {
   } else {
     synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
                    {"message", "k3s server supervised by the agent" +
-                                   std::string(env_.isolate ? " in its own network namespace" : "") +
+                                   std::string(isolated_ ? " in its own network namespace" : " on the host's network") +
                                    (node_agent_ ? ", running this host's node agent (kubelet)" : "") +
                                    env_.limitsNote()}});
   }
@@ -227,6 +313,9 @@ bool K3sRuntime::remove() {
     (void)env_.state.set(kNodeAgentKey, "");
   }
   (void)env_.state.set("cp/" + name_ + "/node-agent", "");
+  for (const char* k : {"/kcm-port", "/scheduler-port"}) {
+    (void)env_.state.set("cp/" + name_ + k, "");
+  }
   if (ec) {
     log::warn("cannot remove a control plane's data", {{"dir", dir_.string()}, {"error", ec.message()}});
     return false;

@@ -11,14 +11,18 @@
 namespace kflex::agent::runtime {
 
 /**
- * A control plane of type k3s: one `k3s server` with its own data dir, token and kubeconfig
- * (DIR/cp/NAME/), control-plane only (--disable-agent, packaged add-ons off; with k3s_node_agent
- * the first one on the host keeps its kubelet), on embedded SQLite
- * (backend shared) or embedded etcd (--cluster-init, backend dedicated). With isolation it runs
- * in its own network namespace on k3s's default ports, and the agent relays ADVERTISE:PORT to
- * it; without, it listens on ADVERTISE:PORT itself and its fixed loopback ports (6444, 10257,
- * 10259) limit a host to one. Ready means /readyz answered 200 to the admin credentials k3s
- * wrote, through the advertised address, at the last probe.
+ * A control plane of type k3s: one `k3s server` with its own data dir, token, config file and
+ * kubeconfig (DIR/cp/NAME/), control-plane only (--disable-agent, packaged add-ons off; with
+ * k3s_node_agent the first one on the host keeps its kubelet), on embedded SQLite (backend
+ * shared) or embedded etcd (--cluster-init, backend dedicated). With isolation it runs in its own
+ * network namespace on k3s's default ports, and the agent relays ADVERTISE:PORT to it; without
+ * (and always for the one with the kubelet, which needs the host's network) it listens on
+ * ADVERTISE:PORT itself, its embedded API server on 127.0.0.1:PORT+1, its controller manager and
+ * scheduler on ports of its own; embedded etcd's and the kubelet's fixed ports allow one each per
+ * host. As root it runs with a private /etc/rancher (a mount namespace of its own), so that it
+ * never replaces the host's /etc/rancher/k3s/k3s.yaml. Ready means /readyz answered 200 to the
+ * admin credentials k3s wrote, through the advertised address, at the last probe. What each
+ * flag relies on in k3s's source: docs/launch-contract.md.
  */
 class K3sRuntime final : public Runtime {
  public:
@@ -36,6 +40,8 @@ class K3sRuntime final : public Runtime {
 
  private:
   Result<void> prepare();
+  /// On the host's network: the fixed ports of embedded etcd and of the node agent are free.
+  Result<void> checkFixedPorts() const;
   std::string key() const { return name_ + "/k3s"; }
   ProcessSpec spec(bool dedicated) const;
   bool claimNodeAgent();
@@ -48,6 +54,9 @@ class K3sRuntime final : public Runtime {
   ControlPlaneNetwork net_;
   std::filesystem::path cgroup_;  // its cgroup.procs ("" = no limits)
   bool node_agent_ = false;       // runs the host's kubelet (no --disable-agent)
+  bool isolated_ = false;         // in a network namespace of its own
+  uint16_t kcm_port_ = 10257;     // on the host's network: the controller manager's secure port
+  uint16_t scheduler_port_ = 10259;
   ReadyzProbe readyz_;
   std::string problem_;        // why it cannot run (Synced=False), "" when it can
   std::string problem_reason_;

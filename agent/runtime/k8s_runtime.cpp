@@ -16,8 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-constexpr uint16_t kInnerPort = 6443;          // the API server's port inside the namespace
-constexpr uint16_t kPostgresInnerPort = 5432;  // the shared PostgreSQL, as Kine sees it inside
+constexpr uint16_t kInnerPort = 6443;  // the API server's port inside the namespace
 constexpr const char* kServiceRange = "10.96.0.0/12";
 constexpr const char* kIssuer = "https://kubernetes.default.svc.cluster.local";
 // KubeFlex's k8s control planes are API servers only: no workload controllers.
@@ -158,29 +157,23 @@ Result<void> K8sRuntime::prepare() {
     return fail("cannot create " + dir_.string() + ": " +
                 (ec ? ec.message() : std::strerror(errno)));
   }
-  if (auto r = net_.prepare(env_, name_, dir_ / "run" / "kine.pid", kInnerPort); !r) {
+  // (An agent restart finds the namespace through the API server, which runs in it; Kine runs on
+  // the host's network.)
+  if (auto r = net_.prepare(env_, name_, dir_ / "run" / "kube-apiserver.pid", kInnerPort, env_.isolate); !r) {
     return r;
   }
   cgroup_ = env_.joinCgroup(name_, "k8s");
-  if (env_.isolate && !env_.config.postgres_dsn.empty()) {
-    // Kine, inside, reaches the shared PostgreSQL through a relay on its own loopback.
-    auto server = store::serverOf({env_.config.postgres_dsn, ""});
-    if (!server) {
-      return server.error();
-    }
-    if (auto r = net_.relayInto(env_, kPostgresInnerPort, server->first, server->second); !r) {
-      return r;
-    }
-  }
   if (!env_.isolate) {
     // On the host's network every port must be this control plane's own.
-    auto kine = persistentPort(env_, "cp/" + name_ + "/kine-port", "127.0.0.1");
     auto kcm = persistentPort(env_, "cp/" + name_ + "/kcm-port", "127.0.0.1");
-    if (!kine || !kcm) {
-      return fail("cannot pick ports for Kine and the controller manager");
+    if (!kcm) {
+      return fail("cannot pick a port for the controller manager: " + kcm.error().message);
     }
-    kine_port_ = *kine;
     kcm_port_ = *kcm;
+  }
+  // Kine reads the password from a file of its own (PGPASSFILE), never from its command line.
+  if (auto r = writeFileAtomic(dir_ / "pgpass", store::passfileLine(env_.config.postgres_password), 0600); !r) {
+    return r;
   }
   return makePki();
 }
@@ -198,18 +191,20 @@ ProcessSpec K8sRuntime::componentSpec(const char* component, std::vector<std::st
   return s;
 }
 
+std::filesystem::path K8sRuntime::kineSocket() const { return dir_ / "run" / "kine.sock"; }
+
 ProcessSpec K8sRuntime::kineSpec() const {
+  // Kine runs on the host's network, where the database's name resolves and its certificate's
+  // name matches (sslmode=verify-full), and serves the API server on a unix socket, which
+  // reaches into the control plane's namespace. Metrics off: no TCP port at all.
   ProcessSpec s = componentSpec(
       "kine",
-      {env_.program("kine").string(), "--listen-address=127.0.0.1:" + std::to_string(kine_port_),
-       std::string("--metrics-bind-address=") + (env_.isolate ? "127.0.0.1:8080" : "0")},
+      {env_.program("kine").string(),
+       "--endpoint=" + store::kineEndpoint(store::withDatabase({env_.config.postgres_dsn, ""}, database())),
+       "--listen-address=unix://" + kineSocket().string(), "--metrics-bind-address=0"},
       std::chrono::seconds(5));
-  // The DSN with its password goes in the environment, never on the command line.
-  store::PostgresTarget target{env_.config.postgres_dsn, env_.config.postgres_password};
-  if (env_.isolate) {
-    target = store::withServer(target, "127.0.0.1:" + std::to_string(kPostgresInnerPort));
-  }
-  s.env = {"KINE_ENDPOINT=" + store::uriWithPassword(store::withDatabase(target, database()))};
+  s.net_ns_fd = -1;
+  s.env = {"PGPASSFILE=" + (dir_ / "pgpass").string()};
   return s;
 }
 
@@ -228,7 +223,7 @@ ProcessSpec K8sRuntime::apiserverSpec() const {
                         "--enable-admission-plugins=NodeRestriction",
                         "--enable-bootstrap-token-auth=true",
                         "--endpoint-reconciler-type=none",
-                        "--etcd-servers=http://127.0.0.1:" + std::to_string(kine_port_),
+                        "--etcd-servers=unix://" + kineSocket().string(),
                         "--kubelet-client-certificate=" + f("apiserver-kubelet-client.crt"),
                         "--kubelet-client-key=" + f("apiserver-kubelet-client.key"),
                         "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
@@ -323,7 +318,7 @@ net::awaitable<void> K8sRuntime::probe() {
   if (!prepared_ || !database_ready_) {
     co_return;
   }
-  if (!kine_up_ && net_.reachable(kine_port_, std::chrono::milliseconds(200))) {
+  if (!kine_up_ && unixReachable(kineSocket())) {
     kine_up_ = true;
   }
   std::string endpoint = net_.endpoint(env_);
@@ -340,7 +335,7 @@ net::awaitable<void> K8sRuntime::probe() {
   if (kine_up_) {
     result = co_await readyz_.run(dir_ / "pki" / "admin.kubeconfig", endpoint);
   } else {
-    result.message = "waiting for Kine to answer on its port";
+    result.message = "waiting for Kine to answer on " + kineSocket().string();
   }
   if (result.ready) {
     apiserver_ready_once_ = true;
@@ -449,9 +444,7 @@ bool K8sRuntime::remove() {
     return false;
   }
   net_.forget(env_, name_);
-  for (const char* k : {"/kine-port", "/kcm-port"}) {
-    (void)env_.state.set("cp/" + name_ + k, "");
-  }
+  (void)env_.state.set("cp/" + name_ + "/kcm-port", "");
   log::info("control plane removed",
             {{"controlPlane", name_}, {"database", database()}, {"dir", dir_.string()}});
   return true;

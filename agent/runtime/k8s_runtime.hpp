@@ -13,7 +13,9 @@ namespace kflex::agent::runtime {
 /**
  * A control plane of type k8s, as KubeFlex runs one: Kine on a database of its own on the shared
  * PostgreSQL, kube-apiserver on Kine, and kube-controller-manager with KubeFlex's API-only
- * controller set. The agent makes the PKI (ECDSA P-256: cluster CA, API server serving
+ * controller set. Kine runs on the host's network and serves the API server on a unix socket
+ * (DIR/cp/NAME/run/kine.sock); the API server and the controller manager run in the control
+ * plane's network namespace when isolated. The agent makes the PKI (ECDSA P-256: cluster CA, API server serving
  * certificate for the advertised address, front-proxy CA and client, service-account key pair,
  * admin and controller-manager client certificates) and the database, starts Kine, then the API
  * server once Kine answers, then the controller manager once the API server is ready. Deleting
@@ -42,6 +44,7 @@ class K8sRuntime final : public Runtime {
   Result<void> makeDatabase();
   std::string key(const char* component) const { return name_ + "/" + component; }
   std::string database() const;
+  std::filesystem::path kineSocket() const;
 
   RuntimeEnv& env_;
   std::string name_;
@@ -49,7 +52,6 @@ class K8sRuntime final : public Runtime {
   ControlPlaneNetwork net_;
   std::filesystem::path cgroup_;  // its cgroup.procs ("" = no limits)
   ReadyzProbe readyz_;
-  uint16_t kine_port_ = 2379;
   uint16_t kcm_port_ = 10257;
   bool prepared_ = false;
   bool database_ready_ = false;

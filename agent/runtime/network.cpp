@@ -5,21 +5,31 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "agent/agent_state.hpp"
 #include "agent/runtime/probe.hpp"
 
 namespace kflex::agent::runtime {
 
-Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const std::string& address) {
+Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const std::string& address,
+                                bool next_free_on_loopback) {
   auto stored = static_cast<uint16_t>(std::atoi(env.state.get(key).value_or("0").c_str()));
   if (stored != 0) {
     return stored;
   }
-  auto port = freePort(address);
+  Result<uint16_t> port = fail("no port");
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    port = freePort(address);
+    if (!port || !next_free_on_loopback || (*port < 65535 && portFree("127.0.0.1", *port + 1))) {
+      break;
+    }
+    port = fail("cannot find a free port on " + address + " whose next port is free on 127.0.0.1");
+  }
   if (!port) {
     return port.error();
   }
@@ -30,10 +40,11 @@ Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const s
 }
 
 Result<void> ControlPlaneNetwork::prepare(RuntimeEnv& env, const std::string& name,
-                                          const std::filesystem::path& adopt_pid_file, uint16_t inner_port) {
+                                          const std::filesystem::path& adopt_pid_file, uint16_t inner_port,
+                                          bool isolated, bool api_port_follows) {
   std::string key = "cp/" + name + "/port";
-  if (!env.isolate) {
-    auto port = persistentPort(env, key, env.config.advertise_address);
+  if (!isolated) {
+    auto port = persistentPort(env, key, env.config.advertise_address, api_port_follows);
     if (!port) {
       return port.error();
     }
@@ -63,33 +74,10 @@ Result<void> ControlPlaneNetwork::prepare(RuntimeEnv& env, const std::string& na
   return {};
 }
 
-Result<void> ControlPlaneNetwork::relayInto(RuntimeEnv& env, uint16_t inner_port, const std::string& host, uint16_t port) {
-  if (!ns_) {
-    return fail("no namespace to relay into");
-  }
-  if (outward_) {
-    return {};
-  }
-  net::ip::tcp::resolver resolver(env.executor);
-  boost::system::error_code ec;
-  auto results = resolver.resolve(host, std::to_string(port), ec);
-  if (ec || results.empty()) {
-    return fail("cannot resolve " + host + ": " + (ec ? ec.message() : "no address"));
-  }
-  auto relay = PortForward::openInto(env.executor, ns_, inner_port, results.begin()->endpoint());
-  if (!relay) {
-    return relay.error();
-  }
-  outward_ = relay.value();
-  return {};
-}
-
 void ControlPlaneNetwork::close() {
-  for (auto* f : {&forward_, &outward_}) {
-    if (*f) {
-      (*f)->close();
-      f->reset();
-    }
+  if (forward_) {
+    forward_->close();
+    forward_.reset();
   }
 }
 
@@ -126,6 +114,23 @@ bool ControlPlaneNetwork::reachable(uint16_t port, std::chrono::milliseconds tim
     ok = ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
          err == 0;
   }
+  ::close(fd);
+  return ok;
+}
+
+bool unixReachable(const std::filesystem::path& path) {
+  sockaddr_un a{};
+  if (path.native().size() >= sizeof a.sun_path) {
+    return false;
+  }
+  a.sun_family = AF_UNIX;
+  std::memcpy(a.sun_path, path.c_str(), path.native().size());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return false;
+  }
+  // (A listening unix socket accepts at once, or says EAGAIN when its backlog is full: up.)
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 || errno == EAGAIN;
   ::close(fd);
   return ok;
 }

@@ -18,12 +18,12 @@ namespace kflex::agent::runtime {
  */
 class ControlPlaneNetwork {
  public:
-  /// Joins the namespace of the process of `adopt_pid_file` when it still runs (an agent
-  /// restart), else makes one; binds the relay (or picks the host port).
+  /// Isolated: joins the namespace of the process of `adopt_pid_file` when it still runs (an
+  /// agent restart), else makes one, and binds the relay. On the host's network: picks the host
+  /// port, and with `api_port_follows` also makes sure PORT + 1 is free on 127.0.0.1 (k3s's
+  /// embedded API server listens there).
   Result<void> prepare(RuntimeEnv& env, const std::string& name, const std::filesystem::path& adopt_pid_file,
-                       uint16_t inner_port);
-  /// Inside the namespace, 127.0.0.1:INNER_PORT relays to HOST:PORT as the host reaches it.
-  Result<void> relayInto(RuntimeEnv& env, uint16_t inner_port, const std::string& host, uint16_t port);
+                       uint16_t inner_port, bool isolated, bool api_port_follows = false);
   bool isolated() const { return ns_ != nullptr; }
   /// Closes the relay (the namespace stays while its processes run).
   void close();
@@ -42,11 +42,15 @@ class ControlPlaneNetwork {
  private:
   std::shared_ptr<NetNamespace> ns_;
   std::shared_ptr<PortForward> forward_;
-  std::shared_ptr<PortForward> outward_;
   uint16_t port_ = 0;
 };
 
-/// A host port for `key` (e.g. "cp/NAME/kine-port"), chosen once on `address` and kept in agent.db.
-Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const std::string& address);
+/// Whether something accepts connections on the unix socket at `path` (a connect that does not block).
+bool unixReachable(const std::filesystem::path& path);
+
+/// A host port for `key` (e.g. "cp/NAME/kcm-port"), chosen once on `address` and kept in agent.db;
+/// with `next_free_on_loopback`, one whose successor is free on 127.0.0.1 too.
+Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const std::string& address,
+                                bool next_free_on_loopback = false);
 
 }  // namespace kflex::agent::runtime

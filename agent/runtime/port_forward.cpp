@@ -70,37 +70,6 @@ Result<std::shared_ptr<PortForward>> PortForward::open(net::any_io_executor ex, 
   return f;
 }
 
-Result<std::shared_ptr<PortForward>> PortForward::openInto(net::any_io_executor ex, std::shared_ptr<const NetNamespace> ns,
-                                                           uint16_t inner_port, net::ip::tcp::endpoint target) {
-  std::shared_ptr<PortForward> f(new PortForward(ex, ns, 0));
-  f->inward_ = false;
-  f->target_ = target;
-  auto fd = ns->socket(AF_INET, SOCK_STREAM);
-  if (!fd) {
-    return fd.error();
-  }
-  int one = 1;
-  ::setsockopt(fd.value(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(inner_port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd.value(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd.value(), 64) != 0) {
-    int err = errno;
-    ::close(fd.value());
-    return fail("cannot listen on 127.0.0.1:" + std::to_string(inner_port) + " in the control plane's namespace: " +
-                std::strerror(err));
-  }
-  boost::system::error_code ec;
-  f->acceptor_.assign(tcp::v4(), fd.value(), ec);
-  if (ec) {
-    return fail("cannot use the relay's socket: " + ec.message());
-  }
-  f->port_ = inner_port;
-  net::co_spawn(ex, f->acceptLoop(), net::detached);
-  return f;
-}
-
 void PortForward::close() {
   if (closed_) {
     return;
@@ -131,17 +100,13 @@ net::awaitable<void> PortForward::relay(tcp::socket client) {
   int mine = *generation;
   tcp::socket upstream(client.get_executor());
   boost::system::error_code ec;
-  tcp::endpoint target = inward_ ? tcp::endpoint(net::ip::address_v4::loopback(), target_port_) : target_;
-  if (inward_) {
-    auto fd = ns_->socket(AF_INET, SOCK_STREAM);
-    if (!fd) {
-      log::warn("cannot relay a connection", {{"error", fd.error().message}});
-      co_return;
-    }
-    upstream.assign(tcp::v4(), fd.value(), ec);
-  } else {
-    upstream.open(target.protocol(), ec);
+  tcp::endpoint target(net::ip::address_v4::loopback(), target_port_);
+  auto fd = ns_->socket(AF_INET, SOCK_STREAM);
+  if (!fd) {
+    log::warn("cannot relay a connection", {{"error", fd.error().message}});
+    co_return;
   }
+  upstream.assign(tcp::v4(), fd.value(), ec);
   if (ec) {
     co_return;
   }

@@ -22,10 +22,6 @@ class PortForward : public std::enable_shared_from_this<PortForward> {
   /// Binds ADDRESS:PORT (port 0: any free one) and starts accepting.
   static Result<std::shared_ptr<PortForward>> open(net::any_io_executor ex, const std::string& address, uint16_t port,
                                                    std::shared_ptr<const NetNamespace> ns, uint16_t target_port);
-  /// The other way: listens on 127.0.0.1:INNER_PORT inside the namespace and relays to TARGET as
-  /// the host reaches it (how Kine, inside, reaches the shared PostgreSQL outside).
-  static Result<std::shared_ptr<PortForward>> openInto(net::any_io_executor ex, std::shared_ptr<const NetNamespace> ns,
-                                                       uint16_t inner_port, net::ip::tcp::endpoint target);
   ~PortForward();
   /// The bound port.
   uint16_t port() const { return port_; }
@@ -36,8 +32,6 @@ class PortForward : public std::enable_shared_from_this<PortForward> {
 
  private:
   PortForward(net::any_io_executor ex, std::shared_ptr<const NetNamespace> ns, uint16_t target_port);
-  bool inward_ = true;  // listener on the host, upstream in the namespace (else the reverse)
-  net::ip::tcp::endpoint target_;
   net::awaitable<void> acceptLoop();
   net::awaitable<void> relay(net::ip::tcp::socket client);
   net::ip::tcp::acceptor acceptor_;

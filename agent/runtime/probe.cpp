@@ -84,6 +84,31 @@ Result<uint16_t> freePort(const std::string& address) {
   return a.local_endpoint().port();
 }
 
+bool portFree(const std::string& address, uint16_t port, bool udp) {
+  boost::system::error_code ec;
+  auto addr = net::ip::make_address(address, ec);
+  if (ec) {
+    return false;
+  }
+  net::io_context ioc;
+  if (udp) {
+    net::ip::udp::socket s(ioc);
+    s.open(addr.is_v4() ? net::ip::udp::v4() : net::ip::udp::v6(), ec);
+    if (!ec) {
+      s.bind({addr, port}, ec);
+    }
+    return !ec;
+  }
+  net::ip::tcp::acceptor a(ioc);
+  net::ip::tcp::endpoint ep(addr, port);
+  a.open(ep.protocol(), ec);
+  if (!ec) {
+    a.set_option(net::socket_base::reuse_address(true), ec);
+    a.bind(ep, ec);
+  }
+  return !ec;
+}
+
 std::string urlHost(const std::string& address) {
   return address.find(':') != std::string::npos ? "[" + address + "]" : address;
 }

@@ -5,6 +5,7 @@
 #include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,13 +31,26 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 using std::chrono::milliseconds;
 
-// What a service manager gives the agent itself and must not reach its children: a child that
-// sent READY=1 or watchdog pings on the agent's behalf would confuse systemd.
+// What a service manager gives the agent itself and must not reach its children (a child that
+// sent READY=1 or watchdog pings on the agent's behalf would confuse systemd), and settings the
+// launched programs read from their environment, which the agent sets on their command lines
+// and files instead: k3s reads K3S_* (K3S_DATASTORE_ENDPOINT, K3S_CONFIG_FILE, ...), Kine from
+// v0.14.1 KINE_*, and PostgreSQL clients PG* (a stray PGPASSWORD would hide Kine's PGPASSFILE).
 bool inheritedVariable(const char* entry) {
   static const char* const kDropped[] = {"NOTIFY_SOCKET=", "WATCHDOG_PID=", "WATCHDOG_USEC=", "LISTEN_PID=",
-                                         "LISTEN_FDS=",    "LISTEN_FDNAMES="};
+                                         "LISTEN_FDS=",    "LISTEN_FDNAMES=", "K3S_", "KINE_", "PG"};
   for (const char* d : kDropped) {
     if (std::strncmp(entry, d, std::strlen(d)) == 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// In a forked child: bind-mounts each (source, target); only system calls.
+bool bindAll(const std::vector<std::pair<const char*, const char*>>& mounts) {
+  for (const auto& [source, target] : mounts) {
+    if (::mount(source, target, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
       return false;
     }
   }
@@ -147,6 +161,9 @@ pid_t runningPid(const fs::path& pid_file) {
 
 std::string specHash(const ProcessSpec& spec) {
   Json j = {{"argv", spec.argv}, {"env", spec.env}, {"dir", spec.work_dir.string()}, {"netns", spec.net_ns_fd >= 0}};
+  for (const auto& [source, target] : spec.bind_mounts) {
+    j["mounts"].push_back({source.string(), target.string()});  // (absent without mounts: old hashes hold)
+  }
   return tls::sha256Hex(j.dump()).substr(0, 16);
 }
 
@@ -280,6 +297,10 @@ void Supervisor::start(Entry& e) {
     return;
   }
   int ns_fd = spec.net_ns_fd;
+  std::vector<std::pair<const char*, const char*>> mounts;
+  for (const auto& [source, target] : spec.bind_mounts) {
+    mounts.emplace_back(source.c_str(), target.c_str());
+  }
   long open_max = ::sysconf(_SC_OPEN_MAX);
   int max_fd = open_max > 0 && open_max < 1 << 20 ? static_cast<int>(open_max) : 1 << 16;
   pid_t pid = ::fork();
@@ -296,6 +317,11 @@ void Supervisor::start(Entry& e) {
       step = 1;
     } else if (ns_fd >= 0 && ::setns(ns_fd, CLONE_NEWNET) != 0) {
       step = 2;
+    } else if (!mounts.empty() && (::unshare(CLONE_NEWNS) != 0 ||
+                                   ::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)) {
+      step = 7;
+    } else if (!bindAll(mounts)) {
+      step = 8;
     } else if (::chdir(dir) != 0) {
       step = 3;
     } else if ((null_fd = ::open("/dev/null", O_RDONLY)) < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 ||
@@ -340,8 +366,9 @@ void Supervisor::start(Entry& e) {
     int status = 0;
     ::waitpid(pid, &status, 0);
     static const char* const kSteps[] = {"", "setsid", "entering the network namespace", "chdir to the working directory",
-                                         "redirecting output", "exec", "joining the control plane's cgroup"};
-    failStart(std::string(kSteps[std::clamp(report[0], 0, 6)]) + " failed: " + std::strerror(report[1]));
+                                         "redirecting output", "exec", "joining the control plane's cgroup",
+                                         "making a private mount namespace", "bind-mounting the control plane's directories"};
+    failStart(std::string(kSteps[std::clamp(report[0], 0, 8)]) + " failed: " + std::strerror(report[1]));
     return;
   }
   e.child = true;

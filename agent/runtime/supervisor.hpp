@@ -23,6 +23,9 @@ struct ProcessSpec {
   std::filesystem::path log_file;          ///< stdout and stderr, appended; rotated by size.
   std::filesystem::path pid_file;          ///< pid, start time and spec hash, for re-adoption after an agent restart.
   int net_ns_fd = -1;                      ///< A network namespace to start in (-1: the agent's own).
+  /// Directories bind-mounted over host paths (source, target) in a mount namespace of the
+  /// program's own (host mounts still propagate into it); empty: the agent's. Needs CAP_SYS_ADMIN.
+  std::vector<std::pair<std::filesystem::path, std::filesystem::path>> bind_mounts;
   std::filesystem::path cgroup_procs;      ///< A cgroup's cgroup.procs to start in ("" = the agent's); not in the spec hash.
   std::chrono::milliseconds stop_grace{10000};  ///< SIGTERM, then SIGKILL after this long.
 };

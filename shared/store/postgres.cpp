@@ -12,21 +12,6 @@ namespace {
 using Conn = std::unique_ptr<PGconn, decltype(&PQfinish)>;
 using Res = std::unique_ptr<PGresult, decltype(&PQclear)>;
 
-std::string percentEncode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
 // The parts of postgres://[user[:password]@]host[:port][/db][?query].
 struct Parts {
   std::string scheme, user, password, hostport, db, query;
@@ -128,24 +113,24 @@ Result<std::pair<std::string, uint16_t>> serverOf(const PostgresTarget& t) {
   return std::make_pair(host, port);
 }
 
-PostgresTarget withServer(const PostgresTarget& t, const std::string& hostport) {
-  auto p = split(t.dsn);
-  if (!p) {
-    return t;
-  }
-  p->hostport = hostport;
-  return {join(*p, true), t.password};
-}
-
-std::string uriWithPassword(const PostgresTarget& t) {
+std::string kineEndpoint(const PostgresTarget& t) {
   auto p = split(t.dsn);
   if (!p) {
     return t.dsn;
   }
-  if (!t.password.empty()) {
-    p->password = percentEncode(t.password);
+  p->scheme = "postgres";
+  return join(*p, false);
+}
+
+std::string passfileLine(const std::string& password) {
+  std::string escaped;
+  for (char c : password) {
+    if (c == ':' || c == '\\') {
+      escaped += '\\';
+    }
+    escaped += c;
   }
-  return join(*p, true);
+  return "*:*:*:*:" + escaped + "\n";
 }
 
 std::string redacted(const std::string& dsn) {

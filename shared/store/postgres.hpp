@@ -22,11 +22,12 @@ struct PostgresTarget {
 PostgresTarget withDatabase(const PostgresTarget& t, const std::string& database);
 /// The server's host and port (5432 when the URI has none).
 Result<std::pair<std::string, uint16_t>> serverOf(const PostgresTarget& t);
-/// The same database, reached at another HOST:PORT (through a relay).
-PostgresTarget withServer(const PostgresTarget& t, const std::string& hostport);
-/// The URI with the password in it (percent-encoded), for a program that takes only a URI
-/// (Kine's --endpoint, passed in its environment). Never log it.
-std::string uriWithPassword(const PostgresTarget& t);
+/// The URI as every Kine release takes it on --endpoint: scheme postgres:// (Kine before v0.13.1
+/// refuses postgresql://), no password (it would show in a process list).
+std::string kineEndpoint(const PostgresTarget& t);
+/// A PGPASSFILE line that gives `password` for any host, port, database and user (':' and '\'
+/// escaped as libpq and pgx read them): for a file only one program reads, with one server.
+std::string passfileLine(const std::string& password);
 /// The URI with any password removed, for messages.
 std::string redacted(const std::string& dsn);
 /// A database name for a control plane: '-' becomes '_' (as KubeFlex does).

@@ -1,13 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
-// Stand-in for `k3s server` (k3s-io/k3s), for tests on machines where k3s cannot be installed.
-// It is strict where the agent depends on it: the real server's flags (unknown ones refused),
-// its data directory layout (server/tls, server/cred, server/token, server/db), the kubeconfig
-// it writes, the ports it holds (the HTTPS port plus the fixed loopback ports, so that two of
-// them collide exactly as two real ones would), /ping, /cacerts, and /readyz answering 503 until
-// its apiserver has "started". Behind the port is a real Kubernetes-style API (the hub's
+// Stand-in for `k3s server` v1.30.13+k3s1 (k3s-io/k3s), for tests on machines where k3s cannot
+// be installed. It is strict where the agent depends on it, as docs/launch-contract.md lists
+// with the source files each behaviour was read from: the real server's flags (unknown ones
+// refused), its config file (the host's /etc/rancher/k3s/config.yaml and config.yaml.d/ unless
+// --config names another; a missing one ignored), the start-up lookup of the host's IP (fatal
+// without a default route unless --node-ip is given), its data directory layout (server/tls,
+// server/cred, server/token, server/db), the kubeconfig it writes and the link to it that
+// replaces /etc/rancher/k3s/k3s.yaml as root ($HOME/.kube/k3s.yaml otherwise), the ports it holds
+// (the HTTPS port, its embedded API server on 127.0.0.1 one above it, the fixed controller
+// manager, scheduler, etcd and, with the node agent, kubelet, flannel and containerd ones, so that
+// two of them collide exactly as two real ones would), /ping, /cacerts, and /readyz answering 503
+// until its apiserver has "started". Behind the port is a real Kubernetes-style API (the hub's
 // machinery) that accepts the admin client certificate it writes into the kubeconfig.
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
 
 #include <iostream>
 
@@ -15,6 +28,7 @@
 
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
+#include "shared/config/yaml_json.hpp"
 #include "shared/tls/context.hpp"
 #include "shared/tls/pki.hpp"
 #include "tests/standins/standin.hpp"
@@ -143,15 +157,122 @@ std::string kubeconfigYaml(const std::string& server, const std::string& ca, con
   return doc.dump(2) + "\n";  // JSON is YAML; kubectl reads either
 }
 
+// k3s's config file (pkg/configfilearg): K3S_CONFIG_FILE, else --config/-c, else the default
+// /etc/rancher/k3s/config.yaml; then FILE.d/*.yaml. A missing file is ignored (an explicit one
+// too, as v1.29.7 and v1.30.3 on do). Keys become --key=value flags put in front of the command
+// line's (so the command line wins); keys that are not server flags are skipped with a warning.
+Result<std::vector<std::string>> configArgs(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs) {
+  std::string file = "/etc/rancher/k3s/config.yaml";
+  for (size_t i = 0; i < args.size(); ++i) {
+    for (const char* flag : {"--config", "-c", "-config", "--c"}) {
+      if (args[i] == flag && i + 1 < args.size()) {
+        file = args[i + 1];
+      } else if (args[i].rfind(std::string(flag) + "=", 0) == 0) {
+        file = args[i].substr(std::strlen(flag) + 1);
+      }
+    }
+  }
+  if (const char* env = std::getenv("K3S_CONFIG_FILE"); env != nullptr && *env != '\0') {
+    file = env;
+  }
+  std::vector<fs::path> files = {file};
+  std::error_code ec;
+  std::vector<fs::path> dropins;
+  for (fs::directory_iterator it(file + ".d", ec), end; !ec && it != end; it.increment(ec)) {
+    std::string ext = it->path().extension().string();
+    if (it->is_regular_file() && (ext == ".yaml" || ext == ".yml")) {
+      dropins.push_back(it->path());
+    }
+  }
+  std::sort(dropins.begin(), dropins.end());
+  files.insert(files.end(), dropins.begin(), dropins.end());
+  std::vector<std::string> out;
+  for (const auto& path : files) {
+    auto text = readFile(path);
+    if (!text) {
+      continue;
+    }
+    auto doc = config::yamlToJson(text.value());
+    if (!doc) {
+      return fail(doc.error().message);
+    }
+    if (!doc->is_object()) {
+      continue;
+    }
+    for (const auto& [raw_key, value] : doc->items()) {
+      std::string key = raw_key.size() > 1 && raw_key.back() == '+' ? raw_key.substr(0, raw_key.size() - 1) : raw_key;
+      bool known = std::any_of(specs.begin(), specs.end(), [&](const FlagSpec& f) {
+        return f.name == key || std::find(f.aliases.begin(), f.aliases.end(), key) != f.aliases.end();
+      });
+      if (!known) {
+        log::warn("Unknown flag --" + key + " found in config.yaml, skipping");
+        continue;
+      }
+      std::string dash = key.size() == 1 ? "-" : "--";
+      for (const auto& item : value.is_array() ? value : nlohmann::json::array({value})) {
+        out.push_back(dash + key + "=" + (item.is_string() ? item.get<std::string>() : item.dump()));
+      }
+    }
+  }
+  return out;
+}
+
+// k8s.io/apimachinery ChooseHostInterface as k3s calls it when no --node-ip is given: a default
+// route (IPv4 destination 00000000; IPv6 ::/0 with a gateway) must exist.
+bool hasDefaultRoute() {
+  if (auto v4 = readFile("/proc/net/route"); v4) {
+    for (const auto& line : split(v4.value(), '\n')) {
+      auto fields = split(line, '\t');
+      if (fields.size() > 2 && fields[0] != "Iface" && fields[1] == "00000000") {
+        return true;
+      }
+    }
+  }
+  if (auto v6 = readFile("/proc/net/ipv6_route"); v6) {
+    for (const auto& line : split(v6.value(), '\n')) {
+      std::istringstream in(line);
+      std::string dest, dest_len, src, src_len, gateway;
+      in >> dest >> dest_len >> src >> src_len >> gateway;
+      if (dest == std::string(32, '0') && dest_len == "00" && !gateway.empty() && gateway != std::string(32, '0')) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+// Holds a unix socket at `path` (containerd's), as a running containerd does.
+Result<int> holdSocket(const fs::path& path) {
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  ::unlink(path.c_str());
+  int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+  if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 16) != 0) {
+    int err = errno;
+    if (s >= 0) {
+      ::close(s);
+    }
+    return fail("listen unix " + path.string() + ": bind: " + std::strerror(err));
+  }
+  return s;
+}
+
 int server(const std::vector<std::string>& args) {
-  auto flags = standin::Flags::parse(args, serverFlags());
+  auto specs = serverFlags();
+  auto from_config = configArgs(args, specs);
+  if (!from_config) {
+    return fatal(from_config.error().message);
+  }
+  std::vector<std::string> all_args = from_config.value();
+  all_args.insert(all_args.end(), args.begin(), args.end());
+  auto flags = standin::Flags::parse(all_args, specs);
   if (!flags) {
     return usageError(flags.error().message);
   }
   const standin::Flags& f = flags.value();
-  if (f.has("config") && !fs::exists(f.get("config"))) {
-    return fatal("open " + f.get("config") + ": no such file or directory");
-  }
   static const std::set<std::string> kDisable = {"coredns", "servicelb", "traefik", "local-storage", "metrics-server",
                                                  "runtimes"};
   for (const auto& d : f.all("disable")) {
@@ -174,11 +295,19 @@ int server(const std::vector<std::string>& args) {
   if (end == mode_text.c_str() || *end != '\0' || mode < 0 || mode > 0777) {
     return fatal("failed to parse --write-kubeconfig-mode " + mode_text);
   }
+  // (cli/server/server.go run -> util.GetHostnameAndIPs, before anything is written.)
+  std::string node_ip = f.get("node-ip");
+  if (node_ip.empty() && !f.has("flannel-iface") && !hasDefaultRoute()) {
+    return fatal("no default routes found in \"/proc/net/route\" or \"/proc/net/ipv6_route\"");
+  }
+  if (!f.flag("disable-agent") && (node_ip.rfind("127.", 0) == 0 || node_ip == "::1")) {
+    return fatal("kubelet exited: failed to validate nodeIP: nodeIP can't be loopback address");
+  }
   std::string bind = f.get("bind-address", "0.0.0.0");
   std::string home = std::getenv("HOME") ? std::getenv("HOME") : "/root";
   fs::path data_dir = f.get("data-dir", ::geteuid() == 0 ? "/var/lib/rancher/k3s" : home + "/.rancher/k3s");
-  fs::path server_dir = fs::absolute(data_dir) / "server";
   std::error_code ec;
+  fs::path server_dir = fs::absolute(data_dir) / "server";
   for (const char* sub : {"tls", "cred", "db", "manifests", "static"}) {
     fs::create_directories(server_dir / sub, ec);
     if (ec) {
@@ -257,9 +386,11 @@ int server(const std::vector<std::string>& args) {
   (void)writeFileAtomic(tls_dir / "client-admin.crt", admin_pair->cert_pem, 0644);
   (void)writeFileAtomic(tls_dir / "client-admin.key", admin_pair->key_pem, 0600);
 
-  // The fixed loopback ports (docs/installation/requirements.md, "Local Ports").
+  // The embedded API server on 127.0.0.1, one above the HTTPS port (daemons/control/server.go
+  // defaults), and the fixed ports (docs/installation/requirements.md, "Local Ports").
   std::vector<int> held;
-  std::vector<std::pair<std::string, uint16_t>> fixed = {{"127.0.0.1", 6444}};
+  const int api_port = https_port + 1;
+  std::vector<std::pair<std::string, uint16_t>> fixed = {{"127.0.0.1", static_cast<uint16_t>(api_port)}};
   if (!f.flag("disable-controller-manager")) {
     std::string p = passThrough(f.all("kube-controller-manager-arg"), "secure-port");
     fixed.push_back({"127.0.0.1", static_cast<uint16_t>(p.empty() ? 10257 : std::atoi(p.c_str()))});
@@ -278,7 +409,8 @@ int server(const std::vector<std::string>& args) {
     fs::create_directories(server_dir / "db" / "etcd" / "member", ec);
   }
   if (!f.flag("disable-agent")) {
-    for (uint16_t p : {10248, 10250, 10010}) {
+    fixed.push_back({"0.0.0.0", 10250});
+    for (uint16_t p : {10248, 10010}) {
       fixed.push_back({"127.0.0.1", p});
     }
     if (!f.flag("disable-kube-proxy")) {
@@ -294,6 +426,24 @@ int server(const std::vector<std::string>& args) {
       return fatal(r.error().message);
     }
   }
+  if (!f.flag("disable-agent")) {
+    // Flannel's VXLAN port and containerd's socket are fixed too: one node agent per host.
+    if (f.get("flannel-backend", "vxlan") == "vxlan") {
+      int u = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(8472);
+      if (u < 0 || ::bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        return fatal(std::string("flannel exited: listen udp 0.0.0.0:8472: bind: ") + std::strerror(errno));
+      }
+      held.push_back(u);
+    }
+    auto sock = holdSocket("/run/k3s/containerd/containerd.sock");
+    if (!sock) {
+      return fatal("containerd: " + sock.error().message);
+    }
+    held.push_back(sock.value());
+  }
 
   auto ctx = tls::makeServerContext({client_ca->cert_pem, serving_pair->cert_pem, serving_pair->key_pem});
   if (!ctx) {
@@ -307,14 +457,30 @@ int server(const std::vector<std::string>& args) {
   if (!api) {
     return fatal("starting kubernetes: " + api.error().message);
   }
-  log::info("Running kube-apiserver --advertise-port=" + std::to_string(https_port) + " --bind-address=127.0.0.1 --secure-port=6444");
+  log::info("Running kube-apiserver --advertise-port=" + std::to_string(https_port) +
+            " --bind-address=127.0.0.1 --secure-port=" + std::to_string(api_port));
 
   // Kubeconfigs: cred/admin.kubeconfig for the server's own use, and the admin one for people.
   std::string host = bind == "0.0.0.0" ? "127.0.0.1" : bind;
   std::string url = "https://" + host + ":" + std::to_string(https_port);
   (void)writeFileAtomic(server_dir / "cred" / "admin.kubeconfig",
-                        kubeconfigYaml("https://127.0.0.1:6444", server_ca->cert_pem, admin_pair.value()), 0600);
-  fs::path out = f.get("write-kubeconfig", ::geteuid() == 0 ? "/etc/rancher/k3s/k3s.yaml" : home + "/.kube/k3s.yaml");
+                        kubeconfigYaml("https://127.0.0.1:" + std::to_string(api_port), server_ca->cert_pem,
+                                       admin_pair.value()),
+                        0600);
+  // server/server.go writeKubeConfig: the default path is /etc/rancher/k3s/k3s.yaml as root,
+  // else $HOME/.kube/k3s.yaml (without HOME, server/kubeconfig-k3s.yaml, and no link); a link
+  // there is removed; with --write-kubeconfig elsewhere, whatever is at the default path is
+  // removed and replaced by a link to it (errors only logged).
+  const char* home_env = std::getenv("HOME");
+  bool root = ::geteuid() == 0 && !f.flag("rootless");
+  fs::path default_path = root ? fs::path("/etc/rancher/k3s/k3s.yaml")
+                               : (home_env != nullptr && *home_env != '\0' ? fs::path(home_env) / ".kube" / "k3s.yaml"
+                                                                            : server_dir / "kubeconfig-k3s.yaml");
+  bool linkable = root || (home_env != nullptr && *home_env != '\0');
+  fs::path out = f.has("write-kubeconfig") ? fs::path(f.get("write-kubeconfig")) : default_path;
+  if (linkable && fs::is_symlink(default_path, ec)) {
+    fs::remove(default_path, ec);
+  }
   fs::create_directories(fs::absolute(out).parent_path(), ec);
   if (auto r = writeFileAtomic(out, kubeconfigYaml(url, server_ca->cert_pem, admin_pair.value()),
                                static_cast<mode_t>(mode));
@@ -323,6 +489,14 @@ int server(const std::vector<std::string>& args) {
   }
   ::chmod(out.c_str(), static_cast<mode_t>(mode));
   log::info("Wrote kubeconfig " + out.string());
+  if (linkable && out.string() != default_path.string()) {
+    fs::remove(default_path, ec);
+    fs::create_directories(default_path.parent_path(), ec);
+    fs::create_symlink(out, default_path, ec);
+    if (ec) {
+      log::warn("Failed to write kubeconfig symlink: " + ec.message());
+    }
+  }
   log::info("k3s is up and running");
   // With its node agent (kubelet) the server runs pods: Jobs end as their command lines say.
   bool stopping = false;

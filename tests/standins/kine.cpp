@@ -1,15 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
-// Stand-in for Kine (k3s-io/kine), the etcd shim the k8s type runs in front of PostgreSQL. As the
-// real one it refuses unknown flags and positional arguments, reads --endpoint (or KINE_ENDPOINT),
-// creates the database when it is missing and its `kine` table and indexes in it, keeps a
-// connection, listens on --listen-address (default 0.0.0.0:2379) and serves metrics on
-// --metrics-bind-address (default :8080, fatal when taken; 0 turns it off). Instead of etcd's
-// gRPC it answers one health line on its port ("health" -> "ok", or why not), which is how the
-// kube-apiserver stand-in checks its storage.
+// Stand-in for Kine (k3s-io/kine), the etcd shim the k8s type runs in front of PostgreSQL. It
+// imitates one release (KFLEX_STANDIN_KINE_VERSION, default v0.11.4, the one KubeFlex pins) the
+// way that release behaves: its flag set (unknown flags refused), KINE_* variables read only from
+// v0.14.1 on, postgresql:// refused before v0.13.1, and without --endpoint SQLite in ./db/state.db
+// of the working directory, healthy all the same. With PostgreSQL it connects through libpq, which
+// honours PGPASSFILE and PGPASSWORD as kine's pgx does, creates the database when it is missing
+// and its `kine` table and indexes in it, and keeps a connection. It listens on --listen-address
+// (default 0.0.0.0:2379; unix://PATH for a socket) and serves metrics on --metrics-bind-address
+// (default :8080, fatal when taken; 0 turns it off). Instead of etcd's gRPC it answers one health
+// line on its port ("health" -> "ok", or why not), which is how the kube-apiserver stand-in
+// checks its storage.
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+
+#include <algorithm>
 #include <iostream>
 #include <memory>
 
@@ -22,22 +30,75 @@ namespace {
 using namespace kflex;
 using tcp = net::ip::tcp;
 
-std::vector<standin::FlagSpec> kineFlags() {
-  std::vector<standin::FlagSpec> f;
-  for (const char* n : {"listen-address", "endpoint", "ca-file", "cert-file", "key-file", "server-cert-file",
-                        "server-key-file", "trusted-ca-file", "metrics-bind-address", "datastore-max-idle-connections",
-                        "datastore-max-open-connections", "datastore-connection-max-lifetime",
-                        "datastore-connection-max-idle-time", "watch-progress-notify-interval", "emulated-etcd-version",
-                        "compact-interval", "compact-timeout", "compact-min-retain", "compact-batch-size",
-                        "poll-batch-size", "slow-sql-threshold", "log-format", "table-name"}) {
-    std::string env = "KINE_";
-    for (const char* c = n; *c; ++c) {
-      env += *c == '-' ? '_' : static_cast<char>(std::toupper(*c));
+// The release this stand-in imitates: KFLEX_STANDIN_KINE_VERSION (vMAJOR.MINOR.PATCH), else
+// v0.11.4, the release KubeFlex pins and the oldest kflex supports. What differs between releases
+// and matters to kflex is below, each read from that release's main.go or pkg/app/app.go and
+// pkg/drivers (docs/launch-contract.md).
+struct Release {
+  std::string name = "v0.11.4";
+  int minor = 11;
+  int patch = 4;
+  bool atLeast(int m, int p) const { return minor > m || (minor == m && patch >= p); }
+};
+
+Release release() {
+  Release r;
+  if (const char* v = std::getenv("KFLEX_STANDIN_KINE_VERSION"); v != nullptr && *v != '\0') {
+    int major = -1;
+    if (std::sscanf(v, "v%d.%d.%d", &major, &r.minor, &r.patch) == 3 && major == 0) {
+      r.name = v;
+    } else {
+      std::cerr << "KFLEX_STANDIN_KINE_VERSION: want v0.MINOR.PATCH, not " << v << "\n";
+      std::exit(2);
     }
-    f.push_back({n, false, {}, env});
   }
-  f.push_back({"skip-verify", true, {}, "KINE_SKIP_VERIFY"});
-  f.push_back({"debug", true, {}, "KINE_DEBUG"});
+  return r;
+}
+
+std::vector<standin::FlagSpec> kineFlags(const Release& rel) {
+  std::vector<std::pair<const char*, bool>> names = {
+      {"listen-address", false}, {"endpoint", false}, {"ca-file", false}, {"cert-file", false},
+      {"key-file", false}, {"metrics-bind-address", false}, {"server-cert-file", false},
+      {"server-key-file", false}, {"datastore-max-idle-connections", false},
+      {"datastore-max-open-connections", false}, {"datastore-connection-max-lifetime", false},
+      {"slow-sql-threshold", false}, {"metrics-enable-profiling", true},
+      {"watch-progress-notify-interval", false}, {"debug", true}};
+  if (rel.atLeast(12, 0)) {
+    names.push_back({"emulated-etcd-version", false});
+  }
+  if (rel.atLeast(12, 1)) {
+    names.push_back({"skip-verify", true});
+  }
+  if (rel.atLeast(13, 15)) {
+    for (const char* n : {"log-format", "slow-sql-warning-threshold", "compact-interval", "compact-interval-jitter",
+                          "compact-timeout", "compact-min-retain", "compact-batch-size", "poll-batch-size"}) {
+      names.push_back({n, false});
+    }
+    names.push_back({"metrics-ignore-tls-config", true});
+  }
+  if (rel.atLeast(14, 10)) {
+    names.push_back({"trusted-ca-file", false});
+  }
+  if (rel.atLeast(16, 0)) {
+    for (const char* n : {"datastore-connection-max-idle-time", "peer-bind-address", "peer-advertise-address",
+                          "s3-bucket", "s3-folder", "s3-endpoint", "s3-region", "s3-access-key", "s3-secret-key",
+                          "s3-session-token", "s3-profile", "s3-ca-bundle"}) {
+      names.push_back({n, false});
+    }
+  }
+  // (No release has --table-name: the table is always `kine`.)
+  std::vector<standin::FlagSpec> f;
+  for (const auto& [n, is_bool] : names) {
+    // Every flag has a KINE_* variable from v0.14.1 on; before, kine reads none.
+    std::string env;
+    if (rel.atLeast(14, 1)) {
+      env = "KINE_";
+      for (const char* c = n; *c; ++c) {
+        env += *c == '-' ? '_' : static_cast<char>(std::toupper(*c));
+      }
+    }
+    f.push_back({n, is_bool, {}, env});
+  }
   return f;
 }
 
@@ -135,53 +196,145 @@ void checkHealth(Database& db) {
   PQreset(db.pg.get());
 }
 
+// What kine answers on its etcd port, over TCP or a unix socket.
+template <class Socket>
+net::awaitable<void> serveHealth(Socket s, const Database& db) {
+  std::string buf;
+  while (true) {
+    auto [rec, n] = co_await net::async_read_until(s, net::dynamic_buffer(buf), '\n', net::as_tuple(net::use_awaitable));
+    if (rec) {
+      co_return;
+    }
+    buf.erase(0, n);
+    std::string answer = db.problem.empty() ? "ok\n" : "unhealthy: " + db.problem + "\n";
+    auto [wec, wn] = co_await net::async_write(s, net::buffer(answer), net::as_tuple(net::use_awaitable));
+    if (wec) {
+      co_return;
+    }
+  }
+}
+
+template <class Acceptor>
+void acceptLoop(net::io_context& ioc, Acceptor& acceptor, const Database& db) {
+  acceptor.async_accept([&ioc, &acceptor, &db](boost::system::error_code e, typename Acceptor::protocol_type::socket s) {
+    if (e) {
+      return;
+    }
+    net::co_spawn(ioc, serveHealth(std::move(s), db), net::detached);
+    acceptLoop(ioc, acceptor, db);
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  const Release rel = release();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && (args[0] == "--version" || args[0] == "-v")) {
-    std::cout << "kine version v0.13.0 (kflex-standin)\n";
+    std::cout << "kine version " << rel.name << " (standin)\n";
     return 0;
   }
-  auto flags = standin::Flags::parse(args, kineFlags());
+  const auto specs = kineFlags(rel);
+  // Go's flag package stops at the first argument that is not a flag: before v0.16.0 kine ignores
+  // it and everything after it; from v0.16.0 it refuses them.
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.size() < 2 || a[0] != '-') {
+      if (rel.atLeast(16, 0)) {
+        return fatal("kine does not accept positional arguments, only flags");
+      }
+      args.resize(i);
+      break;
+    }
+    std::string name = a.substr(a[1] == '-' ? 2 : 1);
+    bool takes_value = name.find('=') == std::string::npos &&
+                       std::any_of(specs.begin(), specs.end(), [&](const auto& s) { return s.name == name && !s.is_bool; });
+    i += takes_value ? 1 : 0;
+  }
+  auto flags = standin::Flags::parse(args, specs);
   if (!flags) {
-    std::cerr << "Incorrect Usage: " << flags.error().message << "\n";
-    return 1;
+    // urfave/cli v1 (up to v0.11.9) says "Incorrect Usage.", v2 "Incorrect Usage:"; then kine's
+    // main logs the error as fatal and exits 1.
+    std::cout << (rel.atLeast(11, 10) ? "Incorrect Usage: " : "Incorrect Usage. ") << flags.error().message
+              << "\n\nNAME:\n   kine - Minimal etcd v3 API to support custom Kubernetes storage engines\n";
+    return fatal(flags.error().message);
   }
   const auto& f = flags.value();
   Database db;
   std::string endpoint = f.get("endpoint");
-  if (endpoint.empty() || endpoint.rfind("sqlite://", 0) == 0) {
+  std::string scheme = endpoint.find("://") == std::string::npos ? "" : endpoint.substr(0, endpoint.find("://"));
+  if (!endpoint.empty() && scheme.empty() && rel.atLeast(12, 2)) {
+    return fatal("parsing storage endpoint: invalid datastore endpoint; endpoint should be a DSN URI in the format "
+                 "<scheme>://<authority>");
+  }
+  if (scheme.empty() || scheme == "sqlite") {
+    // No endpoint (before v0.12.2 also one without "://"): SQLite in ./db/state.db under the
+    // working directory, and nothing in the log says so.
     std::error_code ec;
     std::filesystem::create_directories("db", ec);
-    std::string path = endpoint.empty() ? "./db/state.db" : endpoint.substr(9);
+    std::string path = scheme.empty() ? "./db/state.db" : endpoint.substr(9);
+    if (auto q = path.find('?'); q != std::string::npos) {
+      path.resize(q);
+    }
+    log::info("Configuring sqlite3 database connection pooling: maxIdleConns=2, maxOpenConns=0, connMaxLifetime=0s");
     if (sqlite3_open(path.c_str(), &db.lite) != SQLITE_OK) {
       return fatal("failed to open sqlite database " + path);
     }
-  } else if (endpoint.rfind("postgres://", 0) == 0 || endpoint.rfind("postgresql://", 0) == 0) {
-    if (auto r = setUpPostgres(db, endpoint); !r) {
+    log::info("Configuring database table schema and indexes, this may take a moment...");
+    log::info("Database tables and indexes are up to date");
+  } else if (scheme == "postgres" || (scheme == "postgresql" && rel.atLeast(13, 1))) {
+    // (Kine writes postgres:// in front of what follows the scheme: both spellings connect alike.)
+    if (auto r = setUpPostgres(db, "postgres://" + endpoint.substr(scheme.size() + 3)); !r) {
       return fatal(r.error().message);
     }
-  } else {
+  } else if (!rel.atLeast(13, 1)) {
+    return fatal("building kine: storage backend is not defined");
+  } else if (scheme == "mysql" || scheme == "nats" || scheme == "http" || scheme == "https") {
     return fatal("storage endpoint \"" + store::redacted(endpoint) + "\" is not supported by this stand-in "
                  "(postgres:// or sqlite://)");
+  } else {
+    return fatal(rel.atLeast(13, 9) ? "failed to create driver for configured endpoint: unknown driver"
+                                    : "building kine: unknown driver");
   }
   net::io_context ioc{1};
+  // --listen-address: unix://PATH is a socket (an old file there removed, the socket 0600); any
+  // other scheme, or none, means TCP on what follows it.
   std::string listen = f.get("listen-address", "0.0.0.0:2379");
-  tcp::endpoint ep;
-  if (!parseListen(listen, ep)) {
-    return fatal("invalid listen address " + listen);
-  }
+  std::string listen_scheme = listen.find("://") == std::string::npos ? "" : listen.substr(0, listen.find("://"));
+  std::string listen_rest = listen_scheme.empty() ? listen : listen.substr(listen_scheme.size() + 3);
   tcp::acceptor acceptor(ioc);
+  net::local::stream_protocol::acceptor unix_acceptor(ioc);
   boost::system::error_code ec;
-  acceptor.open(ep.protocol(), ec);
-  acceptor.set_option(net::socket_base::reuse_address(true), ec);
-  acceptor.bind(ep, ec);
-  if (!ec) {
-    acceptor.listen(64, ec);
-  }
-  if (ec) {
-    return fatal("listen tcp " + listen + ": bind: " + ec.message());
+  std::string available;
+  if (listen_scheme == "unix") {
+    ::unlink(listen_rest.c_str());
+    unix_acceptor.open(net::local::stream_protocol(), ec);
+    if (!ec) {
+      unix_acceptor.bind(net::local::stream_protocol::endpoint(listen_rest), ec);
+    }
+    if (!ec) {
+      unix_acceptor.listen(64, ec);
+    }
+    if (ec) {
+      return fatal("creating listener: listen unix " + listen_rest + ": bind: " + ec.message());
+    }
+    ::chmod(listen_rest.c_str(), 0600);
+    available = "unix://" + listen_rest;
+  } else {
+    tcp::endpoint ep;
+    if (!parseListen(listen_rest, ep)) {
+      return fatal("invalid listen address " + listen);
+    }
+    acceptor.open(ep.protocol(), ec);
+    acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    acceptor.bind(ep, ec);
+    if (!ec) {
+      acceptor.listen(64, ec);
+    }
+    if (ec) {
+      return fatal("creating listener: listen tcp " + listen_rest + ": bind: " + ec.message());
+    }
+    available = "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
   }
   std::string metrics = f.get("metrics-bind-address", ":8080");
   tcp::acceptor metrics_acceptor(ioc);
@@ -201,34 +354,12 @@ int main(int argc, char** argv) {
     }
   }
   checkHealth(db);
-  log::info("Kine available at http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()));
-
-  // The health line protocol, one coroutine per connection.
-  auto serve = [&db](tcp::socket s) -> net::awaitable<void> {
-    std::string buf;
-    while (true) {
-      auto [rec, n] = co_await net::async_read_until(s, net::dynamic_buffer(buf), '\n', net::as_tuple(net::use_awaitable));
-      if (rec) {
-        co_return;
-      }
-      buf.erase(0, n);
-      std::string answer = db.problem.empty() ? "ok\n" : "unhealthy: " + db.problem + "\n";
-      auto [wec, wn] = co_await net::async_write(s, net::buffer(answer), net::as_tuple(net::use_awaitable));
-      if (wec) {
-        co_return;
-      }
-    }
-  };
-  std::function<void()> accept = [&] {
-    acceptor.async_accept([&](boost::system::error_code e, tcp::socket s) {
-      if (e) {
-        return;
-      }
-      net::co_spawn(ioc, serve(std::move(s)), net::detached);
-      accept();
-    });
-  };
-  accept();
+  log::info("Kine available at " + available);
+  if (unix_acceptor.is_open()) {
+    acceptLoop(ioc, unix_acceptor, db);
+  } else {
+    acceptLoop(ioc, acceptor, db);
+  }
   std::function<void()> accept_metrics = [&] {
     if (!metrics_acceptor.is_open()) {
       return;
@@ -258,6 +389,7 @@ int main(int argc, char** argv) {
   int rc = standin::runUntilSignalled(ioc, [&] {
     log::info("Waiting up to 2s for graceful shutdown of Kine GRPC server...");
     acceptor.close();
+    unix_acceptor.close();
   });
   if (db.lite != nullptr) {
     sqlite3_close(db.lite);

@@ -294,9 +294,10 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(net::io_context& ioc, std::s
   s->server_ = std::move(server.value());
   hub::ApiService* api = s->api_.get();
   auto readiness = s->readiness_;
+  auto admission = s->admission_;
   const TokenIssuer* issuer = s->tokens_.get();
   const hub::ObjectStore* store_ptr = s->store_.get();
-  s->server_->addRoute("/", [api, ready_at, always, readiness, issuer,
+  s->server_->addRoute("/", [api, ready_at, always, readiness, admission, issuer,
                              store_ptr](hub::ApiRequest r) -> net::awaitable<hub::ApiResponse> {
     if (auto it = always.find(r.path); it != always.end()) {
       hub::ApiResponse res;
@@ -330,6 +331,11 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(net::io_context& ioc, std::s
     if (auto answered = tokenRequest(r, *issuer, *store_ptr)) {
       co_return *answered;
     }
+    if (*admission) {
+      if (auto refused = (*admission)(r)) {
+        co_return *refused;
+      }
+    }
     co_return co_await api->handle(std::move(r));
   });
   s->server_->start();
@@ -343,8 +349,46 @@ void ApiServer::stop() {
   api_->shutdown();
 }
 
+namespace {
+
+// One "health" exchange on a connected socket, within the deadline.
+template <class Socket>
+std::string askHealth(net::io_context& ioc, Socket& s, const std::string& endpoint,
+                      std::chrono::steady_clock::time_point deadline) {
+  std::string answer;
+  static const std::string req = "health\n";
+  net::async_write(s, net::buffer(req), [&](boost::system::error_code we, size_t) {
+    if (we) {
+      answer = "write: " + we.message();
+      return;
+    }
+    auto buf = std::make_shared<std::string>();
+    net::async_read_until(s, net::dynamic_buffer(*buf), '\n', [&, buf](boost::system::error_code re, size_t n) {
+      answer = re ? "read: " + re.message() : buf->substr(0, n - 1);
+    });
+  });
+  ioc.run_until(deadline);
+  if (answer.empty()) {
+    return "etcd at " + endpoint + " did not answer in time";
+  }
+  return answer == "ok" ? "" : answer;
+}
+
+}  // namespace
+
 std::string etcdHealth(const std::string& endpoint, std::chrono::milliseconds timeout) {
   // http://HOST:PORT or unix://PATH (as --etcd-servers gives it)
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  net::io_context ioc;
+  boost::system::error_code ec;
+  if (endpoint.rfind("unix://", 0) == 0) {
+    net::local::stream_protocol::socket s(ioc);
+    s.connect(net::local::stream_protocol::endpoint(endpoint.substr(7)), ec);
+    if (ec) {
+      return "dial unix " + endpoint.substr(7) + ": " + ec.message();
+    }
+    return askHealth(ioc, s, endpoint, deadline);
+  }
   std::string rest = endpoint;
   for (const char* scheme : {"http://", "https://"}) {
     if (rest.rfind(scheme, 0) == 0) {
@@ -355,38 +399,17 @@ std::string etcdHealth(const std::string& endpoint, std::chrono::milliseconds ti
   if (colon == std::string::npos) {
     return "bad etcd endpoint " + endpoint;
   }
-  net::io_context ioc;
   net::ip::tcp::socket s(ioc);
-  boost::system::error_code ec;
-  std::string answer;
   net::ip::tcp::resolver resolver(ioc);
   auto eps = resolver.resolve(rest.substr(0, colon), rest.substr(colon + 1), ec);
   if (ec) {
     return "cannot resolve " + endpoint;
   }
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  net::async_connect(s, eps, [&](boost::system::error_code e, const auto&) {
-    if (e) {
-      answer = "dial " + endpoint + ": " + e.message();
-      return;
-    }
-    static const std::string req = "health\n";
-    net::async_write(s, net::buffer(req), [&](boost::system::error_code we, size_t) {
-      if (we) {
-        answer = "write: " + we.message();
-        return;
-      }
-      auto buf = std::make_shared<std::string>();
-      net::async_read_until(s, net::dynamic_buffer(*buf), '\n', [&, buf](boost::system::error_code re, size_t n) {
-        answer = re ? "read: " + re.message() : buf->substr(0, n - 1);
-      });
-    });
-  });
-  ioc.run_until(deadline);
-  if (answer.empty()) {
-    return "etcd at " + endpoint + " did not answer in time";
+  net::connect(s, eps, ec);
+  if (ec) {
+    return "dial " + endpoint + ": " + ec.message();
   }
-  return answer == "ok" ? "" : answer;
+  return askHealth(ioc, s, endpoint, deadline);
 }
 
 int commandError(const std::string& msg) {

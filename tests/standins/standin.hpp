@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,10 @@ class ApiServer {
   void stop();
   /// An extra readiness condition for /readyz (after start-up): false fills the 503 body.
   void setReadiness(std::function<bool(std::string& body)> check) { *readiness_ = std::move(check); }
+  /// Admission, as kube-apiserver's plugins: sees every authenticated client request first, may
+  /// edit it (defaults) or answer it (a refusal). The server's own internal() calls skip it.
+  using Admission = std::function<std::optional<hub::ApiResponse>(hub::ApiRequest&)>;
+  void setAdmission(Admission admission) { *admission_ = std::move(admission); }
 
  private:
   ApiServer() = default;
@@ -98,6 +103,7 @@ class ApiServer {
   std::unique_ptr<hub::HttpServer> server_;
   std::unique_ptr<TokenIssuer> tokens_;
   std::shared_ptr<std::function<bool(std::string&)>> readiness_ = std::make_shared<std::function<bool(std::string&)>>();
+  std::shared_ptr<Admission> admission_ = std::make_shared<Admission>();
 };
 
 /// One round of the Job controller: starts new Jobs and ends them as their containers' command

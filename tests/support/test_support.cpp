@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <cstdlib>
@@ -255,14 +256,54 @@ std::string kubectlPath() {
   return "";
 }
 
+std::vector<std::string> versionedKubectls() {
+  std::string kubectl = kubectlPath();
+  if (kubectl.empty()) {
+    return {};
+  }
+  std::error_code ec;
+  fs::path dir = fs::canonical(kubectl, ec).parent_path();
+  if (ec) {
+    return {};
+  }
+  // kubectl.1.MINOR, ordered by the minor version as a number (1.9 before 1.27).
+  std::vector<std::pair<int, std::string>> found;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.rfind("kubectl.1.", 0) != 0 || ::access(it->path().c_str(), X_OK) != 0) {
+      continue;
+    }
+    std::string minor = name.substr(10);
+    if (minor.empty() || minor.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    found.emplace_back(std::stoi(minor), it->path().string());
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& [minor, path] : found) {
+    out.push_back(std::move(path));
+  }
+  return out;
+}
+
 CommandResult kubectl(const fs::path& kubeconfig, const std::vector<std::string>& args, const std::string& input,
                       std::chrono::milliseconds timeout) {
-  std::vector<std::string> argv = {kubectlPath(), "--kubeconfig", kubeconfig.string()};
-  argv.insert(argv.end(), args.begin(), args.end());
+  return kubectl(KubectlOptions{}, kubeconfig, args, input, timeout);
+}
+
+CommandResult kubectl(const KubectlOptions& options, const fs::path& kubeconfig, const std::vector<std::string>& args,
+                      const std::string& input, std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv = {options.binary.empty() ? kubectlPath() : options.binary, "--kubeconfig",
+                                   kubeconfig.string()};
   // A private cache dir so discovery caching never leaks between tests.
-  return run(argv, {"KUBECACHEDIR=" + (kubeconfig.parent_path() / ".kube-cache").string(),
-                    "HOME=" + kubeconfig.parent_path().string()},
-             input, timeout);
+  fs::path cache = kubeconfig.parent_path() / ".kube-cache";
+  if (!options.cache_dir.empty()) {
+    cache = options.cache_dir;
+    argv.insert(argv.end(), {"--cache-dir", cache.string()});
+  }
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run(argv, {"KUBECACHEDIR=" + cache.string(), "HOME=" + kubeconfig.parent_path().string()}, input, timeout);
 }
 
 namespace {
@@ -371,7 +412,7 @@ int freeTcpPort() {
 
 }  // namespace
 
-PostgresServer::PostgresServer() {
+PostgresServer::PostgresServer(std::optional<Tls> tls) {
   bin_ = postgresBinDir();
   if (bin_.empty()) {
     problem_ = "PostgreSQL is not installed (apt-get install postgresql)";
@@ -408,6 +449,23 @@ PostgresServer::PostgresServer() {
     problem_ = "initdb failed: " + init.err + init.out;
     return;
   }
+  if (tls) {
+    std::error_code ec;
+    fs::copy_file(tls->cert, dir_ / "data" / "server.crt", fs::copy_options::overwrite_existing, ec);
+    fs::copy_file(tls->key, dir_ / "data" / "server.key", fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      problem_ = "cannot copy the server certificate: " + ec.message();
+      return;
+    }
+    ::chmod((dir_ / "data" / "server.key").c_str(), 0600);
+    if (::geteuid() == 0) {
+      passwd* pw = ::getpwnam("postgres");
+      for (const char* f : {"server.crt", "server.key"}) {
+        (void)!::chown((dir_ / "data" / f).c_str(), pw->pw_uid, pw->pw_gid);
+      }
+    }
+    tls_ = true;
+  }
   port_ = freeTcpPort();
   if (!start()) {
     problem_ = "PostgreSQL did not start: " + (proc_ ? proc_->log() : std::string());
@@ -417,7 +475,8 @@ PostgresServer::PostgresServer() {
 bool PostgresServer::start() {
   proc_ = std::make_unique<Process>(
       asPostgres({bin_ + "/postgres", "-D", (dir_ / "data").string(), "-p", std::to_string(port_), "-k",
-                  dir_.string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"}),
+                  dir_.string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200",
+                  "-c", tls_ ? "ssl=on" : "ssl=off"}),
       dir_ / "postgres.log");
   return waitFor([&] { return proc_->log().find("ready to accept connections") != std::string::npos || !proc_->running(); },
                  std::chrono::seconds(60), "PostgreSQL") &&

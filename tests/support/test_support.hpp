@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -90,9 +91,22 @@ class HubProcess {
 
 /// Path of kubectl, or empty when it is not installed.
 std::string kubectlPath();
-/// Runs kubectl against a kubeconfig.
+/// The versioned kubectls shipped beside the real path of kubectlPath() (`kubectl.1.27`,
+/// `kubectl.1.28`, ...), oldest first; empty when there are none.
+std::vector<std::string> versionedKubectls();
+/// Runs kubectl against a kubeconfig (its discovery cache in a `.kube-cache` beside it).
 CommandResult kubectl(const std::filesystem::path& kubeconfig, const std::vector<std::string>& args,
                       const std::string& input = "", std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+/// Which kubectl runs and where it caches discovery.
+struct KubectlOptions {
+  std::string binary;               ///< The kubectl to run; empty means kubectlPath().
+  std::filesystem::path cache_dir;  ///< Its --cache-dir; empty means `.kube-cache` beside the kubeconfig.
+};
+/// Runs the kubectl `options` name against a kubeconfig.
+CommandResult kubectl(const KubectlOptions& options, const std::filesystem::path& kubeconfig,
+                      const std::vector<std::string>& args, const std::string& input = "",
+                      std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 /// A service manager's notification socket (what systemd gives a Type=notify service in
 /// $NOTIFY_SOCKET): a datagram socket bound at `path` that collects what a daemon sends.
@@ -120,7 +134,12 @@ class NotifySocket {
 /// port, stopped and removed at the end. Runs as user postgres when the test runs as root.
 class PostgresServer {
  public:
-  PostgresServer();
+  /// Serving TLS (ssl=on) with this certificate and key (PEM files, copied), or without.
+  struct Tls {
+    std::filesystem::path cert;
+    std::filesystem::path key;
+  };
+  explicit PostgresServer(std::optional<Tls> tls = std::nullopt);
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;
   /// Empty when it runs; otherwise why not (for GTEST_SKIP when PostgreSQL is not installed).
@@ -143,6 +162,7 @@ class PostgresServer {
   int port_ = 0;
   std::unique_ptr<Process> proc_;
   std::string problem_;
+  bool tls_ = false;
 };
 
 }  // namespace kflex::test
