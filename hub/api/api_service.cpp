@@ -23,7 +23,6 @@ using model::FieldSelector;
 using model::LabelSelector;
 
 constexpr const char* kJson = "application/json";
-constexpr const char* kAggregatedType = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 }  // namespace
 
@@ -634,19 +633,25 @@ net::awaitable<ApiResponse> ApiService::handle(ApiRequest req) {
     co_return statusResponse(401, "Unauthorized",
                              req.auth_error.empty() ? "Unauthorized" : "Unauthorized: " + req.auth_error);
   }
-  bool aggregated = req.accept.find("as=APIGroupDiscoveryList") != std::string::npos &&
-                    req.accept.find("v=v2") != std::string::npos;
   auto doc = [](std::string body, const char* type = kJson) {
     ApiResponse r;
     r.body = std::move(body);
     r.content_type = type;
     return r;
   };
-  if (p == "/api" || p == "/api/") {
-    co_return aggregated ? doc(docs_.aggregated_api, kAggregatedType) : doc(docs_.api);
-  }
-  if (p == "/apis" || p == "/apis/") {
-    co_return aggregated ? doc(docs_.aggregated_apis, kAggregatedType) : doc(docs_.apis);
+  if (bool core = p == "/api" || p == "/api/"; core || p == "/apis" || p == "/apis/") {
+    // kubectl 1.27-1.29 ask for v2beta1 and cannot read v2; newer ones ask for v2 first.
+    DiscoveryForm form = negotiateDiscovery(req.accept);
+    const std::string* body = core ? &docs_.api : &docs_.apis;
+    if (form == DiscoveryForm::AggregatedV2) {
+      body = core ? &docs_.aggregated_api : &docs_.aggregated_apis;
+    } else if (form == DiscoveryForm::AggregatedV2Beta1) {
+      body = core ? &docs_.aggregated_api_v2beta1 : &docs_.aggregated_apis_v2beta1;
+    }
+    ApiResponse r = doc(*body, discoveryContentType(form));
+    // The same URL answers differently by Accept: caches must keep the forms apart.
+    r.headers.emplace_back("Vary", "Accept");
+    co_return r;
   }
   if (p == "/openapi/v2") {
     // kubectl asks for protobuf only (it validates a `kind: List` against this document).

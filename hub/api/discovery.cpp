@@ -4,6 +4,8 @@
 #include "hub/api/openapi_proto.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <optional>
 
 #include <openssl/sha.h>
 
@@ -14,6 +16,12 @@ namespace {
 
 using model::Json;
 constexpr const char* kObjectMetaRef = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+constexpr const char* kDiscoveryGroup = "apidiscovery.k8s.io";
+constexpr const char* kDiscoveryKind = "APIGroupDiscoveryList";
+constexpr const char* kAggregatedV2 =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+constexpr const char* kAggregatedV2Beta1 =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 const std::vector<std::string> kVerbs = {"delete", "get", "list", "patch", "create", "update", "watch"};
 
 std::string hashOf(const std::string& text) {
@@ -137,7 +145,118 @@ Json aggregatedResource(const model::ResourceType& t) {
   return r;
 }
 
+// One clause of an Accept header.
+struct AcceptClause {
+  std::string type;
+  std::string subtype;
+  double q = 1.0;
+  std::map<std::string, std::string> params;
+};
+
+// Splits an Accept header into clauses, dropping malformed ones. A q that does not parse counts as
+// 0, as in the parser kube-apiserver uses.
+std::vector<AcceptClause> parseAccept(std::string_view accept) {
+  std::vector<AcceptClause> clauses;
+  for (const auto& part : split(accept, ',')) {
+    auto pieces = split(part, ';');
+    auto range = split(trim(pieces[0]), '/');
+    AcceptClause c;
+    if (range.size() == 2) {
+      c.type = trim(range[0]);
+      c.subtype = trim(range[1]);
+    } else if (range.size() == 1 && range[0] == "*") {
+      c.type = c.subtype = "*";
+    } else {
+      continue;
+    }
+    for (size_t i = 1; i < pieces.size(); ++i) {
+      auto eq = pieces[i].find('=');
+      if (eq == std::string::npos) {
+        continue;
+      }
+      std::string key(trim(std::string_view(pieces[i]).substr(0, eq)));
+      std::string value(trim(std::string_view(pieces[i]).substr(eq + 1)));
+      if (key == "q") {
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), c.q);
+        if (ec != std::errc() || end != value.data() + value.size()) {
+          c.q = 0;
+        }
+      } else {
+        c.params[key] = value;
+      }
+    }
+    clauses.push_back(std::move(c));
+  }
+  return clauses;
+}
+
+int specificity(const AcceptClause& c) { return c.type == "*" ? 0 : c.subtype == "*" ? 1 : 2; }
+
+// The aggregated form a clause asks for, or nothing when it asks for none (or for a conversion
+// discovery does not offer, which kube-apiserver skips just the same).
+std::optional<DiscoveryForm> aggregatedFormOf(const AcceptClause& c) {
+  bool json = (c.type == "application" && (c.subtype == "json" || c.subtype == "*")) ||
+              (c.type == "*" && c.subtype == "*");
+  if (!json) {
+    return std::nullopt;
+  }
+  auto param = [&](const char* key) {
+    auto it = c.params.find(key);
+    return it == c.params.end() ? std::string() : it->second;
+  };
+  if (param("g") != kDiscoveryGroup || param("as") != kDiscoveryKind) {
+    return std::nullopt;
+  }
+  // A server version pin is something discovery does not allow either.
+  if (!param("sv").empty()) {
+    return std::nullopt;
+  }
+  std::string version = param("v");
+  if (version == "v2") {
+    return DiscoveryForm::AggregatedV2;
+  }
+  if (version == "v2beta1") {
+    return DiscoveryForm::AggregatedV2Beta1;
+  }
+  return std::nullopt;
+}
+
+// The aggregated list as apidiscovery.k8s.io/VERSION: v2beta1 and v2 have the same JSON shape.
+std::string aggregatedList(const Json& items, const char* version) {
+  return Json{{"kind", kDiscoveryKind},
+              {"apiVersion", std::string(kDiscoveryGroup) + "/" + version},
+              {"metadata", Json::object()},
+              {"items", items}}
+      .dump();
+}
+
 }  // namespace
+
+DiscoveryForm negotiateDiscovery(std::string_view accept) {
+  auto clauses = parseAccept(accept);
+  std::stable_sort(clauses.begin(), clauses.end(),
+                   [](const AcceptClause& a, const AcceptClause& b) {
+                     return a.q != b.q ? a.q > b.q : specificity(a) > specificity(b);
+                   });
+  for (const auto& c : clauses) {
+    if (auto form = aggregatedFormOf(c)) {
+      return *form;
+    }
+  }
+  return DiscoveryForm::Unaggregated;
+}
+
+const char* discoveryContentType(DiscoveryForm form) {
+  switch (form) {
+    case DiscoveryForm::AggregatedV2:
+      return kAggregatedV2;
+    case DiscoveryForm::AggregatedV2Beta1:
+      return kAggregatedV2Beta1;
+    case DiscoveryForm::Unaggregated:
+      break;
+  }
+  return "application/json";
+}
 
 std::string definitionName(const model::ResourceType& t) {
   return (t.group.empty() ? std::string("io.k8s.api.core") : reverseGroup(t.group)) + "." + t.version + "." + t.kind;
@@ -165,13 +284,10 @@ DiscoveryDocs buildDiscovery(const model::Registry& registry, const std::string&
     core_agg.push_back(a);
   }
   d.groups["/api/v1"] = Json{{"kind", "APIResourceList"}, {"groupVersion", "v1"}, {"resources", core}}.dump();
-  d.aggregated_api = Json{{"kind", "APIGroupDiscoveryList"}, {"apiVersion", "apidiscovery.k8s.io/v2"},
-                          {"metadata", Json::object()},
-                          {"items", Json::array({{{"metadata", {{"creationTimestamp", nullptr}}},
-                                                  {"versions", Json::array({{{"version", "v1"},
-                                                                             {"resources", core_agg},
-                                                                             {"freshness", "Current"}}})}}})}}
-                         .dump();
+  Json core_items = Json::array(
+      {{{"metadata", {{"creationTimestamp", nullptr}}},
+        {"versions",
+         Json::array({{{"version", "v1"}, {"resources", core_agg}, {"freshness", "Current"}}})}}});
 
   Json groups = Json::array();
   Json agg_items = Json::array();
@@ -223,13 +339,10 @@ DiscoveryDocs buildDiscovery(const model::Registry& registry, const std::string&
       // The core group is served under /api/VERSION, not listed among the /apis groups.
       d.groups["/api/" + version] = Json{{"kind", "APIResourceList"}, {"groupVersion", version},
                                          {"resources", resources}}.dump();
-      d.aggregated_api = Json{{"kind", "APIGroupDiscoveryList"}, {"apiVersion", "apidiscovery.k8s.io/v2"},
-                              {"metadata", Json::object()},
-                              {"items", Json::array({{{"metadata", {{"creationTimestamp", nullptr}}},
-                                                      {"versions", Json::array({{{"version", version},
-                                                                                 {"resources", agg_resources},
-                                                                                 {"freshness", "Current"}}})}}})}}
-                             .dump();
+      core_items = Json::array({{{"metadata", {{"creationTimestamp", nullptr}}},
+                                 {"versions", Json::array({{{"version", version},
+                                                            {"resources", agg_resources},
+                                                            {"freshness", "Current"}}})}}});
       std::string doc = v3.dump();
       d.openapi_v3["api/" + version] = doc;
       v3_root["paths"]["api/" + version] = {{"serverRelativeURL", "/openapi/v3/api/" + version + "?hash=" + hashOf(doc)}};
@@ -253,8 +366,10 @@ DiscoveryDocs buildDiscovery(const model::Registry& registry, const std::string&
     v3_root["paths"]["apis/" + gv] = {{"serverRelativeURL", "/openapi/v3/apis/" + gv + "?hash=" + hashOf(doc)}};
   }
   d.apis = Json{{"kind", "APIGroupList"}, {"apiVersion", "v1"}, {"groups", groups}}.dump();
-  d.aggregated_apis = Json{{"kind", "APIGroupDiscoveryList"}, {"apiVersion", "apidiscovery.k8s.io/v2"},
-                           {"metadata", Json::object()}, {"items", agg_items}}.dump();
+  d.aggregated_api = aggregatedList(core_items, "v2");
+  d.aggregated_apis = aggregatedList(agg_items, "v2");
+  d.aggregated_api_v2beta1 = aggregatedList(core_items, "v2beta1");
+  d.aggregated_apis_v2beta1 = aggregatedList(agg_items, "v2beta1");
   d.openapi_v2 = v2.dump();
   d.openapi_v2_protobuf = openApiV2Protobuf(v2);
   d.openapi_v3_root = v3_root.dump();

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// The real kflex-hub binary driven by the real kubectl.
+// The real kflex-hub binary driven by real clients: kubectl (every version the image ships) and
+// the official Python client.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <csignal>
 #include <thread>
 
@@ -273,6 +277,86 @@ TEST_F(HubKubectl, RequestsWithoutAValidClientCertificateAreRefused) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("You must be logged in to the server"), std::string::npos) << r.err;
   EXPECT_EQ(k({"get", "cp"}).exit_code, 0);
+}
+
+// Every kubectl the image ships, each with a fresh discovery cache: kubectl 1.27-1.29 ask for
+// apidiscovery.k8s.io/v2beta1 and find no resource at all in a v2 answer; newer ones ask for v2.
+TEST_F(HubKubectl, EveryShippedKubectlVersionFindsAndManagesControlPlanes) {
+  std::vector<std::string> binaries = versionedKubectls();
+  if (binaries.empty()) {
+    GTEST_SKIP() << "no versioned kubectl (kubectl.1.*) beside the real path of " << kubectlPath();
+  }
+  binaries.push_back(kubectlPath());
+  for (const auto& binary : binaries) {
+    SCOPED_TRACE(binary);
+    std::string version = std::filesystem::path(binary).filename().string();
+    std::string name = "cp-" + (version == "kubectl" ? std::string("default") : version.substr(8));
+    std::replace(name.begin(), name.end(), '.', '-');
+    TempDir cache;
+    KubectlOptions which{.binary = binary, .cache_dir = cache.path()};
+    auto run = [&](const std::vector<std::string>& args, const std::string& input = "") {
+      return kubectl(which, hub_->kubeconfig(), args, input);
+    };
+
+    auto r = run({"get", "cp"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.err.find("doesn't have a resource type"), std::string::npos) << r.err;
+
+    std::string manifest = kCp;
+    manifest.replace(manifest.find("name: cp1"), 9, "name: " + name);
+    r = run({"apply", "-f", "-"}, manifest);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("controlplane.tenancy.kflex.kubestellar.org/" + name + " created"),
+              std::string::npos)
+        << r.out << r.err;
+
+    r = run({"get", "cp", name, "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    Json obj = Json::parse(r.out, nullptr, false);
+    EXPECT_TRUE(obj.is_object()) << r.out;
+    if (obj.is_object()) {
+      EXPECT_EQ(obj["kind"], "ControlPlane");
+      EXPECT_EQ(obj["metadata"]["name"], name);
+      EXPECT_EQ(obj["spec"]["type"], "k3s");
+    }
+
+    r = run({"delete", "cp", name});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"" + name + "\" deleted"), std::string::npos) << r.out << r.err;
+    EXPECT_NE(k({"get", "cp", name}).exit_code, 0)
+        << "still there after " << binary << " deleted it";
+  }
+}
+
+// The official Python client (Debian's python3-kubernetes), run by
+// tests/integration/python_client.py with the system python3: CustomObjectsApi
+// list/create/get/delete, the dynamic client resolving kind ControlPlane by discovery, and /api and
+// /apis asked through its transport as kubectl asks (Content-Type, apiVersion and Vary as they
+// arrive over HTTPS).
+TEST(HubPythonClient, CustomObjectsAndDynamicDiscovery) {
+  const char* python = "/usr/bin/python3";
+  if (::access(python, X_OK) != 0) {
+    GTEST_SKIP() << python << " is not installed";
+  }
+  auto probe = run({python, "-c", "import kubernetes"});
+  if (probe.exit_code != 0) {
+    GTEST_SKIP() << python
+                 << " cannot import kubernetes (Debian package python3-kubernetes): " << probe.err;
+  }
+  TempDir dir;
+  HubProcess hub(dir.path() / "data");
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  TempDir cache;
+  auto r = run({python, (sourceDir() / "tests/integration/python_client.py").string(),
+                hub.kubeconfig().string(), cache.path().string(), "from-python"},
+               {"HOME=" + dir.path().string()}, "", std::chrono::seconds(120));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (const char* step : {"ok: list", "ok: create", "ok: get", "ok: create again is a conflict",
+                           "ok: discover kind ControlPlane", "ok: dynamic get",
+                           "ok: dynamic list by label", "ok: negotiated discovery", "ok: delete"}) {
+    EXPECT_NE(r.out.find(std::string(step) + "\n"), std::string::npos) << step << "\n"
+                                                                       << r.out << r.err;
+  }
 }
 
 }  // namespace

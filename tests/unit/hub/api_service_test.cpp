@@ -271,6 +271,135 @@ TEST_F(ApiServiceTest, DiscoveryAndOpenApi) {
   EXPECT_EQ(call(http::verb::get, "/openapi/v2", "", "", "application/json").status, 200u);
 }
 
+// /api and /apis are negotiated as kube-apiserver does: kubectl 1.27-1.29 ask for
+// apidiscovery.k8s.io/v2beta1 only and read nothing else; newer ones ask for v2 first.
+constexpr const char* kV2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+constexpr const char* kV2Beta1 =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+
+class DiscoveryNegotiationTest : public ApiServiceTest {
+ protected:
+  // GETs /api and /apis with `accept` and checks that both came back in the form `version` names:
+  // "v2" or "v2beta1" (APIGroupDiscoveryList), or "" (APIVersions and APIGroupList).
+  testing::AssertionResult servedAs(const std::string& accept, const std::string& version) {
+    std::string want_type =
+        version.empty()
+            ? "application/json"
+            : "application/json;g=apidiscovery.k8s.io;v=" + version + ";as=APIGroupDiscoveryList";
+    for (const char* path : {"/api", "/apis"}) {
+      auto r = call(http::verb::get, path, "", "", accept);
+      std::string where = std::string("GET ") + path + " with Accept \"" + accept + "\": ";
+      if (r.status != 200u) {
+        return testing::AssertionFailure() << where << "status " << r.status << ": " << r.body;
+      }
+      if (r.content_type != want_type) {
+        return testing::AssertionFailure() << where << "Content-Type \"" << r.content_type
+                                           << "\", expected \"" << want_type << "\"";
+      }
+      bool vary = false;
+      for (const auto& [name, value] : r.headers) {
+        vary = vary || (name == "Vary" && value == "Accept");
+      }
+      if (!vary) {
+        return testing::AssertionFailure() << where << "no Vary: Accept";
+      }
+      Json body = Json::parse(r.body, nullptr, false);
+      if (!body.is_object()) {
+        return testing::AssertionFailure() << where << "not a JSON object: " << r.body;
+      }
+      bool core = std::string(path) == "/api";
+      if (version.empty()) {
+        std::string want_kind = core ? "APIVersions" : "APIGroupList";
+        if (body.value("kind", "") != want_kind) {
+          return testing::AssertionFailure()
+                 << where << "expected " << want_kind << ", got " << r.body;
+        }
+        if (!core && r.body.find("tenancy.kflex.kubestellar.org/v1alpha1") == std::string::npos) {
+          return testing::AssertionFailure() << where << "the kflex group is missing: " << r.body;
+        }
+        continue;
+      }
+      if (body.value("kind", "") != "APIGroupDiscoveryList" ||
+          body.value("apiVersion", "") != "apidiscovery.k8s.io/" + version) {
+        return testing::AssertionFailure()
+               << where << "expected apidiscovery.k8s.io/" << version
+               << " APIGroupDiscoveryList, got " << r.body.substr(0, 200);
+      }
+      std::string want_resource = core ? "\"resource\":\"secrets\"" : "\"shortNames\":[\"cp\",";
+      if (r.body.find(want_resource) == std::string::npos) {
+        return testing::AssertionFailure()
+               << where << want_resource << " is missing: " << r.body.substr(0, 300);
+      }
+    }
+    return testing::AssertionSuccess();
+  }
+};
+
+TEST_F(DiscoveryNegotiationTest, V2Beta1FirstAsKubectl127To129AskGetsV2Beta1) {
+  EXPECT_TRUE(servedAs(std::string(kV2Beta1) + ",application/json", "v2beta1"));
+  EXPECT_TRUE(servedAs(kV2Beta1, "v2beta1"));
+}
+
+TEST_F(DiscoveryNegotiationTest, V2FirstAsKubectl130AndLaterAskGetsV2) {
+  EXPECT_TRUE(servedAs(std::string(kV2) + "," + kV2Beta1 + ",application/json", "v2"));
+  EXPECT_TRUE(servedAs(kV2, "v2"));
+}
+
+TEST_F(DiscoveryNegotiationTest, BothTheFirstListedWins) {
+  EXPECT_TRUE(servedAs(std::string(kV2Beta1) + "," + kV2, "v2beta1"));
+  EXPECT_TRUE(servedAs(std::string(kV2) + "," + kV2Beta1, "v2"));
+  // Spaces after the commas and around parameters are allowed.
+  EXPECT_TRUE(
+      servedAs("application/json; g=apidiscovery.k8s.io; v=v2beta1; as=APIGroupDiscoveryList, " +
+                   std::string(kV2),
+               "v2beta1"));
+}
+
+TEST_F(DiscoveryNegotiationTest, NeitherGetsTheUnaggregatedLists) {
+  EXPECT_TRUE(servedAs("", ""));
+  EXPECT_TRUE(servedAs("*/*", ""));
+  // Versions and kinds discovery does not have, and a media type the hub does not serve it in.
+  EXPECT_TRUE(servedAs("application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList", ""));
+  EXPECT_TRUE(servedAs("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupList", ""));
+  EXPECT_TRUE(servedAs(
+      "application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+      "application/json",
+      ""));
+}
+
+TEST_F(DiscoveryNegotiationTest, PlainJsonGetsTheUnaggregatedLists) {
+  EXPECT_TRUE(servedAs("application/json", ""));
+  EXPECT_TRUE(servedAs("application/json, */*", ""));
+  EXPECT_TRUE(servedAs("application/json;q=0.9,application/yaml;q=0.8", ""));
+}
+
+TEST_F(DiscoveryNegotiationTest, AnAggregatedClauseAfterPlainJsonStillWins) {
+  // As kube-apiserver: a clause without the conversion does not compete with one that has it.
+  EXPECT_TRUE(servedAs(std::string("application/json,") + kV2Beta1, "v2beta1"));
+  EXPECT_TRUE(servedAs("*/*;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList", "v2beta1"));
+}
+
+TEST_F(DiscoveryNegotiationTest, QValuesRankTheClauses) {
+  EXPECT_TRUE(
+      servedAs(std::string(kV2) + ";q=0.5," + kV2Beta1 + ";q=0.9,application/json", "v2beta1"));
+  EXPECT_TRUE(servedAs(std::string(kV2Beta1) + ";q=0.8," + kV2, "v2"));
+  EXPECT_TRUE(servedAs(std::string(kV2Beta1) + ";q=1.0," + kV2 + ";q=1", "v2beta1"));
+  // A q that is not a number ranks as 0.
+  EXPECT_TRUE(servedAs(std::string(kV2) + ";q=high," + kV2Beta1 + ";q=0.1", "v2beta1"));
+}
+
+TEST_F(DiscoveryNegotiationTest, V2Beta1AndV2DocumentsDifferOnlyInApiVersion) {
+  for (const char* path : {"/api", "/apis"}) {
+    Json v2 = Json::parse(call(http::verb::get, path, "", "", kV2).body);
+    Json v2beta1 = Json::parse(call(http::verb::get, path, "", "", kV2Beta1).body);
+    EXPECT_EQ(v2.at("apiVersion"), "apidiscovery.k8s.io/v2") << path;
+    EXPECT_EQ(v2beta1.at("apiVersion"), "apidiscovery.k8s.io/v2beta1") << path;
+    v2.erase("apiVersion");
+    v2beta1.erase("apiVersion");
+    EXPECT_EQ(v2, v2beta1) << path;
+  }
+}
+
 TEST_F(ApiServiceTest, AnonymousIsRefusedButHealthIsPublic) {
   ApiRequest req;
   req.path = kBase;
