@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "agent/agent_app.hpp"
+#include "agent/host_check.hpp"
 #include "shared/common/version.hpp"
 
 int main(int argc, char** argv) {
@@ -41,21 +42,25 @@ int main(int argc, char** argv) {
   };
   auto* run = app.add_subcommand("run", "Enroll if needed, then hold the link to the hub until stopped");
   enrollment_options(run, false);
+  // What control planes need, which `run` uses and `check` looks at.
   std::string bin_dir;
   std::string advertise;
-  run->add_option("--bin-dir", bin_dir,
-                  "Where k3s, kine, kube-apiserver, kube-controller-manager and vcluster are [/usr/local/bin]");
-  run->add_option("--advertise-address", advertise,
-                  "IP address control planes are reached at [the address this host reaches the hub from]");
   std::string postgres_dsn;
   std::string postgres_password_file;
-  run->add_option("--postgres-dsn", postgres_dsn,
-                  "The shared PostgreSQL of k8s control planes: postgres://USER@HOST:PORT/postgres?sslmode=... "
-                  "(no password in it)");
-  run->add_option("--postgres-password-file", postgres_password_file, "A file holding that user's password");
   std::string cluster_kubeconfig;
-  run->add_option("--cluster-kubeconfig", cluster_kubeconfig,
-                  "Kubeconfig of a cluster near this host: vcluster control planes run in it");
+  auto runtime_options = [&](CLI::App* sub) {
+    sub->add_option("--bin-dir", bin_dir,
+                    "Where k3s, kine, kube-apiserver, kube-controller-manager and vcluster are [/usr/local/bin]");
+    sub->add_option("--advertise-address", advertise,
+                    "IP address control planes are reached at [the address this host reaches the hub from]");
+    sub->add_option("--postgres-dsn", postgres_dsn,
+                    "The shared PostgreSQL of k8s control planes: postgres://USER@HOST:PORT/postgres?sslmode=... "
+                    "(no password in it)");
+    sub->add_option("--postgres-password-file", postgres_password_file, "A file holding that user's password");
+    sub->add_option("--cluster-kubeconfig", cluster_kubeconfig,
+                    "Kubeconfig of a cluster near this host: vcluster control planes run in it");
+  };
+  runtime_options(run);
   run->footer(
       "First start (--token and --ca-cert-hash needed): makes a key in DATA_DIR/pki (never sent anywhere),\n"
       "checks the hub's CA against --ca-cert-hash, and trades the token for a client certificate. Later\n"
@@ -83,6 +88,17 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "Show the agent's local state (works without the hub)");
   bool json = false;
   status->add_flag("--json", json, "Print JSON");
+
+  auto* check = app.add_subcommand("check", "Check whether this host can run the control planes its configuration asks for");
+  runtime_options(check);
+  check->add_flag("--json", json, "Print JSON");
+  check->footer(
+      "Looks at root and the namespaces and cgroups the agent uses; each program it launches (k3s, kine,\n"
+      "kube-apiserver, kube-controller-manager), its release (`PROGRAM --version`) against the releases\n"
+      "kflex supports (docs/launch-contract.md); the shared PostgreSQL (postgres_dsn); the cluster for\n"
+      "vClusters (cluster_kubeconfig); the advertise address; the ports k3s cannot move on the host's\n"
+      "network. Needs no hub. Exit codes: 0 nothing failed (warnings are things this host will not do),\n"
+      "1 something failed, 2 bad flags or configuration.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -143,6 +159,9 @@ int main(int argc, char** argv) {
   }
   if (status->parsed()) {
     return agent::printStatus(cfg, json, std::cout, std::cerr);
+  }
+  if (check->parsed()) {
+    return agent::printHostCheck(cfg, json, std::cout);
   }
   if (logs->parsed()) {
     return agent::printLogs(cfg, logs_cp, logs_component, logs_bytes, std::cout, std::cerr);

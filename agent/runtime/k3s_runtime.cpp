@@ -6,6 +6,7 @@
 
 #include "agent/agent_state.hpp"
 #include "agent/runtime/probe.hpp"
+#include "agent/runtime/versions.hpp"
 #include "shared/common/log.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/common/util.hpp"
@@ -203,6 +204,14 @@ void K3sRuntime::ensure(const Json& cp) {
   removing_ = false;
   dedicated_ = cp.value("spec", Json::object()).value("backend", "shared") == "dedicated";
   if (!prepared_) {
+    if (auto v = checkProgram("k3s", env_.program("k3s")); !v) {
+      if (problem_ != v.error().message) {
+        log::warn("cannot run a control plane", {{"controlPlane", name_}, {"error", v.error().message}});
+      }
+      problem_reason_ = "UnsupportedVersion";
+      problem_ = v.error().message;
+      return;
+    }
     if (auto r = prepare(); !r) {
       bool in_use = r.error().message.find("in use") != std::string::npos ||
                     r.error().message.find("holds") != std::string::npos;

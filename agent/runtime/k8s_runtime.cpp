@@ -5,6 +5,7 @@
 
 #include "agent/agent_state.hpp"
 #include "agent/runtime/probe.hpp"
+#include "agent/runtime/versions.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/store/postgres.hpp"
@@ -275,6 +276,12 @@ void K8sRuntime::ensure(const Json&) {
     problem_ = msg;
   };
   if (!prepared_) {
+    for (const char* program : {"kine", "kube-apiserver", "kube-controller-manager"}) {
+      if (auto v = checkProgram(program, env_.program(program)); !v) {
+        setProblem("UnsupportedVersion", v.error().message);
+        return;
+      }
+    }
     if (auto r = prepare(); !r) {
       setProblem(
           r.error().message.find("in use") != std::string::npos ? "PortInUse" : "ReconcileError",

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/runtime/vcluster_runtime.hpp"
 
+#include <cstring>
+
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
@@ -17,6 +19,120 @@ constexpr const char* kSecret = "vc-vcluster";
 constexpr const char* kManager = "kflex-agent";
 constexpr auto kRetry = std::chrono::seconds(5);
 constexpr auto kPodDeadline = std::chrono::minutes(10);
+// What vCluster 0.16 falls back to when the host's range cannot be read (servicecidr.go).
+constexpr const char* kFallbackServiceCidr = "10.96.0.0/12";
+// The ClusterIP the range probe asks for: outside every range (as vCluster 0.16 probes).
+constexpr const char* kProbeClusterIp = "4.4.4.4";
+constexpr const char* kRangeMarker = "The range of valid IPs is ";
+// The kubeconfig secret is read again this often (the syncer rewrites it at every start).
+constexpr auto kSecretRecheck = std::chrono::seconds(30);
+
+// CoreDNS for the virtual cluster, as the 0.16 chart hands it to the syncer (ConfigMap
+// vcluster-coredns, key coredns.yaml, mounted at /manifests/coredns): the syncer fills in
+// {{.IMAGE}}, {{.RUN_AS_USER}}, {{.RUN_AS_GROUP}} and applies it in the virtual cluster. Its
+// kube-dns Service, synced to the host, is what the syncer waits for before it syncs any pod.
+constexpr const char* kCoreDnsManifests = R"(apiVersion: v1
+kind: ServiceAccount
+metadata: {name: coredns, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: system:coredns
+  labels: {kubernetes.io/bootstrapping: rbac-defaults}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: system:coredns
+  labels: {kubernetes.io/bootstrapping: rbac-defaults}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:coredns}
+subjects:
+- {kind: ServiceAccount, name: coredns, namespace: kube-system}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: coredns, namespace: kube-system}
+data:
+  Corefile: |
+    .:1053 {
+        errors
+        health
+        ready
+        kubernetes cluster.local in-addr.arpa ip6.arpa {
+            pods insecure
+            fallthrough in-addr.arpa ip6.arpa
+        }
+        prometheus :9153
+        forward . /etc/resolv.conf
+        cache 30
+        loop
+        reload
+        loadbalance
+    }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: coredns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {k8s-app: kube-dns}
+  template:
+    metadata:
+      labels: {k8s-app: kube-dns}
+    spec:
+      serviceAccountName: coredns
+      containers:
+      - name: coredns
+        image: {{.IMAGE}}
+        args: ["-conf", "/etc/coredns/Corefile"]
+        ports:
+        - {containerPort: 1053, name: dns, protocol: UDP}
+        - {containerPort: 1053, name: dns-tcp, protocol: TCP}
+        - {containerPort: 9153, name: metrics, protocol: TCP}
+        securityContext:
+          runAsNonRoot: true
+          runAsUser: {{.RUN_AS_USER}}
+          runAsGroup: {{.RUN_AS_GROUP}}
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL]}
+        volumeMounts:
+        - {name: config-volume, mountPath: /etc/coredns, readOnly: true}
+        livenessProbe:
+          httpGet: {path: /health, port: 8080}
+        readinessProbe:
+          httpGet: {path: /ready, port: 8181}
+      volumes:
+      - name: config-volume
+        configMap:
+          name: coredns
+          items:
+          - {key: Corefile, path: Corefile}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/cluster-service: "true", kubernetes.io/name: CoreDNS}
+spec:
+  selector: {k8s-app: kube-dns}
+  ports:
+  - {name: dns, port: 53, targetPort: 1053, protocol: UDP}
+  - {name: dns-tcp, port: 53, targetPort: 1053, protocol: TCP}
+  - {name: metrics, port: 9153, protocol: TCP}
+)";
 
 Json meta(const std::string& name, const std::string& ns = "") {
   Json m = {{"name", name},
@@ -42,12 +158,18 @@ Json service(const std::string& name, const std::string& ns, bool node_port, int
 
 }  // namespace
 
-std::vector<Json> VClusterRuntime::manifests(const std::string& name, const std::string& node, int node_port) {
+std::vector<Json> VClusterRuntime::manifests(const std::string& name, const std::string& node, int node_port,
+                                             const std::string& service_cidr) {
   const std::string ns = name + "-system";
   Json ns_obj = {{"apiVersion", "v1"}, {"kind", "Namespace"},
                  {"metadata", {{"name", ns}, {"labels", {{"app.kubernetes.io/managed-by", "kflex-agent"},
                                                          {"kflex.kubestellar.org/control-plane", name}}}}}};
   Json sa = {{"apiVersion", "v1"}, {"kind", "ServiceAccount"}, {"metadata", meta("vc-vcluster", ns)}};
+  // The account the syncer gives every pod it syncs to the host (--service-account): the host
+  // refuses pods that name a missing one.
+  Json workload_sa = {{"apiVersion", "v1"}, {"kind", "ServiceAccount"}, {"metadata", meta("vc-workload-vcluster", ns)}};
+  Json coredns = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", meta("vcluster-coredns", ns)},
+                  {"data", {{"coredns.yaml", kCoreDnsManifests}}}};
   Json role = {{"apiVersion", "rbac.authorization.k8s.io/v1"},
                {"kind", "Role"},
                {"metadata", meta("vcluster", ns)},
@@ -73,7 +195,7 @@ std::vector<Json> VClusterRuntime::manifests(const std::string& name, const std:
                     "--disable-agent --disable-cloud-controller --flannel-backend=none --disable-scheduler "
                     "--kube-controller-manager-arg=controllers=*,-nodeipam,-nodelifecycle,-persistentvolume-binder,"
                     "-attachdetach,-persistentvolume-expander,-cloud-node-lifecycle,-ttl "
-                    "--kube-apiserver-arg=endpoint-reconciler-type=none --service-cidr=10.96.0.0/12 && true";
+                    "--kube-apiserver-arg=endpoint-reconciler-type=none --service-cidr=" + service_cidr + " && true";
   Json syncer_args = Json::array({"--name=vcluster", "--kube-config=/data/k3s-config/kube-config.yaml",
                                   "--service-account=vc-workload-vcluster", "--leader-elect=false",
                                   "--out-kube-config-secret=" + std::string(kSecret), "--tls-san=vcluster." + ns,
@@ -84,6 +206,7 @@ std::vector<Json> VClusterRuntime::manifests(const std::string& name, const std:
                           ":" + std::to_string(node_port));
   }
   Json data_mount = {{"name", "data"}, {"mountPath", "/data"}};
+  Json coredns_mount = {{"name", "coredns"}, {"mountPath", "/manifests/coredns"}, {"readOnly", true}};
   Json sts = {{"apiVersion", "apps/v1"},
               {"kind", "StatefulSet"},
               {"metadata", meta("vcluster", ns)},
@@ -110,10 +233,17 @@ std::vector<Json> VClusterRuntime::manifests(const std::string& name, const std:
                                    {"readinessProbe",
                                     {{"httpGet", {{"path", "/readyz"}, {"port", 8443}, {"scheme", "HTTPS"}}}}},
                                    {"resources", {{"requests", {{"cpu", "200m"}, {"memory", "256Mi"}}}}},
-                                   {"volumeMounts", Json::array({data_mount})}}})},
-                    {"volumes", Json::array({{{"name", "data"}, {"emptyDir", Json::object()}}})}}}}}}}};
-  return {ns_obj, sa, role, binding, service("vcluster", ns, false, 0), service("vcluster-nodeport", ns, true, node_port),
-          sts};
+                                   {"volumeMounts", Json::array({data_mount, coredns_mount})}}})},
+                    {"volumes", Json::array({{{"name", "coredns"},
+                                              {"configMap", {{"name", "vcluster-coredns"}}}}})}}}}},
+                // The virtual cluster's data and certificates outlive its pod, as with the chart's
+                // default (storage.persistence): an emptyDir came back empty, with a new CA.
+                {"volumeClaimTemplates",
+                 Json::array({{{"metadata", {{"name", "data"}}},
+                               {"spec", {{"accessModes", {"ReadWriteOnce"}},
+                                         {"resources", {{"requests", {{"storage", "5Gi"}}}}}}}}})}}}};
+  return {ns_obj, sa, workload_sa, role, binding, coredns, service("vcluster", ns, false, 0),
+          service("vcluster-nodeport", ns, true, node_port), sts};
 }
 
 // Everything the runtime's coroutines share: they hold it, so a runtime destroyed meanwhile
@@ -131,6 +261,10 @@ struct VClusterRuntime::State {
   std::string phase = "waiting for the vCluster to be installed";
   std::string kubeconfig;  // as the syncer wrote it
   std::string incluster;
+  std::string service_cidr;        // the host's Service range, as its virtual cluster's
+  std::string service_cidr_note;   // why the fallback range is used ("" when detected)
+  bool rechecking = false;         // recheckSecret() runs
+  std::chrono::steady_clock::time_point next_secret_check{};
   std::unique_ptr<kube::Client> cluster;  // the cluster near the agent
   std::unique_ptr<kube::Client> vcluster;
   bool ready = false;
@@ -171,6 +305,72 @@ struct VClusterRuntime::State {
 
 namespace {
 
+// The host's Service range, read as vCluster 0.16 reads it (pkg/util/servicecidr): a Service asking
+// for a ClusterIP outside every range is refused with "... The range of valid IPs is CIDR". The
+// virtual cluster's range must hold the host Service's ClusterIP, which the syncer gives the
+// virtual `kubernetes` Service; when the range cannot be read, 10.96.0.0/12 as vCluster falls back.
+net::awaitable<void> detectServiceCidr(std::shared_ptr<VClusterRuntime::State> s, kube::Client& c) {
+  Json probe = {{"apiVersion", "v1"},
+                {"kind", "Service"},
+                {"metadata", {{"generateName", "kflex-service-cidr-"}, {"namespace", s->ns}}},
+                {"spec", {{"clusterIP", kProbeClusterIp}, {"ports", Json::array({{{"port", 80}}})}}}};
+  auto r = co_await c.post("/api/v1/namespaces/" + s->ns + "/services", probe);
+  std::string why;
+  if (r) {
+    const kube::ObjectRef made{"v1", "Service", s->ns, (*r)["metadata"].value("name", "")};
+    (void)co_await c.remove(made);
+    why = std::string("the cluster gave a Service ClusterIP ") + kProbeClusterIp;
+  } else if (auto at = r.error().message.find(kRangeMarker); at == std::string::npos) {
+    why = r.error().message;
+  } else {
+    std::string rest = r.error().message.substr(at + std::strlen(kRangeMarker));
+    std::string cidr = rest.substr(0, rest.find_first_of(" \t\n,"));
+    auto slash = cidr.find('/');
+    if (slash != std::string::npos && tls::isIpAddress(cidr.substr(0, slash))) {
+      s->service_cidr = cidr;
+      s->service_cidr_note.clear();
+      co_return;
+    }
+    why = "cannot read a range in: " + r.error().message;
+  }
+  s->service_cidr = kFallbackServiceCidr;
+  s->service_cidr_note = std::string("; the host's Service range could not be read (") + why + "), so " +
+                         kFallbackServiceCidr + " is used as vCluster does";
+  log::warn("cannot read the cluster's Service range; using vCluster's fallback",
+            {{"controlPlane", s->name}, {"range", kFallbackServiceCidr}, {"why", why}});
+}
+
+// Takes the kubeconfig the syncer wrote (secret vc-vcluster) as the control plane's.
+Result<void> takeKubeconfig(VClusterRuntime::State& s, const Json& secret) {
+  auto text = base64Decode(secret.value("data", Json::object()).value("config", ""));
+  auto kc = text ? config::Kubeconfig::parse(text.value(), "the vCluster's kubeconfig")
+                 : Result<config::Kubeconfig>(text.error());
+  auto access = kc ? kc->access() : Result<config::ClusterAccess>(kc.error());
+  if (!access) {
+    return access.error();
+  }
+  if (text.value() == s.kubeconfig) {
+    return {};
+  }
+  // In the cluster: the vcluster service, as KubeFlex writes config-incluster.
+  config::ClusterAccess in = access.value();
+  in.server = "https://vcluster." + s.ns;
+  config::Kubeconfig in_kc;
+  in_kc.setAccess(s.name, in);
+  in_kc.setCurrentContext(s.name);
+  auto client_vc = kube::Client::create(access.value(), std::chrono::seconds(5));
+  if (!client_vc) {
+    return client_vc.error();
+  }
+  if (!s.kubeconfig.empty()) {
+    log::info("the vCluster's kubeconfig changed; using the new one", {{"controlPlane", s.name}});
+  }
+  s.vcluster = std::move(client_vc.value());
+  s.kubeconfig = text.value();
+  s.incluster = in_kc.toYaml();
+  return {};
+}
+
 // Installs (or checks) the vCluster; fills s->kubeconfig when its kubeconfig is there.
 net::awaitable<void> install(std::shared_ptr<VClusterRuntime::State> s) {
   auto client = s->clusterClient();
@@ -191,7 +391,7 @@ net::awaitable<void> install(std::shared_ptr<VClusterRuntime::State> s) {
     const Json& ports = (*existing)["spec"]["ports"];
     node_port = ports.is_array() && !ports.empty() ? ports[0].value("nodePort", 0) : 0;
   }
-  auto objects = VClusterRuntime::manifests(s->name, s->node(), node_port);
+  auto objects = VClusterRuntime::manifests(s->name, s->node(), node_port, kFallbackServiceCidr);
   for (auto& obj : objects) {
     bool is_sts = obj.value("kind", "") == "StatefulSet";
     if (is_sts && node_port == 0) {
@@ -203,12 +403,17 @@ net::awaitable<void> install(std::shared_ptr<VClusterRuntime::State> s) {
         s->problem = "service " + s->ns + "/vcluster-nodeport has no node port: the cluster must allocate NodePorts";
         co_return;
       }
-      obj = VClusterRuntime::manifests(s->name, s->node(), node_port).back();
+    }
+    if (is_sts) {
+      obj = VClusterRuntime::manifests(s->name, s->node(), node_port, s->service_cidr).back();
     }
     auto r = co_await c.apply(obj, kManager);
     if (!r) {
       s->problem = "installing the vCluster in " + c.server() + ": " + r.error().message;
       co_return;
+    }
+    if (obj.value("kind", "") == "Namespace" && s->service_cidr.empty()) {
+      co_await detectServiceCidr(s, c);
     }
   }
   s->problem.clear();
@@ -239,29 +444,28 @@ net::awaitable<void> install(std::shared_ptr<VClusterRuntime::State> s) {
     s->problem = "the vCluster wrote no kubeconfig (secret " + s->ns + "/" + kSecret + "): " + secret.error().message;
     co_return;
   }
-  auto text = base64Decode((*secret)["data"].value("config", ""));
-  auto kc = text ? config::Kubeconfig::parse(text.value(), "the vCluster's kubeconfig")
-                 : Result<config::Kubeconfig>(text.error());
-  auto access = kc ? kc->access() : Result<config::ClusterAccess>(kc.error());
-  if (!access) {
-    s->problem = access.error().message;
+  if (auto r = takeKubeconfig(*s, secret.value()); !r) {
+    s->problem = r.error().message;
     co_return;
   }
-  // In the cluster: the vcluster service, as KubeFlex writes config-incluster.
-  config::ClusterAccess in = access.value();
-  in.server = "https://vcluster." + s->ns;
-  config::Kubeconfig in_kc;
-  in_kc.setAccess(s->name, in);
-  in_kc.setCurrentContext(s->name);
-  auto client_vc = kube::Client::create(access.value(), std::chrono::seconds(5));
-  if (!client_vc) {
-    s->problem = client_vc.error().message;
-    co_return;
-  }
-  s->vcluster = std::move(client_vc.value());
-  s->kubeconfig = text.value();
-  s->incluster = in_kc.toYaml();
+  s->next_secret_check = std::chrono::steady_clock::now() + kSecretRecheck;
   s->phase = "the vCluster is installed";
+}
+
+// Reads the kubeconfig secret again: a vCluster whose pod came back with a new CA (its data lost)
+// writes a new one, and the old one would never work again.
+net::awaitable<void> recheckSecret(std::shared_ptr<VClusterRuntime::State> s) {
+  auto client = s->clusterClient();
+  if (!client) {
+    co_return;
+  }
+  const kube::ObjectRef secret_ref{"v1", "Secret", s->ns, kSecret};
+  auto secret = co_await client.value()->get(secret_ref);
+  if (secret && secret->is_object() && !s->removing) {
+    if (auto r = takeKubeconfig(*s, secret.value()); !r) {
+      log::warn("the vCluster's kubeconfig secret cannot be used", {{"controlPlane", s->name}, {"error", r.error().message}});
+    }
+  }
 }
 
 net::awaitable<void> uninstall(std::shared_ptr<VClusterRuntime::State> s) {
@@ -335,6 +539,12 @@ net::awaitable<void> VClusterRuntime::probe() {
   auto r = co_await s->vcluster->getRaw("/readyz");
   s->ready = r.has_value();
   s->ready_message = r ? "the vCluster answers /readyz" : r.error().message;
+  auto now = std::chrono::steady_clock::now();
+  if (!s->rechecking && (!s->ready || now >= s->next_secret_check)) {
+    s->next_secret_check = now + kSecretRecheck;
+    s->rechecking = true;
+    net::co_spawn(s->env.executor, recheckSecret(s), [s](std::exception_ptr) { s->rechecking = false; });
+  }
 }
 
 bool VClusterRuntime::ready() const { return s_->ready; }
@@ -346,7 +556,9 @@ Json VClusterRuntime::observe() const {
     synced.update({{"status", "False"}, {"reason", "ReconcileError"}, {"message", s.problem}});
   } else {
     synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
-                   {"message", s.phase + " (namespace " + s.ns + (s.cluster ? " of " + s.cluster->server() : "") + ")"}});
+                   {"message", s.phase + " (namespace " + s.ns + (s.cluster ? " of " + s.cluster->server() : "") +
+                                   (s.service_cidr.empty() ? "" : ", Service range " + s.service_cidr) +
+                                   s.service_cidr_note + ")"}});
   }
   std::string reason = s.removing ? "Deleting" : s.ready ? "Available" : s.kubeconfig.empty() ? "Creating" : "Unavailable";
   Json ready = {{"type", "Ready"}, {"status", s.ready ? "True" : "False"}, {"reason", reason},

@@ -934,5 +934,51 @@ TEST_F(Agents, BadFramesAndForeignCertificates) {
   EXPECT_NE(r.out.find("edge-1"), std::string::npos);
 }
 
+// `kflex-agent check` says what this host can run: each program it would launch, its release
+// against the supported range, and what is missing; an unsupported release fails the check.
+TEST(AgentCheck, SaysWhatThisHostCanRunAndFailsOnAnUnsupportedRelease) {
+  TempDir dir;
+  std::string agent = (binDir() / "kflex-agent").string();
+  std::string standins = (binDir() / "standins").string();
+  auto ok = run({agent, "check", "--config", "/dev/null", "--data-dir", (dir.path() / "d").string(), "--bin-dir", standins});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_TRUE(std::regex_search(ok.out, std::regex("OK +k3s +v1\\.30\\.13\\+k3s1 at .*supported: v1\\.28 to v1\\.30"))) << ok.out;
+  EXPECT_TRUE(std::regex_search(ok.out, std::regex("SKIP +kine +k8s control planes are off"))) << ok.out;
+  EXPECT_NE(ok.out.find("cluster for vClusters"), std::string::npos) << ok.out;
+
+  // The k8s programs are looked at once a shared PostgreSQL is configured.
+  PostgresServer pg;
+  if (pg.problem().empty()) {
+    auto k8s = run({agent, "check", "--config", "/dev/null", "--data-dir", (dir.path() / "d").string(), "--bin-dir",
+                    standins, "--postgres-dsn", pg.dsn(), "--postgres-password-file", pg.passwordFile().string()});
+    EXPECT_EQ(k8s.exit_code, 0) << k8s.out << k8s.err;
+    EXPECT_TRUE(std::regex_search(k8s.out, std::regex("OK +kine +v0\\.11\\.4 at .*supported: v0\\.11\\.4 to v0\\.16"))) << k8s.out;
+    EXPECT_TRUE(std::regex_search(k8s.out, std::regex("OK +kube-apiserver +v1\\.29\\.9"))) << k8s.out;
+    EXPECT_TRUE(std::regex_search(k8s.out, std::regex("OK +shared PostgreSQL"))) << k8s.out;
+  }
+
+  // A k3s older than the supported range.
+  fs::create_directories(dir.path() / "old");
+  ASSERT_TRUE(writeFileAtomic(dir.path() / "old" / "k3s",
+                              "#!/bin/sh\necho 'k3s version v1.27.4+k3s1 (36645e73)'\necho 'go version go1.20.6'\n", 0755));
+  ASSERT_TRUE(writeFileAtomic(dir.path() / "agent.yaml", "programs:\n  k3s: " + (dir.path() / "old" / "k3s").string() + "\n",
+                              0644));
+  auto old = run({agent, "check", "--config", (dir.path() / "agent.yaml").string(), "--data-dir",
+                  (dir.path() / "d").string(), "--bin-dir", standins});
+  EXPECT_EQ(old.exit_code, 1) << old.out;
+  EXPECT_TRUE(std::regex_search(old.out, std::regex("FAIL +k3s +k3s v1\\.27\\.4\\+k3s1 .* needs k3s v1\\.28 to v1\\.30"))) << old.out;
+  auto json = run({agent, "check", "--json", "--config", (dir.path() / "agent.yaml").string(), "--data-dir",
+                   (dir.path() / "d").string(), "--bin-dir", standins});
+  EXPECT_EQ(json.exit_code, 1);
+  Json doc = Json::parse(json.out, nullptr, false);
+  ASSERT_TRUE(doc.is_object()) << json.out;
+  EXPECT_GE(doc.value("failed", 0), 1);
+  bool k3s_failed = false;
+  for (const auto& c : doc["checks"]) {
+    k3s_failed = k3s_failed || (c.value("item", "") == "k3s" && c.value("verdict", "") == "fail");
+  }
+  EXPECT_TRUE(k3s_failed) << json.out;
+}
+
 }  // namespace
 }  // namespace kflex::test

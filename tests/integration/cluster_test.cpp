@@ -22,6 +22,11 @@ using Json = nlohmann::json;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+std::string slurp(const fs::path& p) {
+  auto t = readFile(p);
+  return t ? t.value() : std::string();
+}
+
 // A kube-cluster stand-in in its own directory.
 class Cluster {
  public:
@@ -29,8 +34,10 @@ class Cluster {
   ~Cluster() { stop(); }
   void start() {
     fs::remove(dir_ / "admin.kubeconfig");
+    // Its Service range as a k3s host's (not kube-apiserver's default 10.96.0.0/12).
     proc_ = std::make_unique<Process>(std::vector<std::string>{(binDir() / "standins" / "kube-cluster").string(),
-                                                               "--data-dir", dir_.string(), "--listen", listen_},
+                                                               "--data-dir", dir_.string(), "--listen", listen_,
+                                                               "--service-cluster-ip-range", "10.43.0.0/16"},
                                       dir_.string() + ".log");
     waitFor([&] { return fs::exists(dir_ / "admin.kubeconfig"); }, 10s, "kube-cluster's kubeconfig");
     // Keep the port across restarts (the adopted kubeconfig points at it).
@@ -91,15 +98,21 @@ class Clusters : public ::testing::Test {
     return text ? text.value() : "";
   }
   // `kflex ctx cp` into a kubeconfig of its own, then kubectl through it.
-  CommandResult throughContext(const std::string& cp, const std::vector<std::string>& args) {
-    fs::path user = dir_.path() / ("user-" + cp + ".kubeconfig");  // (kflex ctx changes its current context)
-    fs::copy_file(hub_->kubeconfig(), user, fs::copy_options::skip_existing);
+  CommandResult throughContext(const std::string& cp, const std::vector<std::string>& args,
+                               const std::string& input = "") {
+    fs::path user = dir_.path() / ("user-" + cp + ".kubeconfig");
+    fs::copy_file(hub_->kubeconfig(), user, fs::copy_options::overwrite_existing);  // (the hub current: a fresh ctx)
     std::vector<std::string> ctx = {(binDir() / "kflex").string(), "--kubeconfig", user.string(), "ctx", cp};
     auto r = run(ctx);
     if (r.exit_code != 0) {
       return r;
     }
-    return kubectl(user, args);
+    return kubectl(user, args, input);
+  }
+
+  // The Job `inside` in the vCluster `cp`: its status.succeeded.
+  std::string insideJobSucceeded(const std::string& cp) {
+    return throughContext(cp, {"get", "job", "-n", cp + "-system", "inside", "-o", "jsonpath={.status.succeeded}"}).out;
   }
 
   // Enrolls and starts agent edge-1 (stand-ins for programs), with `extra` flags.
@@ -310,9 +323,44 @@ spec:
 )", 0644));
   auto hook = kubectl(hub_->kubeconfig(), {"apply", "-f", (dir_.path() / "hook.yaml").string()});
   ASSERT_EQ(hook.exit_code, 0) << hook.err;
-  auto r = kflex({"create", "vc1", "-t", "vcluster", "--agent", "edge-1", "-p", "vcjob", "--timeout", "60s"});
-  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << agent_->log();
-  EXPECT_EQ(condition("vc1", "Ready"), "True/Available");
+  // And a Job inside it: vCluster runs it in the virtual cluster and syncs its pod to the host.
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "inside.yaml", R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: inside
+  annotations: {kflex.kubestellar.org/target: hosted}
+spec:
+  templates:
+  - apiVersion: batch/v1
+    kind: Job
+    metadata: {name: inside}
+    spec:
+      template:
+        spec:
+          containers: [{name: work, image: busybox, command: [sleep, "1"]}]
+          restartPolicy: Never
+)", 0644));
+  hook = kubectl(hub_->kubeconfig(), {"apply", "-f", (dir_.path() / "inside.yaml").string()});
+  ASSERT_EQ(hook.exit_code, 0) << hook.err;
+  auto r = kubectl(hub_->kubeconfig(), {"apply", "-f", "-"}, R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: ControlPlane
+metadata: {name: vc1}
+spec:
+  type: vcluster
+  postCreateHooks: [{hookName: vcjob}, {hookName: inside}]
+)");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_TRUE(waitFor([&] { return condition("vc1", "Ready") == "True/Available"; }, 60s, "vc1 Ready"))
+      << field("vc1", ".status") << agent_->log() << slurp(dir_.path() / "cluster.log");
+  // The virtual cluster's Service range is the host's (a k3s host's here), as the chart detects it:
+  // the syncer gives the virtual `kubernetes` Service the host Service's ClusterIP.
+  EXPECT_NE(cluster_->kubectl({"get", "sts", "-n", "vc1-system", "vcluster", "-o",
+                               "jsonpath={.spec.template.spec.containers[0].args}"}).out.find("--service-cidr=10.43.0.0/16"),
+            std::string::npos);
+  EXPECT_NE(field("vc1", ".status.conditions[?(@.type=='Synced')].message").find("Service range 10.43.0.0/16"),
+            std::string::npos);
+  EXPECT_EQ(cluster_->kubectl({"get", "sa", "-n", "vc1-system", "vc-workload-vcluster", "-o", "name"}).out,
+            "serviceaccount/vc-workload-vcluster\n");
   // What KubeFlex's chart makes, in <cp>-system of the cluster near the agent.
   EXPECT_EQ(cluster_->kubectl({"get", "sts", "-n", "vc1-system", "vcluster", "-o",
                                "jsonpath={.spec.template.spec.containers[*].image}"}).out,
@@ -333,6 +381,12 @@ spec:
   EXPECT_TRUE(waitFor([&] { return field("vc1", ".status.postCreateHookCompleted") == "true"; }, 20s, "the hook"))
       << field("vc1", ".status");
   EXPECT_EQ(cluster_->kubectl({"get", "job", "-n", "vc1-system", "vcjob", "-o", "jsonpath={.status.succeeded}"}).out, "1");
+  // The Job inside ran through a pod on the host, under the workload account.
+  ASSERT_TRUE(waitFor([&] { return insideJobSucceeded("vc1") == "1"; }, 30s, "the Job inside the vCluster"))
+      << slurp(dir_.path() / "cluster.log");
+  EXPECT_NE(cluster_->kubectl({"get", "pods", "-n", "vc1-system", "-o",
+                               "jsonpath={.items[*].spec.serviceAccountName}"}).out.find("vc-workload-vcluster"),
+            std::string::npos);
   std::string generation = cluster_->kubectl({"get", "sts", "-n", "vc1-system", "vcluster", "-o",
                                               "jsonpath={.metadata.generation}/{.metadata.resourceVersion}"}).out;
 
@@ -347,6 +401,48 @@ spec:
   r = kflex({"delete", "vc1", "--timeout", "30s"});
   ASSERT_EQ(r.exit_code, 0) << r.err << agent_->log();
   EXPECT_NE(cluster_->kubectl({"get", "ns", "vc1-system"}).exit_code, 0);
+}
+
+// A vCluster's data and certificates live on a claimed volume, as with the chart's default: a new
+// pod (here the cluster restarting) finds them. A volume lost (the claim deleted) comes back with
+// a new CA; the syncer writes a new kubeconfig, and the agent takes it.
+TEST_F(Clusters, AVClusterKeepsItsDataOnItsVolumeAndTheAgentFollowsANewKubeconfig) {
+  startHub();
+  startAgent({"--cluster-kubeconfig", cluster_->kubeconfig().string()});
+  auto r = kflex({"create", "vc2", "-t", "vcluster", "--agent", "edge-1", "--timeout", "60s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << agent_->log() << slurp(dir_.path() / "cluster.log");
+  EXPECT_EQ(cluster_->kubectl({"get", "pvc", "-n", "vc2-system", "data-vcluster-0", "-o",
+                               "jsonpath={.status.phase}"}).out, "Bound");
+  CommandResult made;
+  ASSERT_TRUE(waitFor([&] {
+    // (Through -f: `kubectl create configmap` sends protobuf, which the stand-in does not read.)
+    made = throughContext("vc2", {"create", "-f", "-"},
+                          "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"kept\", "
+                          "\"namespace\": \"default\"}}");
+    return made.exit_code == 0;
+  }, 20s, "a ConfigMap in the vCluster")) << made.out << made.err;
+  auto hub_secret = [&] {
+    return kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "vc2-system", "vc-vcluster", "-o",
+                                        "jsonpath={.data.config}"}).out;
+  };
+  std::string first = hub_secret();
+
+  cluster_->stop();
+  cluster_->start();
+  ASSERT_TRUE(waitFor([&] { return throughContext("vc2", {"get", "configmap", "kept", "-n", "default"}).exit_code == 0; },
+                      30s, "the vCluster back with its data"))
+      << slurp(dir_.path() / "cluster.log");
+  EXPECT_TRUE(waitFor([&] { return condition("vc2", "Ready") == "True/Available"; }, 30s, "Ready"));
+  EXPECT_EQ(hub_secret(), first);
+
+  ASSERT_EQ(cluster_->kubectl({"delete", "pvc", "-n", "vc2-system", "data-vcluster-0"}).exit_code, 0);
+  cluster_->stop();
+  cluster_->start();
+  ASSERT_TRUE(waitFor([&] { return hub_secret() != first && condition("vc2", "Ready") == "True/Available"; }, 60s,
+                      "a new kubeconfig, taken"))
+      << field("vc2", ".status") << agent_->log();
+  EXPECT_NE(throughContext("vc2", {"get", "configmap", "kept", "-n", "default"}).exit_code, 0) << "a new, empty volume";
+  EXPECT_EQ(throughContext("vc2", {"get", "--raw", "/readyz"}).out, "ok");
 }
 
 TEST_F(Clusters, AnAgentAdoptsAndProbesAClusterForTheHub) {

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Control planes for real: a hub, an agent that runs the k3s stand-in (tests/standins) as it
 // would run k3s, and kubectl against the result.
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -354,6 +356,75 @@ TEST_F(ControlPlanes, TwoK3sOnTheHostNetworkEachWithItsOwnPortsAndAMissingProgra
   EXPECT_NE(msg.find("not found"), std::string::npos) << msg;
   EXPECT_NE(msg.find("--bin-dir"), std::string::npos) << msg;
   EXPECT_TRUE(agent_->running());
+}
+
+// On the host's network what k3s cannot move allows one per host: embedded etcd's ports (backend
+// dedicated) and the node agent's (kubelet 10250 and 10248, flannel 8472/udp, containerd's
+// socket). When another program holds them the control plane is refused, saying so.
+TEST_F(ControlPlanes, FixedPortsOnTheHostNetworkHeldByOthersAreRefusedWithAMessage) {
+  std::vector<int> held;
+  auto hold = [&](uint16_t port) {
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 4) != 0) {
+      if (s >= 0) {
+        ::close(s);
+      }
+      return false;
+    }
+    held.push_back(s);
+    return true;
+  };
+  if (!hold(2379) || !hold(10248)) {
+    for (int s : held) {
+      ::close(s);
+    }
+    GTEST_SKIP() << "127.0.0.1:2379 or 127.0.0.1:10248 is in use on this host already";
+  }
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "isolate_control_planes: false\nk3s_node_agent: true\n", 0644));
+  startAgent({"--config", (dir_.path() / "agent.yaml").string()});
+  auto synced = [&](const std::string& cp) {
+    return field(cp, ".status.conditions[?(@.type=='Synced')].reason") + ": " +
+           field(cp, ".status.conditions[?(@.type=='Synced')].message");
+  };
+  // (The first k3s control plane made takes the node agent.)
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-node", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return synced("cp-node").rfind("PortInUse: the host's node agent (kubelet) needs port 10250", 0) == 0; },
+                      20s, "cp-node refused"))
+      << synced("cp-node");
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-etcd", "-t", "k3s", "-b", "dedicated", "--agent", "edge-1"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return synced("cp-etcd").rfind("PortInUse: backend dedicated runs k3s's embedded etcd", 0) == 0; },
+                      20s, "cp-etcd refused"))
+      << synced("cp-etcd");
+  EXPECT_EQ(k3sPid("cp-node"), 0);
+  EXPECT_EQ(k3sPid("cp-etcd"), 0);
+  for (int s : held) {
+    ::close(s);
+  }
+  // Once the ports are free again, the next attempt starts them.
+  EXPECT_TRUE(waitFor([&] { return ready("cp-node") == "True/Available"; }, 40s, "cp-node Ready")) << synced("cp-node");
+}
+
+// Before it launches a program the agent reads its release: one outside the supported range is
+// not started, and the control plane says which release it found and which it needs.
+TEST_F(ControlPlanes, AnUnsupportedReleaseIsRefusedNamingTheRangeNeeded) {
+  fs::create_directories(dir_.path() / "old");
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "old" / "k3s",
+                              "#!/bin/sh\necho 'k3s version v1.27.4+k3s1 (36645e73)'\necho 'go version go1.20.6'\n", 0755));
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "programs:\n  k3s: " + (dir_.path() / "old" / "k3s").string() + "\n",
+                              0644));
+  startAgent({"--config", (dir_.path() / "agent.yaml").string()});
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-old", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] {
+    return field("cp-old", ".status.conditions[?(@.type=='Synced')].reason") == "UnsupportedVersion";
+  }, 20s, "reported")) << field("cp-old", ".status") << agent_->log();
+  std::string msg = field("cp-old", ".status.conditions[?(@.type=='Synced')].message");
+  EXPECT_NE(msg.find("v1.27.4+k3s1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("v1.28 to v1.30"), std::string::npos) << msg;
+  EXPECT_EQ(k3sPid("cp-old"), 0) << "never started";
 }
 
 // As root k3s replaces /etc/rancher/k3s/k3s.yaml with a link to its own kubeconfig and, given no

@@ -6,9 +6,12 @@
 // - anything else succeeds at once (`echo`, `helm upgrade --install ...`);
 // - spec.activeDeadlineSeconds ends a Job still running with DeadlineExceeded, as Kubernetes does;
 // - a pod that mounts a secret missing from its namespace does not start, as a kubelet waits.
+// Bare pods (runPods) end the same way; a vCluster's Jobs run through pods (runJobsThroughPods).
 #include <regex>
 
+#include "shared/common/log.hpp"
 #include "shared/common/time.hpp"
+#include "shared/tls/pki.hpp"
 #include "tests/standins/standin.hpp"
 
 namespace kflex::standin {
@@ -135,6 +138,118 @@ net::awaitable<void> runJobs(ApiServer& server) {
       return true;
     };
     co_await server.api().changeStatusIn(*jobs, ns, rec->name, change);
+  }
+}
+
+net::awaitable<void> runPods(ApiServer& server) {
+  const auto* pods = server.registry().find("", "v1", "pods");
+  auto now = std::chrono::system_clock::now();
+  for (const auto& rec : server.store().listPrefix(hub::resourceKey(*pods, "")).first) {
+    Json pod = Json::parse(rec->bytes, nullptr, false);
+    if (!pod.is_object() || pod["metadata"].contains("deletionTimestamp")) {
+      continue;
+    }
+    const Json status = pod.value("status", Json::object());
+    std::string phase = status.value("phase", "");
+    if (phase == "Succeeded" || phase == "Failed") {
+      continue;
+    }
+    Json next = status;
+    auto started = parseTime(status.value("startTime", ""));
+    if (!started) {
+      next["phase"] = "Running";
+      next["startTime"] = formatTime(now);
+    } else {
+      Script script = scriptOf(pod.value("spec", Json::object()));
+      double elapsed = std::chrono::duration<double>(now - *started).count();
+      if (script.fails) {
+        next["phase"] = "Failed";
+      } else if (script.runs_for && elapsed >= *script.runs_for) {
+        next["phase"] = "Succeeded";
+      } else {
+        continue;
+      }
+    }
+    std::string ns = pod["metadata"].value("namespace", "");
+    std::function<bool(Json&)> change = [next](Json& o) {
+      o["status"] = next;
+      return true;
+    };
+    co_await server.api().changeStatusIn(*pods, ns, rec->name, change);
+  }
+}
+
+net::awaitable<void> runJobsThroughPods(ApiServer& server) {
+  const auto* jobs = server.registry().find("batch", "v1", "jobs");
+  const auto* pods = server.registry().find("", "v1", "pods");
+  auto now = std::chrono::system_clock::now();
+  std::string stamp = formatTime(now);
+  for (const auto& rec : server.store().listPrefix(hub::resourceKey(*jobs, "")).first) {
+    Json job = Json::parse(rec->bytes, nullptr, false);
+    if (!job.is_object() || job["metadata"].contains("deletionTimestamp")) {
+      continue;
+    }
+    const Json status = job.value("status", Json::object());
+    bool finished = false;
+    for (const auto& c : status.value("conditions", Json::array())) {
+      finished = finished || c.value("type", "") == "Complete" || c.value("type", "") == "Failed";
+    }
+    if (finished) {
+      continue;
+    }
+    std::string ns = job["metadata"].value("namespace", "");
+    std::string pod_name = rec->name + "-" + tls::sha256Hex(job["metadata"].value("uid", rec->name)).substr(0, 5);
+    auto pod = server.store().get(hub::resourceKey(*pods, ns), pod_name);
+    Json next = status;
+    if (!pod) {
+      const Json tmpl = job.value("spec", Json::object()).value("template", Json::object());
+      Json obj = {{"apiVersion", "v1"},
+                  {"kind", "Pod"},
+                  {"metadata", {{"name", pod_name}, {"namespace", ns},
+                                {"labels", {{"job-name", rec->name}}},
+                                {"ownerReferences", Json::array({{{"apiVersion", "batch/v1"}, {"kind", "Job"},
+                                                                  {"name", rec->name},
+                                                                  {"uid", job["metadata"].value("uid", "")},
+                                                                  {"controller", true}}})}}},
+                  {"spec", tmpl.value("spec", Json::object())}};
+      auto made = co_await server.api().internal(http::verb::post, "/api/v1/namespaces/" + ns + "/pods", obj.dump());
+      if (made.status >= 300) {
+        log::error("cannot make a Job's pod", {{"job", ns + "/" + rec->name}, {"answer", made.body}});
+        continue;
+      }
+      if (!status.contains("startTime")) {
+        next["startTime"] = stamp;
+        next["active"] = 1;
+      }
+    } else {
+      std::string phase = Json::parse(pod->bytes, nullptr, false).value("status", Json::object()).value("phase", "");
+      auto started = parseTime(status.value("startTime", ""));
+      int64_t deadline = job.value("spec", Json::object()).value("activeDeadlineSeconds", int64_t(0));
+      Json conditions = Json::array();
+      if (phase == "Succeeded") {
+        conditions.push_back({{"type", "Complete"}, {"status", "True"}, {"lastProbeTime", stamp}, {"lastTransitionTime", stamp}});
+        next["succeeded"] = 1;
+        next["completionTime"] = stamp;
+      } else if (phase == "Failed") {
+        conditions.push_back(condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit", stamp));
+        next["failed"] = 1;
+      } else if (deadline > 0 && started &&
+                 std::chrono::duration<double>(now - *started).count() >= static_cast<double>(deadline)) {
+        conditions.push_back(condition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline", stamp));
+        next["failed"] = 1;
+      }
+      if (!conditions.empty()) {
+        next["conditions"] = conditions;
+        next["active"] = 0;
+      }
+    }
+    if (next != status) {
+      std::function<bool(Json&)> change = [next](Json& o) {
+        o["status"] = next;
+        return true;
+      };
+      co_await server.api().changeStatusIn(*jobs, ns, rec->name, change);
+    }
   }
 }
 

@@ -7,15 +7,26 @@
 // - the namespace controller (a deleting namespace is emptied, then goes);
 // - workloads: Deployments and StatefulSets report their replicas ready; Jobs end as their
 //   containers' command lines say (jobs.cpp);
-// - vCluster: a StatefulSet with a loft-sh/vcluster syncer container gets a Kubernetes API of its
-//   own, served on the node port of the namespace's NodePort service, and its kubeconfig in the
-//   secret the syncer writes (vc-NAME, key config, server --out-kube-config-server).
+// - Services get ClusterIPs from --service-cluster-ip-range (one outside it refused in
+//   kube-apiserver's words); pods naming a missing ServiceAccount are refused; bare pods run as
+//   their containers' command lines say (jobs.cpp);
+// - vCluster 0.16 (docs/launch-contract.md): a StatefulSet with a loft-sh/vcluster syncer container
+//   gets a Kubernetes API of its own, served on the node port of the namespace's NodePort service,
+//   and its kubeconfig in the secret the syncer writes (vc-NAME, key config, server
+//   --out-kube-config-server) unless its syncer would exit at start (the host Service's ClusterIP
+//   outside the virtual range); its data survives a new pod only on a claimed volume; its Jobs run
+//   through pods synced here as its syncer syncs them (with the --service-account's account, once
+//   its CoreDNS manifests are mounted), their phases copied back.
 //
-//   kube-cluster --data-dir DIR [--listen 127.0.0.1:0]
+//   kube-cluster --data-dir DIR [--listen 127.0.0.1:0] [--service-cluster-ip-range 10.96.0.0/12]
 //
 // writes DIR/admin.kubeconfig (client certificate, system:masters) once it serves.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <iostream>
 #include <optional>
+#include <regex>
 #include <set>
 
 #include "shared/common/log.hpp"
@@ -99,23 +110,64 @@ config::Kubeconfig adminKubeconfig(const ClusterPki& pki, const std::string& ser
   return kc;
 }
 
-// What a vCluster's syncer container is told (vCluster 0.16 flags).
-struct SyncerArgs {
-  std::string name = "vcluster";
+// An IPv4 Service range (a.b.c.d/n): what it holds, and addresses in it.
+struct ServiceRange {
+  std::string text;
+  uint32_t base = 0;
+  uint32_t mask = 0;
+  static std::optional<ServiceRange> parse(const std::string& cidr) {
+    auto slash = cidr.find('/');
+    in_addr a{};
+    if (slash == std::string::npos || ::inet_pton(AF_INET, cidr.substr(0, slash).c_str(), &a) != 1) {
+      return std::nullopt;
+    }
+    int bits = std::atoi(cidr.substr(slash + 1).c_str());
+    if (bits < 8 || bits > 30) {
+      return std::nullopt;
+    }
+    ServiceRange r;
+    r.text = cidr;
+    r.mask = bits == 0 ? 0 : ~uint32_t(0) << (32 - bits);
+    r.base = ntohl(a.s_addr) & r.mask;
+    return r;
+  }
+  bool contains(const std::string& ip) const {
+    in_addr a{};
+    return ::inet_pton(AF_INET, ip.c_str(), &a) == 1 && (ntohl(a.s_addr) & mask) == base;
+  }
+  std::string at(uint32_t offset) const {
+    in_addr a{};
+    a.s_addr = htonl(base + offset);
+    char buf[INET_ADDRSTRLEN];
+    return ::inet_ntop(AF_INET, &a, buf, sizeof buf);
+  }
+};
+
+// What a vCluster 0.16 StatefulSet tells its containers and what its pod has.
+struct VClusterSpec {
+  std::string name = "vcluster";       // --name (the release)
+  std::string service_name;            // --service-name (default: --name)
+  std::string service_account;         // --service-account: the host account of synced pods
   std::string out_server = "https://localhost:8443";
   std::string out_secret;
   std::vector<std::string> tls_sans;
+  std::string service_cidr = "10.43.0.0/16";  // k3s's --service-cidr (k3s's own default)
+  std::string coredns_configmap;       // the ConfigMap at /manifests/coredns in the syncer, if any
+  bool persistent = false;             // a volumeClaimTemplate "data" (else an emptyDir)
 };
 
-// The syncer container of a StatefulSet (image loft-sh/vcluster), if it has one.
-std::optional<SyncerArgs> syncerOf(const Json& sts) {
-  const Json containers = sts.value("spec", Json::object()).value("template", Json::object())
-                              .value("spec", Json::object()).value("containers", Json::array());
+// The vCluster of a StatefulSet (a syncer container, image loft-sh/vcluster), if it is one.
+std::optional<VClusterSpec> vclusterOf(const Json& sts) {
+  const Json spec = sts.value("spec", Json::object());
+  const Json pod = spec.value("template", Json::object()).value("spec", Json::object());
+  const Json containers = pod.value("containers", Json::array());
+  std::optional<VClusterSpec> out;
+  std::string coredns_volume;
   for (const auto& c : containers) {
     if (!c.is_object() || c.value("image", "").find("loft-sh/vcluster") == std::string::npos) {
       continue;
     }
-    SyncerArgs a;
+    VClusterSpec a;
     for (const auto& arg : c.value("args", Json::array())) {
       std::string v = arg.is_string() ? arg.get<std::string>() : "";
       auto value = [&](const std::string& flag) { return v.substr(flag.size()); };
@@ -127,27 +179,75 @@ std::optional<SyncerArgs> syncerOf(const Json& sts) {
         a.out_secret = value("--out-kube-config-secret=");
       } else if (v.rfind("--tls-san=", 0) == 0) {
         a.tls_sans.push_back(value("--tls-san="));
+      } else if (v.rfind("--service-account=", 0) == 0) {
+        a.service_account = value("--service-account=");
+      } else if (v.rfind("--service-name=", 0) == 0) {
+        a.service_name = value("--service-name=");
       }
     }
     if (a.out_secret.empty()) {
       a.out_secret = "vc-" + a.name;
     }
-    return a;
+    if (a.service_name.empty()) {
+      a.service_name = a.name;
+    }
+    for (const auto& m : c.value("volumeMounts", Json::array())) {
+      if (m.value("mountPath", "") == "/manifests/coredns") {
+        coredns_volume = m.value("name", "");
+      }
+    }
+    out = a;
   }
-  return std::nullopt;
+  if (!out) {
+    return out;
+  }
+  // The k3s container's command line (one `sh -c` string in the chart).
+  static const std::regex kCidr(R"(--service-cidr=(\S+))");
+  for (const auto& c : containers) {
+    std::string line;
+    for (const char* field : {"command", "args"}) {
+      for (const auto& w : c.value(field, Json::array())) {
+        line += (w.is_string() ? w.get<std::string>() : "") + " ";
+      }
+    }
+    std::smatch m;
+    if (line.find("k3s server") != std::string::npos && std::regex_search(line, m, kCidr)) {
+      out->service_cidr = m[1];
+    }
+  }
+  for (const auto& v : pod.value("volumes", Json::array())) {
+    if (!coredns_volume.empty() && v.value("name", "") == coredns_volume && v.contains("configMap")) {
+      out->coredns_configmap = v["configMap"].value("name", "");
+    }
+  }
+  for (const auto& t : spec.value("volumeClaimTemplates", Json::array())) {
+    if (t.value("metadata", Json::object()).value("name", "") == "data") {
+      out->persistent = true;
+    }
+  }
+  return out;
+}
+
+// A pod's name on the host, as vCluster 0.16 writes it (translate.PhysicalName, SafeConcatName).
+std::string hostPodName(const std::string& name, const std::string& ns, const std::string& release) {
+  std::string full = name + "-x-" + ns + "-x-" + release;
+  return full.size() <= 63 ? full : full.substr(0, 52) + "-" + tls::sha256Hex(full).substr(0, 10);
 }
 
 // The controllers: look at the store every tick and act through the API as a controller would.
 class Controllers {
  public:
-  Controllers(net::io_context& ioc, standin::ApiServer& api, std::filesystem::path dir)
-      : ioc_(ioc), api_(api), dir_(std::move(dir)), timer_(ioc) {}
-  void start() { net::co_spawn(ioc_, loop(), net::detached); }
+  Controllers(net::io_context& ioc, standin::ApiServer& api, std::filesystem::path dir, ServiceRange range)
+      : ioc_(ioc), api_(api), dir_(std::move(dir)), range_(std::move(range)), timer_(ioc) {}
+  void start() {
+    api_.setAdmission([this](hub::ApiRequest& r) { return admit(r); });
+    net::co_spawn(ioc_, loop(), net::detached);
+  }
   void stop() {
     stopping_ = true;
     timer_.cancel();
     for (auto& [_, v] : vclusters_) {
-      v->stop();
+      v.api->stop();
     }
   }
 
@@ -159,9 +259,13 @@ class Controllers {
       co_await vclusters();
       co_await workloads();
       co_await standin::runJobs(api_);
+      co_await standin::runPods(api_);
       co_await standin::runCrds(api_);
-      for (auto& [_, v] : vclusters_) {
-        co_await standin::runJobs(*v);  // (its pods are synced to this cluster and run here)
+      for (auto& [key, v] : vclusters_) {
+        // Its Jobs are run by its own controller manager; their pods are synced to this cluster
+        // by its syncer and run here.
+        co_await standin::runJobsThroughPods(*v.api);
+        co_await syncPods(v);
       }
       timer_.expires_after(std::chrono::milliseconds(200));
       co_await timer_.async_wait(net::as_tuple(net::use_awaitable));
@@ -202,15 +306,104 @@ class Controllers {
     }
   }
 
+  // kube-apiserver's Service IP allocation and ServiceAccount admission, for clients' requests:
+  // a Service gets a ClusterIP from the range (one outside it is refused, in the words vCluster
+  // reads the range from), a Pod naming a missing ServiceAccount is refused.
+  std::optional<hub::ApiResponse> admit(hub::ApiRequest& r) {
+    static const std::regex kCollection(R"(^/api/v1/namespaces/([^/]+)/(services|pods)$)");
+    static const std::regex kObject(R"(^/api/v1/namespaces/([^/]+)/(services|pods)/([^/]+)$)");
+    std::smatch m;
+    bool create = r.method == http::verb::post && std::regex_match(r.path, m, kCollection);
+    bool apply = !create && r.method == http::verb::patch && r.content_type.find("apply-patch") != std::string::npos &&
+                 std::regex_match(r.path, m, kObject);
+    if (!create && !apply) {
+      return std::nullopt;
+    }
+    Json obj = Json::parse(r.body, nullptr, false);
+    if (!obj.is_object()) {
+      return std::nullopt;
+    }
+    std::string ns = m[1];
+    std::string name = apply ? std::string(m[3]) : obj["metadata"].value("name", "");
+    if (name.empty()) {
+      name = obj["metadata"].value("generateName", "") + "x7k2q";
+    }
+    if (m[2] == "pods") {
+      std::string why = missingServiceAccount(api_, ns, obj);
+      if (why.empty()) {
+        return std::nullopt;
+      }
+      return hub::statusResponse(403, "Forbidden", "pods \"" + name + "\" is forbidden: " + why);
+    }
+    const auto* services = api_.registry().find("", "v1", "services");
+    if (apply && api_.store().get(hub::resourceKey(*services, ns), name)) {
+      return std::nullopt;  // (a ClusterIP is kept for the Service's life)
+    }
+    Json& spec = obj["spec"];
+    std::string ip = spec.is_object() ? spec.value("clusterIP", "") : "";
+    if (ip == "None" || (spec.is_object() && spec.value("type", "") == "ExternalName")) {
+      return std::nullopt;
+    }
+    if (!ip.empty()) {
+      if (range_.contains(ip)) {
+        return std::nullopt;
+      }
+      return hub::statusResponse(422, "Invalid",
+                                 "Service \"" + name + "\" is invalid: spec.clusterIPs: Invalid value: [\"" + ip +
+                                     "\"]: failed to allocate IP " + ip + ": the provided IP (" + ip +
+                                     ") is not in the valid range. The range of valid IPs is " + range_.text);
+    }
+    std::set<std::string> used;
+    for (const auto& rec : api_.store().listPrefix(hub::resourceKey(*services, "")).first) {
+      Json o = Json::parse(rec->bytes, nullptr, false);
+      if (o.is_object()) {
+        used.insert(o.value("spec", Json::object()).value("clusterIP", ""));
+      }
+    }
+    for (uint32_t offset = 10; offset < 4000; ++offset) {
+      if (!used.count(range_.at(offset))) {
+        spec["clusterIP"] = range_.at(offset);
+        spec["clusterIPs"] = Json::array({range_.at(offset)});
+        break;
+      }
+    }
+    r.body = obj.dump();
+    return std::nullopt;
+  }
+
+  // "" when the pod's ServiceAccount exists (or is the namespace's default), else why not.
+  static std::string missingServiceAccount(standin::ApiServer& api, const std::string& ns, const Json& pod) {
+    std::string account = pod.value("spec", Json::object()).value("serviceAccountName", "");
+    const auto* accounts = api.registry().find("", "v1", "serviceaccounts");
+    if (account.empty() || account == "default" || api.store().get(hub::resourceKey(*accounts, ns), account)) {
+      return "";
+    }
+    return "error looking up service account " + ns + "/" + account + ": serviceaccount \"" + account +
+           "\" not found";
+  }
+
+  struct VCluster {
+    std::unique_ptr<standin::ApiServer> api;
+    VClusterSpec spec;
+    std::string ns;  // its host namespace
+    std::set<std::string> reported;  // pods whose sync failure was logged
+  };
+
   // vCluster StatefulSets: the "pod" is a Kubernetes API served in this process on the node port
-  // of the namespace's NodePort service; its kubeconfig goes to the secret the syncer writes.
+  // of the namespace's NodePort service; its syncer's start-up is checked as vCluster 0.16 does it
+  // (the host Service's ClusterIP must be in the virtual range: it exits before writing its
+  // kubeconfig otherwise), then its kubeconfig goes to the secret the syncer writes. Its data
+  // (certificates, objects) lives on its volume: an emptyDir starts empty with every new pod (this
+  // process starting = the node rebooted), a claimed volume keeps it until the claim is deleted.
   net::awaitable<void> vclusters() {
     const auto* t = api_.registry().find("apps", "v1", "statefulsets");
+    const auto* claims = api_.registry().find("", "v1", "persistentvolumeclaims");
+    const auto* services = api_.registry().find("", "v1", "services");
     std::set<std::string> seen;
     for (const auto& rec : api_.store().listPrefix(hub::resourceKey(*t, "")).first) {
       Json sts = Json::parse(rec->bytes, nullptr, false);
-      auto syncer = sts.is_object() ? syncerOf(sts) : std::nullopt;
-      if (!syncer || sts["metadata"].contains("deletionTimestamp")) {
+      auto vc = sts.is_object() ? vclusterOf(sts) : std::nullopt;
+      if (!vc || sts["metadata"].contains("deletionTimestamp")) {
         continue;
       }
       std::string ns = sts["metadata"].value("namespace", "");
@@ -219,21 +412,56 @@ class Controllers {
       if (vclusters_.count(key)) {
         continue;
       }
-      int port = 0;
-      for (const auto& svc : api_.store().list("/services/" + ns).first) {
-        Json o = Json::parse(svc->bytes, nullptr, false);
-        if (o.is_object() && o["spec"].value("type", "") == "NodePort" && o["spec"]["ports"].is_array() &&
-            !o["spec"]["ports"].empty()) {
-          port = o["spec"]["ports"][0].value("nodePort", 0);
+      std::filesystem::path dir = dir_ / "vclusters" / (ns + "_" + rec->name);
+      std::error_code ec;
+      if (vc->persistent) {
+        std::string claim = "data-" + rec->name + "-0";
+        if (!api_.store().get(hub::resourceKey(*claims, ns), claim)) {
+          Json pvc = {{"apiVersion", "v1"}, {"kind", "PersistentVolumeClaim"},
+                      {"metadata", {{"name", claim}, {"namespace", ns}}},
+                      {"spec", {{"accessModes", {"ReadWriteOnce"}}, {"resources", {{"requests", {{"storage", "5Gi"}}}}}}}};
+          co_await api_.api().internal(http::verb::post, "/api/v1/namespaces/" + ns + "/persistentvolumeclaims", pvc.dump());
+          std::function<bool(Json&)> bound = [](Json& o) {
+            o["status"] = {{"phase", "Bound"}};
+            return true;
+          };
+          co_await api_.api().changeStatusIn(*claims, ns, claim, bound);
+          std::filesystem::remove_all(dir, ec);  // a new volume
         }
+      } else if (!pods_.count(key)) {
+        std::filesystem::remove_all(dir, ec);  // a new pod: a new emptyDir
       }
-      std::vector<std::string> sans = syncer->tls_sans;
+      pods_.insert(key);
+      // The syncer's start: SyncKubernetesService gives the virtual `kubernetes` Service the host
+      // Service's ClusterIP, which the virtual API server refuses outside its range.
+      auto svc = api_.store().get(hub::resourceKey(*services, ns), vc->service_name);
+      std::string ip = svc ? Json::parse(svc->bytes, nullptr, false)["spec"].value("clusterIP", "") : "";
+      auto virtual_range = ServiceRange::parse(vc->service_cidr);
+      if (!ip.empty() && (!virtual_range || !virtual_range->contains(ip))) {
+        if (crashing_.insert(key).second) {
+          log::error("F main.go:35] start controllers: sync kubernetes service: sync kubernetes service: Service "
+                     "\"kubernetes\" is invalid: spec.clusterIPs: Invalid value: [\"" + ip + "\"]: failed to "
+                     "allocate IP " + ip + ": the provided IP (" + ip + ") is not in the valid range. The range "
+                     "of valid IPs is " + vc->service_cidr,
+                     {{"statefulset", key}});
+        }
+        continue;  // it exits (255) before it writes its kubeconfig, and is restarted
+      }
+      crashing_.erase(key);
+      std::vector<std::string> sans = vc->tls_sans;
       std::string host;
       std::string out_port;
-      if (net_client::splitHttpsUrl(syncer->out_server, host, out_port)) {
+      if (net_client::splitHttpsUrl(vc->out_server, host, out_port)) {
         sans.push_back(host);
       }
-      std::filesystem::path dir = dir_ / "vclusters" / (ns + "_" + rec->name);
+      int port = 0;
+      for (const auto& o : api_.store().list("/services/" + ns).first) {
+        Json j = Json::parse(o->bytes, nullptr, false);
+        if (j.is_object() && j["spec"].value("type", "") == "NodePort" && j["spec"]["ports"].is_array() &&
+            !j["spec"]["ports"].empty()) {
+          port = j["spec"]["ports"][0].value("nodePort", 0);
+        }
+      }
       auto pki = loadOrMakePki(dir / "pki", sans);
       auto ctx = pki ? tls::makeServerContext({pki->ca.cert_pem, pki->serving.cert_pem, pki->serving.key_pem})
                      : Result<std::shared_ptr<ssl::context>>(pki.error());
@@ -241,34 +469,102 @@ class Controllers {
         log::error("cannot start a vcluster", {{"statefulset", key}, {"error", ctx.error().message}});
         continue;
       }
-      auto vc = standin::ApiServer::start(ioc_, ctx.value(), dir / "vcluster.db", "127.0.0.1",
-                                          static_cast<uint16_t>(port), std::chrono::steady_clock::now(),
-                                          {{"/livez", "ok"}});
-      if (!vc) {
-        log::error("cannot start a vcluster", {{"statefulset", key}, {"error", vc.error().message}});
+      auto api = standin::ApiServer::start(ioc_, ctx.value(), dir / "vcluster.db", "127.0.0.1",
+                                           static_cast<uint16_t>(port), std::chrono::steady_clock::now(),
+                                           {{"/livez", "ok"}});
+      if (!api) {
+        log::error("cannot start a vcluster", {{"statefulset", key}, {"error", api.error().message}});
         continue;
       }
-      config::Kubeconfig kc = adminKubeconfig(pki.value(), syncer->out_server, "my-vcluster");
+      config::Kubeconfig kc = adminKubeconfig(pki.value(), vc->out_server, "my-vcluster");
       Json secret = {{"apiVersion", "v1"}, {"kind", "Secret"},
-                     {"metadata", {{"name", syncer->out_secret}, {"namespace", ns}}},
+                     {"metadata", {{"name", vc->out_secret}, {"namespace", ns}}},
                      {"data", {{"config", base64Encode(kc.toYaml())}}}};
       auto r = co_await api_.api().internal(
-          http::verb::patch, "/api/v1/namespaces/" + ns + "/secrets/" + syncer->out_secret + "?fieldManager=vcluster&force=true",
+          http::verb::patch, "/api/v1/namespaces/" + ns + "/secrets/" + vc->out_secret + "?fieldManager=vcluster&force=true",
           secret.dump(), "application/apply-patch+yaml");
       if (r.status != 200 && r.status != 201) {
         log::error("cannot write a vcluster's kubeconfig", {{"statefulset", key}, {"answer", r.body}});
       }
-      log::info("vcluster started", {{"statefulset", key}, {"port", std::to_string(vc.value()->port())}});
-      vclusters_[key] = std::move(vc.value());
+      log::info("vcluster started", {{"statefulset", key}, {"port", std::to_string(api.value()->port())}});
+      vclusters_[key] = VCluster{std::move(api.value()), vc.value(), ns, {}};
     }
     for (auto it = vclusters_.begin(); it != vclusters_.end();) {
       if (seen.count(it->first)) {
         ++it;
         continue;
       }
-      it->second->stop();
+      it->second.api->stop();
       log::info("vcluster stopped", {{"statefulset", it->first}});
+      pods_.erase(it->first);
       it = vclusters_.erase(it);
+    }
+  }
+
+  // The syncer's pod syncer: every virtual pod becomes a host pod (name translated, the
+  // --service-account's account, the host refusing a missing one), once the virtual cluster's
+  // DNS (CoreDNS from /manifests/coredns) is there; the host pod's phase goes back to the virtual
+  // pod; a host pod whose virtual pod is gone is deleted.
+  net::awaitable<void> syncPods(VCluster& v) {
+    const auto* pods = api_.registry().find("", "v1", "pods");
+    const auto* maps = api_.registry().find("", "v1", "configmaps");
+    std::set<std::string> wanted;
+    for (const auto& rec : v.api->store().listPrefix(hub::resourceKey(*pods, "")).first) {
+      Json vpod = Json::parse(rec->bytes, nullptr, false);
+      if (!vpod.is_object()) {
+        continue;
+      }
+      std::string vns = vpod["metadata"].value("namespace", "");
+      std::string host_name = hostPodName(rec->name, vns, v.spec.name);
+      wanted.insert(host_name);
+      auto host = api_.store().get(hub::resourceKey(*pods, v.ns), host_name);
+      if (!host) {
+        std::string why;
+        auto coredns = v.spec.coredns_configmap.empty()
+                           ? nullptr
+                           : api_.store().get(hub::resourceKey(*maps, v.ns), v.spec.coredns_configmap);
+        if (!coredns || coredns->bytes.find("coredns.yaml") == std::string::npos) {
+          why = "waiting for DNS service IP";
+        }
+        Json hpod = {{"apiVersion", "v1"},
+                     {"kind", "Pod"},
+                     {"metadata", {{"name", host_name}, {"namespace", v.ns},
+                                   {"labels", {{"vcluster.loft.sh/managed-by", v.spec.name},
+                                               {"vcluster.loft.sh/namespace", vns}}},
+                                   {"annotations", {{"vcluster.loft.sh/object-name", rec->name},
+                                                    {"vcluster.loft.sh/object-namespace", vns}}}}},
+                     {"spec", vpod.value("spec", Json::object())}};
+        hpod["spec"]["serviceAccountName"] = v.spec.service_account.empty() ? "default" : v.spec.service_account;
+        if (why.empty()) {
+          why = missingServiceAccount(api_, v.ns, hpod);
+          if (!why.empty()) {
+            why = "pods \"" + host_name + "\" is forbidden: " + why;
+          }
+        }
+        if (why.empty()) {
+          auto made = co_await api_.api().internal(http::verb::post, "/api/v1/namespaces/" + v.ns + "/pods", hpod.dump());
+          if (made.status >= 300 && v.reported.insert(rec->name + made.body).second) {
+            log::error("Error syncing to physical cluster: " + made.body, {{"pod", vns + "/" + rec->name}});
+          }
+        } else if (v.reported.insert(rec->name + why).second) {
+          log::error("Error syncing to physical cluster: " + why, {{"pod", vns + "/" + rec->name}});
+        }
+        continue;
+      }
+      std::string phase = Json::parse(host->bytes, nullptr, false).value("status", Json::object()).value("phase", "");
+      if (!phase.empty() && vpod.value("status", Json::object()).value("phase", "") != phase) {
+        std::function<bool(Json&)> copy = [phase](Json& o) {
+          o["status"]["phase"] = phase;
+          return true;
+        };
+        co_await v.api->api().changeStatusIn(*pods, vns, rec->name, copy);
+      }
+    }
+    for (const auto& rec : api_.store().list(hub::resourceKey(*pods, v.ns)).first) {
+      if (!wanted.count(rec->name) &&
+          rec->bytes.find("\"vcluster.loft.sh/managed-by\":\"" + v.spec.name + "\"") != std::string::npos) {
+        co_await api_.api().internal(http::verb::delete_, "/api/v1/namespaces/" + v.ns + "/pods/" + rec->name);
+      }
     }
   }
 
@@ -281,7 +577,7 @@ class Controllers {
         if (!obj.is_object()) {
           continue;
         }
-        if (syncerOf(obj) &&
+        if (vclusterOf(obj) &&
             !vclusters_.count(obj["metadata"].value("namespace", "") + "/" + rec->name)) {
           continue;  // its vcluster is not serving (yet)
         }
@@ -306,7 +602,10 @@ class Controllers {
   net::io_context& ioc_;
   standin::ApiServer& api_;
   std::filesystem::path dir_;
-  std::map<std::string, std::unique_ptr<standin::ApiServer>> vclusters_;  // "namespace/statefulset"
+  ServiceRange range_;
+  std::map<std::string, VCluster> vclusters_;  // "namespace/statefulset"
+  std::set<std::string> pods_;      // vClusters whose pod this process made (its emptyDir is new)
+  std::set<std::string> crashing_;  // vClusters whose syncer exits at start
   net::steady_timer timer_;
   bool stopping_ = false;
 };
@@ -315,7 +614,8 @@ class Controllers {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  auto parsed = standin::Flags::parse(args, {{"data-dir", false, {}, ""}, {"listen", false, {}, ""}}, true);
+  auto parsed = standin::Flags::parse(
+      args, {{"data-dir", false, {}, ""}, {"listen", false, {}, ""}, {"service-cluster-ip-range", false, {}, ""}}, true);
   if (!parsed) {
     return standin::commandError(parsed.error().message);
   }
@@ -323,6 +623,11 @@ int main(int argc, char** argv) {
     return standin::commandError("--data-dir is required");
   }
   std::filesystem::path dir = std::filesystem::absolute(parsed->get("data-dir"));
+  // kube-apiserver's default range; a k3s host's is 10.43.0.0/16.
+  auto range = ServiceRange::parse(parsed->get("service-cluster-ip-range", "10.96.0.0/12"));
+  if (!range) {
+    return standin::commandError("--service-cluster-ip-range: want an IPv4 CIDR such as 10.43.0.0/16");
+  }
   std::string listen = parsed->get("listen", "127.0.0.1:0");
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) {
@@ -348,7 +653,7 @@ int main(int argc, char** argv) {
   if (auto r = kc.save(dir / "admin.kubeconfig"); !r) {
     return standin::commandError(r.error().message);
   }
-  Controllers controllers(ioc, *api.value(), dir);
+  Controllers controllers(ioc, *api.value(), dir, range.value());
   controllers.start();
   log::info("kube-cluster serving", {{"url", server}, {"kubeconfig", (dir / "admin.kubeconfig").string()}});
   return standin::runUntilSignalled(ioc, [&] {

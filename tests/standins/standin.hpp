@@ -110,6 +110,13 @@ class ApiServer {
 /// lines say (jobs.cpp: sleep N, sleep infinity, exit N, activeDeadlineSeconds). Call it
 /// periodically.
 net::awaitable<void> runJobs(ApiServer& server);
+/// One round of a kubelet: bare pods start (Running, startTime) and end (Succeeded or Failed) as
+/// their containers' command lines say, as Jobs do in runJobs().
+net::awaitable<void> runPods(ApiServer& server);
+/// One round of a Job controller that runs Jobs through pods (a vCluster's: another cluster runs
+/// the pods): each unfinished Job gets a pod, and ends as that pod's phase says (or at its
+/// activeDeadlineSeconds).
+net::awaitable<void> runJobsThroughPods(ApiServer& server);
 /// One round of the CRD controller: new CustomResourceDefinitions become Established (the stand-ins
 /// do not serve their kinds).
 net::awaitable<void> runCrds(ApiServer& server);
