@@ -131,6 +131,10 @@ int runAgent(const AgentConfig& cfg) {
     return kExitRuntime;
   }
   std::error_code ec;
+  // A hub (or a control plane's client) that goes away while the agent writes to it costs only
+  // that connection: OpenSSL writes through write(2), which raises SIGPIPE. (Its programs start
+  // with every signal at its default.)
+  std::signal(SIGPIPE, SIG_IGN);
   // Enrollment blocks (with its own retries) before the event loop starts; signals stop it.
   std::signal(SIGTERM, onSignal);
   std::signal(SIGINT, onSignal);

@@ -100,7 +100,10 @@ ProcessSpec K3sRuntime::spec(bool dedicated) const {
   // own /etc/rancher in a mount namespace of its own; without root (no mount namespaces) k3s
   // links $HOME/.kube/k3s.yaml instead, so HOME is its directory.
   s.env = {"HOME=" + dir_.string()};
-  if (::geteuid() == 0) {
+  if (::geteuid() == 0 && !node_agent_) {
+    // (Not for the one with the kubelet: pods' volume mounts must reach the host, and its
+    // containerd outlives a k3s restart. It shares the host's /etc/rancher; checkFixedPorts
+    // makes sure no k3s of the host's own is there.)
     s.bind_mounts = {{dir_ / "etc-rancher", kRancherConfigDir}};
   }
   return s;
@@ -111,7 +114,8 @@ Result<void> K3sRuntime::checkFixedPorts() const {
     return {};  // its own namespace, or it runs already and holds them itself
   }
   auto taken = [](const std::string& address, uint16_t port, bool udp = false) { return !portFree(address, port, udp); };
-  if (dedicated_ && (taken("127.0.0.1", 2379) || taken("127.0.0.1", 2380) || taken("127.0.0.1", 2381))) {
+  if (dedicated_ &&
+      (taken("127.0.0.1", 2379) || taken("127.0.0.1", 2380) || taken("127.0.0.1", 2381) || taken("127.0.0.1", 2382))) {
     return fail("backend dedicated runs k3s's embedded etcd, whose ports 2379-2382 are fixed, and another program "
                 "holds them (another dedicated control plane on this host's network?): on the host's network a host "
                 "runs one; use backend shared, or isolate_control_planes (root)");
@@ -122,6 +126,18 @@ Result<void> K3sRuntime::checkFixedPorts() const {
       return fail("the host's node agent (kubelet) needs port 10250, 10248, 8472/udp and /run/k3s/containerd, which "
                   "are fixed and in use on this host (a kubelet or k3s of its own?): a host runs one kubelet; set "
                   "k3s_node_agent: false in agent.yaml, or stop the other");
+    }
+    // It shares the host's /etc/rancher (a kubelet's mounts must reach the host), where k3s as
+    // root replaces k3s.yaml: only a link of an earlier control plane of this agent may be there.
+    std::error_code ec;
+    fs::path host_kubeconfig = fs::path(kRancherConfigDir) / "k3s" / "k3s.yaml";
+    if (::geteuid() == 0 && fs::exists(host_kubeconfig, ec)) {  // (a dangling link names nothing)
+      fs::path target = fs::is_symlink(host_kubeconfig, ec) ? fs::read_symlink(host_kubeconfig, ec) : fs::path();
+      if (target.empty() || target.string().rfind(env_.cp_root.string() + "/", 0) != 0) {
+        return fail("this host has a k3s of its own (" + host_kubeconfig.string() + " exists), whose kubeconfig the "
+                    "node agent's k3s would replace: a host runs one kubelet; set k3s_node_agent: false in "
+                    "agent.yaml, or remove that k3s");
+      }
     }
   }
   return {};
@@ -150,10 +166,11 @@ Result<void> K3sRuntime::prepare() {
     }
   }
   if (::geteuid() == 0) {
-    fs::create_directories(dir_ / "etc-rancher" / "k3s", ec);
-    fs::create_directories(kRancherConfigDir, ec);  // the mount point (k3s as root makes it anyway)
-    if (ec) {
-      return fail(std::string("cannot create ") + kRancherConfigDir + ": " + ec.message());
+    for (const fs::path& d : {dir_ / "etc-rancher" / "k3s", fs::path(kRancherConfigDir)}) {
+      fs::create_directories(d, ec);  // its own, and the mount point (k3s as root makes it anyway)
+      if (ec) {
+        return fail("cannot create " + d.string() + ": " + ec.message());
+      }
     }
   }
   // The node agent is decided first: a kubelet needs the host's network (its node IP, image pulls,
@@ -317,7 +334,14 @@ bool K3sRuntime::remove() {
   if (env_.cgroups != nullptr) {
     env_.cgroups->remove(name_);
   }
-  // The host's kubelet is free for the next k3s control plane made here.
+  // The host's kubelet is free for the next k3s control plane made here, and the host's
+  // /etc/rancher/k3s/k3s.yaml no longer names its kubeconfig.
+  fs::path host_kubeconfig = fs::path(kRancherConfigDir) / "k3s" / "k3s.yaml";
+  std::error_code link_ec;
+  if (node_agent_ && fs::is_symlink(host_kubeconfig, link_ec) &&
+      fs::read_symlink(host_kubeconfig, link_ec) == dir_ / "kubeconfig.yaml") {
+    fs::remove(host_kubeconfig, link_ec);
+  }
   if (env_.state.get(kNodeAgentKey).value_or("") == name_) {
     (void)env_.state.set(kNodeAgentKey, "");
   }

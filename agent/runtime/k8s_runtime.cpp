@@ -172,6 +172,15 @@ Result<void> K8sRuntime::prepare() {
     }
     kcm_port_ = *kcm;
   }
+  // An earlier agent gave Kine its database only as KINE_ENDPOINT, which Kine before v0.14.1 does
+  // not read: such a Kine kept the control plane in SQLite here. Starting it on PostgreSQL would
+  // bring the control plane back empty; say so instead.
+  if (fs::exists(dir_ / "db" / "state.db", ec)) {
+    return fail("this control plane's objects are in " + (dir_ / "db" / "state.db").string() +
+                " (SQLite: its Kine did not read the PostgreSQL endpoint it was given), not in database " + database() +
+                ": move them with etcdctl or kine's tools, or delete and create the control plane again; the agent "
+                "starts nothing on an empty database");
+  }
   // Kine reads the password from a file of its own (PGPASSFILE), never from its command line.
   if (auto r = writeFileAtomic(dir_ / "pgpass", store::passfileLine(env_.config.postgres_password), 0600); !r) {
     return r;

@@ -10,11 +10,32 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "agent/agent_state.hpp"
 #include "agent/runtime/probe.hpp"
 
 namespace kflex::agent::runtime {
+
+namespace {
+
+// The ports other control planes here were given (kept in agent.db) and may not hold yet: each
+// one's PORT and PORT + 1 (k3s's API server), and its controller manager's and scheduler's.
+std::set<uint16_t> portsGiven(RuntimeEnv& env) {
+  std::set<uint16_t> out;
+  for (const auto& d : env.state.desired()) {
+    for (const char* k : {"/port", "/kcm-port", "/scheduler-port"}) {
+      auto port = static_cast<uint16_t>(std::atoi(env.state.get("cp/" + d.name + k).value_or("0").c_str()));
+      if (port != 0) {
+        out.insert(port);
+        out.insert(static_cast<uint16_t>(port + 1));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const std::string& address,
                                 bool next_free_on_loopback) {
@@ -22,13 +43,16 @@ Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const s
   if (stored != 0) {
     return stored;
   }
+  std::set<uint16_t> given = portsGiven(env);
   Result<uint16_t> port = fail("no port");
   for (int attempt = 0; attempt < 64; ++attempt) {
     port = freePort(address);
-    if (!port || !next_free_on_loopback || (*port < 65535 && portFree("127.0.0.1", *port + 1))) {
+    bool next_ok = !next_free_on_loopback ||
+                   (port && *port < 65535 && portFree("127.0.0.1", *port + 1) && !given.count(*port + 1));
+    if (!port || (!given.count(*port) && next_ok)) {
       break;
     }
-    port = fail("cannot find a free port on " + address + " whose next port is free on 127.0.0.1");
+    port = fail("cannot find a free port on " + address + (next_free_on_loopback ? " whose next port is free" : ""));
   }
   if (!port) {
     return port.error();

@@ -244,7 +244,12 @@ void Supervisor::start(Entry& e) {
     return;
   }
   std::error_code ec;
-  for (const fs::path& dir : {spec.work_dir, spec.log_file.parent_path(), spec.pid_file.parent_path()}) {
+  std::vector<fs::path> dirs = {spec.work_dir, spec.log_file.parent_path(), spec.pid_file.parent_path()};
+  for (const auto& [source, target] : spec.bind_mounts) {
+    dirs.push_back(source);
+    dirs.push_back(target);  // (a mount point someone removed meanwhile comes back)
+  }
+  for (const fs::path& dir : dirs) {
     if (!dir.empty()) {
       fs::create_directories(dir, ec);
       if (ec) {

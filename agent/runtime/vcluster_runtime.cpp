@@ -2,6 +2,7 @@
 #include "agent/runtime/vcluster_runtime.hpp"
 
 #include <cstring>
+#include <regex>
 
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -24,8 +25,10 @@ constexpr const char* kFallbackServiceCidr = "10.96.0.0/12";
 // The ClusterIP the range probe asks for: outside every range (as vCluster 0.16 probes).
 constexpr const char* kProbeClusterIp = "4.4.4.4";
 constexpr const char* kRangeMarker = "The range of valid IPs is ";
-// The kubeconfig secret is read again this often (the syncer rewrites it at every start).
+// The kubeconfig secret is read again this often (the syncer rewrites it at every start), and
+// more often while /readyz fails.
 constexpr auto kSecretRecheck = std::chrono::seconds(30);
+constexpr auto kSecretRecheckNotReady = std::chrono::seconds(5);
 
 // CoreDNS for the virtual cluster, as the 0.16 chart hands it to the syncer (ConfigMap
 // vcluster-coredns, key coredns.yaml, mounted at /manifests/coredns): the syncer fills in
@@ -159,7 +162,7 @@ Json service(const std::string& name, const std::string& ns, bool node_port, int
 }  // namespace
 
 std::vector<Json> VClusterRuntime::manifests(const std::string& name, const std::string& node, int node_port,
-                                             const std::string& service_cidr) {
+                                             const std::string& service_cidr, bool claim_volume) {
   const std::string ns = name + "-system";
   Json ns_obj = {{"apiVersion", "v1"}, {"kind", "Namespace"},
                  {"metadata", {{"name", ns}, {"labels", {{"app.kubernetes.io/managed-by", "kflex-agent"},
@@ -235,13 +238,16 @@ std::vector<Json> VClusterRuntime::manifests(const std::string& name, const std:
                                    {"resources", {{"requests", {{"cpu", "200m"}, {"memory", "256Mi"}}}}},
                                    {"volumeMounts", Json::array({data_mount, coredns_mount})}}})},
                     {"volumes", Json::array({{{"name", "coredns"},
-                                              {"configMap", {{"name", "vcluster-coredns"}}}}})}}}}},
-                // The virtual cluster's data and certificates outlive its pod, as with the chart's
-                // default (storage.persistence): an emptyDir came back empty, with a new CA.
-                {"volumeClaimTemplates",
-                 Json::array({{{"metadata", {{"name", "data"}}},
-                               {"spec", {{"accessModes", {"ReadWriteOnce"}},
-                                         {"resources", {{"requests", {{"storage", "5Gi"}}}}}}}}})}}}};
+                                              {"configMap", {{"name", "vcluster-coredns"}}}}})}}}}}}}};
+  if (claim_volume) {
+    // The virtual cluster's data and certificates outlive its pod, as with the chart's default
+    // (storage.persistence): an emptyDir came back empty, with a new CA.
+    sts["spec"]["volumeClaimTemplates"] =
+        Json::array({{{"metadata", {{"name", "data"}}},
+                      {"spec", {{"accessModes", {"ReadWriteOnce"}}, {"resources", {{"requests", {{"storage", "5Gi"}}}}}}}}});
+  } else {
+    sts["spec"]["template"]["spec"]["volumes"].push_back({{"name", "data"}, {"emptyDir", Json::object()}});
+  }
   return {ns_obj, sa, workload_sa, role, binding, coredns, service("vcluster", ns, false, 0),
           service("vcluster-nodeport", ns, true, node_port), sts};
 }
@@ -263,10 +269,11 @@ struct VClusterRuntime::State {
   std::string incluster;
   std::string service_cidr;        // the host's Service range, as its virtual cluster's
   std::string service_cidr_note;   // why the fallback range is used ("" when detected)
+  std::string volume_note;         // why its data is not on a claimed volume ("" when it is)
   bool rechecking = false;         // recheckSecret() runs
   std::chrono::steady_clock::time_point next_secret_check{};
   std::unique_ptr<kube::Client> cluster;  // the cluster near the agent
-  std::unique_ptr<kube::Client> vcluster;
+  std::shared_ptr<kube::Client> vcluster;  // (shared: a probe keeps the one it awaits on)
   bool ready = false;
   std::string ready_message = "the vCluster is being installed";
   std::chrono::steady_clock::time_point next{};
@@ -309,13 +316,16 @@ namespace {
 // for a ClusterIP outside every range is refused with "... The range of valid IPs is CIDR". The
 // virtual cluster's range must hold the host Service's ClusterIP, which the syncer gives the
 // virtual `kubernetes` Service; when the range cannot be read, 10.96.0.0/12 as vCluster falls back.
-net::awaitable<void> detectServiceCidr(std::shared_ptr<VClusterRuntime::State> s, kube::Client& c) {
+net::awaitable<Result<void>> detectServiceCidr(std::shared_ptr<VClusterRuntime::State> s, kube::Client& c) {
   Json probe = {{"apiVersion", "v1"},
                 {"kind", "Service"},
                 {"metadata", {{"generateName", "kflex-service-cidr-"}, {"namespace", s->ns}}},
                 {"spec", {{"clusterIP", kProbeClusterIp}, {"ports", Json::array({{{"port", 80}}})}}}};
   auto r = co_await c.post("/api/v1/namespaces/" + s->ns + "/services", probe);
   std::string why;
+  if (!r && r.error().transient()) {
+    co_return fail("cannot read the cluster's Service range yet: " + r.error().message);
+  }
   if (r) {
     const kube::ObjectRef made{"v1", "Service", s->ns, (*r)["metadata"].value("name", "")};
     (void)co_await c.remove(made);
@@ -329,7 +339,7 @@ net::awaitable<void> detectServiceCidr(std::shared_ptr<VClusterRuntime::State> s
     if (slash != std::string::npos && tls::isIpAddress(cidr.substr(0, slash))) {
       s->service_cidr = cidr;
       s->service_cidr_note.clear();
-      co_return;
+      co_return Result<void>{};
     }
     why = "cannot read a range in: " + r.error().message;
   }
@@ -338,6 +348,29 @@ net::awaitable<void> detectServiceCidr(std::shared_ptr<VClusterRuntime::State> s
                          kFallbackServiceCidr + " is used as vCluster does";
   log::warn("cannot read the cluster's Service range; using vCluster's fallback",
             {{"controlPlane", s->name}, {"range", kFallbackServiceCidr}, {"why", why}});
+  co_return Result<void>{};
+}
+
+// What a StatefulSet an agent made before holds that must not change under the vCluster's data:
+// its Service range, and whether its data is on a claimed volume (volumeClaimTemplates cannot be
+// changed on a StatefulSet).
+void keepWhatIsInstalled(VClusterRuntime::State& s, const Json& sts) {
+  const Json spec = sts.value("spec", Json::object());
+  s.volume_note.clear();
+  if (spec.value("volumeClaimTemplates", Json::array()).empty()) {
+    s.volume_note = "; installed by an earlier agent with its data on an emptyDir, which a new pod loses (delete and "
+                    "create the control plane again to have it on a volume)";
+  }
+  static const std::regex kCidr(R"(--service-cidr=([0-9a-fA-F.:/]+))");
+  for (const auto& c : spec.value("template", Json::object()).value("spec", Json::object()).value("containers", Json::array())) {
+    for (const auto& a : c.value("args", Json::array())) {
+      std::smatch m;
+      std::string text = a.is_string() ? a.get<std::string>() : "";
+      if (std::regex_search(text, m, kCidr)) {
+        s.service_cidr = m[1];
+      }
+    }
+  }
 }
 
 // Takes the kubeconfig the syncer wrote (secret vc-vcluster) as the control plane's.
@@ -365,7 +398,7 @@ Result<void> takeKubeconfig(VClusterRuntime::State& s, const Json& secret) {
   if (!s.kubeconfig.empty()) {
     log::info("the vCluster's kubeconfig changed; using the new one", {{"controlPlane", s.name}});
   }
-  s.vcluster = std::move(client_vc.value());
+  s.vcluster = std::shared_ptr<kube::Client>(std::move(client_vc.value()));
   s.kubeconfig = text.value();
   s.incluster = in_kc.toYaml();
   return {};
@@ -391,7 +424,12 @@ net::awaitable<void> install(std::shared_ptr<VClusterRuntime::State> s) {
     const Json& ports = (*existing)["spec"]["ports"];
     node_port = ports.is_array() && !ports.empty() ? ports[0].value("nodePort", 0) : 0;
   }
-  auto objects = VClusterRuntime::manifests(s->name, s->node(), node_port, kFallbackServiceCidr);
+  auto live = co_await c.get(sts_ref);
+  if (live && live->is_object()) {
+    keepWhatIsInstalled(*s, live.value());
+  }
+  bool claim_volume = s->volume_note.empty();
+  auto objects = VClusterRuntime::manifests(s->name, s->node(), node_port, kFallbackServiceCidr, claim_volume);
   for (auto& obj : objects) {
     bool is_sts = obj.value("kind", "") == "StatefulSet";
     if (is_sts && node_port == 0) {
@@ -405,7 +443,7 @@ net::awaitable<void> install(std::shared_ptr<VClusterRuntime::State> s) {
       }
     }
     if (is_sts) {
-      obj = VClusterRuntime::manifests(s->name, s->node(), node_port, s->service_cidr).back();
+      obj = VClusterRuntime::manifests(s->name, s->node(), node_port, s->service_cidr, claim_volume).back();
     }
     auto r = co_await c.apply(obj, kManager);
     if (!r) {
@@ -413,7 +451,10 @@ net::awaitable<void> install(std::shared_ptr<VClusterRuntime::State> s) {
       co_return;
     }
     if (obj.value("kind", "") == "Namespace" && s->service_cidr.empty()) {
-      co_await detectServiceCidr(s, c);
+      if (auto detected = co_await detectServiceCidr(s, c); !detected) {
+        s->problem = detected.error().message;
+        co_return;
+      }
     }
   }
   s->problem.clear();
@@ -536,14 +577,25 @@ net::awaitable<void> VClusterRuntime::probe() {
   if (s->removing || !s->vcluster) {
     co_return;
   }
-  auto r = co_await s->vcluster->getRaw("/readyz");
+  // (A copy: a recheck may replace the client while this probe awaits on it.)
+  std::shared_ptr<kube::Client> client = s->vcluster;
+  auto r = co_await client->getRaw("/readyz");
   s->ready = r.has_value();
   s->ready_message = r ? "the vCluster answers /readyz" : r.error().message;
   auto now = std::chrono::steady_clock::now();
-  if (!s->rechecking && (!s->ready || now >= s->next_secret_check)) {
-    s->next_secret_check = now + kSecretRecheck;
+  if (!s->rechecking && now >= s->next_secret_check) {
+    s->next_secret_check = now + (s->ready ? kSecretRecheck : kSecretRecheckNotReady);
     s->rechecking = true;
-    net::co_spawn(s->env.executor, recheckSecret(s), [s](std::exception_ptr) { s->rechecking = false; });
+    net::co_spawn(s->env.executor, recheckSecret(s), [s](std::exception_ptr e) {
+      s->rechecking = false;
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          log::warn("reading the vCluster's kubeconfig secret failed", {{"controlPlane", s->name}, {"error", ex.what()}});
+        }
+      }
+    });
   }
 }
 
@@ -558,7 +610,7 @@ Json VClusterRuntime::observe() const {
     synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
                    {"message", s.phase + " (namespace " + s.ns + (s.cluster ? " of " + s.cluster->server() : "") +
                                    (s.service_cidr.empty() ? "" : ", Service range " + s.service_cidr) +
-                                   s.service_cidr_note + ")"}});
+                                   s.service_cidr_note + s.volume_note + ")"}});
   }
   std::string reason = s.removing ? "Deleting" : s.ready ? "Available" : s.kubeconfig.empty() ? "Creating" : "Unavailable";
   Json ready = {{"type", "Ready"}, {"status", s.ready ? "True" : "False"}, {"reason", reason},

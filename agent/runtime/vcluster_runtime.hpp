@@ -38,9 +38,10 @@ class VClusterRuntime final : public Runtime {
 
   /// The objects applied for control plane `name` (namespace NAME-system) whose vCluster is
   /// reached at https://node:node_port and whose virtual Service range is `service_cidr` (the
-  /// host's); the StatefulSet comes last.
+  /// host's); its data on a claimed volume, or (as an older agent made it) an emptyDir. The
+  /// StatefulSet comes last.
   static std::vector<nlohmann::json> manifests(const std::string& name, const std::string& node, int node_port,
-                                               const std::string& service_cidr);
+                                               const std::string& service_cidr, bool claim_volume = true);
 
   /// What the runtime's coroutines share (they keep it alive; the runtime may go first).
   struct State;

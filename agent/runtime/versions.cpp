@@ -2,6 +2,7 @@
 #include "agent/runtime/versions.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -38,6 +39,7 @@ Result<std::string> outputOf(const std::vector<std::string>& argv, std::chrono::
     }
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
+    ::close_range(3, ~0U, 0);  // nothing of the agent's (sockets, agent.db) reaches the program
     ::execv(args[0], args.data());
     ::_exit(127);
   }
@@ -62,7 +64,7 @@ Result<std::string> outputOf(const std::vector<std::string>& argv, std::chrono::
       continue;
     }
     if (n <= 0) {
-      timed_out = n == 0;
+      timed_out = true;  // (a poll error too: the child is ended either way)
       break;
     }
     ssize_t got = ::read(out[0], buf, sizeof buf);
@@ -154,7 +156,10 @@ Result<void> checkProgram(const std::string& name, const fs::path& path) {
     }
   }
   auto version = readVersion(path);
-  Result<void> verdict = version ? checkSupported(name, path, version.value()) : Result<void>(version.error());
+  if (!version) {
+    return version.error();  // (not remembered: a slow start under load is tried again)
+  }
+  Result<void> verdict = checkSupported(name, path, version.value());
   std::lock_guard lock(mutex);
   known.insert_or_assign(path.string(), std::make_pair(mtime, verdict));
   return verdict;

@@ -44,8 +44,10 @@ Result<Version> readVersion(const std::filesystem::path& program,
 /// Whether `version` of `name` is in the supported range; the error names both.
 Result<void> checkSupported(const std::string& name, const std::filesystem::path& path, const Version& version);
 
-/// readVersion() then checkSupported(), remembered per path and modification time: a program
-/// replaced on disk is read again. A missing program passes (its start says it is missing).
+/// readVersion() then checkSupported(), the verdict remembered per path and modification time (a
+/// program replaced on disk is read again; one whose version could not be read is tried again).
+/// A missing program passes (its start says it is missing). Blocks for the program's --version,
+/// which the supported programs answer at once (5 s at most).
 Result<void> checkProgram(const std::string& name, const std::filesystem::path& path);
 
 }  // namespace kflex::agent::runtime

@@ -3,8 +3,10 @@
 
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <thread>
 #include <unistd.h>
+
+#include <csignal>
+#include <thread>
 
 #include "hub/agents/enrollment.hpp"
 #include "hub/agents/gateway.hpp"
@@ -305,6 +307,9 @@ int runHub(const HubConfig& cfg) {
                 : cfg.log_level == "error" ? log::Level::Error
                                            : log::Level::Info);
   SystemClock clock;
+  // A peer that goes away while the hub writes to it must cost only that connection: OpenSSL
+  // writes through write(2), which raises SIGPIPE (exit 141) where send(MSG_NOSIGNAL) would not.
+  std::signal(SIGPIPE, SIG_IGN);
   // Everything the hub writes (database, WAL, keys) is for its own user only.
   ::umask(077);
   // One descriptor per connection: use the hard limit, as most servers do.

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
@@ -294,6 +295,19 @@ TEST_F(Agents, EnrollConnectLeaseExpiryAndRevoke) {
   EXPECT_EQ(ready("edge-1"), "<absent>");
   a1->signal(SIGTERM);
   EXPECT_EQ(a1->wait(std::chrono::seconds(10)), 0);
+}
+
+// A hub or client that goes away while the agent writes to it costs only that connection: the
+// agent ignores SIGPIPE (its TLS writes go through write(2)).
+TEST_F(Agents, ABrokenPipeDoesNotEndTheAgent) {
+  auto agent = startAgent("edge-pipe", newToken());
+  ASSERT_TRUE(waitFor([&] { return ready("edge-pipe") == "True/AgentReady"; }, std::chrono::seconds(20),
+                      "edge-pipe Ready"))
+      << agent->log();
+  ASSERT_EQ(::kill(agent->pid(), SIGPIPE), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(agent->running()) << agent->log();
+  EXPECT_EQ(ready("edge-pipe"), "True/AgentReady");
 }
 
 TEST_F(Agents, EnrollmentRefusals) {

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "agent/runtime/vcluster_runtime.hpp"
 #include "shared/common/util.hpp"
 #include "tests/integration/agent_cleanup.hpp"
 #include "tests/support/test_support.hpp"
@@ -443,6 +444,28 @@ TEST_F(Clusters, AVClusterKeepsItsDataOnItsVolumeAndTheAgentFollowsANewKubeconfi
       << field("vc2", ".status") << agent_->log();
   EXPECT_NE(throughContext("vc2", {"get", "configmap", "kept", "-n", "default"}).exit_code, 0) << "a new, empty volume";
   EXPECT_EQ(throughContext("vc2", {"get", "--raw", "/readyz"}).out, "ok");
+}
+
+// A vCluster an earlier agent installed keeps its volume layout: a StatefulSet's
+// volumeClaimTemplates cannot be changed, so the agent keeps its emptyDir (and says what that
+// means) instead of failing to apply, and keeps the Service range it was given.
+TEST_F(Clusters, AVClusterAnEarlierAgentInstalledOnAnEmptyDirKeepsRunning) {
+  startHub();
+  // (As JSON through apply: `kubectl create namespace` sends protobuf, which the stand-in does not read.)
+  auto objects = agent::runtime::VClusterRuntime::manifests("vc3", "", 0, "10.43.0.0/16", false);
+  Json list = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", Json::array({objects.front(), objects.back()})}};
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "old-sts.json", list.dump(), 0644));
+  auto applied = cluster_->kubectl({"apply", "--server-side", "--field-manager=kflex-agent", "--validate=false", "-f",
+                                    (dir_.path() / "old-sts.json").string()});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  startAgent({"--cluster-kubeconfig", cluster_->kubeconfig().string()});
+  auto r = kflex({"create", "vc3", "-t", "vcluster", "--agent", "edge-1", "--timeout", "60s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err << field("vc3", ".status") << slurp(dir_.path() / "cluster.log");
+  EXPECT_NE(field("vc3", ".status.conditions[?(@.type=='Synced')].message").find("emptyDir"), std::string::npos)
+      << field("vc3", ".status.conditions");
+  EXPECT_EQ(cluster_->kubectl({"get", "sts", "-n", "vc3-system", "vcluster", "-o",
+                               "jsonpath={.spec.volumeClaimTemplates}"}).out, "");
+  EXPECT_EQ(throughContext("vc3", {"get", "--raw", "/readyz"}).out, "ok");
 }
 
 TEST_F(Clusters, AnAgentAdoptsAndProbesAClusterForTheHub) {

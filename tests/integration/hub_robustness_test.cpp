@@ -2,6 +2,7 @@
 // Bad input and hostile clients against the real kflex-hub binary.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <fstream>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -131,6 +132,31 @@ TEST(HubStart, FirstStartLaysOutPrivateStateLaterStartsReuseIt) {
   auto r = client(hub.kubeconfig())->request(http::verb::get, "/readyz");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200u);
+}
+
+// A peer that goes away while the hub writes to it costs only its own connection: the hub's TLS
+// writes go through write(2), and a SIGPIPE would end the hub (exit 141).
+TEST(HubRobustness, APeerThatGoesAwayWhileTheHubWritesCostsOnlyItsConnection) {
+  TempDir dir;
+  HubProcess hub(dir.path() / "data");
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  // Clients that ask for a large answer and reset the connection at once, without reading it.
+  for (int i = 0; i < 40; ++i) {
+    RawTls gone;
+    ASSERT_TRUE(gone.connect(hub.url(), hub.kubeconfig()));
+    ASSERT_TRUE(gone.write("GET /openapi/v2 HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n"));
+    auto& socket = beast::get_lowest_layer(*gone.stream).socket();
+    boost::system::error_code ec;
+    socket.set_option(net::socket_base::linger(true, 0), ec);  // close sends RST
+    socket.close(ec);
+  }
+  // And the signal itself, as a dropped connection raises it.
+  ASSERT_EQ(::kill(hub.process().pid(), SIGPIPE), 0);
+  auto c = client(hub.kubeconfig());
+  auto r = c->request(http::verb::get, "/readyz");
+  ASSERT_TRUE(r) << hub.log();
+  EXPECT_EQ(r->status, 200u);
+  EXPECT_TRUE(hub.process().running());
 }
 
 TEST(HubRobustness, SlowLorisHeadersAreCutOffOthersStillServed) {

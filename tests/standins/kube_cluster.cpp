@@ -310,6 +310,9 @@ class Controllers {
   // a Service gets a ClusterIP from the range (one outside it is refused, in the words vCluster
   // reads the range from), a Pod naming a missing ServiceAccount is refused.
   std::optional<hub::ApiResponse> admit(hub::ApiRequest& r) {
+    if (auto refused = immutableStatefulSetFields(r)) {
+      return refused;
+    }
     static const std::regex kCollection(R"(^/api/v1/namespaces/([^/]+)/(services|pods)$)");
     static const std::regex kObject(R"(^/api/v1/namespaces/([^/]+)/(services|pods)/([^/]+)$)");
     std::smatch m;
@@ -371,6 +374,33 @@ class Controllers {
     return std::nullopt;
   }
 
+  // A StatefulSet's spec may change only in replicas, template, updateStrategy, minReadySeconds,
+  // ordinals and persistentVolumeClaimRetentionPolicy (apps validation, ValidateStatefulSetUpdate).
+  std::optional<hub::ApiResponse> immutableStatefulSetFields(const hub::ApiRequest& r) {
+    static const std::regex kObject(R"(^/apis/apps/v1/namespaces/([^/]+)/statefulsets/([^/]+)$)");
+    std::smatch m;
+    if ((r.method != http::verb::patch && r.method != http::verb::put) || !std::regex_match(r.path, m, kObject)) {
+      return std::nullopt;
+    }
+    Json next = Json::parse(r.body, nullptr, false);
+    const auto* sets = api_.registry().find("apps", "v1", "statefulsets");
+    auto stored = api_.store().get(hub::resourceKey(*sets, m[1]), m[2]);
+    if (!next.is_object() || !next.contains("spec") || !stored) {
+      return std::nullopt;
+    }
+    Json now = Json::parse(stored->bytes, nullptr, false).value("spec", Json::object());
+    for (const char* field : {"volumeClaimTemplates", "serviceName", "selector"}) {
+      if (next["spec"].contains(field) && next["spec"][field] != now.value(field, Json())) {
+        return hub::statusResponse(422, "Invalid",
+                                   "StatefulSet.apps \"" + std::string(m[2]) + "\" is invalid: spec: Forbidden: updates "
+                                   "to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+                                   "'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are "
+                                   "forbidden");
+      }
+    }
+    return std::nullopt;
+  }
+
   // "" when the pod's ServiceAccount exists (or is the namespace's default), else why not.
   static std::string missingServiceAccount(standin::ApiServer& api, const std::string& ns, const Json& pod) {
     std::string account = pod.value("spec", Json::object()).value("serviceAccountName", "");
@@ -386,6 +416,7 @@ class Controllers {
     std::unique_ptr<standin::ApiServer> api;
     VClusterSpec spec;
     std::string ns;  // its host namespace
+    int64_t generation = 0;  // of the StatefulSet its pod was made from
     std::set<std::string> reported;  // pods whose sync failure was logged
   };
 
@@ -408,9 +439,18 @@ class Controllers {
       }
       std::string ns = sts["metadata"].value("namespace", "");
       std::string key = ns + "/" + rec->name;
+      int64_t generation = sts["metadata"].value("generation", int64_t(1));
       seen.insert(key);
-      if (vclusters_.count(key)) {
-        continue;
+      if (auto running = vclusters_.find(key); running != vclusters_.end()) {
+        if (running->second.generation == generation) {
+          continue;
+        }
+        // A changed pod template rolls the pod: a new one, with a new emptyDir.
+        running->second.api->stop();
+        log::info("vcluster pod replaced", {{"statefulset", key}});
+        retired_.push_back(std::move(running->second.api));
+        vclusters_.erase(running);
+        pods_.erase(key);
       }
       std::filesystem::path dir = dir_ / "vclusters" / (ns + "_" + rec->name);
       std::error_code ec;
@@ -487,7 +527,7 @@ class Controllers {
         log::error("cannot write a vcluster's kubeconfig", {{"statefulset", key}, {"answer", r.body}});
       }
       log::info("vcluster started", {{"statefulset", key}, {"port", std::to_string(api.value()->port())}});
-      vclusters_[key] = VCluster{std::move(api.value()), vc.value(), ns, {}};
+      vclusters_[key] = VCluster{std::move(api.value()), vc.value(), ns, generation, {}};
     }
     for (auto it = vclusters_.begin(); it != vclusters_.end();) {
       if (seen.count(it->first)) {
@@ -496,6 +536,7 @@ class Controllers {
       }
       it->second.api->stop();
       log::info("vcluster stopped", {{"statefulset", it->first}});
+      retired_.push_back(std::move(it->second.api));
       pods_.erase(it->first);
       it = vclusters_.erase(it);
     }
@@ -606,6 +647,8 @@ class Controllers {
   std::map<std::string, VCluster> vclusters_;  // "namespace/statefulset"
   std::set<std::string> pods_;      // vClusters whose pod this process made (its emptyDir is new)
   std::set<std::string> crashing_;  // vClusters whose syncer exits at start
+  // Stopped vClusters' servers, kept: connections still open on them end on their own.
+  std::vector<std::unique_ptr<standin::ApiServer>> retired_;
   net::steady_timer timer_;
   bool stopping_ = false;
 };

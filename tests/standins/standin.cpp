@@ -405,10 +405,16 @@ std::string etcdHealth(const std::string& endpoint, std::chrono::milliseconds ti
   if (ec) {
     return "cannot resolve " + endpoint;
   }
-  net::connect(s, eps, ec);
-  if (ec) {
-    return "dial " + endpoint + ": " + ec.message();
+  bool connected = false;
+  net::async_connect(s, eps, [&](boost::system::error_code e, const auto&) {
+    ec = e;
+    connected = !e;
+  });
+  ioc.run_until(deadline);  // (a connect that hangs ends at the deadline)
+  if (!connected) {
+    return "dial " + endpoint + ": " + (ec ? ec.message() : std::string("timed out"));
   }
+  ioc.restart();
   return askHealth(ioc, s, endpoint, deadline);
 }
 
