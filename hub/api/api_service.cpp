@@ -736,6 +736,20 @@ net::awaitable<ApiResponse> ApiService::handleResource(ApiRequest& req, const Re
                              "application/merge-patch+json, application/json-patch+json, "
                              "application/strategic-merge-patch+json");
   }
+  // A write's options: dryRun is All or absent (apiserver's ValidateCreateOptions and siblings
+  // answer anything else, `true` and `all` included, with 422 before anything is written).
+  if (auto dry = req.query.find("dryRun"); dry != req.query.end() && dry->second != "All") {
+    const char* options = req.method == http::verb::post    ? "CreateOptions"
+                          : req.method == http::verb::put   ? "UpdateOptions"
+                          : req.method == http::verb::patch ? "PatchOptions"
+                          : req.method == http::verb::delete_ ? "DeleteOptions"
+                                                              : nullptr;
+    if (options != nullptr) {
+      co_return statusResponse(422, "Invalid",
+                               std::string(options) + ".meta.k8s.io \"\" is invalid: dryRun: Unsupported value: " +
+                                   Json::array({dry->second}).dump() + ": supported values: \"All\"");
+    }
+  }
   switch (req.method) {
     case http::verb::get:
       if (watching) {

@@ -214,6 +214,29 @@ TEST_F(ApiServiceTest, DryRunStoresNothing) {
   EXPECT_EQ(store_->revision(), 0);
 }
 
+// dryRun is All or absent: anything else (true, all, 1, garbage) is refused before anything is
+// written, as kube-apiserver refuses it (422 on the write's options), never a real write.
+TEST_F(ApiServiceTest, ADryRunOtherThanAllIsRefusedAndWritesNothing) {
+  const std::string body =
+      R"({"apiVersion":"tenancy.kflex.kubestellar.org/v1alpha1","kind":"ControlPlane","metadata":{"name":"dry"},"spec":{"type":"k3s"}})";
+  for (const char* value : {"true", "all", "1", "garbage", ""}) {
+    auto r = call(http::verb::post, std::string(kBase) + "?dryRun=" + value, body);
+    EXPECT_EQ(r.status, 422u) << value << ": " << r.body;
+    Json st = Json::parse(r.body, nullptr, false);
+    EXPECT_EQ(st.value("reason", ""), "Invalid");
+    EXPECT_NE(st.value("message", "").find("CreateOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value"),
+              std::string::npos)
+        << st.dump();
+  }
+  EXPECT_EQ(store_->revision(), 0);
+  ASSERT_EQ(call(http::verb::post, kBase, body).status, 201u);
+  EXPECT_EQ(call(http::verb::delete_, std::string(kBase) + "/dry?dryRun=true").status, 422u);
+  EXPECT_EQ(call(http::verb::patch, std::string(kBase) + "/dry?dryRun=yes", "{}", "application/merge-patch+json").status,
+            422u);
+  EXPECT_EQ(call(http::verb::get, std::string(kBase) + "/dry").status, 200u) << "still there";
+  EXPECT_EQ(store_->revision(), 1);
+}
+
 TEST_F(ApiServiceTest, BadInputGetsKubernetesStatus) {
   auto malformed = call(http::verb::post, kBase, "{\"apiVersion\":");
   EXPECT_EQ(malformed.status, 400u);
