@@ -10,9 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/runtime/cgroups.hpp"
+#include "agent/runtime/k3s_runtime.hpp"
 #include "agent/runtime/netns.hpp"
-#include "agent/runtime/network.hpp"
 #include "agent/runtime/probe.hpp"
+#include "agent/runtime/runtime.hpp"
 #include "agent/runtime/versions.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
@@ -38,9 +39,7 @@ bool mountNamespacesWork() {
 
 HostCheck programCheck(const AgentConfig& cfg, const std::string& name, const std::string& needed_by, bool wanted,
                        const std::string& why_not) {
-  auto it = cfg.programs.find(name);
-  fs::path path = it != cfg.programs.end() && !it->second.empty() ? fs::path(it->second) : cfg.bin_dir / name;
-  path = fs::absolute(path);
+  fs::path path = fs::absolute(runtime::programPath(cfg.bin_dir, cfg.programs, name));
   std::error_code ec;
   if (!wanted) {
     return {name, Verdict::Skip, needed_by + " control planes are off on this host (" + why_not + ")"};
@@ -57,13 +56,8 @@ HostCheck programCheck(const AgentConfig& cfg, const std::string& name, const st
   if (auto ok = runtime::checkSupported(name, path, version.value()); !ok) {
     return {name, Verdict::Fail, ok.error().message};
   }
-  std::string range;
-  for (const auto& s : runtime::supportedVersions()) {
-    if (s.program == name) {
-      range = s.range;
-    }
-  }
-  return {name, Verdict::Ok, version->text + " at " + path.string() + " (supported: " + range + ")"};
+  return {name, Verdict::Ok,
+          version->text + " at " + path.string() + " (supported: " + runtime::supportedVersionsOf(name)->range + ")"};
 }
 
 HostCheck clusterCheck(const AgentConfig& cfg) {
@@ -116,17 +110,15 @@ HostCheck postgresCheck(const AgentConfig& cfg) {
 // The ports k3s cannot move, for control planes that run on the host's network.
 std::vector<HostCheck> hostNetworkChecks(const AgentConfig& cfg, bool isolated) {
   std::vector<HostCheck> out;
-  auto taken = [](const char* address, uint16_t port, bool udp = false) { return !runtime::portFree(address, port, udp); };
   if (!isolated) {
-    bool etcd = taken("127.0.0.1", 2379) || taken("127.0.0.1", 2380) || taken("127.0.0.1", 2381);
+    bool etcd = runtime::embeddedEtcdPortsTaken();
     out.push_back({"ports of k3s's embedded etcd", etcd ? Verdict::Warn : Verdict::Ok,
-                   etcd ? "2379-2381 are in use: no k3s control plane with backend dedicated can run on this host's "
+                   etcd ? "2379-2382 are in use: no k3s control plane with backend dedicated can run on this host's "
                           "network (use backend shared, or isolation as root)"
                         : "2379-2382 free: one k3s control plane with backend dedicated can run on this host's network"});
   }
   if (cfg.k3s_node_agent) {
-    bool kubelet = taken("0.0.0.0", 10250) || taken("127.0.0.1", 10248) || taken("0.0.0.0", 8472, true) ||
-                   runtime::unixReachable("/run/k3s/containerd/containerd.sock");
+    bool kubelet = runtime::nodeAgentResourcesTaken();
     out.push_back({"ports of the node agent", kubelet ? Verdict::Warn : Verdict::Ok,
                    kubelet ? "10250, 10248, 8472/udp or /run/k3s/containerd are in use (a kubelet or k3s of this "
                              "host's own?): no k3s control plane can run the node agent (k3s_node_agent) here"

@@ -16,10 +16,13 @@ namespace kflex::agent::runtime {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-fs::path RuntimeEnv::program(const std::string& name) const {
-  auto it = config.programs.find(name);
-  return it != config.programs.end() && !it->second.empty() ? fs::path(it->second) : config.bin_dir / name;
+fs::path programPath(const fs::path& bin_dir, const std::map<std::string, std::string>& programs,
+                     const std::string& name) {
+  auto it = programs.find(name);
+  return it != programs.end() && !it->second.empty() ? fs::path(it->second) : bin_dir / name;
 }
+
+fs::path RuntimeEnv::program(const std::string& name) const { return programPath(config.bin_dir, config.programs, name); }
 
 fs::path RuntimeEnv::joinCgroup(const std::string& name, const std::string& type) const {
   if (cgroups == nullptr || !cgroups->available()) {

@@ -34,7 +34,6 @@ constexpr const char* kNodeAgentKey = "k3s/node-agent";  // the control plane ru
 
 K3sRuntime::~K3sRuntime() { net_.close(); }
 
-
 std::vector<std::string> K3sRuntime::commandLine(bool dedicated, uint16_t port) const {
   const std::string& adv = env_.config.advertise_address;
   std::string listen = isolated_ ? "127.0.0.1" : adv;
@@ -109,20 +108,31 @@ ProcessSpec K3sRuntime::spec(bool dedicated) const {
   return s;
 }
 
+bool embeddedEtcdPortsTaken() {
+  for (uint16_t port : {2379, 2380, 2381, 2382}) {
+    if (!portFree("127.0.0.1", port)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool nodeAgentResourcesTaken() {
+  return !portFree("0.0.0.0", 10250) || !portFree("127.0.0.1", 10248) || !portFree("0.0.0.0", 8472, true) ||
+         unixReachable("/run/k3s/containerd/containerd.sock");
+}
+
 Result<void> K3sRuntime::checkFixedPorts() const {
   if (isolated_ || runningPid(dir_ / "run" / "k3s.pid") > 0) {
     return {};  // its own namespace, or it runs already and holds them itself
   }
-  auto taken = [](const std::string& address, uint16_t port, bool udp = false) { return !portFree(address, port, udp); };
-  if (dedicated_ &&
-      (taken("127.0.0.1", 2379) || taken("127.0.0.1", 2380) || taken("127.0.0.1", 2381) || taken("127.0.0.1", 2382))) {
+  if (dedicated_ && embeddedEtcdPortsTaken()) {
     return fail("backend dedicated runs k3s's embedded etcd, whose ports 2379-2382 are fixed, and another program "
                 "holds them (another dedicated control plane on this host's network?): on the host's network a host "
                 "runs one; use backend shared, or isolate_control_planes (root)");
   }
   if (node_agent_) {
-    if (taken("0.0.0.0", 10250) || taken("127.0.0.1", 10248) || taken("0.0.0.0", 8472, true) ||
-        unixReachable("/run/k3s/containerd/containerd.sock")) {
+    if (nodeAgentResourcesTaken()) {
       return fail("the host's node agent (kubelet) needs port 10250, 10248, 8472/udp and /run/k3s/containerd, which "
                   "are fixed and in use on this host (a kubelet or k3s of its own?): a host runs one kubelet; set "
                   "k3s_node_agent: false in agent.yaml, or stop the other");

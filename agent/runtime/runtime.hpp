@@ -37,6 +37,10 @@ struct RuntimeConfig {
   SupervisorOptions supervisor;
 };
 
+/// The path of program `name`: programs[name], else bin_dir/name.
+std::filesystem::path programPath(const std::filesystem::path& bin_dir,
+                                  const std::map<std::string, std::string>& programs, const std::string& name);
+
 /// What every runtime gets from the agent.
 struct RuntimeEnv {
   net::any_io_executor executor;

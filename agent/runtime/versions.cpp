@@ -104,6 +104,15 @@ const std::vector<SupportedVersions>& supportedVersions() {
   return kAll;
 }
 
+const SupportedVersions* supportedVersionsOf(const std::string& name) {
+  for (const auto& s : supportedVersions()) {
+    if (s.program == name) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
 Result<Version> parseVersion(const std::string& output) {
   static const std::regex kVersion(R"(v(\d+)\.(\d+)\.(\d+)[^\s]*)");
   std::smatch m;
@@ -127,16 +136,11 @@ Result<Version> readVersion(const fs::path& program, std::chrono::milliseconds t
 }
 
 Result<void> checkSupported(const std::string& name, const fs::path& path, const Version& version) {
-  for (const auto& s : supportedVersions()) {
-    if (s.program != name) {
-      continue;
-    }
-    if (version < s.oldest || !(version < s.too_new)) {
-      return fail(name + " " + version.text + " (" + path.string() + ") is not a release kflex-agent supports: it needs " +
-                  name + " " + s.range + " (docs/launch-contract.md); install one, or point the agent at it with " +
-                  "--bin-dir or programs." + name);
-    }
-    return {};
+  const SupportedVersions* s = supportedVersionsOf(name);
+  if (s != nullptr && (version < s->oldest || !(version < s->too_new))) {
+    return fail(name + " " + version.text + " (" + path.string() + ") is not a release kflex-agent supports: it needs " +
+                name + " " + s->range + " (docs/launch-contract.md); install one, or point the agent at it with " +
+                "--bin-dir or programs." + name);
   }
   return {};
 }

@@ -33,6 +33,8 @@ struct SupportedVersions {
 
 /// Every program's supported range.
 const std::vector<SupportedVersions>& supportedVersions();
+/// The supported range of `name`, or null for a program kflex does not check.
+const SupportedVersions* supportedVersionsOf(const std::string& name);
 
 /// The first vMAJOR.MINOR.PATCH in `output` (what `PROGRAM --version` printed).
 Result<Version> parseVersion(const std::string& output);
