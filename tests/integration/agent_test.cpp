@@ -59,14 +59,9 @@ class Agents : public ::testing::Test {
     args.insert(args.end(), extra.begin(), extra.end());
     auto r = kflex(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    std::smatch m;
-    Token t;
-    if (std::regex_search(r.out, m, std::regex("--token ([a-z0-9.]+) --ca-cert-hash (sha256:[0-9a-f]+)"))) {
-      t.token = m[1];
-      t.pin = m[2];
-    }
-    EXPECT_FALSE(t.token.empty()) << r.out;
-    return t;
+    auto join = agentJoinIn(r.out);
+    EXPECT_TRUE(join) << r.out;
+    return join ? Token{join->token, join->pin} : Token{};
   }
   std::vector<std::string> agentArgs(const std::string& name, const Token& t, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null",

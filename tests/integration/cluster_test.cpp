@@ -5,7 +5,6 @@
 // cluster-admin binding.
 #include <signal.h>
 
-#include <regex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -120,11 +119,11 @@ class Clusters : public ::testing::Test {
   void startAgent(const std::vector<std::string>& extra) {
     auto t = kflex({"token", "create"});
     ASSERT_EQ(t.exit_code, 0) << t.err;
-    std::smatch m;
-    ASSERT_TRUE(std::regex_search(t.out, m, std::regex("--token ([a-z0-9.]+) --ca-cert-hash (sha256:[0-9a-f]+)")));
+    auto join = agentJoinIn(t.out);
+    ASSERT_TRUE(join) << t.out;
     std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run",
                                      "--data-dir", (dir_.path() / "edge-1").string(), "--hub", hub_->url(),
-                                     "--name", "edge-1", "--token", m[1], "--ca-cert-hash", m[2],
+                                     "--name", "edge-1", "--token", join->token, "--ca-cert-hash", join->pin,
                                      "--bin-dir", (binDir() / "standins").string()};
     if (std::find(extra.begin(), extra.end(), "--config") == extra.end()) {
       argv.insert(argv.end(), {"--config", "/dev/null"});

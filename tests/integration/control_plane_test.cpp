@@ -59,10 +59,10 @@ class ControlPlanes : public ::testing::Test {
     ASSERT_TRUE(hub_->ok()) << hub_->log();
     auto r = kflex({"token", "create"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    std::smatch m;
-    ASSERT_TRUE(std::regex_search(r.out, m, std::regex("--token ([a-z0-9.]+) --ca-cert-hash (sha256:[0-9a-f]+)")));
-    token_ = m[1];
-    pin_ = m[2];
+    auto join = agentJoinIn(r.out);
+    ASSERT_TRUE(join) << r.out;
+    token_ = join->token;
+    pin_ = join->pin;
   }
   void TearDown() override {
     if (agent_) {

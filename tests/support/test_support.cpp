@@ -12,6 +12,7 @@
 #include <fstream>
 #include <poll.h>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -254,6 +255,15 @@ std::string kubectlPath() {
     }
   }
   return "";
+}
+
+std::optional<AgentJoin> agentJoinIn(const std::string& token_create_output) {
+  static const std::regex kJoin("--token ([a-z0-9.]+) --ca-cert-hash (sha256:[0-9a-f]+)");
+  std::smatch m;
+  if (!std::regex_search(token_create_output, m, kJoin)) {
+    return std::nullopt;
+  }
+  return AgentJoin{m[1], m[2]};
 }
 
 std::vector<std::string> versionedKubectls() {

@@ -89,6 +89,14 @@ class HubProcess {
   std::string url_;
 };
 
+/// What an agent joins a hub with, as `kflex token create` prints it in the agent's command.
+struct AgentJoin {
+  std::string token;
+  std::string pin;  ///< sha256:HEX of the hub's CA key
+};
+/// The token and CA pin in the output of `kflex token create`; nullopt when it holds none.
+std::optional<AgentJoin> agentJoinIn(const std::string& token_create_output);
+
 /// Path of kubectl, or empty when it is not installed.
 std::string kubectlPath();
 /// The versioned kubectls shipped beside the real path of kubectlPath() (`kubectl.1.27`,
