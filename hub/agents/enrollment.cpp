@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "shared/common/json_decode.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/model/conditions.hpp"
@@ -126,7 +127,8 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
   if (req.body.size() > protocol::kMaxEnrollBytes) {
     co_return problem(413, "RequestEntityTooLarge", "the enrollment request is larger than 64 KiB");
   }
-  Json body = Json::parse(req.body, nullptr, false);
+  auto decoded = decodeJson(req.body);
+  Json body = decoded ? std::move(*decoded) : Json();
   auto er = protocol::enrollRequestFromJson(body);
   if (!er) {
     co_return problem(400, "BadRequest", "malformed enrollment request: " + er.error().message);

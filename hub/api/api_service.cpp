@@ -6,6 +6,7 @@
 
 #include "hub/api/managed_fields.hpp"
 #include "hub/api/openapi_proto.hpp"
+#include "shared/common/json_decode.hpp"
 #include "shared/common/json_pluck.hpp"
 #include "shared/common/json_write.hpp"
 #include "shared/common/log.hpp"
@@ -48,11 +49,18 @@ ApiResponse statusResponse(unsigned code, const std::string& reason, const std::
   }
   ApiResponse r;
   r.status = code;
-  r.body = s.dump();
+  r.body = dumpSafe(s);  // a message may quote bytes a client sent that are not UTF-8
   return r;
 }
 
 namespace {
+// Adds a Warning header (RFC 9111 §5.5, as kube-apiserver writes them) per message.
+void addWarnings(ApiResponse& r, const std::vector<std::string>& warnings) {
+  for (const auto& w : warnings) {
+    r.headers.emplace_back("Warning", "299 - " + dumpSafe(Json(w)));
+  }
+}
+
 std::string qualifiedResource(const ResourceType& t) {
   return t.group.empty() ? t.plural : t.plural + "." + t.group;
 }
@@ -113,24 +121,17 @@ std::string managerOf(const ApiRequest& req) {
   return slash == std::string::npos ? (ua.empty() ? "unknown" : ua) : ua.substr(0, slash);
 }
 
-Result<Json> parseBody(const ApiRequest& req) {
+// Decodes a request's JSON or YAML body. `duplicates`, when given, receives the paths of keys a
+// JSON body sets twice (YAML refuses them in any case).
+Result<Json> parseBody(const ApiRequest& req, std::vector<std::string>* duplicates = nullptr) {
   if (trim(req.body).empty()) {
     return fail("the request body is empty; send a JSON or YAML object");
   }
   bool yaml = req.content_type.find("yaml") != std::string::npos;
   if (!yaml) {
-    if (auto fast = parseJsonFast(req.body)) {
-      return std::move(*fast);
-    }
-    Json j = Json::parse(req.body, nullptr, false);
-    if (j.is_discarded()) {
-      // Say where: re-parse with exceptions for the position.
-      try {
-        Json ignored = Json::parse(req.body);
-      } catch (const Json::parse_error& e) {
-        return fail(std::string("couldn't decode the JSON body: ") + e.what());
-      }
-      return fail("couldn't decode the JSON body");
+    auto j = decodeJson(req.body, {kMaxJsonDepth, duplicates});
+    if (!j) {
+      return fail("couldn't decode the JSON body: " + j.error().message);
     }
     return j;
   }
@@ -440,13 +441,31 @@ Json partialMetadata(const Json& obj) {
 
 // Checks the query, decodes the body and checks its apiVersion/kind: the steps create and update
 // share. Returns the error response, or nothing with the object in `out`.
-std::optional<ApiResponse> decodeObject(const ApiRequest& req, const ResourceType& t, Json& out) {
+// Duplicate keys are refused under fieldValidation=Strict (the default here), come back as
+// warnings under Warn, and are ignored under Ignore (the last one wins), as kube-apiserver does.
+std::optional<ApiResponse> decodeObject(const ApiRequest& req, const ResourceType& t, Json& out,
+                                        std::vector<std::string>& warnings) {
   if (auto bad = checkFieldValidationParam(req)) {
     return fromDecision(*bad);
   }
-  auto body = parseBody(req);
+  std::vector<std::string> duplicates;
+  auto body = parseBody(req, &duplicates);
   if (!body) {
     return statusResponse(400, "BadRequest", body.error().message);
+  }
+  if (!duplicates.empty()) {
+    auto fv = req.query.find("fieldValidation");
+    std::string policy = fv == req.query.end() ? "Strict" : fv->second;
+    std::string listed;
+    for (const auto& d : duplicates) {
+      listed += (listed.empty() ? "" : ", ") + std::string("duplicate field \"") + d + "\"";
+      if (policy == "Warn") {
+        warnings.push_back("duplicate field \"" + d + "\"");
+      }
+    }
+    if (policy == "Strict") {
+      return statusResponse(400, "BadRequest", "strict decoding error: " + listed);
+    }
   }
   out = std::move(body.value());
   if (auto bad = checkKind(out, t, req.ns)) {
@@ -1065,7 +1084,13 @@ net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const Reso
                                                Mutation mutation, unsigned created_status) {
   WriteResult result;
   if (isDryRun(req)) {
-    result = store_.dryRun(resourceKey(t, req.ns), name, mutation);
+    try {
+      result = store_.dryRun(resourceKey(t, req.ns), name, mutation);
+    } catch (const Json::type_error& e) {
+      co_return statusResponse(400, "BadRequest", std::string("the object cannot be stored: ") + e.what());
+    } catch (const std::exception& e) {
+      co_return statusResponse(500, "InternalError", std::string("internal error: ") + e.what());
+    }
   } else {
     // Optimistic: compute the outcome here, against the version current now, so the work runs
     // in parallel on the request's thread. The writer thread takes it as it is when that version
@@ -1077,8 +1102,12 @@ net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const Reso
     try {
       computed = std::make_shared<Decision>(mutation(seen.get(), 0));
       ObjectStore::encode(*computed);
-    } catch (const std::exception&) {
-      computed.reset();  // the writer runs it again and reports the error
+    } catch (const Json::type_error& e) {
+      // The object cannot be serialized (a string that is not UTF-8): nothing is written. Not
+      // retried: a mutation may have moved its object out on this first call.
+      co_return statusResponse(400, "BadRequest", std::string("the object cannot be stored: ") + e.what());
+    } catch (const std::exception& e) {
+      co_return statusResponse(500, "InternalError", std::string("internal error: ") + e.what());
     }
     Mutation checked = [seen, computed, mutation = std::move(mutation)](const ObjectRecord* current, int64_t next) {
       if (computed && current == seen.get()) {
@@ -1095,15 +1124,14 @@ net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const Reso
   ApiResponse r;
   r.status = d.kind == Decision::Kind::Put && created_status != 0 ? created_status : 200;
   r.body = result.object ? result.object->bytes : "{}";
-  for (const auto& w : d.warnings) {
-    r.headers.emplace_back("Warning", "299 - " + Json(w).dump());
-  }
+  addWarnings(r, d.warnings);
   co_return r;
 }
 
 net::awaitable<ApiResponse> ApiService::create(const ApiRequest& req, const ResourceType& t) {
   Json obj;
-  if (auto bad = decodeObject(req, t, obj)) {
+  std::vector<std::string> decode_warnings;
+  if (auto bad = decodeObject(req, t, obj, decode_warnings)) {
     co_return std::move(*bad);
   }
   Json& meta = obj["metadata"];
@@ -1148,13 +1176,15 @@ net::awaitable<ApiResponse> ApiService::create(const ApiRequest& req, const Reso
   if (ticket != 0) {
     admission->second->settled(name, ticket, r.status == 201);
   }
+  addWarnings(r, decode_warnings);
   co_return r;
 }
 
 net::awaitable<ApiResponse> ApiService::update(const ApiRequest& req, const ResourceType& t, const std::string& name,
                                                const std::string& sub) {
   Json obj;
-  if (auto bad = decodeObject(req, t, obj)) {
+  std::vector<std::string> decode_warnings;
+  if (auto bad = decodeObject(req, t, obj, decode_warnings)) {
     co_return std::move(*bad);
   }
   if (obj["metadata"].value("resourceVersion", "").empty()) {
@@ -1168,7 +1198,9 @@ net::awaitable<ApiResponse> ApiService::update(const ApiRequest& req, const Reso
     }
     return finishUpdate(t, req, name, parseObject(*current), obj, sub, now, nullptr);
   };
-  co_return co_await commit(req, t, name, std::move(m), 0);
+  ApiResponse r = co_await commit(req, t, name, std::move(m), 0);
+  addWarnings(r, decode_warnings);
+  co_return r;
 }
 
 net::awaitable<ApiResponse> ApiService::patch(const ApiRequest& req, const ResourceType& t, const std::string& name,
@@ -1259,10 +1291,11 @@ net::awaitable<ApiResponse> ApiService::patch(const ApiRequest& req, const Resou
                              "application/json-patch+json, application/merge-patch+json, "
                              "application/strategic-merge-patch+json, application/apply-patch+yaml");
   }
-  Json patch_doc = Json::parse(req.body, nullptr, false);
-  if (patch_doc.is_discarded()) {
-    co_return statusResponse(400, "BadRequest", "couldn't decode the patch: the body is not valid JSON");
+  auto decoded_patch = decodeJson(req.body);
+  if (!decoded_patch) {
+    co_return statusResponse(400, "BadRequest", "couldn't decode the patch: " + decoded_patch.error().message);
   }
+  Json patch_doc = std::move(decoded_patch.value());
   if (kind != Kind::Json6902 && !patch_doc.is_object()) {
     co_return statusResponse(400, "BadRequest", "a merge patch must be a JSON object");
   }
@@ -1339,10 +1372,12 @@ net::awaitable<ApiResponse> ApiService::patch(const ApiRequest& req, const Resou
 net::awaitable<ApiResponse> ApiService::remove(const ApiRequest& req, const ResourceType& t, const std::string& name) {
   Json options = Json::object();
   if (!trim(req.body).empty()) {
-    options = Json::parse(req.body, nullptr, false);
-    if (options.is_discarded() || !options.is_object()) {
-      co_return statusResponse(400, "BadRequest", "the DeleteOptions body is not a JSON object");
+    auto decoded = decodeJson(req.body);
+    if (!decoded || !decoded->is_object()) {
+      co_return statusResponse(400, "BadRequest", "the DeleteOptions body is not a JSON object" +
+                                                      (decoded ? std::string() : ": " + decoded.error().message));
     }
+    options = std::move(decoded.value());
   }
   ApiRequest effective = req;
   if (auto dr = options.find("dryRun"); dr != options.end() && dr->is_array() && !dr->empty() && (*dr)[0] == "All") {

@@ -3,6 +3,7 @@
 
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
+#include "shared/common/json_decode.hpp"
 #include "shared/config/yaml_json.hpp"
 #include "shared/model/resource.hpp"
 #include "shared/tls/pki.hpp"
@@ -239,13 +240,21 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handleSystem(const ApiRequest& 
                                  "adopt), not changed");
   }
   bool yaml = req.content_type.find("yaml") != std::string::npos;
-  Result<Json> body = yaml ? config::yamlToJson(req.body) : Result<Json>(Json::parse(req.body, nullptr, false));
+  Result<Json> body = yaml ? config::yamlToJson(req.body) : decodeJson(req.body);
   if (!body || !body->is_object()) {
-    co_return statusResponse(400, "BadRequest", "the body must be a Secret as a JSON or YAML object");
+    co_return statusResponse(400, "BadRequest", "the body must be a Secret as a JSON or YAML object" +
+                                                    (body ? std::string() : ": " + body.error().message));
   }
   Json& obj = body.value();
-  if (obj.value("kind", "Secret") != "Secret" || obj.value("apiVersion", "v1") != "v1") {
+  auto stringOr = [&obj](const char* key, const char* dflt) {
+    auto it = obj.find(key);
+    return it == obj.end() ? std::string(dflt) : it->is_string() ? it->get<std::string>() : std::string("?");
+  };
+  if (stringOr("kind", "Secret") != "Secret" || stringOr("apiVersion", "v1") != "v1") {
     co_return statusResponse(400, "BadRequest", "the body must be a v1 Secret");
+  }
+  if (obj.contains("metadata") && !obj["metadata"].is_object()) {
+    co_return statusResponse(400, "BadRequest", "metadata must be an object");
   }
   Json meta = obj.value("metadata", Json::object());
   name = meta.is_object() ? meta.value("name", "") : "";

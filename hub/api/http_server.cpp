@@ -3,6 +3,7 @@
 
 #include <boost/beast/websocket.hpp>
 
+#include "shared/common/json_decode.hpp"
 #include "shared/common/log.hpp"
 
 namespace kflex::hub {
@@ -18,7 +19,7 @@ bool expectedEnd(const boost::system::error_code& ec) {
 
 std::string statusBody(unsigned code, const char* reason, const std::string& message) {
   return "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":" +
-         nlohmann::json(message).dump() + ",\"reason\":\"" + reason + "\",\"code\":" + std::to_string(code) + "}";
+         dumpSafe(nlohmann::json(message)) + ",\"reason\":\"" + reason + "\",\"code\":" + std::to_string(code) + "}";
 }
 
 // After refusing a body, read and discard what the client is still sending (bounded in bytes and
@@ -106,7 +107,62 @@ struct HttpServer::Conn {
   std::atomic<bool> handed_off{false};  // session() ended, upgraded() goes on
   std::atomic<bool> idle{false};
   std::string peer;
+  std::string source;  // the peer's address
+  std::chrono::steady_clock::time_point accepted;
+  // Under unauthenticated_mutex_: whether it is in the unauthenticated lists, and where.
+  bool unauthenticated = false;
+  std::list<std::shared_ptr<Conn>>::iterator all_at;
+  std::list<std::shared_ptr<Conn>>::iterator source_at;
+  bool handshake_done = false;  // on the connection's executor only
 };
+
+net::awaitable<bool> HttpServer::HandshakeGate::acquire(std::chrono::steady_clock::time_point deadline) {
+  std::shared_ptr<Waiter> w;
+  {
+    std::lock_guard lock(mutex_);
+    if (free_ > 0 && waiting_.empty()) {
+      --free_;
+      co_return true;
+    }
+    w = std::make_shared<Waiter>(co_await net::this_coro::executor);
+    w->timer.expires_at(deadline);
+    if (waiting_.size() >= max_waiting_) {
+      // The oldest waiter is the likeliest to have given up already.
+      auto oldest = waiting_.front();
+      waiting_.pop_front();
+      oldest->gone = true;
+      wake(oldest);
+    }
+    waiting_.push_back(w);
+  }
+  co_await w->timer.async_wait(net::as_tuple(net::use_awaitable));
+  std::lock_guard lock(mutex_);
+  if (w->granted) {
+    co_return true;  // even if the deadline fired at the same moment: the slot is ours to give back
+  }
+  if (!w->gone) {
+    w->gone = true;
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), w));
+  }
+  co_return false;
+}
+
+void HttpServer::HandshakeGate::release() {
+  std::lock_guard lock(mutex_);
+  if (!waiting_.empty()) {
+    auto next = waiting_.front();
+    waiting_.pop_front();
+    next->granted = true;
+    wake(next);
+    return;
+  }
+  ++free_;
+}
+
+void HttpServer::HandshakeGate::wake(const std::shared_ptr<Waiter>& w) {
+  // The timer belongs to the waiter's executor; cancel it there.
+  net::post(w->timer.get_executor(), [w] { w->timer.cancel(); });
+}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::create(net::io_context& ioc, std::shared_ptr<ssl::context> tls,
                                                        ApiService& api, const std::string& host, uint16_t port,
@@ -134,13 +190,22 @@ Result<std::unique_ptr<HttpServer>> HttpServer::create(net::io_context& ioc, std
 }
 
 void HttpServer::start() {
-  net::co_spawn(acceptor_.get_executor(), acceptLoop(), [](std::exception_ptr e) {
+  net::co_spawn(acceptor_.get_executor(), acceptLoop(), [this](std::exception_ptr e) {
+    std::string why = "the accept loop ended";
     if (e) {
       try {
         std::rethrow_exception(e);
       } catch (const std::exception& ex) {
-        log::error("accept loop failed", {{"error", ex.what()}});
+        why += ": " + std::string(ex.what());
       }
+    }
+    if (stopping_) {
+      return;
+    }
+    // A hub that cannot accept connections must not look alive to its supervisor.
+    log::error("the HTTPS listener stopped accepting connections", {{"error", why}});
+    if (options_.on_failure) {
+      options_.on_failure(why);
     }
   });
 }
@@ -163,44 +228,126 @@ void HttpServer::stop() {
   }
 }
 
+bool HttpServer::admit(const std::shared_ptr<Conn>& conn) {
+  std::vector<std::shared_ptr<Conn>> victims;
+  bool refused = false;
+  {
+    std::lock_guard lock(unauthenticated_mutex_);
+    auto drop = [&](const std::shared_ptr<Conn>& c) {
+      unauthenticated_.erase(c->all_at);
+      auto by = unauthenticated_by_source_.find(c->source);
+      by->second.erase(c->source_at);
+      if (by->second.empty()) {
+        unauthenticated_by_source_.erase(by);
+      }
+      c->unauthenticated = false;
+      victims.push_back(c);
+    };
+    auto& mine = unauthenticated_by_source_[conn->source];
+    if (mine.size() >= options_.max_unauthenticated_per_source) {
+      drop(mine.front());
+    }
+    if (open_.load() + 1 - victims.size() > options_.max_connections) {
+      if (unauthenticated_.empty()) {
+        refused = true;
+      } else {
+        drop(unauthenticated_.front());
+      }
+    }
+    if (!refused) {
+      auto& list = unauthenticated_by_source_[conn->source];  // `mine` may be gone with its last one
+      conn->all_at = unauthenticated_.insert(unauthenticated_.end(), conn);
+      conn->source_at = list.insert(list.end(), conn);
+      conn->unauthenticated = true;
+    } else if (mine.empty()) {
+      unauthenticated_by_source_.erase(conn->source);
+    }
+  }
+  for (auto& v : victims) {
+    shed(std::move(v));
+  }
+  return !refused;
+}
+
+void HttpServer::authenticated(const std::shared_ptr<Conn>& conn) {
+  std::lock_guard lock(unauthenticated_mutex_);
+  if (!conn->unauthenticated) {
+    return;
+  }
+  unauthenticated_.erase(conn->all_at);
+  auto by = unauthenticated_by_source_.find(conn->source);
+  by->second.erase(conn->source_at);
+  if (by->second.empty()) {
+    unauthenticated_by_source_.erase(by);
+  }
+  conn->unauthenticated = false;
+}
+
+void HttpServer::shed(std::shared_ptr<Conn> conn) {
+  uint64_t n = ++shed_count_;
+  if (n == 1 || n % 1000 == 0) {
+    log::warn("shedding the oldest connections that have not finished their TLS handshake",
+              {{"shed", std::to_string(n)}, {"source", conn->source},
+               {"per_source_limit", std::to_string(options_.max_unauthenticated_per_source)},
+               {"connection_limit", std::to_string(options_.max_connections)}});
+  }
+  net::post(conn->executor, [conn] {
+    if (conn->stream && !conn->handshake_done) {
+      boost::system::error_code ignored;
+      beast::get_lowest_layer(*conn->stream).socket().close(ignored);
+    }
+  });
+}
+
 net::awaitable<void> HttpServer::acceptLoop() {
   auto last_warning = std::chrono::steady_clock::time_point{};
   while (!stopping_) {
-    net::any_io_executor loop = loops_.empty() ? net::any_io_executor(net::make_strand(ioc_))
-                                               : net::any_io_executor(loops_[next_loop_++ % loops_.size()]->get_executor());
-    auto [ec, socket] = co_await acceptor_.async_accept(loop, net::as_tuple(net::use_awaitable));
-    if (ec) {
-      if (ec == net::error::operation_aborted || stopping_) {
-        co_return;
+    // One failed accept (out of memory for a TLS session, say) costs that connection only.
+    bool back_off = false;
+    try {
+      net::any_io_executor loop = loops_.empty() ? net::any_io_executor(net::make_strand(ioc_))
+                                                 : net::any_io_executor(loops_[next_loop_++ % loops_.size()]->get_executor());
+      auto [ec, socket] = co_await acceptor_.async_accept(loop, net::as_tuple(net::use_awaitable));
+      if (ec) {
+        if (ec == net::error::operation_aborted || stopping_) {
+          co_return;
+        }
+        log::warn("accept failed", {{"error", ec.message()}});
+        back_off = true;  // out of file descriptors and the like: do not spin
+      } else {
+        socket.set_option(net::ip::tcp::no_delay(true), ec);
+        boost::system::error_code pec;
+        auto remote = socket.remote_endpoint(pec);
+        auto conn = std::make_shared<Conn>(std::move(socket), *tls_);
+        conn->accepted = std::chrono::steady_clock::now();
+        conn->source = pec ? "?" : remote.address().to_string();
+        conn->peer = pec ? "?" : conn->source + ":" + std::to_string(remote.port());
+        if (!admit(conn)) {
+          auto now = std::chrono::steady_clock::now();
+          if (now - last_warning > std::chrono::seconds(10)) {
+            last_warning = now;
+            log::warn("connection limit reached; closing new connections",
+                      {{"limit", std::to_string(options_.max_connections)}});
+          }
+          boost::system::error_code ignored;
+          beast::get_lowest_layer(*conn->stream).socket().close(ignored);
+          continue;
+        }
+        ++open_;
+        {
+          std::lock_guard lock(conns_mutex_);
+          conns_.insert(conn);
+        }
+        net::co_spawn(conn->executor, session(conn), [this, conn](std::exception_ptr e) { ended(conn, e); });
       }
-      log::warn("accept failed", {{"error", ec.message()}});
-      // Out of file descriptors and the like: back off instead of spinning.
+    } catch (const std::exception& e) {
+      log::warn("accepting a connection failed", {{"error", e.what()}});
+      back_off = true;
+    }
+    if (back_off) {
       net::steady_timer t(acceptor_.get_executor(), std::chrono::milliseconds(100));
       co_await t.async_wait(net::as_tuple(net::use_awaitable));
-      continue;
     }
-    if (open_.load() >= options_.max_connections) {
-      auto now = std::chrono::steady_clock::now();
-      if (now - last_warning > std::chrono::seconds(10)) {
-        last_warning = now;
-        log::warn("connection limit reached; closing new connections",
-                  {{"limit", std::to_string(options_.max_connections)}});
-      }
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      continue;
-    }
-    socket.set_option(net::ip::tcp::no_delay(true), ec);
-    auto conn = std::make_shared<Conn>(std::move(socket), *tls_);
-    boost::system::error_code pec;
-    auto remote = beast::get_lowest_layer(*conn->stream).socket().remote_endpoint(pec);
-    conn->peer = pec ? "?" : remote.address().to_string() + ":" + std::to_string(remote.port());
-    ++open_;
-    {
-      std::lock_guard lock(conns_mutex_);
-      conns_.insert(conn);
-    }
-    net::co_spawn(conn->executor, session(conn), [this, conn](std::exception_ptr e) { ended(conn, e); });
   }
 }
 
@@ -212,6 +359,7 @@ void HttpServer::ended(const std::shared_ptr<Conn>& conn, std::exception_ptr e) 
       log::warn("connection ended with an error", {{"peer", conn->peer}, {"error", ex.what()}});
     }
   }
+  authenticated(conn);  // (if it never got that far)
   if (conn->handed_off.exchange(false)) {
     return;  // an upgrade handler runs on; it ends the connection
   }
@@ -234,18 +382,24 @@ net::awaitable<void> HttpServer::upgraded(std::shared_ptr<Conn> conn, UpgradeHan
 net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
   auto& stream = *conn->stream;
   auto& tcp = beast::get_lowest_layer(stream);
-  // A bounded number of TLS handshakes at a time: after a hub restart thousands of agents come
-  // back at once, and each handshake in flight holds about 100 KiB of TLS buffers. Queued ones
-  // wait their turn instead of all progressing slowly and timing out. (No deadline on the wait:
-  // a slot taken at the moment a deadline fired would be lost for good. A client that gave up
-  // meanwhile makes its handshake fail at once when its turn comes.)
-  auto [slot_ec] = co_await handshake_slots_.async_send(boost::system::error_code{}, net::as_tuple(net::use_awaitable));
-  if (slot_ec) {
+  // The handshake's deadline counts from accept. The connection takes a handshake slot only once
+  // its ClientHello arrives: a socket that sends nothing costs nothing but itself until its
+  // deadline, or until newer connections shed it (admit()).
+  auto deadline = conn->accepted + options_.handshake_timeout;
+  tcp.expires_at(deadline);
+  std::array<char, 4096> hello{};
+  auto [rec, rn] = co_await tcp.async_read_some(net::buffer(hello), net::as_tuple(net::use_awaitable));
+  if (rec) {
     co_return;
   }
-  tcp.expires_after(options_.handshake_timeout);
-  auto [hec] = co_await stream.async_handshake(ssl::stream_base::server, net::as_tuple(net::use_awaitable));
-  handshake_slots_.try_receive([](boost::system::error_code) {});
+  if (!co_await handshakes_.acquire(deadline)) {
+    co_return;
+  }
+  auto [hec, used] = co_await stream.async_handshake(ssl::stream_base::server, net::buffer(hello.data(), rn),
+                                               net::as_tuple(net::use_awaitable));
+  handshakes_.release();
+  conn->handshake_done = true;
+  authenticated(conn);
   if (hec) {
     if (!expectedEnd(hec)) {
       log::debug("TLS handshake failed", {{"peer", conn->peer}, {"error", hec.message()}});
@@ -266,7 +420,9 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
     auth_error = "client certificate rejected: " + id.verify_error;
   }
 
-  beast::flat_buffer buffer(8192);
+  // Room for the largest header allowed (a request line with a long label selector, a long
+  // token), so that the parser's limit, not the buffer's, decides: 431 over it.
+  beast::flat_buffer buffer(options_.max_header_bytes + 8192);
   while (!stopping_) {
     // Wait for the first byte of the next request under the idle timeout, then give the rest of
     // the header its own (short) deadline, so a slow-loris client cannot hold the connection.
@@ -320,9 +476,35 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
       co_await lingeringDrain(stream, std::min<uint64_t>(*len, 4 * options_.max_body_bytes));
       break;
     }
+    // RFC 9112 §6.3: a Transfer-Encoding whose last coding is not chunked leaves the length of a
+    // request unknown; reading what follows as the next request would let a proxy in front and
+    // this server disagree on where requests end (request smuggling).
+    if (parser.get().count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
+      co_await reply_error(400, "BadRequest",
+                           "unsupported Transfer-Encoding " +
+                               std::string(parser.get()[http::field::transfer_encoding]) +
+                               ": only chunked is accepted");
+      break;
+    }
     if (!parser.is_done()) {
-      tcp.expires_after(options_.body_timeout);
+      // The body's deadline cancels the read, leaving the connection open for the 408; the
+      // stream's own timeout, a little later, closes a client that does not read that either.
+      tcp.expires_after(options_.body_timeout + std::chrono::seconds(10));
+      net::steady_timer body_deadline(conn->executor, options_.body_timeout);
+      auto body_state = std::make_shared<int>(0);  // 0 reading, 1 cut off, 2 finished
+      body_deadline.async_wait([conn, body_state](boost::system::error_code ec) {
+        if (!ec && *body_state == 0 && conn->stream) {
+          *body_state = 1;
+          boost::system::error_code ignored;
+          beast::get_lowest_layer(*conn->stream).socket().cancel(ignored);
+        }
+      });
       auto [bec, bn] = co_await http::async_read(stream, buffer, parser, net::as_tuple(net::use_awaitable));
+      if (*body_state == 1 && bec == net::error::operation_aborted) {
+        bec = beast::error::timeout;
+      }
+      *body_state = 2;
+      body_deadline.cancel();
       if (bec) {
         if (bec == http::error::body_limit) {
           co_await reply_error(413, "RequestEntityTooLarge",

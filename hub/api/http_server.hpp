@@ -3,14 +3,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <boost/asio/experimental/concurrent_channel.hpp>
 
 #include "hub/api/api_service.hpp"
 #include "shared/common/result.hpp"
@@ -24,13 +25,20 @@ struct HttpOptions {
   size_t max_body_bytes = 3 * 1024 * 1024;               ///< Larger bodies get 413 (kube-apiserver: 3 MiB).
   size_t max_header_bytes = 64 * 1024;                   ///< Larger headers get 431.
   size_t max_connections = 4096;                         ///< Further connections are closed at once.
-  std::chrono::seconds handshake_timeout{10};            ///< TLS handshake deadline.
+  std::chrono::seconds handshake_timeout{10};            ///< From accept to the end of the TLS handshake.
   std::chrono::seconds header_timeout{10};               ///< From first byte to the end of the headers.
   std::chrono::seconds body_timeout{60};                 ///< To read the whole body.
   std::chrono::seconds idle_timeout{120};                ///< Keep-alive wait for the next request.
   /// A watch whose client takes longer than this to take one chunk (it stopped reading) is closed.
   std::chrono::seconds stream_write_timeout{30};
   size_t max_handshakes = 1024;                          ///< TLS handshakes in progress at once; more wait.
+  size_t max_handshake_waiting = 4096;                   ///< Waiting for a handshake slot; the oldest is shed.
+  /// Connections from one address that have not finished their handshake; a newer one sheds the
+  /// oldest. (Every connection is unauthenticated until then, kubectl's too: refusing the newest
+  /// would let a flood of idle sockets lock everyone out.)
+  size_t max_unauthenticated_per_source = 256;
+  /// Called once if the server can no longer accept connections (the hub then stops).
+  std::function<void(const std::string& why)> on_failure;
   /// Runs on every client identity after the handshake; may withdraw trust (a retired CA).
   std::function<void(tls::PeerIdentity&)> vet_identity;
 };
@@ -75,15 +83,47 @@ class HttpServer {
 
  private:
   struct Conn;
+  /// A counting semaphore for TLS handshakes whose waiters have deadlines and can be shed: a
+  /// handshake holds about 100 KiB of TLS buffers, and after a hub restart thousands of agents
+  /// come back at once. Thread-safe; each waiter resumes on its own executor.
+  class HandshakeGate {
+   public:
+    HandshakeGate(size_t slots, size_t max_waiting) : free_(slots), max_waiting_(max_waiting) {}
+    /// True once a slot is held (give it back with release()); false at the deadline or when a
+    /// newer waiter shed this one.
+    net::awaitable<bool> acquire(std::chrono::steady_clock::time_point deadline);
+    void release();
+
+   private:
+    struct Waiter {
+      explicit Waiter(const net::any_io_executor& ex) : timer(ex) {}
+      net::steady_timer timer;
+      bool granted = false;  // under mutex_
+      bool gone = false;     // under mutex_: shed, or gave up at its deadline
+    };
+    static void wake(const std::shared_ptr<Waiter>& w);
+    std::mutex mutex_;
+    size_t free_;
+    size_t max_waiting_;
+    std::deque<std::shared_ptr<Waiter>> waiting_;
+  };
+
   HttpServer(net::io_context& ioc, std::shared_ptr<ssl::context> tls, ApiService& api, HttpOptions options)
       : ioc_(ioc), tls_(std::move(tls)), api_(api), options_(options), acceptor_(ioc),
-        handshake_slots_(ioc, options.max_handshakes) {}
+        handshakes_(options.max_handshakes, options.max_handshake_waiting) {}
   net::awaitable<void> acceptLoop();
   net::awaitable<void> session(std::shared_ptr<Conn> conn);
   net::awaitable<void> upgraded(std::shared_ptr<Conn> conn, UpgradeHandler handler, http::request<http::string_body> req,
                                 tls::PeerIdentity id);
   /// Bookkeeping when a connection's coroutine ends.
   void ended(const std::shared_ptr<Conn>& conn, std::exception_ptr e);
+  /// Registers a new connection as unauthenticated, shedding older ones over the limits. False
+  /// when it must be refused (every open connection is authenticated and the limit is reached).
+  bool admit(const std::shared_ptr<Conn>& conn);
+  /// The connection finished (or failed) its handshake.
+  void authenticated(const std::shared_ptr<Conn>& conn);
+  /// Closes an unauthenticated connection from another thread.
+  void shed(std::shared_ptr<Conn> conn);
 
   net::io_context& ioc_;
   std::vector<net::io_context*> loops_;
@@ -92,8 +132,13 @@ class HttpServer {
   ApiService& api_;
   HttpOptions options_;
   net::ip::tcp::acceptor acceptor_;
-  // A counting semaphore: a handshake holds one buffered message while it runs.
-  net::experimental::concurrent_channel<void(boost::system::error_code)> handshake_slots_;
+  HandshakeGate handshakes_;
+  // Connections that have not finished their TLS handshake, oldest first, in all and by source
+  // address (the lists hold the same connections).
+  std::mutex unauthenticated_mutex_;
+  std::list<std::shared_ptr<Conn>> unauthenticated_;
+  std::unordered_map<std::string, std::list<std::shared_ptr<Conn>>> unauthenticated_by_source_;
+  std::atomic<uint64_t> shed_count_{0};
   net::ip::tcp::endpoint endpoint_;
   std::vector<std::pair<std::string, RouteHandler>> routes_;
   std::vector<std::pair<std::string, UpgradeHandler>> upgrades_;

@@ -363,8 +363,18 @@ int runHub(const HubConfig& cfg) {
     keep_running.push_back(net::make_work_guard(*workers.back()));
     loops.push_back(workers.back().get());
   }
+  // Set once the hub runs: stops it with an error (a listener that can no longer accept).
+  std::function<void(std::string)> fail_hub;
   HttpOptions http_options;
+  http_options.on_failure = [&ioc, &fail_hub](const std::string& why) {
+    net::post(ioc, [&fail_hub, why] {
+      if (fail_hub) {
+        fail_hub(why);
+      }
+    });
+  };
   http_options.max_connections = cfg.max_connections;
+  http_options.handshake_timeout = cfg.handshake_timeout;
   http_options.header_timeout = cfg.header_timeout;
   http_options.body_timeout = cfg.body_timeout;
   http_options.stream_write_timeout = cfg.stream_write_timeout;
@@ -455,11 +465,12 @@ int runHub(const HubConfig& cfg) {
     drain.expires_after(std::chrono::milliseconds(50));
     drain.async_wait([&](boost::system::error_code) { poll(); });
   };
-  signals.async_wait([&](boost::system::error_code ec, int sig) {
-    if (ec) {
+  bool stopping = false;
+  int exit_code = kExitOk;
+  auto stop_all = [&] {
+    if (std::exchange(stopping, true)) {
       return;
     }
-    log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     service::stopping();
     watchdog.stop();
     *deadline = std::chrono::steady_clock::now() + cfg.shutdown_grace;
@@ -469,7 +480,21 @@ int runHub(const HubConfig& cfg) {
     clusters.stop();
     server.value()->stop();
     poll();
+  };
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) {
+      return;
+    }
+    log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    stop_all();
   });
+  fail_hub = [&](const std::string& why) {
+    // No more pings: a supervisor restarts a hub that cannot serve.
+    log::error("stopping: the hub can no longer serve", {{"error", why}});
+    exit_code = kExitRuntime;
+    signals.cancel();
+    stop_all();
+  };
   std::vector<std::thread> pool;
   for (size_t i = 0; i < workers.size(); ++i) {
     pool.emplace_back([w = workers[i].get(), i] {
@@ -484,10 +509,11 @@ int runHub(const HubConfig& cfg) {
   for (auto& t : pool) {
     t.join();
   }
+  fail_hub = nullptr;
   store.value()->stop();
   log::info("stopped");
   log::flush();
-  return kExitOk;
+  return exit_code;
 }
 
 }  // namespace kflex::hub

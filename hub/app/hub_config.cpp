@@ -144,6 +144,8 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         cfg.log_level = v.as<std::string>();
       } else if (key == "shutdown_grace_seconds") {
         seconds(v, key, cfg.shutdown_grace);
+      } else if (key == "handshake_timeout_seconds") {
+        seconds(v, key, cfg.handshake_timeout);
       } else if (key == "header_timeout_seconds") {
         seconds(v, key, cfg.header_timeout);
       } else if (key == "body_timeout_seconds") {

@@ -28,6 +28,9 @@ struct HubConfig {
   std::string log_level = "info";
   /// Seconds to finish requests on SIGTERM. YAML `shutdown_grace_seconds`. Default 15.
   std::chrono::seconds shutdown_grace{15};
+  /// Seconds from accept to the end of a client's TLS handshake. YAML `handshake_timeout_seconds`.
+  /// Default 10.
+  std::chrono::seconds handshake_timeout{10};
   /// Seconds a client may take to send request headers. YAML `header_timeout_seconds`. Default 10.
   std::chrono::seconds header_timeout{10};
   /// Seconds a client may take to send a request body. YAML `body_timeout_seconds`. Default 60.

@@ -412,6 +412,15 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     Decision d;
     try {
       d = w.mutation(cur.get(), next + 1);
+      if (d.kind == Decision::Kind::Put && !d.encoded) {
+        encode(d);  // serialized here, so that an object that cannot be (not UTF-8) fails alone
+      }
+    } catch (const Json::type_error& e) {
+      d = Decision{};
+      d.kind = Decision::Kind::Fail;
+      d.status = 400;
+      d.reason = "BadRequest";
+      d.message = std::string("the object cannot be stored: ") + e.what();
     } catch (const std::exception& e) {
       d.kind = Decision::Kind::Fail;
       d.status = 500;

@@ -41,8 +41,33 @@ std::optional<std::vector<Plucked>> pluckJson(std::string_view json, const std::
 }
 
 namespace {
+// Where convert() is in the document, kept on the stack: a key, or an index in an array.
+struct PathFrame {
+  const PathFrame* parent;
+  std::string_view key;
+  size_t index;
+  bool is_index;
+};
+
+std::string pathText(const PathFrame* f) {
+  std::vector<const PathFrame*> frames;
+  for (; f != nullptr; f = f->parent) {
+    frames.push_back(f);
+  }
+  std::string out;
+  for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
+    if ((*it)->is_index) {
+      out += "[" + std::to_string((*it)->index) + "]";
+    } else {
+      out += (out.empty() ? "" : ".") + std::string((*it)->key);
+    }
+  }
+  return out;
+}
+
 // False when `element` holds what nlohmann would read differently.
-bool convert(simdjson::dom::element element, nlohmann::json& out) {
+bool convert(simdjson::dom::element element, nlohmann::json& out, std::vector<std::string>* duplicates,
+             const PathFrame* at) {
   using Type = simdjson::dom::element_type;
   switch (element.type()) {
     case Type::OBJECT: {
@@ -50,10 +75,14 @@ bool convert(simdjson::dom::element element, nlohmann::json& out) {
       auto& members = out.get_ref<nlohmann::json::object_t&>();
       for (auto field : simdjson::dom::object(element)) {
         nlohmann::json value;
-        if (!convert(field.value, value)) {
+        PathFrame here{at, field.key, 0, false};
+        if (!convert(field.value, value, duplicates, &here)) {
           return false;
         }
-        members.insert_or_assign(std::string(field.key), std::move(value));
+        auto [it, inserted] = members.insert_or_assign(std::string(field.key), std::move(value));
+        if (!inserted && duplicates != nullptr) {
+          duplicates->push_back(pathText(&here));
+        }
       }
       return true;
     }
@@ -64,7 +93,8 @@ bool convert(simdjson::dom::element element, nlohmann::json& out) {
       items.reserve(array.size());
       for (auto item : array) {
         items.emplace_back();
-        if (!convert(item, items.back())) {
+        PathFrame here{at, {}, items.size() - 1, true};
+        if (!convert(item, items.back(), duplicates, &here)) {
           return false;
         }
       }
@@ -122,7 +152,7 @@ bool hasNegativeZeroInteger(std::string_view s) {
 }
 }  // namespace
 
-std::optional<nlohmann::json> parseJsonFast(std::string_view json, size_t limit) {
+std::optional<nlohmann::json> parseJsonFast(std::string_view json, size_t limit, std::vector<std::string>* duplicates) {
   if (json.size() > limit || hasNegativeZeroInteger(json)) {
     return std::nullopt;  // limit: the parser would keep buffers this large for good
   }
@@ -132,7 +162,7 @@ std::optional<nlohmann::json> parseJsonFast(std::string_view json, size_t limit)
     return std::nullopt;
   }
   nlohmann::json out;
-  if (!convert(doc, out)) {
+  if (!convert(doc, out, duplicates, nullptr)) {
     return std::nullopt;
   }
   return out;

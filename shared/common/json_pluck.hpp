@@ -30,7 +30,10 @@ std::optional<std::vector<Plucked>> pluckJson(std::string_view json, const std::
  * simdjson, which halves the cost. nullopt when simdjson refuses the text or it holds something
  * only nlohmann reads its own way (a negative zero, an integer beyond 64 bits) or it is larger
  * than `limit` bytes: call nlohmann::json::parse then, which also words the error.
+ * `duplicates`, when given, receives the path (e.g. "spec.items[2].name") of every key that
+ * appeared more than once in its object.
  */
-std::optional<nlohmann::json> parseJsonFast(std::string_view json, size_t limit = 256 * 1024);
+std::optional<nlohmann::json> parseJsonFast(std::string_view json, size_t limit = 256 * 1024,
+                                            std::vector<std::string>* duplicates = nullptr);
 
 }  // namespace kflex

@@ -2,11 +2,14 @@
 #include "shared/config/yaml_json.hpp"
 
 #include <cctype>
+#include <cmath>
 #include <cerrno>
 #include <cstdlib>
 #include <regex>
 
 #include <yaml-cpp/yaml.h>
+
+#include "shared/common/json_decode.hpp"
 
 namespace kflex::config {
 namespace {
@@ -44,20 +47,53 @@ Json scalar(const YAML::Node& node) {
   return s;
 }
 
-Result<Json> convert(const YAML::Node& node, int depth) {
+// What one document may expand to. yaml-cpp keeps an alias as a second reference to its anchor's
+// node, so the tree it loads stays small; written out as JSON every reference becomes a copy, and
+// a few hundred bytes of nested aliases ("billion laughs") would expand to gigabytes. A document
+// without aliases never has more values, or more bytes in its strings, than it has bytes of text.
+struct Budget {
+  size_t values_left;
+  size_t bytes_left;
+};
+
+Result<Json> tooMuchAliasing() {
+  return fail("the document expands to far more than its own size through aliases (*name): excessive aliasing; "
+              "write it without anchors and aliases");
+}
+
+std::string lineOf(const YAML::Node& node) { return "line " + std::to_string(node.Mark().line + 1); }
+
+Result<Json> convert(const YAML::Node& node, int depth, Budget& budget) {
   if (depth > 100) {
     return fail("document nested too deeply");
   }
+  if (budget.values_left == 0) {
+    return tooMuchAliasing();
+  }
+  --budget.values_left;
   switch (node.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined:
       return Json(nullptr);
-    case YAML::NodeType::Scalar:
-      return scalar(node);
+    case YAML::NodeType::Scalar: {
+      const std::string& text = node.Scalar();
+      if (text.size() > budget.bytes_left) {
+        return tooMuchAliasing();
+      }
+      budget.bytes_left -= text.size();
+      if (!isValidUtf8(text)) {
+        return fail(lineOf(node) + ": the value is not valid UTF-8");
+      }
+      Json v = scalar(node);
+      if (v.is_number_float() && !std::isfinite(v.get<double>())) {
+        return fail(lineOf(node) + ": the number " + text + " is out of range");
+      }
+      return v;
+    }
     case YAML::NodeType::Sequence: {
       Json arr = Json::array();
       for (const auto& item : node) {
-        auto v = convert(item, depth + 1);
+        auto v = convert(item, depth + 1, budget);
         if (!v) {
           return v;
         }
@@ -69,14 +105,20 @@ Result<Json> convert(const YAML::Node& node, int depth) {
       Json obj = Json::object();
       for (const auto& kv : node) {
         if (!kv.first.IsScalar()) {
-          return fail("line " + std::to_string(kv.first.Mark().line + 1) + ": mapping keys must be strings");
+          return fail(lineOf(kv.first) + ": mapping keys must be strings");
         }
         const std::string& key = kv.first.Scalar();
-        if (obj.contains(key)) {
-          return fail("line " + std::to_string(kv.first.Mark().line + 1) + ": key " + Json(key).dump() +
-                      " already set in map");
+        if (key.size() > budget.bytes_left) {
+          return tooMuchAliasing();
         }
-        auto v = convert(kv.second, depth + 1);
+        budget.bytes_left -= key.size();
+        if (!isValidUtf8(key)) {
+          return fail(lineOf(kv.first) + ": a key is not valid UTF-8");
+        }
+        if (obj.contains(key)) {
+          return fail(lineOf(kv.first) + ": key " + Json(key).dump() + " already set in map");
+        }
+        auto v = convert(kv.second, depth + 1, budget);
         if (!v) {
           return v;
         }
@@ -179,7 +221,9 @@ void emit(const Json& v, int indent, std::string& out, bool in_seq) {
 Result<Json> yamlToJson(std::string_view text) {
   try {
     YAML::Node node = YAML::Load(std::string(text));
-    return convert(node, 0);
+    // Room for what aliases legitimately add (a shared block of defaults), never for an explosion.
+    Budget budget{2 * text.size() + 10000, 2 * text.size() + 64 * 1024};
+    return convert(node, 0, budget);
   } catch (const YAML::Exception& e) {
     return fail("line " + std::to_string(e.mark.line + 1) + ", column " + std::to_string(e.mark.column + 1) +
                 ": " + e.msg);

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <array>
 
+#include "shared/common/json_decode.hpp"
+
 namespace kflex::protocol {
 namespace {
 
@@ -28,8 +30,9 @@ std::string encode(std::string_view type, std::string_view id, int64_t revision,
 }
 
 Result<Envelope> decode(std::string_view text) {
-  Json j = Json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  auto decoded = decodeJson(text);
+  Json j = decoded ? std::move(*decoded) : Json();
+  if (!j.is_object()) {
     return fail("the message is not a JSON object");
   }
   Envelope e;

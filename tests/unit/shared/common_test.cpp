@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "shared/common/json_decode.hpp"
 #include "shared/common/json_pluck.hpp"
 #include "shared/common/json_write.hpp"
 #include "shared/common/log.hpp"
@@ -21,6 +22,49 @@
 
 namespace kflex {
 namespace {
+
+TEST(DecodeJson, RefusesTextNestedBeyondTheLimitBeforeParsingIt) {
+  std::string deep = std::string(kMaxJsonDepth + 1, '[') + std::string(kMaxJsonDepth + 1, ']');
+  auto r = decodeJson(deep);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("max depth"), std::string::npos) << r.error().message;
+  std::string at_limit = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
+  EXPECT_TRUE(decodeJson(at_limit));
+  // Brackets inside strings are not nesting.
+  EXPECT_TRUE(decodeJson(R"({"a":")" + std::string(20000, '[') + R"("})"));
+  EXPECT_FALSE(decodeJson(R"([[["x"]]])", {2, nullptr}));
+}
+
+TEST(DecodeJson, NeverThrowsAndSaysWhatIsWrong) {
+  for (const std::string& bad : {std::string(R"({"a":1e400})"), std::string("{\"a\":\"\xff\"}"), std::string("{\"a\":"),
+                                 std::string("\xff\xfe"), std::string("")}) {
+    auto r = decodeJson(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_FALSE(r.error().message.empty());
+    EXPECT_TRUE(isValidUtf8(r.error().message)) << r.error().message;
+  }
+}
+
+TEST(DecodeJson, FindsDuplicateKeysOnBothPaths) {
+  std::vector<std::string> dups;
+  auto r = decodeJson(R"({"metadata":{"name":"a","name":"b"},"items":[{"x":1},{"x":1,"x":2}]})", {kMaxJsonDepth, &dups});
+  ASSERT_TRUE(r);
+  EXPECT_EQ((*r)["metadata"]["name"], "b");  // the last one wins
+  EXPECT_EQ(dups, (std::vector<std::string>{"metadata.name", "items[1].x"}));
+  // Over simdjson's depth (1,024) nlohmann's parser reads it; the paths are the same.
+  dups.clear();
+  std::string deep = R"({"metadata":{"name":"a","name":"b"},"items":[{"x":1},{"x":1,"x":2}],"deep":)" +
+                     std::string(1500, '[') + std::string(1500, ']') + "}";
+  ASSERT_TRUE(decodeJson(deep, {kMaxJsonDepth, &dups}));
+  EXPECT_EQ(dups, (std::vector<std::string>{"metadata.name", "items[1].x"}));
+}
+
+TEST(DecodeJson, DumpSafeReplacesWhatIsNotUtf8) {
+  EXPECT_EQ(dumpSafe(nlohmann::json("a\xff")), "\"a\xEF\xBF\xBD\"");
+  EXPECT_FALSE(isValidUtf8("\xc0\x80"));  // overlong
+  EXPECT_FALSE(isValidUtf8("\xed\xa0\x80"));  // a surrogate
+  EXPECT_TRUE(isValidUtf8("caf\xc3\xa9"));
+}
 
 TEST(Util, Base64RoundTrip) {
   for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {

@@ -25,6 +25,40 @@ TEST(YamlJson, ReportsLineOfSyntaxErrors) {
   EXPECT_NE(j.error().message.find("line"), std::string::npos);
 }
 
+TEST(YamlJson, RefusesExcessiveAliasing) {
+  // Each level refers to the one before nine times: 9^9 strings from a few hundred bytes.
+  std::string y = "a: &a [x,x,x,x,x,x,x,x,x]\n";
+  std::string prev = "a";
+  for (char c = 'b'; c <= 'j'; ++c) {
+    y += std::string(1, c) + ": &" + c + " [*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + ",*" + prev + ",*" +
+         prev + ",*" + prev + ",*" + prev + ",*" + prev + "]\n";
+    prev = std::string(1, c);
+  }
+  auto r = config::yamlToJson(y);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("excessive aliasing"), std::string::npos) << r.error().message;
+  // One long string referred to many times is refused as well.
+  std::string big = "a: &a " + std::string(100000, 'x') + "\nb: [" ;
+  for (int i = 0; i < 100; ++i) {
+    big += (i ? ",*a" : "*a");
+  }
+  EXPECT_FALSE(config::yamlToJson(big + "]\n"));
+  // A modest use of anchors is fine.
+  auto ok = config::yamlToJson("d: &d {cpu: 1, mem: 2}\nx: *d\ny: *d\n");
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ((*ok)["y"]["mem"], 2);
+}
+
+TEST(YamlJson, RefusesTextThatIsNotUtf8AndNumbersOutOfRange) {
+  auto bad = config::yamlToJson("a: \"\xff\"\n");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("UTF-8"), std::string::npos);
+  EXPECT_FALSE(config::yamlToJson("\xff: a\n"));
+  auto huge = config::yamlToJson("a: 1e400\n");
+  ASSERT_FALSE(huge);
+  EXPECT_NE(huge.error().message.find("out of range"), std::string::npos);
+}
+
 TEST(YamlJson, RejectsDuplicateKeys) {
   auto j = yamlToJson("a: 1\na: 2\n");
   ASSERT_FALSE(j);
