@@ -330,5 +330,30 @@ TEST(HubAttack, ASocketThatNeverHandshakesIsClosedAtTheDeadlineFromAccept) {
   }
 }
 
+// Creating a connection's TLS session fails (as under memory pressure): those connections are
+// lost, the listener is not.
+TEST(HubAttack, AFailedAcceptCostsOnlyThatConnection) {
+  TempDir dir;
+  fs::path trigger = dir.path() / "ssl-new-fails";
+  ::setenv("LD_PRELOAD", KFLEX_FAIL_SYNC_LIB, 1);
+  ::setenv("KFLEX_TEST_FAIL_SSL_NEW_TRIGGER", trigger.c_str(), 1);
+  HubProcess hub(dir.path() / "data");
+  ::unsetenv("LD_PRELOAD");
+  ::unsetenv("KFLEX_TEST_FAIL_SSL_NEW_TRIGGER");
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  std::ofstream(trigger) << "now";
+  for (int i = 0; i < 3; ++i) {
+    RawTls lost;
+    EXPECT_FALSE(lost.connect(hub.url(), hub.kubeconfig()));
+  }
+  fs::remove(trigger);
+  EXPECT_TRUE(waitFor([&] {
+    auto r = client(hub.kubeconfig())->request(http::verb::get, "/readyz", "", "", std::chrono::seconds(2));
+    return r && r->status == 200;
+  }, std::chrono::seconds(10), "the hub to serve again")) << hub.log();
+  EXPECT_NE(hub.log().find("accepting a connection failed"), std::string::npos) << hub.log();
+  EXPECT_TRUE(hub.process().running());
+}
+
 }  // namespace
 }  // namespace kflex::test
