@@ -119,7 +119,10 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
   };
   Json tok = Json::parse(rec->bytes);
   std::string why = tokenProblem(tok);
-  if (!why.empty()) {
+  // A single-use token is used up by its first enrollment; the same host retrying that
+  // enrollment (its answer was lost) is let through below, once its key is known.
+  const bool used_up = why == "single-use token already used";
+  if (!why.empty() && !used_up) {
     log::warn("enrollment refused", {{"reason", why}, {"token_id", token_id}, {"peer", req.peer}});
     co_return problem(401, "Unauthorized", bad_token);
   }
@@ -151,6 +154,10 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
   if (ObjectPtr existing = store_.get(resourceKey(agents_), name)) {
     Json a = Json::parse(existing->bytes);
     std::string pin = a.value("status", Json::object()).value("certificate", Json::object()).value("publicKeyPin", "");
+    if (pin != csr->public_key_pin && used_up) {
+      log::warn("enrollment refused", {{"reason", why}, {"token_id", token_id}, {"peer", req.peer}});
+      co_return problem(401, "Unauthorized", bad_token);
+    }
     if (pin != csr->public_key_pin) {
       log::warn("enrollment refused", {{"reason", "name taken"}, {"agent", name}, {"peer", req.peer}});
       co_return problem(409, "AlreadyExists",
@@ -160,6 +167,13 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
     retry = true;
   }
 
+  if (used_up) {
+    std::string last_user = tok.value("status", Json::object()).value("lastUsedBy", "");
+    if (!retry || last_user != name) {
+      log::warn("enrollment refused", {{"reason", why}, {"token_id", token_id}, {"peer", req.peer}});
+      co_return problem(401, "Unauthorized", bad_token);
+    }
+  }
   // Use up the token first, with the read resourceVersion: two enrollments racing for a
   // single-use token cannot both win, and a busy multi-use token is simply read again.
   std::string now = formatTime(clock_.now());
@@ -167,7 +181,7 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
   // pause (so nobody starves) for up to 10 s.
   auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   std::minstd_rand jitter(std::random_device{}());
-  for (int attempt = 0;; ++attempt) {
+  for (int attempt = 0; !used_up; ++attempt) {
     Json token_status = tok.value("status", Json::object());
     token_status["uses"] = token_status.value("uses", int64_t(0)) + 1;
     token_status["lastUsedTime"] = now;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/api/api_service.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <optional>
 #include <variant>
 
@@ -448,6 +450,15 @@ std::optional<ApiResponse> decodeObject(const ApiRequest& req, const ResourceTyp
   if (auto bad = checkFieldValidationParam(req)) {
     return fromDecision(*bad);
   }
+  std::string media(trim(std::string_view(req.content_type).substr(0, req.content_type.find(';'))));
+  std::transform(media.begin(), media.end(), media.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  if (media != "application/json" && media != "application/yaml") {
+    // kube-apiserver decodes a body only in a media type it names; no guessing from the bytes.
+    return statusResponse(415, "UnsupportedMediaType",
+                          (media.empty() ? std::string("the request has no Content-Type")
+                                         : "the body of the request was in an unknown format (" + media + ")") +
+                              " - accepted media types include: application/json, application/yaml");
+  }
   std::vector<std::string> duplicates;
   auto body = parseBody(req, &duplicates);
   if (!body) {
@@ -470,6 +481,36 @@ std::optional<ApiResponse> decodeObject(const ApiRequest& req, const ResourceTyp
   out = std::move(body.value());
   if (auto bad = checkKind(out, t, req.ns)) {
     return fromDecision(*bad);
+  }
+  return std::nullopt;
+}
+
+// The resourceVersion of a list or watch, as kube-apiserver reads it: "" or a decimal revision
+// (no sign, nothing after it); one the hub has not reached yet is answered at once with kube's
+// "Too large resource version" (504, retry after a second) instead of being held open.
+std::optional<ApiResponse> checkQueryResourceVersion(const ApiRequest& req, int64_t current, int64_t& out) {
+  out = 0;
+  auto it = req.query.find("resourceVersion");
+  if (it == req.query.end() || it->second.empty()) {
+    return std::nullopt;
+  }
+  const std::string& rv = it->second;
+  auto digits = std::all_of(rv.begin(), rv.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || rv.size() > 18) {
+    return statusResponse(400, "BadRequest", "invalid resourceVersion \"" + rv +
+                                                 "\": must be a revision number such as \"42\", as returned in metadata.resourceVersion");
+  }
+  out = std::stoll(rv);
+  if (out > current) {
+    return statusResponse(504, "Timeout", "Too large resource version: " + rv + ", current: " + std::to_string(current),
+                          {{"causes", Json::array({{{"reason", "ResourceVersionTooLarge"},
+                                                    {"message", "Too large resource version"}}})},
+                           {"retryAfterSeconds", 1}});
+  }
+  if (auto m = req.query.find("resourceVersionMatch"); m != req.query.end() && !m->second.empty() &&
+                                                       m->second != "NotOlderThan" && m->second != "Exact") {
+    return statusResponse(400, "BadRequest", "resourceVersionMatch: Unsupported value: \"" + m->second +
+                                                 "\": supported values: \"Exact\", \"NotOlderThan\"");
   }
   return std::nullopt;
 }
@@ -861,6 +902,10 @@ ApiResponse ApiService::list(const ApiRequest& req, const ResourceType& t) {
     return std::move(*bad);
   }
   const auto& [labels, fields] = std::get<Selectors>(parsed);
+  int64_t asked_rv = 0;
+  if (auto bad = checkQueryResourceVersion(req, store_.revision(), asked_rv)) {
+    return std::move(*bad);
+  }
   size_t limit = 0;
   if (auto it = req.query.find("limit"); it != req.query.end() && !it->second.empty()) {
     try {
@@ -938,12 +983,8 @@ ApiResponse ApiService::watch(const ApiRequest& req, const ResourceType& t, cons
   const auto& [labels, fields] = std::get<Selectors>(parsed);
   int64_t since = 0;
   std::string rv = req.query.count("resourceVersion") ? req.query.at("resourceVersion") : "";
-  if (!rv.empty()) {
-    try {
-      since = std::stoll(rv);
-    } catch (const std::exception&) {
-      return statusResponse(400, "BadRequest", "resourceVersion must be a revision number, not \"" + rv + "\"");
-    }
+  if (auto bad = checkQueryResourceVersion(req, store_.revision(), since)) {
+    return std::move(*bad);
   }
   std::chrono::seconds timeout = options_.default_watch_timeout;
   if (auto it = req.query.find("timeoutSeconds"); it != req.query.end() && !it->second.empty()) {
@@ -1102,6 +1143,13 @@ net::awaitable<ApiResponse> ApiService::commit(const ApiRequest& req, const Reso
     try {
       computed = std::make_shared<Decision>(mutation(seen.get(), 0));
       ObjectStore::encode(*computed);
+      if (computed->encoded && computed->encoded->head.size() + computed->encoded->tail.size() > kMaxObjectBytes) {
+        co_return statusResponse(413, "RequestEntityTooLarge",
+                                 "the object would be " +
+                                     std::to_string(computed->encoded->head.size() + computed->encoded->tail.size()) +
+                                     " bytes once stored; the limit is " + std::to_string(kMaxObjectBytes) +
+                                     " bytes (etcd's default request limit, which kube-apiserver's objects share)");
+      }
     } catch (const Json::type_error& e) {
       // The object cannot be serialized (a string that is not UTF-8): nothing is written. Not
       // retried: a mutation may have moved its object out on this first call.

@@ -25,6 +25,9 @@ struct ApiOptions {
 
 /// The field manager of what the hub itself writes (its controllers, and status decided at create).
 inline constexpr char kHubFieldManager[] = "kflex-hub";
+/// The largest object the hub stores, serialized: etcd's default request limit (1.5 MiB), which
+/// bounds kube-apiserver's objects too. Larger ones get 413.
+inline constexpr size_t kMaxObjectBytes = 1536 * 1024;
 
 /**
  * A controller that settles part of a new object's status as the object is created (placement

@@ -19,6 +19,8 @@
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/https_client.hpp"
+#include "shared/protocol/link.hpp"
+#include "shared/tls/pki.hpp"
 #include "tests/support/raw_tls.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -328,6 +330,79 @@ TEST(HubAttack, ASocketThatNeverHandshakesIsClosedAtTheDeadlineFromAccept) {
     EXPECT_LT(waited, std::chrono::seconds(4));
     ::close(fd);
   }
+}
+
+// Where kube-apiserver answers differently from what a lenient server would do.
+TEST(HubAttack, SmallMismatchesWithKubeApiserverAnswerAsItDoes) {
+  TempDir dir;
+  HubProcess hub(dir.path() / "data");
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  std::string cp = R"({"metadata":{"name":"ct"},"spec":{"type":"k3s"}})";
+  // A body without a media type, or in one the hub does not decode, is not guessed at.
+  EXPECT_EQ(statusOf(rawRequest(hub, "POST", kBase, "", cp)), 415u);
+  EXPECT_EQ(statusOf(rawRequest(hub, "POST", kBase, "text/plain", cp)), 415u);
+  EXPECT_EQ(statusOf(rawRequest(hub, "POST", kBase, "Application/JSON; charset=utf-8", cp)), 201u);
+  // resourceVersion on list and watch: a revision number, not one from the future.
+  for (const char* rv : {"abc", "-1", "12abc", "1.5"}) {
+    EXPECT_EQ(statusOf(rawRequest(hub, "GET", std::string(kBase) + "?resourceVersion=" + rv, "", "")), 400u) << rv;
+    EXPECT_EQ(statusOf(rawRequest(hub, "GET", std::string(kBase) + "?watch=1&resourceVersion=" + rv, "", "")), 400u) << rv;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto future = rawRequest(hub, "GET", std::string(kBase) + "?watch=1&resourceVersion=999999", "", "");
+  EXPECT_EQ(statusOf(future), 504u) << future;
+  EXPECT_NE(future.find("Too large resource version"), std::string::npos) << future;
+  EXPECT_NE(future.find("ResourceVersionTooLarge"), std::string::npos) << future;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_EQ(statusOf(rawRequest(hub, "GET", std::string(kBase) + "?resourceVersion=999999", "", "")), 504u);
+  EXPECT_EQ(statusOf(rawRequest(hub, "GET", std::string(kBase) + "?resourceVersion=0", "", "")), 200u);
+  // An object larger than etcd's request limit once stored (60,000 labels, under the 3 MiB body limit).
+  Json huge = {{"metadata", {{"name", "labels"}, {"labels", Json::object()}}}, {"spec", {{"type", "k3s"}}}};
+  for (int i = 0; i < 60000; ++i) {
+    char k[32];
+    std::snprintf(k, sizeof k, "label-%06d", i);
+    huge["metadata"]["labels"][k] = std::string("value-") + k;
+  }
+  auto big = rawRequest(hub, "POST", kBase, "application/json", huge.dump());
+  EXPECT_EQ(statusOf(big), 413u) << big.substr(0, 400);
+  auto c = client(hub.kubeconfig());
+  auto absent = c->request(http::verb::get, std::string(kBase) + "/labels");
+  ASSERT_TRUE(absent);
+  EXPECT_EQ(absent->status, 404u);
+}
+
+// A single-use token's enrollment whose answer was lost is retried by the same host with the
+// same key: answered again, as docs/kflex-agent.md promises. Another key is still refused.
+TEST(HubAttack, ASingleUseTokenEnrollmentRetriedWithTheSameKeyIsAnsweredAgain) {
+  TempDir dir;
+  HubProcess hub(dir.path() / "data");
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  auto created = run({(binDir() / "kflex").string(), "--kubeconfig", hub.kubeconfig().string(), "token", "create",
+                      "--single-use", "--ttl", "1h"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  auto join = agentJoinIn(created.out);
+  ASSERT_TRUE(join) << created.out;
+  auto enroll = [&](const std::string& key) {
+    protocol::EnrollRequest er;
+    er.name = "edge-once";
+    er.csr_pem = tls::createCsr(key, "edge-once").value();
+    RawTls t;
+    if (!t.connect(hub.url(), hub.kubeconfig())) {
+      return std::string();
+    }
+    std::string body = protocol::toJson(er).dump();
+    t.write(std::string("POST ") + protocol::kEnrollPath + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            "Authorization: Bearer " + join->token + "\r\nContent-Type: application/json\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body);
+    return t.readAll(std::chrono::seconds(20));
+  };
+  std::string key = tls::createPrivateKey().value();
+  auto first = enroll(key);
+  ASSERT_EQ(statusOf(first), 201u) << first;
+  auto again = enroll(key);
+  EXPECT_TRUE(statusOf(again) == 200u || statusOf(again) == 201u) << again;
+  EXPECT_NE(again.find("BEGIN CERTIFICATE"), std::string::npos);
+  auto other = enroll(tls::createPrivateKey().value());
+  EXPECT_EQ(statusOf(other), 401u) << other;
 }
 
 // Creating a connection's TLS session fails (as under memory pressure): those connections are
