@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
 #include <iostream>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
 #include "agent/agent_app.hpp"
 #include "agent/host_check.hpp"
+#include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
 
 int main(int argc, char** argv) {
@@ -30,8 +33,10 @@ int main(int argc, char** argv) {
   // The enrollment flags, which `run` (on its first start) and `enroll` share.
   auto enrollment_options = [&](CLI::App* sub, bool required) {
     auto* hub = sub->add_option("--hub", hubs, "Hub URL https://HOST:PORT (repeatable: tried in order)");
-    sub->add_option("--token", token, "Bootstrap token from `kflex token create`");
-    sub->add_option("--token-file", token_file, "Read the bootstrap token from this file instead");
+    sub->add_option("--token", token,
+                    "Bootstrap token from `kflex token create` (visible to local users in /proc while the command "
+                    "that started this one runs: prefer --token-file)");
+    sub->add_option("--token-file", token_file, "Read the bootstrap token from this file (- for standard input)");
     auto* pin = sub->add_option("--ca-cert-hash", ca_hash, "sha256:HEX pin of the hub's CA public key");
     sub->add_option("--name", name, "Agent name [this host's name]");
     sub->add_option("--labels", labels, "Labels set at enrollment: k=v,k2=v2");
@@ -104,6 +109,36 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : agent::kExitConfig;
+  }
+  if (!token.empty()) {
+    // The token stays in the argv of whatever started this process (sudo, a shell) for as long
+    // as it runs; this process's own copy is overwritten at once.
+    for (int i = 1; i < argc; ++i) {
+      std::string_view arg(argv[i]);
+      if (arg == token || arg == "--token=" + token) {
+        std::fill(argv[i] + (arg.size() - token.size()), argv[i] + arg.size(), '*');
+      }
+    }
+    std::cerr << "kflex-agent: warning: --token puts the token on a command line that every local user can read "
+                 "in /proc; use --token-file FILE (or - with the token on standard input)\n";
+  }
+  if (!token_file.empty()) {
+    // Read now, so that a token from a file is checked like one given on the command line.
+    std::string text;
+    if (token_file == "-") {
+      std::getline(std::cin, text);
+    } else if (auto t = readFile(token_file); t) {
+      text = t.value();
+    } else {
+      std::cerr << "kflex-agent: --token-file: " << t.error().message << "\n";
+      return agent::kExitConfig;
+    }
+    token = std::string(trim(text));
+    if (token.empty()) {
+      std::cerr << "kflex-agent: --token-file " << token_file << ": no token in it\n";
+      return agent::kExitConfig;
+    }
+    token_file.clear();
   }
   agent::AgentConfig cfg;
   std::error_code ec;

@@ -84,9 +84,11 @@ int tokenCreate(HubClient& hub, const std::string& ttl, const std::string& descr
   }
   out << "Bootstrap token " << token << " created ("
       << (expires.empty() ? "never expires" : "expires " + expires) << (single_use ? ", single use" : "") << ").\n"
-      << "Keep it secret: it lets a host enroll as an agent. On the edge host, run:\n\n"
-      << "  kflex-agent run --hub " << hub_url << " --token " << token << " --ca-cert-hash " << pin.value()
-      << " --data-dir /var/lib/kflex-agent\n";
+      << "Keep it secret: it lets a host enroll as an agent. On the edge host, enroll it and start the\n"
+      << "agent (the token goes through a pipe, never onto a command line that other users can read in /proc):\n\n"
+      << "  printf '%s\\n' '" << token << "' | sudo kflex-agent enroll --hub " << hub_url
+      << " --token-file - --ca-cert-hash " << pin.value() << "\n"
+      << "  sudo systemctl enable --now kflex-agent\n";
   return 0;
 }
 

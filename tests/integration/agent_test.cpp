@@ -68,7 +68,10 @@ class Agents : public ::testing::Test {
                                      "--data-dir", (dir_.path() / name).string(), "--hub", hub_->url(),
                                      "--name", name};
     if (!t.token.empty()) {
-      argv.insert(argv.end(), {"--token", t.token, "--ca-cert-hash", t.pin});
+      // As the printed command does: the token never on a command line.
+      fs::path token_file = dir_.path() / (name + ".token");
+      EXPECT_TRUE(writeFileAtomic(token_file, t.token + "\n", 0600));
+      argv.insert(argv.end(), {"--token-file", token_file.string(), "--ca-cert-hash", t.pin});
     }
     // Hermetic: no program the host may have installed is started; control planes placed
     // here report that their program is missing.
@@ -303,6 +306,41 @@ TEST_F(Agents, ABrokenPipeDoesNotEndTheAgent) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_TRUE(agent->running()) << agent->log();
   EXPECT_EQ(ready("edge-pipe"), "True/AgentReady");
+}
+
+// `kflex token create` prints a command whose token goes through a pipe; run as printed (without
+// sudo, with this test's paths) it enrolls. A token given with --token is overwritten in the
+// agent's own command line at once, with a warning.
+TEST_F(Agents, TheTokenStaysOffCommandLines) {
+  auto created = kflex({"token", "create", "--ttl", "1h"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  std::string line;
+  std::istringstream lines(created.out);
+  for (std::string l; std::getline(lines, l);) {
+    if (l.find("| sudo kflex-agent enroll") != std::string::npos) {
+      line = l;
+    }
+  }
+  ASSERT_FALSE(line.empty()) << created.out;
+  line.replace(line.find("sudo kflex-agent"), 16, (binDir() / "kflex-agent").string());
+  line += " --config " + (dir_.path() / "edge-p.yaml").string() + " --data-dir " + (dir_.path() / "edge-p").string() +
+          " --name edge-p";
+  auto enrolled = run({"/bin/sh", "-c", line});
+  ASSERT_EQ(enrolled.exit_code, 0) << line << "\n" << enrolled.err << enrolled.out;
+  EXPECT_TRUE(fs::exists(dir_.path() / "edge-p.yaml"));
+  EXPECT_EQ(enrolled.err.find("warning"), std::string::npos) << enrolled.err;
+
+  Token t = newToken();
+  auto argv = agentArgs("edge-argv", Token{});
+  argv.insert(argv.end(), {"--token", t.token, "--ca-cert-hash", t.pin});
+  Process agent(argv, dir_.path() / "edge-argv.log");
+  ASSERT_TRUE(waitFor([&] { return agent.log().find("--token puts the token") != std::string::npos; },
+                      std::chrono::seconds(10), "the warning"))
+      << agent.log();
+  std::ifstream cmdline("/proc/" + std::to_string(agent.pid()) + "/cmdline");
+  std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(args.find(t.token.substr(7)), std::string::npos);
+  EXPECT_NE(args.find(std::string(t.token.size(), '*')), std::string::npos);
 }
 
 TEST_F(Agents, EnrollmentRefusals) {

@@ -258,12 +258,15 @@ std::string kubectlPath() {
 }
 
 std::optional<AgentJoin> agentJoinIn(const std::string& token_create_output) {
-  static const std::regex kJoin("--token ([a-z0-9.]+) --ca-cert-hash (sha256:[0-9a-f]+)");
-  std::smatch m;
-  if (!std::regex_search(token_create_output, m, kJoin)) {
+  // printf '%s\n' 'TOKEN' | sudo kflex-agent enroll --hub URL --token-file - --ca-cert-hash PIN
+  static const std::regex kToken("printf '%s\\\\n' '([a-z0-9]{6}\\.[a-z0-9]{16})' \\| ");
+  static const std::regex kPin("--ca-cert-hash (sha256:[0-9a-f]+)");
+  std::smatch token;
+  std::smatch pin;
+  if (!std::regex_search(token_create_output, token, kToken) || !std::regex_search(token_create_output, pin, kPin)) {
     return std::nullopt;
   }
-  return AgentJoin{m[1], m[2]};
+  return AgentJoin{token[1], pin[1]};
 }
 
 std::vector<std::string> versionedKubectls() {
