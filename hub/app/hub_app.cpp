@@ -3,6 +3,7 @@
 
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -290,6 +291,9 @@ Result<std::string> rotateCa(const fs::path& data_dir, std::chrono::seconds over
          " is rewritten at the restart. `kflex token create` prints the new --ca-cert-hash.";
 }
 
+// Below this much free space on the data disk the hub says at start that writes will fail.
+constexpr uint64_t kLowDiskBytes = 1024 * 1024;
+
 Result<void> writeAdminKubeconfig(const fs::path& data_dir, const HubPki& pki, const std::string& host, uint16_t port) {
   config::Kubeconfig kc;
   nlohmann::json cluster = {{"server", "https://" + urlHost(host) + ":" + std::to_string(port)},
@@ -400,8 +404,21 @@ int runHub(const HubConfig& cfg) {
   server.value()->setLoops(loops);
   uint16_t port = server.value()->endpoint().port();
   if (auto r = writeAdminKubeconfig(cfg.data_dir, pki.value(), cfg.host(), port); !r) {
-    log::error("cannot start: admin kubeconfig", {{"error", r.error().message}});
-    return kExitRuntime;
+    std::error_code exists_ec;
+    if (!fs::exists(cfg.data_dir / "admin.kubeconfig", exists_ec)) {
+      log::error("cannot start: admin kubeconfig", {{"error", r.error().message}});
+      return kExitRuntime;
+    }
+    // A full data disk must not keep the hub from serving what it has: the earlier file still
+    // holds valid credentials (its address is right when the listen address is fixed).
+    log::warn("cannot rewrite admin.kubeconfig; the one from an earlier start is kept as it is",
+              {{"error", r.error().message}, {"url_now", "https://" + urlHost(cfg.host()) + ":" + std::to_string(port)}});
+  }
+  if (struct statvfs disk {}; ::statvfs(cfg.data_dir.c_str(), &disk) == 0 &&
+                              uint64_t(disk.f_bavail) * disk.f_frsize < kLowDiskBytes) {
+    log::warn("the data disk is full: the hub serves reads, and writes fail until space is freed there",
+              {{"data_dir", cfg.data_dir.string()},
+               {"free_bytes", std::to_string(uint64_t(disk.f_bavail) * disk.f_frsize)}});
   }
   std::string url = "https://" + urlHost(cfg.host()) + ":" + std::to_string(port);
 

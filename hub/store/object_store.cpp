@@ -2,6 +2,7 @@
 #include "hub/store/object_store.hpp"
 
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -513,6 +514,9 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
       r.decision.status = 500;
       r.decision.reason = "InternalError";
       r.decision.message = "the write was not stored: " + storage_error;
+      if (db_->lastErrorCode() == SQLITE_FULL || storage_error.find("disk is full") != std::string::npos) {
+        r.decision.message += " (the hub's data disk is full: free space there; reads keep working meanwhile)";
+      }
     }
     group.compact_to = 0;
     txn.reset();  // rolls back

@@ -4,6 +4,7 @@
 // other clients were not affected, nothing half-written was stored and its memory stayed bounded.
 #include <gtest/gtest.h>
 
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -403,6 +404,59 @@ TEST(HubAttack, ASingleUseTokenEnrollmentRetriedWithTheSameKeyIsAnsweredAgain) {
   EXPECT_NE(again.find("BEGIN CERTIFICATE"), std::string::npos);
   auto other = enroll(tls::createPrivateKey().value());
   EXPECT_EQ(statusOf(other), 401u) << other;
+}
+
+// A hub whose data disk filled up while it was stopped still starts: it says so, serves reads,
+// fails writes naming the cause, and takes writes again once space is freed.
+TEST(HubAttack, AHubStartsOnAFullDiskAndServesReads) {
+  TempDir dir;
+  fs::path data = dir.path() / "small";
+  fs::create_directories(data);
+  if (::mount("tmpfs", data.c_str(), "tmpfs", 0, "size=2m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  }
+  std::string listen;
+  {
+    HubProcess hub(data);  // (its log goes beside it, off the small disk)
+    ASSERT_TRUE(hub.ok()) << hub.log();
+    auto w = client(hub.kubeconfig())->request(http::verb::post, kBase, R"({"metadata":{"name":"before"},"spec":{"type":"k3s"}})");
+    ASSERT_TRUE(w);
+    ASSERT_EQ(w->status, 201u) << w->body;
+    listen = hub.url().substr(8);
+    ASSERT_EQ(hub.stop(), 0);
+  }
+  {
+    std::ofstream filler(data / "filler", std::ios::binary);
+    std::string block(64 * 1024, 'f');
+    while (filler.write(block.data(), std::streamsize(block.size())) && filler.flush()) {
+    }
+  }
+  {
+    HubProcess hub(data, {"--listen", listen});
+    ASSERT_TRUE(hub.ok()) << hub.log();
+    EXPECT_NE(hub.log().find("the data disk is full"), std::string::npos) << hub.log();
+    auto c = client(hub.kubeconfig());
+    auto r = c->request(http::verb::get, std::string(kBase) + "/before");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200u) << r->body;
+    unsigned status = 0;
+    std::string body;
+    for (int i = 0; i < 20 && status != 500; ++i) {
+      Json obj = {{"metadata", {{"name", "full-" + std::to_string(i)}, {"annotations", {{"pad", std::string(60000, 'p')}}}}},
+                  {"spec", {{"type", "k3s"}}}};
+      auto w = c->request(http::verb::post, kBase, obj.dump());
+      ASSERT_TRUE(w);
+      status = w->status;
+      body = w->body;
+    }
+    EXPECT_EQ(status, 500u);
+    EXPECT_NE(body.find("data disk is full"), std::string::npos) << body;
+    fs::remove(data / "filler");
+    auto after = c->request(http::verb::post, kBase, R"({"metadata":{"name":"after"},"spec":{"type":"k3s"}})");
+    ASSERT_TRUE(after);
+    EXPECT_EQ(after->status, 201u) << after->body;
+  }
+  ::umount2(data.c_str(), MNT_DETACH);
 }
 
 // Creating a connection's TLS session fails (as under memory pressure): those connections are
