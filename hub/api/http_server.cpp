@@ -233,15 +233,9 @@ bool HttpServer::admit(const std::shared_ptr<Conn>& conn) {
   bool refused = false;
   {
     std::lock_guard lock(unauthenticated_mutex_);
-    auto drop = [&](const std::shared_ptr<Conn>& c) {
-      unauthenticated_.erase(c->all_at);
-      auto by = unauthenticated_by_source_.find(c->source);
-      by->second.erase(c->source_at);
-      if (by->second.empty()) {
-        unauthenticated_by_source_.erase(by);
-      }
-      c->unauthenticated = false;
-      victims.push_back(c);
+    auto drop = [&](std::shared_ptr<Conn> c) {
+      forgetUnauthenticated(*c);
+      victims.push_back(std::move(c));
     };
     auto& mine = unauthenticated_by_source_[conn->source];
     if (mine.size() >= options_.max_unauthenticated_per_source) {
@@ -269,18 +263,21 @@ bool HttpServer::admit(const std::shared_ptr<Conn>& conn) {
   return !refused;
 }
 
-void HttpServer::authenticated(const std::shared_ptr<Conn>& conn) {
-  std::lock_guard lock(unauthenticated_mutex_);
-  if (!conn->unauthenticated) {
-    return;
-  }
-  unauthenticated_.erase(conn->all_at);
-  auto by = unauthenticated_by_source_.find(conn->source);
-  by->second.erase(conn->source_at);
+void HttpServer::forgetUnauthenticated(Conn& conn) {
+  unauthenticated_.erase(conn.all_at);
+  auto by = unauthenticated_by_source_.find(conn.source);
+  by->second.erase(conn.source_at);
   if (by->second.empty()) {
     unauthenticated_by_source_.erase(by);
   }
-  conn->unauthenticated = false;
+  conn.unauthenticated = false;
+}
+
+void HttpServer::authenticated(const std::shared_ptr<Conn>& conn) {
+  std::lock_guard lock(unauthenticated_mutex_);
+  if (conn->unauthenticated) {
+    forgetUnauthenticated(*conn);
+  }
 }
 
 void HttpServer::shed(std::shared_ptr<Conn> conn) {

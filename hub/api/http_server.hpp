@@ -122,6 +122,8 @@ class HttpServer {
   bool admit(const std::shared_ptr<Conn>& conn);
   /// The connection finished (or failed) its handshake.
   void authenticated(const std::shared_ptr<Conn>& conn);
+  /// Takes a connection out of the unauthenticated lists (unauthenticated_mutex_ held).
+  void forgetUnauthenticated(Conn& conn);
   /// Closes an unauthenticated connection from another thread.
   void shed(std::shared_ptr<Conn> conn);
 

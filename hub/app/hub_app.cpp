@@ -378,6 +378,7 @@ int runHub(const HubConfig& cfg) {
     });
   };
   http_options.max_connections = cfg.max_connections;
+  http_options.max_unauthenticated_per_source = cfg.max_handshakes_per_source;
   http_options.handshake_timeout = cfg.handshake_timeout;
   http_options.header_timeout = cfg.header_timeout;
   http_options.body_timeout = cfg.body_timeout;

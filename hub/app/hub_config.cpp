@@ -136,6 +136,8 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         duration(v, key, cfg.agent_expired_grace);
       } else if (key == "max_connections") {
         count(v, key, cfg.max_connections);
+      } else if (key == "max_handshakes_per_source") {
+        count(v, key, cfg.max_handshakes_per_source);
       } else if (key == "event_retention") {
         count(v, key, cfg.event_retention);
       } else if (key == "threads") {
@@ -186,6 +188,9 @@ Result<void> validateHubConfig(const HubConfig& cfg) {
     if (!tls::isIpAddress(san) && !isDns1123Subdomain(san)) {
       problems.push_back("tls_sans: \"" + san + "\" is neither an IP address nor a DNS name");
     }
+  }
+  if (cfg.max_handshakes_per_source == 0) {
+    problems.push_back("max_handshakes_per_source: must be at least 1");
   }
   if (cfg.max_connections == 0) {
     problems.push_back("max_connections: must be at least 1");

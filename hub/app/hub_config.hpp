@@ -20,6 +20,9 @@ struct HubConfig {
   std::vector<std::string> tls_sans;
   /// Most concurrent connections (API clients and agent links). YAML `max_connections`. Default 16384.
   size_t max_connections = 16384;
+  /// Connections from one address still in their TLS handshake; a newer one closes the oldest.
+  /// YAML `max_handshakes_per_source`. Default 256 (raise it for many agents behind one NAT).
+  size_t max_handshakes_per_source = 256;
   /// Events kept for watch resume. YAML `event_retention`. Default 10000.
   size_t event_retention = 10000;
   /// Worker threads for the network; 0 = number of cores. YAML `threads`.

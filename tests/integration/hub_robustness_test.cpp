@@ -16,6 +16,7 @@
 #include "shared/net/https_client.hpp"
 #include "shared/tls/context.hpp"
 #include "shared/tls/pki.hpp"
+#include "tests/support/raw_tls.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::test {
@@ -35,62 +36,6 @@ std::string cpJson(const std::string& name) {
   return Json{{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
               {"metadata", {{"name", name}}}, {"spec", {{"type", "k3s"}}}}.dump();
 }
-
-// A raw TLS connection to the hub that the test drives byte by byte.
-struct RawTls {
-  net::io_context ioc;
-  std::shared_ptr<ssl::context> ctx;
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> stream;
-  // `receive_buffer`: when set, the socket's receive buffer in bytes (set before connecting, so
-  // that the window the server sees stays that small).
-  bool connect(const std::string& url, const fs::path& kubeconfig, int receive_buffer = 0) {
-    auto kc = config::Kubeconfig::load(kubeconfig);
-    auto a = kc->access().value();
-    ctx = tls::makeClientContext({a.ca_pem, a.client_cert_pem, a.client_key_pem}).value();
-    stream = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, *ctx);
-    auto hostport = url.substr(8);
-    auto colon = hostport.rfind(':');
-    boost::system::error_code ec;
-    if (receive_buffer > 0) {
-      auto& socket = beast::get_lowest_layer(*stream).socket();
-      socket.open(net::ip::tcp::v4(), ec);
-      socket.set_option(net::socket_base::receive_buffer_size(receive_buffer), ec);
-    }
-    beast::get_lowest_layer(*stream).connect(
-        net::ip::tcp::endpoint(net::ip::make_address(hostport.substr(0, colon)), uint16_t(std::stoi(hostport.substr(colon + 1)))), ec);
-    if (ec) {
-      return false;
-    }
-    stream->handshake(ssl::stream_base::client, ec);
-    return !ec;
-  }
-  bool write(const std::string& s) {
-    boost::system::error_code ec;
-    net::write(*stream, net::buffer(s), ec);
-    return !ec;
-  }
-  // True when the server closed the connection within the timeout.
-  bool closedWithin(std::chrono::seconds timeout) {
-    beast::get_lowest_layer(*stream).expires_after(timeout);
-    char buf[1024];
-    bool closed = false;
-    bool done = false;
-    std::function<void()> read = [&] {
-      stream->async_read_some(net::buffer(buf), [&](boost::system::error_code ec, size_t) {
-        if (ec) {
-          closed = ec != beast::error::timeout;
-          done = true;
-        } else {
-          read();
-        }
-      });
-    };
-    read();
-    ioc.restart();
-    ioc.run();
-    return done && closed;
-  }
-};
 
 bool canMount(const fs::path& dir, const std::string& options) {
   fs::create_directories(dir);
@@ -214,6 +159,10 @@ TEST(HubRobustness, ConnectionLimitClosesTheExtraOnes) {
   for (int i = 0; i < 4; ++i) {
     held.push_back(std::make_unique<RawTls>());
     ASSERT_TRUE(held.back()->connect(hub.url(), hub.kubeconfig()));
+    // Answered: the hub has finished this handshake too (a connection still in its handshake
+    // would be closed to make room for a newer one).
+    ASSERT_TRUE(held.back()->write("GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_EQ(statusOf(held.back()->readResponse(std::chrono::seconds(5))), 200u);
   }
   RawTls extra;
   EXPECT_FALSE(extra.connect(hub.url(), hub.kubeconfig()));

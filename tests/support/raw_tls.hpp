@@ -78,6 +78,41 @@ struct RawTls {
     return out;
   }
 
+  /// One HTTP response with a Content-Length, leaving the connection open; "" on a timeout
+  /// (which closes it) or an error.
+  std::string readResponse(std::chrono::milliseconds timeout) {
+    beast::get_lowest_layer(*stream).expires_after(timeout);
+    std::string out;
+    char buf[4096];
+    auto complete = [&out] {
+      auto end = out.find("\r\n\r\n");
+      if (end == std::string::npos) {
+        return false;
+      }
+      auto at = out.find("Content-Length: ");
+      size_t length = at == std::string::npos || at > end ? 0 : std::stoul(out.substr(at + 16));
+      return out.size() >= end + 4 + length;
+    };
+    while (!complete()) {
+      boost::system::error_code ec;
+      size_t n = 0;
+      bool done = false;
+      stream->async_read_some(net::buffer(buf), [&](boost::system::error_code e, size_t got) {
+        ec = e;
+        n = got;
+        done = true;
+      });
+      ioc.restart();
+      ioc.run();
+      out.append(buf, n);
+      if (ec || !done) {
+        return "";
+      }
+    }
+    beast::get_lowest_layer(*stream).expires_never();
+    return out;
+  }
+
   /// True when the server closed the connection within the timeout.
   bool closedWithin(std::chrono::milliseconds timeout) {
     bool closed = false;
