@@ -23,6 +23,56 @@ Json* findNamed(Json& list, const std::string& name) {
   return nullptr;
 }
 
+// What kubectl's typed decoding would refuse in the parts kflex reads: "" when the shape is right.
+std::string shapeProblem(const Json& doc) {
+  auto notString = [](const Json& obj, const char* key) { return obj.contains(key) && !obj[key].is_string(); };
+  if (notString(doc, "current-context")) {
+    return "current-context must be a string";
+  }
+  if (doc.contains("preferences") && !doc["preferences"].is_null() && !doc["preferences"].is_object()) {
+    return "preferences must be a mapping";
+  }
+  struct List {
+    const char* name;
+    const char* entry;
+    std::vector<const char*> strings;
+  };
+  const List lists[] = {
+      {"clusters", "cluster", {"server", "certificate-authority-data", "certificate-authority", "tls-server-name"}},
+      {"users", "user", {"token", "client-certificate-data", "client-certificate", "client-key-data", "client-key"}},
+      {"contexts", "context", {"cluster", "user", "namespace"}},
+  };
+  for (const auto& list : lists) {
+    const Json& items = doc[list.name];
+    if (!items.is_array()) {
+      return std::string(list.name) + " must be a list";
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::string at = std::string(list.name) + "[" + std::to_string(i) + "]";
+      const Json& item = items[i];
+      if (!item.is_object() || notString(item, "name")) {
+        return at + " must be a mapping with a string name";
+      }
+      if (!item.contains(list.entry) || item[list.entry].is_null()) {
+        continue;
+      }
+      const Json& body = item[list.entry];
+      if (!body.is_object()) {
+        return at + "." + list.entry + " must be a mapping";
+      }
+      for (const char* key : list.strings) {
+        if (notString(body, key)) {
+          return at + "." + list.entry + "." + key + " must be a string";
+        }
+      }
+      if (body.contains("insecure-skip-tls-verify") && !body["insecure-skip-tls-verify"].is_boolean()) {
+        return at + "." + list.entry + ".insecure-skip-tls-verify must be true or false";
+      }
+    }
+  }
+  return "";
+}
+
 const Json* findNamed(const Json& list, const std::string& name) {
   return findNamed(const_cast<Json&>(list), name);
 }
@@ -84,6 +134,9 @@ Result<Kubeconfig> Kubeconfig::parse(const std::string& text, const std::string&
       (*doc)[list] = Json::array();
     }
   }
+  if (auto bad = shapeProblem(*doc); !bad.empty()) {
+    return fail(what + ": " + bad);
+  }
   kc.doc_ = std::move(doc.value());
   return kc;
 }
@@ -108,7 +161,7 @@ void Kubeconfig::setContext(const std::string& context, const std::string& clust
 Result<void> Kubeconfig::mergeContext(const Kubeconfig& other, const std::string& from_context,
                                       const std::string& as_context) {
   const Json* ctx = findNamed(other.doc_["contexts"], from_context);
-  if (ctx == nullptr) {
+  if (ctx == nullptr || !ctx->contains("context") || !(*ctx)["context"].is_object()) {
     return fail("context " + from_context + " not found");
   }
   std::string cluster = (*ctx)["context"].value("cluster", "");
@@ -180,12 +233,12 @@ Result<ClusterAccess> Kubeconfig::access(const std::string& context) const {
     return fail("the kubeconfig has no current context; pass --context or run 'kflex init'");
   }
   const Json* ctx = findNamed(doc_["contexts"], a.context);
-  if (ctx == nullptr || !ctx->contains("context")) {
+  if (ctx == nullptr || !ctx->contains("context") || !(*ctx)["context"].is_object()) {
     return fail("context \"" + a.context + "\" not found in the kubeconfig");
   }
   const Json* c = findNamed(doc_["clusters"], (*ctx)["context"].value("cluster", ""));
   const Json* u = findNamed(doc_["users"], (*ctx)["context"].value("user", ""));
-  if (c == nullptr || !c->contains("cluster")) {
+  if (c == nullptr || !c->contains("cluster") || !(*c)["cluster"].is_object()) {
     return fail("context \"" + a.context + "\" refers to a cluster that is not in the kubeconfig");
   }
   auto readRef = [&](const Json& entry, const char* data_key, const char* file_key, std::string& out) -> Result<void> {
