@@ -37,9 +37,7 @@ void exercise(const Json& obj) {
     copy.erase("metadata");
     kflex::model::validateAndDefault(*t->compiled_schema, copy, "", kflex::model::UnknownFields::Drop, errors, dropped);
     copy["metadata"] = std::move(metadata);
-    if (t->validate) {
-      t->validate(copy, errors);
-    }
+    kflex::model::applyKindRules(*t, copy, errors);
     (void)kflex::dumpSafe(copy);
   }
 }

@@ -195,9 +195,7 @@ std::vector<FieldError> validateObject(const ResourceType& t, Json& obj, model::
   obj.erase("metadata");
   model::validateAndDefault(*t.compiled_schema, obj, "", unknown, errors, dropped);  // (every kind is registered)
   obj["metadata"] = std::move(metadata);
-  if (t.validate) {
-    t.validate(obj, errors);
-  }
+  model::applyKindRules(t, obj, errors);
   if (errors.empty() && t.admit) {
     t.admit(obj);
   }
@@ -216,9 +214,7 @@ std::vector<FieldError> validateStatusWrite(const ResourceType& t, Json& obj, mo
   if (auto st = obj.find("status"); st != obj.end()) {
     model::validateAndDefault(*schema, *st, "status", unknown, errors, dropped);
   }
-  if (t.validate) {
-    t.validate(obj, errors);
-  }
+  model::applyKindRules(t, obj, errors);
   return errors;
 }
 
@@ -355,7 +351,11 @@ Decision finishUpdate(const ResourceType& t, const ApiRequest& req, const std::s
   auto errors = subresource == "status" ? validateStatusWrite(t, obj, unknownPolicy(req), dropped)
                                         : validateObject(t, obj, unknownPolicy(req), dropped);
   if (errors.empty() && t.validate_update) {
-    t.validate_update(old_obj, obj, errors);
+    try {
+      t.validate_update(old_obj, obj, errors);
+    } catch (const Json::exception&) {
+      errors.push_back({"FieldValueInvalid", "", "Invalid value: the object does not have the shape of a " + t.kind});
+    }
   }
   if (dropped_out != nullptr) {
     *dropped_out = dropped;

@@ -248,4 +248,17 @@ std::optional<int64_t> parseQuantity(const std::string& q, bool millis) {
   return int64_t(std::llround(value));
 }
 
+void applyKindRules(const ResourceType& t, const Json& obj, std::vector<FieldError>& errors) {
+  if (!t.validate) {
+    return;
+  }
+  try {
+    t.validate(obj, errors);
+  } catch (const Json::exception&) {
+    if (errors.empty()) {
+      errors.push_back({"FieldValueInvalid", "", "Invalid value: the object does not have the shape of a " + t.kind});
+    }
+  }
+}
+
 }  // namespace kflex::model

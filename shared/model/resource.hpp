@@ -83,6 +83,10 @@ std::optional<int64_t> parseQuantity(const std::string& q, bool millis);
 /// own Agent and BootstrapToken.
 Registry kflexRegistry();
 
+/// Runs a kind's own rules (`validate`) on an object the schema may have refused: rules that read
+/// a field of the wrong type (which the schema already reported) stop there instead of throwing.
+void applyKindRules(const ResourceType& t, const Json& obj, std::vector<FieldError>& errors);
+
 /// Annotation and label keys and condition values kflex uses.
 /// Upstream's finalizer: a ControlPlane that runs somewhere stays until its runtime is gone.
 inline constexpr const char* kControlPlaneFinalizer = "kflex.kubestellar.org/finalizer";

@@ -170,6 +170,8 @@ TEST(HubAttack, HostileBodiesGetAnAnswerAndStoreNothing) {
       {"a label selector with invalid UTF-8", "GET", cps + "?labelSelector=%ff", "", "", 400},
       {"duplicate keys under the default (Strict)", "POST", cps, "application/json",
        R"({"metadata":{"name":"dup","name":"dup2"},"spec":{"type":"k3s"}})", 400},
+      {"a field the kind's own rules read, of the wrong type", "POST", cps, "application/json",
+       R"({"metadata":{"name":"wt","annotations":{"kflex.kubestellar.org/agent":"a"}},"spec":{"type":5}})", 422},
       {"a Secret whose kind is not a string", "POST", "/api/v1/namespaces/kubeflex-system/secrets", "application/json",
        R"({"kind":7,"metadata":{"name":"s"}})", 400},
   };
