@@ -482,6 +482,21 @@ std::optional<ApiResponse> decodeObject(const ApiRequest& req, const ResourceTyp
   if (auto bad = checkKind(out, t, req.ns)) {
     return fromDecision(*bad);
   }
+  // The metadata strings every handler reads, typed as kube-apiserver's decoder types them
+  // (null is absent, as in Go).
+  Json& meta = out["metadata"];
+  for (const char* key : {"name", "generateName", "namespace", "resourceVersion", "uid"}) {
+    auto it = meta.find(key);
+    if (it == meta.end()) {
+      continue;
+    }
+    if (it->is_null()) {
+      meta.erase(it);
+    } else if (!it->is_string()) {
+      return statusResponse(400, "BadRequest", std::string("json: cannot unmarshal ") + it->type_name() +
+                                                   " into Go struct field ObjectMeta.metadata." + key + " of type string");
+    }
+  }
   return std::nullopt;
 }
 

@@ -565,10 +565,29 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
     bool keep_alive = req.keep_alive();
     // (No co_await inside ?: — GCC 12 miscompiles it into a double destruction.)
     ApiResponse res;
-    if (route != nullptr) {
-      res = co_await (*route)(std::move(api_req));
-    } else {
-      res = co_await api_.handle(std::move(api_req));
+    // A handler that throws is a bug (the fuzz targets look for them), but the client still gets
+    // an answer and the connection its clean end.
+    std::string thrown;
+    bool bad_shape = false;
+    try {
+      if (route != nullptr) {
+        res = co_await (*route)(std::move(api_req));
+      } else {
+        res = co_await api_.handle(std::move(api_req));
+      }
+    } catch (const nlohmann::json::type_error& e) {
+      thrown = e.what();
+      bad_shape = true;
+    } catch (const std::exception& e) {
+      thrown = e.what();
+    }
+    if (!thrown.empty()) {
+      log::warn("a request handler failed with an exception", {{"path", path}, {"error", thrown}});
+      res = ApiResponse{};
+      res.status = bad_shape ? 400 : 500;
+      res.body = statusBody(res.status, bad_shape ? "BadRequest" : "InternalError",
+                            bad_shape ? "a field of the request has the wrong type: " + thrown
+                                      : "internal error: " + thrown);
     }
 
     http::response<http::string_body> out{http::status(res.status), req.version()};

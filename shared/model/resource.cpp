@@ -108,7 +108,8 @@ void validateObjectMeta(const Json& meta, bool namespaced, bool name_is_label, s
   Json copy = meta;
   std::vector<std::string> dropped;
   validateAndDefault(kMetaSchema, copy, "metadata", UnknownFields::Reject, errors, dropped);
-  std::string name = meta.value("name", "");
+  auto name_at = meta.find("name");
+  std::string name = name_at != meta.end() && name_at->is_string() ? name_at->get<std::string>() : "";
   if (name.empty()) {
     errors.push_back({"FieldValueRequired", "metadata.name", "Required value: name or generateName is required"});
   } else if (name_is_label && !isDns1123Label(name)) {

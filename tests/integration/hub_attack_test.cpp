@@ -172,6 +172,10 @@ TEST(HubAttack, HostileBodiesGetAnAnswerAndStoreNothing) {
        R"({"metadata":{"name":"dup","name":"dup2"},"spec":{"type":"k3s"}})", 400},
       {"a field the kind's own rules read, of the wrong type", "POST", cps, "application/json",
        R"({"metadata":{"name":"wt","annotations":{"kflex.kubestellar.org/agent":"a"}},"spec":{"type":5}})", 422},
+      {"a name that is null and a generateName that is a number", "POST", cps, "application/yaml",
+       "metadata:\n  name:\n  generateName: 5\nspec:\n  type: k3s\n", 400},
+      {"a resourceVersion that is a number", "PUT", cps + "/none", "application/json",
+       R"({"metadata":{"name":"none","resourceVersion":7},"spec":{"type":"k3s"}})", 400},
       {"a Secret whose kind is not a string", "POST", "/api/v1/namespaces/kubeflex-system/secrets", "application/json",
        R"({"kind":7,"metadata":{"name":"s"}})", 400},
   };
