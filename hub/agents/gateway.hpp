@@ -14,6 +14,7 @@
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
+#include "shared/protocol/link.hpp"
 
 namespace kflex::hub {
 
@@ -61,9 +62,14 @@ class AgentGateway {
   void observeLease(const std::string& name, const Json& agent);
   net::awaitable<void> readLoop(std::shared_ptr<Session> s);
   net::awaitable<void> writeLoop(std::shared_ptr<Session> s);
+  /// Acts on one message from the agent; false when the link is to end (closed with a reason).
+  net::awaitable<bool> onMessage(const std::shared_ptr<Session>& s, const protocol::Envelope& env);
   net::awaitable<bool> onHello(const std::shared_ptr<Session>& s, const Json& body);
+  net::awaitable<void> onLease(const std::shared_ptr<Session>& s);
   net::awaitable<bool> onCsr(const std::shared_ptr<Session>& s, const Json& body);
   net::awaitable<bool> onStatus(const std::shared_ptr<Session>& s, const Json& body);
+  /// Stores what `agent` reported on a control plane placed on it (nothing when it is not).
+  net::awaitable<void> writeStatus(std::string agent, const protocol::StatusReport& report);
   // Desired state (on the session's strand): the first sync after hello, then live events.
   void initialSync(const std::shared_ptr<Session>& s, int64_t acknowledged);
   void deliver(const std::shared_ptr<Session>& s, const EventPtr& ev);
