@@ -90,6 +90,20 @@ std::string desiredFrame(const char* type, uint64_t id, int64_t revision, const 
   return out;
 }
 
+// The completion handler of one of the gateway's own tasks: logs how it failed.
+auto logFailure(const char* what) {
+  return [what](std::exception_ptr e) {
+    if (!e) {
+      return;
+    }
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::error("agent gateway task failed", {{"task", what}, {"error", ex.what()}});
+    }
+  };
+}
+
 // Answers a refused upgrade with a Kubernetes Status, so the agent can show the reason.
 net::awaitable<void> refuse(HttpStream& stream, const http::request<http::string_body>& req, unsigned code,
                             const char* reason, const std::string& message, const std::string& peer) {
@@ -142,20 +156,8 @@ AgentGateway::AgentGateway(net::io_context& ioc, ApiService& api, ObjectStore& s
 AgentGateway::~AgentGateway() = default;
 
 void AgentGateway::start() {
-  auto on_error = [](const char* what) {
-    return [what](std::exception_ptr e) {
-      if (!e) {
-        return;
-      }
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        log::error("agent gateway task failed", {{"task", what}, {"error", ex.what()}});
-      }
-    };
-  };
-  net::co_spawn(strand_, leaseLoop(), on_error("leases"));
-  net::co_spawn(strand_, watchLoop(), on_error("revocations"));
+  net::co_spawn(strand_, leaseLoop(), logFailure("leases"));
+  net::co_spawn(strand_, watchLoop(), logFailure("revocations"));
 }
 
 void AgentGateway::stop() {
@@ -834,10 +836,11 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
       }
     }
   }
+  const std::string agents_key = resourceKey(agents_);
   co_await api_.changeStatus(cps_, name, [&](Json& obj) {
     Json& status = obj["status"];
-    if (!status.is_object() || status.value("agent", "") != agent) {
-      return false;  // not (or no longer) this agent's
+    if (!status.is_object() || status.value("agent", "") != agent || !store_.get(agents_key, agent)) {
+      return false;  // not (or no longer) this agent's, or the agent was deleted
     }
     bool changed = false;
     for (const auto& c : report.conditions) {
@@ -929,6 +932,35 @@ net::awaitable<void> AgentGateway::markControlPlanesUnknown(const std::string& a
                                  stamp, true);
     });
   }
+}
+
+net::awaitable<void> AgentGateway::orphanControlPlanes(std::string agent) {
+  std::string stamp = formatTime(clock_.now());
+  const std::string quoted = "\"" + agent + "\"";
+  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+    // (A cheap test first, as for a lease that ran out.)
+    if (rec->bytes.find(quoted) != std::string::npos && agentOf(*rec) == agent) {
+      co_await orphan(rec, agent, stamp);
+    }
+  }
+}
+
+net::awaitable<void> AgentGateway::orphan(ObjectPtr rec, std::string agent, std::string stamp) {
+  const std::string agents_key = resourceKey(agents_);
+  if (store_.get(agents_key, agent)) {
+    co_return;  // enrolled again under the same name meanwhile: it reports for itself
+  }
+  co_await releaseIfUnplaced(rec);  // being deleted: nothing is left to wait for
+  co_await api_.changeStatus(cps_, rec->name, [&](Json& obj) {
+    Json& status = obj["status"];
+    if (!status.is_object() || status.value("agent", "") != agent || store_.get(agents_key, agent)) {
+      return false;
+    }
+    return model::setCondition(status, "Ready", "Unknown", "AgentDeleted",
+                               "agent " + agent + " was deleted; nothing reports this control plane's state (enroll "
+                               "an agent named " + agent + " again, or delete the control plane)",
+                               stamp, true);
+  });
 }
 
 net::awaitable<void> AgentGateway::leaseLoop() {
@@ -1026,9 +1058,15 @@ net::awaitable<void> AgentGateway::watchLoop() {
     for (const auto& rec : store_.list(key).first) {
       observeLease(rec->name, Json::parse(rec->bytes, nullptr, false));
     }
-    // Deletions waiting since before the hub started (or while events were dropped).
+    // Deletions waiting since before the hub started (or while events were dropped), and control
+    // planes whose agent was deleted meanwhile.
+    std::string stamp = formatTime(clock_.now());
     for (const auto& rec : store_.list(cp_key).first) {
-      co_await releaseIfUnplaced(rec);
+      if (std::string agent = agentOf(*rec); !agent.empty() && !store_.get(key, agent)) {
+        co_await orphan(rec, agent, stamp);
+      } else {
+        co_await releaseIfUnplaced(rec);
+      }
     }
     if (!first) {
       // We fell behind and events were dropped: every linked agent gets a full snapshot.
@@ -1095,9 +1133,13 @@ net::awaitable<void> AgentGateway::watchLoop() {
       if (ev->type == EventType::Deleted) {
         log::info("agent revoked", {{"agent", name}});
         closeByName(name, protocol::code::kUnauthorized, "the agent was revoked (deleted on the hub)");
-        std::lock_guard lock(mutex_);
-        renewed_.erase(name);
-        leases_.erase(name);
+        {
+          std::lock_guard lock(mutex_);
+          renewed_.erase(name);
+          leases_.erase(name);
+        }
+        // (Beside the watch, which goes on dispatching meanwhile.)
+        net::co_spawn(strand_, orphanControlPlanes(name), logFailure("control planes of a deleted agent"));
         continue;
       }
       Json obj = Json::parse(ev->object->bytes, nullptr, false);

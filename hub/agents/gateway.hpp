@@ -85,6 +85,11 @@ class AgentGateway {
   net::awaitable<void> releaseControlPlane(std::string name, std::string why);
   /// Releases a deleting ControlPlane that nothing runs (never placed, or its agent was deleted).
   net::awaitable<void> releaseIfUnplaced(ObjectPtr rec);
+  /// After `agent` was deleted: orphan() each control plane placed on it.
+  net::awaitable<void> orphanControlPlanes(std::string agent);
+  /// A control plane whose agent was deleted: Ready=Unknown (AgentDeleted), and released when it
+  /// is being deleted. Nothing when the agent exists (again).
+  net::awaitable<void> orphan(ObjectPtr rec, std::string agent, std::string stamp);
   void send(const std::shared_ptr<Session>& s, std::string message);
   void close(const std::shared_ptr<Session>& s, std::string code, std::string message);
   void closeByName(const std::string& name, const std::string& code, const std::string& message);

@@ -1185,6 +1185,62 @@ TEST_F(Agents, BadFramesAndForeignCertificates) {
   EXPECT_NE(r.out.find("edge-1"), std::string::npos);
 }
 
+// `kubectl delete agent`: the agent's link is closed and refused, its control planes go Unknown
+// (nothing reports them any more) and those already being deleted are released at once, as
+// those deleted later are, instead of waiting for an agent that no longer exists.
+TEST_F(Agents, DeletingAnAgentMakesItsControlPlanesUnknownAndReleasesDeletingOnes) {
+  requireKubectl();
+  // Long leases: what happens here is the deletion's doing, not a lease running out.
+  restartHub("agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 300\n");
+  fs::path data = enrolled("edge-1");
+  FakeAgent edge(hub_->url(), data);
+  ASSERT_EQ(edge.connect(), 101u);
+  ASSERT_TRUE(edge.hello()) << edge.said();
+  createOn("edge-1", {"cp-live", "cp-going"});
+  for (const char* cp : {"cp-live", "cp-going"}) {
+    ASSERT_TRUE(edge.acked(edge.report(cp, "True", "Available", "serving"), std::chrono::seconds(10))) << edge.said();
+  }
+  ASSERT_EQ(readyOf("cp-live"), "True/Available/serving");
+  // cp-going is being deleted: the agent holds its finalizer until it reports it removed.
+  ASSERT_EQ(kflex({"delete", "cp-going", "--no-wait"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return controlPlane("cp-going")["metadata"].contains("deletionTimestamp"); },
+                      std::chrono::seconds(10), "cp-going marked for deletion"));
+  ASSERT_TRUE(controlPlane("cp-going").is_object());
+
+  auto deleted = kubectl(hub_->kubeconfig(), {"delete", "agent", "edge-1"});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_TRUE(edge.closed(std::chrono::seconds(10))) << edge.said();
+  EXPECT_NE(edge.error().find(protocol::code::kUnauthorized), std::string::npos) << edge.said();
+  EXPECT_TRUE(waitFor([&] { return readyOf("cp-live").rfind("Unknown/AgentDeleted/", 0) == 0; },
+                      std::chrono::seconds(10), "cp-live Unknown"))
+      << readyOf("cp-live") << "\n" << hub_->log();
+  EXPECT_NE(readyOf("cp-live").find("edge-1"), std::string::npos) << readyOf("cp-live");
+  EXPECT_TRUE(waitFor([&] { return !controlPlane("cp-going").is_object(); }, std::chrono::seconds(10),
+                      "cp-going released and gone"))
+      << controlPlane("cp-going").dump() << "\n" << hub_->log();
+  // It stays so: the hub does not take reports for an agent that does not exist.
+  FakeAgent again(hub_->url(), data);
+  EXPECT_EQ(again.connect(), 401u);
+  // A hub that starts looks too (had it stopped before it got to them): cp-live, said to be Ready
+  // again (by a client), is Unknown once more.
+  auto patched = kubectl(hub_->kubeconfig(),
+                         {"patch", "cp", "cp-live", "--subresource=status", "--type=merge", "-p",
+                          R"({"status":{"conditions":[{"type":"Ready","status":"True","reason":"Available",)"
+                          R"("message":"stale","lastTransitionTime":"2026-01-01T00:00:00Z",)"
+                          R"("lastUpdateTime":"2026-01-01T00:00:00Z"}]}})"});
+  ASSERT_EQ(patched.exit_code, 0) << patched.err;
+  ASSERT_EQ(readyOf("cp-live"), "True/Available/stale");
+  hub_->stop();
+  startHub("127.0.0.1:0");
+  EXPECT_TRUE(waitFor([&] { return readyOf("cp-live").rfind("Unknown/AgentDeleted/", 0) == 0; },
+                      std::chrono::seconds(10), "cp-live Unknown after a restart"))
+      << readyOf("cp-live") << "\n" << hub_->log();
+  // Deleted now, cp-live is released at once too.
+  ASSERT_EQ(kflex({"delete", "cp-live", "--no-wait"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return !controlPlane("cp-live").is_object(); }, std::chrono::seconds(10),
+                      "cp-live released and gone"));
+}
+
 // Every field the hub reads from an agent's messages, sent with the wrong JSON type: each is a
 // protocol error answered with an error frame and a close, the link is cleaned up, and the hub
 // goes on serving the other agents.
