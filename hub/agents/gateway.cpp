@@ -172,6 +172,13 @@ void AgentGateway::stop() {
   for (auto& s : all) {
     close(s, protocol::code::kShuttingDown, "the hub is shutting down; reconnect later");
   }
+  {
+    // Status reports waiting for their turn are written now.
+    std::lock_guard lock(reports_mutex_);
+    for (const auto& [agent, entry] : reports_) {
+      wakeStatusWriter(agent);
+    }
+  }
   net::post(strand_, [this] {
     if (watch_id_ != 0) {
       store_.unwatch(watch_id_);
@@ -798,9 +805,94 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
           "{<key>, <in-cluster key>}} of at most 64 KiB each");
     co_return false;
   }
-  co_await writeStatus(s->name, report);
-  send(s, protocol::encode(protocol::msg::kStatusAck, std::to_string(++s->seq), 0, {{"seq", report.seq}}));
+  offerStatus(s, std::move(decoded.value()));
   co_return true;
+}
+
+void AgentGateway::offerStatus(const std::shared_ptr<Session>& s, protocol::StatusReport&& report) {
+  std::string control_plane = report.control_plane;
+  std::optional<PendingReport> replaced;
+  std::shared_ptr<net::steady_timer> start;
+  {
+    std::lock_guard lock(reports_mutex_);
+    auto& entry = reports_[s->name];
+    if (!entry) {
+      entry = std::make_unique<AgentReports>(options_.status_limits, std::chrono::steady_clock::now());
+      entry->wake = start = std::make_shared<net::steady_timer>(s->ws.get_executor());
+    }
+    replaced = entry->limiter.offer(control_plane, PendingReport{std::move(report), s});
+    if (!start) {
+      wakeStatusWriter(s->name);
+    }
+  }
+  if (replaced) {
+    // The newer report is the one that will be stored: the agent may forget this one.
+    ackStatus(replaced->link, replaced->report.seq);
+  }
+  if (start) {
+    net::co_spawn(s->ws.get_executor(), statusWriter(s->name, std::move(start)), logFailure("status writer"));
+  }
+}
+
+void AgentGateway::wakeStatusWriter(const std::string& agent) {
+  if (auto it = reports_.find(agent); it != reports_.end()) {
+    // (Posted: the timer is the writer's, on its executor. The writer never waits between
+    // looking at its reports and starting to wait, so a report cannot slip in unnoticed.)
+    net::post(it->second->wake->get_executor(), [wake = it->second->wake] { wake->cancel(); });
+  }
+}
+
+net::awaitable<void> AgentGateway::statusWriter(std::string agent, std::shared_ptr<net::steady_timer> wake) {
+  while (true) {
+    std::optional<std::pair<std::string, PendingReport>> ready;
+    std::optional<std::chrono::steady_clock::time_point> until;
+    {
+      std::lock_guard lock(reports_mutex_);
+      auto it = reports_.find(agent);
+      if (it == reports_.end() || it->second->wake != wake) {
+        co_return;  // the agent was deleted
+      }
+      StatusLimiter<PendingReport>& limiter = it->second->limiter;
+      auto now = std::chrono::steady_clock::now();
+      if (stopping_) {
+        ready = limiter.takeAny();  // what waits is written at once
+      } else {
+        auto next = limiter.next(now);
+        ready = std::move(next.ready);
+        until = next.at;
+      }
+      if (!ready && !until) {
+        if (stopping_ || limiter.settledAt() <= now) {
+          reports_.erase(it);
+          co_return;
+        }
+        until = limiter.settledAt();  // then forget the agent, unless a report comes first
+      }
+    }
+    if (!ready) {
+      wake->expires_at(*until);
+      co_await wake->async_wait(net::as_tuple(net::use_awaitable));
+      continue;
+    }
+    try {
+      co_await writeStatus(agent, ready->second.report);
+    } catch (const std::exception& e) {
+      // (Not expected; the writer must go on for the agent's other control planes.)
+      log::error("cannot write an agent's status report",
+                 {{"agent", agent}, {"controlPlane", ready->first}, {"error", e.what()}});
+    }
+    ackStatus(ready->second.link, ready->second.report.seq);
+  }
+}
+
+void AgentGateway::ackStatus(const std::weak_ptr<Session>& link, int64_t seq) {
+  auto s = link.lock();
+  if (!s) {
+    return;  // that link is gone; the agent sends the report again on its next one
+  }
+  net::dispatch(s->ws.get_executor(), [this, s, seq] {
+    send(s, protocol::encode(protocol::msg::kStatusAck, std::to_string(++s->seq), 0, {{"seq", seq}}));
+  });
 }
 
 net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol::StatusReport& report) {
@@ -1137,6 +1229,12 @@ net::awaitable<void> AgentGateway::watchLoop() {
           std::lock_guard lock(mutex_);
           renewed_.erase(name);
           leases_.erase(name);
+        }
+        {
+          // Its waiting reports go unwritten (its writer ends when it sees that).
+          std::lock_guard lock(reports_mutex_);
+          wakeStatusWriter(name);
+          reports_.erase(name);
         }
         // (Beside the watch, which goes on dispatching meanwhile.)
         net::co_spawn(strand_, orphanControlPlanes(name), logFailure("control planes of a deleted agent"));

@@ -1349,6 +1349,79 @@ TEST_F(Agents, FieldsOfTheWrongTypeAreProtocolErrors) {
   EXPECT_EQ(readyOf("cp-1"), "True/Available/back");
 }
 
+// An agent that flaps a condition as fast as it can: its reports are coalesced per control plane
+// (the latest wins) and its writes limited per agent, so the store takes a bounded number of
+// writes, the last state reported lands, and a watcher from before the flapping can still resume
+// (the flapping did not push its revision out of the event window).
+TEST_F(Agents, AFlappingAgentIsCoalescedAndRateLimited) {
+  requireKubectl();
+  // The smallest event window there is; a control plane is written at most every 200 ms, an
+  // agent's status writes at most 5 a second (after a burst of 5).
+  restartHub("agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 300\nevent_retention: 100\n"
+             "agent_status_interval_ms: 200\nagent_status_writes_per_second: 5\nagent_status_burst: 5\n");
+  fs::path data = enrolled("edge-1");
+  FakeAgent edge(hub_->url(), data);
+  ASSERT_EQ(edge.connect(), 101u);
+  ASSERT_TRUE(edge.hello()) << edge.said();
+  const std::vector<std::string> cps = {"cp-0", "cp-1", "cp-2", "cp-3"};
+  createOn("edge-1", cps);
+  // (Placement's bookkeeping on the agent is written once they are placed: let it settle.)
+  ASSERT_TRUE(waitFor([&] { return agent("edge-1")["status"].value("controlPlanes", int64_t(0)) == 4; },
+                      std::chrono::seconds(10), "the agent's count"));
+
+  // A watcher from before the flapping, that has seen everything up to here.
+  int64_t before = storeRevision();
+  ASSERT_GT(before, 0);
+  auto watch = api()->request(http::verb::get, std::string(kCps) + "?watch=1&timeoutSeconds=1&resourceVersion=" +
+                                                   std::to_string(before));
+  ASSERT_TRUE(watch);
+  ASSERT_EQ(watch->status, 200u) << watch->body;
+
+  // Flap: Ready True, False, True, ... on all four, for 3 seconds, as fast as the link takes it.
+  auto start = std::chrono::steady_clock::now();
+  int64_t n = 0;
+  size_t sent = edge.sendEach([&]() -> std::optional<std::string> {
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(3)) {
+      return std::nullopt;
+    }
+    ++n;
+    const int64_t kinds = int64_t(cps.size());
+    Json body = {{"controlPlane", cps[size_t(n % kinds)]},
+                 {"seq", 1000 + n},
+                 {"observedGeneration", 1},
+                 {"conditions", Json::array({{{"type", "Ready"},
+                                              {"status", (n / kinds) % 2 ? "True" : "False"},
+                                              {"reason", "Flapping"},
+                                              {"message", "report " + std::to_string(n)}}})}};
+    return protocol::encode(protocol::msg::kStatus, std::to_string(n), 0, std::move(body));
+  }, std::chrono::seconds(10));
+  EXPECT_GT(sent, 200u) << "the test did not flap fast enough to show anything";
+  // The last word on each.
+  std::vector<int64_t> finals;
+  for (const auto& cp : cps) {
+    finals.push_back(edge.report(cp, "True", "Available", "final"));
+  }
+  for (auto seq : finals) {
+    EXPECT_TRUE(edge.acked(seq, std::chrono::seconds(10))) << "seq " << seq;
+  }
+  EXPECT_TRUE(waitFor([&] {
+    return std::all_of(cps.begin(), cps.end(), [&](const std::string& cp) { return readyOf(cp) == "True/Available/final"; });
+  }, std::chrono::seconds(10), "the last state of every control plane stored"))
+      << readyOf("cp-0") << " " << readyOf("cp-1") << " " << readyOf("cp-2") << " " << readyOf("cp-3");
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // Writes: at most the burst and 5 a second since the flapping began (and a couple of others).
+  int64_t writes = storeRevision() - before;
+  EXPECT_GE(writes, 4);
+  EXPECT_LE(writes, int64_t(5 + 5 * elapsed + 3)) << sent << " reports in " << elapsed << " s";
+  // The watcher resumes where it was.
+  auto resumed = api()->request(http::verb::get, std::string(kCps) + "?watch=1&timeoutSeconds=1&resourceVersion=" +
+                                                     std::to_string(before));
+  ASSERT_TRUE(resumed);
+  EXPECT_EQ(resumed->status, 200u) << resumed->body.substr(0, 500);
+  EXPECT_NE(resumed->body.find("final"), std::string::npos);
+}
+
 // `kflex-agent check` says what this host can run: each program it would launch, its release
 // against the supported range, and what is missing; an unsupported release fails the check.
 TEST(AgentCheck, SaysWhatThisHostCanRunAndFailsOnAnUnsupportedRelease) {
