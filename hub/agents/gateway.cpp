@@ -26,27 +26,6 @@
 namespace kflex::hub {
 namespace {
 
-// The components of a status report: at most 16 of {name, state, restarts, lastExit}, short strings.
-bool validComponents(const Json& c) {
-  if (!c.is_array() || c.size() > 16) {
-    return false;
-  }
-  for (const auto& x : c) {
-    if (!x.is_object() || x.size() > 4 || !x.contains("name") || !x["name"].is_string() || !x.contains("state") ||
-        !x["state"].is_string() || x["name"].get<std::string>().size() > 64 || x["state"].get<std::string>().size() > 64) {
-      return false;
-    }
-    for (const auto& [k, v] : x.items()) {
-      bool ok = (k == "name" || k == "state") || (k == "restarts" && v.is_number_integer()) ||
-                (k == "lastExit" && v.is_string() && v.get<std::string>().size() <= 256);
-      if (!ok) {
-        return false;
-      }
-    }
-  }
-  return true;
-}
-
 // Gives freed pages back to the system.
 void releaseFreeMemory() {
 #ifdef KFLEX_WITH_JEMALLOC
@@ -111,6 +90,20 @@ std::string desiredFrame(const char* type, uint64_t id, int64_t revision, const 
   return out;
 }
 
+// The completion handler of one of the gateway's own tasks: logs how it failed.
+auto logFailure(const char* what) {
+  return [what](std::exception_ptr e) {
+    if (!e) {
+      return;
+    }
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::error("agent gateway task failed", {{"task", what}, {"error", ex.what()}});
+    }
+  };
+}
+
 // Answers a refused upgrade with a Kubernetes Status, so the agent can show the reason.
 net::awaitable<void> refuse(HttpStream& stream, const http::request<http::string_body>& req, unsigned code,
                             const char* reason, const std::string& message, const std::string& peer) {
@@ -163,20 +156,8 @@ AgentGateway::AgentGateway(net::io_context& ioc, ApiService& api, ObjectStore& s
 AgentGateway::~AgentGateway() = default;
 
 void AgentGateway::start() {
-  auto on_error = [](const char* what) {
-    return [what](std::exception_ptr e) {
-      if (!e) {
-        return;
-      }
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        log::error("agent gateway task failed", {{"task", what}, {"error", ex.what()}});
-      }
-    };
-  };
-  net::co_spawn(strand_, leaseLoop(), on_error("leases"));
-  net::co_spawn(strand_, watchLoop(), on_error("revocations"));
+  net::co_spawn(strand_, leaseLoop(), logFailure("leases"));
+  net::co_spawn(strand_, watchLoop(), logFailure("revocations"));
 }
 
 void AgentGateway::stop() {
@@ -190,6 +171,13 @@ void AgentGateway::stop() {
   }
   for (auto& s : all) {
     close(s, protocol::code::kShuttingDown, "the hub is shutting down; reconnect later");
+  }
+  {
+    // Status reports waiting for their turn are written now.
+    std::lock_guard lock(reports_mutex_);
+    for (const auto& [agent, entry] : reports_) {
+      wakeStatusWriter(agent);
+    }
   }
   net::post(strand_, [this] {
     if (watch_id_ != 0) {
@@ -289,7 +277,16 @@ net::awaitable<void> AgentGateway::serve(std::unique_ptr<HttpStream>& http_strea
     close(replaced, protocol::code::kReplaced, "a newer link of this agent took over");
   }
   log::info("agent connected", {{"agent", s->name}, {"peer", peer}, {"expired_certificate", s->expired_cert ? "true" : "false"}});
-  co_await (readLoop(s) && writeLoop(s));
+  try {
+    co_await (readLoop(s) && writeLoop(s));
+  } catch (const std::exception& e) {
+    // (The read loop answers a message it cannot handle; this is for anything else.) The link
+    // ends here and is unregistered below, whatever went wrong.
+    log::error("agent link failed", {{"agent", s->name}, {"peer", peer}, {"error", e.what()}});
+    s->closing = true;
+    boost::system::error_code ec;
+    beast::get_lowest_layer(s->ws.next_layer()).socket().close(ec);
+  }
   {
     std::lock_guard lock(mutex_);
     auto it = sessions_.find(s->name);
@@ -405,70 +402,18 @@ net::awaitable<void> AgentGateway::readLoop(std::shared_ptr<Session> s) {
       close(s, protocol::code::kProtocol, "the first message must be hello, not " + type);
       break;
     }
-    if (type == protocol::msg::kHello) {
-      if (s->hello_done) {
-        close(s, protocol::code::kProtocol, "hello was already sent on this link");
-        break;
-      }
-      if (!co_await onHello(s, env->body)) {
-        break;
-      }
-      s->hello_done = true;
-      initialSync(s, env->body.value("acknowledgedRevision", int64_t(0)));
-    } else if (type == protocol::msg::kLease) {
-      auto now = clock_.now();
-      {
-        std::lock_guard lock(mutex_);
-        renewed_[s->name] = now;
-      }
-      if (s->persisted_at != TimePoint{} && now - s->persisted_at < options_.heartbeat_persist) {
-        // Nothing to store yet: a lease that ran out would be older than the persist interval.
-        continue;
-      }
-      std::string stamp = formatTime(now);
-      int64_t acked = s->acked;
-      auto persist = options_.heartbeat_persist;
-      bool was_not_ready = false;
-      TimePoint recorded{};  // the heartbeat time stored after this
-      co_await api_.changeStatus(agents_, s->name, [&](Json& obj) {
-        Json& status = obj["status"];
-        auto last = parseTime(status.value("lastHeartbeatTime", ""));
-        bool stale = !last || now - *last >= persist;
-        bool not_ready = model::conditionStatus(obj, "Ready") != "True";
-        was_not_ready = not_ready;
-        if (!stale && !not_ready) {
-          recorded = *last;
-          return false;
-        }
-        recorded = now;
-        status["lastHeartbeatTime"] = stamp;
-        status["acknowledgedRevision"] = acked;
-        model::setCondition(status, "Ready", "True", "AgentReady", "the agent's lease is current", stamp);
-        return true;
-      });
-      s->persisted_at = recorded;
-      if (was_not_ready && s->synced >= 0) {
-        // Back from a lease expiry on the same link: its control planes were marked Unknown, so
-        // resync in full (a snapshot makes the agent report every control plane again).
-        initialSync(s, 0);
-      }
-    } else if (type == protocol::msg::kAck) {
-      if (env->revision > s->synced) {
-        close(s, protocol::code::kProtocol, "acknowledged revision " + std::to_string(env->revision) +
-                                                " was never sent (last sent: " + std::to_string(s->synced) + ")");
-        break;
-      }
-      s->acked = std::max(s->acked, env->revision);
-    } else if (type == protocol::msg::kStatus) {
-      if (!co_await onStatus(s, env->body)) {
-        break;
-      }
-    } else if (type == protocol::msg::kCsr) {
-      if (!co_await onCsr(s, env->body)) {
-        break;
-      }
-    } else {
-      close(s, protocol::code::kProtocol, "message type " + type + " is not expected from an agent by this hub");
+    // Messages are decoded field by field and never throw; should a handler throw all the same,
+    // the link ends as after a protocol error (an error frame, then a close and clean-up)
+    // instead of the exception ending the read loop with the link still registered.
+    bool handled = false;
+    try {
+      handled = co_await onMessage(s, env.value());
+    } catch (const std::exception& e) {
+      log::error("cannot handle an agent message; closing the link",
+                 {{"agent", s->name}, {"type", type}, {"error", e.what()}});
+      close(s, protocol::code::kProtocol, "the hub cannot handle this " + type + " message");
+    }
+    if (!handled) {
       break;
     }
   }
@@ -476,17 +421,90 @@ net::awaitable<void> AgentGateway::readLoop(std::shared_ptr<Session> s) {
   s->wake.cancel();
 }
 
+net::awaitable<bool> AgentGateway::onMessage(const std::shared_ptr<Session>& s, const protocol::Envelope& env) {
+  const std::string& type = env.type;
+  if (type == protocol::msg::kHello) {
+    if (s->hello_done) {
+      close(s, protocol::code::kProtocol, "hello was already sent on this link");
+      co_return false;
+    }
+    co_return co_await onHello(s, env.body);
+  }
+  if (type == protocol::msg::kLease) {
+    co_await onLease(s);
+    co_return true;
+  }
+  if (type == protocol::msg::kAck) {
+    if (env.revision > s->synced) {
+      close(s, protocol::code::kProtocol, "acknowledged revision " + std::to_string(env.revision) +
+                                              " was never sent (last sent: " + std::to_string(s->synced) + ")");
+      co_return false;
+    }
+    s->acked = std::max(s->acked, env.revision);
+    co_return true;
+  }
+  if (type == protocol::msg::kStatus) {
+    co_return co_await onStatus(s, env.body);
+  }
+  if (type == protocol::msg::kCsr) {
+    co_return co_await onCsr(s, env.body);
+  }
+  close(s, protocol::code::kProtocol, "message type " + type + " is not expected from an agent by this hub");
+  co_return false;
+}
+
+net::awaitable<void> AgentGateway::onLease(const std::shared_ptr<Session>& s) {
+  auto now = clock_.now();
+  {
+    std::lock_guard lock(mutex_);
+    renewed_[s->name] = now;
+  }
+  if (s->persisted_at != TimePoint{} && now - s->persisted_at < options_.heartbeat_persist) {
+    // Nothing to store yet: a lease that ran out would be older than the persist interval.
+    co_return;
+  }
+  std::string stamp = formatTime(now);
+  int64_t acked = s->acked;
+  auto persist = options_.heartbeat_persist;
+  bool was_not_ready = false;
+  TimePoint recorded{};  // the heartbeat time stored after this
+  co_await api_.changeStatus(agents_, s->name, [&](Json& obj) {
+    Json& status = obj["status"];
+    auto last = parseTime(status.value("lastHeartbeatTime", ""));
+    bool stale = !last || now - *last >= persist;
+    bool not_ready = model::conditionStatus(obj, "Ready") != "True";
+    was_not_ready = not_ready;
+    if (!stale && !not_ready) {
+      recorded = *last;
+      return false;
+    }
+    recorded = now;
+    status["lastHeartbeatTime"] = stamp;
+    status["acknowledgedRevision"] = acked;
+    model::setCondition(status, "Ready", "True", "AgentReady", "the agent's lease is current", stamp);
+    return true;
+  });
+  s->persisted_at = recorded;
+  if (was_not_ready && s->synced >= 0) {
+    // Back from a lease expiry on the same link: its control planes were marked Unknown, so
+    // resync in full (a snapshot makes the agent report every control plane again).
+    initialSync(s, 0);
+  }
+}
+
 net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, const Json& body) {
-  std::string claimed = body.value("name", "");
-  if (!claimed.empty() && claimed != s->name) {
-    close(s, protocol::code::kUnauthorized,
-          "the hello names agent \"" + claimed + "\" but the certificate is for \"" + s->name + "\"");
+  auto decoded = protocol::helloFromJson(body);
+  if (!decoded) {
+    log::warn("agent protocol error", {{"agent", s->name}, {"error", decoded.error().message}});
+    close(s, protocol::code::kProtocol, decoded.error().message);
     co_return false;
   }
-  auto str = [&](const char* key) {
-    auto it = body.find(key);
-    return it != body.end() && it->is_string() ? it->get<std::string>().substr(0, 256) : std::string();
-  };
+  const protocol::Hello& hello = decoded.value();
+  if (!hello.name.empty() && hello.name != s->name) {
+    close(s, protocol::code::kUnauthorized,
+          "the hello names agent \"" + hello.name + "\" but the certificate is for \"" + s->name + "\"");
+    co_return false;
+  }
   auto now = clock_.now();
   std::string stamp = formatTime(now);
   {
@@ -494,23 +512,10 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     renewed_[s->name] = now;
   }
   std::string peer_host = s->peer.substr(0, s->peer.rfind(':'));
-  Json capacity = body.contains("capacity") && body["capacity"].is_object() ? body["capacity"] : Json::object();
-  Json cap_clean = Json::object();
-  for (auto it = capacity.begin(); it != capacity.end(); ++it) {
-    if (it.value().is_string() && it.key().size() < 64) {
-      cap_clean[it.key()] = it.value().get<std::string>().substr(0, 64);
-    }
-  }
-  Json types = Json::array();
-  if (auto t = body.find("controlPlaneTypes"); t != body.end() && t->is_array()) {
-    for (const auto& v : *t) {
-      if (v.is_string() && v.get<std::string>().size() < 32 && types.size() < 16) {
-        types.push_back(v);
-      }
-    }
-  }
-  bool has_types = body.contains("controlPlaneTypes");
-  int64_t acked = body.value("acknowledgedRevision", int64_t(0));
+  Json cap_clean = hello.capacity;
+  bool has_types = hello.control_plane_types.has_value();
+  Json types = has_types ? Json(*hello.control_plane_types) : Json::array();
+  int64_t acked = hello.acknowledged_revision;
   std::string s_pin;
   {
     std::lock_guard lock(mutex_);
@@ -522,10 +527,8 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
       status = Json::object();
     }
     status["address"] = peer_host;
-    for (const char* key : {"hostname", "os", "arch", "kernelVersion", "agentVersion"}) {
-      if (std::string v = str(key); !v.empty()) {
-        status[key] = v;
-      }
+    for (const auto& [key, value] : hello.facts) {
+      status[key] = value;
     }
     status["capacity"] = cap_clean;
     if (has_types) {
@@ -560,11 +563,13 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
   // certificate comes from another CA than the current one.
   std::string bundle = enrollment_.caBundle();
   bool renew = !s->ca_pin.empty() && s->ca_pin != enrollment_.caPin();
-  if (renew || body.value("caBundleHash", "") != tls::sha256Hex(bundle)) {
+  if (renew || hello.ca_bundle_hash != tls::sha256Hex(bundle)) {
     log::info("sending the agent the hub's CA bundle", {{"agent", s->name}, {"renew_certificate", renew ? "true" : "false"}});
     send(s, protocol::encode(protocol::msg::kCaBundle, std::to_string(++s->seq), 0,
                              {{"caBundle", bundle}, {"renewCertificate", renew}}));
   }
+  s->hello_done = true;
+  initialSync(s, acked);
   co_return true;
 }
 
@@ -575,7 +580,12 @@ net::awaitable<bool> AgentGateway::onCsr(const std::shared_ptr<Session>& s, cons
     co_return false;
   }
   s->last_csr = now;
-  std::string csr_pem = body.value("csr", "");
+  auto decoded = protocol::csrFromJson(body);
+  if (!decoded) {
+    close(s, protocol::code::kProtocol, decoded.error().message);
+    co_return false;
+  }
+  const std::string& csr_pem = decoded.value();
   auto csr = tls::inspectCsr(csr_pem);
   if (!csr) {
     close(s, protocol::code::kProtocol, "the certificate signing request is not usable: " + csr.error().message);
@@ -782,75 +792,117 @@ void AgentGateway::progress(const std::shared_ptr<Session>& s, int64_t revision)
 }
 
 net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, const Json& body) {
-  std::string name = body.value("controlPlane", "");
-  int64_t seq = body.contains("seq") && body["seq"].is_number_integer() ? body["seq"].get<int64_t>() : -1;
-  auto conds = body.find("conditions");
-  bool ok = isDns1123Label(name) && seq >= 0 && conds != body.end() && conds->is_array() && conds->size() <= 16;
-  for (size_t i = 0; ok && i < conds->size(); ++i) {
-    const Json& c = (*conds)[i];
-    ok = c.is_object() && c.value("type", "").size() > 0 && c.value("type", "").size() <= 64 &&
-         (c.value("status", "") == "True" || c.value("status", "") == "False" || c.value("status", "") == "Unknown") &&
-         c.value("reason", "").size() <= 128 && c.value("message", "").size() <= 4096;
-  }
-  if (!ok) {
-    close(s, protocol::code::kProtocol,
-          "a status report needs controlPlane (a name), seq, and at most 16 conditions with type, status "
-          "(True, False or Unknown), reason and message");
+  auto decoded = protocol::statusReportFromJson(body);
+  if (!decoded) {
+    log::warn("agent protocol error", {{"agent", s->name}, {"error", decoded.error().message}});
+    close(s, protocol::code::kProtocol, decoded.error().message);
     co_return false;
   }
-  // What a runtime adds: the endpoint and its programs (bounded, checked field by field).
-  Json endpoint = body.value("endpoint", Json());
-  Json components = body.value("components", Json());
-  if ((!endpoint.is_null() && (!endpoint.is_string() || endpoint.get<std::string>().rfind("https://", 0) != 0 ||
-                               endpoint.get<std::string>().size() > 256)) ||
-      (!components.is_null() && !validComponents(components))) {
+  const protocol::StatusReport& report = decoded.value();
+  if (report.kubeconfig && !ControlPlaneSecrets::validSecret(report.kubeconfig->secret_name, report.kubeconfig->data)) {
     close(s, protocol::code::kProtocol,
-          "a status report's endpoint must be an https:// URL and its components at most 16 of {name, state, "
-          "restarts, lastExit}");
+          "a status report's kubeconfig must be {secretName: admin-kubeconfig|k3s-config|vc-vcluster, data: "
+          "{<key>, <in-cluster key>}} of at most 64 KiB each");
     co_return false;
   }
-  // PostCreateHooks: name -> done, all done, and the labels of completed hooks.
-  Json hook_states = body.value("postCreateHooks", Json());
-  Json hooks_done = body.value("postCreateHookCompleted", Json());
-  Json hook_labels = body.value("hookLabels", Json());
-  bool hooks_ok = (hook_states.is_null() || (hook_states.is_object() && hook_states.size() <= 64)) &&
-                  (hooks_done.is_null() || hooks_done.is_boolean()) &&
-                  (hook_labels.is_null() || (hook_labels.is_object() && hook_labels.size() <= 64));
-  for (const auto* group : {&hook_states, &hook_labels}) {
-    for (auto it = group->begin(); hooks_ok && group->is_object() && it != group->end(); ++it) {
-      hooks_ok = it.key().size() <= 253 && (group == &hook_states ? it.value().is_boolean() : it.value().is_string());
+  offerStatus(s, std::move(decoded.value()));
+  co_return true;
+}
+
+void AgentGateway::offerStatus(const std::shared_ptr<Session>& s, protocol::StatusReport&& report) {
+  std::string control_plane = report.control_plane;
+  std::optional<PendingReport> replaced;
+  std::shared_ptr<net::steady_timer> start;
+  {
+    std::lock_guard lock(reports_mutex_);
+    auto& entry = reports_[s->name];
+    if (!entry) {
+      entry = std::make_unique<AgentReports>(options_.status_limits, std::chrono::steady_clock::now());
+      entry->wake = start = std::make_shared<net::steady_timer>(s->ws.get_executor());
+    }
+    replaced = entry->limiter.offer(control_plane, PendingReport{std::move(report), s});
+    if (!start) {
+      wakeStatusWriter(s->name);
     }
   }
-  if (!hooks_ok) {
-    close(s, protocol::code::kProtocol,
-          "a status report's postCreateHooks must map at most 64 hook names to booleans, postCreateHookCompleted "
-          "be a boolean and hookLabels map at most 64 label keys to strings");
-    co_return false;
+  if (replaced) {
+    // The newer report is the one that will be stored: the agent may forget this one.
+    ackStatus(replaced->link, replaced->report.seq);
   }
-  std::string stamp = formatTime(clock_.now());
-  int64_t observed = body.value("observedGeneration", int64_t(0));
-  Json reported = *conds;
-  std::string agent = s->name;
-  // The control plane's kubeconfig: sealed into the store, then referenced from status.secretRef.
-  Json secret_ref;
-  if (auto kc = body.find("kubeconfig"); kc != body.end() && secrets_ != nullptr) {
-    std::map<std::string, std::string> data;
-    std::string secret_name = kc->is_object() ? kc->value("secretName", "") : "";
-    bool ok = kc->is_object() && kc->contains("data") && (*kc)["data"].is_object() && (*kc)["data"].size() <= 2;
-    if (ok) {
-      for (const auto& [k, v] : (*kc)["data"].items()) {
-        ok = ok && v.is_string();
-        if (ok) {
-          data[k] = v.get<std::string>();
+  if (start) {
+    net::co_spawn(s->ws.get_executor(), statusWriter(s->name, std::move(start)), logFailure("status writer"));
+  }
+}
+
+void AgentGateway::wakeStatusWriter(const std::string& agent) {
+  if (auto it = reports_.find(agent); it != reports_.end()) {
+    // (Posted: the timer is the writer's, on its executor. The writer never waits between
+    // looking at its reports and starting to wait, so a report cannot slip in unnoticed.)
+    net::post(it->second->wake->get_executor(), [wake = it->second->wake] { wake->cancel(); });
+  }
+}
+
+net::awaitable<void> AgentGateway::statusWriter(std::string agent, std::shared_ptr<net::steady_timer> wake) {
+  while (true) {
+    std::optional<std::pair<std::string, PendingReport>> ready;
+    std::optional<std::chrono::steady_clock::time_point> until;
+    {
+      std::lock_guard lock(reports_mutex_);
+      auto it = reports_.find(agent);
+      if (it == reports_.end() || it->second->wake != wake) {
+        co_return;  // the agent was deleted
+      }
+      StatusLimiter<PendingReport>& limiter = it->second->limiter;
+      auto now = std::chrono::steady_clock::now();
+      if (stopping_) {
+        ready = limiter.takeAny();  // what waits is written at once
+      } else {
+        auto next = limiter.next(now);
+        ready = std::move(next.ready);
+        until = next.at;
+      }
+      if (!ready && !until) {
+        if (stopping_ || limiter.settledAt() <= now) {
+          reports_.erase(it);
+          co_return;
         }
+        until = limiter.settledAt();  // then forget the agent, unless a report comes first
       }
     }
-    if (!ok || !ControlPlaneSecrets::validSecret(secret_name, data)) {
-      close(s, protocol::code::kProtocol,
-            "a status report's kubeconfig must be {secretName: admin-kubeconfig|k3s-config|vc-vcluster, data: "
-            "{<key>, <in-cluster key>}} of at most 64 KiB each");
-      co_return false;
+    if (!ready) {
+      wake->expires_at(*until);
+      co_await wake->async_wait(net::as_tuple(net::use_awaitable));
+      continue;
     }
+    try {
+      co_await writeStatus(agent, ready->second.report);
+    } catch (const std::exception& e) {
+      // (Not expected; the writer must go on for the agent's other control planes.)
+      log::error("cannot write an agent's status report",
+                 {{"agent", agent}, {"controlPlane", ready->first}, {"error", e.what()}});
+    }
+    ackStatus(ready->second.link, ready->second.report.seq);
+  }
+}
+
+void AgentGateway::ackStatus(const std::weak_ptr<Session>& link, int64_t seq) {
+  auto s = link.lock();
+  if (!s) {
+    return;  // that link is gone; the agent sends the report again on its next one
+  }
+  net::dispatch(s->ws.get_executor(), [this, s, seq] {
+    send(s, protocol::encode(protocol::msg::kStatusAck, std::to_string(++s->seq), 0, {{"seq", seq}}));
+  });
+}
+
+net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol::StatusReport& report) {
+  const std::string& name = report.control_plane;
+  std::string stamp = formatTime(clock_.now());
+  // The control plane's kubeconfig: sealed into the store, then referenced from status.secretRef.
+  Json secret_ref;
+  if (report.kubeconfig && secrets_ != nullptr) {
+    const std::string& secret_name = report.kubeconfig->secret_name;
+    const auto& data = report.kubeconfig->data;
     auto rec = store_.get(resourceKey(cps_), name);
     Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
     if (cp.is_object() && cp.value("status", Json::object()).value("agent", "") == agent) {
@@ -876,29 +928,30 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
       }
     }
   }
+  const std::string agents_key = resourceKey(agents_);
   co_await api_.changeStatus(cps_, name, [&](Json& obj) {
     Json& status = obj["status"];
-    if (!status.is_object() || status.value("agent", "") != agent) {
-      return false;  // not (or no longer) this agent's
+    if (!status.is_object() || status.value("agent", "") != agent || !store_.get(agents_key, agent)) {
+      return false;  // not (or no longer) this agent's, or the agent was deleted
     }
     bool changed = false;
-    for (const auto& c : reported) {
-      changed |= model::setCondition(status, c["type"].get<std::string>(), c["status"].get<std::string>(),
-                                     c.value("reason", ""), c.value("message", ""), stamp, true);
+    for (const auto& c : report.conditions) {
+      changed |= model::setCondition(status, c.type, c.status, c.reason, c.message, stamp, true);
     }
-    if (status.value("observedGeneration", int64_t(-1)) != observed) {
-      status["observedGeneration"] = observed;
+    if (status.value("observedGeneration", int64_t(-1)) != report.observed_generation) {
+      status["observedGeneration"] = report.observed_generation;
       changed = true;
     }
-    for (const auto& [key, value] : {std::pair<const char*, const Json*>{"endpoint", &endpoint},
-                                     {"components", &components}, {"secretRef", &secret_ref},
-                                     {"postCreateHooks", &hook_states}, {"postCreateHookCompleted", &hooks_done}}) {
+    for (const auto& [key, value] : {std::pair<const char*, const Json*>{"endpoint", &report.endpoint},
+                                     {"components", &report.components}, {"secretRef", &secret_ref},
+                                     {"postCreateHooks", &report.hook_states},
+                                     {"postCreateHookCompleted", &report.hooks_done}}) {
       if (!value->is_null() && status.value(key, Json()) != *value) {
         status[key] = *value;
         changed = true;
       }
     }
-    if (hook_states.is_null() && status.contains("postCreateHooks")) {
+    if (report.hook_states.is_null() && status.contains("postCreateHooks")) {
       // It uses no hooks (any more).
       status.erase("postCreateHooks");
       status.erase("postCreateHookCompleted");
@@ -916,9 +969,9 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
     return changed;
   });
   // As upstream, a hook's labels go onto the control plane once it ran.
-  co_await copyHookLabels(api_, store_, cps_, name, hook_labels);
+  co_await copyHookLabels(api_, store_, cps_, name, report.hook_labels);
   // The agent has stopped it and removed its data: the deletion can finish.
-  if (body.value("removed", false) == true) {
+  if (report.removed) {
     auto rec = store_.get(resourceKey(cps_), name);
     Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
     if (cp.is_object() && cp["metadata"].contains("deletionTimestamp") &&
@@ -926,8 +979,6 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
       co_await releaseControlPlane(name, "agent " + agent + " stopped it and removed its data");
     }
   }
-  send(s, protocol::encode(protocol::msg::kStatusAck, std::to_string(++s->seq), 0, {{"seq", seq}}));
-  co_return true;
 }
 
 net::awaitable<void> AgentGateway::releaseControlPlane(std::string name, std::string why) {
@@ -973,6 +1024,35 @@ net::awaitable<void> AgentGateway::markControlPlanesUnknown(const std::string& a
                                  stamp, true);
     });
   }
+}
+
+net::awaitable<void> AgentGateway::orphanControlPlanes(std::string agent) {
+  std::string stamp = formatTime(clock_.now());
+  const std::string quoted = "\"" + agent + "\"";
+  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+    // (A cheap test first, as for a lease that ran out.)
+    if (rec->bytes.find(quoted) != std::string::npos && agentOf(*rec) == agent) {
+      co_await orphan(rec, agent, stamp);
+    }
+  }
+}
+
+net::awaitable<void> AgentGateway::orphan(ObjectPtr rec, std::string agent, std::string stamp) {
+  const std::string agents_key = resourceKey(agents_);
+  if (store_.get(agents_key, agent)) {
+    co_return;  // enrolled again under the same name meanwhile: it reports for itself
+  }
+  co_await releaseIfUnplaced(rec);  // being deleted: nothing is left to wait for
+  co_await api_.changeStatus(cps_, rec->name, [&](Json& obj) {
+    Json& status = obj["status"];
+    if (!status.is_object() || status.value("agent", "") != agent || store_.get(agents_key, agent)) {
+      return false;
+    }
+    return model::setCondition(status, "Ready", "Unknown", "AgentDeleted",
+                               "agent " + agent + " was deleted; nothing reports this control plane's state (enroll "
+                               "an agent named " + agent + " again, or delete the control plane)",
+                               stamp, true);
+  });
 }
 
 net::awaitable<void> AgentGateway::leaseLoop() {
@@ -1070,9 +1150,15 @@ net::awaitable<void> AgentGateway::watchLoop() {
     for (const auto& rec : store_.list(key).first) {
       observeLease(rec->name, Json::parse(rec->bytes, nullptr, false));
     }
-    // Deletions waiting since before the hub started (or while events were dropped).
+    // Deletions waiting since before the hub started (or while events were dropped), and control
+    // planes whose agent was deleted meanwhile.
+    std::string stamp = formatTime(clock_.now());
     for (const auto& rec : store_.list(cp_key).first) {
-      co_await releaseIfUnplaced(rec);
+      if (std::string agent = agentOf(*rec); !agent.empty() && !store_.get(key, agent)) {
+        co_await orphan(rec, agent, stamp);
+      } else {
+        co_await releaseIfUnplaced(rec);
+      }
     }
     if (!first) {
       // We fell behind and events were dropped: every linked agent gets a full snapshot.
@@ -1139,9 +1225,19 @@ net::awaitable<void> AgentGateway::watchLoop() {
       if (ev->type == EventType::Deleted) {
         log::info("agent revoked", {{"agent", name}});
         closeByName(name, protocol::code::kUnauthorized, "the agent was revoked (deleted on the hub)");
-        std::lock_guard lock(mutex_);
-        renewed_.erase(name);
-        leases_.erase(name);
+        {
+          std::lock_guard lock(mutex_);
+          renewed_.erase(name);
+          leases_.erase(name);
+        }
+        {
+          // Its waiting reports go unwritten (its writer ends when it sees that).
+          std::lock_guard lock(reports_mutex_);
+          wakeStatusWriter(name);
+          reports_.erase(name);
+        }
+        // (Beside the watch, which goes on dispatching meanwhile.)
+        net::co_spawn(strand_, orphanControlPlanes(name), logFailure("control planes of a deleted agent"));
         continue;
       }
       Json obj = Json::parse(ev->object->bytes, nullptr, false);

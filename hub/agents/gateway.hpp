@@ -9,11 +9,13 @@
 #include <unordered_map>
 
 #include "hub/agents/enrollment.hpp"
+#include "hub/agents/status_limiter.hpp"
 #include "hub/api/api_service.hpp"
 #include "hub/api/control_plane_secrets.hpp"
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
+#include "shared/protocol/link.hpp"
 
 namespace kflex::hub {
 
@@ -25,12 +27,14 @@ struct GatewayOptions {
   std::chrono::seconds idle_timeout{60};      ///< No frame (pings included) for this long closes a link.
   std::chrono::seconds expired_grace{7 * 24 * 3600};  ///< An expired agent certificate still connects this long (to renew).
   size_t max_queue_bytes = 8 * 1024 * 1024;   ///< Unsent bytes per agent before it is disconnected as too slow.
+  StatusLimits status_limits;                  ///< How often status reports are written.
 };
 
 /**
  * The hub's end of agent links: authenticates each WebSocket by its client certificate against
  * the Agent object (key pin, not revoked), keeps the agents' leases, marks agents whose lease ran
- * out Ready=False, and closes the link of an agent that is deleted (revoked).
+ * out Ready=False, and closes the link of an agent that is deleted (revoked). Status reports are
+ * written as `status_limits` allow (per control plane the latest wins; per agent a token bucket).
  * Thread safety: all public methods may be called from any thread.
  */
 class AgentGateway {
@@ -61,9 +65,24 @@ class AgentGateway {
   void observeLease(const std::string& name, const Json& agent);
   net::awaitable<void> readLoop(std::shared_ptr<Session> s);
   net::awaitable<void> writeLoop(std::shared_ptr<Session> s);
+  /// Acts on one message from the agent; false when the link is to end (closed with a reason).
+  net::awaitable<bool> onMessage(const std::shared_ptr<Session>& s, const protocol::Envelope& env);
   net::awaitable<bool> onHello(const std::shared_ptr<Session>& s, const Json& body);
+  net::awaitable<void> onLease(const std::shared_ptr<Session>& s);
   net::awaitable<bool> onCsr(const std::shared_ptr<Session>& s, const Json& body);
   net::awaitable<bool> onStatus(const std::shared_ptr<Session>& s, const Json& body);
+  /// Hands a checked report to its agent's status writer (started when none runs).
+  void offerStatus(const std::shared_ptr<Session>& s, protocol::StatusReport&& report);
+  /// Writes the reports of one agent as its StatusLimiter allows, until none waits and the
+  /// limiter has nothing left to remember; then it forgets the agent. Runs on the executor of
+  /// the link that started it; `wake` is cancelled when a report arrives.
+  net::awaitable<void> statusWriter(std::string agent, std::shared_ptr<net::steady_timer> wake);
+  /// Stores what `agent` reported on a control plane placed on it (nothing when it is not).
+  net::awaitable<void> writeStatus(std::string agent, const protocol::StatusReport& report);
+  /// Sends status-ack for report `seq` on `link`, if it is still open.
+  void ackStatus(const std::weak_ptr<Session>& link, int64_t seq);
+  /// Wakes `agent`'s status writer, if one runs (reports_mutex_ held).
+  void wakeStatusWriter(const std::string& agent);
   // Desired state (on the session's strand): the first sync after hello, then live events.
   void initialSync(const std::shared_ptr<Session>& s, int64_t acknowledged);
   void deliver(const std::shared_ptr<Session>& s, const EventPtr& ev);
@@ -79,6 +98,11 @@ class AgentGateway {
   net::awaitable<void> releaseControlPlane(std::string name, std::string why);
   /// Releases a deleting ControlPlane that nothing runs (never placed, or its agent was deleted).
   net::awaitable<void> releaseIfUnplaced(ObjectPtr rec);
+  /// After `agent` was deleted: orphan() each control plane placed on it.
+  net::awaitable<void> orphanControlPlanes(std::string agent);
+  /// A control plane whose agent was deleted: Ready=Unknown (AgentDeleted), and released when it
+  /// is being deleted. Nothing when the agent exists (again).
+  net::awaitable<void> orphan(ObjectPtr rec, std::string agent, std::string stamp);
   void send(const std::shared_ptr<Session>& s, std::string message);
   void close(const std::shared_ptr<Session>& s, std::string code, std::string message);
   void closeByName(const std::string& name, const std::string& code, const std::string& message);
@@ -107,6 +131,19 @@ class AgentGateway {
     TimePoint last_heartbeat{};
   };
   std::unordered_map<std::string, LeaseView> leases_;  // strand_: every Agent's lease state, from the watch
+
+  // Status reports waiting to be written, per agent.
+  struct PendingReport {
+    protocol::StatusReport report;
+    std::weak_ptr<Session> link;  // acknowledged there once written (or replaced)
+  };
+  struct AgentReports {
+    AgentReports(const StatusLimits& limits, std::chrono::steady_clock::time_point now) : limiter(limits, now) {}
+    StatusLimiter<PendingReport> limiter;
+    std::shared_ptr<net::steady_timer> wake;  // its writer sleeps on it (on the writer's executor)
+  };
+  std::mutex reports_mutex_;  // guards reports_
+  std::unordered_map<std::string, std::unique_ptr<AgentReports>> reports_;  // an entry exists while its writer runs
 };
 
 }  // namespace kflex::hub

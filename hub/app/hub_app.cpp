@@ -434,6 +434,8 @@ int runHub(const HubConfig& cfg) {
   gateway_options.lease_duration = cfg.agent_lease_duration;
   gateway_options.heartbeat_persist = std::min(cfg.agent_lease_duration / 2, 4 * cfg.agent_lease_renew);
   gateway_options.expired_grace = cfg.agent_expired_grace;
+  gateway_options.status_limits = {cfg.agent_status_interval, double(cfg.agent_status_writes_per_second),
+                                   cfg.agent_status_burst};
   AgentGateway gateway(ioc, api, *store.value(), registry, enrollment, clock, gateway_options);
   gateway.setSecrets(&secrets);
   server.value()->addRoute("/enroll/", [&enrollment](ApiRequest r) { return enrollment.handle(std::move(r)); });

@@ -134,6 +134,14 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         duration(v, key, cfg.agent_cert_validity);
       } else if (key == "agent_expired_grace") {
         duration(v, key, cfg.agent_expired_grace);
+      } else if (key == "agent_status_interval_ms") {
+        size_t ms = size_t(cfg.agent_status_interval.count());
+        count(v, key, ms);
+        cfg.agent_status_interval = std::chrono::milliseconds(ms);
+      } else if (key == "agent_status_writes_per_second") {
+        count(v, key, cfg.agent_status_writes_per_second);
+      } else if (key == "agent_status_burst") {
+        count(v, key, cfg.agent_status_burst);
       } else if (key == "max_connections") {
         count(v, key, cfg.max_connections);
       } else if (key == "max_handshakes_per_source") {
@@ -209,6 +217,14 @@ Result<void> validateHubConfig(const HubConfig& cfg) {
   if (cfg.agent_lease_duration <= cfg.agent_lease_renew) {
     problems.push_back("agent_lease_duration_seconds: must be longer than agent_lease_renew_seconds (Kubernetes "
                        "uses 5 times: 50 and 10)");
+  }
+  if (cfg.agent_status_writes_per_second == 0) {
+    problems.push_back("agent_status_writes_per_second: must be at least 1");
+  }
+  if (cfg.agent_status_burst == 0 || cfg.agent_status_burst > cfg.event_retention / 2) {
+    problems.push_back("agent_status_burst: must be from 1 to half of event_retention (" +
+                       std::to_string(cfg.event_retention / 2) + "), so that no agent alone can push the events "
+                       "watchers resume from out of the window");
   }
   if (cfg.data_dir.empty()) {
     problems.push_back("data_dir: must not be empty");

@@ -54,6 +54,14 @@ struct HubConfig {
   /// An expired agent certificate may still connect (only to renew) this long after it expired.
   /// YAML `agent_expired_grace` (a duration: 168h). Default 7 days.
   std::chrono::seconds agent_expired_grace{7 * 24 * 3600};
+  /// One control plane's status is written at most this often; an agent's reports in between
+  /// wait, and the latest wins. YAML `agent_status_interval_ms`. Default 1000.
+  std::chrono::milliseconds agent_status_interval{1000};
+  /// One agent's status writes a second, on average. YAML `agent_status_writes_per_second`. Default 10.
+  size_t agent_status_writes_per_second = 10;
+  /// One agent's status writes at once after a quiet time; at most half of event_retention. YAML
+  /// `agent_status_burst`. Default 50.
+  size_t agent_status_burst = 50;
 
   /// Kubeconfig of the cluster the hub runs on, for control planes of type host. YAML
   /// `hosting_kubeconfig`. Default none (type host then reports that it is not configured).

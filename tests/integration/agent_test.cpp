@@ -18,6 +18,7 @@
 #include "agent/agent_state.hpp"
 #include "hub/agents/placement.hpp"
 #include "shared/common/util.hpp"
+#include "shared/config/kubeconfig.hpp"
 #include "shared/net/https_client.hpp"
 #include "shared/protocol/link.hpp"
 #include "shared/tls/context.hpp"
@@ -30,6 +31,7 @@ namespace {
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
 namespace websocket = beast::websocket;
+constexpr const char* kCps = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
 
 class Agents : public ::testing::Test {
  protected:
@@ -143,6 +145,63 @@ class Agents : public ::testing::Test {
       GTEST_SKIP() << "kubectl is not installed";
     }
   }
+  // Starts the hub again (same data) with another hub.yaml.
+  void restartHub(const std::string& yaml) {
+    hub_->stop();
+    ASSERT_TRUE(writeFileAtomic(dir_.path() / "hub.yaml", yaml, 0644));
+    startHub("127.0.0.1:0");
+  }
+  // Enrolls agent `name` with `kflex-agent enroll`, running no agent: its data dir (pki/ holds
+  // its CA bundle, certificate and key, for a FakeAgent).
+  fs::path enrolled(const std::string& name) {
+    Token t = newToken();
+    fs::path data = dir_.path() / name;
+    auto r = run({(binDir() / "kflex-agent").string(), "enroll", "--config", (dir_.path() / (name + ".yaml")).string(),
+                  "--data-dir", data.string(), "--hub", hub_->url(), "--token", t.token, "--ca-cert-hash", t.pin,
+                  "--name", name});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    return data;
+  }
+  std::unique_ptr<net_client::HttpsClient> api() {
+    auto kc = config::Kubeconfig::load(hub_->kubeconfig());
+    return std::move(net_client::HttpsClient::create(kc->access().value()).value());
+  }
+  // A control plane as the hub serves it (null when absent).
+  Json controlPlane(const std::string& name) {
+    auto r = api()->request(http::verb::get, std::string(kCps) + "/" + name);
+    return r && r->status == 200 ? Json::parse(r->body, nullptr, false) : Json();
+  }
+  // A control plane's Ready condition as "status/reason/message" ("<absent>" when it is gone).
+  std::string readyOf(const std::string& name) {
+    Json cp = controlPlane(name);
+    if (!cp.is_object()) {
+      return "<absent>";
+    }
+    for (const auto& c : cp.value("status", Json::object()).value("conditions", Json::array())) {
+      if (c.value("type", "") == "Ready") {
+        return c.value("status", "") + "/" + c.value("reason", "") + "/" + c.value("message", "");
+      }
+    }
+    return "<none>";
+  }
+  // Creates k3s control planes on agent `agent` and waits until they are placed there.
+  void createOn(const std::string& agent, const std::vector<std::string>& names) {
+    for (const auto& n : names) {
+      auto r = kflex({"create", "--no-wait", n, "-t", "k3s", "--agent", agent});
+      ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    }
+    for (const auto& n : names) {
+      ASSERT_TRUE(waitFor([&] { return controlPlane(n).value("status", Json::object()).value("agent", "") == agent; },
+                          std::chrono::seconds(10), n + " placed on " + agent))
+          << hub_->log();
+    }
+  }
+  // The store's revision (a list's resourceVersion): every write bumps it by one.
+  int64_t storeRevision() {
+    auto r = api()->request(http::verb::get, kCps);
+    Json list = r && r->status == 200 ? Json::parse(r->body, nullptr, false) : Json();
+    return list.is_object() ? std::stoll(list["metadata"].value("resourceVersion", "0")) : -1;
+  }
 
   TempDir dir_;
   std::unique_ptr<HubProcess> hub_;
@@ -240,6 +299,189 @@ class RawLink {
   websocket::stream<net_client::TlsStream> ws_;
   std::string host_;
   std::string port_;
+};
+
+// An agent's end of the link played by the test, with an enrolled agent's certificate: it sends
+// what the test wants while a reader keeps collecting what the hub says (so the hub's answers
+// never back up, however fast the test sends). Every wait has a deadline.
+class FakeAgent {
+ public:
+  explicit FakeAgent(const std::string& url, const fs::path& data_dir)
+      : ctx_(tls::makeClientContext({readFile(data_dir / "pki" / "ca.crt").value(),
+                                     readFile(data_dir / "pki" / "agent.crt").value(),
+                                     readFile(data_dir / "pki" / "agent.key").value()})
+                 .value()),
+        ws_(ioc_, *ctx_),
+        state_(std::make_shared<State>()) {
+    net_client::splitHttpsUrl(url, host_, port_).value();
+  }
+  ~FakeAgent() {
+    boost::system::error_code ec;
+    beast::get_lowest_layer(ws_).socket().close(ec);
+    ioc_.stop();
+  }
+  // Opens the link: 101 when the hub took it (the reader runs from then on), else the HTTP status.
+  unsigned connect() {
+    auto status = std::make_shared<unsigned>(0);
+    auto done = std::make_shared<bool>(false);
+    net::co_spawn(ioc_, [this, status, done]() -> net::awaitable<void> {
+      beast::get_lowest_layer(ws_).expires_after(std::chrono::seconds(10));
+      std::string err = co_await net_client::openTls(ws_.next_layer(), host_, port_, "hub");
+      if (err.empty()) {
+        beast::get_lowest_layer(ws_).expires_never();
+        websocket::response_type res;
+        auto [ec] = co_await ws_.async_handshake(res, host_ + ":" + port_, protocol::kConnectPath,
+                                                 net::as_tuple(net::use_awaitable));
+        *status = ec && res.result_int() == 101 ? 0 : res.result_int();
+      }
+      *done = true;
+    }, net::detached);
+    run([&] { return *done; }, std::chrono::seconds(15));
+    if (*status == 101) {
+      net::co_spawn(ioc_, readLoop(ws_, state_), net::detached);
+    }
+    return *status;
+  }
+  // Sends one frame.
+  bool send(std::string frame) {
+    size_t sent = sendEach([frame = std::move(frame), once = true]() mutable -> std::optional<std::string> {
+      if (!once) {
+        return std::nullopt;
+      }
+      once = false;
+      return frame;
+    }, std::chrono::seconds(10));
+    return sent == 1;
+  }
+  // Sends what `next` makes until it says nothing more or the time is up; how many were sent.
+  size_t sendEach(std::function<std::optional<std::string>()> next, std::chrono::milliseconds timeout) {
+    struct Progress {
+      size_t sent = 0;
+      bool done = false;
+    };
+    auto p = std::make_shared<Progress>();
+    net::co_spawn(ioc_, [this, p, next = std::move(next)]() -> net::awaitable<void> {
+      while (auto frame = next()) {
+        ws_.text(true);
+        auto [ec, n] = co_await ws_.async_write(net::buffer(*frame), net::as_tuple(net::use_awaitable));
+        if (ec) {
+          break;
+        }
+        ++p->sent;
+      }
+      p->done = true;
+    }, net::detached);
+    run([&] { return p->done; }, timeout);
+    return p->sent;
+  }
+  // Says hello as an agent with room for many control planes; true once welcomed.
+  bool hello(Json body = Json::object()) {
+    if (!body.contains("capacity")) {
+      body["capacity"] = {{"cpu", "64"}, {"memory", "256Gi"}};
+    }
+    auto welcome = [](const protocol::Envelope& e) { return e.type == protocol::msg::kWelcome; };
+    return send(protocol::encode(protocol::msg::kHello, "1", 0, std::move(body))) &&
+           waitFor(welcome, std::chrono::seconds(10));
+  }
+  // A status report of one Ready condition (what a runtime says); its seq.
+  int64_t report(const std::string& cp, const std::string& status, const std::string& reason,
+                 const std::string& message) {
+    int64_t seq = ++seq_;
+    Json ready = {{"type", "Ready"}, {"status", status}, {"reason", reason}, {"message", message}};
+    Json body = {{"controlPlane", cp}, {"seq", seq}, {"observedGeneration", 1}, {"conditions", Json::array({ready})}};
+    send(protocol::encode(protocol::msg::kStatus, std::to_string(seq), 0, std::move(body)));
+    return seq;
+  }
+  // Waits until a message from the hub satisfies `pred`.
+  bool waitFor(const std::function<bool(const protocol::Envelope&)>& pred, std::chrono::milliseconds timeout) {
+    size_t seen = 0;
+    return run([&] {
+      for (; seen < state_->received.size(); ++seen) {
+        if (pred(state_->received[seen])) {
+          return true;
+        }
+      }
+      return false;
+    }, timeout);
+  }
+  bool acked(int64_t seq, std::chrono::milliseconds timeout) {
+    return waitFor([seq](const protocol::Envelope& e) {
+      return e.type == protocol::msg::kStatusAck && e.body.value("seq", int64_t(-1)) == seq;
+    }, timeout);
+  }
+  // Handles what has arrived meanwhile (the hub's pings too, so that an idle link stays up).
+  void poll() {
+    if (ioc_.stopped()) {
+      ioc_.restart();
+    }
+    ioc_.poll();
+  }
+  // Waits until the hub has closed the link.
+  bool closed(std::chrono::milliseconds timeout) {
+    return run([&] { return state_->closed; }, timeout);
+  }
+  // The code and message of the hub's error frame ("" before one came).
+  std::string error() const {
+    for (const auto& e : state_->received) {
+      if (e.type == protocol::msg::kError) {
+        return e.body.value("code", "") + ": " + e.body.value("message", "");
+      }
+    }
+    return "";
+  }
+  // What the hub said, for failure messages.
+  std::string said() const {
+    std::string out;
+    for (const auto& e : state_->received) {
+      out += protocol::encode(e).substr(0, 300) + "\n";
+    }
+    return out + (state_->closed ? "(closed)" : "(open)");
+  }
+
+ private:
+  struct State {
+    std::vector<protocol::Envelope> received;
+    bool closed = false;
+  };
+  static net::awaitable<void> readLoop(websocket::stream<net_client::TlsStream>& ws, std::shared_ptr<State> state) {
+    beast::flat_buffer buf;
+    while (true) {
+      auto [ec, n] = co_await ws.async_read(buf, net::as_tuple(net::use_awaitable));
+      if (ec) {
+        state->closed = true;
+        co_return;
+      }
+      if (auto env = protocol::decode(beast::buffers_to_string(buf.data()))) {
+        state->received.push_back(std::move(env.value()));
+      }
+      buf.consume(buf.size());
+    }
+  }
+  // Runs the link's work until `pred` holds or the time is up (or nothing is left to run).
+  bool run(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+      auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) {
+        return false;
+      }
+      if (ioc_.stopped()) {
+        ioc_.restart();
+      }
+      if (ioc_.run_one_for(deadline - now) == 0 && ioc_.stopped()) {
+        return pred();  // nothing runs any more: nothing can change
+      }
+    }
+    return true;
+  }
+
+  net::io_context ioc_;
+  std::shared_ptr<ssl::context> ctx_;
+  websocket::stream<net_client::TlsStream> ws_;
+  std::shared_ptr<State> state_;
+  std::string host_;
+  std::string port_;
+  int64_t seq_ = 0;
 };
 
 TEST_F(Agents, EnrollConnectLeaseExpiryAndRevoke) {
@@ -979,6 +1221,243 @@ TEST_F(Agents, BadFramesAndForeignCertificates) {
   auto r = kubectl(hub_->kubeconfig(), {"get", "agents"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("edge-1"), std::string::npos);
+}
+
+// `kubectl delete agent`: the agent's link is closed and refused, its control planes go Unknown
+// (nothing reports them any more) and those already being deleted are released at once, as
+// those deleted later are, instead of waiting for an agent that no longer exists.
+TEST_F(Agents, DeletingAnAgentMakesItsControlPlanesUnknownAndReleasesDeletingOnes) {
+  requireKubectl();
+  // Long leases: what happens here is the deletion's doing, not a lease running out.
+  restartHub("agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 300\n");
+  fs::path data = enrolled("edge-1");
+  FakeAgent edge(hub_->url(), data);
+  ASSERT_EQ(edge.connect(), 101u);
+  ASSERT_TRUE(edge.hello()) << edge.said();
+  createOn("edge-1", {"cp-live", "cp-going"});
+  for (const char* cp : {"cp-live", "cp-going"}) {
+    ASSERT_TRUE(edge.acked(edge.report(cp, "True", "Available", "serving"), std::chrono::seconds(10))) << edge.said();
+  }
+  ASSERT_EQ(readyOf("cp-live"), "True/Available/serving");
+  // cp-going is being deleted: the agent holds its finalizer until it reports it removed.
+  ASSERT_EQ(kflex({"delete", "cp-going", "--no-wait"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return controlPlane("cp-going")["metadata"].contains("deletionTimestamp"); },
+                      std::chrono::seconds(10), "cp-going marked for deletion"));
+  ASSERT_TRUE(controlPlane("cp-going").is_object());
+
+  auto deleted = kubectl(hub_->kubeconfig(), {"delete", "agent", "edge-1"});
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.err;
+  EXPECT_TRUE(edge.closed(std::chrono::seconds(10))) << edge.said();
+  EXPECT_NE(edge.error().find(protocol::code::kUnauthorized), std::string::npos) << edge.said();
+  EXPECT_TRUE(waitFor([&] { return readyOf("cp-live").rfind("Unknown/AgentDeleted/", 0) == 0; },
+                      std::chrono::seconds(10), "cp-live Unknown"))
+      << readyOf("cp-live") << "\n" << hub_->log();
+  EXPECT_NE(readyOf("cp-live").find("edge-1"), std::string::npos) << readyOf("cp-live");
+  EXPECT_TRUE(waitFor([&] { return !controlPlane("cp-going").is_object(); }, std::chrono::seconds(10),
+                      "cp-going released and gone"))
+      << controlPlane("cp-going").dump() << "\n" << hub_->log();
+  // It stays so: the hub does not take reports for an agent that does not exist.
+  FakeAgent again(hub_->url(), data);
+  EXPECT_EQ(again.connect(), 401u);
+  // A hub that starts looks too (had it stopped before it got to them): cp-live, said to be Ready
+  // again (by a client), is Unknown once more.
+  auto patched = kubectl(hub_->kubeconfig(),
+                         {"patch", "cp", "cp-live", "--subresource=status", "--type=merge", "-p",
+                          R"({"status":{"conditions":[{"type":"Ready","status":"True","reason":"Available",)"
+                          R"("message":"stale","lastTransitionTime":"2026-01-01T00:00:00Z",)"
+                          R"("lastUpdateTime":"2026-01-01T00:00:00Z"}]}})"});
+  ASSERT_EQ(patched.exit_code, 0) << patched.err;
+  ASSERT_EQ(readyOf("cp-live"), "True/Available/stale");
+  hub_->stop();
+  startHub("127.0.0.1:0");
+  EXPECT_TRUE(waitFor([&] { return readyOf("cp-live").rfind("Unknown/AgentDeleted/", 0) == 0; },
+                      std::chrono::seconds(10), "cp-live Unknown after a restart"))
+      << readyOf("cp-live") << "\n" << hub_->log();
+  // Deleted now, cp-live is released at once too.
+  ASSERT_EQ(kflex({"delete", "cp-live", "--no-wait"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return !controlPlane("cp-live").is_object(); }, std::chrono::seconds(10),
+                      "cp-live released and gone"));
+}
+
+// Every field the hub reads from an agent's messages, sent with the wrong JSON type: each is a
+// protocol error answered with an error frame and a close, the link is cleaned up, and the hub
+// goes on serving the other agents.
+TEST_F(Agents, FieldsOfTheWrongTypeAreProtocolErrors) {
+  requireKubectl();
+  restartHub("agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 300\n");
+  fs::path data = enrolled("edge-1");
+  fs::path other_data = enrolled("edge-2");
+  FakeAgent other(hub_->url(), other_data);
+  ASSERT_EQ(other.connect(), 101u);
+  ASSERT_TRUE(other.hello()) << other.said();
+  {
+    FakeAgent edge(hub_->url(), data);
+    ASSERT_EQ(edge.connect(), 101u);
+    ASSERT_TRUE(edge.hello()) << edge.said();
+  }
+  createOn("edge-1", {"cp-1"});
+  createOn("edge-2", {"cp-2"});
+
+  auto status = [](Json changes) {
+    Json ready = {{"type", "Ready"}, {"status", "False"}, {"reason", "Creating"}, {"message", "m"}};
+    Json body = {{"controlPlane", "cp-1"}, {"seq", 1}, {"observedGeneration", 1}, {"conditions", Json::array({ready})}};
+    body.merge_patch(changes);
+    return protocol::encode(protocol::msg::kStatus, "9", 0, body);
+  };
+  auto condition = [&](Json changes) {
+    Json c = {{"type", "Ready"}, {"status", "False"}, {"reason", "Creating"}, {"message", "m"}};
+    c.merge_patch(changes);
+    return status({{"conditions", Json::array({c})}});
+  };
+  auto hello = [](Json body) { return protocol::encode(protocol::msg::kHello, "1", 0, std::move(body)); };
+  struct Case {
+    std::string frame;
+    bool after_hello;
+  };
+  const std::vector<Case> cases = {
+      {hello({{"name", 5}}), false},
+      {hello({{"acknowledgedRevision", "12"}}), false},
+      {hello({{"acknowledgedRevision", {{"rev", 12}}}}), false},
+      {hello({{"caBundleHash", 7}}), false},
+      {hello({{"hostname", {{"a", 1}}}}), false},
+      {hello({{"agentVersion", 1.5}}), false},
+      {hello({{"capacity", "lots"}}), false},
+      {hello({{"capacity", {{"cpu", 4}}}}), false},
+      {hello({{"controlPlaneTypes", "k3s"}}), false},
+      {hello({{"controlPlaneTypes", {1, 2}}}), false},
+      {status({{"controlPlane", 5}}), true},
+      {status({{"controlPlane", {"cp-1"}}}), true},
+      {status({{"seq", "1"}}), true},
+      {status({{"observedGeneration", "3"}}), true},
+      {status({{"observedGeneration", {{"n", 3}}}}), true},
+      {status({{"conditions", {{"type", "Ready"}}}}), true},
+      {status({{"conditions", {"Ready"}}}), true},
+      {condition({{"type", 5}}), true},
+      {condition({{"status", true}}), true},
+      {condition({{"reason", 5}}), true},
+      {condition({{"message", {"m"}}}), true},
+      {status({{"endpoint", 443}}), true},
+      {status({{"components", {{"name", "k3s"}}}}), true},
+      {status({{"components", {{{"name", "k3s"}, {"state", "Running"}, {"restarts", "2"}}}}}), true},
+      {status({{"kubeconfig", "apiVersion: v1"}}), true},
+      {status({{"kubeconfig", {{"secretName", 5}, {"data", {{"config", "x"}}}}}}), true},
+      {status({{"kubeconfig", {{"secretName", "k3s-config"}, {"data", {"x"}}}}}), true},
+      {status({{"removed", "yes"}}), true},
+      {status({{"removed", 1}}), true},
+      {status({{"postCreateHooks", {"h"}}}), true},
+      {status({{"postCreateHookCompleted", "true"}}), true},
+      {status({{"hookLabels", {{"a", 1}}}}), true},
+      {protocol::encode(protocol::msg::kCsr, "3", 0, {{"csr", 5}}), true},
+      {protocol::encode(protocol::msg::kCsr, "3", 0, {{"csr", {"-----BEGIN"}}}), true},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.frame);
+    FakeAgent edge(hub_->url(), data);
+    ASSERT_EQ(edge.connect(), 101u);
+    if (c.after_hello) {
+      ASSERT_TRUE(edge.hello()) << edge.said();
+    }
+    ASSERT_TRUE(edge.send(c.frame));
+    EXPECT_TRUE(edge.closed(std::chrono::seconds(5))) << edge.said();
+    EXPECT_EQ(edge.error().rfind(protocol::code::kProtocol, 0), 0u) << edge.said();
+    other.poll();
+  }
+  // Every link was cleaned up (and none ended in an exception).
+  auto count = [&](const std::string& what) {
+    std::string log = hub_->log();
+    size_t n = 0;
+    for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_TRUE(waitFor([&] { return count("agent disconnected") + 1 == count("agent connected"); },
+                      std::chrono::seconds(10), "every closed link unregistered"))
+      << count("agent connected") << " connected, " << count("agent disconnected") << " disconnected\n" << hub_->log();
+  EXPECT_EQ(count("connection ended with an error"), 0u) << hub_->log();
+  // The other agent's link went on throughout, and so do its reports.
+  EXPECT_TRUE(other.acked(other.report("cp-2", "True", "Available", "fine"), std::chrono::seconds(10))) << other.said();
+  EXPECT_EQ(readyOf("cp-2"), "True/Available/fine");
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "agents"}).exit_code, 0);
+  // And edge-1 itself, well-behaved again, is served.
+  FakeAgent edge(hub_->url(), data);
+  ASSERT_EQ(edge.connect(), 101u);
+  ASSERT_TRUE(edge.hello()) << edge.said();
+  EXPECT_TRUE(edge.acked(edge.report("cp-1", "True", "Available", "back"), std::chrono::seconds(10))) << edge.said();
+  EXPECT_EQ(readyOf("cp-1"), "True/Available/back");
+}
+
+// An agent that flaps a condition as fast as it can: its reports are coalesced per control plane
+// (the latest wins) and its writes limited per agent, so the store takes a bounded number of
+// writes, the last state reported lands, and a watcher from before the flapping can still resume
+// (the flapping did not push its revision out of the event window).
+TEST_F(Agents, AFlappingAgentIsCoalescedAndRateLimited) {
+  requireKubectl();
+  // The smallest event window there is; a control plane is written at most every 200 ms, an
+  // agent's status writes at most 5 a second (after a burst of 5).
+  restartHub("agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 300\nevent_retention: 100\n"
+             "agent_status_interval_ms: 200\nagent_status_writes_per_second: 5\nagent_status_burst: 5\n");
+  fs::path data = enrolled("edge-1");
+  FakeAgent edge(hub_->url(), data);
+  ASSERT_EQ(edge.connect(), 101u);
+  ASSERT_TRUE(edge.hello()) << edge.said();
+  const std::vector<std::string> cps = {"cp-0", "cp-1", "cp-2", "cp-3"};
+  createOn("edge-1", cps);
+  // (Placement's bookkeeping on the agent is written once they are placed: let it settle.)
+  ASSERT_TRUE(waitFor([&] { return agent("edge-1")["status"].value("controlPlanes", int64_t(0)) == 4; },
+                      std::chrono::seconds(10), "the agent's count"));
+
+  // A watcher from before the flapping, that has seen everything up to here.
+  int64_t before = storeRevision();
+  ASSERT_GT(before, 0);
+  auto watch = api()->request(http::verb::get, std::string(kCps) + "?watch=1&timeoutSeconds=1&resourceVersion=" +
+                                                   std::to_string(before));
+  ASSERT_TRUE(watch);
+  ASSERT_EQ(watch->status, 200u) << watch->body;
+
+  // Flap: Ready True, False, True, ... on all four, for 3 seconds, as fast as the link takes it.
+  auto start = std::chrono::steady_clock::now();
+  int64_t n = 0;
+  size_t sent = edge.sendEach([&]() -> std::optional<std::string> {
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(3)) {
+      return std::nullopt;
+    }
+    ++n;
+    const int64_t kinds = int64_t(cps.size());
+    Json body = {{"controlPlane", cps[size_t(n % kinds)]},
+                 {"seq", 1000 + n},
+                 {"observedGeneration", 1},
+                 {"conditions", Json::array({{{"type", "Ready"},
+                                              {"status", (n / kinds) % 2 ? "True" : "False"},
+                                              {"reason", "Flapping"},
+                                              {"message", "report " + std::to_string(n)}}})}};
+    return protocol::encode(protocol::msg::kStatus, std::to_string(n), 0, std::move(body));
+  }, std::chrono::seconds(10));
+  EXPECT_GT(sent, 200u) << "the test did not flap fast enough to show anything";
+  // The last word on each.
+  std::vector<int64_t> finals;
+  for (const auto& cp : cps) {
+    finals.push_back(edge.report(cp, "True", "Available", "final"));
+  }
+  for (auto seq : finals) {
+    EXPECT_TRUE(edge.acked(seq, std::chrono::seconds(10))) << "seq " << seq;
+  }
+  EXPECT_TRUE(waitFor([&] {
+    return std::all_of(cps.begin(), cps.end(), [&](const std::string& cp) { return readyOf(cp) == "True/Available/final"; });
+  }, std::chrono::seconds(10), "the last state of every control plane stored"))
+      << readyOf("cp-0") << " " << readyOf("cp-1") << " " << readyOf("cp-2") << " " << readyOf("cp-3");
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  // Writes: at most the burst and 5 a second since the flapping began (and a couple of others).
+  int64_t writes = storeRevision() - before;
+  EXPECT_GE(writes, 4);
+  EXPECT_LE(writes, int64_t(5 + 5 * elapsed + 3)) << sent << " reports in " << elapsed << " s";
+  // The watcher resumes where it was.
+  auto resumed = api()->request(http::verb::get, std::string(kCps) + "?watch=1&timeoutSeconds=1&resourceVersion=" +
+                                                     std::to_string(before));
+  ASSERT_TRUE(resumed);
+  EXPECT_EQ(resumed->status, 200u) << resumed->body.substr(0, 500);
+  EXPECT_NE(resumed->body.find("final"), std::string::npos);
 }
 
 // `kflex-agent check` says what this host can run: each program it would launch, its release

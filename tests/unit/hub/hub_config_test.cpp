@@ -34,5 +34,27 @@ TEST(HubConfig, ValidatesListen) {
   EXPECT_FALSE(validateHubConfig(cfg));
 }
 
+TEST(HubConfig, AgentStatusLimits) {
+  test::TempDir dir;
+  auto f = dir.path() / "hub.yaml";
+  ASSERT_TRUE(writeFileAtomic(
+      f, "agent_status_interval_ms: 250\nagent_status_writes_per_second: 4\nagent_status_burst: 8\n", 0644));
+  HubConfig cfg;
+  ASSERT_TRUE(loadHubConfig(f, cfg));
+  EXPECT_EQ(cfg.agent_status_interval, std::chrono::milliseconds(250));
+  EXPECT_EQ(cfg.agent_status_writes_per_second, 4u);
+  EXPECT_EQ(cfg.agent_status_burst, 8u);
+  EXPECT_TRUE(validateHubConfig(cfg));
+  // A burst that alone could push every retained event out, and no writes at all, are refused.
+  cfg.event_retention = 100;
+  cfg.agent_status_burst = 51;
+  cfg.agent_status_writes_per_second = 0;
+  auto r = validateHubConfig(cfg);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("agent_status_burst: must be from 1 to half of event_retention (50)"), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("agent_status_writes_per_second: must be at least 1"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kflex::hub

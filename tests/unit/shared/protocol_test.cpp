@@ -77,6 +77,119 @@ TEST(Protocol, EnrollRequestValidation) {
   EXPECT_EQ(ok->labels.at("k"), "v");
 }
 
+TEST(Protocol, HelloIsReadFieldByField) {
+  auto h = protocol::helloFromJson(protocol::Json::parse(R"({
+      "name": "edge-1", "acknowledgedRevision": 12, "caBundleHash": "ab", "hostname": "h", "os": "linux",
+      "capacity": {"cpu": "4", "memory": "8Gi"}, "controlPlaneTypes": ["k3s", "k8s"], "extra": [1]})"));
+  ASSERT_TRUE(h) << h.error().message;
+  EXPECT_EQ(h->name, "edge-1");
+  EXPECT_EQ(h->acknowledged_revision, 12);
+  EXPECT_EQ(h->ca_bundle_hash, "ab");
+  EXPECT_EQ(h->facts, (std::map<std::string, std::string>{{"hostname", "h"}, {"os", "linux"}}));
+  EXPECT_EQ(h->capacity.at("memory"), "8Gi");
+  EXPECT_EQ(h->control_plane_types, (std::vector<std::string>{"k3s", "k8s"}));
+  // Nothing said: defaults (and no list of types: an older agent).
+  auto empty = protocol::helloFromJson(protocol::Json::object());
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->acknowledged_revision, 0);
+  EXPECT_FALSE(empty->control_plane_types);
+
+  for (const auto& [body, says] : std::vector<std::pair<const char*, const char*>>{
+           {R"({"name": 5})", "hello: name must be a string, not a number"},
+           {R"({"acknowledgedRevision": "12"})", "acknowledgedRevision must be an integer, not a string"},
+           {R"({"acknowledgedRevision": 1.5})", "acknowledgedRevision must be an integer, not a number"},
+           {R"({"acknowledgedRevision": 18446744073709551615})", "acknowledgedRevision is out of range"},
+           {R"({"caBundleHash": {}})", "caBundleHash must be a string, not an object"},
+           {R"({"kernelVersion": ["6"]})", "kernelVersion must be a string, not an array"},
+           {R"({"capacity": "lots"})", "capacity must be an object, not a string"},
+           {R"({"capacity": {"cpu": 4}})", "capacity.cpu must be a string, not a number"},
+           {R"({"controlPlaneTypes": "k3s"})", "controlPlaneTypes must be an array, not a string"},
+           {R"({"controlPlaneTypes": ["k3s", true]})", "controlPlaneTypes[1] must be a string"},
+       }) {
+    auto r = protocol::helloFromJson(protocol::Json::parse(body));
+    ASSERT_FALSE(r) << body;
+    EXPECT_NE(r.error().message.find(says), std::string::npos) << body << ": " << r.error().message;
+  }
+}
+
+TEST(Protocol, StatusReportIsReadFieldByField) {
+  const char* good = R"({"controlPlane": "cp-1", "seq": 7, "observedGeneration": 2,
+      "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "ok"}],
+      "endpoint": "https://10.0.0.1:6443", "components": [{"name": "k3s", "state": "Running", "restarts": 1}],
+      "kubeconfig": {"secretName": "k3s-config", "data": {"config-incluster": "x"}},
+      "postCreateHooks": {"h": true}, "postCreateHookCompleted": true, "hookLabels": {"a": "b"}, "removed": true})";
+  auto r = protocol::statusReportFromJson(protocol::Json::parse(good));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->control_plane, "cp-1");
+  EXPECT_EQ(r->seq, 7);
+  EXPECT_EQ(r->observed_generation, 2);
+  ASSERT_EQ(r->conditions.size(), 1u);
+  EXPECT_EQ(r->conditions[0].reason, "Available");
+  EXPECT_EQ(r->endpoint, "https://10.0.0.1:6443");
+  ASSERT_TRUE(r->kubeconfig);
+  EXPECT_EQ(r->kubeconfig->data.at("config-incluster"), "x");
+  EXPECT_EQ(r->hook_labels["a"], "b");
+  EXPECT_TRUE(r->removed);
+  // The optional parts left out are null.
+  auto bare =
+      protocol::statusReportFromJson(protocol::Json::parse(R"({"controlPlane": "cp-1", "seq": 0, "conditions": []})"));
+  ASSERT_TRUE(bare) << bare.error().message;
+  EXPECT_TRUE(bare->endpoint.is_null() && bare->components.is_null() && bare->hook_states.is_null());
+  EXPECT_FALSE(bare->kubeconfig);
+  EXPECT_FALSE(bare->removed);
+
+  auto with = [&](const char* patch) {
+    protocol::Json body = protocol::Json::parse(good);
+    body.merge_patch(protocol::Json::parse(patch));
+    return protocol::statusReportFromJson(body);
+  };
+  for (const auto& [patch, says] : std::vector<std::pair<const char*, const char*>>{
+           {R"({"controlPlane": 5})", "status: controlPlane must be a string, not a number"},
+           {R"({"seq": "7"})", "seq must be an integer, not a string"},
+           {R"({"observedGeneration": "2"})", "observedGeneration must be an integer, not a string"},
+           {R"({"conditions": {"type": "Ready"}})", "conditions must be an array, not an object"},
+           {R"({"conditions": ["Ready"]})", "conditions[0] must be an object"},
+           {R"({"conditions": [{"type": 5}]})", "conditions[0].type must be a string, not a number"},
+           {R"({"conditions": [{"type": "Ready", "status": true}]})",
+            "conditions[0].status must be a string, not a boolean"},
+           {R"({"conditions": [{"type": "Ready", "status": "True", "reason": 1}]})",
+            "conditions[0].reason must be a string"},
+           {R"({"conditions": [{"type": "Ready", "status": "True", "message": {}}]})",
+            "conditions[0].message must be a string"},
+           {R"({"endpoint": 443})", "endpoint must be a string, not a number"},
+           {R"({"components": {"name": "k3s"}})", "components must be an array, not an object"},
+           {R"({"kubeconfig": "apiVersion: v1"})", "kubeconfig must be an object, not a string"},
+           {R"({"kubeconfig": {"secretName": 5}})", "kubeconfig.secretName must be a string, not a number"},
+           {R"({"kubeconfig": {"data": ["x"]}})", "kubeconfig.data must be an object, not an array"},
+           {R"({"kubeconfig": {"data": {"config": 1}}})", "kubeconfig.data.config must be a string, not a number"},
+           {R"({"postCreateHooks": ["h"]})", "postCreateHooks must be an object, not an array"},
+           {R"({"postCreateHooks": {"h": "yes"}})", "postCreateHooks.h must be a boolean, not a string"},
+           {R"({"postCreateHookCompleted": "true"})", "postCreateHookCompleted must be a boolean, not a string"},
+           {R"({"hookLabels": {"a": 1}})", "hookLabels.a must be a string, not a number"},
+           {R"({"removed": "yes"})", "removed must be a boolean, not a string"},
+           {R"({"removed": 1})", "removed must be a boolean, not a number"},
+           // Right types, out of bounds.
+           {R"({"controlPlane": "CP_1"})", "a status report needs controlPlane (a name)"},
+           {R"({"seq": -1})", "a status report needs controlPlane (a name), seq"},
+           {R"({"conditions": [{"type": "Ready", "status": "Maybe"}]})", "(True, False or Unknown)"},
+           {R"({"endpoint": "http://x"})", "endpoint must be an https:// URL"},
+           {R"({"components": [{"name": "k3s", "state": "Running", "restarts": "1"}]})", "components at most 16"},
+       }) {
+    auto bad = with(patch);
+    ASSERT_FALSE(bad) << patch;
+    EXPECT_NE(bad.error().message.find(says), std::string::npos) << patch << ": " << bad.error().message;
+  }
+}
+
+TEST(Protocol, CsrIsAString) {
+  auto csr = protocol::csrFromJson(protocol::Json{{"csr", "-----BEGIN CERTIFICATE REQUEST-----"}});
+  ASSERT_TRUE(csr);
+  EXPECT_EQ(csr.value(), "-----BEGIN CERTIFICATE REQUEST-----");
+  auto bad = protocol::csrFromJson(protocol::Json{{"csr", 5}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "csr: csr must be a string, not a number");
+}
+
 TEST(Pki, CsrIsSignedForItsKeyWithTheSubjectTheHubChooses) {
   SystemClock clock;
   auto ca = tls::createCa({"test-ca"}, clock).value();
