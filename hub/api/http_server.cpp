@@ -376,24 +376,25 @@ net::awaitable<void> HttpServer::upgraded(std::shared_ptr<Conn> conn, UpgradeHan
   }
 }
 
-net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
+net::awaitable<bool> HttpServer::handshake(std::shared_ptr<Conn> conn) {
   auto& stream = *conn->stream;
   auto& tcp = beast::get_lowest_layer(stream);
   // The handshake's deadline counts from accept. The connection takes a handshake slot only once
   // its ClientHello arrives: a socket that sends nothing costs nothing but itself until its
-  // deadline, or until newer connections shed it (admit()).
+  // deadline, or until newer connections shed it (admit()). (A coroutine of its own, so that the
+  // buffer for those first bytes is not kept for the connection's whole life.)
   auto deadline = conn->accepted + options_.handshake_timeout;
   tcp.expires_at(deadline);
   std::array<char, 4096> hello{};
   auto [rec, rn] = co_await tcp.async_read_some(net::buffer(hello), net::as_tuple(net::use_awaitable));
   if (rec) {
-    co_return;
+    co_return false;
   }
   if (!co_await handshakes_.acquire(deadline)) {
-    co_return;
+    co_return false;
   }
   auto [hec, used] = co_await stream.async_handshake(ssl::stream_base::server, net::buffer(hello.data(), rn),
-                                               net::as_tuple(net::use_awaitable));
+                                                     net::as_tuple(net::use_awaitable));
   handshakes_.release();
   conn->handshake_done = true;
   authenticated(conn);
@@ -401,6 +402,15 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
     if (!expectedEnd(hec)) {
       log::debug("TLS handshake failed", {{"peer", conn->peer}, {"error", hec.message()}});
     }
+    co_return false;
+  }
+  co_return true;
+}
+
+net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
+  auto& stream = *conn->stream;
+  auto& tcp = beast::get_lowest_layer(stream);
+  if (!co_await handshake(conn)) {
     co_return;
   }
   tls::PeerIdentity id = tls::peerIdentity(stream.native_handle());

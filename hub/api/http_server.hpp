@@ -112,6 +112,8 @@ class HttpServer {
       : ioc_(ioc), tls_(std::move(tls)), api_(api), options_(options), acceptor_(ioc),
         handshakes_(options.max_handshakes, options.max_handshake_waiting) {}
   net::awaitable<void> acceptLoop();
+  /// Reads the ClientHello's first bytes, waits for a handshake slot, does the TLS handshake.
+  net::awaitable<bool> handshake(std::shared_ptr<Conn> conn);
   net::awaitable<void> session(std::shared_ptr<Conn> conn);
   net::awaitable<void> upgraded(std::shared_ptr<Conn> conn, UpgradeHandler handler, http::request<http::string_body> req,
                                 tls::PeerIdentity id);
