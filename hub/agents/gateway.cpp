@@ -1200,7 +1200,7 @@ net::awaitable<void> AgentGateway::watchLoop() {
           }
         }
         if (target) {
-          net::dispatch(target->ws.get_executor(), [this, target, ev] { deliver(target, ev); });
+          net::dispatch(target->ws.get_executor(), [this, target, ev = ev] { deliver(target, ev); });
         }
         continue;
       }
@@ -1214,7 +1214,7 @@ net::awaitable<void> AgentGateway::watchLoop() {
           }
         }
         for (auto& sess : all) {
-          net::dispatch(sess->ws.get_executor(), [this, sess, ev] { deliver(sess, ev); });
+          net::dispatch(sess->ws.get_executor(), [this, sess, ev = ev] { deliver(sess, ev); });
         }
         continue;
       }

@@ -822,7 +822,7 @@ net::awaitable<ApiResponse> ApiService::handleResource(ApiRequest& req, const Re
     if (options != nullptr) {
       co_return statusResponse(422, "Invalid",
                                std::string(options) + ".meta.k8s.io \"\" is invalid: dryRun: Unsupported value: " +
-                                   Json::array({dry->second}).dump() + ": supported values: \"All\"");
+                                   dumpSafe(Json::array({dry->second})) + ": supported values: \"All\"");
     }
   }
   switch (req.method) {

@@ -257,13 +257,16 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handleSystem(const ApiRequest& 
     co_return statusResponse(400, "BadRequest", "metadata must be an object");
   }
   Json meta = obj.value("metadata", Json::object());
-  name = meta.is_object() ? meta.value("name", "") : "";
+  name = meta.is_object() && meta.contains("name") && meta["name"].is_string() ? meta["name"].get<std::string>() : "";
   std::vector<std::string> problems;
   if (!isDns1123Subdomain(name)) {
-    problems.push_back("metadata.name: Invalid value: " + Json(name).dump() + ": must be a DNS-1123 subdomain");
+    problems.push_back("metadata.name: Invalid value: " + dumpSafe(Json(name)) + ": must be a DNS-1123 subdomain");
   }
-  if (meta.is_object() && !meta.value("namespace", std::string(kSystemNamespace)).empty() &&
-      meta.value("namespace", std::string(kSystemNamespace)) != kSystemNamespace) {
+  if (meta.contains("namespace") && !meta["namespace"].is_null() && !meta["namespace"].is_string()) {
+    co_return statusResponse(400, "BadRequest", "metadata.namespace must be a string");
+  }
+  if (meta.contains("namespace") && meta["namespace"].is_string() && !meta["namespace"].get<std::string>().empty() &&
+      meta["namespace"].get<std::string>() != kSystemNamespace) {
     co_return statusResponse(400, "BadRequest", "the namespace of the provided object does not match the namespace "
                                                 "sent on the request");
   }
