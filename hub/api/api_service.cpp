@@ -149,14 +149,18 @@ std::optional<Decision> checkKind(Json& obj, const ResourceType& t, const std::s
   if (!obj.is_object()) {
     return failure(400, "BadRequest", "the body must be a JSON or YAML object, not " + std::string(obj.type_name()));
   }
-  std::string api_version = obj.value("apiVersion", "");
-  std::string kind = obj.value("kind", "");
-  if (obj.contains("apiVersion") && !obj["apiVersion"].is_string()) {
-    return failure(400, "BadRequest", "apiVersion must be a string");
+  // (null is absent, as kube's decoder reads it; the type is checked before the value is read.)
+  for (const char* field : {"apiVersion", "kind"}) {
+    if (auto it = obj.find(field); it != obj.end() && !it->is_string() && !it->is_null()) {
+      return failure(400, "BadRequest", std::string(field) + " must be a string");
+    }
   }
-  if (obj.contains("kind") && !obj["kind"].is_string()) {
-    return failure(400, "BadRequest", "kind must be a string");
-  }
+  auto text = [&obj](const char* field) {
+    auto it = obj.find(field);
+    return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::string api_version = text("apiVersion");
+  std::string kind = text("kind");
   if (!api_version.empty() && api_version != t.apiVersion()) {
     return failure(400, "BadRequest", "the API version in the data (" + api_version +
                                           ") does not match the expected API version (" + t.apiVersion() + ")");
