@@ -122,10 +122,12 @@ int main(int argc, char** argv) {
   }
   std::string pin = tls::spkiPin(access.ca_pem).value();
   std::string startup_env = "KFLEX_STANDIN_STARTUP_MS=" + std::to_string(startup_ms);
+  writeFileAtomic(dir / "bench-1.token", id + "." + secret + "\n", 0600).value();  // never on a command line
   // Enough capacity offered for every count (placement otherwise keeps to the host's cores).
   std::ofstream(dir / "agent.yaml") << "capacity: {cpu: \"512\", memory: 1Ti}\n";
   pid_t agent = spawn({bin + "/kflex-agent", "run", "--config", (dir / "agent.yaml").string(), "--data-dir", (dir / "agent").string(),
-                       "--hub", hub.url(), "--name", "bench-1", "--token", id + "." + secret, "--ca-cert-hash", pin,
+                       "--hub", hub.url(), "--name", "bench-1", "--token-file", (dir / "bench-1.token").string(),
+                       "--ca-cert-hash", pin,
                        "--bin-dir", bin + "/standins"},
                       dir / "agent.log", {startup_env});
   auto get = [&](const std::string& path) {

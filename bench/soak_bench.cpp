@@ -231,7 +231,16 @@ struct Network {
     log = work / "network.log";
     tag = std::to_string(::getpid() % 100000);
     bridge = "kfsb" + tag;
-    subnet = "10.214." + std::to_string(::getpid() % 250) + ".";
+    // A /24 no interface uses yet (two soaks may run side by side).
+    fs::path addrs = work / "addresses.txt";
+    runQuiet({"ip", "-o", "-4", "addr", "show"}, addrs);
+    std::string used = slurp(addrs);
+    for (int i = 0; i < 250; ++i) {
+      subnet = "10.214." + std::to_string((::getpid() + i) % 250) + ".";
+      if (used.find(" " + subnet) == std::string::npos) {
+        break;
+      }
+    }
     std::vector<std::vector<std::string>> cmds = {{"ip", "link", "add", bridge, "type", "bridge"},
                                                   {"ip", "addr", "add", subnet + "1/24", "dev", bridge},
                                                   {"ip", "link", "set", bridge, "up"}};
