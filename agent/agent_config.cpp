@@ -143,6 +143,32 @@ Result<void> parseLabels(const std::string& text, std::map<std::string, std::str
   return {};
 }
 
+namespace {
+
+// A path made absolute (and lexically normal) against the working directory; "" stays "" and "-"
+// (standard input) stays "-".
+std::string absolutePath(const std::string& p) {
+  if (p.empty() || p == "-") {
+    return p;
+  }
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(p, ec);
+  return ec ? p : abs.lexically_normal().string();
+}
+
+}  // namespace
+
+void makePathsAbsolute(AgentConfig& cfg) {
+  cfg.data_dir = absolutePath(cfg.data_dir.string());
+  cfg.bin_dir = absolutePath(cfg.bin_dir.string());
+  for (auto& [program, path] : cfg.programs) {
+    path = absolutePath(path);
+  }
+  cfg.token_file = absolutePath(cfg.token_file);
+  cfg.postgres_password_file = absolutePath(cfg.postgres_password_file);
+  cfg.cluster_kubeconfig = absolutePath(cfg.cluster_kubeconfig);
+}
+
 Result<void> validateAgentConfig(const AgentConfig& cfg) {
   std::vector<std::string> problems;
   for (const auto& u : cfg.hub_urls) {

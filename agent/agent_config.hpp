@@ -68,6 +68,10 @@ Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg
 Result<void> parseLabels(const std::string& text, std::map<std::string, std::string>& labels);
 /// Checks values; lists every problem.
 Result<void> validateAgentConfig(const AgentConfig& cfg);
+/// Makes every path (data_dir, bin_dir, programs, token_file, postgres_password_file,
+/// cluster_kubeconfig) absolute against the working directory, once, at start: the agent hands
+/// them to programs that run in other directories (k3s runs in DATA_DIR/cp/NAME).
+void makePathsAbsolute(AgentConfig& cfg);
 /// This host's name, lower-cased, usable as an agent name when it is a DNS-1123 label.
 std::string defaultAgentName();
 

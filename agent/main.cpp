@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
     cfg.postgres_password_file = postgres_password_file;
   }
   if (!cluster_kubeconfig.empty()) {
-    cfg.cluster_kubeconfig = std::filesystem::absolute(cluster_kubeconfig).string();
+    cfg.cluster_kubeconfig = cluster_kubeconfig;
   }
   if (!labels.empty()) {
     if (auto r = agent::parseLabels(labels, cfg.labels); !r) {
@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
       return agent::kExitConfig;
     }
   }
+  agent::makePathsAbsolute(cfg);  // once: k3s and the others run in other directories
   if (auto r = agent::validateAgentConfig(cfg); !r) {
     std::cerr << "kflex-agent: configuration errors:\n" << r.error().message << "\n";
     return agent::kExitConfig;

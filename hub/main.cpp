@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     cfg.listen = listen;
   }
   if (!hosting_kubeconfig.empty()) {
-    cfg.hosting_kubeconfig = std::filesystem::absolute(hosting_kubeconfig);
+    cfg.hosting_kubeconfig = hosting_kubeconfig;
   }
   if (!hosting_context.empty()) {
     cfg.hosting_context = hosting_context;
@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
   for (const auto& s : sans) {
     cfg.tls_sans.push_back(s);
   }
+  hub::makePathsAbsolute(cfg);
   if (auto r = hub::validateHubConfig(cfg); !r) {
     std::cerr << "kflex-hub: configuration errors:\n" << r.error().message << "\n";
     return hub::kExitConfig;

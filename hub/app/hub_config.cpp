@@ -172,6 +172,16 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
   return reportProblems(problems);
 }
 
+void makePathsAbsolute(HubConfig& cfg) {
+  for (auto* p : {&cfg.data_dir, &cfg.hosting_kubeconfig}) {
+    std::error_code ec;
+    if (!p->empty()) {
+      auto abs = std::filesystem::absolute(*p, ec);
+      *p = ec ? *p : abs.lexically_normal();
+    }
+  }
+}
+
 Result<void> validateHubConfig(const HubConfig& cfg) {
   std::vector<std::string> problems;
   std::string host;

@@ -79,5 +79,7 @@ struct HubConfig {
 Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg);
 /// Checks values (listen syntax, ranges). Lists every problem.
 Result<void> validateHubConfig(const HubConfig& cfg);
+/// Makes data_dir and hosting_kubeconfig absolute against the working directory, once, at start.
+void makePathsAbsolute(HubConfig& cfg);
 
 }  // namespace kflex::hub

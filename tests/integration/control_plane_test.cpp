@@ -78,8 +78,8 @@ class ControlPlanes : public ::testing::Test {
   }
   void startAgent(const std::vector<std::string>& extra = {}, const std::string& log = "edge-1.log") {
     std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null",
-                                     "--data-dir", (dir_.path() / "edge-1").string(), "--hub", hub_->url(),
-                                     "--name", "edge-1", "--token", token_, "--ca-cert-hash", pin_,
+                                     "--data-dir", data_dir_arg_.empty() ? (dir_.path() / "edge-1").string() : data_dir_arg_,
+                                     "--hub", hub_->url(), "--name", "edge-1", "--token", token_, "--ca-cert-hash", pin_,
                                      "--bin-dir", (binDir() / "standins").string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     agent_ = std::make_unique<Process>(argv, dir_.path() / log);
@@ -121,6 +121,7 @@ class ControlPlanes : public ::testing::Test {
   TempDir dir_;
   std::unique_ptr<HubProcess> hub_;
   std::unique_ptr<Process> agent_;
+  std::string data_dir_arg_;  // --data-dir as given, when not the absolute default
   std::string token_;
   std::string pin_;
 };
@@ -250,6 +251,24 @@ TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) 
   startAgent({}, "edge-1-third.log");
   EXPECT_TRUE(waitFor([&] { return !fs::exists(cpDir("cp2")) && !running(pid2); }, 30s, "leftovers removed"))
       << agent_->log();
+}
+
+// README's agent command gives --data-dir as a relative path; k3s runs in DIR/cp/NAME and is
+// handed paths inside DIR: they must be absolute, or k3s cannot read its token file.
+TEST_F(ControlPlanes, ARelativeDataDirectoryStillRunsK3s) {
+  data_dir_arg_ = fs::relative(dir_.path() / "edge-1", fs::current_path()).string();
+  ASSERT_EQ(data_dir_arg_.front(), '.') << "not a relative path: " << data_dir_arg_;
+  startAgent();
+  ASSERT_TRUE(waitFor([&] { return kubectl(hub_->kubeconfig(), {"get", "agent", "edge-1"}).exit_code == 0; }, 20s,
+                      "edge-1 enrolled"));
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return ready("cp1") == "True/Available"; }, 30s, "cp1 Ready"))
+      << ready("cp1") << "\n" << field("cp1", ".status") << "\n" << agent_->log();
+  auto cmdline = readFile("/proc/" + std::to_string(k3sPid("cp1")) + "/cmdline");
+  ASSERT_TRUE(cmdline);
+  EXPECT_NE(cmdline.value().find(std::string("--data-dir") + '\0' + (dir_.path() / "edge-1" / "cp" / "cp1" / "k3s").string()),
+            std::string::npos)
+      << cmdline.value();
 }
 
 TEST_F(ControlPlanes, TwoK3sSideBySideEachInItsOwnNetworkNamespace) {

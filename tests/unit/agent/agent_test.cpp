@@ -36,6 +36,24 @@ TEST(AgentState, CorruptFileIsMovedAsideNotLost) {
   EXPECT_TRUE(s.value()->set("k", "v"));
 }
 
+TEST(AgentConfig, PathsBecomeAbsoluteOnce) {
+  AgentConfig cfg;
+  cfg.data_dir = "./agent-data";
+  cfg.bin_dir = "bin";
+  cfg.programs["k3s"] = "opt/k3s";
+  cfg.token_file = "-";  // standard input stays standard input
+  cfg.postgres_password_file = "pg/password";
+  cfg.cluster_kubeconfig = "";
+  makePathsAbsolute(cfg);
+  auto cwd = std::filesystem::current_path();
+  EXPECT_EQ(cfg.data_dir, cwd / "agent-data");
+  EXPECT_EQ(cfg.bin_dir, cwd / "bin");
+  EXPECT_EQ(cfg.programs["k3s"], (cwd / "opt" / "k3s").string());
+  EXPECT_EQ(cfg.token_file, "-");
+  EXPECT_EQ(cfg.postgres_password_file, (cwd / "pg" / "password").string());
+  EXPECT_EQ(cfg.cluster_kubeconfig, "");
+}
+
 TEST(AgentConfig, ReadsYamlAndListsEveryProblem) {
   test::TempDir dir;
   auto f = dir.path() / "agent.yaml";

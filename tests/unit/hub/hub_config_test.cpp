@@ -19,6 +19,20 @@ TEST(HubConfig, ReadsKnownKeysAndListsEveryProblem) {
   EXPECT_NE(r.error().message.find("max_connections"), std::string::npos);
 }
 
+TEST(HubConfig, PathsBecomeAbsoluteOnce) {
+  HubConfig cfg;
+  cfg.data_dir = "./hub-data/../hub-data";
+  cfg.hosting_kubeconfig = "kc/host.yaml";
+  makePathsAbsolute(cfg);
+  EXPECT_EQ(cfg.data_dir, std::filesystem::current_path() / "hub-data");
+  EXPECT_EQ(cfg.hosting_kubeconfig, std::filesystem::current_path() / "kc" / "host.yaml");
+  HubConfig none;
+  none.hosting_kubeconfig.clear();
+  makePathsAbsolute(none);
+  EXPECT_TRUE(none.hosting_kubeconfig.empty());  // not configured stays not configured
+  EXPECT_EQ(none.data_dir, "/var/lib/kflex-hub");
+}
+
 TEST(HubConfig, ValidatesListen) {
   HubConfig cfg;
   EXPECT_TRUE(validateHubConfig(cfg));
