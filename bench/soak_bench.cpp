@@ -151,6 +151,30 @@ struct Child {
   }
 };
 
+/// Hard-links (or, across file systems, copies) kflex-hub, kflex-agent and standins/ from `from`
+/// into `to`.
+Result<void> snapshotPrograms(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::create_directories(to / "standins", ec);
+  std::vector<fs::path> files = {"kflex-hub", "kflex-agent"};
+  for (const auto& e : fs::directory_iterator(from / "standins", ec)) {
+    if (e.is_regular_file()) {
+      files.push_back(fs::path("standins") / e.path().filename());
+    }
+  }
+  for (const auto& f : files) {
+    std::error_code lec;
+    fs::create_hard_link(from / f, to / f, lec);
+    if (lec) {
+      fs::copy_file(from / f, to / f, fs::copy_options::overwrite_existing, lec);
+    }
+    if (lec) {
+      return fail("cannot copy " + (from / f).string() + ": " + lec.message());
+    }
+  }
+  return {};
+}
+
 /// A stand-in process found in /proc: its program and the control plane directory it serves.
 struct StandinProc {
   pid_t pid;
@@ -418,8 +442,7 @@ int main(int argc, char** argv) {
   app.add_option("--work-dir", work_arg, "Work directory (default: a new one under /tmp)");
   CLI11_PARSE(app, argc, argv);
   bin = fs::absolute(bin).string();
-  const fs::path standins = fs::path(bin) / "standins";
-  if (!fs::exists(fs::path(bin) / "kflex-hub") || !fs::exists(standins / "k3s")) {
+  if (!fs::exists(fs::path(bin) / "kflex-hub") || !fs::exists(fs::path(bin) / "standins" / "k3s")) {
     std::cerr << "kflex-bench-soak: no kflex-hub or standins/k3s in " << bin << "; pass --bin-dir\n";
     return 2;
   }
@@ -431,6 +454,14 @@ int main(int argc, char** argv) {
   auto uniform = [&rng](double a, double b) { return std::uniform_real_distribution<double>(a, b)(rng); };
   const fs::path work = fs::canonical(workDir(work_arg, "kflex-bench-soak"));
   say("work directory " + work.string() + ", seed " + std::to_string(seed));
+  // The programs of this run, linked (or copied) into the work directory: a build that replaces
+  // them meanwhile must not change, or break, what the soak restarts.
+  if (auto r = snapshotPrograms(bin, work / "bin"); !r) {
+    std::cerr << "kflex-bench-soak: " << r.error().message << "\n";
+    return 2;
+  }
+  bin = (work / "bin").string();
+  const fs::path standins = work / "bin" / "standins";
   const auto t0 = SteadyClock::now();
 
   Network network;
@@ -639,31 +670,7 @@ int main(int argc, char** argv) {
       }
     }
   };
-  auto checkAlive = [&](double now) {
-    for (Child* c : std::vector<Child*>{&hub}) {
-      int status = 0;
-      if (c->exited(status)) {
-        unexpected.push_back(c->name + " exited on its own (status " + std::to_string(status) + ") at " +
-                             std::to_string(int(now)) + " s");
-        say(unexpected.back());
-        c->start(now);
-      }
-    }
-    for (auto& a : agents) {
-      int status = 0;
-      if (a.exited(status)) {
-        unexpected.push_back(a.name + " exited on its own (status " + std::to_string(status) + ") at " +
-                             std::to_string(int(now)) + " s");
-        say(unexpected.back());
-        a.start(now);
-      }
-    }
-  };
-  while (!g_interrupted) {
-    double now = secondsSince(t0);
-    if (now >= chaos_end && pending.empty()) {
-      break;
-    }
+  auto runPending = [&](double now) {
     for (size_t i = 0; i < pending.size();) {
       if (pending[i].first <= now) {
         auto what = std::move(pending[i].second);
@@ -673,6 +680,31 @@ int main(int argc, char** argv) {
         ++i;
       }
     }
+  };
+  // A process that dies without being killed is a finding; it is started again a second later
+  // (as systemd would), and its exit status is in the report.
+  auto checkAlive = [&](double now) {
+    std::vector<Child*> all{&hub};
+    for (auto& a : agents) {
+      all.push_back(&a);
+    }
+    for (Child* c : all) {
+      int status = 0;
+      if (c->exited(status)) {
+        std::string how = WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
+                                            : "signal " + std::to_string(WTERMSIG(status));
+        unexpected.push_back(c->name + " died on its own (" + how + ") at " + std::to_string(int(now)) + " s");
+        say(unexpected.back());
+        pending.emplace_back(now + 1, [&, c] { c->start(secondsSince(t0)); });
+      }
+    }
+  };
+  while (!g_interrupted) {
+    double now = secondsSince(t0);
+    if (now >= chaos_end && pending.empty()) {
+      break;
+    }
+    runPending(now);
     checkAlive(now);
     if (now >= next_sample) {
       sample(now);
@@ -741,6 +773,7 @@ int main(int argc, char** argv) {
   double converge_seconds_taken = -1;
   Json last_list;
   while (!g_interrupted && secondsSince(converge_start) < converge_seconds) {
+    runPending(secondsSince(t0));
     checkAlive(secondsSince(t0));
     sample(secondsSince(t0));
     auto l = list();
