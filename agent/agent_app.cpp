@@ -9,11 +9,14 @@
 #include <iostream>
 #include <thread>
 
+#include <optional>
+
 #include "agent/agent_state.hpp"
 #include "agent/enroll.hpp"
 #include "agent/hub_link.hpp"
 #include "agent/runtime/control_planes.hpp"
 #include "agent/runtime/probe.hpp"
+#include "shared/common/file_lock.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/service_manager.hpp"
 #include "shared/common/time.hpp"
@@ -33,8 +36,10 @@ std::atomic<bool> g_stop{false};
 
 void onSignal(int) { g_stop = true; }
 
-// Log level, umask, the data directory (0700) and agent.db: what running and enrolling share.
-Result<std::unique_ptr<AgentState>> openState(const AgentConfig& cfg) {
+// Log level, umask, the data directory (0700), its lock (held in `lock` until the caller ends)
+// and agent.db: what running and enrolling share. One agent per data directory: a second one
+// would take the hub link from the first and start the same control planes twice.
+Result<std::unique_ptr<AgentState>> openState(const AgentConfig& cfg, std::optional<FileLock>& lock) {
   log::setLevel(cfg.log_level == "debug" ? log::Level::Debug
                 : cfg.log_level == "warn" ? log::Level::Warn
                 : cfg.log_level == "error" ? log::Level::Error
@@ -46,6 +51,13 @@ Result<std::unique_ptr<AgentState>> openState(const AgentConfig& cfg) {
     return fail("the data directory " + cfg.data_dir.string() + " is not usable: " +
                 (ec ? ec.message() : std::string(std::strerror(errno))));
   }
+  auto held = FileLock::acquire(cfg.data_dir / "agent.lock",
+                                "another kflex-agent uses this data directory; stop it first (systemctl stop "
+                                "kflex-agent) or give this one another --data-dir");
+  if (!held) {
+    return held.error();
+  }
+  lock.emplace(std::move(held.value()));
   auto state = AgentState::open(cfg.data_dir);
   if (!state) {
     return fail("agent.db: " + state.error().message);
@@ -79,7 +91,8 @@ int enrollAgent(const AgentConfig& cfg, const std::filesystem::path& config_path
            "`kflex token create` on the hub prints them\n";
     return kExitConfig;
   }
-  auto state = openState(cfg);
+  std::optional<FileLock> lock;
+  auto state = openState(cfg, lock);
   if (!state) {
     err << "kflex-agent enroll: " << state.error().message << "\n";
     return kExitRuntime;
@@ -125,7 +138,8 @@ int enrollAgent(const AgentConfig& cfg, const std::filesystem::path& config_path
 }
 
 int runAgent(const AgentConfig& cfg) {
-  auto state = openState(cfg);
+  std::optional<FileLock> lock;
+  auto state = openState(cfg, lock);
   if (!state) {
     log::error("cannot start", {{"error", state.error().message}});
     return kExitRuntime;

@@ -83,8 +83,9 @@ class Agents : public ::testing::Test {
     argv.insert(argv.end(), extra.begin(), extra.end());
     return argv;
   }
-  std::unique_ptr<Process> startAgent(const std::string& name, const Token& t, const std::vector<std::string>& extra = {}) {
-    return std::make_unique<Process>(agentArgs(name, t, extra), dir_.path() / (name + ".log"));
+  std::unique_ptr<Process> startAgent(const std::string& name, const Token& t, const std::vector<std::string>& extra = {},
+                                      const std::string& log = "") {
+    return std::make_unique<Process>(agentArgs(name, t, extra), dir_.path() / (log.empty() ? name + ".log" : log));
   }
   Json agent(const std::string& name) {
     auto r = run({kubectlPath().empty() ? "false" : kubectlPath(), "--kubeconfig", hub_->kubeconfig().string(), "get",
@@ -553,6 +554,39 @@ TEST_F(Agents, ABrokenPipeDoesNotEndTheAgent) {
 // `kflex token create` prints a command whose token goes through a pipe; run as printed (without
 // sudo, with this test's paths) it enrolls. A token given with --token is overwritten in the
 // agent's own command line at once, with a warning.
+// Two agents on one data directory would take the hub link from each other and start the same
+// control planes twice: the second is refused, naming the lock file and the first.
+TEST_F(Agents, OneAgentPerDataDirectory) {
+  requireKubectl();
+  Token t = newToken();
+  auto first = startAgent("edge-1", t);
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "Ready"))
+      << first->log();
+  auto second = startAgent("edge-1", Token{}, {}, "edge-1-second.log");
+  EXPECT_EQ(second->wait(std::chrono::seconds(10)), 1) << second->log();
+  std::string said = second->log();
+  EXPECT_NE(said.find((dir_.path() / "edge-1" / "agent.lock").string() + " is locked by process " +
+                      std::to_string(first->pid())),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("another --data-dir"), std::string::npos) << said;
+  // enroll on a running agent's directory is refused the same way, and changes nothing.
+  auto enroll = run({(binDir() / "kflex-agent").string(), "enroll", "--config", (dir_.path() / "enroll.yaml").string(),
+                     "--data-dir", (dir_.path() / "edge-1").string(), "--hub", hub_->url(), "--token", t.token,
+                     "--ca-cert-hash", t.pin});
+  EXPECT_NE(enroll.exit_code, 0);
+  EXPECT_NE(enroll.err.find("is locked by process " + std::to_string(first->pid())), std::string::npos) << enroll.err;
+  EXPECT_TRUE(first->running());
+  EXPECT_EQ(ready("edge-1"), "True/AgentReady");
+  // Once the first has stopped, the directory is free again.
+  first->signal(SIGTERM);
+  ASSERT_EQ(first->wait(std::chrono::seconds(10)), 0);
+  auto third = startAgent("edge-1", Token{}, {}, "edge-1-third.log");
+  EXPECT_TRUE(waitFor([&] { return third->log().find("kflex-agent starting") != std::string::npos; },
+                      std::chrono::seconds(10), "the third started"))
+      << third->log();
+}
+
 TEST_F(Agents, TheTokenStaysOffCommandLines) {
   auto created = kflex({"token", "create", "--ttl", "1h"});
   ASSERT_EQ(created.exit_code, 0) << created.err;
