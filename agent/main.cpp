@@ -31,22 +31,18 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "State directory: agent.db, pki/, cp/ [/var/lib/kflex-agent]");
 
   // The enrollment flags, which `run` (on its first start) and `enroll` share.
-  auto enrollment_options = [&](CLI::App* sub, bool required) {
-    auto* hub = sub->add_option("--hub", hubs, "Hub URL https://HOST:PORT (repeatable: tried in order)");
+  auto enrollment_options = [&](CLI::App* sub) {
+    sub->add_option("--hub", hubs, "Hub URL https://HOST:PORT (repeatable: tried in order)");
     sub->add_option("--token", token,
                     "Bootstrap token from `kflex token create` (visible to local users in /proc while the command "
                     "that started this one runs: prefer --token-file)");
     sub->add_option("--token-file", token_file, "Read the bootstrap token from this file (- for standard input)");
-    auto* pin = sub->add_option("--ca-cert-hash", ca_hash, "sha256:HEX pin of the hub's CA public key");
+    sub->add_option("--ca-cert-hash", ca_hash, "sha256:HEX pin of the hub's CA public key");
     sub->add_option("--name", name, "Agent name [this host's name]");
     sub->add_option("--labels", labels, "Labels set at enrollment: k=v,k2=v2");
-    if (required) {
-      hub->required();
-      pin->required();
-    }
   };
   auto* run = app.add_subcommand("run", "Enroll if needed, then hold the link to the hub until stopped");
-  enrollment_options(run, false);
+  enrollment_options(run);
   // What control planes need, which `run` uses and `check` looks at.
   std::string bin_dir;
   std::string advertise;
@@ -73,9 +69,10 @@ int main(int argc, char** argv) {
       "Exit codes: 0 clean stop, 1 runtime failure or enrollment refused, 2 configuration error.");
 
   auto* enroll = app.add_subcommand("enroll", "Enroll this host with a hub once and write agent.yaml for the service");
-  enrollment_options(enroll, true);
+  enrollment_options(enroll);  // (from flags or --config: checked once both are read)
   enroll->footer(
-      "Makes a key in DATA_DIR/pki (never sent anywhere), checks the hub's CA against --ca-cert-hash,\n"
+      "The hub URL, the token and the CA pin come from flags or from --config (as `kflex token create\n"
+      "--agent-config FILE` writes it). Makes a key in DATA_DIR/pki (never sent anywhere), checks the hub's CA against --ca-cert-hash,\n"
       "trades the token for a client certificate, and writes the hub URLs, name and labels (never\n"
       "the token) to --config, keeping a previous file as FILE.bak. Then:\n"
       "  systemctl enable --now kflex-agent\n"

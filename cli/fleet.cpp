@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/fleet.hpp"
 
+#include <filesystem>
 #include <iostream>
 
 #include "cli/hub_client.hpp"
 #include "shared/common/time.hpp"
+#include "shared/common/util.hpp"
 #include "shared/model/conditions.hpp"
 #include "shared/model/resource.hpp"
 #include "shared/protocol/link.hpp"
@@ -31,8 +33,8 @@ std::string since(const std::string& stamp, std::chrono::system_clock::time_poin
 }
 
 int tokenCreate(HubClient& hub, const std::string& ttl, const std::string& description,
-                const std::vector<std::string>& usages, bool single_use, bool quiet, std::ostream& out,
-                std::ostream& err) {
+                const std::vector<std::string>& usages, bool single_use, bool quiet, const std::string& agent_config,
+                std::ostream& out, std::ostream& err) {
   auto d = parseDuration(ttl);
   if (!d) {
     err << "kflex token create: --ttl \"" << ttl << "\" is not a duration such as 24h, 30m or 0 (never expires)\n";
@@ -78,6 +80,33 @@ int tokenCreate(HubClient& hub, const std::string& ttl, const std::string& descr
     return 1;
   }
   std::string token = id + "." + secret;
+  if (!agent_config.empty()) {
+    // What kflex-agent needs to enroll, as its configuration file: the token stays off every
+    // command line, and `enroll --config FILE` rewrites the file without it once it is spent.
+    std::string text = "# Written by `kflex token create`: the agent's configuration, with a bootstrap token.\n"
+                       "# Keep it secret. On the edge host, as /etc/kflex/agent.yaml: sudo kflex-agent enroll.\n";
+    text += "hub_urls: " + Json::array({hub_url}).dump() + "\n";
+    text += "token: " + Json(token).dump() + "\n";
+    text += "ca_cert_hash: " + Json(pin.value()).dump() + "\n";
+    if (auto w = writeFileAtomic(agent_config, text, 0600); !w) {
+      err << "kflex token create: the token " << id << " was created, but " << agent_config
+          << " cannot be written: " << w.error().message << " (delete the token with 'kflex token delete " << id
+          << "')\n";
+      return 1;
+    }
+    if (quiet) {
+      return 0;
+    }
+    out << "Bootstrap token " << id << " created ("
+        << (expires.empty() ? "never expires" : "expires " + expires) << (single_use ? ", single use" : "")
+        << "); the agent's configuration, with the token, is in " << agent_config << " (mode 0600).\n"
+        << "Copy it to the edge host, then:\n\n"
+        << "  sudo install -D -m 0600 " << std::filesystem::path(agent_config).filename().string()
+        << " /etc/kflex/agent.yaml\n"
+        << "  sudo kflex-agent enroll      # rewrites /etc/kflex/agent.yaml without the token\n"
+        << "  sudo systemctl enable --now kflex-agent\n";
+    return 0;
+  }
   if (quiet) {
     out << token << "\n";
     return 0;
@@ -184,7 +213,10 @@ FleetCommands::FleetCommands(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   token_create_->add_flag("--single-use", single_use_, "The token works for one enrollment only");
-  token_create_->add_flag("-q,--quiet", quiet_, "Print only the token");
+  token_create_->add_flag("-q,--quiet", quiet_, "Print only the token (with --agent-config: nothing)");
+  token_create_->add_option("--agent-config", agent_config_,
+                            "Write the agent's configuration (hub URL, token, CA pin) to this file, mode 0600, "
+                            "instead of printing the token: kflex-agent enroll --config FILE");
   token_list_ = token->add_subcommand("list", "List bootstrap tokens (their secrets are never shown)");
   token_delete_ = token->add_subcommand("delete", "Delete a bootstrap token (agents enrolled with it stay)");
   token_delete_->add_option("ID", id_, "Token id (the 6 characters before the dot) or the whole token")->required();
@@ -212,7 +244,7 @@ int FleetCommands::run(const Globals& g, std::ostream& out, std::ostream& err) {
     return 1;
   }
   if (token_create_->parsed()) {
-    return tokenCreate(*hub.value(), ttl_, description_, usages_, single_use_, quiet_, out, err);
+    return tokenCreate(*hub.value(), ttl_, description_, usages_, single_use_, quiet_, agent_config_, out, err);
   }
   if (token_list_->parsed()) {
     return tokenList(*hub.value(), out, err);

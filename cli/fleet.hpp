@@ -31,6 +31,7 @@ class FleetCommands {
   std::vector<std::string> usages_ = {"enroll"};
   bool single_use_ = false;
   bool quiet_ = false;
+  std::string agent_config_;
   std::string id_;
   std::string name_;
 };
