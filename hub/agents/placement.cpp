@@ -374,8 +374,33 @@ PlacementController::Choice PlacementController::decide(const std::string& type,
 
 namespace {
 
+// The reason of condition `type` in a status, "" when it is absent.
+std::string reasonOf(const Json& status, const char* type) {
+  for (const auto& c : status.value("conditions", Json::array())) {
+    if (c.is_object() && c.value("type", "") == type) {
+      return c.value("reason", "-");
+    }
+  }
+  return "";
+}
+
+// Synced and Ready while placement decides (the agent's reports take over from there): absent,
+// Pending or Unschedulable before, and only then, are they placement's to set.
+bool placementConditions(Json& status, const std::string& value, const std::string& reason, const std::string& message,
+                         const std::string& now) {
+  bool changed = false;
+  for (const char* type : {"Synced", "Ready"}) {
+    std::string was = reasonOf(status, type);
+    if (was.empty() || was == "Pending" || was == "Unschedulable") {
+      changed |= model::setCondition(status, type, value, reason, message, now, true);
+    }
+  }
+  return changed;
+}
+
 // Writes a decision into a control plane's status; false when it says so already.
-// (observedGeneration and conditions are required by the upstream status schema.)
+// (observedGeneration and conditions are required by the upstream status schema.) Synced and
+// Ready are there from the first write, so that `kubectl get cp` never shows them blank.
 bool recordChoice(Json& status, const std::string& agent, const std::string& why, const std::string& now) {
   if (!status.is_object()) {
     status = Json::object();
@@ -386,9 +411,23 @@ bool recordChoice(Json& status, const std::string& agent, const std::string& why
   if (!agent.empty()) {
     status["agent"] = agent;
     model::setCondition(status, "Scheduled", "True", "Scheduled", "placed on agent " + agent, now, true);
+    placementConditions(status, "Unknown", "Pending", "placed on agent " + agent + "; waiting for its first report", now);
     return true;
   }
-  return model::setCondition(status, "Scheduled", "False", "Unschedulable", why, now, true);
+  bool changed = model::setCondition(status, "Scheduled", "False", "Unschedulable", why, now, true);
+  return placementConditions(status, "False", "Unschedulable", why, now) || changed;
+}
+
+// A new control plane's Synced and Ready, Unknown until something is known.
+void initialConditions(Json& object, const std::string& now) {
+  Json& status = object["status"];
+  if (!status.is_object()) {
+    status = Json::object();
+  }
+  if (!status.contains("observedGeneration")) {
+    status["observedGeneration"] = 0;
+  }
+  placementConditions(status, "Unknown", "Pending", "not reconciled yet", now);
 }
 
 }  // namespace
@@ -408,6 +447,7 @@ uint64_t PlacementController::admit(Json& object, bool dry_run) {
     selector = a->value(model::kAgentSelectorAnnotation, "");
   }
   if (!model::runsOnAgent(type) && !(type == "external" && !wanted.empty())) {
+    initialConditions(object, formatTime(clock_.now()));  // the hub's own controller takes it from here
     return 0;
   }
   Choice c;
@@ -417,6 +457,7 @@ uint64_t PlacementController::admit(Json& object, bool dry_run) {
     // Not before the views are built; and a name placement still knows is either taken (the
     // create fails) or being replaced: its next pass decides then.
     if (!ready_ || cps_view_.count(name) > 0 || in_flight_.count(name) > 0) {
+      initialConditions(object, formatTime(clock_.now()));  // the next pass decides
       return 0;
     }
     c = decide(type, wanted, selector);

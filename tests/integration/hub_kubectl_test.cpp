@@ -3,6 +3,8 @@
 // the official Python client.
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -74,6 +76,11 @@ TEST_F(HubKubectl, ApplyGetPatchWatchDeleteRestart) {
   EXPECT_NE(r.out.find("SYNCED"), std::string::npos);
   EXPECT_NE(r.out.find("TYPE"), std::string::npos);
   EXPECT_NE(r.out.find("k3s"), std::string::npos);
+  // SYNCED and READY are never blank: with no agent to place it on, both say why not.
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("cp1 +False +False +k3s"))) << r.out;
+  r = k({"get", "cp", "cp1", "-o",
+         "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}"});
+  EXPECT_EQ(r.out, "Scheduled=False/Unschedulable Synced=False/Unschedulable Ready=False/Unschedulable ") << r.err;
 
   EXPECT_NE(k({"get", "cp", "-l", "env=dev", "-o", "name"}).out.find("cp1"), std::string::npos);
   r = k({"get", "cp", "-l", "env=prod", "-o", "name"});
