@@ -212,6 +212,9 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
     if (old == cps_view_.end()) {
       return false;
     }
+    if (!old->second.agent.empty()) {
+      retry_all_ = true;  // room freed on its agent: what waits for room is looked at again now
+    }
     reserve(old->second.agent, reservationFor(old->second.type), -1);
     cps_view_.erase(old);
     return true;
@@ -243,6 +246,9 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
     return false;
   }
   if (old != cps_view_.end()) {
+    if (!old->second.agent.empty() && old->second.agent != v.agent) {
+      retry_all_ = true;  // released from its agent (or moved): room freed there
+    }
     reserve(old->second.agent, reservationFor(old->second.type), -1);
   }
   if (!placeable) {

@@ -1257,6 +1257,41 @@ TEST_F(Agents, BadFramesAndForeignCertificates) {
   EXPECT_NE(r.out.find("edge-1"), std::string::npos);
 }
 
+// A control plane waiting for room is placed as soon as room is freed (the docs' promise), not at
+// the next full placement pass a minute later.
+TEST_F(Agents, APendingControlPlaneIsPlacedAsSoonAsRoomIsFreed) {
+  requireKubectl();
+  fs::path data = enrolled("edge-1");
+  FakeAgent edge(hub_->url(), data);
+  ASSERT_EQ(edge.connect(), 101u);
+  auto need = hub::reservationFor("k3s");
+  ASSERT_TRUE(edge.hello({{"capacity", {{"cpu", std::to_string(need.cpu_millis) + "m"},
+                                        {"memory", std::to_string(need.memory_bytes)}}}}))
+      << edge.said();  // room for one k3s
+  createOn("edge-1", {"cp-a"});
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp-b", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  auto scheduled = [&](const std::string& cp) {
+    for (const auto& c : controlPlane(cp).value("status", Json::object()).value("conditions", Json::array())) {
+      if (c.value("type", "") == "Scheduled") {
+        return c.value("status", "") + "/" + c.value("reason", "");
+      }
+    }
+    return std::string("<none>");
+  };
+  ASSERT_TRUE(waitFor([&] { return scheduled("cp-b") == "False/Unschedulable"; }, std::chrono::seconds(10),
+                      "cp-b waiting for room"));
+  // cp-a goes (its finalizer removed by hand, as an administrator would for a dead host).
+  ASSERT_EQ(kflex({"delete", "cp-a", "--no-wait"}).exit_code, 0);
+  auto patched = kubectl(hub_->kubeconfig(), {"patch", "cp", "cp-a", "--type=merge", "-p", R"({"metadata":{"finalizers":null}})"});
+  ASSERT_EQ(patched.exit_code, 0) << patched.err;
+  ASSERT_TRUE(waitFor([&] { return !controlPlane("cp-a").is_object(); }, std::chrono::seconds(10), "cp-a gone"));
+  auto freed = std::chrono::steady_clock::now();
+  EXPECT_TRUE(waitFor([&] { return controlPlane("cp-b").value("status", Json::object()).value("agent", "") == "edge-1"; },
+                      std::chrono::seconds(5), "cp-b placed"))
+      << scheduled("cp-b") << "\n" << hub_->log();
+  EXPECT_LT(std::chrono::steady_clock::now() - freed, std::chrono::seconds(5));
+}
+
 // `kubectl delete agent`: the agent's link is closed and refused, its control planes go Unknown
 // (nothing reports them any more) and those already being deleted are released at once, as
 // those deleted later are, instead of waiting for an agent that no longer exists.
