@@ -201,17 +201,17 @@ std::vector<StandinProc> scanStandins(const fs::path& standins, const fs::path& 
     }
     std::string cmdline = slurp(entry.path() / "cmdline");
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-    auto at = cmdline.find(prefix);
-    if (at == std::string::npos) {
-      continue;
+    // The first WORK/AGENT/cp/NAME/ in it (the program itself is under WORK/bin/ too).
+    for (auto at = cmdline.find(prefix); at != std::string::npos; at = cmdline.find(prefix, at + 1)) {
+      std::string rest = cmdline.substr(at + prefix.size());
+      auto parts = split(rest.substr(0, rest.find(' ')), '/');
+      if (parts.size() >= 3 && parts[1] == "cp") {
+        std::string program = exe.filename().string();
+        program = program.substr(0, program.find(' '));  // "kine (deleted)"
+        out.push_back({std::stoi(pid_text), program, parts[0], parts[2]});
+        break;
+      }
     }
-    // WORK/AGENT/cp/NAME/
-    std::string rest = cmdline.substr(at + prefix.size());
-    auto parts = split(rest.substr(0, rest.find(' ')), '/');
-    if (parts.size() < 3 || parts[1] != "cp") {
-      continue;
-    }
-    out.push_back({std::stoi(pid_text), exe.filename().string(), parts[0], parts[2]});
   }
   return out;
 }

@@ -126,6 +126,53 @@ PidFile readPidFile(const fs::path& path) {
   return out;
 }
 
+// A process an earlier agent started for `spec` but never recorded (it was killed between the
+// fork and the pid file): a session leader (each program gets a session of its own) running the
+// spec's program in the spec's working directory, which no other key shares. Its pid, or 0.
+pid_t findUnrecorded(const ProcessSpec& spec) {
+  std::error_code ec;
+  const fs::path exe = fs::weakly_canonical(spec.argv[0], ec);
+  const fs::path cwd = fs::weakly_canonical(spec.work_dir.empty() ? fs::path("/") : spec.work_dir, ec);
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    pid_t pid = std::atoi(name.c_str());
+    std::error_code lec;
+    std::string its_exe = fs::read_symlink(entry.path() / "exe", lec).string();
+    if (lec || (its_exe != exe.string() && its_exe != exe.string() + " (deleted)")) {
+      continue;
+    }
+    if (fs::read_symlink(entry.path() / "cwd", lec) != cwd || lec || ::getsid(pid) != pid) {
+      continue;
+    }
+    if (ProcStat st = readProcStat(pid); st.state != 0 && st.state != 'Z') {
+      return pid;
+    }
+  }
+  return 0;
+}
+
+// A process's command line as its argv.
+std::vector<std::string> commandLine(pid_t pid) {
+  auto text = readFile("/proc/" + std::to_string(pid) + "/cmdline");
+  std::vector<std::string> out;
+  if (!text) {
+    return out;
+  }
+  std::string arg;
+  for (char c : text.value()) {
+    if (c == '\0') {
+      out.push_back(std::move(arg));
+      arg.clear();
+    } else {
+      arg += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 struct Supervisor::Entry {
@@ -217,6 +264,30 @@ void Supervisor::ensure(const std::string& key, const ProcessSpec& spec) {
     e.kill_at = clock_.now() + spec.stop_grace;
     ::kill(-p.pid, SIGTERM);
     return;
+  }
+  // One an earlier agent started and was killed before it could record: adopted when it runs
+  // exactly this command line, else replaced; never left running beside a second one.
+  if (!spec.argv.empty()) {
+    if (pid_t stray = findUnrecorded(spec); stray > 0) {
+      e.st.pid = stray;
+      e.start_ticks = processStartTime(stray);
+      e.st.adopted = true;
+      e.st.started = clock_.now();
+      if (commandLine(stray) == spec.argv) {
+        e.st.state = ProcessState::Running;
+        Json pid_info = {{"pid", stray}, {"startTime", e.start_ticks}, {"spec", e.hash}, {"argv0", spec.argv[0]}};
+        (void)writeFileAtomic(spec.pid_file, pid_info.dump() + "\n", 0600);
+        log::info("adopted a process an earlier agent started but did not record",
+                  {{"process", key}, {"pid", std::to_string(stray)}});
+        return;
+      }
+      log::info("a process an earlier agent started but did not record has another command line; replacing it",
+                {{"process", key}, {"pid", std::to_string(stray)}});
+      e.st.state = ProcessState::Stopping;
+      e.kill_at = clock_.now() + spec.stop_grace;
+      ::kill(-stray, SIGTERM);
+      return;
+    }
   }
   start(e);
 }
@@ -499,12 +570,19 @@ void Supervisor::stop(const std::string& key, const std::optional<ProcessSpec>& 
     if (!spec) {
       return;
     }
-    // Known only from its pid file (an earlier agent started it): adopt it to stop it.
+    // Known only from its pid file, or not even there (an earlier agent started it and was
+    // killed before recording it): adopt it to stop it.
     Entry& e = entries_[key];
     e.spec = *spec;
     e.hash = specHash(*spec);
     e.want_running = false;
-    if (PidFile p = readPidFile(spec->pid_file); stillRuns(p.pid, p.ticks)) {
+    PidFile p = readPidFile(spec->pid_file);
+    if (!stillRuns(p.pid, p.ticks) && !spec->argv.empty()) {
+      if (pid_t stray = findUnrecorded(*spec); stray > 0) {
+        p = PidFile{stray, processStartTime(stray), ""};
+      }
+    }
+    if (stillRuns(p.pid, p.ticks)) {
       e.st.pid = p.pid;
       e.start_ticks = p.ticks;
       e.st.adopted = true;

@@ -204,6 +204,62 @@ TEST_F(SupervisorTest, AnotherSupervisorAdoptsWhatRunsAndNeverSignalsAReusedPid)
   ASSERT_TRUE(tickUntil(third, [&] { return third.gone("cp/q"); }));
 }
 
+// An agent killed between starting a program and writing its pid file (found by the soak: a
+// Kine left running after its control plane was deleted, beside the one started again). The
+// next agent finds it by program, working directory and session, and adopts or stops it.
+TEST_F(SupervisorTest, AProcessAnEarlierAgentDidNotRecordIsAdoptedOrStopped) {
+  ProcessSpec s;
+  s.argv = {"/usr/bin/sleep", "30"};
+  s.work_dir = dir_.path() / "cp1";
+  s.log_file = dir_.path() / "cp1" / "logs" / "sleep.log";
+  s.pid_file = dir_.path() / "cp1" / "run" / "sleep.pid";
+  s.stop_grace = 2s;
+  pid_t pid = 0;
+  {
+    Supervisor first(clock_);
+    first.ensure("cp1/sleep", s);
+    pid = first.status("cp1/sleep").pid;
+    first.detachAll();
+  }
+  ASSERT_GT(pid, 0);
+  fs::remove(s.pid_file);  // as if the agent died before writing it
+  {
+    Supervisor second(clock_);
+    second.ensure("cp1/sleep", s);
+    EXPECT_EQ(second.status("cp1/sleep").pid, pid);
+    EXPECT_TRUE(second.status("cp1/sleep").adopted);
+    EXPECT_EQ(runningPid(s.pid_file), pid);  // recorded now
+    second.detachAll();
+  }
+  // Deleted while no agent ran, and never recorded: stopping it finds it all the same.
+  fs::remove(s.pid_file);
+  Supervisor third(clock_);
+  third.stop("cp1/sleep", s);
+  ASSERT_TRUE(tickUntil(third, [&] {
+    ::waitpid(pid, nullptr, WNOHANG);  // (the test process is its parent and reaps it)
+    return third.gone("cp1/sleep");
+  }));
+  EXPECT_NE(::kill(pid, 0), 0);
+  // The same program in another directory is not taken for it.
+  ProcessSpec other = s;
+  other.work_dir = dir_.path() / "cp2";
+  other.pid_file = dir_.path() / "cp2" / "run" / "sleep.pid";
+  other.log_file = dir_.path() / "cp2" / "logs" / "sleep.log";
+  Supervisor fourth(clock_);
+  fourth.ensure("cp2/sleep", other);
+  pid_t cp2 = fourth.status("cp2/sleep").pid;
+  fourth.detachAll();
+  fs::remove(s.pid_file);
+  Supervisor fifth(clock_);
+  fifth.ensure("cp1/sleep", s);
+  EXPECT_NE(fifth.status("cp1/sleep").pid, cp2);
+  EXPECT_FALSE(fifth.status("cp1/sleep").adopted);
+  fifth.stop("cp1/sleep");
+  ASSERT_TRUE(tickUntil(fifth, [&] { return fifth.gone("cp1/sleep"); }));
+  ::kill(-cp2, SIGKILL);
+  ::waitpid(cp2, nullptr, 0);
+}
+
 TEST_F(SupervisorTest, LogsAreRotatedBySizeAndReadBackInOrder) {
   SupervisorOptions o;
   o.log_max_bytes = 4096;
