@@ -310,9 +310,28 @@ void admitBootstrapToken(Json& obj) {
 }
 
 void validateControlPlaneUpdate(const Json& old_obj, const Json& new_obj, std::vector<FieldError>& errors) {
+  const Json old_spec = old_obj.value("spec", Json::object());
+  const Json new_spec = new_obj.value("spec", Json::object());
+  // Adopted (its kubeconfig made): another bootstrap secret would silently swap in another
+  // cluster's credentials under the same name.
+  if (old_obj.value("status", Json::object()).contains("secretRef") &&
+      old_spec.value("bootstrapSecretRef", Json()) != new_spec.value("bootstrapSecretRef", Json())) {
+    errors.push_back({"FieldValueForbidden", "spec.bootstrapSecretRef",
+                      "Forbidden: the cluster is adopted already; to adopt another one, delete this control plane and "
+                      "adopt it again (kflex adopt)"});
+  }
   std::string placed = old_obj.value("status", Json::object()).value("agent", "");
   if (placed.empty()) {
     return;
+  }
+  auto backend = [](const Json& spec) {
+    auto it = spec.find("backend");
+    return it != spec.end() && it->is_string() ? it->get<std::string>() : std::string("shared");
+  };
+  if (backend(old_spec) != backend(new_spec)) {
+    errors.push_back({"FieldValueForbidden", "spec.backend",
+                      "Forbidden: a placed control plane keeps its datastore (\"" + backend(old_spec) +
+                          "\"): another backend would start it empty; delete and re-create it to change the backend"});
   }
   auto annotation = [](const Json& o, const char* key) {
     const Json meta = o.value("metadata", Json::object());

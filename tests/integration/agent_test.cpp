@@ -1257,6 +1257,40 @@ TEST_F(Agents, BadFramesAndForeignCertificates) {
   EXPECT_NE(r.out.find("edge-1"), std::string::npos);
 }
 
+// What may change on a placed control plane: a field whose change would lose its data (the
+// datastore, the type, the adopted cluster) is refused with 422 naming it; the others are taken.
+TEST_F(Agents, EditsThatWouldLoseAControlPlanesDataAreRefused) {
+  requireKubectl();
+  fs::path data = enrolled("edge-1");
+  FakeAgent edge(hub_->url(), data);
+  ASSERT_EQ(edge.connect(), 101u);
+  ASSERT_TRUE(edge.hello()) << edge.said();
+  createOn("edge-1", {"cp-a"});
+  auto patch = [&](const std::string& body, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"patch", "cp", "cp-a", "--type=merge", "-p", body};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return kubectl(hub_->kubeconfig(), args);
+  };
+  auto r = patch(R"({"spec":{"backend":"dedicated"}})");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("spec.backend: Forbidden: a placed control plane keeps its datastore"), std::string::npos) << r.err;
+  r = patch(R"({"spec":{"type":"k8s"}})");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("spec.type: Forbidden"), std::string::npos) << r.err;
+  EXPECT_EQ(controlPlane("cp-a")["spec"].value("backend", "shared"), "shared");
+  // Taken as they are: the next token's lifetime, whether Ready waits for hooks.
+  r = patch(R"({"spec":{"tokenExpirationSeconds":3600,"waitForPostCreateHooks":true}})");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(controlPlane("cp-a")["spec"].value("tokenExpirationSeconds", 0), 3600);
+  // Once it has a kubeconfig, the bootstrap secret it was adopted with stays.
+  r = patch(R"({"status":{"secretRef":{"namespace":"cp-a-system","name":"k3s-config","key":"config","inClusterKey":"config-incluster"}}})",
+            {"--subresource=status"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = patch(R"({"spec":{"bootstrapSecretRef":{"namespace":"kubeflex-system","name":"other","inClusterKey":"kubeconfig"}}})");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("spec.bootstrapSecretRef: Forbidden"), std::string::npos) << r.err;
+}
+
 // A control plane waiting for room is placed as soon as room is freed (the docs' promise), not at
 // the next full placement pass a minute later.
 TEST_F(Agents, APendingControlPlaneIsPlacedAsSoonAsRoomIsFreed) {
