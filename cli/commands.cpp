@@ -788,6 +788,7 @@ int cmdHookRerun(const Globals& g, const std::string& name, const std::string& h
 int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   CLI::App app{"kflex: create, list, delete and switch between dedicated Kubernetes control planes\n"
                "served by a kflex hub."};
+  app.name("kflex");
   app.set_version_flag("--version", std::string("kflex ") + kVersion);
   app.require_subcommand(1);
   // Global flags are accepted after any subcommand too (kflex create cp1 -k FILE): every
@@ -985,8 +986,14 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
 
   app.footer("Hub connection: the kubeconfig context kflex-hub written by 'kflex init' (or another one kflex\n"
              "remembers: 'kflex config set-hosting CTX'). Global flags may come after the command too.");
+  // pflag's -s=false (CLI11 reads a value after = only on long flags).
+  std::vector<std::string> args;
+  for (int i = argc - 1; i > 0; --i) {
+    std::string a = argv[i];
+    args.push_back(a.rfind("-s=", 0) == 0 ? "--chatty-status=" + a.substr(3) : a);
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e, out, err);
     return rc == 0 ? 0 : 2;
