@@ -1000,6 +1000,9 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   }
   if (g.verbosity > 0) {
     err << "kubeconfig " << config::defaultKubeconfigPath(g.kubeconfig).string() << "\n";
+    if (auto hub = HubClient::connect(g.kubeconfig, g.context); hub) {
+      err << "hub " << hub.value()->server() << " through context " << hub.value()->context() << "\n";
+    }
   }
   if (init->parsed()) {
     return cmdInit(g, hub_kubeconfig, out, err);

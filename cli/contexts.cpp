@@ -33,9 +33,6 @@ Result<config::Kubeconfig> controlPlaneKubeconfig(const Globals& g, const std::s
   if (!hub) {
     return hub.error();
   }
-  if (g.verbosity > 0) {
-    std::cerr << "hub " << hub.value()->server() << " (context " << hub.value()->context() << ")\n";
-  }
   auto cp = hub.value()->get(std::string(kControlPlanesPath) + "/" + name);
   if (!cp) {
     return cp.error();
