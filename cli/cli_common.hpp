@@ -14,8 +14,10 @@ namespace kflex::cli {
 
 /// Flags every command takes.
 struct Globals {
-  std::string kubeconfig;
-  std::string context;
+  std::string kubeconfig;  ///< -k/--kubeconfig; empty: $KUBECONFIG's first file, then ~/.kube/config.
+  std::string context;     ///< --context: the hub's context; empty: the one kflex remembers, else current.
+  bool chatty = true;      ///< -s/--chatty-status: progress while waiting.
+  int verbosity = 0;       ///< -v/--verbosity: 1 says which kubeconfig, hub and context are used.
 };
 
 /// Prints rows as aligned columns (the first row is the header), kubectl style.

@@ -26,7 +26,7 @@ Result<std::unique_ptr<HubClient>> HubClient::connect(const std::string& kubecon
   if (!http) {
     return http.error();
   }
-  return std::unique_ptr<HubClient>(new HubClient(std::move(http.value())));
+  return std::unique_ptr<HubClient>(new HubClient(std::move(http.value()), access->context));
 }
 
 Result<Json> HubClient::decode(const Result<net_client::HttpResult>& r) {

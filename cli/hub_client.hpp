@@ -34,13 +34,17 @@ class HubClient {
                      std::chrono::milliseconds timeout);
   /// The hub URL.
   const std::string& server() const { return http_->server(); }
+  /// The kubeconfig context the hub was reached through.
+  const std::string& context() const { return context_; }
   /// The HTTP status of the last call.
   unsigned lastStatus() const { return last_status_; }
 
  private:
-  explicit HubClient(std::unique_ptr<net_client::HttpsClient> http) : http_(std::move(http)) {}
+  HubClient(std::unique_ptr<net_client::HttpsClient> http, std::string context)
+      : http_(std::move(http)), context_(std::move(context)) {}
   Result<Json> decode(const Result<net_client::HttpResult>& r);
   std::unique_ptr<net_client::HttpsClient> http_;
+  std::string context_;
   unsigned last_status_ = 0;
 };
 

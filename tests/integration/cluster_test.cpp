@@ -980,7 +980,12 @@ spec:
   EXPECT_NE(r.err.find("must be a positive duration"), std::string::npos) << r.err;
   EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "pch", "-o", "name"}).out, "");
   // kflex hook rerun names what a control plane uses.
-  ASSERT_EQ(kflex({"create", "--no-wait", "c1", "-t", "host", "-p", "one"}).exit_code, 0);
+  // (kubectl: kflex create refuses a hook that does not exist.)
+  ASSERT_EQ(kubectl(hub_->kubeconfig(), {"apply", "-f", "-"},
+                    "apiVersion: tenancy.kflex.kubestellar.org/v1alpha1\nkind: ControlPlane\nmetadata: {name: c1}\n"
+                    "spec: {type: host, postCreateHooks: [{hookName: one}]}\n")
+                .exit_code,
+            0);
   r = kflex({"hook", "rerun", "c1", "two"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not use PostCreateHook two (it uses: one)"), std::string::npos) << r.err;
