@@ -38,7 +38,12 @@ Result<void> loadAgentConfig(const std::filesystem::path& path, AgentConfig& cfg
     return key + " (" + path.string() + ":" + std::to_string(n.Mark().line + 1) + ")";
   };
   for (const auto& kv : root) {
-    std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) {
+      problems.push_back(path.string() + ":" + std::to_string(kv.first.Mark().line + 1) +
+                         ": a setting's name must be a plain word, not a list or mapping");
+      continue;
+    }
+    std::string key = kv.first.Scalar();
     const YAML::Node& v = kv.second;
     try {
       if (key == "hub") {

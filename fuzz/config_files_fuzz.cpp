@@ -5,7 +5,6 @@
 // never a crash or an exception.
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -16,24 +15,32 @@
 
 namespace {
 
-// One file per process, rewritten for each input (the loaders read a path).
-const std::filesystem::path& scratchFile() {
-  static const std::filesystem::path file = [] {
+// One file per process, rewritten for each input (the loaders read a path); its directory goes
+// when the process ends.
+struct ScratchDir {
+  std::filesystem::path dir;
+  ScratchDir() {
     std::string tmpl = (std::filesystem::temp_directory_path() / "kflex-fuzz-config-XXXXXX").string();
-    std::filesystem::path dir = ::mkdtemp(tmpl.data()) != nullptr ? std::filesystem::path(tmpl) : "";
-    std::atexit([] {
-      std::error_code ec;
-      std::filesystem::remove_all(scratchFile().parent_path(), ec);
-    });
-    return dir / "config.yaml";
-  }();
+    if (::mkdtemp(tmpl.data()) != nullptr) {
+      dir = tmpl;
+    }
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+const std::filesystem::path& scratchFile() {
+  static const ScratchDir scratch;
+  static const std::filesystem::path file = scratch.dir.empty() ? std::filesystem::path() : scratch.dir / "config.yaml";
   return file;
 }
 
 }  // namespace
 
 KFLEX_FUZZ_TARGET(config_files) {
-  if (size == 0 || scratchFile().parent_path().empty()) {
+  if (size == 0 || scratchFile().empty()) {
     return 0;
   }
   std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);

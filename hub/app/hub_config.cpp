@@ -103,7 +103,12 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
     }
   };
   for (const auto& kv : root) {
-    std::string key = kv.first.as<std::string>();
+    if (!kv.first.IsScalar()) {
+      problems.push_back(path.string() + ":" + std::to_string(kv.first.Mark().line + 1) +
+                         ": a setting's name must be a plain word, not a list or mapping");
+      continue;
+    }
+    std::string key = kv.first.Scalar();
     const YAML::Node& v = kv.second;
     try {
       if (key == "data_dir") {
