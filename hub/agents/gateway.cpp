@@ -1007,6 +1007,33 @@ net::awaitable<void> AgentGateway::releaseIfUnplaced(ObjectPtr rec) {
     log::warn("a deleting control plane's agent was deleted; its processes and data may remain on that host",
               {{"controlPlane", rec->name}, {"agent", agent}});
     co_await releaseControlPlane(rec->name, "its agent " + agent + " was deleted");
+  } else if (auto lost = lostFor(agent); lost > options_.lost_release) {
+    log::warn("a deleting control plane's agent has been unreachable too long; released without it (the agent "
+              "removes what is left on its host when it returns)",
+              {{"controlPlane", rec->name}, {"agent", agent}, {"unreachable", seconds(std::chrono::duration_cast<std::chrono::seconds>(lost))}});
+    co_await releaseControlPlane(rec->name, "its agent " + agent + " has been unreachable for " +
+                                                seconds(std::chrono::duration_cast<std::chrono::seconds>(lost)));
+  }
+}
+
+std::chrono::nanoseconds AgentGateway::lostFor(const std::string& agent) {
+  auto it = leases_.find(agent);
+  if (it == leases_.end() || it->second.ready || it->second.lost_since == TimePoint{}) {
+    return std::chrono::nanoseconds(0);
+  }
+  return clock_.now() - it->second.lost_since;
+}
+
+net::awaitable<void> AgentGateway::releaseOnLostAgents() {
+  bool any = false;
+  for (const auto& [name, v] : leases_) {
+    any |= !v.ready && v.lost_since != TimePoint{} && clock_.now() - v.lost_since > options_.lost_release;
+  }
+  if (!any) {
+    co_return;
+  }
+  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+    co_await releaseIfUnplaced(rec);  // (cheap for all but deleting ones)
   }
 }
 
@@ -1069,6 +1096,7 @@ net::awaitable<void> AgentGateway::leaseLoop() {
     co_await checkLeases();
     // Tell idle agents how far the hub has got, so a reconnect replays little.
     if (++ticks % 10 == 0) {
+      co_await releaseOnLostAgents();
       // Links are set up with large TLS buffers that are freed right after (LeanStream): give
       // the freed pages back, or a burst of reconnects keeps its peak as resident memory.
       releaseFreeMemory();
@@ -1092,6 +1120,14 @@ void AgentGateway::observeLease(const std::string& name, const Json& agent) {
   v.ready = model::conditionStatus(agent, "Ready") == "True";
   if (auto t = parseTime(agent.value("status", Json::object()).value("lastHeartbeatTime", ""))) {
     v.last_heartbeat = *t;
+  }
+  for (const auto& c : agent.value("status", Json::object()).value("conditions", Json::array())) {
+    if (c.is_object() && c.value("type", "") == "Ready" && c.value("status", "") == "False" &&
+        c.value("reason", "") == "LeaseExpired") {
+      if (auto t = parseTime(c.value("lastTransitionTime", ""))) {
+        v.lost_since = *t;
+      }
+    }
   }
   leases_[name] = v;
 }

@@ -23,6 +23,7 @@ namespace kflex::hub {
 struct GatewayOptions {
   std::chrono::seconds lease_renew{10};       ///< How often agents renew (told to them in `welcome`).
   std::chrono::seconds lease_duration{50};    ///< No renewal for this long: Ready=False, LeaseExpired.
+  std::chrono::seconds lost_release{3600};    ///< Unreachable this long: its deleting control planes are released.
   std::chrono::seconds heartbeat_persist{40}; ///< status.lastHeartbeatTime is written at most this often.
   std::chrono::seconds idle_timeout{60};      ///< No frame (pings included) for this long closes a link.
   std::chrono::seconds expired_grace{7 * 24 * 3600};  ///< An expired agent certificate still connects this long (to renew).
@@ -98,6 +99,10 @@ class AgentGateway {
   net::awaitable<void> releaseControlPlane(std::string name, std::string why);
   /// Releases a deleting ControlPlane that nothing runs (never placed, or its agent was deleted).
   net::awaitable<void> releaseIfUnplaced(ObjectPtr rec);
+  /// Releases the deleting control planes of agents unreachable for longer than lost_release.
+  net::awaitable<void> releaseOnLostAgents();
+  /// How long `agent` has been unreachable (its lease expired), 0 when it is not.
+  std::chrono::nanoseconds lostFor(const std::string& agent);
   /// After `agent` was deleted: orphan() each control plane placed on it.
   net::awaitable<void> orphanControlPlanes(std::string agent);
   /// A control plane whose agent was deleted: Ready=Unknown (AgentDeleted), and released when it
@@ -129,6 +134,7 @@ class AgentGateway {
   struct LeaseView {
     bool ready = false;
     TimePoint last_heartbeat{};
+    TimePoint lost_since{};  // when its lease expired (Ready=False/LeaseExpired), else zero
   };
   std::unordered_map<std::string, LeaseView> leases_;  // strand_: every Agent's lease state, from the watch
 

@@ -432,6 +432,7 @@ int runHub(const HubConfig& cfg) {
   GatewayOptions gateway_options;
   gateway_options.lease_renew = cfg.agent_lease_renew;
   gateway_options.lease_duration = cfg.agent_lease_duration;
+  gateway_options.lost_release = cfg.agent_lost_release;
   gateway_options.heartbeat_persist = std::min(cfg.agent_lease_duration / 2, 4 * cfg.agent_lease_renew);
   gateway_options.expired_grace = cfg.agent_expired_grace;
   gateway_options.status_limits = {cfg.agent_status_interval, double(cfg.agent_status_writes_per_second),

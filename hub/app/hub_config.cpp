@@ -135,6 +135,8 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         seconds(v, key, cfg.agent_lease_renew);
       } else if (key == "agent_lease_duration_seconds") {
         seconds(v, key, cfg.agent_lease_duration);
+      } else if (key == "agent_lost_release_seconds") {
+        seconds(v, key, cfg.agent_lost_release);
       } else if (key == "agent_cert_validity") {
         duration(v, key, cfg.agent_cert_validity);
       } else if (key == "agent_expired_grace") {

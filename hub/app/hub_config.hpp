@@ -49,6 +49,9 @@ struct HubConfig {
   std::chrono::seconds agent_lease_renew{10};
   /// An agent without a renewal for this long goes Ready=False. YAML `agent_lease_duration_seconds`. Default 50.
   std::chrono::seconds agent_lease_duration{50};
+  /// A control plane being deleted whose agent has been unreachable (lease expired) this long is
+  /// released without it. YAML `agent_lost_release_seconds`. Default 3600.
+  std::chrono::seconds agent_lost_release{3600};
   /// Lifetime of agent certificates, renewed at 2/3. YAML `agent_cert_validity` (a duration: 720h). Default 30 days.
   std::chrono::seconds agent_cert_validity{30 * 24 * 3600};
   /// An expired agent certificate may still connect (only to renew) this long after it expired.

@@ -1257,6 +1257,29 @@ TEST_F(Agents, BadFramesAndForeignCertificates) {
   EXPECT_NE(r.out.find("edge-1"), std::string::npos);
 }
 
+// A control plane being deleted on an agent that is gone (unreachable past
+// agent_lost_release_seconds) is released without it, and the log says why; it does not wait
+// for ever.
+TEST_F(Agents, ADeletingControlPlaneOfALostAgentIsReleasedAfterTheGracePeriod) {
+  requireKubectl();
+  restartHub("agent_lease_renew_seconds: 1\nagent_lease_duration_seconds: 2\nagent_lost_release_seconds: 3\n");
+  fs::path data = enrolled("edge-1");
+  auto edge = std::make_unique<FakeAgent>(hub_->url(), data);
+  ASSERT_EQ(edge->connect(), 101u);
+  ASSERT_TRUE(edge->hello()) << edge->said();
+  createOn("edge-1", {"cp-a"});
+  edge.reset();  // the host goes away for good
+  ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "False/LeaseExpired"; }, std::chrono::seconds(15), "lost"));
+  ASSERT_EQ(kflex({"delete", "cp-a", "--no-wait"}).exit_code, 0);
+  EXPECT_TRUE(controlPlane("cp-a").is_object());  // waits for the agent, for now
+  EXPECT_TRUE(waitFor([&] { return !controlPlane("cp-a").is_object(); }, std::chrono::seconds(20), "cp-a released"))
+      << hub_->log();
+  // (logged once the release is stored, so a moment after the object is gone)
+  EXPECT_TRUE(waitFor([&] { return hub_->log().find("its agent edge-1 has been unreachable for") != std::string::npos; },
+                      std::chrono::seconds(5), "the release logged"))
+      << hub_->log();
+}
+
 // What may change on a placed control plane: a field whose change would lose its data (the
 // datastore, the type, the adopted cluster) is refused with 422 naming it; the others are taken.
 TEST_F(Agents, EditsThatWouldLoseAControlPlanesDataAreRefused) {
