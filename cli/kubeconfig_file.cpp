@@ -14,21 +14,7 @@ using Json = nlohmann::json;
 namespace fs = std::filesystem;
 constexpr const char* kExtension = "kflex";
 
-Json* findNamed(Json& list, const std::string& name) {
-  if (!list.is_array()) {
-    return nullptr;
-  }
-  for (auto& e : list) {
-    if (e.is_object() && e.value("name", "") == name) {
-      return &e;
-    }
-  }
-  return nullptr;
-}
-
-const Json* findNamed(const Json& list, const std::string& name) {
-  return findNamed(const_cast<Json&>(list), name);
-}
+using config::findNamed;
 
 void eraseNamed(Json& list, const std::string& name) {
   if (!list.is_array()) {

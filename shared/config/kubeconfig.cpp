@@ -7,7 +7,6 @@
 #include "shared/config/yaml_json.hpp"
 
 namespace kflex::config {
-namespace {
 
 using Json = nlohmann::json;
 
@@ -16,12 +15,16 @@ Json* findNamed(Json& list, const std::string& name) {
     return nullptr;
   }
   for (auto& e : list) {
-    if (e.is_object() && e.value("name", "") == name) {
+    if (e.is_object() && e.contains("name") && e["name"].is_string() && e["name"].get<std::string>() == name) {
       return &e;
     }
   }
   return nullptr;
 }
+
+const Json* findNamed(const Json& list, const std::string& name) { return findNamed(const_cast<Json&>(list), name); }
+
+namespace {
 
 // What kubectl's typed decoding would refuse in the parts kflex reads: "" when the shape is right.
 std::string shapeProblem(const Json& doc) {
@@ -71,10 +74,6 @@ std::string shapeProblem(const Json& doc) {
     }
   }
   return "";
-}
-
-const Json* findNamed(const Json& list, const std::string& name) {
-  return findNamed(const_cast<Json&>(list), name);
 }
 
 void upsertNamed(Json& list, const std::string& name, const std::string& field, const Json& value) {

@@ -10,6 +10,11 @@
 
 namespace kflex::config {
 
+/// The entry of a kubeconfig list (clusters, users, contexts, extensions) whose "name" is
+/// `name`, or nullptr (also when `list` is not a list).
+nlohmann::json* findNamed(nlohmann::json& list, const std::string& name);
+const nlohmann::json* findNamed(const nlohmann::json& list, const std::string& name);
+
 /// Credentials and endpoint of one kubeconfig context, with file references resolved.
 struct ClusterAccess {
   std::string context;
