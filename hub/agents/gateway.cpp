@@ -1016,6 +1016,34 @@ net::awaitable<void> AgentGateway::releaseIfUnplaced(ObjectPtr rec) {
   }
 }
 
+net::awaitable<void> AgentGateway::removeUnusedBootstrap(const ObjectRecord& deleted) {
+  // (A failed adoption keeps its bootstrap secret for the next attempt: another cluster's admin
+  // credentials, which must not outlive the control plane.)
+  if (deleted.bytes.find("bootstrapSecretRef") == std::string::npos) {
+    co_return;
+  }
+  Json cp = Json::parse(deleted.bytes, nullptr, false);
+  const Json ref = cp.is_object() ? cp.value("spec", Json::object()).value("bootstrapSecretRef", Json::object()) : Json();
+  const Json name_field = ref.is_object() ? ref.value("name", Json()) : Json();
+  if (!name_field.is_string() || name_field.get<std::string>().empty() || !secrets_->bootstrap(name_field.get<std::string>())) {
+    co_return;
+  }
+  const std::string name = name_field.get<std::string>();
+  const std::string quoted = "\"" + name + "\"";
+  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+    if (rec->bytes.find(quoted) == std::string::npos) {
+      continue;
+    }
+    Json other = Json::parse(rec->bytes, nullptr, false);
+    if (other.is_object() &&
+        other.value("spec", Json::object()).value("bootstrapSecretRef", Json::object()).value("name", Json()) == name) {
+      co_return;  // another control plane still names it
+    }
+  }
+  co_await secrets_->removeBootstrap(name);
+  log::info("a deleted control plane's bootstrap secret was deleted with it", {{"controlPlane", deleted.name}, {"secret", name}});
+}
+
 std::chrono::nanoseconds AgentGateway::lostFor(const std::string& agent) {
   auto it = leases_.find(agent);
   if (it == leases_.end() || it->second.ready || it->second.lost_since == TimePoint{}) {
@@ -1223,6 +1251,7 @@ net::awaitable<void> AgentGateway::watchLoop() {
       if (ev->object->resource == cp_key) {
         if (ev->type == EventType::Deleted && secrets_ != nullptr) {
           co_await secrets_->remove(ev->object->name);
+          co_await removeUnusedBootstrap(*ev->object);
         }
         if (ev->type != EventType::Deleted) {
           co_await releaseIfUnplaced(ev->object);

@@ -101,6 +101,8 @@ class AgentGateway {
   net::awaitable<void> releaseIfUnplaced(ObjectPtr rec);
   /// Releases the deleting control planes of agents unreachable for longer than lost_release.
   net::awaitable<void> releaseOnLostAgents();
+  /// Deletes the bootstrap secret a deleted control plane names, unless another one names it too.
+  net::awaitable<void> removeUnusedBootstrap(const ObjectRecord& deleted);
   /// How long `agent` has been unreachable (its lease expired), 0 when it is not.
   std::chrono::nanoseconds lostFor(const std::string& agent);
   /// After `agent` was deleted: orphan() each control plane placed on it.

@@ -259,6 +259,12 @@ TEST_F(Clusters, AdoptionFailuresKeepTheBootstrapAndSayWhy) {
   EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "kubeflex-system", "ext3-bootstrap", "-o", "name"}).out,
             "secret/ext3-bootstrap\n");
   EXPECT_EQ(kflex({"list"}).exit_code, 0);
+  // Given up on: the control plane goes, and another cluster's admin credentials go with it.
+  r = kflex({"delete", "ext3", "--timeout", "30s"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(waitFor([&] {
+    return kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "kubeflex-system", "-o", "name"}).out.empty();
+  }, 10s, "the bootstrap secret deleted")) << hub_->log();
 }
 
 TEST_F(Clusters, HostIsTheHubsHostingCluster) {
