@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "shared/kube/hook_runner.hpp"
 
+#include <set>
+
 #include "shared/common/log.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
@@ -157,9 +159,16 @@ std::string describe(const Json& obj) {
   return obj.value("kind", "") + " " + (ns.empty() ? "" : ns + "/") + meta.value("name", "");
 }
 
+// The namespace a template names itself, "" when none.
+std::string explicitNamespace(const Json& obj) {
+  const Json meta = obj.value("metadata", Json::object());
+  auto it = meta.find("namespace");
+  return it != meta.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 // Applies the objects in order, retrying what the target cannot take yet; "" or why it failed.
 net::awaitable<std::string> applyAll(std::shared_ptr<HookRunner::State> s, Client* client, std::vector<Json>* objects,
-                                     std::string hook, std::string where,
+                                     std::string hook, std::string where, bool hosted,
                                      std::chrono::steady_clock::time_point deadline) {
   net::steady_timer pause(s->wake.get_executor());
   const std::string ns = s->cp_name + "-system";
@@ -182,7 +191,12 @@ net::awaitable<std::string> applyAll(std::shared_ptr<HookRunner::State> s, Clien
         Resource r = found.value();
         Json& meta = obj["metadata"];
         if (r.namespaced) {
-          meta["namespace"] = ns;  // upstream: whatever the template says
+          // In the hosting cluster <cp>-system is the tenant's only room (upstream: whatever the
+          // template says). Inside the control plane itself, a namespace the template names is
+          // honoured, and <cp>-system is only the default.
+          if (!hosted || explicitNamespace(obj).empty()) {
+            meta["namespace"] = ns;
+          }
         } else if (kind != "Namespace") {
           // As upstream marks cluster-scoped objects for the control plane's release namespace.
           meta["labels"]["app.kubernetes.io/managed-by"] = "Helm";
@@ -271,6 +285,23 @@ std::vector<Json> withPrerequisites(const HookRunner::State& s, bool hosted, std
                    {"type", "Opaque"},
                    {"data", data}});
   }
+  if (hosted) {
+    // The namespaces the templates name, made first (in the order the templates name them)
+    // unless a template makes one itself or it is one every cluster has.
+    static const std::set<std::string> kBuiltIn = {"default", "kube-system", "kube-public", "kube-node-lease"};
+    std::set<std::string> made = {s.cp_name + "-system"};
+    for (const auto& o : objects) {
+      if (o.value("kind", "") == "Namespace" && o.value("apiVersion", "") == "v1") {
+        made.insert(o.value("metadata", Json::object()).value("name", ""));
+      }
+    }
+    for (const auto& o : objects) {
+      std::string ns = explicitNamespace(o);
+      if (!ns.empty() && o.value("kind", "") != "Namespace" && !kBuiltIn.count(ns) && made.insert(ns).second) {
+        out.push_back({{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns}}}});
+      }
+    }
+  }
   for (auto& o : objects) {
     out.push_back(std::move(o));
   }
@@ -325,7 +356,7 @@ net::awaitable<void> runHook(std::shared_ptr<HookRunner::State> s, HookUse use) 
     }
   }
   if (failure.empty()) {
-    failure = co_await applyAll(s, client.get(), &objects, use.hook, where, deadline);
+    failure = co_await applyAll(s, client.get(), &objects, use.hook, where, hosted, deadline);
   }
   if (failure.empty()) {
     failure = co_await waitDone(s, client.get(), &objects, use.hook, deadline, timeout_text);

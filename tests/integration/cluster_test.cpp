@@ -734,6 +734,18 @@ spec:
     - apiGroups: [""]
       resources: [configmaps]
       verbs: [get]
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: dashboards
+      namespace: monitoring
+    data: {a: b}
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: cluster-info-extra
+      namespace: kube-system
+    data: {a: b}
   - apiVersion: batch/v1
     kind: Job
     metadata:
@@ -778,6 +790,13 @@ spec:
   EXPECT_EQ(role.out, "Helm") << role.err;
   EXPECT_EQ(throughContext("edge", {"get", "job", "-n", "edge-system", "settings", "-o",
                                     "jsonpath={.status.succeeded}"}).out, "1");
+  // Inside the control plane a namespace the template names is honoured (and made first).
+  EXPECT_EQ(throughContext("edge", {"get", "ns", "monitoring", "-o", "name"}).out, "namespace/monitoring\n");
+  EXPECT_EQ(throughContext("edge", {"get", "cm", "-n", "monitoring", "dashboards", "-o", "name"}).out,
+            "configmap/dashboards\n");
+  EXPECT_EQ(throughContext("edge", {"get", "cm", "-n", "kube-system", "cluster-info-extra", "-o", "name"}).out,
+            "configmap/cluster-info-extra\n");
+  EXPECT_NE(throughContext("edge", {"get", "cm", "-n", "edge-system", "dashboards"}).exit_code, 0);
 }
 
 TEST_F(Hooks, FailingAndMissingHooksSayWhyAndAMissingOneRunsWhenItAppears) {
