@@ -797,6 +797,33 @@ spec:
   EXPECT_EQ(throughContext("edge", {"get", "cm", "-n", "kube-system", "cluster-info-extra", "-o", "name"}).out,
             "configmap/cluster-info-extra\n");
   EXPECT_NE(throughContext("edge", {"get", "cm", "-n", "edge-system", "dashboards"}).exit_code, 0);
+
+  // Spec edits are taken as docs/api.md says: a hook added later runs; a completed one whose
+  // variables changed is not run again (kflex hook rerun does that).
+  apply(R"(apiVersion: tenancy.kflex.kubestellar.org/v1alpha1
+kind: PostCreateHook
+metadata:
+  name: later
+  annotations:
+    kflex.kubestellar.org/target: hosted
+spec:
+  templates:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: later
+    data: {added: "yes"}
+)");
+  auto patched = kubectl(hub_->kubeconfig(),
+                         {"patch", "cp", "edge", "--type=merge", "-p",
+                          R"({"spec":{"postCreateHooks":[{"hookName":"settings","vars":{"USE_BEATS_GLOBAL":"changed"}},)"
+                          R"({"hookName":"later"}]}})"});
+  ASSERT_EQ(patched.exit_code, 0) << patched.err;
+  EXPECT_TRUE(waitFor([&] { return field("edge", ".status.postCreateHooks.later") == "true"; }, 30s, "the added hook ran"))
+      << field("edge", ".status");
+  EXPECT_EQ(throughContext("edge", {"get", "cm", "-n", "edge-system", "later", "-o", "jsonpath={.data.added}"}).out, "yes");
+  EXPECT_EQ(throughContext("edge", {"get", "cm", "-n", "edge-system", "settings", "-o", "jsonpath={.data.useBeatsGlobal}"}).out,
+            "use");
 }
 
 TEST_F(Hooks, FailingAndMissingHooksSayWhyAndAMissingOneRunsWhenItAppears) {
