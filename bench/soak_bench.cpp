@@ -294,6 +294,9 @@ struct Network {
   }
   void cut(size_t i, bool down) { runQuiet({"ip", "link", "set", host_ifs[i], down ? "down" : "up"}, log); }
   void tearDown() {
+    if (!fs::exists(log.parent_path())) {
+      log = "/dev/null";  // (the work directory is gone: nothing to log into, the work is the same)
+    }
     for (const auto& ns : namespaces) {
       runQuiet({"ip", "netns", "del", ns}, log);  // takes its veth pair along
     }
@@ -958,6 +961,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   say("every invariant held");
+  network.tearDown();  // (before the work directory, which holds its log, goes)
   std::error_code ec;
   fs::remove_all(work, ec);
   return 0;
