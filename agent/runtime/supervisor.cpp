@@ -126,51 +126,50 @@ PidFile readPidFile(const fs::path& path) {
   return out;
 }
 
+// Every program is started with these in its environment: which pid file is its, and the hash of
+// the spec it was started with. They survive what a command line does not (k3s execs itself
+// again, as k3s-server from its data directory: another executable, another argv[0]).
+constexpr const char* kPidFileVariable = "KFLEX_PID_FILE=";
+constexpr const char* kSpecVariable = "KFLEX_SPEC_HASH=";
+
 // A process an earlier agent started for `spec` but never recorded (it was killed between the
-// fork and the pid file): a session leader (each program gets a session of its own) running the
-// spec's program in the spec's working directory, which no other key shares. Its pid, or 0.
-pid_t findUnrecorded(const ProcessSpec& spec) {
+// fork and the pid file): a session leader (each program gets a session of its own; what it
+// starts in turn inherits the variables but not the session) whose environment names the spec's
+// pid file; the oldest, should what it started make sessions of its own. Its pid and the spec
+// hash it was started with, or {0, ""}.
+std::pair<pid_t, std::string> findUnrecorded(const ProcessSpec& spec) {
+  const std::string marker = kPidFileVariable + spec.pid_file.string();
+  std::pair<pid_t, std::string> found{0, ""};
+  uint64_t found_start = 0;
   std::error_code ec;
-  const fs::path exe = fs::weakly_canonical(spec.argv[0], ec);
-  const fs::path cwd = fs::weakly_canonical(spec.work_dir.empty() ? fs::path("/") : spec.work_dir, ec);
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
       continue;
     }
     pid_t pid = std::atoi(name.c_str());
-    std::error_code lec;
-    std::string its_exe = fs::read_symlink(entry.path() / "exe", lec).string();
-    if (lec || (its_exe != exe.string() && its_exe != exe.string() + " (deleted)")) {
+    if (::getsid(pid) != pid) {
       continue;
     }
-    if (fs::read_symlink(entry.path() / "cwd", lec) != cwd || lec || ::getsid(pid) != pid) {
+    auto environ_text = readFile(entry.path() / "environ");
+    if (!environ_text) {
       continue;
     }
-    if (ProcStat st = readProcStat(pid); st.state != 0 && st.state != 'Z') {
-      return pid;
+    bool ours = false;
+    std::string hash;
+    for (const auto& var : split(environ_text.value(), '\0')) {
+      ours |= var == marker;
+      if (var.rfind(kSpecVariable, 0) == 0) {
+        hash = var.substr(std::string(kSpecVariable).size());
+      }
+    }
+    ProcStat st = ours ? readProcStat(pid) : ProcStat{};
+    if (ours && st.state != 0 && st.state != 'Z' && (found.first == 0 || st.start < found_start)) {
+      found = {pid, hash};
+      found_start = st.start;
     }
   }
-  return 0;
-}
-
-// A process's command line as its argv.
-std::vector<std::string> commandLine(pid_t pid) {
-  auto text = readFile("/proc/" + std::to_string(pid) + "/cmdline");
-  std::vector<std::string> out;
-  if (!text) {
-    return out;
-  }
-  std::string arg;
-  for (char c : text.value()) {
-    if (c == '\0') {
-      out.push_back(std::move(arg));
-      arg.clear();
-    } else {
-      arg += c;
-    }
-  }
-  return out;
+  return found;
 }
 
 }  // namespace
@@ -265,15 +264,15 @@ void Supervisor::ensure(const std::string& key, const ProcessSpec& spec) {
     ::kill(-p.pid, SIGTERM);
     return;
   }
-  // One an earlier agent started and was killed before it could record: adopted when it runs
-  // exactly this command line, else replaced; never left running beside a second one.
+  // One an earlier agent started and was killed before it could record: adopted when it was
+  // started with this spec, else replaced; never left running beside a second one.
   if (!spec.argv.empty()) {
-    if (pid_t stray = findUnrecorded(spec); stray > 0) {
+    if (auto [stray, stray_hash] = findUnrecorded(spec); stray > 0) {
       e.st.pid = stray;
       e.start_ticks = processStartTime(stray);
       e.st.adopted = true;
       e.st.started = clock_.now();
-      if (commandLine(stray) == spec.argv) {
+      if (stray_hash == hash) {
         e.st.state = ProcessState::Running;
         Json pid_info = {{"pid", stray}, {"startTime", e.start_ticks}, {"spec", e.hash}, {"argv0", spec.argv[0]}};
         (void)writeFileAtomic(spec.pid_file, pid_info.dump() + "\n", 0600);
@@ -281,7 +280,7 @@ void Supervisor::ensure(const std::string& key, const ProcessSpec& spec) {
                   {{"process", key}, {"pid", std::to_string(stray)}});
         return;
       }
-      log::info("a process an earlier agent started but did not record has another command line; replacing it",
+      log::info("a process an earlier agent started but did not record has an older configuration; replacing it",
                 {{"process", key}, {"pid", std::to_string(stray)}});
       e.st.state = ProcessState::Stopping;
       e.kill_at = clock_.now() + spec.stop_grace;
@@ -341,6 +340,8 @@ void Supervisor::start(Entry& e) {
     std::erase_if(env, [&](const std::string& v) { return v.compare(0, name.size(), name) == 0; });
     env.push_back(add);
   }
+  env.push_back(kPidFileVariable + spec.pid_file.string());  // (see findUnrecorded)
+  env.push_back(kSpecVariable + e.hash);
   std::vector<char*> argv;
   for (const auto& a : spec.argv) {
     argv.push_back(const_cast<char*>(a.c_str()));
@@ -578,7 +579,7 @@ void Supervisor::stop(const std::string& key, const std::optional<ProcessSpec>& 
     e.want_running = false;
     PidFile p = readPidFile(spec->pid_file);
     if (!stillRuns(p.pid, p.ticks) && !spec->argv.empty()) {
-      if (pid_t stray = findUnrecorded(*spec); stray > 0) {
+      if (pid_t stray = findUnrecorded(*spec).first; stray > 0) {
         p = PidFile{stray, processStartTime(stray), ""};
       }
     }

@@ -258,6 +258,27 @@ TEST_F(SupervisorTest, AProcessAnEarlierAgentDidNotRecordIsAdoptedOrStopped) {
   ASSERT_TRUE(tickUntil(fifth, [&] { return fifth.gone("cp1/sleep"); }));
   ::kill(-cp2, SIGKILL);
   ::waitpid(cp2, nullptr, 0);
+
+  // A program that execs itself again under another name (k3s runs on as k3s-server from its
+  // data directory): found all the same, by what it carries in its environment.
+  ProcessSpec reexec = shell("exec sleep 30", "r");
+  pid_t r = 0;
+  {
+    Supervisor sixth(clock_);
+    sixth.ensure("r/p", reexec);
+    r = sixth.status("r/p").pid;
+    sixth.detachAll();
+  }
+  fs::remove(reexec.pid_file);
+  Supervisor seventh(clock_);
+  seventh.ensure("r/p", reexec);
+  EXPECT_EQ(seventh.status("r/p").pid, r);
+  EXPECT_TRUE(seventh.status("r/p").adopted);
+  seventh.stop("r/p");
+  ASSERT_TRUE(tickUntil(seventh, [&] {
+    ::waitpid(r, nullptr, WNOHANG);
+    return seventh.gone("r/p");
+  }));
 }
 
 TEST_F(SupervisorTest, LogsAreRotatedBySizeAndReadBackInOrder) {
