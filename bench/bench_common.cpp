@@ -23,6 +23,13 @@ double Stats::pct(double p) {
   return ms[std::min(ms.size() - 1, size_t(p * double(ms.size())))];
 }
 
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 long rssKb(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;

@@ -33,6 +33,8 @@ struct Stats {
   double pct(double p);
 };
 
+/// A file's whole text, "" when it cannot be read.
+std::string slurp(const fs::path& p);
 /// Resident set size of a process, in KiB (-1 when it is gone).
 long rssKb(pid_t pid);
 /// User + system CPU time a process has used, in seconds.

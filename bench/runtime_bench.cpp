@@ -28,13 +28,6 @@ using namespace kflex;
 using namespace kflex::bench;
 constexpr const char* kApi = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 pid_t spawn(const std::vector<std::string>& args, const fs::path& log, const std::vector<std::string>& env) {
   pid_t pid = fork();
   if (pid == 0) {

@@ -45,11 +45,6 @@ constexpr const char* kApi = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/";
 
 std::atomic<bool> g_interrupted{false};
 
-std::string slurp(const fs::path& p) {
-  auto r = readFile(p);
-  return r ? r.value() : std::string();
-}
-
 double secondsSince(SteadyClock::time_point t0) { return std::chrono::duration<double>(SteadyClock::now() - t0).count(); }
 
 void say(const std::string& line) {
@@ -183,24 +178,32 @@ struct StandinProc {
   std::string control_plane;
 };
 
-/// Every process running a program from `standins` whose command line names a control plane
-/// directory under `work` (WORK/AGENT/cp/NAME/...).
-std::vector<StandinProc> scanStandins(const fs::path& standins, const fs::path& work) {
-  std::vector<StandinProc> out;
+/// Calls fn(pid, command line with spaces for NULs, /proc/PID) for every process but this one.
+void forEachProcess(const std::function<void(pid_t, const std::string&, const fs::path&)>& fn) {
   std::error_code ec;
-  std::string prefix = work.string() + "/";
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
     std::string pid_text = entry.path().filename().string();
-    if (pid_text.find_first_not_of("0123456789") != std::string::npos) {
-      continue;
-    }
-    std::error_code lec;
-    fs::path exe = fs::read_symlink(entry.path() / "exe", lec);
-    if (lec || exe.parent_path() != standins) {
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoi(pid_text) == ::getpid()) {
       continue;
     }
     std::string cmdline = slurp(entry.path() / "cmdline");
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    fn(std::stoi(pid_text), cmdline, entry.path());
+  }
+}
+
+/// Every process running a program from `standins` whose command line names a control plane
+/// directory under `work` (WORK/AGENT/cp/NAME/...).
+std::vector<StandinProc> scanStandins(const fs::path& standins, const fs::path& work) {
+  std::vector<StandinProc> out;
+  const std::string prefix = work.string() + "/";
+  forEachProcess([&](pid_t pid, const std::string& cmdline, const fs::path& proc) {
+    std::error_code lec;
+    fs::path exe = fs::read_symlink(proc / "exe", lec);
+    if (lec || exe.parent_path() != standins) {
+      return;
+    }
     // The first WORK/AGENT/cp/NAME/ in it (the program itself is under WORK/bin/ too).
     for (auto at = cmdline.find(prefix); at != std::string::npos; at = cmdline.find(prefix, at + 1)) {
       std::string rest = cmdline.substr(at + prefix.size());
@@ -208,29 +211,22 @@ std::vector<StandinProc> scanStandins(const fs::path& standins, const fs::path& 
       if (parts.size() >= 3 && parts[1] == "cp") {
         std::string program = exe.filename().string();
         program = program.substr(0, program.find(' '));  // "kine (deleted)"
-        out.push_back({std::stoi(pid_text), program, parts[0], parts[2]});
+        out.push_back({pid, program, parts[0], parts[2]});
         break;
       }
     }
-  }
+  });
   return out;
 }
 
 /// Every process whose command line names `work` (what must be gone at the end).
 std::vector<pid_t> scanAnything(const fs::path& work) {
   std::vector<pid_t> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    std::string pid_text = entry.path().filename().string();
-    if (pid_text.find_first_not_of("0123456789") != std::string::npos || std::stoi(pid_text) == ::getpid()) {
-      continue;
-    }
-    std::string cmdline = slurp(entry.path() / "cmdline");
-    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+  forEachProcess([&](pid_t pid, const std::string& cmdline, const fs::path&) {
     if (cmdline.find(work.string() + "/") != std::string::npos) {
-      out.push_back(std::stoi(pid_text));
+      out.push_back(pid);
     }
-  }
+  });
   return out;
 }
 
