@@ -2,6 +2,7 @@
 #include "hub/agents/placement.hpp"
 
 #include <cmath>
+#include <string_view>
 
 #include "shared/common/json_pluck.hpp"
 #include "shared/common/log.hpp"
@@ -27,6 +28,20 @@ std::map<std::string, std::string> labelsOf(const Json& obj) {
   return out;
 }
 
+// Placement's keys: a control plane's name, or this prefix and an agent's name for the agent's
+// bookkeeping (object names have no '/').
+constexpr std::string_view kBookPrefix = "agents/";
+
+std::string bookKey(const std::string& agent) { return std::string(kBookPrefix) + agent; }
+
+// A failed write is tried again after 100 ms, doubling up to 10 s (the period of the earlier
+// passes' resync).
+constexpr std::chrono::milliseconds kRetryBase{100};
+constexpr std::chrono::milliseconds kRetryCap{10000};
+// What an agent change concerns, and bookkeeping, wait this long: a burst is one look each.
+constexpr std::chrono::milliseconds kSettle{200};
+// Everything pending is looked at again this often, from scratch.
+constexpr std::chrono::milliseconds kResync{60000};
 
 }  // namespace
 
@@ -47,122 +62,92 @@ std::string bytesQuantity(int64_t bytes) { return std::to_string(bytes / 1024) +
 PlacementController::PlacementController(net::io_context& ioc, ApiService& api, ObjectStore& store,
                                          const model::Registry& registry, const Clock& clock)
     : api_(api), store_(store), cps_(kind(registry, "controlplanes")), agents_(kind(registry, "agents")),
-      clock_(clock), strand_(net::make_strand(ioc)) {}
+      clock_(clock),
+      controller_(net::make_strand(ioc), store,
+                  ControllerOptions{"placement", kPlacementWrites, {kRetryBase, kRetryCap}},
+                  [this](std::string key) { return reconcile(std::move(key)); }) {
+  controller_.watch(resourceKey(agents_), [this](const EventPtr& ev) { return onAgentEvent(*ev); });
+  controller_.watch(resourceKey(cps_), [this](const EventPtr& ev) { return onControlPlaneEvent(*ev); });
+  controller_.relist([this](int64_t) { return relist(); });
+  controller_.resync(kResync, [this] { return resync(); });
+}
 
 void PlacementController::start() {
   api_.setCreateAdmission(cps_, this);
-  net::co_spawn(strand_, run(), [](std::exception_ptr e) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        log::error("placement controller failed", {{"error", ex.what()}});
-      }
-    }
-  });
+  controller_.start();
 }
 
 void PlacementController::stop() {
   stopping_ = true;
   {
     std::lock_guard lock(mu_);
-    ready_ = false;  // new control planes wait for the next start's passes
+    ready_ = false;  // new control planes wait for the next start's reconciles
   }
-  net::post(strand_, [this] {
-    if (watch_id_ != 0) {
-      store_.unwatch(watch_id_);
-    }
-  });
+  controller_.stop();
 }
 
-net::awaitable<void> PlacementController::run() {
-  const std::string cp_key = resourceKey(cps_);
-  const std::string agent_key = resourceKey(agents_);
-  net::steady_timer timer(strand_);
-  while (!stopping_) {
-    auto sub = store_.watch(store_.revision(), strand_, size_t(1) << 17);  // rides out a fleet's burst
-    if (!sub) {
-      log::error("placement cannot watch the store", {{"error", sub.error().message}});
-      co_return;
+Controller::Keys PlacementController::relist() {
+  {
+    std::lock_guard lock(mu_);
+    agents_view_.clear();
+    cps_view_.clear();
+    pending_.clear();
+    Controller::Keys ignored;  // all pending ones are enqueued below
+    for (const auto& rec : store_.list(resourceKey(agents_)).first) {
+      observeAgent(*rec, false);
     }
-    watch_id_ = sub->id;
-    rebuild();
-    co_await reconcile(true);
-    // Reconcile when something that placement depends on changed (checked every 200 ms), and
-    // every 10 s. Heartbeats and status reports change nothing here and cost one parse each.
-    // A change looks again at the control planes it concerns (a new agent: every pending one);
-    // every minute all pending ones are looked at again, whatever happened.
-    auto next_resync = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    auto next_full = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    bool dirty = false;
-    while (!stopping_) {
-      timer.expires_after(std::chrono::milliseconds(200));
-      co_await timer.async_wait(net::as_tuple(net::use_awaitable));
-      bool closed = !sub->channel->is_open();
-      {
-        std::lock_guard lock(mu_);
-        while (!closed && sub->channel->try_receive([&](boost::system::error_code ec, EventPtr ev) {
-          if (ec || !ev) {
-            closed = true;  // a closed channel keeps answering with an error: stop asking
-          } else if (ev->object->resource == cp_key) {
-            dirty |= observeControlPlane(*ev->object, ev->type == EventType::Deleted);
-          } else if (ev->object->resource == agent_key) {
-            dirty |= observeAgent(*ev->object, ev->type == EventType::Deleted);
-          }
-        })) {
-        }
-      }
-      if (closed) {
-        break;  // closed: subscribe again (after a full rebuild)
-      }
-      auto now = std::chrono::steady_clock::now();
-      if (dirty || now >= next_resync) {
-        dirty = false;
-        next_resync = now + std::chrono::seconds(10);
-        bool full = now >= next_full;
-        if (full) {
-          next_full = now + std::chrono::seconds(60);
-        }
-        co_await reconcile(full);
-      }
+    for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+      observeControlPlane(*rec, false, ignored);
     }
-    store_.unwatch(sub->id);
-    watch_id_ = 0;
+    ready_ = !stopping_;
   }
+  return resync();
 }
 
-void PlacementController::rebuild() {
+Controller::Keys PlacementController::resync() {
   std::lock_guard lock(mu_);
-  agents_view_.clear();
-  cps_view_.clear();
-  for (const auto& rec : store_.list(resourceKey(agents_)).first) {
-    observeAgent(*rec, false);
-  }
-  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
-    observeControlPlane(*rec, false);
-  }
+  // Now and then, from scratch: what in flight never arrived (lost with a failed write) goes.
+  auto stale = std::chrono::steady_clock::now() - std::chrono::seconds(60);
+  std::erase_if(in_flight_, [&](const auto& f) { return f.second.at < stale; });
   recount();
-  retry_all_ = true;
-  ready_ = !stopping_;
+  Controller::Keys keys(pending_.begin(), pending_.end());
+  for (const auto& [name, a] : agents_view_) {
+    keys.push_back(bookKey(name));
+  }
+  return keys;
 }
 
-bool PlacementController::observeAgent(const ObjectRecord& rec, bool deleted) {
+Controller::Keys PlacementController::onAgentEvent(const Event& ev) {
+  std::lock_guard lock(mu_);
+  observeAgent(*ev.object, ev.type == EventType::Deleted);
+  return {};  // what it concerns is enqueued after a settling delay
+}
+
+Controller::Keys PlacementController::onControlPlaneEvent(const Event& ev) {
+  Controller::Keys keys;
+  std::lock_guard lock(mu_);
+  observeControlPlane(*ev.object, ev.type == EventType::Deleted, keys);
+  return keys;
+}
+
+void PlacementController::observeAgent(const ObjectRecord& rec, bool deleted) {
   if (deleted) {
     auto it = agents_view_.find(rec.name);
     if (it == agents_view_.end()) {
-      return false;
+      return;
     }
     if (it->second.used.control_planes != 0) {
       unviewed_[rec.name] = it->second.used;  // control planes still name it
     }
+    std::map<std::string, std::string> labels = std::move(it->second.labels);
     agents_view_.erase(it);
-    retry_all_ = true;
     ++agents_epoch_;
-    return true;
+    enqueuePendingFor(rec.name, labels, labels);  // their reason changes
+    return;
   }
   Json a = Json::parse(rec.bytes, nullptr, false);
   if (!a.is_object()) {
-    return false;
+    return;
   }
   AgentView v;
   v.name = rec.name;
@@ -188,21 +173,24 @@ bool PlacementController::observeAgent(const ObjectRecord& rec, bool deleted) {
   bool relevant = !known || it->second.ready != v.ready || it->second.unschedulable != v.unschedulable ||
                   it->second.labels != v.labels || it->second.cpu != v.cpu || it->second.memory != v.memory ||
                   it->second.types != v.types;
+  std::map<std::string, std::string> labels_before;
   if (known) {
     v.used = it->second.used;  // what is placed on it did not change
+    labels_before = it->second.labels;
   } else if (auto u = unviewed_.find(rec.name); u != unviewed_.end()) {
     v.used = u->second;  // control planes name it already (an agent enrolled again)
     unviewed_.erase(u);
   }
-  agents_view_[rec.name] = std::move(v);
+  AgentView& now = agents_view_[rec.name] = std::move(v);
   if (relevant) {
-    retry_all_ = true;  // what fits where may have changed for every pending control plane
+    // What fits where may have changed for the pending control planes it can take.
     ++agents_epoch_;
+    enqueuePendingFor(rec.name, known ? labels_before : now.labels, now.labels);
   }
-  return relevant;
+  enqueueBookIfStale(now);
 }
 
-bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool deleted) {
+void PlacementController::observeControlPlane(const ObjectRecord& rec, bool deleted, Controller::Keys& keys) {
   auto old = cps_view_.find(rec.name);
   auto flight = in_flight_.find(rec.name);
   if (deleted) {
@@ -210,14 +198,16 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
       forget(flight);
     }
     if (old == cps_view_.end()) {
-      return false;
+      return;
     }
-    if (!old->second.agent.empty()) {
-      retry_all_ = true;  // room freed on its agent: what waits for room is looked at again now
-    }
+    std::string freed = old->second.agent;
     reserve(old->second.agent, reservationFor(old->second.type), -1);
     cps_view_.erase(old);
-    return true;
+    pending_.erase(rec.name);
+    if (auto a = agents_view_.find(freed); a != agents_view_.end()) {
+      enqueuePendingFor(freed, a->second.labels, a->second.labels);  // room freed on its agent
+    }
+    return;
   }
   // Every control plane event passes here: read the five fields without building the object.
   static const std::vector<std::vector<std::string>> kFields = {
@@ -228,7 +218,7 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
       {"metadata", "annotations", model::kAgentSelectorAnnotation}};
   auto f = pluckJson(rec.bytes, kFields);
   if (!f) {
-    return false;
+    return;
   }
   auto text = [&f](size_t i) { return (*f)[i].string.value_or(""); };
   ControlPlaneView v;
@@ -243,11 +233,12 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
                   old->second.type != v.type || old->second.agent_wanted != v.agent_wanted ||
                   old->second.agent_selector != v.agent_selector;
   if (!relevant) {
-    return false;
+    return;
   }
+  std::string freed;  // released from its agent (or moved): room freed there
   if (old != cps_view_.end()) {
     if (!old->second.agent.empty() && old->second.agent != v.agent) {
-      retry_all_ = true;  // released from its agent (or moved): room freed there
+      freed = old->second.agent;
     }
     reserve(old->second.agent, reservationFor(old->second.type), -1);
   }
@@ -255,26 +246,64 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
     if (flight != in_flight_.end()) {
       forget(flight);
     }
-    return old != cps_view_.end() && (cps_view_.erase(old), true);
-  }
-  bool decided_unplaced = false;  // admitted as Unschedulable, with the agents as they are now
-  if (flight != in_flight_.end()) {
-    if (!v.agent.empty()) {
-      if (flight->second.admitted && flight->second.agent == v.agent) {
-        log::info("control plane placed", {{"control_plane", rec.name}, {"agent", v.agent}});
-      }
-      forget(flight);  // arrived: counted through the view from now on
-    } else if (flight->second.agent.empty()) {
-      decided_unplaced = old == cps_view_.end() && flight->second.epoch == agents_epoch_;
-      forget(flight);
+    if (old != cps_view_.end()) {
+      cps_view_.erase(old);
+      pending_.erase(rec.name);
     }
+  } else {
+    bool decided_unplaced = false;  // admitted as Unschedulable, with the agents as they are now
+    if (flight != in_flight_.end()) {
+      if (!v.agent.empty()) {
+        if (flight->second.admitted && flight->second.agent == v.agent) {
+          log::info("control plane placed", {{"control_plane", rec.name}, {"agent", v.agent}});
+        }
+        forget(flight);  // arrived: counted through the view from now on
+      } else if (flight->second.agent.empty()) {
+        decided_unplaced = old == cps_view_.end() && flight->second.epoch == agents_epoch_;
+        forget(flight);
+      }
+    }
+    reserve(v.agent, reservationFor(v.type), +1);
+    if (v.agent.empty() && !v.deleting) {
+      pending_.insert(rec.name);
+      if (!decided_unplaced) {
+        keys.push_back(rec.name);
+      }
+    } else {
+      pending_.erase(rec.name);
+    }
+    cps_view_[rec.name] = std::move(v);
   }
-  reserve(v.agent, reservationFor(v.type), +1);
-  if (v.agent.empty() && !v.deleting && !decided_unplaced) {
-    retry_.insert(rec.name);
+  if (auto a = agents_view_.find(freed); !freed.empty() && a != agents_view_.end()) {
+    enqueuePendingFor(freed, a->second.labels, a->second.labels);
   }
-  cps_view_[rec.name] = std::move(v);
-  return true;
+}
+
+void PlacementController::enqueuePendingFor(const std::string& name, const std::map<std::string, std::string>& labels,
+                                            const std::map<std::string, std::string>& labels_now) {
+  for (const auto& cp : pending_) {
+    const ControlPlaneView& v = cps_view_.at(cp);
+    if (!v.agent_wanted.empty() && v.agent_wanted != name) {
+      continue;  // named another agent
+    }
+    if (v.agent_wanted.empty() && !v.agent_selector.empty()) {
+      // (An invalid selector matches every agent in decide().)
+      auto selector = model::LabelSelector::parse(v.agent_selector);
+      if (selector && !selector->matches(labels) && !selector->matches(labels_now)) {
+        continue;
+      }
+    }
+    // After a short delay: a burst of agent changes (a fleet coming back) is one look each.
+    controller_.queue().addAfter(cp, kSettle);
+  }
+}
+
+void PlacementController::enqueueBookIfStale(const AgentView& a) {
+  Json allocated = {{"cpu", std::to_string(a.used.cpu) + "m"}, {"memory", bytesQuantity(a.used.memory)}};
+  if (a.recorded_control_planes != a.used.control_planes || a.recorded_allocated != allocated) {
+    // A burst of placements on one agent is one write per delay.
+    controller_.queue().addAfter(bookKey(a.name), kSettle);
+  }
 }
 
 void PlacementController::reserve(const std::string& agent, const Reservation& need, int sign) {
@@ -288,6 +317,10 @@ void PlacementController::reserve(const std::string& agent, const Reservation& n
   u.control_planes += sign;
   if (it == agents_view_.end() && u.control_planes == 0) {
     unviewed_.erase(agent);
+  }
+  if (it != agents_view_.end()) {
+    // Its bookkeeping follows (a burst of placements on one agent is one write per delay).
+    controller_.queue().addAfter(bookKey(agent), kSettle);
   }
 }
 
@@ -461,9 +494,9 @@ uint64_t PlacementController::admit(Json& object, bool dry_run) {
   {
     std::lock_guard lock(mu_);
     // Not before the views are built; and a name placement still knows is either taken (the
-    // create fails) or being replaced: its next pass decides then.
+    // create fails) or being replaced: its reconcile decides then.
     if (!ready_ || cps_view_.count(name) > 0 || in_flight_.count(name) > 0) {
-      initialConditions(object, formatTime(clock_.now()));  // the next pass decides
+      initialConditions(object, formatTime(clock_.now()));  // its reconcile decides
       return 0;
     }
     c = decide(type, wanted, selector);
@@ -487,130 +520,109 @@ void PlacementController::settled(const std::string& name, uint64_t ticket, bool
   }
 }
 
-net::awaitable<void> PlacementController::recordDecisions(std::shared_ptr<PlacementPass> pass) {
-  while (pass->next < pass->decisions.size()) {
-    const PlacementPass::Decision& d = pass->decisions[pass->next++];
-    const std::string& chosen = d.choice.agent;
-    const std::string& why = d.choice.why;
-    const std::string& now = pass->now;
-    unsigned st = 500;
-    try {
-      st = co_await api_.changeStatus(cps_, d.control_plane, [&](Json& obj) {
-        const Json& status = obj["status"];
-        if (status.is_object() && !status.value("agent", "").empty()) {
-          return false;  // placed meanwhile
-        }
-        return recordChoice(obj["status"], chosen, why, now);
-      });
-    } catch (const std::exception& e) {
-      log::warn("cannot record a placement decision", {{"control_plane", d.control_plane}, {"error", e.what()}});
-    }
-    if (st == 200) {
-      if (!chosen.empty()) {
-        log::info("control plane placed", {{"control_plane", d.control_plane}, {"agent", chosen}});
-      }
-      continue;
-    }
-    if (st != 404) {
-      log::warn("cannot record a placement decision", {{"control_plane", d.control_plane}, {"status", std::to_string(st)}});
-    }
+net::awaitable<Outcome> PlacementController::reconcile(std::string key) {
+  Outcome out;
+  if (key.starts_with(kBookPrefix)) {
+    out = co_await book(key.substr(kBookPrefix.size()));
+  } else {
+    out = co_await place(std::move(key));
+  }
+  co_return out;
+}
+
+net::awaitable<Outcome> PlacementController::place(std::string name) {
+  Choice choice;
+  uint64_t ticket = 0;
+  bool pending = false;
+  {
     std::lock_guard lock(mu_);
-    if (st != 404) {
-      retry_.insert(d.control_plane);
+    auto v = cps_view_.find(name);
+    // (Not placed, not deleting, and no decision on its way; a reconcile of a stopped
+    // controller leaves it to the next start.)
+    pending = ready_ && v != cps_view_.end() && v->second.agent.empty() && !v->second.deleting &&
+              in_flight_.count(name) == 0;
+    if (pending) {
+      // Decided and counted against its agent at once; written with other reconciles' writes
+      // in flight (one at a time, 10,000 new control planes would take 10,000 commits).
+      choice = decide(v->second.type, v->second.agent_wanted, v->second.agent_selector);
+      if (!choice.agent.empty()) {
+        ticket = next_ticket_++;
+        reserve(choice.agent, choice.need, +1);
+        in_flight_[name] = InFlight{choice.agent, choice.need, ticket, agents_epoch_, std::chrono::steady_clock::now()};
+      }
     }
-    if (auto it = in_flight_.find(d.control_plane); it != in_flight_.end() && it->second.ticket == d.ticket) {
+  }
+  if (!pending) {
+    co_return Outcome::done();
+  }
+  const std::string& chosen = choice.agent;
+  const std::string& why = choice.why;
+  const std::string now = formatTime(clock_.now());
+  unsigned st = 500;
+  try {
+    st = co_await api_.changeStatus(cps_, name, [&](Json& obj) {
+      const Json& status = obj["status"];
+      if (status.is_object() && !status.value("agent", "").empty()) {
+        return false;  // placed meanwhile
+      }
+      return recordChoice(obj["status"], chosen, why, now);
+    });
+  } catch (const std::exception& e) {
+    log::warn("cannot record a placement decision", {{"control_plane", name}, {"error", e.what()}});
+  }
+  if (st == 200) {
+    if (!chosen.empty()) {
+      log::info("control plane placed", {{"control_plane", name}, {"agent", chosen}});
+    }
+    co_return Outcome::done();
+  }
+  if (st != 404) {
+    log::warn("cannot record a placement decision", {{"control_plane", name}, {"status", std::to_string(st)}});
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = in_flight_.find(name); it != in_flight_.end() && it->second.ticket == ticket) {
       forget(it);  // counted when decided
     }
   }
-  if (--pass->workers == 0) {
-    pass->done.cancel();
+  if (st == 404) {
+    co_return Outcome::done();  // gone
   }
+  co_return Outcome::retry("status " + std::to_string(st));
 }
 
-net::awaitable<void> PlacementController::reconcile(bool everything) {
-  auto pass = std::make_shared<PlacementPass>(strand_);
-  pass->now = formatTime(clock_.now());
+net::awaitable<Outcome> PlacementController::book(std::string agent) {
+  int64_t count = 0;
+  Json allocated;
+  bool stale = false;
   {
     std::lock_guard lock(mu_);
-    if (everything) {
-      // Now and then, from scratch: what in flight never arrived (lost with a failed write) goes.
-      auto stale = std::chrono::steady_clock::now() - std::chrono::seconds(60);
-      std::erase_if(in_flight_, [&](const auto& f) { return f.second.at < stale; });
-      recount();
-    }
-    everything |= retry_all_;
-    std::vector<std::string> pending;
-    if (everything) {
-      for (const auto& [name, v] : cps_view_) {
-        if (v.agent.empty() && !v.deleting) {
-          pending.push_back(name);
-        }
-      }
-    } else {
-      pending.assign(retry_.begin(), retry_.end());
-    }
-    retry_.clear();
-    retry_all_ = false;
-    // Decide every one first, counting each choice against its agent at once, then record the
-    // decisions with many writes in flight (one at a time, 10,000 new control planes would take
-    // 10,000 commits).
-    for (const auto& name : pending) {
-      auto v = cps_view_.find(name);
-      if (v == cps_view_.end() || !v->second.agent.empty() || v->second.deleting || in_flight_.count(name) > 0) {
-        continue;  // gone, placed, or a decision is on its way
-      }
-      PlacementPass::Decision d{name, decide(v->second.type, v->second.agent_wanted, v->second.agent_selector), 0};
-      if (!d.choice.agent.empty()) {
-        d.ticket = next_ticket_++;
-        reserve(d.choice.agent, d.choice.need, +1);
-        in_flight_[name] = InFlight{d.choice.agent, d.choice.need, d.ticket, agents_epoch_, std::chrono::steady_clock::now()};
-      }
-      pass->decisions.push_back(std::move(d));
+    if (auto it = agents_view_.find(agent); it != agents_view_.end()) {
+      const AgentView& a = it->second;
+      count = a.used.control_planes;
+      allocated = {{"cpu", std::to_string(a.used.cpu) + "m"}, {"memory", bytesQuantity(a.used.memory)}};
+      stale = a.recorded_control_planes != count || a.recorded_allocated != allocated;
     }
   }
-  if (!pass->decisions.empty()) {
-    pass->workers = std::min<size_t>(pass->decisions.size(), kPlacementWrites);
-    size_t workers = pass->workers;
-    for (size_t i = 0; i < workers; ++i) {
-      net::co_spawn(strand_, recordDecisions(pass), net::detached);
-    }
-    // A worker may have finished already (run inline, with nothing to wait for): wait only
-    // while one is running, or the last one's cancel could come before the wait and be lost.
-    if (pass->workers > 0) {
-      co_await pass->done.async_wait(net::as_tuple(net::use_awaitable));
-    }
+  if (!stale) {
+    co_return Outcome::done();
   }
-  // Keep each agent's bookkeeping current.
-  struct Book {
-    std::string agent;
-    int64_t count;
-    Json allocated;
-  };
-  std::vector<Book> books;
-  {
+  unsigned st = co_await api_.changeStatus(agents_, agent, [&count, &allocated](Json& obj) {
+    obj["status"]["controlPlanes"] = count;
+    obj["status"]["allocated"] = allocated;
+    return true;
+  });
+  if (st == 200) {
     std::lock_guard lock(mu_);
-    for (auto& [n, a] : agents_view_) {
-      Json allocated = {{"cpu", std::to_string(a.used.cpu) + "m"}, {"memory", bytesQuantity(a.used.memory)}};
-      if (a.recorded_control_planes != a.used.control_planes || a.recorded_allocated != allocated) {
-        books.push_back({n, a.used.control_planes, std::move(allocated)});
-      }
+    if (auto it = agents_view_.find(agent); it != agents_view_.end()) {
+      it->second.recorded_control_planes = count;
+      it->second.recorded_allocated = allocated;
     }
   }
-  for (const auto& b : books) {
-    const Book& book = b;
-    unsigned st = co_await api_.changeStatus(agents_, book.agent, [&book](Json& obj) {
-      obj["status"]["controlPlanes"] = book.count;
-      obj["status"]["allocated"] = book.allocated;
-      return true;
-    });
-    if (st == 200) {
-      std::lock_guard lock(mu_);
-      if (auto it = agents_view_.find(book.agent); it != agents_view_.end()) {
-        it->second.recorded_control_planes = book.count;
-        it->second.recorded_allocated = book.allocated;
-      }
-    }
+  if (st == 200 || st == 404) {
+    co_return Outcome::done();
   }
+  co_return Outcome::retry("status " + std::to_string(st));
 }
 
 }  // namespace kflex::hub

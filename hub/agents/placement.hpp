@@ -13,6 +13,7 @@
 #include <string>
 
 #include "hub/api/api_service.hpp"
+#include "hub/controller/controller.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
 
@@ -38,11 +39,17 @@ std::string bytesQuantity(int64_t bytes);
  * fits, Scheduled=False says why and the control plane is placed as soon as something fits.
  * Keeps each Agent's status.controlPlanes and status.allocated. Watch-driven, with a resync.
  *
+ * Runs on a Controller (hub/controller): its keys are control plane names, reconciled by
+ * kPlacementWrites workers (each decision made under the lock, then written), and "agents/NAME"
+ * for an agent's bookkeeping. A control plane event enqueues the control plane when it waits
+ * for a place; an agent change enqueues the pending control planes it can affect; a failed write
+ * is retried with backoff; every minute everything pending is looked at again.
+ *
  * A new control plane is decided as it is created (the API asks admit()), so the create's own
  * write carries status.agent and the Scheduled condition and the agent hears of it at once; what
  * cannot be decided then (the view is not built yet, the create came by server-side apply) is
- * decided by the next pass. Admission and passes reserve capacity under one lock, so neither can
- * place beyond what an agent holds.
+ * decided by its reconcile. Admission and reconciles reserve capacity under one lock, so neither
+ * can place beyond what an agent holds.
  */
 class PlacementController : public CreateAdmission {
  public:
@@ -96,34 +103,28 @@ class PlacementController : public CreateAdmission {
     uint64_t ticket = 0;
     uint64_t epoch = 0;  // agents_epoch_ when decided
     std::chrono::steady_clock::time_point at;
-    bool admitted = false;  // decided by admit() (else by a pass)
+    bool admitted = false;  // decided by admit() (else by a reconcile)
   };
-  // One reconcile's decisions, recorded by several coroutines at once (strand_ only).
-  struct PlacementPass {
-    struct Decision {
-      std::string control_plane;
-      Choice choice;
-      uint64_t ticket = 0;
-    };
-    explicit PlacementPass(const net::strand<net::io_context::executor_type>& ex)
-        : done(ex, net::steady_timer::time_point::max()) {}
-    std::vector<Decision> decisions;
-    std::string now;
-    size_t next = 0;     // the next decision to record
-    size_t workers = 0;  // recording coroutines still running
-    net::steady_timer done;  // cancelled by the last worker
-  };
-  static constexpr size_t kPlacementWrites = 32;  // status writes in flight at once
+  static constexpr size_t kPlacementWrites = 32;  // reconciles (status writes) in flight at once
 
-  net::awaitable<void> run();
-  /// Places pending control planes: those touched since the last pass, or all when `everything`.
-  net::awaitable<void> reconcile(bool everything);
-  net::awaitable<void> recordDecisions(std::shared_ptr<PlacementPass> pass);
-  void rebuild();
-  /// Updates the view; true when the change can alter a placement or the bookkeeping.
-  bool observeAgent(const ObjectRecord& rec, bool deleted);
-  bool observeControlPlane(const ObjectRecord& rec, bool deleted);
+  /// Reconciles one key of the queue: a control plane's name (place it), or bookKey(agent).
+  net::awaitable<Outcome> reconcile(std::string key);
+  /// Decides where a pending control plane goes and records it in its status.
+  net::awaitable<Outcome> place(std::string name);
+  /// Writes an agent's status.controlPlanes and status.allocated when they are not current.
+  net::awaitable<Outcome> book(std::string agent);
+  /// The views afresh from the store (after each subscription); then as resync().
+  Controller::Keys relist();
+  /// From scratch: drops what in flight never arrived and counts again; every pending control
+  /// plane and every agent's bookkeeping.
+  Controller::Keys resync();
+  Controller::Keys onAgentEvent(const Event& ev);
+  Controller::Keys onControlPlaneEvent(const Event& ev);
   // The rest need mu_ held.
+  /// Updates the views; enqueues what the change concerns. A control plane to place now is
+  /// added to `keys`.
+  void observeAgent(const ObjectRecord& rec, bool deleted);
+  void observeControlPlane(const ObjectRecord& rec, bool deleted, Controller::Keys& keys);
   Choice decide(const std::string& type, const std::string& wanted, const std::string& selector_text);
   /// Counts (sign +1) or uncounts (-1) a reservation on an agent.
   void reserve(const std::string& agent, const Reservation& need, int sign);
@@ -131,16 +132,21 @@ class PlacementController : public CreateAdmission {
   void forget(std::map<std::string, InFlight>::iterator it);
   /// Every agent's usage afresh from the views and the decisions in flight.
   void recount();
+  /// Enqueues, after a short settling delay, the pending control planes that agent `name` (with
+  /// `labels` before and `labels_now` after a change) can take or make change their reason.
+  void enqueuePendingFor(const std::string& name, const std::map<std::string, std::string>& labels,
+                         const std::map<std::string, std::string>& labels_now);
+  /// Enqueues (soon) an agent's bookkeeping when the view's usage differs from what it records.
+  void enqueueBookIfStale(const AgentView& agent);
 
   ApiService& api_;
   ObjectStore& store_;
   const model::ResourceType& cps_;
   const model::ResourceType& agents_;
   const Clock& clock_;
-  net::strand<net::io_context::executor_type> strand_;
   std::atomic<bool> stopping_{false};
-  uint64_t watch_id_ = 0;
-  // Guards what follows: the watch loop (strand_) and admit() (request threads) share it.
+  Controller controller_;
+  // Guards what follows: the controller (its strand) and admit() (request threads) share it.
   std::mutex mu_;
   bool ready_ = false;  // the views are built: admit() may decide
   std::map<std::string, AgentView> agents_view_;
@@ -149,8 +155,7 @@ class PlacementController : public CreateAdmission {
   std::map<std::string, Usage> unviewed_;       // usage of agents not in the view (gone, or not yet seen)
   uint64_t next_ticket_ = 1;
   uint64_t agents_epoch_ = 0;    // bumped by every agent change that can alter a placement
-  std::set<std::string> retry_;  // pending control planes to look at in the next pass
-  bool retry_all_ = true;        // look at every pending one (an agent changed)
+  std::set<std::string> pending_;  // control planes in the view not placed and not deleting
 };
 
 }  // namespace kflex::hub
