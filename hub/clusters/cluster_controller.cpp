@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/clusters/cluster_controller.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "hub/api/hook_labels.hpp"
 #include "shared/common/log.hpp"
@@ -15,6 +17,8 @@ namespace {
 
 constexpr const char* kAdminSecret = "admin-kubeconfig";
 constexpr int64_t kDefaultTokenSeconds = 31536000;  // upstream's default: one year
+// Control planes reconciled at once (each mostly waits on a cluster, up to call_timeout).
+constexpr size_t kWorkers = 64;
 
 const model::ResourceType& controlPlanes(const model::Registry& r) {
   return *r.find(model::kTenancyGroup, model::kTenancyVersion, "controlplanes");
@@ -29,6 +33,31 @@ bool mayBeServedHere(const std::string& bytes) {
     return ::memmem(bytes.data(), bytes.size(), needle.data(), needle.size()) != nullptr;
   };
   return has(R"("type":"external")") || has(R"("type":"host")");
+}
+
+// A control plane served here (external or host, and not an external one an agent adopts),
+// parsed; null otherwise.
+Json servedHere(const ObjectRecord& rec) {
+  if (!mayBeServedHere(rec.bytes)) {
+    return nullptr;  // most control planes run on agents: a cheap test first
+  }
+  Json cp = Json::parse(rec.bytes, nullptr, false);
+  std::string type = cp.is_object() ? typeOf(cp) : "";
+  if ((type != "external" && type != "host") || model::servedByAgent(cp)) {
+    return nullptr;
+  }
+  return cp;
+}
+
+// A digest of what a reconcile acts on: all of a control plane but its status (and the fields
+// that every write changes).
+size_t specDigest(Json cp) {
+  cp.erase("status");
+  if (auto m = cp.find("metadata"); m != cp.end() && m->is_object()) {
+    m->erase("resourceVersion");
+    m->erase("managedFields");
+  }
+  return std::hash<std::string>{}(cp.dump());
 }
 
 Result<std::unique_ptr<kube::Client>> clientFor(const std::string& kubeconfig, const std::string& what,
@@ -49,90 +78,84 @@ Result<std::unique_ptr<kube::Client>> clientFor(const std::string& kubeconfig, c
 ClusterController::ClusterController(net::io_context& ioc, ApiService& api, ObjectStore& store,
                                      const model::Registry& registry, ControlPlaneSecrets& secrets, const Clock& clock,
                                      ClusterOptions options)
-    : ioc_(ioc), strand_(net::make_strand(ioc)), api_(api), store_(store), cps_(controlPlanes(registry)),
+    : api_(api), store_(store), cps_(controlPlanes(registry)),
       hooks_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "postcreatehooks")), secrets_(secrets),
-      clock_(clock), options_(std::move(options)) {}
-
-void ClusterController::start() {
-  timer_ = std::make_shared<net::steady_timer>(strand_);
-  net::co_spawn(strand_, loop(), [](std::exception_ptr e) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        log::error("cluster controller stopped", {{"error", ex.what()}});
-      }
-    }
-  });
+      clock_(clock), options_(std::move(options)),
+      controller_(net::make_strand(ioc), store,
+                  // (Reconciles answer with timed requeues; an exception is tried again from a tick
+                  // on, as the earlier tick loop did.)
+                  ControllerOptions{"clusters", kWorkers,
+                                    {options_.tick, std::max<std::chrono::milliseconds>(options_.tick, options_.retry)}},
+                  [this](std::string name) { return reconcile(std::move(name)); }) {
+  controller_.watch(resourceKey(cps_), [this](const EventPtr& ev) { return onControlPlaneEvent(*ev); });
+  controller_.watch(resourceKey(hooks_), [this](const EventPtr& ev) { return onHookEvent(*ev); });
+  controller_.relist([this](int64_t) { return relist(); });
 }
 
-void ClusterController::stop() {
-  stopping_ = true;
-  net::post(strand_, [t = timer_] {
-    if (t) {
-      t->cancel();
-    }
-  });
-}
+void ClusterController::start() { controller_.start(); }
 
-net::awaitable<void> ClusterController::loop() {
-  while (!stopping_) {
-    auto now = std::chrono::steady_clock::now();
-    std::map<std::string, bool> present;
-    auto records = store_.list(resourceKey(cps_)).first;
-    if (records.size() < candidates_.size()) {
-      candidates_.clear();  // some were deleted: forget them
+void ClusterController::stop() { controller_.stop(); }
+
+Controller::Keys ClusterController::onControlPlaneEvent(const Event& ev) {
+  const std::string& name = ev.object->name;
+  Json cp = ev.type == EventType::Deleted ? Json() : servedHere(*ev.object);
+  if (cp.is_null()) {
+    seen_.erase(name);
+    if (states_.count(name) > 0) {
+      return {name};  // gone, or no longer served here: its state goes
     }
-    for (const auto& rec : records) {
-      // Most control planes run on agents: each version is looked at once, with a cheap test.
-      auto& seen = candidates_[rec->name];
-      if (seen.first != rec->revision) {
-        seen = {rec->revision, mayBeServedHere(rec->bytes)};
-      }
-      if (!seen.second) {
-        continue;
-      }
-      Json cp = Json::parse(rec->bytes, nullptr, false);
-      std::string type = cp.is_object() ? typeOf(cp) : "";
-      if ((type != "external" && type != "host") || model::servedByAgent(cp)) {
-        continue;  // (an external one an agent adopts is the agent's)
-      }
-      present[rec->name] = true;
-      auto& st = states_[rec->name];
-      std::string uid = cp["metadata"].value("uid", "");
-      if (!st || st->uid != uid) {
-        st = std::make_shared<State>();  // new, or a new control plane of the same name
-        st->uid = uid;
-      }
-      bool deleting = cp["metadata"].contains("deletionTimestamp");
-      if (st->busy || (now < st->next && !deleting)) {
-        continue;
-      }
-      st->busy = true;
-      net::co_spawn(strand_, reconcile(rec->name, std::move(cp)), [st](std::exception_ptr e) {
-        st->busy = false;
-        if (e) {
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& ex) {
-            log::error("control plane reconcile failed", {{"error", ex.what()}});
-          }
-        }
-      });
-    }
-    for (auto it = states_.begin(); it != states_.end();) {
-      if (present.count(it->first)) {
-        ++it;
-        continue;
-      }
-      if (!store_.get(resourceKey(cps_), it->first)) {
-        co_await secrets_.remove(it->first);  // deleted: its credentials go with it
-      }
-      it = states_.erase(it);
-    }
-    timer_->expires_after(options_.tick);
-    co_await timer_->async_wait(net::as_tuple(net::use_awaitable));
+    return {};
   }
+  size_t digest = specDigest(std::move(cp));
+  auto [it, added] = seen_.try_emplace(name, digest);
+  if (!added && it->second == digest) {
+    return {};  // only its status changed (this controller's own reports): the next probe comes as planned
+  }
+  it->second = digest;
+  return {name};
+}
+
+Controller::Keys ClusterController::onHookEvent(const Event&) {
+  // A hook changed, appeared or went: the control planes served here look at their hooks again.
+  Controller::Keys keys;
+  for (const auto& [name, st] : states_) {
+    keys.push_back(name);
+  }
+  return keys;
+}
+
+Controller::Keys ClusterController::relist() {
+  seen_.clear();
+  Controller::Keys keys;
+  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
+    Json cp = servedHere(*rec);
+    if (!cp.is_null()) {
+      seen_[rec->name] = specDigest(std::move(cp));
+      keys.push_back(rec->name);
+    }
+  }
+  for (const auto& [name, st] : states_) {
+    if (seen_.count(name) == 0) {
+      keys.push_back(name);  // deleted meanwhile, or no longer served here
+    }
+  }
+  return keys;
+}
+
+net::awaitable<Outcome> ClusterController::reconcile(std::string name) {
+  ObjectPtr rec = store_.get(resourceKey(cps_), name);
+  Json cp = rec ? servedHere(*rec) : Json();
+  if (cp.is_null()) {
+    if (auto it = states_.find(name); it != states_.end()) {
+      states_.erase(it);
+      if (!rec) {
+        co_await secrets_.remove(name);  // deleted: its credentials go with it
+      }
+    }
+    co_return Outcome::done();
+  }
+  Outcome out = co_await reconcileServed(name, std::move(cp));
+  co_return out;
 }
 
 net::awaitable<void> ClusterController::report(const std::string& name, const std::string& uid,
@@ -160,12 +183,17 @@ net::awaitable<void> ClusterController::report(const std::string& name, const st
   }
 }
 
-net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
-  auto st = states_[name];
+net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Json cp) {
   std::string uid = cp["metadata"].value("uid", "");
+  auto& slot = states_[name];
+  if (!slot || slot->uid != uid) {
+    slot = std::make_shared<State>();  // new, or a new control plane of the same name
+    slot->uid = uid;
+  }
+  auto st = slot;
   std::string type = typeOf(cp);
   std::string stamp = formatTime(clock_.now());
-  auto retry_later = [&] { st->next = std::chrono::steady_clock::now() + options_.retry; };
+  const auto retry_later = Outcome::requeueAfter(options_.retry);
 
   if (cp["metadata"].contains("deletionTimestamp")) {
     st->hooks.reset();
@@ -180,8 +208,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
                                      "removing its account from the hosting cluster: " + down.error().message, stamp,
                                      true);
         });
-        retry_later();
-        co_return;
+        co_return Outcome::requeueAfter(options_.tick);  // looked at again from a tick on while deleting
       }
     }
     if (options_.hosting && cp["status"].contains("postCreateHooks")) {
@@ -198,8 +225,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
     if (released) {
       log::info("control plane released", {{"controlPlane", name}, {"type", type}});
     }
-    retry_later();
-    co_return;
+    co_return Outcome::requeueAfter(options_.tick);
   }
 
   auto creds = secrets_.get(name, uid);
@@ -220,13 +246,11 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
                                        "waiting for its credentials to be made", stamp, true);
         return changed;
       });
-      retry_later();
-      co_return;
+      co_return retry_later;
     }
     if (auto stored = co_await secrets_.put(name, uid, kAdminSecret, made.value()); !stored) {
       log::error("cannot store a control plane's kubeconfig", {{"controlPlane", name}, {"error", stored.error().message}});
-      retry_later();
-      co_return;
+      co_return retry_later;
     }
     if (type == "external") {
       // Used once: the bootstrap credential (often a cluster owner's) is gone from the hub.
@@ -246,8 +270,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
       co_await report(name, uid, [&](Json& obj) {
         return model::setCondition(obj["status"], "Ready", "False", "Unavailable", client.error().message, stamp, true);
       });
-      retry_later();
-      co_return;
+      co_return retry_later;
     }
     st->client = std::move(client.value());
     st->creds_digest = digest;
@@ -292,7 +315,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
   });
   Json labels = observed.value("hookLabels", Json::object());
   co_await copyHookLabels(api_, store_, cps_, name, labels);
-  st->next = std::chrono::steady_clock::now() + (ready ? options_.probe_period : options_.retry);
+  co_return Outcome::requeueAfter(ready ? options_.probe_period : options_.retry);
 }
 
 Json ClusterController::updateHooks(const std::string& name, const Json& cp, State& st,
@@ -327,9 +350,9 @@ Json ClusterController::updateHooks(const std::string& name, const Json& cp, Sta
       }
     }
     std::weak_ptr<State> weak = states_[name];
-    st.hooks = std::make_unique<kube::HookRunner>(strand_, name, records, nullptr, [weak] {
-      if (auto s = weak.lock()) {
-        s->next = {};  // report at the next tick
+    st.hooks = std::make_unique<kube::HookRunner>(controller_.strand(), name, records, nullptr, [this, weak, name] {
+      if (weak.lock()) {
+        controller_.queue().add(name);  // report it now
       }
     });
   }

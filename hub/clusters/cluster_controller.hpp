@@ -11,6 +11,7 @@
 
 #include "hub/api/api_service.hpp"
 #include "hub/api/control_plane_secrets.hpp"
+#include "hub/controller/controller.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/kube/client.hpp"
@@ -20,7 +21,7 @@ namespace kflex::hub {
 
 /// How the hub looks after the control planes it serves itself.
 struct ClusterOptions {
-  std::chrono::milliseconds tick{1000};           ///< How often control planes are looked at.
+  std::chrono::milliseconds tick{1000};           ///< How often one being deleted is looked at.
   std::chrono::seconds probe_period{5};           ///< How often a Ready one's /readyz is asked.
   std::chrono::seconds retry{5};                  ///< Pause after a failed step.
   std::chrono::seconds call_timeout{10};          ///< Per request to a cluster.
@@ -40,6 +41,9 @@ struct ClusterOptions {
  * last probe. Their PostCreateHooks run here too (kube::HookRunner): to the hosting cluster, or
  * with the control plane's own credentials when a hook targets it; what completed is read back
  * from status.postCreateHooks after a hub restart, so nothing runs twice.
+ * Runs on a Controller (hub/controller) keyed by control plane name: an event of one served here
+ * (other than a status change), or of a PostCreateHook, enqueues it; its reconcile asks to be
+ * requeued after probe_period (Ready), retry (not Ready, or a step failed) or tick (deleting).
  * Thread safety: start/stop from any thread; work runs on its own strand.
  */
 class ClusterController {
@@ -52,8 +56,6 @@ class ClusterController {
  private:
   struct State {
     std::string uid;
-    bool busy = false;
-    std::chrono::steady_clock::time_point next{};
     std::string creds_digest;  // of the kubeconfig the client was made from
     std::unique_ptr<kube::Client> client;
     std::unique_ptr<kube::HookRunner> hooks;  // when it uses any
@@ -62,8 +64,15 @@ class ClusterController {
   /// `serving_kubeconfig`: its admin kubeconfig when it serves, else "".
   Json updateHooks(const std::string& name, const Json& cp, State& st,
                    const std::map<std::string, std::string>& creds, const std::string& serving_kubeconfig);
-  net::awaitable<void> loop();
-  net::awaitable<void> reconcile(std::string name, Json cp);
+  /// Reconciles one control plane by name (whether served here or gone).
+  net::awaitable<Outcome> reconcile(std::string name);
+  net::awaitable<Outcome> reconcileServed(std::string name, Json cp);
+  /// A control plane's store version -> its key when it concerns this controller.
+  Controller::Keys onControlPlaneEvent(const Event& ev);
+  Controller::Keys onHookEvent(const Event& ev);
+  /// Every control plane served here, and every one with state (gone meanwhile, or no longer
+  /// served here).
+  Controller::Keys relist();
   /// Makes the credentials of a control plane; the kubeconfig data to store, or why not.
   net::awaitable<Result<std::map<std::string, std::string>>> adopt(const std::string& name, const Json& cp);
   net::awaitable<Result<std::map<std::string, std::string>>> setUpHost(const std::string& name, const Json& cp);
@@ -71,8 +80,6 @@ class ClusterController {
   net::awaitable<Result<void>> tearDownHost(const std::string& name);
   net::awaitable<void> report(const std::string& name, const std::string& uid, std::function<bool(Json&)> change);
 
-  net::io_context& ioc_;
-  net::strand<net::io_context::executor_type> strand_;
   ApiService& api_;
   ObjectStore& store_;
   const model::ResourceType& cps_;
@@ -80,11 +87,11 @@ class ClusterController {
   ControlPlaneSecrets& secrets_;
   const Clock& clock_;
   ClusterOptions options_;
-  std::map<std::string, std::shared_ptr<State>> states_;  // strand_ only
-  // Per control plane: the revision last looked at and whether it may be one served here.
-  std::unordered_map<std::string, std::pair<int64_t, bool>> candidates_;  // strand_ only
-  std::atomic<bool> stopping_{false};
-  std::shared_ptr<net::steady_timer> timer_;
+  std::map<std::string, std::shared_ptr<State>> states_;  // the strand only
+  // Per control plane served here: a digest of all but its status, so that the status this
+  // controller writes does not bring it back at once (the strand only).
+  std::unordered_map<std::string, size_t> seen_;
+  Controller controller_;
 };
 
 }  // namespace kflex::hub
