@@ -183,9 +183,10 @@ net::awaitable<void> HubLink::run() {
   while (!stopping_) {
     const std::string& url = identity_.hub_urls[attempt % identity_.hub_urls.size()];
     ++attempt;
-    bool welcomed = false;
-    bool refused = false;
-    std::string why = co_await session(url, welcomed, refused);
+    auto [welcomed, ended] = co_await session(url);
+    const std::string& why = ended.message;
+    // Refused credentials or a malformed URL: retrying alone will not help, so it is an error.
+    const bool refused = ended.code == Errc::Refused || ended.code == Errc::Invalid;
     conn_.reset();
     if (stopping_) {
       break;
@@ -210,12 +211,17 @@ net::awaitable<void> HubLink::run() {
   record("stopped", "the agent stopped");
 }
 
-net::awaitable<std::string> HubLink::session(const std::string& url, bool& welcomed, bool& refused) {
+net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
+  bool welcomed = false;
+  bool refused = false;
+  // How it ended: why, whether the hub had welcomed this agent, and whether it refused it.
+  auto ended = [&](std::string why) {
+    return SessionEnd{welcomed, fail(refused ? Errc::Refused : Errc::Unavailable, std::move(why))};
+  };
   std::string host;
   std::string port;
   if (auto r = net_client::splitHttpsUrl(url, host, port); !r) {
-    refused = true;
-    co_return r.error().message;
+    co_return SessionEnd{false, fail(Errc::Invalid, r.error().message)};
   }
   auto conn = std::make_shared<Conn>(ioc_, *tls_);
   conn_ = conn;
@@ -223,7 +229,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   auto& tcp = beast::get_lowest_layer(ws);
   tcp.expires_after(options_.connect_timeout);
   if (std::string err = co_await net_client::openTls(ws.next_layer(), host, port, url); !err.empty()) {
-    co_return err;
+    co_return ended(err);
   }
   tcp.expires_never();
   websocket::stream_base::timeout t{};
@@ -243,10 +249,10 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
       Json st = Json::parse(res.body(), nullptr, false);
       std::string msg = st.is_object() ? st.value("message", "") : "";
       refused = res.result_int() == 401 || res.result_int() == 403;
-      co_return "the hub refused the link (HTTP " + std::to_string(res.result_int()) + ")" +
-          (msg.empty() ? "" : ": " + msg);
+      co_return ended("the hub refused the link (HTTP " + std::to_string(res.result_int()) + ")" +
+                      (msg.empty() ? "" : ": " + msg));
     }
-    co_return "WebSocket handshake with " + url + " failed: " + hec.message();
+    co_return ended("WebSocket handshake with " + url + " failed: " + hec.message());
   }
   ws.text(true);
   Json hello = hostFacts(data_dir_);
@@ -262,25 +268,26 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   std::string hello_msg = protocol::encode(protocol::msg::kHello, "1", 0, hello);
   auto [wec, wn] = co_await ws.async_write(net::buffer(hello_msg), net::as_tuple(net::use_awaitable));
   if (wec) {
-    co_return "cannot send hello: " + wec.message();
+    co_return ended("cannot send hello: " + wec.message());
   }
   beast::flat_buffer buffer;
   auto [rec, rn] = co_await ws.async_read(buffer, net::as_tuple(net::use_awaitable));
   if (rec) {
-    co_return rec == websocket::error::closed ? "the hub closed the link: " + std::string(ws.reason().reason.c_str())
-                                              : "no welcome from the hub: " + rec.message();
+    co_return ended(rec == websocket::error::closed
+                        ? "the hub closed the link: " + std::string(ws.reason().reason.c_str())
+                        : "no welcome from the hub: " + rec.message());
   }
   auto welcome = protocol::decode(beast::buffers_to_string(buffer.data()));
   buffer.consume(buffer.size());
   if (!welcome) {
-    co_return "protocol error from the hub: " + welcome.error().message;
+    co_return ended("protocol error from the hub: " + welcome.error().message);
   }
   if (welcome->type == protocol::msg::kError) {
     refused = welcome->body.value("code", "") == protocol::code::kUnauthorized;
-    co_return "the hub refused the link: " + welcome->body.value("message", "");
+    co_return ended("the hub refused the link: " + welcome->body.value("message", ""));
   }
   if (welcome->type != protocol::msg::kWelcome) {
-    co_return "protocol error: expected welcome, got " + welcome->type;
+    co_return ended("protocol error: expected welcome, got " + welcome->type);
   }
   welcomed = true;
   auto renew = std::chrono::seconds(std::clamp<int64_t>(welcome->body.value("leaseRenewSeconds", int64_t(10)), 1, 3600));
@@ -480,7 +487,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
     }
   };
   co_await (reader() || ticker() || writer());
-  co_return reason.empty() ? "link closed" : reason;
+  co_return ended(reason.empty() ? "link closed" : reason);
 }
 
 }  // namespace kflex::agent

@@ -206,8 +206,7 @@ Result<void> waitReady(HubClient& hub, const Json& created, std::chrono::millise
         },
         timeout);
     if (!r && tracker.hopeless().empty() && !tracker.ready() && !deleted) {
-      std::string why = r.error().message == "timed out waiting" ? "timed out after " + timeout_text
-                                                                  : r.error().message;
+      std::string why = r.error().code == Errc::Timeout ? "timed out after " + timeout_text : r.error().message;
       return fail(why + "; last conditions: " + tracker.summary());
     }
   }
@@ -230,7 +229,7 @@ Result<std::string> missingHooks(HubClient& hub, const Json& spec) {
     std::string hook = use.value("hookName", "");
     auto got = hub.get(std::string("/apis/") + model::kTenancyGroup + "/" + model::kTenancyVersion +
                        "/postcreatehooks/" + hook);
-    if (!got && hub.lastStatus() != 404) {
+    if (!got && got.error().code != Errc::NotFound) {
       return fail("cannot read PostCreateHook " + hook + ": " + got.error().message);
     }
     if (!got) {
@@ -259,7 +258,7 @@ int submitControlPlane(HubClient& hub, const Globals& g, const std::string& cmd,
   }
   auto created = hub.post(kControlPlanesPath, cp);
   if (!created) {
-    if (hub.lastStatus() == 409) {
+    if (created.error().code == Errc::Conflict) {
       err << "kflex " << cmd << ": control plane \"" << name << "\" already exists; choose another name or "
           << "'kflex delete " << name << "' first\n";
     } else {
@@ -651,7 +650,7 @@ std::string forceHint(HubClient& hub, const std::string& name) {
   std::string why;
   auto a = hub.get(std::string("/apis/") + model::kTenancyGroup + "/" + model::kTenancyVersion + "/agents/" + agent);
   if (!a) {
-    if (hub.lastStatus() != 404) {
+    if (a.error().code != Errc::NotFound) {
       return "";
     }
     why = "its agent " + agent + " no longer exists";
@@ -701,7 +700,7 @@ int cmdDelete(const Globals& g, const std::string& name, bool wait, bool force, 
              "back)\n";
       auto p = hub.value()->mergePatch(path, Json{{"metadata", {{"finalizers", remaining},
                                                                 {"resourceVersion", meta.value("resourceVersion", "")}}}});
-      if (!p && hub.value()->lastStatus() != 404) {
+      if (!p && p.error().code != Errc::NotFound) {
         err << "kflex delete: " << p.error().message << "\n";
         return 1;
       }
@@ -728,7 +727,7 @@ int cmdDelete(const Globals& g, const std::string& name, bool wait, bool force, 
     return 2;
   }
   if (auto w = waitGone(*hub.value(), name, rv, *wait_timeout); !w) {
-    std::string why = w.error().message == "timed out waiting" ? "timed out after " + timeout : w.error().message;
+    std::string why = w.error().code == Errc::Timeout ? "timed out after " + timeout : w.error().message;
     err << "kflex delete: control plane " << name << " is still being deleted: " << why << "\n";
     if (!force) {
       if (std::string hint = forceHint(*hub.value(), name); !hint.empty()) {

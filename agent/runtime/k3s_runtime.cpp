@@ -127,13 +127,15 @@ Result<void> K3sRuntime::checkFixedPorts() const {
     return {};  // its own namespace, or it runs already and holds them itself
   }
   if (dedicated_ && embeddedEtcdPortsTaken()) {
-    return fail("backend dedicated runs k3s's embedded etcd, whose ports 2379-2382 are fixed, and another program "
+    return fail(Errc::Conflict,
+                "backend dedicated runs k3s's embedded etcd, whose ports 2379-2382 are fixed, and another program "
                 "holds them (another dedicated control plane on this host's network?): on the host's network a host "
                 "runs one; use backend shared, or isolate_control_planes (root)");
   }
   if (node_agent_) {
     if (nodeAgentResourcesTaken()) {
-      return fail("the host's node agent (kubelet) needs port 10250, 10248, 8472/udp and /run/k3s/containerd, which "
+      return fail(Errc::Conflict,
+                  "the host's node agent (kubelet) needs port 10250, 10248, 8472/udp and /run/k3s/containerd, which "
                   "are fixed and in use on this host (a kubelet or k3s of its own?): a host runs one kubelet; set "
                   "k3s_node_agent: false in agent.yaml, or stop the other");
     }
@@ -240,9 +242,7 @@ void K3sRuntime::ensure(const Json& cp) {
       return;
     }
     if (auto r = prepare(); !r) {
-      bool in_use = r.error().message.find("in use") != std::string::npos ||
-                    r.error().message.find("holds") != std::string::npos;
-      problem_reason_ = in_use ? "PortInUse" : "ReconcileError";
+      problem_reason_ = r.error().code == Errc::Conflict ? "PortInUse" : "ReconcileError";
       if (problem_ != r.error().message) {
         log::warn("cannot prepare a control plane", {{"controlPlane", name_}, {"error", r.error().message}});
       }

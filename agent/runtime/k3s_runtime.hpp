@@ -46,8 +46,11 @@ class K3sRuntime final : public Runtime {
   std::vector<std::string> commandLine(bool dedicated, uint16_t port) const;
 
  private:
+  /// Directory, token, ports and network; code Conflict (condition reason PortInUse) when a port
+  /// it needs is held by another program.
   Result<void> prepare();
-  /// On the host's network: the fixed ports of embedded etcd and of the node agent are free.
+  /// On the host's network: the fixed ports of embedded etcd and of the node agent are free (else
+  /// code Conflict).
   Result<void> checkFixedPorts() const;
   std::string key() const { return name_ + "/k3s"; }
   ProcessSpec spec(bool dedicated) const;

@@ -168,7 +168,7 @@ Result<void> K8sRuntime::prepare() {
     // On the host's network every port must be this control plane's own.
     auto kcm = persistentPort(env_, "cp/" + name_ + "/kcm-port", "127.0.0.1");
     if (!kcm) {
-      return fail("cannot pick a port for the controller manager: " + kcm.error().message);
+      return fail(kcm.error().code, "cannot pick a port for the controller manager: " + kcm.error().message);
     }
     kcm_port_ = *kcm;
   }
@@ -292,9 +292,7 @@ void K8sRuntime::ensure(const Json&) {
       }
     }
     if (auto r = prepare(); !r) {
-      setProblem(
-          r.error().message.find("in use") != std::string::npos ? "PortInUse" : "ReconcileError",
-          r.error().message);
+      setProblem(r.error().code == Errc::Conflict ? "PortInUse" : "ReconcileError", r.error().message);
       return;
     }
     prepared_ = true;

@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/condition_tracker.hpp"
+#include "cli/hub_client.hpp"
 #include "cli/kubeconfig_file.hpp"
 #include "shared/common/util.hpp"
 #include "tests/support/test_support.hpp"
@@ -251,6 +252,43 @@ TEST(CliCompletion, BashCompletesCommandsFlagsAndValues) {
   EXPECT_EQ(complete("kflex list -o w"), "wide\n");
   EXPECT_NE(complete("kflex create cp1 --no-s").find("--no-switch"), std::string::npos);
   EXPECT_NE(complete("kflex delete cp1 --k").find("--kubeconfig"), std::string::npos);
+}
+
+// What the hub answered is in the error's code: callers branch on it, never on the message.
+TEST(HubClient, AnswersBecomeErrorCodes) {
+  EXPECT_EQ(cli::errcOfStatus(404), Errc::NotFound);
+  EXPECT_EQ(cli::errcOfStatus(409), Errc::Conflict);
+  EXPECT_EQ(cli::errcOfStatus(400), Errc::Invalid);
+  EXPECT_EQ(cli::errcOfStatus(422), Errc::Invalid);
+  EXPECT_EQ(cli::errcOfStatus(401), Errc::Refused);
+  EXPECT_EQ(cli::errcOfStatus(403), Errc::Refused);
+  EXPECT_EQ(cli::errcOfStatus(504), Errc::Timeout);
+  EXPECT_EQ(cli::errcOfStatus(500), Errc::Unavailable);
+  EXPECT_EQ(cli::errcOfStatus(503), Errc::Unavailable);
+  EXPECT_EQ(cli::errcOfStatus(429), Errc::Unavailable);
+  EXPECT_EQ(cli::errcOfStatus(405), Errc::Internal);
+
+  auto ok = cli::decodeAnswer({200, R"({"kind":"ControlPlane"})", "application/json"});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->value("kind", ""), "ControlPlane");
+  auto not_json = cli::decodeAnswer({200, "<html>", "text/html"});
+  ASSERT_FALSE(not_json);
+  EXPECT_EQ(not_json.error().code, Errc::Internal);
+
+  auto missing = cli::decodeAnswer(
+      {404, R"({"kind":"Status","status":"Failure","reason":"NotFound","message":"controlplanes \"x\" not found"})",
+       "application/json"});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::NotFound);
+  EXPECT_EQ(missing.error().message, "controlplanes \"x\" not found");
+  // The code comes from the status, whatever the message says.
+  auto taken = cli::decodeAnswer({409, R"({"kind":"Status","message":"not found"})", "application/json"});
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, Errc::Conflict);
+  auto bare = cli::decodeAnswer({409, "", ""});
+  ASSERT_FALSE(bare);
+  EXPECT_EQ(bare.error().code, Errc::Conflict);
+  EXPECT_EQ(bare.error().message, "the hub answered HTTP 409");
 }
 
 TEST(ConditionTracker, PrintsChangesAndKnowsWhatCannotSucceed) {
