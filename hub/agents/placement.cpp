@@ -362,6 +362,7 @@ PlacementController::Choice PlacementController::decide(const std::string& type,
   std::string what = !wanted.empty() ? "agent \"" + wanted + "\"" : !selector_text.empty() ? "agents matching \"" + selector_text + "\"" : "agents";
   if (!selector) {
     c.why = "the agent selector is not valid: " + selector.error().message;
+    c.reason = model::kReasonInvalidSelector;
   } else if (matching == 0) {
     c.why = !wanted.empty()          ? "agent \"" + wanted + "\" is not enrolled"
             : !selector_text.empty() ? "no enrolled agent matches \"" + selector_text + "\""
@@ -369,6 +370,7 @@ PlacementController::Choice PlacementController::decide(const std::string& type,
   } else if (able == 0) {
     c.why = "none of the " + what + " can run " + type + " control planes (vcluster needs cluster_kubeconfig, k8s "
             "postgres_dsn on the agent; see kubectl get agents -o yaml, status.controlPlaneTypes)";
+    c.reason = model::kReasonNoAgentForType;
   } else if (ready == 0) {
     c.why = "none of the " + what + " is Ready and schedulable";
   } else {
@@ -404,10 +406,12 @@ bool placementConditions(Json& status, const std::string& value, const std::stri
   return changed;
 }
 
-// Writes a decision into a control plane's status; false when it says so already.
+// Writes a decision into a control plane's status (`reason`: Scheduled's when nothing fits); false
+// when it says so already.
 // (observedGeneration and conditions are required by the upstream status schema.) Synced and
 // Ready are there from the first write, so that `kubectl get cp` never shows them blank.
-bool recordChoice(Json& status, const std::string& agent, const std::string& why, const std::string& now) {
+bool recordChoice(Json& status, const std::string& agent, const std::string& why, const std::string& reason,
+                  const std::string& now) {
   if (!status.is_object()) {
     status = Json::object();
   }
@@ -420,7 +424,7 @@ bool recordChoice(Json& status, const std::string& agent, const std::string& why
     placementConditions(status, "Unknown", "Pending", "placed on agent " + agent + "; waiting for its first report", now);
     return true;
   }
-  bool changed = model::setCondition(status, "Scheduled", "False", "Unschedulable", why, now, true);
+  bool changed = model::setCondition(status, "Scheduled", "False", reason, why, now, true);
   return placementConditions(status, "False", "Unschedulable", why, now) || changed;
 }
 
@@ -473,7 +477,7 @@ uint64_t PlacementController::admit(Json& object, bool dry_run) {
       in_flight_[name] = InFlight{c.agent, c.need, ticket, agents_epoch_, std::chrono::steady_clock::now(), true};
     }
   }
-  recordChoice(object["status"], c.agent, c.why, formatTime(clock_.now()));
+  recordChoice(object["status"], c.agent, c.why, c.reason, formatTime(clock_.now()));
   return ticket;
 }
 
@@ -500,7 +504,7 @@ net::awaitable<void> PlacementController::recordDecisions(std::shared_ptr<Placem
         if (status.is_object() && !status.value("agent", "").empty()) {
           return false;  // placed meanwhile
         }
-        return recordChoice(obj["status"], chosen, why, now);
+        return recordChoice(obj["status"], chosen, why, d.choice.reason, now);
       });
     } catch (const std::exception& e) {
       log::warn("cannot record a placement decision", {{"control_plane", d.control_plane}, {"error", e.what()}});

@@ -87,6 +87,7 @@ class PlacementController : public CreateAdmission {
   struct Choice {
     std::string agent;  // "" when nothing fits
     std::string why;    // why nothing fits
+    std::string reason = model::kReasonUnschedulable;  // ... as the Scheduled condition's reason
     Reservation need;
   };
   // A decision not yet seen in the watch: the create or status write carrying it is on its way.

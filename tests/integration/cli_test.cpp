@@ -281,6 +281,10 @@ TEST_F(Cli, HooksAreCheckedOnTheHubAndKeptInOrderWithTheirVariables) {
                          {"message", "postcreatehook: one: Missing (PostCreateHook one does not exist)"},
                          {"lastTransitionTime", "2026-01-01T00:00:00Z"}, {"lastUpdateTime", "2026-01-01T00:00:00Z"}},
                         {{"type", "Ready"}, {"status", "True"}, {"reason", "Available"}, {"message", ""},
+                         {"lastTransitionTime", "2026-01-01T00:00:00Z"}, {"lastUpdateTime", "2026-01-01T00:00:00Z"}},
+                        // (as kube::foldHookReport reports a missing hook, with the Synced above)
+                        {{"type", "PostCreateHooks"}, {"status", "False"}, {"reason", "HookNotFound"},
+                         {"message", "one: Missing (PostCreateHook one does not exist)"},
                          {"lastTransitionTime", "2026-01-01T00:00:00Z"}, {"lastUpdateTime", "2026-01-01T00:00:00Z"}}})}}}};
     kubectl(userKubeconfig(), {"patch", "cp", "cph", "--subresource", "status", "--type", "merge", "-p", status.dump()});
   });
@@ -393,7 +397,7 @@ TEST_F(Cli, AgentsThatCannotHelp) {
   auto r = kflex({"create", "cpk", "-t", "k8s", "--timeout", "2m"});
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
-  EXPECT_NE(r.err.find("cannot become ready without a change: Scheduled=False (Unschedulable): none of the agents "
+  EXPECT_NE(r.err.find("cannot become ready without a change: Scheduled=False (NoAgentForType): none of the agents "
                        "can run k8s"),
             std::string::npos)
       << r.err;
