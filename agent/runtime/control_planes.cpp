@@ -10,6 +10,7 @@
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/kube/hooks.hpp"
+#include "shared/model/control_plane_types.hpp"
 
 namespace kflex::agent::runtime {
 
@@ -66,9 +67,7 @@ ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& confi
 
 ControlPlanes::~ControlPlanes() = default;
 
-bool ControlPlanes::runsType(const std::string& type) {
-  return type == "k3s" || type == "k8s" || type == "vcluster" || type == "external";
-}
+bool ControlPlanes::runsType(const std::string& type) { return model::agentServes(type); }
 
 namespace {
 // The type of a control plane known only by its folder (deleted while the agent was away).

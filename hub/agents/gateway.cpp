@@ -19,6 +19,7 @@
 #include "shared/common/version.hpp"
 #include "shared/kube/hooks.hpp"
 #include "shared/model/conditions.hpp"
+#include "shared/model/control_plane_types.hpp"
 #include "shared/protocol/link.hpp"
 #include "shared/tls/lean_stream.hpp"
 #include "shared/tls/pki.hpp"
@@ -728,7 +729,7 @@ std::vector<ObjectPtr> AgentGateway::withAttachments(std::vector<ObjectPtr> obje
     }
     bool changed = false;
     const Json ref = cp["spec"].value("bootstrapSecretRef", Json::object());
-    if (bootstrap && model::servedByAgent(cp) && cp["spec"].value("type", "") == "external") {
+    if (bootstrap && model::servedByAgent(cp) && model::isAdopted(cp["spec"].value("type", ""))) {
       auto data = secrets_->bootstrap(ref.value("name", ""));
       std::string key = ref.value("inClusterKey", "kubeconfig-incluster");
       if (data && data->count(key)) {
@@ -907,7 +908,7 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
     Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
     if (cp.is_object() && cp.value("status", Json::object()).value("agent", "") == agent) {
       auto stored = co_await secrets_->put(name, cp["metadata"].value("uid", ""), secret_name, data);
-      if (stored && cp["spec"].value("type", "") == "external") {
+      if (stored && model::isAdopted(cp["spec"].value("type", ""))) {
         // Adopted by the agent: the bootstrap credential has served its purpose.
         std::string bootstrap = cp["spec"].value("bootstrapSecretRef", Json::object()).value("name", "");
         if (!bootstrap.empty() && secrets_->bootstrap(bootstrap)) {

@@ -31,13 +31,8 @@ std::map<std::string, std::string> labelsOf(const Json& obj) {
 }  // namespace
 
 Reservation reservationFor(const std::string& type) {
-  if (type == "external") {
-    return {0, 0};  // probed from the agent, run elsewhere
-  }
-  if (type == "k8s") {
-    return {1000, int64_t(1) << 30};
-  }
-  return {500, int64_t(512) << 20};
+  const model::ControlPlaneType* t = model::findControlPlaneType(type);
+  return t != nullptr ? t->reservation : Reservation{500, int64_t(512) << 20};
 }
 
 std::optional<int64_t> parseQuantity(const std::string& q, bool millis) { return model::parseQuantity(q, millis); }
@@ -237,7 +232,7 @@ bool PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
   v.deleting = (*f)[2].present;
   v.agent_wanted = text(3);
   v.agent_selector = text(4);
-  bool placeable = model::runsOnAgent(v.type) || (v.type == "external" && !v.agent_wanted.empty());
+  bool placeable = model::runsOnAgent(v.type) || (model::isAdopted(v.type) && !v.agent_wanted.empty());
   // Only what placement decides on counts: its own status writes (and agents' reports) do not.
   bool relevant = old == cps_view_.end() || old->second.agent != v.agent || old->second.deleting != v.deleting ||
                   old->second.type != v.type || old->second.agent_wanted != v.agent_wanted ||
@@ -456,7 +451,7 @@ uint64_t PlacementController::admit(Json& object, bool dry_run) {
     wanted = a->value(model::kAgentAnnotation, "");
     selector = a->value(model::kAgentSelectorAnnotation, "");
   }
-  if (!model::runsOnAgent(type) && !(type == "external" && !wanted.empty())) {
+  if (!model::runsOnAgent(type) && !(model::isAdopted(type) && !wanted.empty())) {
     initialConditions(object, formatTime(clock_.now()));  // the hub's own controller takes it from here
     return 0;
   }

@@ -15,15 +15,14 @@
 #include "hub/api/api_service.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
+#include "shared/model/control_plane_types.hpp"
 
 namespace kflex::hub {
 
 /// What a control plane of each type reserves on its agent, for placement by free capacity.
-struct Reservation {
-  int64_t cpu_millis = 0;
-  int64_t memory_bytes = 0;
-};
-/// k8s: 1 CPU and 1 GiB; k3s and vcluster: 500m and 512 MiB.
+using Reservation = model::Resources;
+/// The type table's reservation (k8s: 1 CPU and 1 GiB; k3s and vcluster: 500m and 512 MiB;
+/// external: none, it runs elsewhere); 500m and 512 MiB for a type kflex does not know.
 Reservation reservationFor(const std::string& type);
 /// Parses a Kubernetes quantity ("2", "500m", "16Gi", "1024Ki", "1e3"); nullopt when malformed.
 std::optional<int64_t> parseQuantity(const std::string& q, bool millis);

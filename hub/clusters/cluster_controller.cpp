@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/clusters/cluster_controller.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "hub/api/hook_labels.hpp"
@@ -8,6 +9,7 @@
 #include "shared/common/util.hpp"
 #include "shared/kube/hooks.hpp"
 #include "shared/model/conditions.hpp"
+#include "shared/model/control_plane_types.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::hub {
@@ -22,13 +24,20 @@ const model::ResourceType& controlPlanes(const model::Registry& r) {
 
 std::string typeOf(const Json& cp) { return cp.value("spec", Json::object()).value("type", ""); }
 
-// False when a stored control plane is certainly neither external nor host (no such type field
-// anywhere in its compact JSON).
+// False when a stored control plane is certainly of no type the hub serves (external, host): no
+// such type field anywhere in its compact JSON.
 bool mayBeServedHere(const std::string& bytes) {
-  auto has = [&bytes](std::string_view needle) {
+  static const std::vector<std::string> needles = [] {
+    std::vector<std::string> out;
+    auto by_hub = [](const model::ControlPlaneType& t) { return t.runs_on == model::RunsOn::Hub; };
+    for (const auto& name : model::typeNames(by_hub)) {
+      out.push_back(R"("type":")" + name + "\"");
+    }
+    return out;
+  }();
+  return std::any_of(needles.begin(), needles.end(), [&bytes](const std::string& needle) {
     return ::memmem(bytes.data(), bytes.size(), needle.data(), needle.size()) != nullptr;
-  };
-  return has(R"("type":"external")") || has(R"("type":"host")");
+  });
 }
 
 Result<std::unique_ptr<kube::Client>> clientFor(const std::string& kubeconfig, const std::string& what,
@@ -94,7 +103,7 @@ net::awaitable<void> ClusterController::loop() {
       }
       Json cp = Json::parse(rec->bytes, nullptr, false);
       std::string type = cp.is_object() ? typeOf(cp) : "";
-      if ((type != "external" && type != "host") || model::servedByAgent(cp)) {
+      if (!model::servedByHub(type) || model::servedByAgent(cp)) {
         continue;  // (an external one an agent adopts is the agent's)
       }
       present[rec->name] = true;
@@ -169,7 +178,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
 
   if (cp["metadata"].contains("deletionTimestamp")) {
     st->hooks.reset();
-    if (type == "host") {
+    if (!model::isAdopted(type)) {  // (host)
       auto down = co_await tearDownHost(name);
       if (!down) {
         log::warn("cannot remove a host control plane's account from the hosting cluster; retrying (kflex delete "
@@ -206,7 +215,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
   if (!creds) {
     // (No co_await inside ?: — GCC 12 miscompiles it.)
     Result<std::map<std::string, std::string>> made = fail("");
-    if (type == "external") {
+    if (model::isAdopted(type)) {
       made = co_await adopt(name, cp);
     } else {
       made = co_await setUpHost(name, cp);
@@ -228,7 +237,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
       retry_later();
       co_return;
     }
-    if (type == "external") {
+    if (model::isAdopted(type)) {
       // Used once: the bootstrap credential (often a cluster owner's) is gone from the hub.
       std::string bootstrap = cp["spec"].value("bootstrapSecretRef", Json::object()).value("name", "");
       co_await secrets_.removeBootstrap(bootstrap);
@@ -256,7 +265,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
   std::string server = st->client->server();
   Json observed = {{"conditions", Json::array()}};
   observed["conditions"].push_back({{"type", "Synced"}, {"status", "True"}, {"reason", "ReconcileSuccess"},
-                                    {"message", type == "external" ? "adopted with a service-account token"
+                                    {"message", model::isAdopted(type) ? "adopted with a service-account token"
                                                                    : "the hosting cluster's admin account is ready"}});
   if (ready) {
     observed["conditions"].push_back(

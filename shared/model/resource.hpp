@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shared/model/control_plane_types.hpp"
 #include "shared/model/schema.hpp"
 
 namespace kflex::model {
@@ -98,8 +99,6 @@ inline constexpr const char* kAgentSelectorAnnotation = "kflex.kubestellar.org/a
 inline constexpr const char* kReasonUnschedulable = "Unschedulable";  ///< No matching agent is there or has room (yet).
 inline constexpr const char* kReasonNoAgentForType = "NoAgentForType";  ///< No matching agent can run the type.
 inline constexpr const char* kReasonInvalidSelector = "InvalidSelector";  ///< The agent-selector annotation is malformed.
-/// True for control-plane types that run on an agent (k8s, k3s, vcluster); host and external do not.
-bool runsOnAgent(const std::string& type);
 /// True for control planes an agent serves: those that run on one, and external ones adopted and
 /// probed by the agent their kflex.kubestellar.org/agent annotation names.
 bool servedByAgent(const Json& cp);
