@@ -291,36 +291,31 @@ net::awaitable<void> K3sRuntime::probe() {
   ready_message_ = result.message;
 }
 
-Json K3sRuntime::observe() const {
+protocol::StatusReport K3sRuntime::observe() const {
   auto st = env_.supervisor.status(key());
-  Json synced = {{"type", "Synced"}};
+  protocol::ReportedCondition synced;
   if (!problem_.empty()) {
-    synced.update({{"status", "False"}, {"reason", problem_reason_}, {"message", problem_}});
+    synced = {"Synced", "False", problem_reason_, problem_};
   } else if (st.state == ProcessState::Failed) {
-    synced.update({{"status", "False"}, {"reason", "ReconcileError"}, {"message", "k3s cannot start: " + st.error}});
+    synced = {"Synced", "False", "ReconcileError", "k3s cannot start: " + st.error};
   } else {
-    synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
-                   {"message", "k3s server supervised by the agent" +
-                                   std::string(isolated_ ? " in its own network namespace" : " on the host's network") +
-                                   (node_agent_ ? ", running this host's node agent (kubelet)" : "") +
-                                   env_.limitsNote()}});
+    synced = {"Synced", "True", "ReconcileSuccess",
+              "k3s server supervised by the agent" +
+                  std::string(isolated_ ? " in its own network namespace" : " on the host's network") +
+                  (node_agent_ ? ", running this host's node agent (kubelet)" : "") + env_.limitsNote()};
   }
-  Json ready = {{"type", "Ready"},
-                {"status", ready_ ? "True" : "False"},
-                {"reason", ready_reason_},
-                {"message", ready_ ? "the API server answers /readyz" : ready_message_}};
-  Json component = {{"name", "k3s"}, {"state", toString(st.state)}, {"restarts", st.restarts}};
-  if (!st.last_exit.empty()) {
-    component["lastExit"] = st.last_exit;
-  }
-  Json out = {{"conditions", Json::array({synced, ready})}, {"components", Json::array({component})}};
+  protocol::StatusReport out;
+  out.conditions = {synced,
+                    {"Ready", ready_ ? "True" : "False", ready_reason_,
+                     ready_ ? "the API server answers /readyz" : ready_message_}};
+  out.components = {componentOf("k3s", st)};
   if (net_.prepared()) {
-    out["endpoint"] = net_.endpoint(env_);
+    out.endpoint = net_.endpoint(env_);
   }
   if (!kubeconfig_.empty()) {
     // As KubeFlex keeps a k3s control plane's: secret k3s-config, keys config and config-incluster
     // (a pod on this host reaches the control plane at the same advertised address).
-    out["kubeconfig"] = {{"secretName", "k3s-config"}, {"data", {{"config", kubeconfig_}, {"config-incluster", kubeconfig_}}}};
+    out.kubeconfig = {"k3s-config", {{"config", kubeconfig_}, {"config-incluster", kubeconfig_}}};
   }
   return out;
 }

@@ -28,7 +28,7 @@ class K8sRuntime final : public Runtime {
   void ensure(const nlohmann::json& cp) override;
   net::awaitable<void> probe() override;
   bool ready() const override { return ready_; }
-  nlohmann::json observe() const override;
+  protocol::StatusReport observe() const override;
   bool remove() override;
   void detach() override;
 

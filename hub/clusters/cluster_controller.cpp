@@ -263,16 +263,14 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
   }
   auto ready = co_await st->client->getRaw("/readyz");
   std::string server = st->client->server();
-  Json observed = {{"conditions", Json::array()}};
-  observed["conditions"].push_back({{"type", "Synced"}, {"status", "True"}, {"reason", "ReconcileSuccess"},
-                                    {"message", model::isAdopted(type) ? "adopted with a service-account token"
-                                                                   : "the hosting cluster's admin account is ready"}});
+  protocol::StatusReport observed;
+  observed.conditions.push_back({"Synced", "True", "ReconcileSuccess",
+                                 model::isAdopted(type) ? "adopted with a service-account token"
+                                                        : "the hosting cluster's admin account is ready"});
   if (ready) {
-    observed["conditions"].push_back(
-        {{"type", "Ready"}, {"status", "True"}, {"reason", "Available"}, {"message", "/readyz answered ok"}});
+    observed.conditions.push_back({"Ready", "True", "Available", "/readyz answered ok"});
   } else {
-    observed["conditions"].push_back(
-        {{"type", "Ready"}, {"status", "False"}, {"reason", "Unavailable"}, {"message", ready.error().message}});
+    observed.conditions.push_back({"Ready", "False", "Unavailable", ready.error().message});
   }
   std::string serving_kubeconfig = ready ? kubeconfig : std::string();
   Json hook_report = updateHooks(name, cp, *st, *creds, serving_kubeconfig);
@@ -280,12 +278,14 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
   co_await report(name, uid, [&](Json& obj) {
     Json& status = obj["status"];
     bool changed = false;
-    for (const auto& c : observed["conditions"]) {
-      changed |= model::setCondition(status, c["type"], c["status"], c["reason"], c.value("message", ""), stamp, true);
+    for (const auto& c : observed.conditions) {
+      changed |= model::setCondition(status, c.type, c.status, c.reason, c.message, stamp, true);
     }
-    for (const char* key : {"postCreateHooks", "postCreateHookCompleted"}) {
-      if (observed.contains(key) && status.value(key, Json()) != observed[key]) {
-        status[key] = observed[key];
+    for (const auto& [key, value] :
+         {std::pair<const char*, Json>{"postCreateHooks", observed.hook_states ? Json(*observed.hook_states) : Json()},
+          {"postCreateHookCompleted", observed.hooks_done ? Json(*observed.hooks_done) : Json()}}) {
+      if (!value.is_null() && status.value(key, Json()) != value) {
+        status[key] = value;
         changed = true;
       }
     }
@@ -299,8 +299,7 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
     }
     return changed;
   });
-  Json labels = observed.value("hookLabels", Json::object());
-  co_await copyHookLabels(api_, store_, cps_, name, labels);
+  co_await copyHookLabels(api_, store_, cps_, name, observed.hook_labels ? Json(*observed.hook_labels) : Json());
   st->next = std::chrono::steady_clock::now() + (ready ? options_.probe_period : options_.retry);
 }
 
