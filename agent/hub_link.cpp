@@ -256,7 +256,8 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
       hello.facts[key] = value.get<std::string>();
     }
   }
-  for (const auto& [key, value] : facts.value("capacity", Json::object()).items()) {
+  const Json measured = facts.value("capacity", Json::object());  // (a temporary would not outlive the loop)
+  for (const auto& [key, value] : measured.items()) {
     hello.capacity[key] = value.get<std::string>();
   }
   for (const auto& [key, value] : capacity_) {
