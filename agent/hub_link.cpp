@@ -262,7 +262,8 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
       hello.facts[key] = value.get<std::string>();
     }
   }
-  for (const auto& [key, value] : facts.value("capacity", Json::object()).items()) {
+  const Json measured = facts.value("capacity", Json::object());  // (a temporary would not outlive the loop)
+  for (const auto& [key, value] : measured.items()) {
     hello.capacity[key] = value.get<std::string>();
   }
   for (const auto& [key, value] : capacity_) {

@@ -967,7 +967,9 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
     return changed;
   });
   // As upstream, a hook's labels go onto the control plane once it ran.
-  co_await copyHookLabels(api_, store_, cps_, name, report.hook_labels ? Json(*report.hook_labels) : Json());
+  // (Made before the co_await: GCC 12 miscompiles a conditional expression's temporary there.)
+  Json hook_labels = report.hook_labels ? Json(*report.hook_labels) : Json();
+  co_await copyHookLabels(api_, store_, cps_, name, std::move(hook_labels));
   // The agent has stopped it and removed its data: the deletion can finish.
   if (report.removed) {
     auto rec = store_.get(resourceKey(cps_), name);

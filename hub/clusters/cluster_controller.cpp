@@ -299,7 +299,9 @@ net::awaitable<void> ClusterController::reconcile(std::string name, Json cp) {
     }
     return changed;
   });
-  co_await copyHookLabels(api_, store_, cps_, name, observed.hook_labels ? Json(*observed.hook_labels) : Json());
+  // (Made before the co_await: GCC 12 miscompiles a conditional expression's temporary there.)
+  Json hook_labels = observed.hook_labels ? Json(*observed.hook_labels) : Json();
+  co_await copyHookLabels(api_, store_, cps_, name, std::move(hook_labels));
   st->next = std::chrono::steady_clock::now() + (ready ? options_.probe_period : options_.retry);
 }
 
