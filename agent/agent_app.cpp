@@ -245,12 +245,14 @@ int runAgent(const AgentConfig& cfg) {
   link->setControlPlanes(&cps);
   link->setCapacity(cfg.capacity);
   // What this host can run: vcluster needs a cluster near it, k8s a shared PostgreSQL.
-  std::vector<std::string> types = {"k3s", "external"};
-  if (!rcfg.postgres_dsn.empty()) {
-    types.push_back("k8s");
-  }
-  if (rcfg.cluster) {
-    types.push_back("vcluster");
+  std::vector<std::string> types;
+  for (const auto& t : model::controlPlaneTypes()) {
+    bool needs_met = t.agent_needs == model::AgentNeeds::Nothing ||
+                     (t.agent_needs == model::AgentNeeds::Datastore && !rcfg.postgres_dsn.empty()) ||
+                     (t.agent_needs == model::AgentNeeds::Cluster && rcfg.cluster);
+    if (model::agentServes(t.name) && needs_met) {
+      types.emplace_back(t.name);
+    }
   }
   link->setControlPlaneTypes(types);
   cps.on_change = [&] { link->reportChanges(); };

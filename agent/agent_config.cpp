@@ -200,12 +200,14 @@ Result<void> validateAgentConfig(const AgentConfig& cfg) {
   if (cfg.log_level != "debug" && cfg.log_level != "info" && cfg.log_level != "warn" && cfg.log_level != "error") {
     problems.push_back("log_level: must be debug, info, warn or error");
   }
-  static const std::set<std::string> kPrograms = {"k3s", "kine", "kube-apiserver", "kube-controller-manager",
-                                                  "vcluster"};
+  std::set<std::string> programs;  // (in order, for the message)
+  for (const auto& t : model::controlPlaneTypes()) {
+    programs.insert(t.programs.begin(), t.programs.end());
+  }
   for (const auto& [name, path] : cfg.programs) {
-    if (!kPrograms.count(name)) {
-      problems.push_back("programs: unknown program \"" + name +
-                         "\"; the agent runs k3s, kine, kube-apiserver, kube-controller-manager and vcluster");
+    if (!programs.count(name)) {
+      problems.push_back("programs: unknown program \"" + name + "\"; the agent runs " +
+                         model::joinNames({programs.begin(), programs.end()}, " and "));
     } else if (path.empty() || path[0] != '/') {
       problems.push_back("programs." + name + ": must be an absolute path");
     }
@@ -218,8 +220,11 @@ Result<void> validateAgentConfig(const AgentConfig& cfg) {
     }
   }
   for (const auto& [type, limits] : cfg.control_plane_limits) {
-    if (type != "k8s" && type != "k3s") {
-      problems.push_back("control_plane_limits: unknown type \"" + type + "\"; k8s and k3s run as processes here");
+    if (const model::ControlPlaneType* t = model::findControlPlaneType(type); t == nullptr || !t->processes) {
+      problems.push_back("control_plane_limits: unknown type \"" + type + "\"; " +
+                         model::joinNames(model::typeNames([](const model::ControlPlaneType& p) { return p.processes; }),
+                                          " and ") +
+                         " run as processes here");
     }
     for (const auto& [k, v] : limits) {
       if (k != "cpu" && k != "memory") {

@@ -19,7 +19,7 @@
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
 #include "shared/net/https_client.hpp"
-#include "shared/protocol/link.hpp"
+#include "shared/protocol/messages.hpp"
 #include "shared/tls/context.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -183,9 +183,10 @@ net::awaitable<void> HubLink::run() {
   while (!stopping_) {
     const std::string& url = identity_.hub_urls[attempt % identity_.hub_urls.size()];
     ++attempt;
-    bool welcomed = false;
-    bool refused = false;
-    std::string why = co_await session(url, welcomed, refused);
+    auto [welcomed, ended] = co_await session(url);
+    const std::string& why = ended.message;
+    // Refused credentials or a malformed URL: retrying alone will not help, so it is an error.
+    const bool refused = ended.code == Errc::Refused || ended.code == Errc::Invalid;
     conn_.reset();
     if (stopping_) {
       break;
@@ -210,12 +211,17 @@ net::awaitable<void> HubLink::run() {
   record("stopped", "the agent stopped");
 }
 
-net::awaitable<std::string> HubLink::session(const std::string& url, bool& welcomed, bool& refused) {
+net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
+  bool welcomed = false;
+  bool refused = false;
+  // How it ended: why, whether the hub had welcomed this agent, and whether it refused it.
+  auto ended = [&](std::string why) {
+    return SessionEnd{welcomed, fail(refused ? Errc::Refused : Errc::Unavailable, std::move(why))};
+  };
   std::string host;
   std::string port;
   if (auto r = net_client::splitHttpsUrl(url, host, port); !r) {
-    refused = true;
-    co_return r.error().message;
+    co_return SessionEnd{false, fail(Errc::Invalid, r.error().message)};
   }
   auto conn = std::make_shared<Conn>(ioc_, *tls_);
   conn_ = conn;
@@ -223,7 +229,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   auto& tcp = beast::get_lowest_layer(ws);
   tcp.expires_after(options_.connect_timeout);
   if (std::string err = co_await net_client::openTls(ws.next_layer(), host, port, url); !err.empty()) {
-    co_return err;
+    co_return ended(err);
   }
   tcp.expires_never();
   websocket::stream_base::timeout t{};
@@ -243,47 +249,59 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
       Json st = Json::parse(res.body(), nullptr, false);
       std::string msg = st.is_object() ? st.value("message", "") : "";
       refused = res.result_int() == 401 || res.result_int() == 403;
-      co_return "the hub refused the link (HTTP " + std::to_string(res.result_int()) + ")" +
-          (msg.empty() ? "" : ": " + msg);
+      co_return ended("the hub refused the link (HTTP " + std::to_string(res.result_int()) + ")" +
+                      (msg.empty() ? "" : ": " + msg));
     }
-    co_return "WebSocket handshake with " + url + " failed: " + hec.message();
+    co_return ended("WebSocket handshake with " + url + " failed: " + hec.message());
   }
   ws.text(true);
-  Json hello = hostFacts(data_dir_);
-  for (const auto& [k, v] : capacity_) {
-    hello["capacity"][k] = v;
+  protocol::Hello hello;
+  const Json facts = hostFacts(data_dir_);
+  for (const auto& [key, value] : facts.items()) {
+    if (value.is_string()) {
+      hello.facts[key] = value.get<std::string>();
+    }
+  }
+  const Json measured = facts.value("capacity", Json::object());  // (a temporary would not outlive the loop)
+  for (const auto& [key, value] : measured.items()) {
+    hello.capacity[key] = value.get<std::string>();
+  }
+  for (const auto& [key, value] : capacity_) {
+    hello.capacity[key] = value;
   }
   if (!types_.empty()) {
-    hello["controlPlaneTypes"] = types_;
+    hello.control_plane_types = types_;
   }
-  hello["name"] = identity_.name;
-  hello["acknowledgedRevision"] = state_.acknowledgedRevision();
-  hello["caBundleHash"] = tls::sha256Hex(identity_.ca_bundle_pem);
-  std::string hello_msg = protocol::encode(protocol::msg::kHello, "1", 0, hello);
+  hello.name = identity_.name;
+  hello.acknowledged_revision = state_.acknowledgedRevision();
+  hello.ca_bundle_hash = tls::sha256Hex(identity_.ca_bundle_pem);
+  std::string hello_msg = protocol::encode(hello, 1);
   auto [wec, wn] = co_await ws.async_write(net::buffer(hello_msg), net::as_tuple(net::use_awaitable));
   if (wec) {
-    co_return "cannot send hello: " + wec.message();
+    co_return ended("cannot send hello: " + wec.message());
   }
   beast::flat_buffer buffer;
   auto [rec, rn] = co_await ws.async_read(buffer, net::as_tuple(net::use_awaitable));
   if (rec) {
-    co_return rec == websocket::error::closed ? "the hub closed the link: " + std::string(ws.reason().reason.c_str())
-                                              : "no welcome from the hub: " + rec.message();
+    co_return ended(rec == websocket::error::closed
+                        ? "the hub closed the link: " + std::string(ws.reason().reason.c_str())
+                        : "no welcome from the hub: " + rec.message());
   }
   auto welcome = protocol::decode(beast::buffers_to_string(buffer.data()));
   buffer.consume(buffer.size());
   if (!welcome) {
-    co_return "protocol error from the hub: " + welcome.error().message;
+    co_return ended("protocol error from the hub: " + welcome.error().message);
   }
-  if (welcome->type == protocol::msg::kError) {
-    refused = welcome->body.value("code", "") == protocol::code::kUnauthorized;
-    co_return "the hub refused the link: " + welcome->body.value("message", "");
+  if (auto refusal = protocol::bodyOf<protocol::ErrorBody>(welcome.value())) {
+    refused = refusal->code == protocol::code::kUnauthorized;
+    co_return ended("the hub refused the link: " + refusal->message);
   }
-  if (welcome->type != protocol::msg::kWelcome) {
-    co_return "protocol error: expected welcome, got " + welcome->type;
+  auto welcome_body = protocol::bodyOf<protocol::Welcome>(welcome.value());
+  if (!welcome_body) {
+    co_return ended("protocol error from the hub: " + welcome_body.error().message);
   }
   welcomed = true;
-  auto renew = std::chrono::seconds(std::clamp<int64_t>(welcome->body.value("leaseRenewSeconds", int64_t(10)), 1, 3600));
+  auto renew = std::chrono::seconds(welcome_body->lease_renew_seconds);
   record("connected", url);
   (void)state_.set("lease_renew_seconds", std::to_string(renew.count()));
   log::info("connected to the hub", {{"hub", url}, {"agent", identity_.name}, {"lease_renew", std::to_string(renew.count()) + "s"}});
@@ -304,11 +322,21 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   uint64_t seq = 1;
   auto queueReports = [&] {
     for (const auto& r : state_.outbox(256)) {
-      if (in_flight.insert(r.seq).second) {
-        Json body = Json::parse(r.body, nullptr, false);
-        body["seq"] = r.seq;
-        queue(protocol::encode(protocol::msg::kStatus, std::to_string(++seq), 0, std::move(body)));
+      if (!in_flight.insert(r.seq).second) {
+        continue;
       }
+      Json body = Json::parse(r.body, nullptr, false);
+      if (body.is_object()) {
+        body["seq"] = r.seq;
+      }
+      auto report = protocol::StatusReport::fromJson(body);
+      if (!report) {
+        // (Not expected: the reconciler stores only reports it made within bounds.)
+        log::error("dropping a status report the hub would refuse", {{"error", report.error().message}});
+        (void)state_.ackStatus(r.seq);
+        continue;
+      }
+      queue(protocol::encode(report.value(), ++seq));
     }
   };
   // A fresh link: report everything again (the hub may have marked it Unknown meanwhile).
@@ -326,46 +354,41 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   auto onDesired = [&](const protocol::Envelope& env) -> bool {
     std::vector<std::pair<std::string, std::string>> upserts;
     std::vector<std::string> deletes;
-    const char* list_key = env.type == protocol::msg::kSnapshot ? "controlPlanes" : "upserts";
-    auto list = env.body.find(list_key);
-    if (list != env.body.end() && !list->is_array()) {
-      return false;
-    }
-    if (list != env.body.end()) {
-      for (const auto& o : *list) {
-        if (!o.is_object() || !o.contains("metadata") || !o["metadata"].is_object() ||
-            !o["metadata"].value("name", "").size()) {
-          return false;
-        }
-        upserts.emplace_back(o["metadata"]["name"].get<std::string>(), o.dump());
+    const bool snapshot = env.type == protocol::Snapshot::kType;
+    auto toPairs = [&](std::vector<protocol::DesiredObject>& objects) {
+      upserts.reserve(objects.size());
+      for (auto& o : objects) {
+        upserts.emplace_back(std::move(o.name), std::move(o.json));
       }
-    }
-    if (auto d = env.body.find("deletes"); d != env.body.end()) {
-      if (!d->is_array()) {
+    };
+    if (snapshot) {
+      auto body = protocol::bodyOf<protocol::Snapshot>(env);
+      if (!body) {
         return false;
       }
-      for (const auto& n : *d) {
-        if (!n.is_string()) {
-          return false;
-        }
-        deletes.push_back(n.get<std::string>());
+      toPairs(body->control_planes);
+    } else {
+      auto body = protocol::bodyOf<protocol::Delta>(env);
+      if (!body) {
+        return false;
       }
+      toPairs(body->upserts);
+      deletes = std::move(body->deletes);
     }
-    if (env.type == protocol::msg::kSnapshot) {
+    if (snapshot) {
       (void)state_.clearReported();  // a full resync: report every control plane again
     }
     // Stored (durably) before it is acknowledged.
-    auto stored = env.type == protocol::msg::kSnapshot ? state_.applySnapshot(env.revision, upserts)
-                                                       : state_.applyDelta(env.revision, upserts, deletes);
+    auto stored = snapshot ? state_.applySnapshot(env.revision, upserts) : state_.applyDelta(env.revision, upserts, deletes);
     if (!stored) {
       log::error("cannot store desired state; not acknowledging it", {{"error", stored.error().message}});
       return true;
     }
-    if (env.type == protocol::msg::kSnapshot || !upserts.empty() || !deletes.empty()) {
+    if (snapshot || !upserts.empty() || !deletes.empty()) {
       log::info("desired state stored", {{"kind", env.type}, {"revision", std::to_string(env.revision)},
                                          {"changed", std::to_string(upserts.size() + deletes.size())}});
     }
-    queue(protocol::encode(protocol::msg::kAck, std::to_string(++seq), env.revision, Json::object()));
+    queue(protocol::encode(protocol::Ack{}, ++seq, env.revision));
     if (cps_ != nullptr) {
       cps_->sync();
     }
@@ -392,23 +415,38 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
       auto env = protocol::decode(beast::buffers_to_string(buf.data()));
       buf.consume(buf.size());
       bool ok = env.has_value();
-      if (ok && (env->type == protocol::msg::kSnapshot || env->type == protocol::msg::kDelta)) {
+      if (ok && (env->type == protocol::Snapshot::kType || env->type == protocol::Delta::kType)) {
         ok = onDesired(env.value());
-      } else if (ok && env->type == protocol::msg::kStatusAck) {
-        int64_t acked = env->body.value("seq", int64_t(0));
-        in_flight.erase(acked);
-        (void)state_.ackStatus(acked);
-      } else if (ok && env->type == protocol::msg::kCaBundle) {
-        installCaBundle(env->body.value("caBundle", ""));
-        if (env->body.value("renewCertificate", false)) {
-          renew_now = true;  // the certificate is from a CA being retired: renew at once
-          tick.cancel();
+      } else if (ok && env->type == protocol::StatusAck::kType) {
+        auto ack = protocol::bodyOf<protocol::StatusAck>(env.value());
+        ok = ack.has_value();
+        if (ok) {
+          in_flight.erase(ack->seq);
+          (void)state_.ackStatus(ack->seq);
         }
-      } else if (ok && env->type == protocol::msg::kCertificate) {
-        installCertificate(env->body.value("certificate", ""), env->body.value("caBundle", ""));
-      } else if (ok && env->type == protocol::msg::kError) {
-        reason = "the hub closed the link: " + env->body.value("code", "") + ": " + env->body.value("message", "");
-        refused = env->body.value("code", "") == protocol::code::kUnauthorized;
+      } else if (ok && env->type == protocol::CaBundle::kType) {
+        auto bundle = protocol::bodyOf<protocol::CaBundle>(env.value());
+        ok = bundle.has_value();
+        if (ok) {
+          installCaBundle(bundle->ca_bundle_pem);
+          if (bundle->renew_certificate) {
+            renew_now = true;  // the certificate is from a CA being retired: renew at once
+            tick.cancel();
+          }
+        }
+      } else if (ok && env->type == protocol::Certificate::kType) {
+        auto cert = protocol::bodyOf<protocol::Certificate>(env.value());
+        ok = cert.has_value();
+        if (ok) {
+          installCertificate(cert->certificate_pem, cert->ca_bundle_pem);
+        }
+      } else if (ok && env->type == protocol::ErrorBody::kType) {
+        auto error = protocol::bodyOf<protocol::ErrorBody>(env.value());
+        ok = error.has_value();
+        if (ok) {
+          reason = "the hub closed the link: " + error->code + ": " + error->message;
+          refused = error->code == protocol::code::kUnauthorized;
+        }
       } else if (ok) {
         log::debug("message from the hub not handled by this agent", {{"type", env->type}});
       }
@@ -424,7 +462,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
   };
   // Lease renewals, and a certificate request when one is due (right away when the certificate
   // expired while the agent was away); unacknowledged reports are sent again.
-  bool cert_expired = welcome->body.value("certificateExpired", false);
+  bool cert_expired = welcome_body->certificate_expired;
   auto ticker = [&]() -> net::awaitable<void> {
     auto last_csr = std::chrono::steady_clock::time_point{};
     while (true) {
@@ -443,7 +481,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
           last_csr = std::chrono::steady_clock::now();
           cert_expired = false;
           log::info("requesting a new certificate", {{"agent", identity_.name}});
-          queue(protocol::encode(protocol::msg::kCsr, std::to_string(++seq), 0, {{"csr", csr.value()}}));
+          queue(protocol::encode(protocol::Csr{csr.value()}, ++seq));
         }
       }
       tick.expires_after(renew);
@@ -454,7 +492,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
       if (tec) {
         co_return;
       }
-      queue(protocol::encode(protocol::msg::kLease, std::to_string(++seq), 0, Json::object()));
+      queue(protocol::encode(protocol::Lease{}, ++seq));
       queueReports();
     }
   };
@@ -480,7 +518,7 @@ net::awaitable<std::string> HubLink::session(const std::string& url, bool& welco
     }
   };
   co_await (reader() || ticker() || writer());
-  co_return reason.empty() ? "link closed" : reason;
+  co_return ended(reason.empty() ? "link closed" : reason);
 }
 
 }  // namespace kflex::agent

@@ -13,6 +13,7 @@
 
 #include "agent/agent_state.hpp"
 #include "agent/enroll.hpp"
+#include "shared/common/result.hpp"
 #include "shared/common/time.hpp"
 #include "shared/net/asio.hpp"
 
@@ -58,7 +59,15 @@ class HubLink {
 
  private:
   struct Conn;
-  net::awaitable<std::string> session(const std::string& url, bool& welcomed, bool& refused);
+  /// How a session with the hub ended.
+  struct SessionEnd {
+    bool welcomed = false;  ///< The hub welcomed this agent (the link was up) before it ended.
+    /// Why it ended: Refused (the hub refused the credentials), Invalid (a malformed URL), else
+    /// Unavailable.
+    Error error;
+  };
+  /// Connects to `url`, says hello and serves the link until it ends.
+  net::awaitable<SessionEnd> session(const std::string& url);
   void record(const std::string& state, const std::string& detail);
   /// True when the certificate has reached 2/3 of its lifetime (or expired).
   bool renewalDue() const;

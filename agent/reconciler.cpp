@@ -9,25 +9,23 @@ namespace kflex::agent {
 
 using Json = nlohmann::json;
 
-Json observedStatus(const Json& cp, const runtime::ControlPlanes* runtimes) {
+protocol::StatusReport observedStatus(const Json& cp, const runtime::ControlPlanes* runtimes) {
   const Json meta = cp.value("metadata", Json::object());
   std::string type = cp.value("spec", Json::object()).value("type", "");
+  std::optional<protocol::StatusReport> seen;
   if (runtimes != nullptr) {
-    if (auto seen = runtimes->observe(meta.value("name", "")); seen) {
-      Json out = {{"controlPlane", meta.value("name", "")}, {"observedGeneration", meta.value("generation", int64_t(0))}};
-      out.update(*seen);
-      return out;
-    }
+    seen = runtimes->observe(meta.value("name", ""));
   }
-  std::string msg = std::string("kflex-agent ") + kVersion + " cannot run control planes of type \"" + type +
-                    "\" yet; it keeps the desired state and reports here once it can";
-  Json conditions = Json::array({
-      {{"type", "Synced"}, {"status", "False"}, {"reason", "NotSupported"}, {"message", msg}},
-      {{"type", "Ready"}, {"status", "False"}, {"reason", "NotSupported"}, {"message", msg}},
-  });
-  return {{"controlPlane", meta.value("name", "")},
-          {"observedGeneration", meta.value("generation", int64_t(0))},
-          {"conditions", conditions}};
+  if (!seen) {
+    std::string msg = std::string("kflex-agent ") + kVersion + " cannot run control planes of type \"" + type +
+                      "\" yet; it keeps the desired state and reports here once it can";
+    seen.emplace();
+    seen->conditions = {{"Synced", "False", "NotSupported", msg}, {"Ready", "False", "NotSupported", msg}};
+  }
+  seen->control_plane = meta.value("name", "");
+  seen->observed_generation = meta.value("generation", int64_t(0));
+  seen->clampToBounds();
+  return std::move(*seen);
 }
 
 Result<size_t> reconcile(AgentState& state, const runtime::ControlPlanes* runtimes) {
@@ -38,7 +36,7 @@ Result<size_t> reconcile(AgentState& state, const runtime::ControlPlanes* runtim
       log::warn("ignoring an unreadable desired control plane", {{"name", d.name}});
       continue;
     }
-    std::string body = observedStatus(cp, runtimes).dump();
+    std::string body = observedStatus(cp, runtimes).toJson().dump();
     if (body == d.reported) {
       continue;
     }

@@ -4,17 +4,18 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/agent_state.hpp"
+#include "shared/protocol/messages.hpp"
 
 namespace kflex::agent {
 namespace runtime {
 class ControlPlanes;
 }
 
-/// What the agent reports for one desired control plane: {"controlPlane", "observedGeneration",
-/// "conditions": [{type, status, reason, message}], and from a runtime "endpoint" and
-/// "components"}. Deterministic (no timestamps), so that an unchanged state is not reported
-/// again. A type this agent does not run is reported honestly: Ready=False, never Ready=True.
-nlohmann::json observedStatus(const nlohmann::json& control_plane, const runtime::ControlPlanes* runtimes = nullptr);
+/// What the agent reports for one desired control plane (seq still 0), cut to the protocol's
+/// bounds. Deterministic (no timestamps), so that an unchanged state is not reported again. A
+/// type this agent does not run is reported honestly: Ready=False, never Ready=True.
+protocol::StatusReport observedStatus(const nlohmann::json& control_plane,
+                                      const runtime::ControlPlanes* runtimes = nullptr);
 
 /// Compares every desired control plane's observed status with what was last reported and puts
 /// the changes in the outbox. Returns the number of reports queued.

@@ -31,7 +31,11 @@ namespace {
 using model::conditionStatus;
 constexpr const char* kExtension = "kflex";
 constexpr const char* kHubContext = "kflex-hub";
-const std::set<std::string> kTypes = {"k8s", "k3s", "vcluster", "host", "external"};
+
+// The types `kflex create` makes (an adopted one comes from `kflex adopt`).
+std::vector<std::string> createdTypes() {
+  return model::typeNames([](const model::ControlPlaneType& t) { return !t.adopted; });
+}
 
 const Json* condition(const Json& obj, const std::string& type) {
   if (!obj.contains("status") || !obj["status"].contains("conditions") || !obj["status"]["conditions"].is_array()) {
@@ -206,8 +210,7 @@ Result<void> waitReady(HubClient& hub, const Json& created, std::chrono::millise
         },
         timeout);
     if (!r && tracker.hopeless().empty() && !tracker.ready() && !deleted) {
-      std::string why = r.error().message == "timed out waiting" ? "timed out after " + timeout_text
-                                                                  : r.error().message;
+      std::string why = r.error().code == Errc::Timeout ? "timed out after " + timeout_text : r.error().message;
       return fail(why + "; last conditions: " + tracker.summary());
     }
   }
@@ -230,7 +233,7 @@ Result<std::string> missingHooks(HubClient& hub, const Json& spec) {
     std::string hook = use.value("hookName", "");
     auto got = hub.get(std::string("/apis/") + model::kTenancyGroup + "/" + model::kTenancyVersion +
                        "/postcreatehooks/" + hook);
-    if (!got && hub.lastStatus() != 404) {
+    if (!got && got.error().code != Errc::NotFound) {
       return fail("cannot read PostCreateHook " + hook + ": " + got.error().message);
     }
     if (!got) {
@@ -259,7 +262,7 @@ int submitControlPlane(HubClient& hub, const Globals& g, const std::string& cmd,
   }
   auto created = hub.post(kControlPlanesPath, cp);
   if (!created) {
-    if (hub.lastStatus() == 409) {
+    if (created.error().code == Errc::Conflict) {
       err << "kflex " << cmd << ": control plane \"" << name << "\" already exists; choose another name or "
           << "'kflex delete " << name << "' first\n";
     } else {
@@ -375,20 +378,23 @@ int cmdCreate(const Globals& g, const std::string& name, const std::string& type
         << "starting and ending with a letter or digit, at most 63 characters\n";
     return 2;
   }
-  if (type == "ocm") {
-    err << "kflex create: type ocm is deprecated upstream and not supported by kflex; use k8s\n";
+  if (type == model::kDeprecatedType) {
+    err << "kflex create: type " << type << " is deprecated upstream and not supported by kflex; use "
+        << model::kDefaultType << "\n";
     return 2;
   }
-  if (kTypes.count(type) == 0) {
-    err << "kflex create: unknown type \"" << type << "\": use one of k8s, k3s, vcluster, host, external\n";
+  const model::ControlPlaneType* known = model::findControlPlaneType(type);
+  if (known == nullptr) {
+    err << "kflex create: unknown type \"" << type << "\": use one of "
+        << model::joinNames(model::typeNames([](const model::ControlPlaneType&) { return true; }), ", ") << "\n";
     return 2;
   }
   if (backend != "shared" && backend != "dedicated") {
     err << "kflex create: unknown backend \"" << backend << "\": use shared or dedicated\n";
     return 2;
   }
-  if (type == "external") {
-    err << "kflex create: control planes of type external are existing clusters: adopt one with 'kflex adopt "
+  if (known->adopted) {
+    err << "kflex create: control planes of type " << type << " are existing clusters: adopt one with 'kflex adopt "
         << name << " --adopted-kubeconfig FILE'\n";
     return 2;
   }
@@ -408,8 +414,13 @@ int cmdCreate(const Globals& g, const std::string& name, const std::string& type
   }
   Json meta = {{"name", name}};
   if (!placement.agent.empty() || !placement.selector.empty()) {
-    if (type != "k8s" && type != "k3s" && type != "vcluster") {
-      err << "kflex create: --agent and --agent-selector apply to k8s, k3s and vcluster control planes only\n";
+    if (!model::runsOnAgent(type)) {
+      err << "kflex create: --agent and --agent-selector apply to "
+          << model::joinNames(model::typeNames([](const model::ControlPlaneType& t) {
+                                return t.runs_on == model::RunsOn::Agent;
+                              }),
+                              " and ")
+          << " control planes only\n";
       return 2;
     }
     Json ann = Json::object();
@@ -480,7 +491,7 @@ int cmdAdopt(const Globals& g, const std::string& name, const AdoptFlags& f, std
       return 2;
     }
   }
-  Json spec = {{"type", "external"}, {"tokenExpirationSeconds", f.expiration_seconds}};
+  Json spec = {{"type", model::adoptedType().name}, {"tokenExpirationSeconds", f.expiration_seconds}};
   if (!addHooks("adopt", f.hooks, spec, err)) {
     return 2;
   }
@@ -651,7 +662,7 @@ std::string forceHint(HubClient& hub, const std::string& name) {
   std::string why;
   auto a = hub.get(std::string("/apis/") + model::kTenancyGroup + "/" + model::kTenancyVersion + "/agents/" + agent);
   if (!a) {
-    if (hub.lastStatus() != 404) {
+    if (a.error().code != Errc::NotFound) {
       return "";
     }
     why = "its agent " + agent + " no longer exists";
@@ -701,7 +712,7 @@ int cmdDelete(const Globals& g, const std::string& name, bool wait, bool force, 
              "back)\n";
       auto p = hub.value()->mergePatch(path, Json{{"metadata", {{"finalizers", remaining},
                                                                 {"resourceVersion", meta.value("resourceVersion", "")}}}});
-      if (!p && hub.value()->lastStatus() != 404) {
+      if (!p && p.error().code != Errc::NotFound) {
         err << "kflex delete: " << p.error().message << "\n";
         return 1;
       }
@@ -728,7 +739,7 @@ int cmdDelete(const Globals& g, const std::string& name, bool wait, bool force, 
     return 2;
   }
   if (auto w = waitGone(*hub.value(), name, rv, *wait_timeout); !w) {
-    std::string why = w.error().message == "timed out waiting" ? "timed out after " + timeout : w.error().message;
+    std::string why = w.error().code == Errc::Timeout ? "timed out after " + timeout : w.error().message;
     err << "kflex delete: control plane " << name << " is still being deleted: " << why << "\n";
     if (!force) {
       if (std::string hint = forceHint(*hub.value(), name); !hint.empty()) {
@@ -821,7 +832,7 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
 
   auto* create = app.add_subcommand("create", "Create a control plane, wait until it is ready and switch to it");
   std::string name;
-  std::string type = "k8s";
+  std::string type(model::kDefaultType);
   std::string backend = "shared";
   std::vector<std::string> hooks;
   std::vector<std::string> sets;
@@ -829,8 +840,8 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   bool switch_ctx = true;
   std::string timeout = "5m";
   create->add_option("NAME", name, "Control plane name (DNS-1123 label)")->required();
-  hints.options[create->add_option("-t,--type", type, "k8s, k3s, vcluster or host")->capture_default_str()] = {
-      CompletionHint::Kind::Words, {"k8s", "k3s", "vcluster", "host"}};
+  hints.options[create->add_option("-t,--type", type, model::joinNames(createdTypes(), " or "))
+                    ->capture_default_str()] = {CompletionHint::Kind::Words, createdTypes()};
   hints.options[create->add_option("-b,--backend-type", backend, "shared or dedicated")->capture_default_str()] = {
       CompletionHint::Kind::Words, {"shared", "dedicated"}};
   auto* create_hook = create->add_option("-p,--postcreate-hook", hooks,

@@ -3,12 +3,12 @@
 
 #include <algorithm>
 
+#include "shared/model/resource.hpp"
+
 namespace kflex::cli {
 namespace {
 
 using Json = nlohmann::json;
-
-bool startsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 std::string describe(const std::string& type, const std::string& status, const std::string& reason,
                      const std::string& message) {
@@ -73,19 +73,18 @@ bool ConditionTracker::ready() const {
 }
 
 std::string ConditionTracker::hopeless() const {
-  // The placement texts are the hub's (hub/agents/placement.cpp, PlacementController::decide);
-  // tests/unit/cli/condition_tracker_test.cpp holds them to these.
-  if (const State* s = find("Scheduled"); s != nullptr && s->status == "False" && s->reason == "Unschedulable") {
-    const bool cannot_run = startsWith(s->message, "none of the ") && s->message.find(" can run ") != std::string::npos;
-    if (cannot_run || startsWith(s->message, "the agent selector is not valid")) {
+  // (Placement's reasons: hub/agents/placement.cpp, PlacementController::decide. Unschedulable,
+  // no agent or no room yet, can change by itself.)
+  if (const State* s = find("Scheduled"); s != nullptr && s->status == "False") {
+    if (s->reason == model::kReasonNoAgentForType || s->reason == model::kReasonInvalidSelector) {
       return describe("Scheduled", s->status, s->reason, s->message);
     }
   }
-  if (const State* s = find("Synced"); s != nullptr && s->status == "False") {
-    if (s->reason == "NotSupported" || startsWith(s->message, "postcreatehook:")) {
-      return describe("Synced", s->status, s->reason, s->message);
-    }
+  if (const State* s = find("Synced"); s != nullptr && s->status == "False" && s->reason == "NotSupported") {
+    return describe("Synced", s->status, s->reason, s->message);
   }
+  // A missing or failed hook: its Synced=False (ReconcileError, "postcreatehook: ...", as upstream
+  // words it) always comes with this condition (kube::foldHookReport).
   if (const State* s = find("PostCreateHooks"); s != nullptr && s->status == "False") {
     if (s->reason == "HookNotFound" || s->reason == "Failed") {
       return describe("PostCreateHooks", s->status, s->reason, s->message);

@@ -23,10 +23,12 @@ class ConditionTracker {
   bool ready() const;
   /// Why the control plane cannot become ready (or cannot be what was asked for) until the user
   /// changes something, or "" while it still can:
-  /// - Scheduled=False because no agent that matches can run the type, or the selector is invalid;
+  /// - Scheduled=False/NoAgentForType (no agent that matches can run the type) or
+  ///   Scheduled=False/InvalidSelector;
   /// - Synced=False/NotSupported (its agent cannot run the type);
-  /// - a PostCreateHook that does not exist or failed (PostCreateHooks condition, or Synced=False
-  ///   with a "postcreatehook:" message).
+  /// - a PostCreateHook that does not exist or failed (PostCreateHooks=False, reason HookNotFound or
+  ///   Failed).
+  /// It reads reasons only, never a condition's message.
   /// A missing agent, a busy one or a cluster that cannot be reached yet are not hopeless: an
   /// agent may enroll, capacity may free up, a cluster may come back.
   std::string hopeless() const;

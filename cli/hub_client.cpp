@@ -29,23 +29,45 @@ Result<std::unique_ptr<HubClient>> HubClient::connect(const std::string& kubecon
   return std::unique_ptr<HubClient>(new HubClient(std::move(http.value()), access->context));
 }
 
-Result<Json> HubClient::decode(const Result<net_client::HttpResult>& r) {
-  if (!r) {
-    last_status_ = 0;
-    return r.error();
+Errc errcOfStatus(unsigned status) {
+  switch (status) {
+    case 400:
+    case 422:
+      return Errc::Invalid;
+    case 401:
+    case 403:
+      return Errc::Refused;
+    case 404:
+      return Errc::NotFound;
+    case 409:
+      return Errc::Conflict;
+    case 504:
+      return Errc::Timeout;
+    default:
+      return status == 429 || status >= 500 ? Errc::Unavailable : Errc::Internal;
   }
-  last_status_ = r->status;
-  Json body = Json::parse(r->body, nullptr, false);
-  if (r->status >= 200 && r->status < 300) {
+}
+
+Result<Json> decodeAnswer(const net_client::HttpResult& answer) {
+  Json body = Json::parse(answer.body, nullptr, false);
+  if (answer.status >= 200 && answer.status < 300) {
     if (body.is_discarded()) {
       return fail("the hub answered with something that is not JSON");
     }
     return body;
   }
+  Errc code = errcOfStatus(answer.status);
   if (body.is_object() && body.value("kind", "") == "Status") {
-    return fail(body.value("message", "request failed with HTTP " + std::to_string(r->status)));
+    return fail(code, body.value("message", "request failed with HTTP " + std::to_string(answer.status)));
   }
-  return fail("the hub answered HTTP " + std::to_string(r->status));
+  return fail(code, "the hub answered HTTP " + std::to_string(answer.status));
+}
+
+Result<Json> HubClient::decode(const Result<net_client::HttpResult>& r) {
+  if (!r) {
+    return r.error();
+  }
+  return decodeAnswer(r.value());
 }
 
 Result<Json> HubClient::get(const std::string& path) { return decode(http_->request(http::verb::get, path)); }
@@ -62,7 +84,6 @@ Result<Json> HubClient::remove(const std::string& path) { return decode(http_->r
 
 Result<void> HubClient::watch(const std::string& path, const std::function<bool(const Json&)>& on_event,
                               std::chrono::milliseconds timeout) {
-  bool timed_out = false;
   bool stopped = false;
   std::string error;
   auto r = http_->stream(
@@ -78,19 +99,22 @@ Result<void> HubClient::watch(const std::string& path, const std::function<bool(
         }
         return true;
       },
-      timeout, timed_out);
+      timeout);
+  if (!r && r.error().code == Errc::Timeout) {
+    return fail(Errc::Timeout, "timed out waiting");
+  }
   if (!r) {
     return r.error();
   }
-  last_status_ = r->status;
   if (r->status != 200) {
     Json body = Json::parse(r->body, nullptr, false);
-    return fail(body.is_object() ? body.value("message", "watch failed") : "watch failed with HTTP " + std::to_string(r->status));
+    return fail(errcOfStatus(r->status), body.is_object() ? body.value("message", "watch failed")
+                                                          : "watch failed with HTTP " + std::to_string(r->status));
   }
   if (stopped) {
     return {};
   }
-  return fail(timed_out ? "timed out waiting" : "the hub ended the watch");
+  return fail(Errc::Unavailable, "the hub ended the watch");
 }
 
 }  // namespace kflex::cli

@@ -15,12 +15,21 @@ namespace kflex::cli {
 
 using Json = nlohmann::json;
 
+/// The error code an HTTP status of the hub stands for: NotFound (404), Conflict (409), Invalid
+/// (400, 422), Refused (401, 403), Timeout (504), Unavailable (other 5xx, 429), else Internal.
+Errc errcOfStatus(unsigned status);
+
+/// Decodes an answer of the hub: the JSON on 2xx; else an error whose code says what the status
+/// means (errcOfStatus) and whose message is the Status message, or the status when there is none.
+Result<nlohmann::json> decodeAnswer(const net_client::HttpResult& answer);
+
 /// The hub's API as the CLI uses it: typed calls on ControlPlane objects with readable errors.
+/// A failed call's error code says what the hub answered (NotFound for 404, Conflict for 409, ...).
 class HubClient {
  public:
   /// Connects with the kubeconfig at path (context: given, else kflex-hub if present, else current).
   static Result<std::unique_ptr<HubClient>> connect(const std::string& kubeconfig_path, const std::string& context);
-  /// GET a path; the decoded JSON on 2xx, else the Status message.
+  /// GET a path; the decoded JSON on 2xx, else the Status message (decodeAnswer).
   Result<Json> get(const std::string& path);
   /// POST a JSON object.
   Result<Json> post(const std::string& path, const Json& body);
@@ -29,23 +38,20 @@ class HubClient {
   /// PATCH with a JSON merge patch.
   Result<Json> mergePatch(const std::string& path, const Json& patch);
   /// Watches a path (a ?watch=1 URL); on_event gets each event until it returns false. Ok when
-  /// on_event stopped it; an error mentioning the deadline when the timeout passed first.
+  /// on_event stopped it; an error with code Timeout when the timeout passed first.
   Result<void> watch(const std::string& path, const std::function<bool(const Json&)>& on_event,
                      std::chrono::milliseconds timeout);
   /// The hub URL.
   const std::string& server() const { return http_->server(); }
   /// The kubeconfig context the hub was reached through.
   const std::string& context() const { return context_; }
-  /// The HTTP status of the last call.
-  unsigned lastStatus() const { return last_status_; }
 
  private:
   HubClient(std::unique_ptr<net_client::HttpsClient> http, std::string context)
       : http_(std::move(http)), context_(std::move(context)) {}
-  Result<Json> decode(const Result<net_client::HttpResult>& r);
+  static Result<Json> decode(const Result<net_client::HttpResult>& r);
   std::unique_ptr<net_client::HttpsClient> http_;
   std::string context_;
-  unsigned last_status_ = 0;
 };
 
 /// The collection path of control planes.

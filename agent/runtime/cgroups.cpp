@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "shared/common/util.hpp"
+#include "shared/model/control_plane_types.hpp"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -144,11 +145,9 @@ void Cgroups::remove(const std::string& name) {
 }
 
 Limits defaultLimits(const std::string& type) {
-  constexpr int64_t kMi = 1024 * 1024;
-  if (type == "k8s") {
-    return {(512 + 128 + 256) * kMi, 2000};
-  }
-  return {1024 * kMi, 2000};
+  const model::ControlPlaneType* t = model::findControlPlaneType(type);
+  model::Resources r = t != nullptr ? t->default_limits : model::Resources{2000, int64_t(1024) << 20};
+  return {r.memory_bytes, r.cpu_millis};
 }
 
 }  // namespace kflex::agent::runtime

@@ -47,7 +47,8 @@ class Cgroups {
   Result<void> enable();
 };
 
-/// The limits of a control plane type unless agent.yaml says otherwise: what upstream KubeFlex's
+/// The limits of a control plane type unless agent.yaml says otherwise (the type table's
+/// default_limits): what upstream KubeFlex's
 /// charts give the same programs (k8s: kube-apiserver 512Mi + kube-controller-manager 128Mi + Kine
 /// 256Mi; k3s and vCluster's k3s up to 1Gi), and 2 CPUs.
 Limits defaultLimits(const std::string& type);

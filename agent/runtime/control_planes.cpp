@@ -10,6 +10,7 @@
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/kube/hooks.hpp"
+#include "shared/model/control_plane_types.hpp"
 
 namespace kflex::agent::runtime {
 
@@ -20,6 +21,14 @@ fs::path programPath(const fs::path& bin_dir, const std::map<std::string, std::s
                      const std::string& name) {
   auto it = programs.find(name);
   return it != programs.end() && !it->second.empty() ? fs::path(it->second) : bin_dir / name;
+}
+
+protocol::Component componentOf(const std::string& name, const ProcessStatus& status) {
+  protocol::Component c{name, toString(status.state), status.restarts, std::nullopt};
+  if (!status.last_exit.empty()) {
+    c.last_exit = status.last_exit;
+  }
+  return c;
 }
 
 fs::path RuntimeEnv::program(const std::string& name) const { return programPath(config.bin_dir, config.programs, name); }
@@ -66,9 +75,7 @@ ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& confi
 
 ControlPlanes::~ControlPlanes() = default;
 
-bool ControlPlanes::runsType(const std::string& type) {
-  return type == "k3s" || type == "k8s" || type == "vcluster" || type == "external";
-}
+bool ControlPlanes::runsType(const std::string& type) { return model::agentServes(type); }
 
 namespace {
 // The type of a control plane known only by its folder (deleted while the agent was away).
@@ -132,16 +139,14 @@ void ControlPlanes::updateHooks(const std::string& name) {
   kube::HookTargets targets;
   targets.hosting = config_.cluster;
   targets.no_hosting = "this agent has no cluster near it (set cluster_kubeconfig in agent.yaml or --cluster-kubeconfig)";
-  const Json observed = rt->second->observe();
-  const Json kc = observed.value("kubeconfig", Json::object());
-  targets.secret_name = kc.value("secretName", "");
+  const protocol::StatusReport observed = rt->second->observe();
   std::string admin;
-  const Json data = kc.value("data", Json::object());
-  for (const auto& [key, value] : data.items()) {
-    if (value.is_string()) {
-      targets.secret_data[key] = value.get<std::string>();
+  if (observed.kubeconfig) {
+    targets.secret_name = observed.kubeconfig->secret_name;
+    targets.secret_data = observed.kubeconfig->data;
+    for (const auto& [key, value] : observed.kubeconfig->data) {
       if (admin.empty() || key == "config" || key == "kubeconfig") {
-        admin = value.get<std::string>();
+        admin = value;
       }
     }
   }
@@ -234,20 +239,21 @@ void ControlPlanes::sync() {
   wake_.cancel();
 }
 
-std::optional<Json> ControlPlanes::observe(const std::string& name) const {
+std::optional<protocol::StatusReport> ControlPlanes::observe(const std::string& name) const {
   if (deleting_.count(name)) {
     bool done = removed_.count(name) > 0;
-    Json ready = {{"type", "Ready"}, {"status", "False"}, {"reason", "Deleting"},
-                  {"message", done ? "stopped; its data is removed from this host" : "stopping it and removing its data"}};
-    Json synced = {{"type", "Synced"}, {"status", "True"}, {"reason", "ReconcileSuccess"},
-                   {"message", done ? "deleted on this host" : "being deleted on this host"}};
-    return Json{{"conditions", Json::array({synced, ready})}, {"removed", done}};
+    protocol::StatusReport out;
+    out.conditions = {
+        {"Synced", "True", "ReconcileSuccess", done ? "deleted on this host" : "being deleted on this host"},
+        {"Ready", "False", "Deleting", done ? "stopped; its data is removed from this host" : "stopping it and removing its data"}};
+    out.removed = done;
+    return out;
   }
   auto it = runtimes_.find(name);
   if (it == runtimes_.end()) {
     return std::nullopt;
   }
-  Json observed = it->second->observe();
+  protocol::StatusReport observed = it->second->observe();
   auto hooks = hooks_.find(name);
   auto d = desired_.find(name);
   if (hooks != hooks_.end() && hooks->second && d != desired_.end()) {
@@ -337,7 +343,8 @@ net::awaitable<void> ControlPlanes::run() {
         continue;
       }
       updateHooks(name);  // (the control plane may serve now: hooks that target it can run)
-      std::string now = observe(name).value_or(Json()).dump();
+      auto seen = observe(name);
+      std::string now = seen ? seen->toJson().dump() : std::string();
       if (reported_[name] != now) {
         reported_[name] = now;
         changed = true;

@@ -31,9 +31,9 @@ class ControlPlanes {
   ~ControlPlanes();
   /// Brings runtimes in line with the desired control planes in agent.db; wakes the loop.
   void sync();
-  /// What to report for control plane `name` ({conditions, endpoint, components}), or nullopt
-  /// when this agent does not run its type.
-  std::optional<nlohmann::json> observe(const std::string& name) const;
+  /// What to report for control plane `name` (its runtime's observations with its hooks'), or
+  /// nullopt when this agent does not run its type.
+  std::optional<protocol::StatusReport> observe(const std::string& name) const;
   /// Restarts, probes and reports until stop().
   net::awaitable<void> run();
   /// Ends run(); the programs keep running (an agent restart or upgrade adopts them).
@@ -59,7 +59,7 @@ class ControlPlanes {
   std::map<std::string, nlohmann::json> desired_;      // name -> the desired object
   std::map<std::string, std::unique_ptr<Runtime>> removing_;
   std::map<std::string, std::unique_ptr<kube::HookRunner>> hooks_;  // name -> its hooks (when it uses any)
-  std::map<std::string, std::string> reported_;       // name -> observe().dump() last seen by the loop
+  std::map<std::string, std::string> reported_;       // name -> observe() (as JSON) last seen by the loop
   std::set<std::string> deleting_;                     // desired, with a deletionTimestamp
   std::set<std::string> removed_;                      // deleting, and everything of it is gone
   net::steady_timer wake_;

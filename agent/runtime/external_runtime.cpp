@@ -117,24 +117,20 @@ net::awaitable<void> ExternalRuntime::probe() {
 
 bool ExternalRuntime::ready() const { return s_->ready; }
 
-Json ExternalRuntime::observe() const {
+protocol::StatusReport ExternalRuntime::observe() const {
   const State& s = *s_;
-  Json synced = {{"type", "Synced"}};
-  if (s.client) {
-    synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
-                   {"message", "adopted by this agent with a service-account token"}});
-  } else {
-    synced.update({{"status", "False"}, {"reason", "ReconcileError"},
-                   {"message", s.problem.empty() ? "adopting" : s.problem}});
+  protocol::ReportedCondition synced{"Synced", "True", "ReconcileSuccess", "adopted by this agent with a service-account token"};
+  if (!s.client) {
+    synced = {"Synced", "False", "ReconcileError", s.problem.empty() ? "adopting" : s.problem};
   }
   std::string reason = s.ready ? "Available" : s.client ? "Unavailable" : "Creating";
-  Json ready = {{"type", "Ready"}, {"status", s.ready ? "True" : "False"}, {"reason", reason},
-                {"message", s.client ? s.ready_message : "waiting for adoption"}};
-  Json out = {{"conditions", Json::array({synced, ready})}};
+  protocol::ReportedCondition ready{"Ready", s.ready ? "True" : "False", reason,
+                                    s.client ? s.ready_message : "waiting for adoption"};
+  protocol::StatusReport out;
+  out.conditions = {synced, ready};
   if (s.client) {
-    out["endpoint"] = s.client->server();
-    out["kubeconfig"] = {{"secretName", "admin-kubeconfig"},
-                         {"data", {{"kubeconfig", s.kubeconfig}, {"kubeconfig-incluster", s.kubeconfig}}}};
+    out.endpoint = s.client->server();
+    out.kubeconfig = {"admin-kubeconfig", {{"kubeconfig", s.kubeconfig}, {"kubeconfig-incluster", s.kubeconfig}}};
   }
   return out;
 }

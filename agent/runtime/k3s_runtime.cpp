@@ -127,13 +127,15 @@ Result<void> K3sRuntime::checkFixedPorts() const {
     return {};  // its own namespace, or it runs already and holds them itself
   }
   if (dedicated_ && embeddedEtcdPortsTaken()) {
-    return fail("backend dedicated runs k3s's embedded etcd, whose ports 2379-2382 are fixed, and another program "
+    return fail(Errc::Conflict,
+                "backend dedicated runs k3s's embedded etcd, whose ports 2379-2382 are fixed, and another program "
                 "holds them (another dedicated control plane on this host's network?): on the host's network a host "
                 "runs one; use backend shared, or isolate_control_planes (root)");
   }
   if (node_agent_) {
     if (nodeAgentResourcesTaken()) {
-      return fail("the host's node agent (kubelet) needs port 10250, 10248, 8472/udp and /run/k3s/containerd, which "
+      return fail(Errc::Conflict,
+                  "the host's node agent (kubelet) needs port 10250, 10248, 8472/udp and /run/k3s/containerd, which "
                   "are fixed and in use on this host (a kubelet or k3s of its own?): a host runs one kubelet; set "
                   "k3s_node_agent: false in agent.yaml, or stop the other");
     }
@@ -240,9 +242,7 @@ void K3sRuntime::ensure(const Json& cp) {
       return;
     }
     if (auto r = prepare(); !r) {
-      bool in_use = r.error().message.find("in use") != std::string::npos ||
-                    r.error().message.find("holds") != std::string::npos;
-      problem_reason_ = in_use ? "PortInUse" : "ReconcileError";
+      problem_reason_ = r.error().code == Errc::Conflict ? "PortInUse" : "ReconcileError";
       if (problem_ != r.error().message) {
         log::warn("cannot prepare a control plane", {{"controlPlane", name_}, {"error", r.error().message}});
       }
@@ -291,36 +291,31 @@ net::awaitable<void> K3sRuntime::probe() {
   ready_message_ = result.message;
 }
 
-Json K3sRuntime::observe() const {
+protocol::StatusReport K3sRuntime::observe() const {
   auto st = env_.supervisor.status(key());
-  Json synced = {{"type", "Synced"}};
+  protocol::ReportedCondition synced;
   if (!problem_.empty()) {
-    synced.update({{"status", "False"}, {"reason", problem_reason_}, {"message", problem_}});
+    synced = {"Synced", "False", problem_reason_, problem_};
   } else if (st.state == ProcessState::Failed) {
-    synced.update({{"status", "False"}, {"reason", "ReconcileError"}, {"message", "k3s cannot start: " + st.error}});
+    synced = {"Synced", "False", "ReconcileError", "k3s cannot start: " + st.error};
   } else {
-    synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
-                   {"message", "k3s server supervised by the agent" +
-                                   std::string(isolated_ ? " in its own network namespace" : " on the host's network") +
-                                   (node_agent_ ? ", running this host's node agent (kubelet)" : "") +
-                                   env_.limitsNote()}});
+    synced = {"Synced", "True", "ReconcileSuccess",
+              "k3s server supervised by the agent" +
+                  std::string(isolated_ ? " in its own network namespace" : " on the host's network") +
+                  (node_agent_ ? ", running this host's node agent (kubelet)" : "") + env_.limitsNote()};
   }
-  Json ready = {{"type", "Ready"},
-                {"status", ready_ ? "True" : "False"},
-                {"reason", ready_reason_},
-                {"message", ready_ ? "the API server answers /readyz" : ready_message_}};
-  Json component = {{"name", "k3s"}, {"state", toString(st.state)}, {"restarts", st.restarts}};
-  if (!st.last_exit.empty()) {
-    component["lastExit"] = st.last_exit;
-  }
-  Json out = {{"conditions", Json::array({synced, ready})}, {"components", Json::array({component})}};
+  protocol::StatusReport out;
+  out.conditions = {synced,
+                    {"Ready", ready_ ? "True" : "False", ready_reason_,
+                     ready_ ? "the API server answers /readyz" : ready_message_}};
+  out.components = {componentOf("k3s", st)};
   if (net_.prepared()) {
-    out["endpoint"] = net_.endpoint(env_);
+    out.endpoint = net_.endpoint(env_);
   }
   if (!kubeconfig_.empty()) {
     // As KubeFlex keeps a k3s control plane's: secret k3s-config, keys config and config-incluster
     // (a pod on this host reaches the control plane at the same advertised address).
-    out["kubeconfig"] = {{"secretName", "k3s-config"}, {"data", {{"config", kubeconfig_}, {"config-incluster", kubeconfig_}}}};
+    out.kubeconfig = {"k3s-config", {{"config", kubeconfig_}, {"config-incluster", kubeconfig_}}};
   }
   return out;
 }

@@ -38,7 +38,7 @@ class K3sRuntime final : public Runtime {
   void ensure(const nlohmann::json& cp) override;
   net::awaitable<void> probe() override;
   bool ready() const override { return ready_; }
-  nlohmann::json observe() const override;
+  protocol::StatusReport observe() const override;
   bool remove() override;
   void detach() override;
 
@@ -46,8 +46,11 @@ class K3sRuntime final : public Runtime {
   std::vector<std::string> commandLine(bool dedicated, uint16_t port) const;
 
  private:
+  /// Directory, token, ports and network; code Conflict (condition reason PortInUse) when a port
+  /// it needs is held by another program.
   Result<void> prepare();
-  /// On the host's network: the fixed ports of embedded etcd and of the node agent are free.
+  /// On the host's network: the fixed ports of embedded etcd and of the node agent are free (else
+  /// code Conflict).
   Result<void> checkFixedPorts() const;
   std::string key() const { return name_ + "/k3s"; }
   ProcessSpec spec(bool dedicated) const;

@@ -168,7 +168,7 @@ Result<void> K8sRuntime::prepare() {
     // On the host's network every port must be this control plane's own.
     auto kcm = persistentPort(env_, "cp/" + name_ + "/kcm-port", "127.0.0.1");
     if (!kcm) {
-      return fail("cannot pick a port for the controller manager: " + kcm.error().message);
+      return fail(kcm.error().code, "cannot pick a port for the controller manager: " + kcm.error().message);
     }
     kcm_port_ = *kcm;
   }
@@ -292,9 +292,7 @@ void K8sRuntime::ensure(const Json&) {
       }
     }
     if (auto r = prepare(); !r) {
-      setProblem(
-          r.error().message.find("in use") != std::string::npos ? "PortInUse" : "ReconcileError",
-          r.error().message);
+      setProblem(r.error().code == Errc::Conflict ? "PortInUse" : "ReconcileError", r.error().message);
       return;
     }
     prepared_ = true;
@@ -371,50 +369,38 @@ net::awaitable<void> K8sRuntime::probe() {
   ready_message_ = !result.ready ? result.message : down;
 }
 
-Json K8sRuntime::observe() const {
-  Json synced = {{"type", "Synced"}};
+protocol::StatusReport K8sRuntime::observe() const {
   std::string failed;
+  std::vector<protocol::Component> components;
   for (const char* c : {"kine", "kube-apiserver", "kube-controller-manager"}) {
     auto st = env_.supervisor.status(key(c));
     if (st.state == ProcessState::Failed) {
       failed = std::string(c) + " cannot start: " + st.error;
     }
+    components.push_back(componentOf(c, st));
   }
+  protocol::ReportedCondition synced;
   if (!problem_.empty()) {
-    synced.update({{"status", "False"}, {"reason", problem_reason_}, {"message", problem_}});
+    synced = {"Synced", "False", problem_reason_, problem_};
   } else if (!failed.empty()) {
-    synced.update({{"status", "False"}, {"reason", "ReconcileError"}, {"message", failed}});
+    synced = {"Synced", "False", "ReconcileError", failed};
   } else {
-    synced.update(
-        {{"status", "True"},
-         {"reason", "ReconcileSuccess"},
-         {"message",
-          "Kine, kube-apiserver and kube-controller-manager supervised by the agent, on database " +
-              database() + env_.limitsNote()}});
+    synced = {"Synced", "True", "ReconcileSuccess",
+              "Kine, kube-apiserver and kube-controller-manager supervised by the agent, on database " + database() +
+                  env_.limitsNote()};
   }
-  Json ready = {{"type", "Ready"},
-                {"status", ready_ ? "True" : "False"},
-                {"reason", ready_reason_},
-                {"message", ready_ ? "the API server answers /readyz" : ready_message_}};
-  Json components = Json::array();
-  for (const char* c : {"kine", "kube-apiserver", "kube-controller-manager"}) {
-    auto st = env_.supervisor.status(key(c));
-    Json comp = {{"name", c}, {"state", toString(st.state)}, {"restarts", st.restarts}};
-    if (!st.last_exit.empty()) {
-      comp["lastExit"] = st.last_exit;
-    }
-    components.push_back(comp);
-  }
-  Json out = {{"conditions", Json::array({synced, ready})}, {"components", components}};
+  protocol::StatusReport out;
+  out.conditions = {synced,
+                    {"Ready", ready_ ? "True" : "False", ready_reason_,
+                     ready_ ? "the API server answers /readyz" : ready_message_}};
+  out.components = std::move(components);
   if (net_.prepared()) {
-    out["endpoint"] = net_.endpoint(env_);
+    out.endpoint = net_.endpoint(env_);
   }
   if (!kubeconfig_.empty()) {
     // As KubeFlex keeps a k8s control plane's: secret admin-kubeconfig, keys kubeconfig and
     // kubeconfig-incluster.
-    out["kubeconfig"] = {
-        {"secretName", "admin-kubeconfig"},
-        {"data", {{"kubeconfig", kubeconfig_}, {"kubeconfig-incluster", kubeconfig_}}}};
+    out.kubeconfig = {"admin-kubeconfig", {{"kubeconfig", kubeconfig_}, {"kubeconfig-incluster", kubeconfig_}}};
   }
   return out;
 }

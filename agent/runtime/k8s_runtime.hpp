@@ -28,7 +28,7 @@ class K8sRuntime final : public Runtime {
   void ensure(const nlohmann::json& cp) override;
   net::awaitable<void> probe() override;
   bool ready() const override { return ready_; }
-  nlohmann::json observe() const override;
+  protocol::StatusReport observe() const override;
   bool remove() override;
   void detach() override;
 
@@ -38,6 +38,8 @@ class K8sRuntime final : public Runtime {
   ProcessSpec controllerManagerSpec() const;
 
  private:
+  /// Directory, ports, network and PKI; code Conflict (condition reason PortInUse) when a port it
+  /// needs is held by another program.
   Result<void> prepare();
   ProcessSpec componentSpec(const char* component, std::vector<std::string> argv, std::chrono::seconds grace) const;
   Result<void> makePki();

@@ -21,7 +21,7 @@ class ControlPlaneNetwork {
   /// Isolated: joins the namespace of the process of `adopt_pid_file` when it still runs (an
   /// agent restart), else makes one, and binds the relay. On the host's network: picks the host
   /// port, and with `api_port_follows` also makes sure PORT + 1 is free on 127.0.0.1 (k3s's
-  /// embedded API server listens there).
+  /// embedded API server listens there). Code Conflict when a port it needs is held by another program.
   Result<void> prepare(RuntimeEnv& env, const std::string& name, const std::filesystem::path& adopt_pid_file,
                        uint16_t inner_port, bool isolated, bool api_port_follows = false);
   bool isolated() const { return ns_ != nullptr; }
@@ -49,7 +49,8 @@ class ControlPlaneNetwork {
 bool unixReachable(const std::filesystem::path& path);
 
 /// A host port for `key` (e.g. "cp/NAME/kcm-port"), chosen once on `address` and kept in agent.db;
-/// with `next_free_on_loopback`, one whose successor is free on 127.0.0.1 too.
+/// with `next_free_on_loopback`, one whose successor is free on 127.0.0.1 too. Code Conflict when
+/// the host has no free port left.
 Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const std::string& address,
                                 bool next_free_on_loopback = false);
 

@@ -62,8 +62,10 @@ Result<std::shared_ptr<PortForward>> PortForward::open(net::any_io_executor ex, 
     f->acceptor_.listen(net::socket_base::max_listen_connections, ec);
   }
   if (ec) {
-    return fail("cannot listen on " + address + ":" + std::to_string(port) + ": " + ec.message() +
-                (ec == net::error::address_in_use ? " (another program holds the port)" : ""));
+    const bool in_use = ec == net::error::address_in_use;
+    return fail(in_use ? Errc::Conflict : Errc::Internal, "cannot listen on " + address + ":" + std::to_string(port) +
+                                                              ": " + ec.message() +
+                                                              (in_use ? " (another program holds the port)" : ""));
   }
   f->port_ = f->acceptor_.local_endpoint().port();
   net::co_spawn(ex, f->acceptLoop(), net::detached);

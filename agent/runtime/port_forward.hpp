@@ -19,7 +19,8 @@ namespace kflex::agent::runtime {
  */
 class PortForward : public std::enable_shared_from_this<PortForward> {
  public:
-  /// Binds ADDRESS:PORT (port 0: any free one) and starts accepting.
+  /// Binds ADDRESS:PORT (port 0: any free one) and starts accepting; code Conflict when another
+  /// program holds the port.
   static Result<std::shared_ptr<PortForward>> open(net::any_io_executor ex, const std::string& address, uint16_t port,
                                                    std::shared_ptr<const NetNamespace> ns, uint16_t target_port);
   ~PortForward();

@@ -79,7 +79,8 @@ Result<uint16_t> freePort(const std::string& address) {
     a.bind(ep, ec);
   }
   if (ec) {
-    return fail("cannot find a free port on " + address + ": " + ec.message());
+    return fail(ec == net::error::address_in_use ? Errc::Conflict : Errc::Internal,
+                "cannot find a free port on " + address + ": " + ec.message());
   }
   return a.local_endpoint().port();
 }

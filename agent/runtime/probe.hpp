@@ -40,7 +40,7 @@ class ReadyzProbe {
 /// token), verifying the server's certificate for that address. Deadline: `timeout`.
 net::awaitable<ProbeResult> probeReadyz(std::filesystem::path kubeconfig, std::string server,
                                         std::chrono::milliseconds timeout = std::chrono::seconds(3));
-/// A TCP port free on `address` now (the kernel's choice).
+/// A TCP port free on `address` now (the kernel's choice); code Conflict when none is left.
 Result<uint16_t> freePort(const std::string& address);
 /// Whether a TCP (or UDP) listener could bind ADDRESS:PORT now (SO_REUSEADDR, as Go's listeners).
 bool portFree(const std::string& address, uint16_t port, bool udp = false);

@@ -14,6 +14,7 @@
 #include "agent/runtime/supervisor.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
+#include "shared/protocol/messages.hpp"
 
 namespace kflex::agent {
 class AgentState;
@@ -40,6 +41,9 @@ struct RuntimeConfig {
 /// The path of program `name`: programs[name], else bin_dir/name.
 std::filesystem::path programPath(const std::filesystem::path& bin_dir,
                                   const std::map<std::string, std::string>& programs, const std::string& name);
+
+/// A supervised program as a status report names it.
+protocol::Component componentOf(const std::string& name, const ProcessStatus& status);
 
 /// What every runtime gets from the agent.
 struct RuntimeEnv {
@@ -71,8 +75,9 @@ class Runtime {
   virtual net::awaitable<void> probe() = 0;
   /// Whether the last probe found it Ready.
   virtual bool ready() const = 0;
-  /// The status report's body: conditions (Synced, Ready), endpoint, components.
-  virtual nlohmann::json observe() const = 0;
+  /// What it observed: conditions (Synced, Ready), endpoint, components, kubeconfig (the
+  /// reconciler fills in the control plane's name and generation).
+  virtual protocol::StatusReport observe() const = 0;
   /// Stops the programs and removes the data; true once everything is gone. Called repeatedly.
   virtual bool remove() = 0;
   /// The agent stops: let go of what the agent itself holds (relays), leave the programs running.

@@ -601,29 +601,28 @@ net::awaitable<void> VClusterRuntime::probe() {
 
 bool VClusterRuntime::ready() const { return s_->ready; }
 
-Json VClusterRuntime::observe() const {
+protocol::StatusReport VClusterRuntime::observe() const {
   const State& s = *s_;
-  Json synced = {{"type", "Synced"}};
+  protocol::ReportedCondition synced;
   if (!s.problem.empty()) {
-    synced.update({{"status", "False"}, {"reason", "ReconcileError"}, {"message", s.problem}});
+    synced = {"Synced", "False", "ReconcileError", s.problem};
   } else {
-    synced.update({{"status", "True"}, {"reason", "ReconcileSuccess"},
-                   {"message", s.phase + " (namespace " + s.ns + (s.cluster ? " of " + s.cluster->server() : "") +
-                                   (s.service_cidr.empty() ? "" : ", Service range " + s.service_cidr) +
-                                   s.service_cidr_note + s.volume_note + ")"}});
+    synced = {"Synced", "True", "ReconcileSuccess",
+              s.phase + " (namespace " + s.ns + (s.cluster ? " of " + s.cluster->server() : "") +
+                  (s.service_cidr.empty() ? "" : ", Service range " + s.service_cidr) + s.service_cidr_note +
+                  s.volume_note + ")"};
   }
   std::string reason = s.removing ? "Deleting" : s.ready ? "Available" : s.kubeconfig.empty() ? "Creating" : "Unavailable";
-  Json ready = {{"type", "Ready"}, {"status", s.ready ? "True" : "False"}, {"reason", reason},
-                {"message", s.kubeconfig.empty() && !s.removing ? s.phase : s.ready_message}};
-  Json out = {{"conditions", Json::array({synced, ready})},
-              {"components", Json::array({{{"name", "vcluster"},
-                                           {"state", s.ready ? "Running" : s.kubeconfig.empty() ? "Starting" : "Unhealthy"},
-                                           {"restarts", 0}}})}};
+  protocol::StatusReport out;
+  out.conditions = {synced,
+                    {"Ready", s.ready ? "True" : "False", reason,
+                     s.kubeconfig.empty() && !s.removing ? s.phase : s.ready_message}};
+  out.components = {{"vcluster", s.ready ? "Running" : s.kubeconfig.empty() ? "Starting" : "Unhealthy", 0, std::nullopt}};
   if (s.vcluster) {
-    out["endpoint"] = s.vcluster->server();
+    out.endpoint = s.vcluster->server();
   }
   if (!s.kubeconfig.empty()) {
-    out["kubeconfig"] = {{"secretName", kSecret}, {"data", {{"config", s.kubeconfig}, {"config-incluster", s.incluster}}}};
+    out.kubeconfig = {kSecret, {{"config", s.kubeconfig}, {"config-incluster", s.incluster}}};
   }
   return out;
 }

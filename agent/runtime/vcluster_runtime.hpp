@@ -32,7 +32,7 @@ class VClusterRuntime final : public Runtime {
   void ensure(const nlohmann::json& cp) override;
   net::awaitable<void> probe() override;
   bool ready() const override;
-  nlohmann::json observe() const override;
+  protocol::StatusReport observe() const override;
   bool remove() override;
   void detach() override {}
 

@@ -19,7 +19,8 @@
 #include "shared/common/version.hpp"
 #include "shared/kube/hooks.hpp"
 #include "shared/model/conditions.hpp"
-#include "shared/protocol/link.hpp"
+#include "shared/model/control_plane_types.hpp"
+#include "shared/protocol/messages.hpp"
 #include "shared/tls/lean_stream.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -78,16 +79,14 @@ std::string agentOf(const ObjectRecord& rec) {
 }
 
 // A snapshot or delta frame, built around the stored bytes (never re-serialized per agent).
-std::string desiredFrame(const char* type, uint64_t id, int64_t revision, const std::vector<ObjectPtr>& upserts,
+std::string desiredFrame(bool snapshot, uint64_t id, int64_t revision, const std::vector<ObjectPtr>& upserts,
                          const std::vector<std::string>& deletes) {
-  std::string out = "{\"v\":" + std::to_string(protocol::kVersion) + ",\"type\":\"" + type + "\",\"id\":\"" +
-                    std::to_string(id) + "\",\"rev\":" + std::to_string(revision) + ",\"body\":{\"" +
-                    (std::string(type) == protocol::msg::kSnapshot ? "controlPlanes" : "upserts") + "\":[";
-  for (size_t i = 0; i < upserts.size(); ++i) {
-    out += (i == 0 ? "" : ",") + upserts[i]->bytes;
+  std::vector<const std::string*> objects;
+  objects.reserve(upserts.size());
+  for (const auto& o : upserts) {
+    objects.push_back(&o->bytes);
   }
-  out += "],\"deletes\":" + Json(deletes).dump() + "}}";
-  return out;
+  return protocol::encodeDesired(snapshot, id, revision, objects, deletes);
 }
 
 // The completion handler of one of the gateway's own tasks: logs how it failed.
@@ -325,7 +324,7 @@ void AgentGateway::close(const std::shared_ptr<Session>& s, std::string code, st
     if (s->closing) {
       return;
     }
-    std::string err = protocol::errorMessage(code, message);
+    std::string err = protocol::encode(protocol::ErrorBody{code, message}, ++s->seq);
     s->queued += err.size();
     s->queue.push_back(std::move(err));
     s->close_code = std::move(code);
@@ -428,7 +427,7 @@ net::awaitable<bool> AgentGateway::onMessage(const std::shared_ptr<Session>& s, 
       close(s, protocol::code::kProtocol, "hello was already sent on this link");
       co_return false;
     }
-    co_return co_await onHello(s, env.body);
+    co_return co_await onHello(s, env);
   }
   if (type == protocol::msg::kLease) {
     co_await onLease(s);
@@ -444,10 +443,10 @@ net::awaitable<bool> AgentGateway::onMessage(const std::shared_ptr<Session>& s, 
     co_return true;
   }
   if (type == protocol::msg::kStatus) {
-    co_return co_await onStatus(s, env.body);
+    co_return co_await onStatus(s, env);
   }
   if (type == protocol::msg::kCsr) {
-    co_return co_await onCsr(s, env.body);
+    co_return co_await onCsr(s, env);
   }
   close(s, protocol::code::kProtocol, "message type " + type + " is not expected from an agent by this hub");
   co_return false;
@@ -492,8 +491,8 @@ net::awaitable<void> AgentGateway::onLease(const std::shared_ptr<Session>& s) {
   }
 }
 
-net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, const Json& body) {
-  auto decoded = protocol::helloFromJson(body);
+net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, const protocol::Envelope& env) {
+  auto decoded = protocol::bodyOf<protocol::Hello>(env);
   if (!decoded) {
     log::warn("agent protocol error", {{"agent", s->name}, {"error", decoded.error().message}});
     close(s, protocol::code::kProtocol, decoded.error().message);
@@ -554,38 +553,34 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     co_return false;
   }
   s->persisted_at = now;
-  Json welcome = {{"leaseRenewSeconds", options_.lease_renew.count()},
-                  {"leaseDurationSeconds", options_.lease_duration.count()},
-                  {"hubVersion", kVersion},
-                  {"certificateExpired", s->expired_cert}};
-  send(s, protocol::encode(protocol::msg::kWelcome, std::to_string(++s->seq), store_.revision(), std::move(welcome)));
+  protocol::Welcome welcome{options_.lease_renew.count(), options_.lease_duration.count(), kVersion, s->expired_cert};
+  send(s, protocol::encode(welcome, ++s->seq, store_.revision()));
   // After a CA rotation: the agent learns the new bundle, and renews at once when its
   // certificate comes from another CA than the current one.
   std::string bundle = enrollment_.caBundle();
   bool renew = !s->ca_pin.empty() && s->ca_pin != enrollment_.caPin();
   if (renew || hello.ca_bundle_hash != tls::sha256Hex(bundle)) {
     log::info("sending the agent the hub's CA bundle", {{"agent", s->name}, {"renew_certificate", renew ? "true" : "false"}});
-    send(s, protocol::encode(protocol::msg::kCaBundle, std::to_string(++s->seq), 0,
-                             {{"caBundle", bundle}, {"renewCertificate", renew}}));
+    send(s, protocol::encode(protocol::CaBundle{bundle, renew}, ++s->seq));
   }
   s->hello_done = true;
   initialSync(s, acked);
   co_return true;
 }
 
-net::awaitable<bool> AgentGateway::onCsr(const std::shared_ptr<Session>& s, const Json& body) {
+net::awaitable<bool> AgentGateway::onCsr(const std::shared_ptr<Session>& s, const protocol::Envelope& env) {
   auto now = std::chrono::steady_clock::now();
   if (s->last_csr != std::chrono::steady_clock::time_point{} && now - s->last_csr < std::chrono::seconds(10)) {
     close(s, protocol::code::kProtocol, "certificate requests are limited to one per 10 seconds");
     co_return false;
   }
   s->last_csr = now;
-  auto decoded = protocol::csrFromJson(body);
+  auto decoded = protocol::bodyOf<protocol::Csr>(env);
   if (!decoded) {
     close(s, protocol::code::kProtocol, decoded.error().message);
     co_return false;
   }
-  const std::string& csr_pem = decoded.value();
+  const std::string& csr_pem = decoded->csr_pem;
   auto csr = tls::inspectCsr(csr_pem);
   if (!csr) {
     close(s, protocol::code::kProtocol, "the certificate signing request is not usable: " + csr.error().message);
@@ -610,8 +605,7 @@ net::awaitable<bool> AgentGateway::onCsr(const std::shared_ptr<Session>& s, cons
     co_return true;
   }
   log::info("agent certificate renewed", {{"agent", s->name}, {"not_after", not_after}});
-  send(s, protocol::encode(protocol::msg::kCertificate, std::to_string(++s->seq), store_.revision(),
-                           {{"certificate", cert.value()}, {"caBundle", enrollment_.caBundle()}}));
+  send(s, protocol::encode(protocol::Certificate{cert.value(), enrollment_.caBundle()}, ++s->seq, store_.revision()));
   co_return true;
 }
 
@@ -646,7 +640,7 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
       }
     }
     at = rev;
-    send(s, desiredFrame(protocol::msg::kSnapshot, ++s->seq, at, withAttachments(std::move(mine)), {}));
+    send(s, desiredFrame(true, ++s->seq, at, withAttachments(std::move(mine)), {}));
   } else {
     // Collapse the replay to the last state per control plane.
     std::map<std::string, EventPtr> last;
@@ -676,7 +670,7 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
         }
       }
     }
-    send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, at, withAttachments(std::move(upserts)), deletes));
+    send(s, desiredFrame(false, ++s->seq, at, withAttachments(std::move(upserts)), deletes));
   }
   s->synced = at;
   auto early = std::move(s->early);
@@ -710,7 +704,7 @@ void AgentGateway::deliver(const std::shared_ptr<Session>& s, const EventPtr& ev
   } else {
     upserts.push_back(ev->object);
   }
-  send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, ev->revision, withAttachments(std::move(upserts)), deletes));
+  send(s, desiredFrame(false, ++s->seq, ev->revision, withAttachments(std::move(upserts)), deletes));
   s->synced = ev->revision;
 }
 
@@ -728,7 +722,7 @@ std::vector<ObjectPtr> AgentGateway::withAttachments(std::vector<ObjectPtr> obje
     }
     bool changed = false;
     const Json ref = cp["spec"].value("bootstrapSecretRef", Json::object());
-    if (bootstrap && model::servedByAgent(cp) && cp["spec"].value("type", "") == "external") {
+    if (bootstrap && model::servedByAgent(cp) && model::isAdopted(cp["spec"].value("type", ""))) {
       auto data = secrets_->bootstrap(ref.value("name", ""));
       std::string key = ref.value("inClusterKey", "kubeconfig-incluster");
       if (data && data->count(key)) {
@@ -787,12 +781,12 @@ void AgentGateway::progress(const std::shared_ptr<Session>& s, int64_t revision)
   if (s->synced < 0 || revision <= s->synced) {
     return;
   }
-  send(s, desiredFrame(protocol::msg::kDelta, ++s->seq, revision, {}, {}));
+  send(s, desiredFrame(false, ++s->seq, revision, {}, {}));
   s->synced = revision;
 }
 
-net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, const Json& body) {
-  auto decoded = protocol::statusReportFromJson(body);
+net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, const protocol::Envelope& env) {
+  auto decoded = protocol::bodyOf<protocol::StatusReport>(env);
   if (!decoded) {
     log::warn("agent protocol error", {{"agent", s->name}, {"error", decoded.error().message}});
     close(s, protocol::code::kProtocol, decoded.error().message);
@@ -891,7 +885,7 @@ void AgentGateway::ackStatus(const std::weak_ptr<Session>& link, int64_t seq) {
     return;  // that link is gone; the agent sends the report again on its next one
   }
   net::dispatch(s->ws.get_executor(), [this, s, seq] {
-    send(s, protocol::encode(protocol::msg::kStatusAck, std::to_string(++s->seq), 0, {{"seq", seq}}));
+    send(s, protocol::encode(protocol::StatusAck{seq}, ++s->seq));
   });
 }
 
@@ -907,7 +901,7 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
     Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
     if (cp.is_object() && cp.value("status", Json::object()).value("agent", "") == agent) {
       auto stored = co_await secrets_->put(name, cp["metadata"].value("uid", ""), secret_name, data);
-      if (stored && cp["spec"].value("type", "") == "external") {
+      if (stored && model::isAdopted(cp["spec"].value("type", ""))) {
         // Adopted by the agent: the bootstrap credential has served its purpose.
         std::string bootstrap = cp["spec"].value("bootstrapSecretRef", Json::object()).value("name", "");
         if (!bootstrap.empty() && secrets_->bootstrap(bootstrap)) {
@@ -929,6 +923,10 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
     }
   }
   const std::string agents_key = resourceKey(agents_);
+  const Json endpoint = report.endpoint ? Json(*report.endpoint) : Json();
+  const Json components = report.componentsJson();
+  const Json hook_states = report.hook_states ? Json(*report.hook_states) : Json();
+  const Json hooks_done = report.hooks_done ? Json(*report.hooks_done) : Json();
   co_await api_.changeStatus(cps_, name, [&](Json& obj) {
     Json& status = obj["status"];
     if (!status.is_object() || status.value("agent", "") != agent || !store_.get(agents_key, agent)) {
@@ -942,16 +940,16 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
       status["observedGeneration"] = report.observed_generation;
       changed = true;
     }
-    for (const auto& [key, value] : {std::pair<const char*, const Json*>{"endpoint", &report.endpoint},
-                                     {"components", &report.components}, {"secretRef", &secret_ref},
-                                     {"postCreateHooks", &report.hook_states},
-                                     {"postCreateHookCompleted", &report.hooks_done}}) {
+    for (const auto& [key, value] : {std::pair<const char*, const Json*>{"endpoint", &endpoint},
+                                     {"components", &components}, {"secretRef", &secret_ref},
+                                     {"postCreateHooks", &hook_states},
+                                     {"postCreateHookCompleted", &hooks_done}}) {
       if (!value->is_null() && status.value(key, Json()) != *value) {
         status[key] = *value;
         changed = true;
       }
     }
-    if (report.hook_states.is_null() && status.contains("postCreateHooks")) {
+    if (!report.hook_states && status.contains("postCreateHooks")) {
       // It uses no hooks (any more).
       status.erase("postCreateHooks");
       status.erase("postCreateHookCompleted");
@@ -969,7 +967,9 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
     return changed;
   });
   // As upstream, a hook's labels go onto the control plane once it ran.
-  co_await copyHookLabels(api_, store_, cps_, name, report.hook_labels);
+  // (Made before the co_await: GCC 12 miscompiles a conditional expression's temporary there.)
+  Json hook_labels = report.hook_labels ? Json(*report.hook_labels) : Json();
+  co_await copyHookLabels(api_, store_, cps_, name, std::move(hook_labels));
   // The agent has stopped it and removed its data: the deletion can finish.
   if (report.removed) {
     auto rec = store_.get(resourceKey(cps_), name);

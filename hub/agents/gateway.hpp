@@ -15,7 +15,7 @@
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
-#include "shared/protocol/link.hpp"
+#include "shared/protocol/messages.hpp"
 
 namespace kflex::hub {
 
@@ -68,10 +68,10 @@ class AgentGateway {
   net::awaitable<void> writeLoop(std::shared_ptr<Session> s);
   /// Acts on one message from the agent; false when the link is to end (closed with a reason).
   net::awaitable<bool> onMessage(const std::shared_ptr<Session>& s, const protocol::Envelope& env);
-  net::awaitable<bool> onHello(const std::shared_ptr<Session>& s, const Json& body);
+  net::awaitable<bool> onHello(const std::shared_ptr<Session>& s, const protocol::Envelope& env);
   net::awaitable<void> onLease(const std::shared_ptr<Session>& s);
-  net::awaitable<bool> onCsr(const std::shared_ptr<Session>& s, const Json& body);
-  net::awaitable<bool> onStatus(const std::shared_ptr<Session>& s, const Json& body);
+  net::awaitable<bool> onCsr(const std::shared_ptr<Session>& s, const protocol::Envelope& env);
+  net::awaitable<bool> onStatus(const std::shared_ptr<Session>& s, const protocol::Envelope& env);
   /// Hands a checked report to its agent's status writer (started when none runs).
   void offerStatus(const std::shared_ptr<Session>& s, protocol::StatusReport&& report);
   /// Writes the reports of one agent as its StatusLimiter allows, until none waits and the

@@ -46,13 +46,8 @@ constexpr std::chrono::milliseconds kResync{60000};
 }  // namespace
 
 Reservation reservationFor(const std::string& type) {
-  if (type == "external") {
-    return {0, 0};  // probed from the agent, run elsewhere
-  }
-  if (type == "k8s") {
-    return {1000, int64_t(1) << 30};
-  }
-  return {500, int64_t(512) << 20};
+  const model::ControlPlaneType* t = model::findControlPlaneType(type);
+  return t != nullptr ? t->reservation : Reservation{500, int64_t(512) << 20};
 }
 
 std::optional<int64_t> parseQuantity(const std::string& q, bool millis) { return model::parseQuantity(q, millis); }
@@ -227,7 +222,7 @@ void PlacementController::observeControlPlane(const ObjectRecord& rec, bool dele
   v.deleting = (*f)[2].present;
   v.agent_wanted = text(3);
   v.agent_selector = text(4);
-  bool placeable = model::runsOnAgent(v.type) || (v.type == "external" && !v.agent_wanted.empty());
+  bool placeable = model::runsOnAgent(v.type) || (model::isAdopted(v.type) && !v.agent_wanted.empty());
   // Only what placement decides on counts: its own status writes (and agents' reports) do not.
   bool relevant = old == cps_view_.end() || old->second.agent != v.agent || old->second.deleting != v.deleting ||
                   old->second.type != v.type || old->second.agent_wanted != v.agent_wanted ||
@@ -395,6 +390,7 @@ PlacementController::Choice PlacementController::decide(const std::string& type,
   std::string what = !wanted.empty() ? "agent \"" + wanted + "\"" : !selector_text.empty() ? "agents matching \"" + selector_text + "\"" : "agents";
   if (!selector) {
     c.why = "the agent selector is not valid: " + selector.error().message;
+    c.reason = model::kReasonInvalidSelector;
   } else if (matching == 0) {
     c.why = !wanted.empty()          ? "agent \"" + wanted + "\" is not enrolled"
             : !selector_text.empty() ? "no enrolled agent matches \"" + selector_text + "\""
@@ -402,6 +398,7 @@ PlacementController::Choice PlacementController::decide(const std::string& type,
   } else if (able == 0) {
     c.why = "none of the " + what + " can run " + type + " control planes (vcluster needs cluster_kubeconfig, k8s "
             "postgres_dsn on the agent; see kubectl get agents -o yaml, status.controlPlaneTypes)";
+    c.reason = model::kReasonNoAgentForType;
   } else if (ready == 0) {
     c.why = "none of the " + what + " is Ready and schedulable";
   } else {
@@ -437,10 +434,12 @@ bool placementConditions(Json& status, const std::string& value, const std::stri
   return changed;
 }
 
-// Writes a decision into a control plane's status; false when it says so already.
+// Writes a decision into a control plane's status (`reason`: Scheduled's when nothing fits); false
+// when it says so already.
 // (observedGeneration and conditions are required by the upstream status schema.) Synced and
 // Ready are there from the first write, so that `kubectl get cp` never shows them blank.
-bool recordChoice(Json& status, const std::string& agent, const std::string& why, const std::string& now) {
+bool recordChoice(Json& status, const std::string& agent, const std::string& why, const std::string& reason,
+                  const std::string& now) {
   if (!status.is_object()) {
     status = Json::object();
   }
@@ -453,7 +452,7 @@ bool recordChoice(Json& status, const std::string& agent, const std::string& why
     placementConditions(status, "Unknown", "Pending", "placed on agent " + agent + "; waiting for its first report", now);
     return true;
   }
-  bool changed = model::setCondition(status, "Scheduled", "False", "Unschedulable", why, now, true);
+  bool changed = model::setCondition(status, "Scheduled", "False", reason, why, now, true);
   return placementConditions(status, "False", "Unschedulable", why, now) || changed;
 }
 
@@ -485,7 +484,7 @@ uint64_t PlacementController::admit(Json& object, bool dry_run) {
     wanted = a->value(model::kAgentAnnotation, "");
     selector = a->value(model::kAgentSelectorAnnotation, "");
   }
-  if (!model::runsOnAgent(type) && !(type == "external" && !wanted.empty())) {
+  if (!model::runsOnAgent(type) && !(model::isAdopted(type) && !wanted.empty())) {
     initialConditions(object, formatTime(clock_.now()));  // the hub's own controller takes it from here
     return 0;
   }
@@ -506,7 +505,7 @@ uint64_t PlacementController::admit(Json& object, bool dry_run) {
       in_flight_[name] = InFlight{c.agent, c.need, ticket, agents_epoch_, std::chrono::steady_clock::now(), true};
     }
   }
-  recordChoice(object["status"], c.agent, c.why, formatTime(clock_.now()));
+  recordChoice(object["status"], c.agent, c.why, c.reason, formatTime(clock_.now()));
   return ticket;
 }
 
@@ -565,7 +564,7 @@ net::awaitable<Outcome> PlacementController::place(std::string name) {
       if (status.is_object() && !status.value("agent", "").empty()) {
         return false;  // placed meanwhile
       }
-      return recordChoice(obj["status"], chosen, why, now);
+      return recordChoice(obj["status"], chosen, why, choice.reason, now);
     });
   } catch (const std::exception& e) {
     log::warn("cannot record a placement decision", {{"control_plane", name}, {"error", e.what()}});

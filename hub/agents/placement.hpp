@@ -16,15 +16,14 @@
 #include "hub/controller/controller.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
+#include "shared/model/control_plane_types.hpp"
 
 namespace kflex::hub {
 
 /// What a control plane of each type reserves on its agent, for placement by free capacity.
-struct Reservation {
-  int64_t cpu_millis = 0;
-  int64_t memory_bytes = 0;
-};
-/// k8s: 1 CPU and 1 GiB; k3s and vcluster: 500m and 512 MiB.
+using Reservation = model::Resources;
+/// The type table's reservation (k8s: 1 CPU and 1 GiB; k3s and vcluster: 500m and 512 MiB;
+/// external: none, it runs elsewhere); 500m and 512 MiB for a type kflex does not know.
 Reservation reservationFor(const std::string& type);
 /// Parses a Kubernetes quantity ("2", "500m", "16Gi", "1024Ki", "1e3"); nullopt when malformed.
 std::optional<int64_t> parseQuantity(const std::string& q, bool millis);
@@ -94,6 +93,7 @@ class PlacementController : public CreateAdmission {
   struct Choice {
     std::string agent;  // "" when nothing fits
     std::string why;    // why nothing fits
+    std::string reason = model::kReasonUnschedulable;  // ... as the Scheduled condition's reason
     Reservation need;
   };
   // A decision not yet seen in the watch: the create or status write carrying it is on its way.

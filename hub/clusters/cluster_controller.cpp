@@ -10,6 +10,7 @@
 #include "shared/common/util.hpp"
 #include "shared/kube/hooks.hpp"
 #include "shared/model/conditions.hpp"
+#include "shared/model/control_plane_types.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::hub {
@@ -26,13 +27,20 @@ const model::ResourceType& controlPlanes(const model::Registry& r) {
 
 std::string typeOf(const Json& cp) { return cp.value("spec", Json::object()).value("type", ""); }
 
-// False when a stored control plane is certainly neither external nor host (no such type field
-// anywhere in its compact JSON).
+// False when a stored control plane is certainly of no type the hub serves (external, host): no
+// such type field anywhere in its compact JSON.
 bool mayBeServedHere(const std::string& bytes) {
-  auto has = [&bytes](std::string_view needle) {
+  static const std::vector<std::string> needles = [] {
+    std::vector<std::string> out;
+    auto by_hub = [](const model::ControlPlaneType& t) { return t.runs_on == model::RunsOn::Hub; };
+    for (const auto& name : model::typeNames(by_hub)) {
+      out.push_back(R"("type":")" + name + "\"");
+    }
+    return out;
+  }();
+  return std::any_of(needles.begin(), needles.end(), [&bytes](const std::string& needle) {
     return ::memmem(bytes.data(), bytes.size(), needle.data(), needle.size()) != nullptr;
-  };
-  return has(R"("type":"external")") || has(R"("type":"host")");
+  });
 }
 
 // A control plane served here (external or host, and not an external one an agent adopts),
@@ -43,7 +51,7 @@ Json servedHere(const ObjectRecord& rec) {
   }
   Json cp = Json::parse(rec.bytes, nullptr, false);
   std::string type = cp.is_object() ? typeOf(cp) : "";
-  if ((type != "external" && type != "host") || model::servedByAgent(cp)) {
+  if (!model::servedByHub(type) || model::servedByAgent(cp)) {
     return nullptr;
   }
   return cp;
@@ -197,7 +205,7 @@ net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Jso
 
   if (cp["metadata"].contains("deletionTimestamp")) {
     st->hooks.reset();
-    if (type == "host") {
+    if (!model::isAdopted(type)) {  // (host)
       auto down = co_await tearDownHost(name);
       if (!down) {
         log::warn("cannot remove a host control plane's account from the hosting cluster; retrying (kflex delete "
@@ -232,7 +240,7 @@ net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Jso
   if (!creds) {
     // (No co_await inside ?: — GCC 12 miscompiles it.)
     Result<std::map<std::string, std::string>> made = fail("");
-    if (type == "external") {
+    if (model::isAdopted(type)) {
       made = co_await adopt(name, cp);
     } else {
       made = co_await setUpHost(name, cp);
@@ -252,7 +260,7 @@ net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Jso
       log::error("cannot store a control plane's kubeconfig", {{"controlPlane", name}, {"error", stored.error().message}});
       co_return retry_later;
     }
-    if (type == "external") {
+    if (model::isAdopted(type)) {
       // Used once: the bootstrap credential (often a cluster owner's) is gone from the hub.
       std::string bootstrap = cp["spec"].value("bootstrapSecretRef", Json::object()).value("name", "");
       co_await secrets_.removeBootstrap(bootstrap);
@@ -277,16 +285,14 @@ net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Jso
   }
   auto ready = co_await st->client->getRaw("/readyz");
   std::string server = st->client->server();
-  Json observed = {{"conditions", Json::array()}};
-  observed["conditions"].push_back({{"type", "Synced"}, {"status", "True"}, {"reason", "ReconcileSuccess"},
-                                    {"message", type == "external" ? "adopted with a service-account token"
-                                                                   : "the hosting cluster's admin account is ready"}});
+  protocol::StatusReport observed;
+  observed.conditions.push_back({"Synced", "True", "ReconcileSuccess",
+                                 model::isAdopted(type) ? "adopted with a service-account token"
+                                                        : "the hosting cluster's admin account is ready"});
   if (ready) {
-    observed["conditions"].push_back(
-        {{"type", "Ready"}, {"status", "True"}, {"reason", "Available"}, {"message", "/readyz answered ok"}});
+    observed.conditions.push_back({"Ready", "True", "Available", "/readyz answered ok"});
   } else {
-    observed["conditions"].push_back(
-        {{"type", "Ready"}, {"status", "False"}, {"reason", "Unavailable"}, {"message", ready.error().message}});
+    observed.conditions.push_back({"Ready", "False", "Unavailable", ready.error().message});
   }
   std::string serving_kubeconfig = ready ? kubeconfig : std::string();
   Json hook_report = updateHooks(name, cp, *st, *creds, serving_kubeconfig);
@@ -294,12 +300,14 @@ net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Jso
   co_await report(name, uid, [&](Json& obj) {
     Json& status = obj["status"];
     bool changed = false;
-    for (const auto& c : observed["conditions"]) {
-      changed |= model::setCondition(status, c["type"], c["status"], c["reason"], c.value("message", ""), stamp, true);
+    for (const auto& c : observed.conditions) {
+      changed |= model::setCondition(status, c.type, c.status, c.reason, c.message, stamp, true);
     }
-    for (const char* key : {"postCreateHooks", "postCreateHookCompleted"}) {
-      if (observed.contains(key) && status.value(key, Json()) != observed[key]) {
-        status[key] = observed[key];
+    for (const auto& [key, value] :
+         {std::pair<const char*, Json>{"postCreateHooks", observed.hook_states ? Json(*observed.hook_states) : Json()},
+          {"postCreateHookCompleted", observed.hooks_done ? Json(*observed.hooks_done) : Json()}}) {
+      if (!value.is_null() && status.value(key, Json()) != value) {
+        status[key] = value;
         changed = true;
       }
     }
@@ -313,8 +321,9 @@ net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Jso
     }
     return changed;
   });
-  Json labels = observed.value("hookLabels", Json::object());
-  co_await copyHookLabels(api_, store_, cps_, name, labels);
+  // (Made before the co_await: GCC 12 miscompiles a conditional expression's temporary there.)
+  Json hook_labels = observed.hook_labels ? Json(*observed.hook_labels) : Json();
+  co_await copyHookLabels(api_, store_, cps_, name, std::move(hook_labels));
   co_return Outcome::requeueAfter(ready ? options_.probe_period : options_.retry);
 }
 

@@ -385,6 +385,11 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
   std::unordered_map<std::string, ObjectPtr> staged;  // key -> new version (nullptr: deleted)
   int64_t next = committed_;
   std::string storage_error;
+  bool disk_full = false;  // storage_error says the disk is full (a later statement resets SQLite's code)
+  auto noteStorageError = [&] {
+    storage_error = db_->lastError();
+    disk_full = (db_->lastErrorCode() & 0xff) == SQLITE_FULL;  // (of the last error, as its message)
+  };
 
   auto current = [&](const PendingWrite& w) -> ObjectPtr {
     std::string key = w.resource + "\n" + w.name;
@@ -442,7 +447,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     // A current version at or below the compacted revision was kept only as the object's body;
     // superseded now, it goes (compaction never visits that range again).
     if (cur && cur->revision <= disk_compacted_ && !statements_->drop_event.bind(1, cur->revision).run()) {
-      storage_error = db_->lastError();
+      noteStorageError();
       break;
     }
     auto event = std::make_shared<Event>();
@@ -460,7 +465,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
       event->object = rec;
       staged[w.resource + "\n" + w.name] = rec;
       if (!put->bind(1, w.resource).bind(2, w.name).bind(3, next).run()) {
-        storage_error = db_->lastError();
+        noteStorageError();
       }
     } else {
       // Delete: the event carries the last state at the deletion revision.
@@ -470,13 +475,13 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
       event->object = makeRecord(w.resource, w.name, next, last);
       staged[w.resource + "\n" + w.name] = nullptr;
       if (!del->bind(1, w.resource).bind(2, w.name).run()) {
-        storage_error = db_->lastError();
+        noteStorageError();
       }
     }
     if (storage_error.empty() &&
         !ev->bind(1, next).bind(2, int64_t(event->type)).bind(3, w.resource).bind(4, w.name)
              .bindBlob(5, event->object->bytes).run()) {
-      storage_error = db_->lastError();
+      noteStorageError();
     }
     out.decision = std::move(d);
     out.object = event->object;
@@ -488,7 +493,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     if (keep_from > disk_compacted_ + int64_t(options_.event_retention / 10 + 1)) {
       group.compact_to = keep_from;
       if (!statements_->compact.bind(1, disk_compacted_).bind(2, group.compact_to).run()) {
-        storage_error = db_->lastError();
+        noteStorageError();
       }
     }
     // The meta row (a page of its own) is written only with a compaction; otherwise the newest
@@ -497,11 +502,12 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     if (storage_error.empty() && group.compact_to > 0 &&
         (!m->bind(1, next).bind(2, std::string_view("revision")).run() ||
          !m->bind(1, group.compact_to).bind(2, std::string_view("compacted")).run())) {
-      storage_error = db_->lastError();
+      noteStorageError();
     }
     if (storage_error.empty()) {
       if (auto r = txn->commit(); !r) {
         storage_error = r.error().message;
+        disk_full = r.error().code == Errc::NoSpace;
       }
     }
   }
@@ -514,7 +520,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
       r.decision.status = 500;
       r.decision.reason = "InternalError";
       r.decision.message = "the write was not stored: " + storage_error;
-      if (db_->lastErrorCode() == SQLITE_FULL || storage_error.find("disk is full") != std::string::npos) {
+      if (db_->lastErrorCode() == SQLITE_FULL || disk_full) {
         r.decision.message += " (the hub's data disk is full: free space there; reads keep working meanwhile)";
       }
     }

@@ -215,6 +215,18 @@ bool isDns1123Subdomain(std::string_view s) {
   return true;
 }
 
+size_t utf8Prefix(std::string_view s, size_t max) {
+  if (s.size() <= max) {
+    return s.size();
+  }
+  size_t n = max;
+  // Back off over continuation bytes (10xxxxxx) to the start of the character that crosses max.
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) {
+    --n;
+  }
+  return n;
+}
+
 std::vector<std::string> split(std::string_view s, char sep) {
   std::vector<std::string> out;
   size_t start = 0;

@@ -25,6 +25,9 @@ Result<void> writeFileAtomic(const std::filesystem::path& path, std::string_view
 bool isDns1123Label(std::string_view s);
 /// True when s is a DNS-1123 subdomain: dot-separated labels, at most 253 characters.
 bool isDns1123Subdomain(std::string_view s);
+/// The length of the longest prefix of `s` of at most `max` bytes that ends at a UTF-8
+/// character boundary (for cutting text to a byte limit without splitting a character).
+size_t utf8Prefix(std::string_view s, size_t max);
 /// Splits on a separator, keeping empty parts.
 std::vector<std::string> split(std::string_view s, char sep);
 /// Strips ASCII whitespace at both ends.

@@ -238,7 +238,6 @@ net::awaitable<KubeResult<std::string>> Client::watch(ObjectRef ref, std::string
     path += "&fieldSelector=" + percentEncode("metadata.name=" + ref.name);
   }
   std::string last = resource_version;
-  bool timed_out = false;
   std::string error;
   // (Named before the co_await: GCC 12 destroys a lambda built inside one twice.)
   std::function<bool(std::string_view)> on_line = [&](std::string_view line) {
@@ -257,7 +256,10 @@ net::awaitable<KubeResult<std::string>> Client::watch(ObjectRef ref, std::string
         }
         return type == "BOOKMARK" || on_event(type, obj);
   };
-  auto r = co_await http_->asyncStream(path, on_line, timeout + std::chrono::seconds(5), &timed_out);
+  auto r = co_await http_->asyncStream(path, on_line, timeout + std::chrono::seconds(5));
+  if (!r && r.error().code == Errc::Timeout) {
+    co_return last;  // (the server ends a watch at timeoutSeconds; this is its slack running out)
+  }
   if (!r) {
     co_return ApiError{0, "", r.error().message};
   }

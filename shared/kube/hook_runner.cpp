@@ -484,37 +484,37 @@ net::awaitable<Result<void>> removeHookObjects(config::ClusterAccess access, std
   co_return Result<void>{};
 }
 
-void foldHookReport(Json& observed, const Json& report, const Json& cp) {
+void foldHookReport(protocol::StatusReport& observed, const Json& report, const Json& cp) {
   if (!report.is_object() || report.value("postCreateHooks", Json::object()).empty()) {
     return;  // no hooks
   }
   const bool completed = report.value("postCreateHookCompleted", false);
   const std::string failed = report.value("failed", "");
-  observed["postCreateHooks"] = report.value("postCreateHooks", Json::object());
-  observed["postCreateHookCompleted"] = completed;
-  if (const Json labels = report.value("labels", Json::object()); labels.is_object() && !labels.empty()) {
-    observed["hookLabels"] = labels;
+  observed.hook_states.emplace();
+  for (const auto& [hook, done] : report["postCreateHooks"].items()) {
+    observed.hook_states->emplace(hook, done.is_boolean() && done.get<bool>());
   }
-  if (!observed.contains("conditions") || !observed["conditions"].is_array()) {
-    observed["conditions"] = Json::array();
+  observed.hooks_done = completed;
+  if (const Json labels = report.value("labels", Json::object()); labels.is_object() && !labels.empty()) {
+    observed.hook_labels.emplace();
+    for (const auto& [key, value] : labels.items()) {
+      if (value.is_string()) {
+        observed.hook_labels->emplace(key, value.get<std::string>());
+      }
+    }
   }
   const Json spec = cp.value("spec", Json::object());
   const bool wait = spec.contains("waitForPostCreateHooks") && spec["waitForPostCreateHooks"].is_boolean() &&
                     spec["waitForPostCreateHooks"].get<bool>();
-  for (auto& c : observed["conditions"]) {
-    if (c.value("type", "") == "Synced" && c.value("status", "") == "True" && !failed.empty()) {
-      c["status"] = "False";
-      c["reason"] = "ReconcileError";
-      c["message"] = "postcreatehook: " + failed;
-    }
-    if (c.value("type", "") == "Ready" && c.value("status", "") == "True" && wait && !completed) {
-      c["status"] = "False";
-      c["reason"] = "WaitingForPostCreateHooks";
-      c["message"] = "Waiting for PostCreateHook completion";
-    }
+  if (auto* synced = observed.condition("Synced"); synced && synced->status == "True" && !failed.empty()) {
+    *synced = {"Synced", "False", "ReconcileError", "postcreatehook: " + failed};
+  }
+  if (auto* ready = observed.condition("Ready"); ready && ready->status == "True" && wait && !completed) {
+    *ready = {"Ready", "False", "WaitingForPostCreateHooks", "Waiting for PostCreateHook completion"};
   }
   if (const Json condition = report.value("condition", Json()); condition.is_object()) {
-    observed["conditions"].push_back(condition);
+    observed.conditions.push_back({condition.value("type", ""), condition.value("status", ""),
+                                   condition.value("reason", ""), condition.value("message", "")});
   }
 }
 

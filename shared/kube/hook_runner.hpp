@@ -14,6 +14,7 @@
 #include "shared/common/result.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
+#include "shared/protocol/messages.hpp"
 
 namespace kflex::kube {
 
@@ -84,6 +85,6 @@ net::awaitable<Result<void>> removeHookObjects(config::ClusterAccess access, std
  * spec.waitForPostCreateHooks a Ready control plane stays Ready=False (WaitingForPostCreateHooks)
  * until every hook completed, as upstream says it.
  */
-void foldHookReport(nlohmann::json& observed, const nlohmann::json& report, const nlohmann::json& control_plane);
+void foldHookReport(protocol::StatusReport& observed, const nlohmann::json& report, const nlohmann::json& control_plane);
 
 }  // namespace kflex::kube

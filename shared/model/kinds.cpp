@@ -40,7 +40,7 @@ constexpr const char* kControlPlaneSchema = R"({
       "description": "ControlPlaneSpec defines the desired state of ControlPlane",
       "required": ["type"],
       "properties": {
-        "type": {"type": "string", "enum": ["k8s", "ocm", "vcluster", "host", "external", "k3s"], "description": "Kind of control plane: k8s (Kine + kube-apiserver + kube-controller-manager), k3s, vcluster, host (the hub's hosting cluster) or external (an adopted cluster). ocm is accepted by the schema for compatibility but rejected by kflex."},
+        "type": {"type": "string"},
         "backend": {"type": "string", "enum": ["shared", "dedicated"], "description": "Database back-end of a k8s control plane: shared (default) or dedicated."},
         "bootstrapSecretRef": {
           "type": "object",
@@ -418,12 +418,16 @@ void validateControlPlane(const Json& obj, std::vector<FieldError>& errors) {
     for (const char* key : {kAgentAnnotation, kAgentSelectorAnnotation}) {
       // (An external one may name the agent that adopts and probes it: a cluster only that
       // edge host reaches.)
-      bool external_agent = type == "external" && std::string(key) == kAgentAnnotation;
+      bool external_agent = isAdopted(type) && std::string(key) == kAgentAnnotation;
       if (ann.contains(key) && !runsOnAgent(type) && !external_agent) {
         errors.push_back({"FieldValueInvalid", std::string("metadata.annotations[") + key + "]",
                           "Invalid value: control planes of type \"" + type +
-                              "\" do not run on an agent; placement applies to k8s, k3s and vcluster (and "
-                              "kflex.kubestellar.org/agent to external ones an agent adopts)"});
+                              "\" do not run on an agent; placement applies to " +
+                              joinNames(typeNames([](const ControlPlaneType& t) { return t.runs_on == RunsOn::Agent; }),
+                                        " and ") +
+                              " (and kflex.kubestellar.org/agent to " +
+                              joinNames(typeNames([](const ControlPlaneType& t) { return t.adopted; }), " and ") +
+                              " ones an agent adopts)"});
       }
     }
     if (auto a = ann.find(kAgentAnnotation); a != ann.end() && a->is_string() && !isDns1123Label(a->get<std::string>())) {
@@ -437,10 +441,11 @@ void validateControlPlane(const Json& obj, std::vector<FieldError>& errors) {
       }
     }
   }
-  if (spec.value("type", "") == "ocm") {
+  if (spec.value("type", "") == kDeprecatedType) {
+    const std::string ocm(kDeprecatedType);
     errors.push_back({"FieldValueNotSupported", "spec.type",
-                      "Unsupported value: \"ocm\": type ocm is deprecated upstream and not run by kflex; "
-                      "supported values: \"k8s\", \"k3s\", \"vcluster\", \"host\", \"external\""});
+                      "Unsupported value: \"" + ocm + "\": type " + ocm + " is deprecated upstream and not run by kflex; "
+                      "supported values: " + joinNames(typeNames([](const ControlPlaneType&) { return true; }), ", ", true)});
   }
   if (auto hooks = spec.find("postCreateHooks"); hooks != spec.end() && hooks->is_array()) {
     for (size_t i = 0; i < hooks->size(); ++i) {
@@ -468,15 +473,17 @@ Registry kflexRegistry() {
   cp.short_names = {"cp", "cps"};
   cp.categories = {"kflex"};
   cp.schema = schemaWithConditions(kControlPlaneSchema);
+  cp.schema["properties"]["spec"]["properties"]["type"] = specTypeSchema();  // (its enum from the type table)
   cp.columns = tenancyColumns();
   cp.validate = validateControlPlane;
   cp.validate_update = validateControlPlaneUpdate;
   // A control plane an agent runs stays until the agent has stopped it and removed its data; a
-  // host one until the hub has removed its account from the hosting cluster.
+  // host one until the hub has removed its account from the hosting cluster. (An adopted one:
+  // kflex made nothing there.)
   cp.on_create = [](Json& obj) {
-    std::string type = obj.value("spec", Json::object()).value("type", "");
-    if (!runsOnAgent(type) && type != "host") {
-      return;  // (host: the hub removes what it made in its hosting cluster first)
+    const ControlPlaneType* type = findControlPlaneType(obj.value("spec", Json::object()).value("type", ""));
+    if (type == nullptr || type->adopted) {
+      return;
     }
     Json& f = obj["metadata"]["finalizers"];
     if (!f.is_array()) {
@@ -549,8 +556,6 @@ Registry kflexRegistry() {
   return r;
 }
 
-bool runsOnAgent(const std::string& type) { return type == "k8s" || type == "k3s" || type == "vcluster"; }
-
 bool servedByAgent(const Json& cp) {
   if (!cp.is_object()) {
     return false;
@@ -560,7 +565,7 @@ bool servedByAgent(const Json& cp) {
     return true;
   }
   const Json ann = cp.value("metadata", Json::object()).value("annotations", Json::object());
-  return type == "external" && ann.is_object() && ann.contains(kAgentAnnotation);
+  return isAdopted(type) && ann.is_object() && ann.contains(kAgentAnnotation);
 }
 
 bool isBootstrapToken(std::string_view s) {

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shared/model/control_plane_types.hpp"
 #include "shared/model/schema.hpp"
 
 namespace kflex::model {
@@ -93,8 +94,11 @@ inline constexpr const char* kControlPlaneFinalizer = "kflex.kubestellar.org/fin
 inline constexpr const char* kAgentGroup = "kflex:agents";  ///< Certificate O of every agent.
 inline constexpr const char* kAgentAnnotation = "kflex.kubestellar.org/agent";  ///< Place on this agent.
 inline constexpr const char* kAgentSelectorAnnotation = "kflex.kubestellar.org/agent-selector";  ///< Or on one matching.
-/// True for control-plane types that run on an agent (k8s, k3s, vcluster); host and external do not.
-bool runsOnAgent(const std::string& type);
+/// Reasons of a ControlPlane's Scheduled=False condition (docs/api.md); Synced and Ready say
+/// Unschedulable for all three.
+inline constexpr const char* kReasonUnschedulable = "Unschedulable";  ///< No matching agent is there or has room (yet).
+inline constexpr const char* kReasonNoAgentForType = "NoAgentForType";  ///< No matching agent can run the type.
+inline constexpr const char* kReasonInvalidSelector = "InvalidSelector";  ///< The agent-selector annotation is malformed.
 /// True for control planes an agent serves: those that run on one, and external ones adopted and
 /// probed by the agent their kflex.kubestellar.org/agent annotation names.
 bool servedByAgent(const Json& cp);

@@ -170,8 +170,7 @@ Result<HttpResult> HttpsClient::request(http::verb method, const std::string& ta
 
 net::awaitable<Result<HttpResult>> HttpsClient::asyncStream(std::string target,
                                                              std::function<bool(std::string_view)> on_line,
-                                                             std::chrono::milliseconds timeout, bool* timed_out) {
-  *timed_out = false;
+                                                             std::chrono::milliseconds timeout) {
   Stream stream(co_await net::this_coro::executor, *ctx_);
   if (std::string error = co_await open(stream, timeout); !error.empty()) {
     co_return fail(error);
@@ -203,8 +202,7 @@ net::awaitable<Result<HttpResult>> HttpsClient::asyncStream(std::string target,
     }
     if (ec) {
       if (ec == beast::error::timeout) {
-        *timed_out = true;
-        co_return out;
+        co_return fail(Errc::Timeout, "no end of the stream from " + access_.server + " within its deadline");
       }
       co_return fail(describe(ec, access_.server));
     }
@@ -226,11 +224,11 @@ net::awaitable<Result<HttpResult>> HttpsClient::asyncStream(std::string target,
 }
 
 Result<HttpResult> HttpsClient::stream(const std::string& target, const std::function<bool(std::string_view)>& on_line,
-                                       std::chrono::milliseconds timeout, bool& timed_out) {
+                                       std::chrono::milliseconds timeout) {
   net::io_context ioc;
   Result<HttpResult> result = fail("no answer");
   net::co_spawn(
-      ioc, [&]() -> net::awaitable<void> { result = co_await asyncStream(target, on_line, timeout, &timed_out); },
+      ioc, [&]() -> net::awaitable<void> { result = co_await asyncStream(target, on_line, timeout); },
       net::detached);
   ioc.run();
   return result;

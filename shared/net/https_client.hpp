@@ -47,12 +47,13 @@ class HttpsClient {
                                                   std::string content_type = "application/json",
                                                   std::chrono::milliseconds timeout = std::chrono::seconds(30));
   /// GETs a streaming target (watch) and calls on_line per newline-terminated line until it
-  /// returns false, the server ends the stream, or the deadline passes (then ok with timed_out).
+  /// returns false or the server ends the stream; an error with code Timeout when the deadline
+  /// passes first.
   Result<HttpResult> stream(const std::string& target, const std::function<bool(std::string_view)>& on_line,
-                            std::chrono::milliseconds timeout, bool& timed_out);
+                            std::chrono::milliseconds timeout);
   /// The same, on the caller's executor.
   net::awaitable<Result<HttpResult>> asyncStream(std::string target, std::function<bool(std::string_view)> on_line,
-                                                 std::chrono::milliseconds timeout, bool* timed_out);
+                                                 std::chrono::milliseconds timeout);
   /// The server URL.
   const std::string& server() const { return access_.server; }
 

@@ -37,8 +37,7 @@ inline constexpr size_t kMaxDesiredFrameBytes = 64 * 1024 * 1024;
 /// Largest enrollment request body.
 inline constexpr size_t kMaxEnrollBytes = 64 * 1024;
 
-/// Message types. agent→hub: hello, lease, ack, status, csr. hub→agent: welcome, snapshot,
-/// delta, status-ack, certificate, ca-bundle. Either way: error (then close).
+/// Message types (each one's body is a struct in shared/protocol/messages.hpp).
 namespace msg {
 inline constexpr const char* kHello = "hello";
 inline constexpr const char* kWelcome = "welcome";
@@ -79,8 +78,6 @@ std::string encode(std::string_view type, std::string_view id, int64_t revision,
 /// Parses and checks one message: JSON object, supported version, known type, id, body object.
 /// The error message says what was wrong, for the `error` reply and the log.
 Result<Envelope> decode(std::string_view text);
-/// An `error` message.
-std::string errorMessage(std::string_view code, std::string_view message);
 
 /// Capped exponential backoff with full jitter (AWS architecture blog's "full jitter"): the n-th
 /// retry waits a uniformly random time in [0, min(cap, base * 2^n)].
@@ -99,59 +96,6 @@ class Backoff {
   int attempt_ = 0;
   std::mt19937_64 rng_;
 };
-
-/// An agent's `hello`, as the hub takes it: facts and capacity cut to size (the hub stores them
-/// on the Agent object).
-struct Hello {
-  std::string name;                   ///< The name it claims ("" when it claims none).
-  int64_t acknowledged_revision = 0;  ///< The last hub revision it stored.
-  std::string ca_bundle_hash;         ///< SHA-256 (hex) of the CA bundle it holds ("" when not said).
-  /// hostname, os, arch, kernelVersion, agentVersion: those it gave, each cut to 256 characters.
-  std::map<std::string, std::string> facts;
-  /// Keys of fewer than 64 characters (others dropped), values cut to 64.
-  std::map<std::string, std::string> capacity;
-  /// The control plane types it runs: at most 16, of fewer than 32 characters (others dropped);
-  /// nullopt when it does not say (an agent from before they were told: it may run any).
-  std::optional<std::vector<std::string>> control_plane_types;
-};
-/// Decodes a hello body. A field of the wrong JSON type is an error naming it.
-Result<Hello> helloFromJson(const Json& body);
-
-/// One condition of a status report.
-struct ReportedCondition {
-  std::string type;     ///< 1 to 64 characters.
-  std::string status;   ///< True, False or Unknown.
-  std::string reason;   ///< At most 128 characters.
-  std::string message;  ///< At most 4096 characters.
-};
-
-/// An agent's `status` report on one control plane: what it observed, checked field by field.
-/// The optional parts are null (Json) or nullopt when the report leaves them out.
-struct StatusReport {
-  std::string control_plane;  ///< A DNS-1123 label.
-  int64_t seq = 0;            ///< The agent's outbox entry, echoed in status-ack.
-  int64_t observed_generation = 0;
-  std::vector<ReportedCondition> conditions;  ///< At most 16.
-  Json endpoint;        ///< An https:// URL of at most 256 characters.
-  Json components;      ///< At most 16 of {name, state, restarts, lastExit}, short strings.
-  Json hook_states;     ///< postCreateHooks: at most 64 hook names (up to 253 characters) to booleans.
-  Json hooks_done;      ///< postCreateHookCompleted: a boolean.
-  Json hook_labels;     ///< hookLabels: at most 64 label keys (up to 253 characters) to strings.
-  /// The control plane's kubeconfig: {secretName, data: {KEY: TEXT}} with at most 2 keys (the
-  /// hub checks the names and sizes).
-  struct Kubeconfig {
-    std::string secret_name;
-    std::map<std::string, std::string> data;
-  };
-  std::optional<Kubeconfig> kubeconfig;
-  bool removed = false;  ///< The agent stopped the control plane and removed its data.
-};
-/// Decodes a status body. A field of the wrong JSON type, or out of its bounds, is an error
-/// naming it.
-Result<StatusReport> statusReportFromJson(const Json& body);
-
-/// Decodes a csr body: the PEM certificate signing request (not yet checked as one).
-Result<std::string> csrFromJson(const Json& body);
 
 /// What an agent sends to enroll (POST kEnrollPath, Authorization: Bearer TOKEN).
 struct EnrollRequest {

@@ -167,8 +167,9 @@ Transaction::~Transaction() {
 Result<void> Transaction::commit() {
   done_ = true;
   if (auto r = db_->exec("COMMIT"); !r) {
+    const bool full = (db_->lastErrorCode() & 0xff) == SQLITE_FULL;  // (before ROLLBACK resets it)
     (void)db_->exec("ROLLBACK");
-    return r.error();
+    return full ? fail(Errc::NoSpace, r.error().message) : r.error();
   }
   return {};
 }

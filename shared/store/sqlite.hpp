@@ -79,6 +79,7 @@ class Transaction {
   static Result<Transaction> begin(Database& db);
   Transaction(Transaction&& o) noexcept : db_(o.db_), done_(o.done_) { o.done_ = true; }
   ~Transaction();
+  /// Commits; on failure rolls back, with code NoSpace when the disk is full.
   Result<void> commit();
 
  private:

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/hub_client.hpp"
 #include "shared/common/util.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -280,6 +281,10 @@ TEST_F(Cli, HooksAreCheckedOnTheHubAndKeptInOrderWithTheirVariables) {
                          {"message", "postcreatehook: one: Missing (PostCreateHook one does not exist)"},
                          {"lastTransitionTime", "2026-01-01T00:00:00Z"}, {"lastUpdateTime", "2026-01-01T00:00:00Z"}},
                         {{"type", "Ready"}, {"status", "True"}, {"reason", "Available"}, {"message", ""},
+                         {"lastTransitionTime", "2026-01-01T00:00:00Z"}, {"lastUpdateTime", "2026-01-01T00:00:00Z"}},
+                        // (as kube::foldHookReport reports a missing hook, with the Synced above)
+                        {{"type", "PostCreateHooks"}, {"status", "False"}, {"reason", "HookNotFound"},
+                         {"message", "one: Missing (PostCreateHook one does not exist)"},
                          {"lastTransitionTime", "2026-01-01T00:00:00Z"}, {"lastUpdateTime", "2026-01-01T00:00:00Z"}}})}}}};
     kubectl(userKubeconfig(), {"patch", "cp", "cph", "--subresource", "status", "--type", "merge", "-p", status.dump()});
   });
@@ -291,6 +296,40 @@ TEST_F(Cli, HooksAreCheckedOnTheHubAndKeptInOrderWithTheirVariables) {
   EXPECT_NE(r.out.find("Synced=False (ReconcileError): postcreatehook: one: Missing"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("cannot become ready without a change"), std::string::npos) << r.err;
   EXPECT_EQ(r.out.find("is ready"), std::string::npos) << r.out;
+}
+
+// The CLI's hub client says what the hub answered in the error's code (which `kflex create`,
+// `delete` and the waits branch on), not in a side channel or the message.
+TEST_F(Cli, HubClientErrorsSayWhatTheHubAnsweredInTheirCode) {
+  auto hub = cli::HubClient::connect(userKubeconfig().string(), "");
+  ASSERT_TRUE(hub) << hub.error().message;
+  const std::string cps = cli::kControlPlanesPath;
+  auto missing = hub.value()->get(cps + "/nope");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::NotFound) << missing.error().message;
+  auto gone = hub.value()->remove(cps + "/nope");
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, Errc::NotFound) << gone.error().message;
+  Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
+             {"metadata", {{"name", "twice"}}}, {"spec", {{"type", "k3s"}}}};
+  auto first = hub.value()->post(cps, cp);
+  ASSERT_TRUE(first) << first.error().message;
+  auto second = hub.value()->post(cps, cp);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, Errc::Conflict) << second.error().message;
+  cp["metadata"]["name"] = "Not_A_Name";
+  auto invalid = hub.value()->post(cps, cp);
+  ASSERT_FALSE(invalid);
+  EXPECT_EQ(invalid.error().code, Errc::Invalid) << invalid.error().message;
+  // A watch that outlasts its deadline: Timeout.
+  auto watched = hub.value()->watch(cps + "?watch=1&fieldSelector=metadata.name%3Dtwice&timeoutSeconds=30",
+                                    [](const Json&) { return true; }, std::chrono::milliseconds(1500));
+  ASSERT_FALSE(watched);
+  EXPECT_EQ(watched.error().code, Errc::Timeout) << watched.error().message;
+  // And the commands that branch on them still say so.
+  auto r = kflex({"create", "twice", "-t", "k3s", "--no-wait"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("control plane \"twice\" already exists"), std::string::npos) << r.err;
 }
 
 TEST_F(Cli, WaitingShowsConditionsAndATimeoutEndsWithTheirLastWord) {
@@ -358,7 +397,7 @@ TEST_F(Cli, AgentsThatCannotHelp) {
   auto r = kflex({"create", "cpk", "-t", "k8s", "--timeout", "2m"});
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
-  EXPECT_NE(r.err.find("cannot become ready without a change: Scheduled=False (Unschedulable): none of the agents "
+  EXPECT_NE(r.err.find("cannot become ready without a change: Scheduled=False (NoAgentForType): none of the agents "
                        "can run k8s"),
             std::string::npos)
       << r.err;

@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/condition_tracker.hpp"
+#include "cli/hub_client.hpp"
 #include "cli/kubeconfig_file.hpp"
 #include "shared/common/util.hpp"
 #include "tests/support/test_support.hpp"
@@ -253,6 +254,43 @@ TEST(CliCompletion, BashCompletesCommandsFlagsAndValues) {
   EXPECT_NE(complete("kflex delete cp1 --k").find("--kubeconfig"), std::string::npos);
 }
 
+// What the hub answered is in the error's code: callers branch on it, never on the message.
+TEST(HubClient, AnswersBecomeErrorCodes) {
+  EXPECT_EQ(cli::errcOfStatus(404), Errc::NotFound);
+  EXPECT_EQ(cli::errcOfStatus(409), Errc::Conflict);
+  EXPECT_EQ(cli::errcOfStatus(400), Errc::Invalid);
+  EXPECT_EQ(cli::errcOfStatus(422), Errc::Invalid);
+  EXPECT_EQ(cli::errcOfStatus(401), Errc::Refused);
+  EXPECT_EQ(cli::errcOfStatus(403), Errc::Refused);
+  EXPECT_EQ(cli::errcOfStatus(504), Errc::Timeout);
+  EXPECT_EQ(cli::errcOfStatus(500), Errc::Unavailable);
+  EXPECT_EQ(cli::errcOfStatus(503), Errc::Unavailable);
+  EXPECT_EQ(cli::errcOfStatus(429), Errc::Unavailable);
+  EXPECT_EQ(cli::errcOfStatus(405), Errc::Internal);
+
+  auto ok = cli::decodeAnswer({200, R"({"kind":"ControlPlane"})", "application/json"});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->value("kind", ""), "ControlPlane");
+  auto not_json = cli::decodeAnswer({200, "<html>", "text/html"});
+  ASSERT_FALSE(not_json);
+  EXPECT_EQ(not_json.error().code, Errc::Internal);
+
+  auto missing = cli::decodeAnswer(
+      {404, R"({"kind":"Status","status":"Failure","reason":"NotFound","message":"controlplanes \"x\" not found"})",
+       "application/json"});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::NotFound);
+  EXPECT_EQ(missing.error().message, "controlplanes \"x\" not found");
+  // The code comes from the status, whatever the message says.
+  auto taken = cli::decodeAnswer({409, R"({"kind":"Status","message":"not found"})", "application/json"});
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, Errc::Conflict);
+  auto bare = cli::decodeAnswer({409, "", ""});
+  ASSERT_FALSE(bare);
+  EXPECT_EQ(bare.error().code, Errc::Conflict);
+  EXPECT_EQ(bare.error().message, "the hub answered HTTP 409");
+}
+
 TEST(ConditionTracker, PrintsChangesAndKnowsWhatCannotSucceed) {
   cli::ConditionTracker t;
   auto cp = [](const Json& conditions, const std::string& agent = "") {
@@ -278,27 +316,45 @@ TEST(ConditionTracker, PrintsChangesAndKnowsWhatCannotSucceed) {
   EXPECT_FALSE(t.ready());
   EXPECT_EQ(t.summary(), "Scheduled=True (Scheduled): placed on agent edge-1; Synced=Unknown (Pending)");
 
-  // Texts as hub/agents/placement.cpp writes them.
+  // Reasons as hub/agents/placement.cpp sets them; the tracker decides by the reason alone.
   cli::ConditionTracker none_can;
-  none_can.update(cp(Json::array({{{"type", "Scheduled"}, {"status", "False"}, {"reason", "Unschedulable"},
+  none_can.update(cp(Json::array({{{"type", "Scheduled"}, {"status", "False"}, {"reason", "NoAgentForType"},
                                    {"message", "none of the agents can run k8s control planes (vcluster needs ...)"}}})));
-  EXPECT_NE(none_can.hopeless().find("can run k8s"), std::string::npos);
+  EXPECT_EQ(none_can.hopeless(),
+            "Scheduled=False (NoAgentForType): none of the agents can run k8s control planes (vcluster needs ...)");
+  cli::ConditionTracker none_can_reworded;
+  none_can_reworded.update(cp(Json::array({{{"type", "Scheduled"}, {"status", "False"}, {"reason", "NoAgentForType"},
+                                            {"message", "whatever the hub says"}}})));
+  EXPECT_NE(none_can_reworded.hopeless(), "");
   cli::ConditionTracker bad_selector;
-  bad_selector.update(cp(Json::array({{{"type", "Scheduled"}, {"status", "False"}, {"reason", "Unschedulable"},
+  bad_selector.update(cp(Json::array({{{"type", "Scheduled"}, {"status", "False"}, {"reason", "InvalidSelector"},
                                        {"message", "the agent selector is not valid: ..."}}})));
   EXPECT_NE(bad_selector.hopeless(), "");
   cli::ConditionTracker busy;
   busy.update(cp(Json::array({{{"type", "Scheduled"}, {"status", "False"}, {"reason", "Unschedulable"},
                                {"message", "none of the Ready agents has 500m CPU and 512Mi memory free"}}})));
   EXPECT_EQ(busy.hopeless(), "");
+  // Unschedulable can change by itself, whatever its message says.
+  cli::ConditionTracker worded_like_hopeless;
+  worded_like_hopeless.update(cp(Json::array({{{"type", "Scheduled"}, {"status", "False"}, {"reason", "Unschedulable"},
+                                               {"message", "none of the agents can run k8s control planes"}}})));
+  EXPECT_EQ(worded_like_hopeless.hopeless(), "");
 
-  // A hook that does not exist fails the wait even once the control plane is Ready.
+  // A hook that does not exist fails the wait even once the control plane is Ready (as
+  // kube::foldHookReport reports it: Synced=False with upstream's words, and PostCreateHooks=False).
   cli::ConditionTracker hook;
   hook.update(cp(Json::array({{{"type", "Synced"}, {"status", "False"}, {"reason", "ReconcileError"},
                                {"message", "postcreatehook: h: Missing (PostCreateHook h does not exist)"}},
-                              {{"type", "Ready"}, {"status", "True"}, {"reason", "Available"}}})));
+                              {{"type", "Ready"}, {"status", "True"}, {"reason", "Available"}},
+                              {{"type", "PostCreateHooks"}, {"status", "False"}, {"reason", "HookNotFound"},
+                               {"message", "h: Missing (PostCreateHook h does not exist)"}}})));
   EXPECT_TRUE(hook.ready());
   EXPECT_NE(hook.hopeless().find("does not exist"), std::string::npos);
+  // A ReconcileError alone may clear up, whatever its message says.
+  cli::ConditionTracker reconcile_error;
+  reconcile_error.update(cp(Json::array({{{"type", "Synced"}, {"status", "False"}, {"reason", "ReconcileError"},
+                                          {"message", "postcreatehook: h: Missing"}}})));
+  EXPECT_EQ(reconcile_error.hopeless(), "");
   cli::ConditionTracker failed;
   failed.update(cp(Json::array({{{"type", "PostCreateHooks"}, {"status", "False"}, {"reason", "HookNotFound"},
                                  {"message", "h: Missing"}}})));

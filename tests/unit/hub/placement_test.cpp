@@ -138,6 +138,53 @@ TEST_F(PlacementTest, AnUnschedulableCreateIsPlacedWhenAnAgentComes) {
   EXPECT_EQ(scheduled(get("controlplanes", "cp-1")), "True/Scheduled");
 }
 
+// Why nothing fits is in the Scheduled condition's reason, for clients to branch on: no room
+// (Unschedulable) may change by itself; no matching agent that runs the type (NoAgentForType) or a
+// malformed selector (InvalidSelector) needs a change by the user. Synced and Ready say
+// Unschedulable for all.
+TEST_F(PlacementTest, TheScheduledReasonSaysWhyNothingFits) {
+  agent("edge-1", 1);
+  auto typed = call(http::verb::patch, std::string(kGroup) + "/agents/edge-1/status",
+                    R"({"status":{"controlPlaneTypes":["k3s","external"]}})", "application/merge-patch+json");
+  ASSERT_EQ(typed.status, 200u) << typed.body;
+  start();
+  waitUntilAdmitting();
+  auto reasonOf = [](const Json& cp, const std::string& type) {
+    for (const auto& c : cp.value("status", Json::object()).value("conditions", Json::array())) {
+      if (c.value("type", "") == type) {
+        return c.value("status", "") + "/" + c.value("reason", "");
+      }
+    }
+    return std::string("<none>");
+  };
+  Json vc = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
+             {"metadata", {{"name", "vc-1"}}}, {"spec", {{"type", "vcluster"}}}};
+  auto r = call(http::verb::post, std::string(kGroup) + "/controlplanes", vc.dump());
+  ASSERT_EQ(r.status, 201u) << r.body;
+  Json cp = Json::parse(r.body);
+  EXPECT_EQ(agentOf(cp), "");
+  EXPECT_EQ(scheduled(cp), "False/NoAgentForType");
+  EXPECT_NE(why(cp).find("can run vcluster"), std::string::npos) << cp.dump();
+  EXPECT_EQ(reasonOf(cp, "Synced"), "False/Unschedulable");
+  EXPECT_EQ(reasonOf(cp, "Ready"), "False/Unschedulable");
+  // The agent's one slot taken, a k3s one waits for room.
+  EXPECT_EQ(agentOf(Json::parse(create("cp-1").body)), "edge-1");
+  EXPECT_EQ(scheduled(Json::parse(create("cp-2").body)), "False/Unschedulable");
+  // (The API refuses a malformed selector; placement says so all the same.)
+  Json bad = {{"metadata", {{"name", "bad-1"}, {"annotations", {{model::kAgentSelectorAnnotation, "zone in (eu"}}}}},
+              {"spec", {{"type", "k3s"}}}};
+  placement_->settled("bad-1", placement_->admit(bad, false), false);
+  EXPECT_EQ(scheduled(bad), "False/InvalidSelector") << bad.dump();
+  // Once the agent runs vcluster, the pass places it like any other.
+  auto more = call(http::verb::patch, std::string(kGroup) + "/agents/edge-1/status",
+                   R"({"status":{"capacity":{"cpu":"2","memory":"2Gi"},"controlPlaneTypes":["k3s","vcluster"]}})",
+                   "application/merge-patch+json");
+  ASSERT_EQ(more.status, 200u) << more.body;
+  EXPECT_TRUE(test::waitFor([&] { return agentOf(get("controlplanes", "vc-1")) == "edge-1"; }, std::chrono::seconds(10),
+                            "vc-1 placed on edge-1"));
+  EXPECT_EQ(scheduled(get("controlplanes", "vc-1")), "True/Scheduled");
+}
+
 // A control plane created by server-side apply (no admission) is placed by the controller's pass.
 TEST_F(PlacementTest, AnAppliedControlPlaneIsPlacedByThePass) {
   agent("edge-1", 2);

@@ -15,6 +15,7 @@
 #include "shared/common/json_pluck.hpp"
 #include "shared/common/json_write.hpp"
 #include "shared/common/log.hpp"
+#include "shared/common/result.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
@@ -22,6 +23,22 @@
 
 namespace kflex {
 namespace {
+
+// An error carries a code next to its message; the one-argument fail() means Internal.
+TEST(Result, ErrorsCarryACode) {
+  Result<int> plain = fail("disk on fire");
+  ASSERT_FALSE(plain);
+  EXPECT_EQ(plain.error().code, Errc::Internal);
+  EXPECT_EQ(plain.error().message, "disk on fire");
+  Result<std::string> missing = fail(Errc::NotFound, "no such thing");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::NotFound);
+  EXPECT_EQ(missing.error().message, "no such thing");
+  // Passed along, the code stays.
+  auto passed = [&]() -> Result<void> { return missing.error(); }();
+  EXPECT_EQ(passed.error().code, Errc::NotFound);
+  EXPECT_EQ(Error().code, Errc::Internal);
+}
 
 TEST(DecodeJson, RefusesTextNestedBeyondTheLimitBeforeParsingIt) {
   std::string deep = std::string(kMaxJsonDepth + 1, '[') + std::string(kMaxJsonDepth + 1, ']');

@@ -3,8 +3,9 @@
 
 #include "shared/common/time.hpp"
 #include "shared/model/conditions.hpp"
+#include "shared/common/util.hpp"
 #include "shared/model/resource.hpp"
-#include "shared/protocol/link.hpp"
+#include "shared/protocol/messages.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex {
@@ -78,7 +79,7 @@ TEST(Protocol, EnrollRequestValidation) {
 }
 
 TEST(Protocol, HelloIsReadFieldByField) {
-  auto h = protocol::helloFromJson(protocol::Json::parse(R"({
+  auto h = protocol::Hello::fromJson(protocol::Json::parse(R"({
       "name": "edge-1", "acknowledgedRevision": 12, "caBundleHash": "ab", "hostname": "h", "os": "linux",
       "capacity": {"cpu": "4", "memory": "8Gi"}, "controlPlaneTypes": ["k3s", "k8s"], "extra": [1]})"));
   ASSERT_TRUE(h) << h.error().message;
@@ -89,7 +90,7 @@ TEST(Protocol, HelloIsReadFieldByField) {
   EXPECT_EQ(h->capacity.at("memory"), "8Gi");
   EXPECT_EQ(h->control_plane_types, (std::vector<std::string>{"k3s", "k8s"}));
   // Nothing said: defaults (and no list of types: an older agent).
-  auto empty = protocol::helloFromJson(protocol::Json::object());
+  auto empty = protocol::Hello::fromJson(protocol::Json::object());
   ASSERT_TRUE(empty);
   EXPECT_EQ(empty->acknowledged_revision, 0);
   EXPECT_FALSE(empty->control_plane_types);
@@ -106,7 +107,7 @@ TEST(Protocol, HelloIsReadFieldByField) {
            {R"({"controlPlaneTypes": "k3s"})", "controlPlaneTypes must be an array, not a string"},
            {R"({"controlPlaneTypes": ["k3s", true]})", "controlPlaneTypes[1] must be a string"},
        }) {
-    auto r = protocol::helloFromJson(protocol::Json::parse(body));
+    auto r = protocol::Hello::fromJson(protocol::Json::parse(body));
     ASSERT_FALSE(r) << body;
     EXPECT_NE(r.error().message.find(says), std::string::npos) << body << ": " << r.error().message;
   }
@@ -118,7 +119,7 @@ TEST(Protocol, StatusReportIsReadFieldByField) {
       "endpoint": "https://10.0.0.1:6443", "components": [{"name": "k3s", "state": "Running", "restarts": 1}],
       "kubeconfig": {"secretName": "k3s-config", "data": {"config-incluster": "x"}},
       "postCreateHooks": {"h": true}, "postCreateHookCompleted": true, "hookLabels": {"a": "b"}, "removed": true})";
-  auto r = protocol::statusReportFromJson(protocol::Json::parse(good));
+  auto r = protocol::StatusReport::fromJson(protocol::Json::parse(good));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->control_plane, "cp-1");
   EXPECT_EQ(r->seq, 7);
@@ -128,20 +129,22 @@ TEST(Protocol, StatusReportIsReadFieldByField) {
   EXPECT_EQ(r->endpoint, "https://10.0.0.1:6443");
   ASSERT_TRUE(r->kubeconfig);
   EXPECT_EQ(r->kubeconfig->data.at("config-incluster"), "x");
-  EXPECT_EQ(r->hook_labels["a"], "b");
+  EXPECT_EQ(r->hook_labels->at("a"), "b");
   EXPECT_TRUE(r->removed);
-  // The optional parts left out are null.
+  EXPECT_EQ(r->components->at(0).restarts, 1);
+  EXPECT_FALSE(r->components->at(0).last_exit);
+  // The optional parts left out are absent.
   auto bare =
-      protocol::statusReportFromJson(protocol::Json::parse(R"({"controlPlane": "cp-1", "seq": 0, "conditions": []})"));
+      protocol::StatusReport::fromJson(protocol::Json::parse(R"({"controlPlane": "cp-1", "seq": 0, "conditions": []})"));
   ASSERT_TRUE(bare) << bare.error().message;
-  EXPECT_TRUE(bare->endpoint.is_null() && bare->components.is_null() && bare->hook_states.is_null());
+  EXPECT_TRUE(!bare->endpoint && !bare->components && !bare->hook_states && !bare->hooks_done && !bare->hook_labels);
   EXPECT_FALSE(bare->kubeconfig);
   EXPECT_FALSE(bare->removed);
 
   auto with = [&](const char* patch) {
     protocol::Json body = protocol::Json::parse(good);
     body.merge_patch(protocol::Json::parse(patch));
-    return protocol::statusReportFromJson(body);
+    return protocol::StatusReport::fromJson(body);
   };
   for (const auto& [patch, says] : std::vector<std::pair<const char*, const char*>>{
            {R"({"controlPlane": 5})", "status: controlPlane must be a string, not a number"},
@@ -182,12 +185,144 @@ TEST(Protocol, StatusReportIsReadFieldByField) {
 }
 
 TEST(Protocol, CsrIsAString) {
-  auto csr = protocol::csrFromJson(protocol::Json{{"csr", "-----BEGIN CERTIFICATE REQUEST-----"}});
+  auto csr = protocol::Csr::fromJson(protocol::Json{{"csr", "-----BEGIN CERTIFICATE REQUEST-----"}});
   ASSERT_TRUE(csr);
-  EXPECT_EQ(csr.value(), "-----BEGIN CERTIFICATE REQUEST-----");
-  auto bad = protocol::csrFromJson(protocol::Json{{"csr", 5}});
+  EXPECT_EQ(csr->csr_pem, "-----BEGIN CERTIFICATE REQUEST-----");
+  auto bad = protocol::Csr::fromJson(protocol::Json{{"csr", 5}});
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().message, "csr: csr must be a string, not a number");
+}
+
+// Every message decodes to what was encoded, through the envelope as it travels.
+template <class Message>
+Message roundTrip(const Message& m, int64_t revision = 0) {
+  auto env = protocol::decode(protocol::encode(m, 42, revision));
+  EXPECT_TRUE(env) << env.error().message;
+  EXPECT_EQ(env->type, Message::kType);
+  EXPECT_EQ(env->id, "42");
+  EXPECT_EQ(env->revision, revision);
+  auto back = protocol::bodyOf<Message>(env.value());
+  EXPECT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->toJson(), m.toJson());
+  return back.value();
+}
+
+TEST(Protocol, EveryMessageRoundTrips) {
+  protocol::Hello hello;
+  hello.name = "edge-1";
+  hello.acknowledged_revision = 9;
+  hello.ca_bundle_hash = "ab";
+  hello.facts = {{"hostname", "h"}, {"os", "linux"}};
+  hello.capacity = {{"cpu", "4"}};
+  hello.control_plane_types = std::vector<std::string>{"k3s"};
+  EXPECT_EQ(roundTrip(hello).control_plane_types, hello.control_plane_types);
+  EXPECT_EQ(roundTrip(protocol::Welcome{15, 60, "0.1.0", true}).lease_renew_seconds, 15);
+  roundTrip(protocol::Lease{});
+  EXPECT_EQ(protocol::decode(protocol::encode(protocol::Ack{}, 1, 77))->revision, 77);
+  protocol::Snapshot snapshot{{{"a", R"({"metadata":{"name":"a"},"spec":{"type":"k3s"}})"}}};
+  EXPECT_EQ(roundTrip(snapshot, 5).control_planes.at(0).json, snapshot.control_planes[0].json);
+  protocol::Delta delta{{{"b", R"({"metadata":{"name":"b"}})"}}, {"c"}};
+  EXPECT_EQ(roundTrip(delta, 6).deletes, std::vector<std::string>{"c"});
+  protocol::StatusReport report;
+  report.control_plane = "cp-1";
+  report.seq = 3;
+  report.conditions = {{"Ready", "True", "Available", "ok"}};
+  report.endpoint = "https://10.0.0.1:6443";
+  report.components = std::vector<protocol::Component>{{"k3s", "Running", 2, "exit code 1"}};
+  report.hook_states = std::map<std::string, bool>{{"h", true}};
+  report.hooks_done = true;
+  report.hook_labels = std::map<std::string, std::string>{{"a", "b"}};
+  report.kubeconfig = {"k3s-config", {{"config", "x"}}};
+  report.removed = true;
+  EXPECT_EQ(roundTrip(report).components->at(0).last_exit, "exit code 1");
+  EXPECT_EQ(roundTrip(protocol::StatusAck{3}).seq, 3);
+  roundTrip(protocol::Csr{"-----BEGIN CERTIFICATE REQUEST-----"});
+  roundTrip(protocol::Certificate{"cert", "bundle"});
+  EXPECT_TRUE(roundTrip(protocol::CaBundle{"bundle", true}).renew_certificate);
+  EXPECT_EQ(roundTrip(protocol::ErrorBody{protocol::code::kTooSlow, "slow"}).code, protocol::code::kTooSlow);
+}
+
+TEST(Protocol, AMessageIsReadOnlyAsItsOwnType) {
+  auto env = protocol::decode(protocol::encode(protocol::Lease{}, 1));
+  ASSERT_TRUE(env);
+  auto wrong = protocol::bodyOf<protocol::Welcome>(env.value());
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().message, "expected a welcome message, not lease");
+  // A welcome's lease interval is read within 1 s to 1 h whatever the hub says.
+  EXPECT_EQ(protocol::Welcome::fromJson({{"leaseRenewSeconds", 0}})->lease_renew_seconds, 1);
+  EXPECT_EQ(protocol::Welcome::fromJson({{"leaseRenewSeconds", 99999}})->lease_renew_seconds, 3600);
+  EXPECT_FALSE(protocol::Welcome::fromJson({{"leaseRenewSeconds", "10"}}));
+  EXPECT_FALSE(protocol::StatusAck::fromJson({{"seq", "1"}}));
+  EXPECT_FALSE(protocol::CaBundle::fromJson({{"renewCertificate", "yes"}}));
+  EXPECT_FALSE(protocol::ErrorBody::fromJson({{"code", 1}}));
+  EXPECT_FALSE(protocol::Certificate::fromJson({{"certificate", 1}}));
+}
+
+TEST(Protocol, DesiredStateNeedsNamedObjects) {
+  for (const char* body : {R"({"upserts": {}})", R"({"upserts": [1]})", R"({"upserts": [{"metadata": {}}]})",
+                           R"({"upserts": [{"metadata": {"name": ""}}]})", R"({"deletes": "a"})",
+                           R"({"deletes": [1]})"}) {
+    EXPECT_FALSE(protocol::Delta::fromJson(protocol::Json::parse(body))) << body;
+  }
+  EXPECT_FALSE(protocol::Snapshot::fromJson(protocol::Json::parse(R"({"controlPlanes": [{"spec": {}}]})")));
+  // An empty delta is a progress mark.
+  auto mark = protocol::Delta::fromJson(protocol::Json::object());
+  ASSERT_TRUE(mark);
+  EXPECT_TRUE(mark->upserts.empty() && mark->deletes.empty());
+}
+
+TEST(Protocol, TheHubsFrameAroundStoredBytesDecodesAsSnapshotOrDelta) {
+  const std::string a = R"({"metadata":{"name":"a"},"spec":{"type":"k3s"}})";
+  const std::string b = R"({"metadata":{"name":"b"}})";
+  auto snap = protocol::decode(protocol::encodeDesired(true, 7, 12, {&a, &b}, {}));
+  ASSERT_TRUE(snap) << snap.error().message;
+  EXPECT_EQ(snap->revision, 12);
+  auto s = protocol::bodyOf<protocol::Snapshot>(snap.value());
+  ASSERT_TRUE(s) << s.error().message;
+  ASSERT_EQ(s->control_planes.size(), 2u);
+  EXPECT_EQ(s->control_planes[1].name, "b");
+  EXPECT_EQ(s->control_planes[0].json, a);
+  auto delta = protocol::decode(protocol::encodeDesired(false, 8, 13, {}, {"a", "x\"y"}));
+  ASSERT_TRUE(delta);
+  auto d = protocol::bodyOf<protocol::Delta>(delta.value());
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->deletes, (std::vector<std::string>{"a", "x\"y"}));
+}
+
+TEST(Protocol, AReportCutToBoundsAlwaysDecodes) {
+  protocol::StatusReport r;
+  r.control_plane = "cp-1";
+  // Overlong, and cut in the middle of a two-byte character.
+  std::string message(4095, 'x');
+  message += "\xc3\xa9\xc3\xa9";
+  for (int i = 0; i < 20; ++i) {
+    r.conditions.push_back({"C" + std::to_string(i), "True", std::string(200, 'r'), message});
+  }
+  r.components = std::vector<protocol::Component>(20, protocol::Component{std::string(80, 'n'), "Running", 0, std::string(300, 'e')});
+  r.endpoint = "https://" + std::string(300, 'h');
+  std::map<std::string, bool> hooks;
+  for (int i = 0; i < 70; ++i) {
+    hooks["hook-" + std::to_string(i)] = true;
+  }
+  hooks[std::string(300, 'k')] = false;
+  r.hook_states = hooks;
+  EXPECT_FALSE(protocol::StatusReport::fromJson(r.toJson()));
+  r.clampToBounds();
+  auto back = protocol::StatusReport::fromJson(protocol::Json::parse(r.toJson().dump()));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->conditions.size(), 16u);
+  EXPECT_EQ(back->conditions[0].message.size(), 4095u);  // (not 4096: the character would be split)
+  EXPECT_EQ(back->components->size(), 16u);
+  EXPECT_FALSE(back->endpoint);
+  EXPECT_EQ(back->hook_states->size(), 64u);
+}
+
+TEST(Util, Utf8PrefixEndsAtACharacterBoundary) {
+  EXPECT_EQ(utf8Prefix("abc", 10), 3u);
+  EXPECT_EQ(utf8Prefix("abc", 2), 2u);
+  EXPECT_EQ(utf8Prefix("a\xc3\xa9", 2), 1u);       // é is two bytes
+  EXPECT_EQ(utf8Prefix("a\xe2\x82\xac" "b", 3), 1u);  // € is three
+  EXPECT_EQ(utf8Prefix("a\xe2\x82\xac" "b", 4), 4u);
 }
 
 TEST(Pki, CsrIsSignedForItsKeyWithTheSubjectTheHubChooses) {

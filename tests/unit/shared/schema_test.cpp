@@ -42,6 +42,9 @@ TEST(Schema, RejectsOcmWithAClearMessage) {
   auto errors = check({{"spec", {{"type", "ocm"}}}});
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].message.find("deprecated"), std::string::npos);
+  EXPECT_EQ(errors[0].message,
+            "Unsupported value: \"ocm\": type ocm is deprecated upstream and not run by kflex; supported values: "
+            "\"k8s\", \"k3s\", \"vcluster\", \"host\", \"external\"");
 }
 
 TEST(Schema, RejectsUnknownFieldsOrDropsThemWhenAsked) {

@@ -214,45 +214,52 @@ TEST(Hooks, WhenAnObjectIsDoneAsUpstreamChecks) {
 
 TEST(Hooks, AReportHoldsReadyWhileWaitingAndFailsSynced) {
   auto observed = [] {
-    return Json{{"conditions", Json::array({{{"type", "Synced"}, {"status", "True"}, {"reason", "ReconcileSuccess"}},
-                                            {{"type", "Ready"}, {"status", "True"}, {"reason", "Available"}}})}};
+    protocol::StatusReport r;
+    r.conditions = {{"Synced", "True", "ReconcileSuccess", ""}, {"Ready", "True", "Available", ""}};
+    return r;
   };
   Json running = {{"postCreateHooks", {{"hello", false}}}, {"postCreateHookCompleted", false},
                   {"condition", {{"type", "PostCreateHooks"}, {"status", "False"}, {"reason", "Running"}}},
                   {"failed", ""}, {"labels", Json::object()}};
   Json cp = {{"spec", {{"waitForPostCreateHooks", true}}}};
-  Json o = observed();
+  protocol::StatusReport o = observed();
+  Json j;
   foldHookReport(o, running, cp);
-  EXPECT_EQ(o["conditions"][0]["status"], "True");
-  EXPECT_EQ(o["conditions"][1]["status"], "False");
-  EXPECT_EQ(o["conditions"][1]["reason"], "WaitingForPostCreateHooks");
-  EXPECT_EQ(o["conditions"][1]["message"], "Waiting for PostCreateHook completion");
-  EXPECT_EQ(o["conditions"][2]["type"], "PostCreateHooks");
-  EXPECT_EQ(o["postCreateHooks"]["hello"], false);
-  EXPECT_EQ(o["postCreateHookCompleted"], false);
+  j = o.toJson();
+  EXPECT_EQ(j["conditions"][0]["status"], "True");
+  EXPECT_EQ(j["conditions"][1]["status"], "False");
+  EXPECT_EQ(j["conditions"][1]["reason"], "WaitingForPostCreateHooks");
+  EXPECT_EQ(j["conditions"][1]["message"], "Waiting for PostCreateHook completion");
+  EXPECT_EQ(j["conditions"][2]["type"], "PostCreateHooks");
+  EXPECT_EQ(j["postCreateHooks"]["hello"], false);
+  EXPECT_EQ(j["postCreateHookCompleted"], false);
 
   o = observed();  // not waiting: Ready as the runtime says
   foldHookReport(o, running, Json{{"spec", Json::object()}});
-  EXPECT_EQ(o["conditions"][1]["status"], "True");
+  j = o.toJson();
+  EXPECT_EQ(j["conditions"][1]["status"], "True");
 
   Json failed = running;
   failed["failed"] = "hello: Failed (Job cp1-system/hello failed: BackoffLimitExceeded: ...)";
   o = observed();
   foldHookReport(o, failed, cp);
-  EXPECT_EQ(o["conditions"][0]["status"], "False");
-  EXPECT_EQ(o["conditions"][0]["reason"], "ReconcileError");
-  EXPECT_NE(o["conditions"][0]["message"].get<std::string>().find("BackoffLimitExceeded"), std::string::npos);
+  j = o.toJson();
+  EXPECT_EQ(j["conditions"][0]["status"], "False");
+  EXPECT_EQ(j["conditions"][0]["reason"], "ReconcileError");
+  EXPECT_NE(j["conditions"][0]["message"].get<std::string>().find("BackoffLimitExceeded"), std::string::npos);
 
   Json done = {{"postCreateHooks", {{"hello", true}}}, {"postCreateHookCompleted", true},
                {"condition", {{"type", "PostCreateHooks"}, {"status", "True"}, {"reason", "Completed"}}},
                {"failed", ""}, {"labels", {{"kflex.kubestellar.io/cptype", "wds"}}}};
   o = observed();
   foldHookReport(o, done, cp);
-  EXPECT_EQ(o["conditions"][1]["status"], "True");
-  EXPECT_EQ(o["hookLabels"]["kflex.kubestellar.io/cptype"], "wds");
+  j = o.toJson();
+  EXPECT_EQ(j["conditions"][1]["status"], "True");
+  EXPECT_EQ(j["hookLabels"]["kflex.kubestellar.io/cptype"], "wds");
   o = observed();  // no hooks: nothing added
   foldHookReport(o, Json{{"postCreateHooks", Json::object()}}, cp);
-  EXPECT_EQ(o, observed());
+  j = o.toJson();
+  EXPECT_EQ(j, observed().toJson());
 }
 
 }  // namespace
