@@ -200,16 +200,7 @@ Result<void> AgentState::applyChanges(int64_t revision, const std::vector<std::p
     return fail(db_->lastError());
   }
   for (const auto& [name, body] : upserts) {
-    auto obj = nlohmann::json::parse(body, nullptr, false);
-    int64_t rv = 0;
-    if (obj.is_object()) {
-      try {
-        rv = std::stoll(obj.value("metadata", nlohmann::json::object()).value("resourceVersion", "0"));
-      } catch (const std::exception&) {
-        rv = 0;
-      }
-    }
-    if (auto r = put->bind(1, name).bind(2, rv).bind(3, body).run(); !r) {
+    if (auto r = put->bind(1, name).bind(2, revision).bind(3, body).run(); !r) {
       return r;
     }
   }

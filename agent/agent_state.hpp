@@ -34,7 +34,7 @@ class AgentState {
   /// One desired control plane, as the hub sent it.
   struct Desired {
     std::string name;
-    int64_t revision = 0;  ///< Its resourceVersion.
+    int64_t revision = 0;  ///< The hub revision of the message that last changed it.
     std::string body;      ///< The ControlPlane object (JSON).
     std::string reported;  ///< The last status body put in the outbox for it ("" = none yet).
   };

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -82,12 +83,17 @@ int main(int argc, char** argv) {
   int startup_ms = 300;
   int idle_seconds = 10;
   std::string json_out;
+  int kills = 10;
   app.add_option("--bin-dir", bin, "Where kflex-hub, kflex-agent and standins/ are")->capture_default_str();
   app.add_option("--counts", counts_text, "Control planes running at each measurement (cumulative)")->capture_default_str();
   app.add_option("--startup-ms", startup_ms, "The k3s stand-in's start-up delay (its /readyz says 503 until then)")
       ->capture_default_str();
   app.add_option("--idle-seconds", idle_seconds, "How long the agent's CPU is measured at each count")->capture_default_str();
   app.add_option("--json", json_out, "Also write the figures as JSON to this file");
+  app.add_option("--kills", kills,
+                 "Status phase: stand-ins killed one by one (each restart is reported), to count what the agent "
+                 "stores and spends per status write")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   bin = fs::absolute(bin).string();
   std::vector<size_t> counts;
@@ -198,6 +204,76 @@ int main(int argc, char** argv) {
                 {"perControlPlaneMillicores", n ? (cpu - cpu0) * 1000 / double(n) : 0}};
     out["counts"].push_back(row);
     std::cerr << row.dump() << "\n";
+  }
+  if (!failed && made > 0 && kills > 0) {
+    // Status reports: kill stand-ins one at a time; each restart is reported (Ready False, then
+    // True, restarts counted). What the agent stores of desired state meanwhile (each store is a
+    // SQLite commit with its fsyncs, then a rescan of every control plane) is what it was sent
+    // back; its fsyncs are counted by strace when there is one.
+    std::cerr << "status phase: killing " << kills << " stand-ins one by one\n";
+    auto revision = [&] {
+      Json list = get(std::string(kApi) + "controlplanes?limit=1");
+      return std::stoll(list.value("metadata", Json::object()).value("resourceVersion", "0"));
+    };
+    auto storedLines = [&] {
+      std::istringstream in(slurp(dir / "agent.log"));
+      size_t n = 0;
+      for (std::string line; std::getline(in, line);) {
+        n += line.find("msg=\"desired state stored\"") != std::string::npos ? 1 : 0;
+      }
+      return n;
+    };
+    pid_t tracer = -1;
+    fs::path trace = dir / "fsync.strace";
+    if (::access("/usr/bin/strace", X_OK) == 0) {
+      tracer = spawn({"/usr/bin/strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", trace.string(), "-p",
+                      std::to_string(agent)},
+                     dir / "strace.log", {});
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    int64_t rev0 = revision();
+    size_t stored0 = storedLines();
+    double cpu_start = cpuSeconds(agent);
+    auto t0 = std::chrono::steady_clock::now();
+    for (int k = 0; k < kills; ++k) {
+      fs::path pid_file = dir / "agent" / "cp" / ("cp-" + std::to_string(size_t(k) % made)) / "run" / "k3s.pid";
+      Json j = Json::parse(slurp(pid_file), nullptr, false);
+      if (j.is_object() && j.value("pid", 0) > 0) {
+        ::kill(-j.value("pid", 0), SIGKILL);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(startup_ms + 2500));  // restarted, Ready, reported
+    }
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double cpu = cpuSeconds(agent) - cpu_start;
+    int64_t writes = revision() - rev0;
+    size_t stored = storedLines() - stored0;
+    int64_t fsyncs = -1;
+    if (tracer > 0) {
+      ::kill(tracer, SIGINT);
+      waitpid(tracer, nullptr, 0);
+      // strace -c: "... calls errors syscall" rows; sum the calls of fsync and fdatasync.
+      std::istringstream in(slurp(trace));
+      fsyncs = 0;
+      for (std::string line; std::getline(in, line);) {
+        if (line.find("fsync") != std::string::npos && line.find("total") == std::string::npos) {
+          std::istringstream cols(line);
+          std::vector<std::string> c{std::istream_iterator<std::string>(cols), {}};
+          if (c.size() >= 5) {
+            fsyncs += std::stoll(c[3]);
+          }
+        }
+      }
+    }
+    Json phase = {{"kills", kills},
+                  {"seconds", seconds},
+                  {"hubWrites", writes},
+                  {"desiredStoredByAgent", stored},
+                  {"desiredStoredPerWrite", writes > 0 ? double(stored) / double(writes) : 0},
+                  {"agentFsyncs", fsyncs},
+                  {"agentFsyncsPerWrite", writes > 0 && fsyncs >= 0 ? double(fsyncs) / double(writes) : -1},
+                  {"agentCpuMsPerWrite", writes > 0 ? cpu * 1000 / double(writes) : 0}};
+    out["statusPhase"] = phase;
+    std::cerr << phase.dump() << "\n";
   }
   Stats h{hub_ms}, l{link_ms}, a{agent_ms}, t{total_ms};
   out["createToReadyMs"] = {{"hub", {{"p50", h.pct(0.5)}, {"p99", h.pct(0.99)}}},

@@ -78,16 +78,22 @@ std::string agentOf(const ObjectRecord& rec) {
   return st != obj.end() && st->is_object() ? st->value("agent", "") : std::string();
 }
 
-// A snapshot or delta frame, built around the stored bytes (never re-serialized per agent).
-std::string desiredFrame(bool snapshot, uint64_t id, int64_t revision, const std::vector<ObjectPtr>& upserts,
+// A snapshot or delta frame around the agent's views of control planes.
+std::string desiredFrame(bool snapshot, uint64_t id, int64_t revision, const std::vector<std::string>& views,
                          const std::vector<std::string>& deletes) {
   std::vector<const std::string*> objects;
-  objects.reserve(upserts.size());
-  for (const auto& o : upserts) {
-    objects.push_back(&o->bytes);
+  objects.reserve(views.size());
+  for (const auto& v : views) {
+    objects.push_back(&v);
   }
   return protocol::encodeDesired(snapshot, id, revision, objects, deletes);
 }
+
+// The metadata of a control plane an agent acts on. Its status, resourceVersion and
+// managedFields are left out: they change with every status write, and an agent must not be
+// sent its own reports back.
+constexpr const char* kViewMetadata[] = {"name", "uid", "generation", "creationTimestamp", "deletionTimestamp",
+                                         "labels", "annotations"};
 
 // The completion handler of one of the gateway's own tasks: logs how it failed.
 auto logFailure(const char* what) {
@@ -141,6 +147,9 @@ struct AgentGateway::Session {
   uint64_t seq = 0;
   int64_t synced = -1;           // highest revision sent; -1 until the first sync
   std::vector<EventPtr> early;   // events that arrived before the first sync
+  // Per control plane: a digest of the view last sent, so that a write that changes nothing the
+  // agent acts on (its own status report, above all) is not sent.
+  std::unordered_map<std::string, size_t> sent;
   int64_t acked = 0;             // the revision the agent last acknowledged
 };
 
@@ -640,7 +649,14 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
       }
     }
     at = rev;
-    send(s, desiredFrame(true, ++s->seq, at, withAttachments(std::move(mine)), {}));
+    s->sent.clear();
+    std::vector<std::string> views;
+    views.reserve(mine.size());
+    for (const auto& o : mine) {
+      views.push_back(viewOf(*o));
+      remember(*s, o->name, views.back());
+    }
+    send(s, desiredFrame(true, ++s->seq, at, views, {}));
   } else {
     // Collapse the replay to the last state per control plane.
     std::map<std::string, EventPtr> last;
@@ -670,7 +686,16 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
         }
       }
     }
-    send(s, desiredFrame(false, ++s->seq, at, withAttachments(std::move(upserts)), deletes));
+    std::vector<std::string> views;
+    views.reserve(upserts.size());
+    for (const auto& o : upserts) {
+      views.push_back(viewOf(*o));
+      remember(*s, o->name, views.back());  // (sent whether or not it changed: the agent was away)
+    }
+    for (const auto& name : deletes) {
+      s->sent.erase(name);
+    }
+    send(s, desiredFrame(false, ++s->seq, at, views, deletes));
   }
   s->synced = at;
   auto early = std::move(s->early);
@@ -692,73 +717,93 @@ void AgentGateway::deliver(const std::shared_ptr<Session>& s, const EventPtr& ev
   if (ev->revision <= s->synced) {
     return;  // already part of what was sent
   }
-  std::vector<ObjectPtr> upserts;
+  std::vector<std::string> views;
   std::vector<std::string> deletes;
   if (ev->object->resource == resourceKey(hooks_)) {
-    upserts = usersOfHook(s->name, ev->object->name);  // they get the hook as it is now
-    if (upserts.empty()) {
-      return;
+    for (const auto& o : usersOfHook(s->name, ev->object->name)) {  // they get the hook as it is now
+      std::string view = viewOf(*o);
+      if (remember(*s, o->name, view)) {
+        views.push_back(std::move(view));
+      }
     }
   } else if (ev->type == EventType::Deleted) {
     deletes.push_back(ev->object->name);
-  } else {
-    upserts.push_back(ev->object);
+    s->sent.erase(ev->object->name);
+  } else if (std::string view = viewOf(*ev->object); remember(*s, ev->object->name, view)) {
+    views.push_back(std::move(view));
   }
-  send(s, desiredFrame(false, ++s->seq, ev->revision, withAttachments(std::move(upserts)), deletes));
+  if (views.empty() && deletes.empty()) {
+    return;  // nothing it acts on changed (the periodic progress mark tells it the revision)
+  }
+  send(s, desiredFrame(false, ++s->seq, ev->revision, views, deletes));
   s->synced = ev->revision;
 }
 
-std::vector<ObjectPtr> AgentGateway::withAttachments(std::vector<ObjectPtr> objects) const {
-  for (auto& o : objects) {
-    // (Cheap tests first: most control planes carry neither.)
-    bool bootstrap = secrets_ != nullptr && o->bytes.find("bootstrapSecretRef") != std::string::npos;
-    bool hooks = o->bytes.find("postCreateHook") != std::string::npos;
-    if (!bootstrap && !hooks) {
-      continue;
-    }
-    Json cp = Json::parse(o->bytes, nullptr, false);
-    if (!cp.is_object() || cp["metadata"].contains("deletionTimestamp")) {
-      continue;
-    }
-    bool changed = false;
-    const Json ref = cp["spec"].value("bootstrapSecretRef", Json::object());
-    if (bootstrap && model::servedByAgent(cp) && model::isAdopted(cp["spec"].value("type", ""))) {
-      auto data = secrets_->bootstrap(ref.value("name", ""));
-      std::string key = ref.value("inClusterKey", "kubeconfig-incluster");
-      if (data && data->count(key)) {
-        // The agent adopts the cluster with it (over the link's mutual TLS), then reports the
-        // kubeconfig it made; the hub then deletes the bootstrap secret.
-        cp["kflexBootstrap"] = {{"kubeconfig", data->at(key)}};
-        changed = true;
-      }
-    }
-    if (hooks) {
-      Json delivered = Json::object();
-      for (const auto& use : kube::hookUses(cp)) {
-        ObjectPtr rec = store_.get(resourceKey(hooks_), use.hook);
-        Json hook = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
-        if (!hook.is_object()) {
-          continue;  // (the agent says it waits for it)
-        }
-        const Json meta = hook["metadata"];
-        Json slim_meta = Json::object();
-        for (const char* k : {"name", "uid", "generation", "labels", "annotations"}) {
-          if (meta.contains(k)) {
-            slim_meta[k] = meta[k];
-          }
-        }
-        delivered[use.hook] = {{"metadata", slim_meta}, {"spec", hook.value("spec", Json::object())}};
-      }
-      cp[kube::kDeliveredHooksField] = std::move(delivered);
-      changed = true;
-    }
-    if (changed) {
-      auto copy = std::make_shared<ObjectRecord>(*o);
-      copy->bytes = cp.dump();
-      o = std::move(copy);
+bool AgentGateway::remember(Session& s, const std::string& name, const std::string& view) {
+  const size_t digest = std::hash<std::string>{}(view);
+  auto [it, added] = s.sent.try_emplace(name, digest);
+  if (!added && it->second == digest) {
+    return false;
+  }
+  it->second = digest;
+  return true;
+}
+
+std::string AgentGateway::viewOf(const ObjectRecord& rec) const {
+  Json cp = Json::parse(rec.bytes, nullptr, false);
+  if (!cp.is_object() || !cp.contains("metadata") || !cp["metadata"].is_object()) {
+    return rec.bytes;  // (not expected of a stored object)
+  }
+  Json view = Json::object();
+  for (const char* k : {"apiVersion", "kind", "spec"}) {
+    if (auto it = cp.find(k); it != cp.end()) {
+      view[k] = std::move(*it);
     }
   }
-  return objects;
+  Json& meta = cp["metadata"];
+  Json& view_meta = view["metadata"] = Json::object();
+  for (const char* k : kViewMetadata) {
+    if (auto it = meta.find(k); it != meta.end()) {
+      view_meta[k] = std::move(*it);
+    }
+  }
+  if (view_meta.contains("deletionTimestamp")) {
+    return view.dump();  // being deleted: it needs neither credentials nor hooks any more
+  }
+  // What it carries beyond the stored object: the bootstrap kubeconfig of an external control
+  // plane it adopts (until adopted), and the PostCreateHooks it uses.
+  const Json spec = view.value("spec", Json::object());
+  const Json ref = spec.value("bootstrapSecretRef", Json::object());
+  if (secrets_ != nullptr && ref.is_object() && !ref.empty() && model::isAdopted(spec.value("type", "")) &&
+      model::servedByAgent(view)) {
+    auto data = secrets_->bootstrap(ref.value("name", ""));
+    std::string key = ref.value("inClusterKey", "kubeconfig-incluster");
+    if (data && data->count(key)) {
+      // The agent adopts the cluster with it (over the link's mutual TLS), then reports the
+      // kubeconfig it made; the hub then deletes the bootstrap secret.
+      view["kflexBootstrap"] = {{"kubeconfig", data->at(key)}};
+    }
+  }
+  if (rec.bytes.find("postCreateHook") != std::string::npos) {
+    Json delivered = Json::object();
+    for (const auto& use : kube::hookUses(view)) {
+      ObjectPtr hook_rec = store_.get(resourceKey(hooks_), use.hook);
+      Json hook = hook_rec ? Json::parse(hook_rec->bytes, nullptr, false) : Json();
+      if (!hook.is_object()) {
+        continue;  // (the agent says it waits for it)
+      }
+      const Json hook_meta = hook["metadata"];
+      Json slim_meta = Json::object();
+      for (const char* k : {"name", "uid", "generation", "labels", "annotations"}) {
+        if (hook_meta.contains(k)) {
+          slim_meta[k] = hook_meta[k];
+        }
+      }
+      delivered[use.hook] = {{"metadata", slim_meta}, {"spec", hook.value("spec", Json::object())}};
+    }
+    view[kube::kDeliveredHooksField] = std::move(delivered);
+  }
+  return view.dump();
 }
 
 std::vector<ObjectPtr> AgentGateway::usersOfHook(const std::string& agent, const std::string& hook) const {
@@ -781,7 +826,7 @@ void AgentGateway::progress(const std::shared_ptr<Session>& s, int64_t revision)
   if (s->synced < 0 || revision <= s->synced) {
     return;
   }
-  send(s, desiredFrame(false, ++s->seq, revision, {}, {}));
+  send(s, desiredFrame(false, ++s->seq, revision, std::vector<std::string>{}, {}));
   s->synced = revision;
 }
 

@@ -88,10 +88,14 @@ class AgentGateway {
   void initialSync(const std::shared_ptr<Session>& s, int64_t acknowledged);
   void deliver(const std::shared_ptr<Session>& s, const EventPtr& ev);
   void progress(const std::shared_ptr<Session>& s, int64_t revision);
-  /// What desired control planes carry to their agent beyond the stored object: the bootstrap
-  /// kubeconfig of an external control plane it adopts (until adopted), and the PostCreateHooks
-  /// a control plane uses (kube::kDeliveredHooksField).
-  std::vector<ObjectPtr> withAttachments(std::vector<ObjectPtr> objects) const;
+  /// What an agent is sent of a control plane: what it acts on (spec, the metadata it uses,
+  /// deletion) and what it carries beyond the stored object: the bootstrap kubeconfig of an
+  /// external control plane it adopts (until adopted), and the PostCreateHooks it uses
+  /// (kube::kDeliveredHooksField). Never its status: an agent is not sent its own reports back.
+  std::string viewOf(const ObjectRecord& rec) const;
+  /// Records `view` as the last sent of control plane `name` on link `s`; false when it was
+  /// already (nothing the agent acts on changed).
+  static bool remember(Session& s, const std::string& name, const std::string& view);
   /// The control planes on `agent` that use PostCreateHook `hook` (a hook changed or appeared).
   std::vector<ObjectPtr> usersOfHook(const std::string& agent, const std::string& hook) const;
   net::awaitable<void> markControlPlanesUnknown(const std::string& agent, const std::string& stamp);

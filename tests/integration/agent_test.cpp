@@ -1513,6 +1513,61 @@ TEST_F(Agents, FieldsOfTheWrongTypeAreProtocolErrors) {
   EXPECT_EQ(readyOf("cp-1"), "True/Available/back");
 }
 
+// An agent is sent what it acts on (spec, the metadata it uses, deletion), never its own status
+// back: a report that changes the control plane's status reaches the store, but no delta for it
+// reaches the agent; a change of the control plane itself does.
+TEST_F(Agents, AnAgentIsNotSentItsOwnStatusBack) {
+  requireKubectl();
+  fs::path data = enrolled("edge-1");
+  FakeAgent edge(hub_->url(), data);
+  ASSERT_EQ(edge.connect(), 101u);
+  ASSERT_TRUE(edge.hello()) << edge.said();
+  createOn("edge-1", {"cp-0"});
+  // The messages that carried cp-0 so far, each as the agent got it.
+  std::vector<Json> carried;
+  auto deltasOfCp = [&] {
+    edge.poll();
+    carried.clear();
+    edge.waitFor([&](const protocol::Envelope& e) {
+      if (e.type == protocol::msg::kDelta || e.type == protocol::msg::kSnapshot) {
+        for (const auto& o : e.body.value(e.type == protocol::msg::kDelta ? "upserts" : "controlPlanes", Json::array())) {
+          if (o["metadata"].value("name", "") == "cp-0") {
+            carried.push_back(o);
+          }
+        }
+      }
+      return false;
+    }, std::chrono::milliseconds(0));
+    return carried.size();
+  };
+  ASSERT_TRUE(edge.waitFor([](const protocol::Envelope& e) { return e.body.dump().find("\"cp-0\"") != std::string::npos; },
+                           std::chrono::seconds(10)))
+      << edge.said();
+  // (Placement's own writes after the placement settle first.)
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const size_t before = deltasOfCp();
+  ASSERT_GE(before, 1u) << edge.said();
+  for (const Json& o : carried) {
+    EXPECT_FALSE(o.contains("status")) << o.dump();
+    EXPECT_FALSE(o["metadata"].contains("resourceVersion")) << o.dump();
+    EXPECT_FALSE(o["metadata"].contains("managedFields")) << o.dump();
+  }
+
+  // Three reports, each a change the hub stores: nothing comes back.
+  for (const char* message : {"starting", "serving", "serving again"}) {
+    ASSERT_TRUE(edge.acked(edge.report("cp-0", "True", "Available", message), std::chrono::seconds(10))) << edge.said();
+    EXPECT_TRUE(waitFor([&] { return readyOf("cp-0") == std::string("True/Available/") + message; },
+                        std::chrono::seconds(10), "stored"));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(deltasOfCp(), before) << edge.said();
+
+  // A label is the control plane's own: it is sent.
+  ASSERT_EQ(kubectl(hub_->kubeconfig(), {"label", "cp", "cp-0", "team=edge"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return deltasOfCp() > before; }, std::chrono::seconds(10), "the label sent")) << edge.said();
+  EXPECT_EQ(carried.back()["metadata"]["labels"].value("team", ""), "edge") << carried.back().dump();
+}
+
 // An agent that flaps a condition as fast as it can: its reports are coalesced per control plane
 // (the latest wins) and its writes limited per agent, so the store takes a bounded number of
 // writes, the last state reported lands, and a watcher from before the flapping can still resume
