@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/agents/gateway.hpp"
 
-#include <malloc.h>
-#ifdef KFLEX_WITH_JEMALLOC
-#include <jemalloc/jemalloc.h>
-#endif
+#include "hub/agents/release_controller.hpp"
 
 #include <deque>
 #include <map>
@@ -28,16 +25,6 @@ namespace kflex::hub {
 namespace {
 
 // Gives freed pages back to the system.
-void releaseFreeMemory() {
-#ifdef KFLEX_WITH_JEMALLOC
-  // MALLCTL_ARENAS_ALL: every arena.
-  std::string purge = "arena." + std::to_string(MALLCTL_ARENAS_ALL) + ".purge";
-  mallctl(purge.c_str(), nullptr, nullptr, nullptr, 0);
-#else
-  ::malloc_trim(0);
-#endif
-}
-
 namespace websocket = beast::websocket;
 using namespace net::experimental::awaitable_operators;
 
@@ -65,18 +52,6 @@ bool acceptsPin(const Json& agent, const std::string& pin) {
   return !pin.empty() && (c.value("publicKeyPin", "") == pin || c.value("pendingPublicKeyPin", "") == pin);
 }
 
-// The agent a control plane is placed on ("" when none), from its stored bytes.
-std::string agentOf(const ObjectRecord& rec) {
-  if (rec.bytes.find("\"agent\"") == std::string::npos) {
-    return "";
-  }
-  Json obj = Json::parse(rec.bytes, nullptr, false);
-  if (!obj.is_object()) {
-    return "";
-  }
-  auto st = obj.find("status");
-  return st != obj.end() && st->is_object() ? st->value("agent", "") : std::string();
-}
 
 // A snapshot or delta frame around the agent's views of control planes.
 std::string desiredFrame(bool snapshot, uint64_t id, int64_t revision, const std::vector<std::string>& views,
@@ -644,7 +619,7 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
     auto [objects, rev] = store_.list(key);
     std::vector<ObjectPtr> mine;
     for (const auto& o : objects) {
-      if (agentOf(*o) == s->name) {
+      if (placedOn(*o) == s->name) {
         mine.push_back(o);
       }
     }
@@ -662,7 +637,7 @@ void AgentGateway::initialSync(const std::shared_ptr<Session>& s, int64_t acknow
     std::map<std::string, EventPtr> last;
     std::set<std::string> hooks_changed;
     for (const auto& ev : replay) {
-      if (ev->object->resource == key && agentOf(*ev->object) == s->name) {
+      if (ev->object->resource == key && placedOn(*ev->object) == s->name) {
         last[ev->object->name] = ev;
       } else if (ev->object->resource == resourceKey(hooks_)) {
         hooks_changed.insert(ev->object->name);
@@ -809,7 +784,7 @@ std::string AgentGateway::viewOf(const ObjectRecord& rec) const {
 std::vector<ObjectPtr> AgentGateway::usersOfHook(const std::string& agent, const std::string& hook) const {
   std::vector<ObjectPtr> out;
   for (const auto& rec : store_.list(resourceKey(cps_)).first) {
-    if (rec->bytes.find(hook) == std::string::npos || agentOf(*rec) != agent) {
+    if (rec->bytes.find(hook) == std::string::npos || placedOn(*rec) != agent) {
       continue;
     }
     for (const auto& use : kube::hookUses(Json::parse(rec->bytes, nullptr, false))) {
@@ -1021,92 +996,8 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
     Json cp = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
     if (cp.is_object() && cp["metadata"].contains("deletionTimestamp") &&
         cp.value("status", Json::object()).value("agent", "") == agent) {
-      co_await releaseControlPlane(name, "agent " + agent + " stopped it and removed its data");
+      co_await releaseControlPlane(api_, cps_, name, "agent " + agent + " stopped it and removed its data");
     }
-  }
-}
-
-net::awaitable<void> AgentGateway::releaseControlPlane(std::string name, std::string why) {
-  bool released = co_await api_.removeFinalizer(cps_, name, model::kControlPlaneFinalizer);
-  if (released) {
-    log::info("control plane released", {{"controlPlane", name}, {"why", why}});
-  } else {
-    log::warn("cannot release a deleting control plane", {{"controlPlane", name}});
-  }
-}
-
-net::awaitable<void> AgentGateway::releaseIfUnplaced(ObjectPtr rec) {
-  // (Cheap checks first: most control plane writes are not deletions.)
-  if (!rec || rec->bytes.find("deletionTimestamp") == std::string::npos ||
-      rec->bytes.find(model::kControlPlaneFinalizer) == std::string::npos) {
-    co_return;
-  }
-  Json cp = Json::parse(rec->bytes, nullptr, false);
-  if (!cp.is_object() || !model::runsOnAgent(cp.value("spec", Json::object()).value("type", ""))) {
-    co_return;  // host control planes are the hub's own to release
-  }
-  std::string agent = agentOf(*rec);
-  if (agent.empty()) {
-    co_await releaseControlPlane(rec->name, "it was never placed on an agent");
-  } else if (!store_.get(resourceKey(agents_), agent)) {
-    log::warn("a deleting control plane's agent was deleted; its processes and data may remain on that host",
-              {{"controlPlane", rec->name}, {"agent", agent}});
-    co_await releaseControlPlane(rec->name, "its agent " + agent + " was deleted");
-  } else if (auto lost = lostFor(agent); lost > options_.lost_release) {
-    log::warn("a deleting control plane's agent has been unreachable too long; released without it (the agent "
-              "removes what is left on its host when it returns)",
-              {{"controlPlane", rec->name}, {"agent", agent}, {"unreachable", seconds(std::chrono::duration_cast<std::chrono::seconds>(lost))}});
-    co_await releaseControlPlane(rec->name, "its agent " + agent + " has been unreachable for " +
-                                                seconds(std::chrono::duration_cast<std::chrono::seconds>(lost)));
-  }
-}
-
-net::awaitable<void> AgentGateway::removeUnusedBootstrap(const ObjectRecord& deleted) {
-  // (A failed adoption keeps its bootstrap secret for the next attempt: another cluster's admin
-  // credentials, which must not outlive the control plane.)
-  if (deleted.bytes.find("bootstrapSecretRef") == std::string::npos) {
-    co_return;
-  }
-  Json cp = Json::parse(deleted.bytes, nullptr, false);
-  const Json ref = cp.is_object() ? cp.value("spec", Json::object()).value("bootstrapSecretRef", Json::object()) : Json();
-  const Json name_field = ref.is_object() ? ref.value("name", Json()) : Json();
-  if (!name_field.is_string() || name_field.get<std::string>().empty() || !secrets_->bootstrap(name_field.get<std::string>())) {
-    co_return;
-  }
-  const std::string name = name_field.get<std::string>();
-  const std::string quoted = "\"" + name + "\"";
-  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
-    if (rec->bytes.find(quoted) == std::string::npos) {
-      continue;
-    }
-    Json other = Json::parse(rec->bytes, nullptr, false);
-    if (other.is_object() &&
-        other.value("spec", Json::object()).value("bootstrapSecretRef", Json::object()).value("name", Json()) == name) {
-      co_return;  // another control plane still names it
-    }
-  }
-  co_await secrets_->removeBootstrap(name);
-  log::info("a deleted control plane's bootstrap secret was deleted with it", {{"controlPlane", deleted.name}, {"secret", name}});
-}
-
-std::chrono::nanoseconds AgentGateway::lostFor(const std::string& agent) {
-  auto it = leases_.find(agent);
-  if (it == leases_.end() || it->second.ready || it->second.lost_since == TimePoint{}) {
-    return std::chrono::nanoseconds(0);
-  }
-  return clock_.now() - it->second.lost_since;
-}
-
-net::awaitable<void> AgentGateway::releaseOnLostAgents() {
-  bool any = false;
-  for (const auto& [name, v] : leases_) {
-    any |= !v.ready && v.lost_since != TimePoint{} && clock_.now() - v.lost_since > options_.lost_release;
-  }
-  if (!any) {
-    co_return;
-  }
-  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
-    co_await releaseIfUnplaced(rec);  // (cheap for all but deleting ones)
   }
 }
 
@@ -1115,7 +1006,7 @@ net::awaitable<void> AgentGateway::markControlPlanesUnknown(const std::string& a
   for (const auto& rec : store_.list(resourceKey(cps_)).first) {
     // (A cheap test first: most control planes are not this agent's, and parsing them all for
     // every agent whose lease ran out would be quadratic.)
-    if (rec->bytes.find(quoted) == std::string::npos || agentOf(*rec) != agent) {
+    if (rec->bytes.find(quoted) == std::string::npos || placedOn(*rec) != agent) {
       continue;
     }
     co_await api_.changeStatus(cps_, rec->name, [&](Json& obj) {
@@ -1124,35 +1015,6 @@ net::awaitable<void> AgentGateway::markControlPlanesUnknown(const std::string& a
                                  stamp, true);
     });
   }
-}
-
-net::awaitable<void> AgentGateway::orphanControlPlanes(std::string agent) {
-  std::string stamp = formatTime(clock_.now());
-  const std::string quoted = "\"" + agent + "\"";
-  for (const auto& rec : store_.list(resourceKey(cps_)).first) {
-    // (A cheap test first, as for a lease that ran out.)
-    if (rec->bytes.find(quoted) != std::string::npos && agentOf(*rec) == agent) {
-      co_await orphan(rec, agent, stamp);
-    }
-  }
-}
-
-net::awaitable<void> AgentGateway::orphan(ObjectPtr rec, std::string agent, std::string stamp) {
-  const std::string agents_key = resourceKey(agents_);
-  if (store_.get(agents_key, agent)) {
-    co_return;  // enrolled again under the same name meanwhile: it reports for itself
-  }
-  co_await releaseIfUnplaced(rec);  // being deleted: nothing is left to wait for
-  co_await api_.changeStatus(cps_, rec->name, [&](Json& obj) {
-    Json& status = obj["status"];
-    if (!status.is_object() || status.value("agent", "") != agent || store_.get(agents_key, agent)) {
-      return false;
-    }
-    return model::setCondition(status, "Ready", "Unknown", "AgentDeleted",
-                               "agent " + agent + " was deleted; nothing reports this control plane's state (enroll "
-                               "an agent named " + agent + " again, or delete the control plane)",
-                               stamp, true);
-  });
 }
 
 net::awaitable<void> AgentGateway::leaseLoop() {
@@ -1169,10 +1031,6 @@ net::awaitable<void> AgentGateway::leaseLoop() {
     co_await checkLeases();
     // Tell idle agents how far the hub has got, so a reconnect replays little.
     if (++ticks % 10 == 0) {
-      co_await releaseOnLostAgents();
-      // Links are set up with large TLS buffers that are freed right after (LeanStream): give
-      // the freed pages back, or a burst of reconnects keeps its peak as resident memory.
-      releaseFreeMemory();
       std::vector<std::shared_ptr<Session>> all;
       {
         std::lock_guard lock(mutex_);
@@ -1259,16 +1117,6 @@ net::awaitable<void> AgentGateway::watchLoop() {
     for (const auto& rec : store_.list(key).first) {
       observeLease(rec->name, Json::parse(rec->bytes, nullptr, false));
     }
-    // Deletions waiting since before the hub started (or while events were dropped), and control
-    // planes whose agent was deleted meanwhile.
-    std::string stamp = formatTime(clock_.now());
-    for (const auto& rec : store_.list(cp_key).first) {
-      if (std::string agent = agentOf(*rec); !agent.empty() && !store_.get(key, agent)) {
-        co_await orphan(rec, agent, stamp);
-      } else {
-        co_await releaseIfUnplaced(rec);
-      }
-    }
     if (!first) {
       // We fell behind and events were dropped: every linked agent gets a full snapshot.
       std::vector<std::shared_ptr<Session>> all;
@@ -1294,14 +1142,7 @@ net::awaitable<void> AgentGateway::watchLoop() {
       }
       processed_rev_ = ev->revision;
       if (ev->object->resource == cp_key) {
-        if (ev->type == EventType::Deleted && secrets_ != nullptr) {
-          co_await secrets_->remove(ev->object->name);
-          co_await removeUnusedBootstrap(*ev->object);
-        }
-        if (ev->type != EventType::Deleted) {
-          co_await releaseIfUnplaced(ev->object);
-        }
-        std::string agent = agentOf(*ev->object);
+        std::string agent = placedOn(*ev->object);
         std::shared_ptr<Session> target;
         if (!agent.empty()) {
           std::lock_guard lock(mutex_);
@@ -1346,9 +1187,7 @@ net::awaitable<void> AgentGateway::watchLoop() {
           wakeStatusWriter(name);
           reports_.erase(name);
         }
-        // (Beside the watch, which goes on dispatching meanwhile.)
-        net::co_spawn(strand_, orphanControlPlanes(name), logFailure("control planes of a deleted agent"));
-        continue;
+        continue;  // (its control planes are the release controller's)
       }
       Json obj = Json::parse(ev->object->bytes, nullptr, false);
       if (!obj.is_object()) {

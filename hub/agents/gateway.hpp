@@ -23,7 +23,6 @@ namespace kflex::hub {
 struct GatewayOptions {
   std::chrono::seconds lease_renew{10};       ///< How often agents renew (told to them in `welcome`).
   std::chrono::seconds lease_duration{50};    ///< No renewal for this long: Ready=False, LeaseExpired.
-  std::chrono::seconds lost_release{3600};    ///< Unreachable this long: its deleting control planes are released.
   std::chrono::seconds heartbeat_persist{40}; ///< status.lastHeartbeatTime is written at most this often.
   std::chrono::seconds idle_timeout{60};      ///< No frame (pings included) for this long closes a link.
   std::chrono::seconds expired_grace{7 * 24 * 3600};  ///< An expired agent certificate still connects this long (to renew).
@@ -99,21 +98,6 @@ class AgentGateway {
   /// The control planes on `agent` that use PostCreateHook `hook` (a hook changed or appeared).
   std::vector<ObjectPtr> usersOfHook(const std::string& agent, const std::string& hook) const;
   net::awaitable<void> markControlPlanesUnknown(const std::string& agent, const std::string& stamp);
-  /// Removes kflex's finalizer from a deleting ControlPlane (its runtime is gone).
-  net::awaitable<void> releaseControlPlane(std::string name, std::string why);
-  /// Releases a deleting ControlPlane that nothing runs (never placed, or its agent was deleted).
-  net::awaitable<void> releaseIfUnplaced(ObjectPtr rec);
-  /// Releases the deleting control planes of agents unreachable for longer than lost_release.
-  net::awaitable<void> releaseOnLostAgents();
-  /// Deletes the bootstrap secret a deleted control plane names, unless another one names it too.
-  net::awaitable<void> removeUnusedBootstrap(const ObjectRecord& deleted);
-  /// How long `agent` has been unreachable (its lease expired), 0 when it is not.
-  std::chrono::nanoseconds lostFor(const std::string& agent);
-  /// After `agent` was deleted: orphan() each control plane placed on it.
-  net::awaitable<void> orphanControlPlanes(std::string agent);
-  /// A control plane whose agent was deleted: Ready=Unknown (AgentDeleted), and released when it
-  /// is being deleted. Nothing when the agent exists (again).
-  net::awaitable<void> orphan(ObjectPtr rec, std::string agent, std::string stamp);
   void send(const std::shared_ptr<Session>& s, std::string message);
   void close(const std::shared_ptr<Session>& s, std::string code, std::string message);
   void closeByName(const std::string& name, const std::string& code, const std::string& message);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/app/hub_app.hpp"
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -9,9 +10,14 @@
 #include <csignal>
 #include <thread>
 
+#ifdef KFLEX_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
 #include "hub/agents/enrollment.hpp"
 #include "hub/agents/gateway.hpp"
 #include "hub/agents/placement.hpp"
+#include "hub/agents/release_controller.hpp"
 #include "hub/api/api_service.hpp"
 #include "hub/api/control_plane_secrets.hpp"
 #include "hub/clusters/cluster_controller.hpp"
@@ -28,6 +34,22 @@
 
 namespace kflex::hub {
 namespace {
+
+// How often process-wide housekeeping runs.
+constexpr std::chrono::seconds kHousekeepingInterval{10};
+
+// Gives freed memory back to the system. Agent links are set up with large TLS buffers that are
+// freed right after (LeanStream), and a burst of reconnects would otherwise keep its peak as
+// resident memory.
+void releaseFreeMemory() {
+#ifdef KFLEX_WITH_JEMALLOC
+  // MALLCTL_ARENAS_ALL: every arena.
+  std::string purge = "arena." + std::to_string(MALLCTL_ARENAS_ALL) + ".purge";
+  mallctl(purge.c_str(), nullptr, nullptr, nullptr, 0);
+#else
+  ::malloc_trim(0);
+#endif
+}
 
 namespace fs = std::filesystem;
 
@@ -432,7 +454,6 @@ int runHub(const HubConfig& cfg) {
   GatewayOptions gateway_options;
   gateway_options.lease_renew = cfg.agent_lease_renew;
   gateway_options.lease_duration = cfg.agent_lease_duration;
-  gateway_options.lost_release = cfg.agent_lost_release;
   gateway_options.heartbeat_persist = std::min(cfg.agent_lease_duration / 2, 4 * cfg.agent_lease_renew);
   gateway_options.expired_grace = cfg.agent_expired_grace;
   gateway_options.status_limits = {cfg.agent_status_interval, double(cfg.agent_status_writes_per_second),
@@ -457,9 +478,12 @@ int runHub(const HubConfig& cfg) {
     cluster_options.hosting = access.value();
   }
   ClusterController clusters(ioc, api, *store.value(), registry, secrets, clock, cluster_options);
+  ReleaseController release(ioc, api, *store.value(), registry, clock, cfg.agent_lost_release);
+  release.setSecrets(&secrets);
   gateway.start();
   placement.start();
   clusters.start();
+  release.start();
   server.value()->start();
   log::info("kflex-hub serving", {{"version", kVersion}, {"url", url},
                                   {"kubeconfig", (cfg.data_dir / "admin.kubeconfig").string()},
@@ -471,6 +495,17 @@ int runHub(const HubConfig& cfg) {
   service::ready("serving " + url + ", " + std::to_string(store.value()->size()) + " objects");
   service::Watchdog watchdog(ioc.get_executor());
   watchdog.start();
+  net::steady_timer housekeeping(ioc);
+  std::function<void()> housekeep = [&] {
+    housekeeping.expires_after(kHousekeepingInterval);
+    housekeeping.async_wait([&](boost::system::error_code ec) {
+      if (!ec) {
+        releaseFreeMemory();
+        housekeep();
+      }
+    });
+  };
+  housekeep();
 
   net::signal_set signals(ioc, SIGTERM, SIGINT);
   net::steady_timer drain(ioc);
@@ -496,8 +531,10 @@ int runHub(const HubConfig& cfg) {
     watchdog.stop();
     *deadline = std::chrono::steady_clock::now() + cfg.shutdown_grace;
     api.shutdown();
+    housekeeping.cancel();
     gateway.stop();
     placement.stop();
+    release.stop();
     clusters.stop();
     server.value()->stop();
     poll();
