@@ -255,7 +255,8 @@ int main(int argc, char** argv) {
       std::istringstream in(slurp(trace));
       fsyncs = 0;
       for (std::string line; std::getline(in, line);) {
-        if (line.find("fsync") != std::string::npos && line.find("total") == std::string::npos) {
+        if ((line.find("fsync") != std::string::npos || line.find("fdatasync") != std::string::npos) &&
+            line.find("total") == std::string::npos) {
           std::istringstream cols(line);
           std::vector<std::string> c{std::istream_iterator<std::string>(cols), {}};
           if (c.size() >= 5) {
