@@ -110,6 +110,18 @@ class Fields {
   std::string problem_;
 };
 
+// Reads a message body with `read` (which takes its fields from a Fields); the first field of
+// the wrong type is the error, named with the message `what`.
+template <class Message, class Read>
+Result<Message> readBody(const Json& body, std::string_view what, Read read) {
+  Fields f(body, "");
+  Message m = read(f);
+  if (!f.problem().empty()) {
+    return f.error(what);
+  }
+  return m;
+}
+
 // A list of desired objects (each an object with a metadata.name).
 Result<std::vector<DesiredObject>> desiredObjects(const Json& body, const char* key, std::string_view what) {
   std::vector<DesiredObject> out;
@@ -491,23 +503,13 @@ Result<StatusReport> StatusReport::fromJson(const Json& body) {
 Json StatusAck::toJson() const { return {{"seq", seq}}; }
 
 Result<StatusAck> StatusAck::fromJson(const Json& body) {
-  Fields f(body, "");
-  StatusAck a{f.integer("seq", 0)};
-  if (!f.problem().empty()) {
-    return f.error("status-ack");
-  }
-  return a;
+  return readBody<StatusAck>(body, "status-ack", [](Fields& f) { return StatusAck{f.integer("seq", 0)}; });
 }
 
 Json Csr::toJson() const { return {{"csr", csr_pem}}; }
 
 Result<Csr> Csr::fromJson(const Json& body) {
-  Fields f(body, "");
-  Csr c{f.string("csr")};
-  if (!f.problem().empty()) {
-    return f.error("csr");
-  }
-  return c;
+  return readBody<Csr>(body, "csr", [](Fields& f) { return Csr{f.string("csr")}; });
 }
 
 Json Certificate::toJson() const {
@@ -519,34 +521,21 @@ Json Certificate::toJson() const {
 }
 
 Result<Certificate> Certificate::fromJson(const Json& body) {
-  Fields f(body, "");
-  Certificate c{f.string("certificate"), f.string("caBundle")};
-  if (!f.problem().empty()) {
-    return f.error("certificate");
-  }
-  return c;
+  return readBody<Certificate>(body, "certificate",
+                               [](Fields& f) { return Certificate{f.string("certificate"), f.string("caBundle")}; });
 }
 
 Json CaBundle::toJson() const { return {{"caBundle", ca_bundle_pem}, {"renewCertificate", renew_certificate}}; }
 
 Result<CaBundle> CaBundle::fromJson(const Json& body) {
-  Fields f(body, "");
-  CaBundle b{f.string("caBundle"), f.boolean("renewCertificate")};
-  if (!f.problem().empty()) {
-    return f.error("ca-bundle");
-  }
-  return b;
+  return readBody<CaBundle>(body, "ca-bundle",
+                            [](Fields& f) { return CaBundle{f.string("caBundle"), f.boolean("renewCertificate")}; });
 }
 
 Json ErrorBody::toJson() const { return {{"code", code}, {"message", message}}; }
 
 Result<ErrorBody> ErrorBody::fromJson(const Json& body) {
-  Fields f(body, "");
-  ErrorBody e{f.string("code"), f.string("message")};
-  if (!f.problem().empty()) {
-    return f.error("error");
-  }
-  return e;
+  return readBody<ErrorBody>(body, "error", [](Fields& f) { return ErrorBody{f.string("code"), f.string("message")}; });
 }
 
 }  // namespace kflex::protocol
