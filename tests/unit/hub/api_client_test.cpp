@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <gtest/gtest.h>
 
-#include <optional>
-
 #include "hub/api/api_client.hpp"
 #include "hub/api/errors.hpp"
 #include "tests/unit/hub/api_call.hpp"
@@ -10,24 +8,9 @@
 namespace kflex::hub {
 namespace {
 
-// Runs one ApiClient call to its end (at most 30 s), as callApi does for a request.
 template <class T>
 T run(net::awaitable<T> call) {
-  net::io_context ioc;
-  std::optional<T> out;
-  net::co_spawn(ioc, std::move(call), [&](std::exception_ptr e, T r) {
-    if (e) {
-      std::rethrow_exception(e);
-    }
-    out.emplace(std::move(r));
-  });
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!out && std::chrono::steady_clock::now() < deadline) {
-    ioc.run_for(std::chrono::milliseconds(10));
-    ioc.restart();
-  }
-  EXPECT_TRUE(out) << "the call did not finish";
-  return std::move(*out);
+  return runToEnd(std::move(call));
 }
 
 class ApiClientTest : public ApiFixture {
