@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "hub/api/errors.hpp"
 #include "shared/common/json_decode.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -37,7 +38,7 @@ bool equalSecret(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-EnrollmentService::EnrollmentService(ApiService& api, ObjectStore& store, const model::Registry& registry,
+EnrollmentService::EnrollmentService(ApiClient& api, ObjectStore& store, const model::Registry& registry,
                                      tls::KeyPair ca, std::string ca_bundle, const Clock& clock, EnrollOptions options)
     : api_(api), store_(store), agents_(kind(registry, "agents")), tokens_(kind(registry, "bootstraptokens")),
       ca_(std::move(ca)), ca_bundle_(std::move(ca_bundle)), clock_(clock), options_(std::move(options)) {
@@ -187,11 +188,11 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
     token_status["lastUsedTime"] = now;
     token_status["lastUsedBy"] = name;
     tok["status"] = token_status;
-    ApiResponse used = co_await api_.internal(http::verb::put, objectPath(tokens_, token_id, true), tok.dump());
-    if (used.status == 200) {
+    Result<Json> used = co_await api_.updateStatus(tokens_, tok);
+    if (used) {
       break;
     }
-    bool busy = used.status == 409 && std::chrono::steady_clock::now() < give_up;
+    bool busy = used.error().code == Errc::Conflict && std::chrono::steady_clock::now() < give_up;
     if (busy) {
       net::steady_timer pause(co_await net::this_coro::executor);
       pause.expires_after(std::chrono::microseconds(jitter() % (500u << std::min(attempt, 5))));
@@ -212,15 +213,13 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
   if (!retry) {
     Json agent = {{"apiVersion", agents_.apiVersion()}, {"kind", agents_.kind},
                   {"metadata", {{"name", name}, {"labels", er->labels}}}, {"spec", Json::object()}};
-    ApiResponse created = co_await api_.internal(http::verb::post, "/apis/" + agents_.apiVersion() + "/" + agents_.plural,
-                                                 agent.dump());
-    if (created.status == 409) {
+    Result<Json> created = co_await api_.create(agents_, agent);
+    if (!created && created.error().code == Errc::Conflict) {
       co_return problem(409, "AlreadyExists", "an agent named \"" + name + "\" was enrolled at the same moment; choose another name");
     }
-    if (created.status != 201) {
-      Json st = Json::parse(created.body, nullptr, false);
-      std::string msg = st.is_object() ? st.value("message", created.body) : created.body;
-      co_return problem(created.status == 422 ? 400 : created.status, "BadRequest", "the agent cannot be created: " + msg);
+    if (!created) {
+      unsigned status = httpStatus(created.error().code, "");
+      co_return problem(status == 422 ? 400 : status, "BadRequest", "the agent cannot be created: " + created.error().message);
     }
   }
   auto cert = issue(name, er->csr_pem);
@@ -230,7 +229,7 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
   auto info = tls::inspectCertificate(cert.value());
   std::string not_after = info ? formatTime(info->not_after) : "";
   std::string pin = csr->public_key_pin;
-  unsigned st = co_await api_.changeStatus(agents_, name, [&](Json& obj) {
+  Result<void> st = co_await api_.changeStatus(agents_, name, [&](Json& obj) {
     Json& status = obj["status"];
     if (!status.is_object()) {
       status = Json::object();
@@ -241,8 +240,8 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
     }
     return true;
   });
-  if (st != 200) {
-    co_return problem(500, "InternalError", "cannot record the agent's key (status " + std::to_string(st) + ")");
+  if (!st) {
+    co_return problem(500, "InternalError", "cannot record the agent's key: " + st.error().message);
   }
   log::info("agent enrolled", {{"agent", name}, {"token_id", token_id}, {"peer", req.peer}, {"retry", retry ? "true" : "false"}});
   protocol::EnrollResponse out{cert.value(), caBundle(), options_.hub_urls};

@@ -28,7 +28,7 @@ struct EnrollOptions {
  */
 class EnrollmentService {
  public:
-  EnrollmentService(ApiService& api, ObjectStore& store, const model::Registry& registry, tls::KeyPair ca,
+  EnrollmentService(ApiClient& api, ObjectStore& store, const model::Registry& registry, tls::KeyPair ca,
                     std::string ca_bundle, const Clock& clock, EnrollOptions options);
   /// Serves a request under /enroll/.
   net::awaitable<ApiResponse> handle(ApiRequest req);
@@ -44,7 +44,7 @@ class EnrollmentService {
  private:
   net::awaitable<ApiResponse> enroll(ApiRequest req);
 
-  ApiService& api_;
+  ApiClient& api_;
   ObjectStore& store_;
   const model::ResourceType& agents_;
   const model::ResourceType& tokens_;

@@ -128,7 +128,7 @@ struct AgentGateway::Session {
   int64_t acked = 0;             // the revision the agent last acknowledged
 };
 
-AgentGateway::AgentGateway(net::io_context& ioc, ApiService& api, ObjectStore& store, const model::Registry& registry,
+AgentGateway::AgentGateway(net::io_context& ioc, ApiClient& api, ObjectStore& store, const model::Registry& registry,
                            EnrollmentService& enrollment, const Clock& clock, GatewayOptions options)
     : ioc_(ioc), api_(api), store_(store),
       agents_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "agents")),
@@ -504,7 +504,7 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     std::lock_guard lock(mutex_);
     s_pin = s->pin;
   }
-  unsigned st = co_await api_.changeStatus(agents_, s->name, [&](Json& obj) {
+  Result<void> st = co_await api_.changeStatus(agents_, s->name, [&](Json& obj) {
     Json& status = obj["status"];
     if (!status.is_object()) {
       status = Json::object();
@@ -532,8 +532,8 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     model::setCondition(status, "Ready", "True", "AgentReady", "the agent's lease is current", stamp);
     return true;
   });
-  if (st != 200) {
-    close(s, protocol::code::kUnauthorized, "the hub cannot record this agent (status " + std::to_string(st) + ")");
+  if (!st) {
+    close(s, protocol::code::kUnauthorized, "the hub cannot record this agent: " + st.error().message);
     co_return false;
   }
   s->persisted_at = now;
@@ -578,14 +578,14 @@ net::awaitable<bool> AgentGateway::onCsr(const std::shared_ptr<Session>& s, cons
   auto info = tls::inspectCertificate(cert.value());
   std::string not_after = info ? formatTime(info->not_after) : "";
   std::string pin = csr->public_key_pin;
-  unsigned st = co_await api_.changeStatus(agents_, s->name, [&](Json& obj) {
+  Result<void> st = co_await api_.changeStatus(agents_, s->name, [&](Json& obj) {
     Json& c = obj["status"]["certificate"];
     c["pendingPublicKeyPin"] = pin;
     c["pendingNotAfter"] = not_after;
     return true;
   });
-  if (st != 200) {
-    log::warn("cannot record a renewed agent certificate", {{"agent", s->name}, {"status", std::to_string(st)}});
+  if (!st) {
+    log::warn("cannot record a renewed agent certificate", {{"agent", s->name}, {"error", st.error().message}});
     co_return true;
   }
   log::info("agent certificate renewed", {{"agent", s->name}, {"not_after", not_after}});

@@ -39,7 +39,7 @@ struct GatewayOptions {
  */
 class AgentGateway {
  public:
-  AgentGateway(net::io_context& ioc, ApiService& api, ObjectStore& store, const model::Registry& registry,
+  AgentGateway(net::io_context& ioc, ApiClient& api, ObjectStore& store, const model::Registry& registry,
                EnrollmentService& enrollment, const Clock& clock, GatewayOptions options);
   ~AgentGateway();
   /// Starts the lease controller and the revocation watch.
@@ -104,7 +104,7 @@ class AgentGateway {
 
   net::io_context& ioc_;
   ControlPlaneSecrets* secrets_ = nullptr;
-  ApiService& api_;
+  ApiClient& api_;
   ObjectStore& store_;
   const model::ResourceType& agents_;
   const model::ResourceType& cps_;

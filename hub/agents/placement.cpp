@@ -557,7 +557,7 @@ net::awaitable<Outcome> PlacementController::place(std::string name) {
   const std::string& chosen = choice.agent;
   const std::string& why = choice.why;
   const std::string now = formatTime(clock_.now());
-  unsigned st = 500;
+  Result<void> st = fail("the placement decision was not recorded");
   try {
     st = co_await api_.changeStatus(cps_, name, [&](Json& obj) {
       const Json& status = obj["status"];
@@ -569,14 +569,15 @@ net::awaitable<Outcome> PlacementController::place(std::string name) {
   } catch (const std::exception& e) {
     log::warn("cannot record a placement decision", {{"control_plane", name}, {"error", e.what()}});
   }
-  if (st == 200) {
+  if (st) {
     if (!chosen.empty()) {
       log::info("control plane placed", {{"control_plane", name}, {"agent", chosen}});
     }
     co_return Outcome::done();
   }
-  if (st != 404) {
-    log::warn("cannot record a placement decision", {{"control_plane", name}, {"status", std::to_string(st)}});
+  bool gone = !st && st.error().code == Errc::NotFound;
+  if (!gone) {
+    log::warn("cannot record a placement decision", {{"control_plane", name}, {"error", st.error().message}});
   }
   {
     std::lock_guard lock(mu_);
@@ -584,10 +585,10 @@ net::awaitable<Outcome> PlacementController::place(std::string name) {
       forget(it);  // counted when decided
     }
   }
-  if (st == 404) {
+  if (gone) {
     co_return Outcome::done();  // gone
   }
-  co_return Outcome::retry("status " + std::to_string(st));
+  co_return Outcome::retry(st.error().message);
 }
 
 net::awaitable<Outcome> PlacementController::book(std::string agent) {
@@ -606,22 +607,22 @@ net::awaitable<Outcome> PlacementController::book(std::string agent) {
   if (!stale) {
     co_return Outcome::done();
   }
-  unsigned st = co_await api_.changeStatus(agents_, agent, [&count, &allocated](Json& obj) {
+  Result<void> st = co_await api_.changeStatus(agents_, agent, [&count, &allocated](Json& obj) {
     obj["status"]["controlPlanes"] = count;
     obj["status"]["allocated"] = allocated;
     return true;
   });
-  if (st == 200) {
+  if (st) {
     std::lock_guard lock(mu_);
     if (auto it = agents_view_.find(agent); it != agents_view_.end()) {
       it->second.recorded_control_planes = count;
       it->second.recorded_allocated = allocated;
     }
   }
-  if (st == 200 || st == 404) {
+  if (st || st.error().code == Errc::NotFound) {
     co_return Outcome::done();
   }
-  co_return Outcome::retry("status " + std::to_string(st));
+  co_return Outcome::retry(st.error().message);
 }
 
 }  // namespace kflex::hub

@@ -8,8 +8,11 @@
 #include <memory>
 #include <string>
 
+#include "hub/api/api_client.hpp"
 #include "hub/api/api_types.hpp"
 #include "hub/api/discovery.hpp"
+#include "hub/api/patch.hpp"
+#include "hub/api/router.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
 #include "shared/model/resource.hpp"
@@ -48,43 +51,44 @@ class CreateAdmission {
 /**
  * The Kubernetes-style REST API over the registry's kinds: discovery, OpenAPI, get, list, watch,
  * create, update, patch (merge, strategic, JSON, apply), delete, status subresource, Table output.
- * Thread safety: handle() may run concurrently on any number of strands.
+ * A facade over the API kit: routing (router), request decoding (request_codec), the rules of
+ * every write (object_rules, managed_fields), patches (patch), watch (watch_stream), tables
+ * (table_printer) and errors (errors). It is also the ApiClient of the hub's own code.
+ * Thread safety: handle() and the ApiClient calls may run concurrently on any number of strands.
  */
-class ApiService {
+class ApiService : public ApiClient {
  public:
   ApiService(ObjectStore& store, const model::Registry& registry, const Clock& clock, ApiOptions options);
   /// Serves one request.
   net::awaitable<ApiResponse> handle(ApiRequest req);
-  /// Serves a request made by the hub itself (its controllers and enrollment), as user
-  /// system:kflex-hub in group system:masters, through the same validation as any client.
-  net::awaitable<ApiResponse> internal(http::verb method, std::string path, std::string body = "",
-                                       std::string content_type = "application/json");
-  /// Read-modify-write of one object's status by the hub itself (its controllers), validated
-  /// as a PUT of the status subresource is, without a request's encoding and decoding: `change`
-  /// edits the current object (on the caller's strand) and returns false when there is nothing
-  /// to write; retried when the object changed meanwhile. Returns 200 (also when nothing needed
-  /// writing), 404 when the object is gone, or the last attempt's error status.
-  net::awaitable<unsigned> changeStatus(const model::ResourceType& type, std::string name,
-                                        std::function<bool(Json& obj)> change);
-  /// The same for an object of a namespaced kind.
-  net::awaitable<unsigned> changeStatusIn(const model::ResourceType& type, std::string ns, std::string name,
-                                          std::function<bool(Json& obj)> change);
-  /// Removes `finalizer` from an object of a cluster-scoped kind (a controller has finished its
-  /// cleanup); a deleting object whose last finalizer goes is deleted. True when it was removed or
-  /// is already gone.
-  net::awaitable<bool> removeFinalizer(const model::ResourceType& type, std::string name, std::string finalizer);
   /// Ends every open watch (graceful stop).
   void shutdown();
   /// Makes `admission` settle the status of new objects of `type` as they are created. Call
   /// before the server serves; `admission` must outlive the service.
   void setCreateAdmission(const model::ResourceType& type, CreateAdmission* admission);
 
+  // ApiClient, as user system:kflex-hub in group system:masters.
+  Result<Json> get(const model::ResourceType& type, const std::string& ns, const std::string& name) const override;
+  net::awaitable<Result<Json>> create(const model::ResourceType& type, Json object) override;
+  net::awaitable<Result<Json>> updateStatus(const model::ResourceType& type, Json object) override;
+  net::awaitable<Result<Json>> mergePatch(const model::ResourceType& type, std::string ns, std::string name,
+                                          Json patch) override;
+  net::awaitable<Result<Json>> apply(const model::ResourceType& type, std::string ns, std::string name, Json object,
+                                     std::string manager) override;
+  net::awaitable<Result<void>> remove(const model::ResourceType& type, std::string ns, std::string name) override;
+  net::awaitable<Result<void>> changeStatus(const model::ResourceType& type, std::string name,
+                                            ObjectChange change) override;
+  net::awaitable<Result<void>> changeStatusIn(const model::ResourceType& type, std::string ns, std::string name,
+                                              ObjectChange change) override;
+  net::awaitable<bool> removeFinalizer(const model::ResourceType& type, std::string name,
+                                       std::string finalizer) override;
+
  private:
   net::awaitable<ApiResponse> handleResource(ApiRequest& req, const model::ResourceType& type,
                                              const std::string& name, const std::string& subresource);
+  // The HTTP verbs: decode the request, then run the write below and encode its outcome.
   ApiResponse get(const ApiRequest& req, const model::ResourceType& type, const std::string& name);
   ApiResponse list(const ApiRequest& req, const model::ResourceType& type);
-  ApiResponse watch(const ApiRequest& req, const model::ResourceType& type, const std::string& name);
   net::awaitable<ApiResponse> create(const ApiRequest& req, const model::ResourceType& type);
   net::awaitable<ApiResponse> update(const ApiRequest& req, const model::ResourceType& type,
                                      const std::string& name, const std::string& subresource);
@@ -92,10 +96,21 @@ class ApiService {
                                     const std::string& name, const std::string& subresource);
   net::awaitable<ApiResponse> remove(const ApiRequest& req, const model::ResourceType& type,
                                      const std::string& name);
-  net::awaitable<ApiResponse> commit(const ApiRequest& req, const model::ResourceType& type,
-                                     const std::string& name, Mutation mutation, unsigned created_status);
-  std::string tableFor(const ApiRequest& req, const model::ResourceType& type,
-                       const std::vector<ObjectPtr>& objects, int64_t revision, bool with_columns) const;
+  // The writes, on decoded objects: shared by the HTTP verbs and the ApiClient calls.
+  net::awaitable<WriteResult> createObject(const ApiRequest& req, const model::ResourceType& type, Json obj);
+  net::awaitable<WriteResult> updateObject(const ApiRequest& req, const model::ResourceType& type,
+                                           const std::string& name, const std::string& subresource, Json obj);
+  net::awaitable<WriteResult> patchObject(const ApiRequest& req, const model::ResourceType& type,
+                                          const std::string& name, const std::string& subresource, PatchKind kind,
+                                          Json patch_doc);
+  net::awaitable<WriteResult> applyObject(const ApiRequest& req, const model::ResourceType& type,
+                                          const std::string& name, const std::string& subresource, Json applied,
+                                          std::string manager, bool force);
+  net::awaitable<WriteResult> removeObject(const ApiRequest& req, const model::ResourceType& type,
+                                           const std::string& name, Json preconditions);
+  /// Computes a write on the request's strand and hands it to the store (or runs it dry).
+  net::awaitable<WriteResult> commit(const ApiRequest& req, const model::ResourceType& type, const std::string& name,
+                                     Mutation mutation);
 
   ObjectStore& store_;
   const model::Registry& registry_;
@@ -105,11 +120,5 @@ class ApiService {
   std::atomic<bool> stopping_{false};
   std::map<const model::ResourceType*, CreateAdmission*> admissions_;  // set before serving
 };
-
-/// The store key of a kind ("group/plural", and "/namespace" for a namespaced kind's objects).
-std::string resourceKey(const model::ResourceType& t, const std::string& ns = "");
-/// The API path of an object (with "/status" when status is true; ns for a namespaced kind).
-std::string objectPath(const model::ResourceType& t, const std::string& name, bool status = false,
-                       const std::string& ns = "");
 
 }  // namespace kflex::hub

@@ -54,10 +54,6 @@ struct ApiResponse {
   std::function<net::awaitable<void>(ChunkWriter&)> stream;
 };
 
-/// A Kubernetes Status failure response.
-ApiResponse statusResponse(unsigned code, const std::string& reason, const std::string& message,
-                           const nlohmann::json& details = nullptr);
-
 /// Serves requests under a path prefix (enrollment) instead of the API.
 using RouteHandler = std::function<net::awaitable<ApiResponse>(ApiRequest)>;
 

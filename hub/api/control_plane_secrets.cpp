@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/api/control_plane_secrets.hpp"
 
+#include "hub/api/errors.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/json_decode.hpp"
@@ -329,7 +330,7 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handleSystem(const ApiRequest& 
     Decision d;
     if (cur != nullptr) {
       d.kind = Decision::Kind::Fail;
-      d.status = 409;
+      d.code = Errc::Conflict;
       d.reason = "AlreadyExists";
       d.message = "secrets \"" + name + "\" already exists";
       return d;
@@ -340,7 +341,7 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handleSystem(const ApiRequest& 
   };
   auto result = co_await store_.write(kBootstrapResource, name, std::move(mutation), net::use_awaitable);
   if (result.decision.kind == Decision::Kind::Fail) {
-    co_return statusResponse(unsigned(result.decision.status), result.decision.reason, result.decision.message,
+    co_return statusResponse(httpStatus(result.decision), result.decision.reason, result.decision.message,
                              Json{{"name", name}, {"kind", "secrets"}});
   }
   auto created = bootstrapObject(result.object);

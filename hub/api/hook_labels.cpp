@@ -5,7 +5,7 @@
 
 namespace kflex::hub {
 
-net::awaitable<void> copyHookLabels(ApiService& api, const ObjectStore& store, const model::ResourceType& cps,
+net::awaitable<void> copyHookLabels(ApiClient& api, const ObjectStore& store, const model::ResourceType& cps,
                                     std::string name, Json labels) {
   if (!labels.is_object() || labels.empty()) {
     co_return;
@@ -26,11 +26,10 @@ net::awaitable<void> copyHookLabels(ApiService& api, const ObjectStore& store, c
     co_return;
   }
   Json patch = {{"metadata", {{"labels", missing}}}};
-  std::string path = objectPath(cps, name);
-  auto res = co_await api.internal(http::verb::patch, path, patch.dump(), "application/merge-patch+json");
-  if (res.status != 200) {
+  Result<Json> res = co_await api.mergePatch(cps, "", name, std::move(patch));
+  if (!res) {
     log::warn("cannot copy a PostCreateHook's labels onto its control plane",
-              {{"controlPlane", name}, {"status", std::to_string(res.status)}, {"body", res.body.substr(0, 300)}});
+              {{"controlPlane", name}, {"error", res.error().message.substr(0, 300)}});
   }
 }
 

@@ -10,7 +10,7 @@ namespace kflex::hub {
 
 /// Copies the labels of PostCreateHooks that ran (label -> value) onto ControlPlane `name`, as
 /// upstream KubeFlex does; labels it already has with that value are left alone.
-net::awaitable<void> copyHookLabels(ApiService& api, const ObjectStore& store, const model::ResourceType& cps,
+net::awaitable<void> copyHookLabels(ApiClient& api, const ObjectStore& store, const model::ResourceType& cps,
                                     std::string name, Json labels);
 
 }  // namespace kflex::hub

@@ -83,7 +83,7 @@ Result<std::unique_ptr<kube::Client>> clientFor(const std::string& kubeconfig, c
 
 }  // namespace
 
-ClusterController::ClusterController(net::io_context& ioc, ApiService& api, ObjectStore& store,
+ClusterController::ClusterController(net::io_context& ioc, ApiClient& api, ObjectStore& store,
                                      const model::Registry& registry, ControlPlaneSecrets& secrets, const Clock& clock,
                                      ClusterOptions options)
     : api_(api), store_(store), cps_(controlPlanes(registry)),
@@ -185,9 +185,9 @@ net::awaitable<void> ClusterController::report(const std::string& name, const st
     }
     return changed;
   };
-  unsigned status = co_await api_.changeStatus(cps_, name, guarded);
-  if (status != 200 && status != 404) {
-    log::warn("cannot record a control plane's status", {{"controlPlane", name}, {"status", std::to_string(status)}});
+  Result<void> written = co_await api_.changeStatus(cps_, name, guarded);
+  if (!written && written.error().code != Errc::NotFound) {
+    log::warn("cannot record a control plane's status", {{"controlPlane", name}, {"error", written.error().message}});
   }
 }
 

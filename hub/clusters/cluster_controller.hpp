@@ -48,7 +48,7 @@ struct ClusterOptions {
  */
 class ClusterController {
  public:
-  ClusterController(net::io_context& ioc, ApiService& api, ObjectStore& store, const model::Registry& registry,
+  ClusterController(net::io_context& ioc, ApiClient& api, ObjectStore& store, const model::Registry& registry,
                     ControlPlaneSecrets& secrets, const Clock& clock, ClusterOptions options);
   void start();
   void stop();
@@ -80,7 +80,7 @@ class ClusterController {
   net::awaitable<Result<void>> tearDownHost(const std::string& name);
   net::awaitable<void> report(const std::string& name, const std::string& uid, std::function<bool(Json&)> change);
 
-  ApiService& api_;
+  ApiClient& api_;
   ObjectStore& store_;
   const model::ResourceType& cps_;
   const model::ResourceType& hooks_;

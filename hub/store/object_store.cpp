@@ -339,7 +339,7 @@ void ObjectStore::submit(std::string resource, std::string name, Mutation mutati
     }
   }
   WriteResult r;
-  r.decision.status = 503;
+  r.decision.code = Errc::Unavailable;
   r.decision.reason = "ServiceUnavailable";
   r.decision.message = "the hub is shutting down";
   done(std::move(r));
@@ -424,12 +424,12 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     } catch (const Json::type_error& e) {
       d = Decision{};
       d.kind = Decision::Kind::Fail;
-      d.status = 400;
+      d.code = Errc::Invalid;
       d.reason = "BadRequest";
       d.message = std::string("the object cannot be stored: ") + e.what();
     } catch (const std::exception& e) {
       d.kind = Decision::Kind::Fail;
-      d.status = 500;
+      d.code = Errc::Internal;
       d.reason = "InternalError";
       d.message = std::string("internal error: ") + e.what();
     }
@@ -517,7 +517,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     for (auto& r : group.results) {
       r = WriteResult{};
       r.decision.kind = Decision::Kind::Fail;
-      r.decision.status = 500;
+      r.decision.code = Errc::Internal;
       r.decision.reason = "InternalError";
       r.decision.message = "the write was not stored: " + storage_error;
       if (db_->lastErrorCode() == SQLITE_FULL || disk_full) {

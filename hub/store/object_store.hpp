@@ -54,8 +54,8 @@ using EventPtr = std::shared_ptr<const Event>;
 struct Decision {
   enum class Kind { Put, Delete, Fail, Unchanged } kind = Kind::Fail;
   Json object;            ///< Put: the new object (its resourceVersion is filled in by the store).
-  int status = 500;       ///< Fail: HTTP status.
-  std::string reason;     ///< Fail: Kubernetes Status reason (NotFound, AlreadyExists, Conflict, ...).
+  Errc code = Errc::Internal;  ///< Fail: what kind of error it is (callers branch on this).
+  std::string reason;     ///< Fail: the Status reason the API reports (NotFound, AlreadyExists, Conflict, ...).
   std::string message;    ///< Fail: message.
   Json details;           ///< Fail: optional Status details.
   std::vector<std::string> warnings;  ///< Sent back as HTTP Warning headers (kubectl prints them).
@@ -79,7 +79,7 @@ struct Decision {
 
 /// The outcome of a write, delivered to the requester.
 struct WriteResult {
-  Decision decision;  ///< Fail decisions carry the error; storage failures become status 500.
+  Decision decision;  ///< Fail decisions carry the error; storage failures are Errc::Internal.
   ObjectPtr object;   ///< The stored version (Put), the last version (Delete) or current (Unchanged).
 };
 

@@ -212,9 +212,9 @@ net::awaitable<void> runJobsThroughPods(ApiServer& server) {
                                                                   {"uid", job["metadata"].value("uid", "")},
                                                                   {"controller", true}}})}}},
                   {"spec", tmpl.value("spec", Json::object())}};
-      auto made = co_await server.api().internal(http::verb::post, "/api/v1/namespaces/" + ns + "/pods", obj.dump());
-      if (made.status >= 300) {
-        log::error("cannot make a Job's pod", {{"job", ns + "/" + rec->name}, {"answer", made.body}});
+      Result<Json> made = co_await server.api().create(*pods, obj);
+      if (!made) {
+        log::error("cannot make a Job's pod", {{"job", ns + "/" + rec->name}, {"answer", made.error().message}});
         continue;
       }
       if (!status.contains("startTime")) {

@@ -273,9 +273,10 @@ class Controllers {
   }
 
   net::awaitable<void> ensureNamespaces() {
+    const auto* namespaces = api_.registry().find("", "v1", "namespaces");
     for (const char* ns : {"default", "kube-system", "kube-public"}) {
       Json obj = {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns}}}};
-      co_await api_.api().internal(http::verb::post, "/api/v1/namespaces", obj.dump());
+      Result<Json> made = co_await api_.api().create(*namespaces, obj);  // (there already, after a restart)
     }
   }
 
@@ -294,7 +295,7 @@ class Controllers {
         for (const auto& obj : api_.store().list(hub::resourceKey(*t, ns)).first) {
           ++left;
           if (obj->bytes.find("deletionTimestamp") == std::string::npos) {
-            co_await api_.api().internal(http::verb::delete_, hub::objectPath(*t, obj->name, false, ns));
+            Result<void> removed = co_await api_.api().remove(*t, ns, obj->name);  // (gone meanwhile: fine)
           }
         }
       }
@@ -460,7 +461,7 @@ class Controllers {
           Json pvc = {{"apiVersion", "v1"}, {"kind", "PersistentVolumeClaim"},
                       {"metadata", {{"name", claim}, {"namespace", ns}}},
                       {"spec", {{"accessModes", {"ReadWriteOnce"}}, {"resources", {{"requests", {{"storage", "5Gi"}}}}}}}};
-          co_await api_.api().internal(http::verb::post, "/api/v1/namespaces/" + ns + "/persistentvolumeclaims", pvc.dump());
+          Result<Json> made = co_await api_.api().create(*claims, pvc);  // (the status below tells)
           std::function<bool(Json&)> bound = [](Json& o) {
             o["status"] = {{"phase", "Bound"}};
             return true;
@@ -520,11 +521,10 @@ class Controllers {
       Json secret = {{"apiVersion", "v1"}, {"kind", "Secret"},
                      {"metadata", {{"name", vc->out_secret}, {"namespace", ns}}},
                      {"data", {{"config", base64Encode(kc.toYaml())}}}};
-      auto r = co_await api_.api().internal(
-          http::verb::patch, "/api/v1/namespaces/" + ns + "/secrets/" + vc->out_secret + "?fieldManager=vcluster&force=true",
-          secret.dump(), "application/apply-patch+yaml");
-      if (r.status != 200 && r.status != 201) {
-        log::error("cannot write a vcluster's kubeconfig", {{"statefulset", key}, {"answer", r.body}});
+      const auto* secrets = api_.registry().find("", "v1", "secrets");
+      Result<Json> r = co_await api_.api().apply(*secrets, ns, vc->out_secret, secret, "vcluster");
+      if (!r) {
+        log::error("cannot write a vcluster's kubeconfig", {{"statefulset", key}, {"answer", r.error().message}});
       }
       log::info("vcluster started", {{"statefulset", key}, {"port", std::to_string(api.value()->port())}});
       vclusters_[key] = VCluster{std::move(api.value()), vc.value(), ns, generation, {}};
@@ -583,9 +583,9 @@ class Controllers {
           }
         }
         if (why.empty()) {
-          auto made = co_await api_.api().internal(http::verb::post, "/api/v1/namespaces/" + v.ns + "/pods", hpod.dump());
-          if (made.status >= 300 && v.reported.insert(rec->name + made.body).second) {
-            log::error("Error syncing to physical cluster: " + made.body, {{"pod", vns + "/" + rec->name}});
+          Result<Json> made = co_await api_.api().create(*pods, hpod);
+          if (!made && v.reported.insert(rec->name + made.error().message).second) {
+            log::error("Error syncing to physical cluster: " + made.error().message, {{"pod", vns + "/" + rec->name}});
           }
         } else if (v.reported.insert(rec->name + why).second) {
           log::error("Error syncing to physical cluster: " + why, {{"pod", vns + "/" + rec->name}});
@@ -604,7 +604,7 @@ class Controllers {
     for (const auto& rec : api_.store().list(hub::resourceKey(*pods, v.ns)).first) {
       if (!wanted.count(rec->name) &&
           rec->bytes.find("\"vcluster.loft.sh/managed-by\":\"" + v.spec.name + "\"") != std::string::npos) {
-        co_await api_.api().internal(http::verb::delete_, "/api/v1/namespaces/" + v.ns + "/pods/" + rec->name);
+        Result<void> removed = co_await api_.api().remove(*pods, v.ns, rec->name);  // (gone meanwhile: fine)
       }
     }
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "hub/api/api_service.hpp"
+#include "hub/api/errors.hpp"
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/result.hpp"

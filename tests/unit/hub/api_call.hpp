@@ -6,6 +6,7 @@
 #include <chrono>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "hub/api/api_service.hpp"
@@ -41,6 +42,26 @@ inline ApiResponse callApi(ApiService& api, http::verb method, const std::string
     ioc.restart();
   }
   return out;
+}
+
+/// Runs one coroutine to its end on a private io_context (at most 30 s) and returns its value.
+template <class T>
+T runToEnd(net::awaitable<T> op) {
+  net::io_context ioc;
+  std::optional<T> out;
+  net::co_spawn(ioc, std::move(op), [&](std::exception_ptr e, T r) {
+    if (e) {
+      std::rethrow_exception(e);
+    }
+    out.emplace(std::move(r));
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!out && std::chrono::steady_clock::now() < deadline) {
+    ioc.run_for(std::chrono::milliseconds(10));
+    ioc.restart();
+  }
+  EXPECT_TRUE(out) << "the call did not finish";
+  return std::move(*out);
 }
 
 /// A store in a temp dir and the API over it, with a fake clock, for tests of the hub's API and

@@ -6,6 +6,7 @@
 #include "hub/api/api_service.hpp"
 #include "shared/common/util.hpp"
 #include "tests/support/test_support.hpp"
+#include "tests/unit/hub/api_call.hpp"
 
 namespace kflex::hub {
 namespace {
@@ -58,20 +59,7 @@ class ControlPlaneSecretsTest : public ::testing::Test {
   }
   template <class T>
   T run(net::awaitable<T> op) {
-    net::io_context ioc;
-    std::optional<T> out;
-    net::co_spawn(ioc, std::move(op), [&](std::exception_ptr e, T r) {
-      if (e) {
-        std::rethrow_exception(e);
-      }
-      out = std::move(r);
-    });
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!out && std::chrono::steady_clock::now() < deadline) {
-      ioc.run_for(std::chrono::milliseconds(10));
-      ioc.restart();
-    }
-    return std::move(*out);
+    return runToEnd(std::move(op));
   }
   ApiResponse get(const std::string& path, bool admin = true, bool authenticated = true,
                   http::verb method = http::verb::get, const std::string& accept = "") {

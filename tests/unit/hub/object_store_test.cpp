@@ -23,7 +23,7 @@ Mutation deleteObject() {
   return [](const ObjectRecord* cur, int64_t) {
     Decision d;
     d.kind = cur ? Decision::Kind::Delete : Decision::Kind::Fail;
-    d.status = 404;
+    d.code = Errc::NotFound;
     return d;
   };
 }
