@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/agents/release_controller.hpp"
 
+#include "hub/api/router.hpp"
+
 #include "shared/common/log.hpp"
 #include "shared/model/conditions.hpp"
 #include "shared/model/control_plane_types.hpp"
@@ -34,7 +36,7 @@ std::string placedOn(const ObjectRecord& rec) {
   return st != obj.end() && st->is_object() ? st->value("agent", "") : std::string();
 }
 
-net::awaitable<void> releaseControlPlane(ApiService& api, const model::ResourceType& cps, std::string name,
+net::awaitable<void> releaseControlPlane(ApiClient& api, const model::ResourceType& cps, std::string name,
                                          std::string why) {
   bool released = co_await api.removeFinalizer(cps, name, model::kControlPlaneFinalizer);
   if (released) {
@@ -44,7 +46,7 @@ net::awaitable<void> releaseControlPlane(ApiService& api, const model::ResourceT
   }
 }
 
-ReleaseController::ReleaseController(net::io_context& ioc, ApiService& api, ObjectStore& store,
+ReleaseController::ReleaseController(net::io_context& ioc, ApiClient& api, ObjectStore& store,
                                      const model::Registry& registry, const Clock& clock,
                                      std::chrono::seconds lost_release)
     : api_(api), store_(store), cps_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "controlplanes")),
@@ -175,7 +177,7 @@ net::awaitable<Outcome> ReleaseController::reconcileControlPlane(std::string nam
     }
     const std::string stamp = formatTime(clock_.now());
     const std::string agents_key = resourceKey(agents_);
-    unsigned st = co_await api_.changeStatus(cps_, name, [&](Json& obj) {
+    Result<void> st = co_await api_.changeStatus(cps_, name, [&](Json& obj) {
       Json& status = obj["status"];
       if (!status.is_object() || status.value("agent", "") != agent || store_.get(agents_key, agent)) {
         return false;  // (enrolled again under the same name meanwhile: it reports for itself)
@@ -185,7 +187,10 @@ net::awaitable<Outcome> ReleaseController::reconcileControlPlane(std::string nam
                                  "an agent named " + agent + " again, or delete the control plane)",
                                  stamp, true);
     });
-    co_return st == 200 || st == 404 ? Outcome::done() : Outcome::retry("status " + std::to_string(st));
+    if (!st && st.error().code != Errc::NotFound) {
+      co_return Outcome::retry(st.error().message);
+    }
+    co_return Outcome::done();
   }
   if (!deleting) {
     co_return Outcome::done();

@@ -6,7 +6,7 @@
 #include <set>
 #include <string>
 
-#include "hub/api/api_service.hpp"
+#include "hub/api/api_client.hpp"
 #include "hub/api/control_plane_secrets.hpp"
 #include "hub/controller/controller.hpp"
 #include "hub/store/object_store.hpp"
@@ -19,7 +19,7 @@ std::string placedOn(const ObjectRecord& rec);
 
 /// Removes kflex's finalizer from a deleting ControlPlane (nothing runs it any more, or its agent
 /// removed it): the deletion completes. Logged with `why`.
-net::awaitable<void> releaseControlPlane(ApiService& api, const model::ResourceType& cps, std::string name,
+net::awaitable<void> releaseControlPlane(ApiClient& api, const model::ResourceType& cps, std::string name,
                                          std::string why);
 
 /**
@@ -37,7 +37,7 @@ net::awaitable<void> releaseControlPlane(ApiService& api, const model::ResourceT
  */
 class ReleaseController {
  public:
-  ReleaseController(net::io_context& ioc, ApiService& api, ObjectStore& store, const model::Registry& registry,
+  ReleaseController(net::io_context& ioc, ApiClient& api, ObjectStore& store, const model::Registry& registry,
                     const Clock& clock, std::chrono::seconds lost_release);
   /// Where kubeconfig and bootstrap secrets are kept (before start()); without it none are removed.
   void setSecrets(ControlPlaneSecrets* secrets) { secrets_ = secrets; }
@@ -58,7 +58,7 @@ class ReleaseController {
   /// Records which agent a control plane is on ("" for none); keeps by_agent_ in step.
   void place(const std::string& cp, const std::string& agent);
 
-  ApiService& api_;
+  ApiClient& api_;
   ObjectStore& store_;
   const model::ResourceType& cps_;
   const model::ResourceType& agents_;
