@@ -943,10 +943,10 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
     }
   }
   const std::string agents_key = resourceKey(agents_);
-  const Json endpoint = report.endpoint ? Json(*report.endpoint) : Json();
+  const Json endpoint = protocol::orNull(report.endpoint);
   const Json components = report.componentsJson();
-  const Json hook_states = report.hook_states ? Json(*report.hook_states) : Json();
-  const Json hooks_done = report.hooks_done ? Json(*report.hooks_done) : Json();
+  const Json hook_states = protocol::orNull(report.hook_states);
+  const Json hooks_done = protocol::orNull(report.hooks_done);
   co_await api_.changeStatus(cps_, name, [&](Json& obj) {
     Json& status = obj["status"];
     if (!status.is_object() || status.value("agent", "") != agent || !store_.get(agents_key, agent)) {
@@ -987,8 +987,8 @@ net::awaitable<void> AgentGateway::writeStatus(std::string agent, const protocol
     return changed;
   });
   // As upstream, a hook's labels go onto the control plane once it ran.
-  // (Made before the co_await: GCC 12 miscompiles a conditional expression's temporary there.)
-  Json hook_labels = report.hook_labels ? Json(*report.hook_labels) : Json();
+  // (A named value, not a temporary in the co_await's arguments: GCC 12 miscompiles those.)
+  Json hook_labels = protocol::orNull(report.hook_labels);
   co_await copyHookLabels(api_, store_, cps_, name, std::move(hook_labels));
   // The agent has stopped it and removed its data: the deletion can finish.
   if (report.removed) {

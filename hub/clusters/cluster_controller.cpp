@@ -304,8 +304,8 @@ net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Jso
       changed |= model::setCondition(status, c.type, c.status, c.reason, c.message, stamp, true);
     }
     for (const auto& [key, value] :
-         {std::pair<const char*, Json>{"postCreateHooks", observed.hook_states ? Json(*observed.hook_states) : Json()},
-          {"postCreateHookCompleted", observed.hooks_done ? Json(*observed.hooks_done) : Json()}}) {
+         {std::pair<const char*, Json>{"postCreateHooks", protocol::orNull(observed.hook_states)},
+          {"postCreateHookCompleted", protocol::orNull(observed.hooks_done)}}) {
       if (!value.is_null() && status.value(key, Json()) != value) {
         status[key] = value;
         changed = true;
@@ -321,8 +321,8 @@ net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Jso
     }
     return changed;
   });
-  // (Made before the co_await: GCC 12 miscompiles a conditional expression's temporary there.)
-  Json hook_labels = observed.hook_labels ? Json(*observed.hook_labels) : Json();
+  // (A named value, not a temporary in the co_await's arguments: GCC 12 miscompiles those.)
+  Json hook_labels = protocol::orNull(observed.hook_labels);
   co_await copyHookLabels(api_, store_, cps_, name, std::move(hook_labels));
   co_return Outcome::requeueAfter(ready ? options_.probe_period : options_.retry);
 }

@@ -244,16 +244,11 @@ Json Welcome::toJson() const {
 }
 
 Result<Welcome> Welcome::fromJson(const Json& body) {
-  Fields f(body, "");
-  Welcome w;
-  w.lease_renew_seconds = std::clamp<int64_t>(f.integer("leaseRenewSeconds", 10), 1, 3600);
-  w.lease_duration_seconds = std::max<int64_t>(f.integer("leaseDurationSeconds", 50), 1);
-  w.hub_version = f.string("hubVersion");
-  w.certificate_expired = f.boolean("certificateExpired");
-  if (!f.problem().empty()) {
-    return f.error("welcome");
-  }
-  return w;
+  return readBody<Welcome>(body, "welcome", [](Fields& f) {
+    return Welcome{std::clamp<int64_t>(f.integer("leaseRenewSeconds", 10), 1, 3600),
+                   std::max<int64_t>(f.integer("leaseDurationSeconds", 50), 1), f.string("hubVersion"),
+                   f.boolean("certificateExpired")};
+  });
 }
 
 // --- Snapshot and Delta ---

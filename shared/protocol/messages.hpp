@@ -204,6 +204,12 @@ struct ErrorBody {
   static Result<ErrorBody> fromJson(const Json& body);
 };
 
+/// An optional part of a message as JSON: null when absent.
+template <class T>
+Json orNull(const std::optional<T>& part) {
+  return part ? Json(*part) : Json();
+}
+
 /// Serializes message `m` in an envelope.
 template <class Message>
 std::string encode(const Message& m, uint64_t id, int64_t revision = 0) {
