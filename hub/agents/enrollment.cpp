@@ -6,6 +6,7 @@
 #include <random>
 
 #include "hub/api/errors.hpp"
+#include "hub/api/router.hpp"
 #include "shared/common/json_decode.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"

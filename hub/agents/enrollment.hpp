@@ -5,7 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "hub/api/api_service.hpp"
+#include "hub/api/api_client.hpp"
+#include "hub/api/api_types.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
 #include "shared/tls/pki.hpp"

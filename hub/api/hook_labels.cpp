@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/api/hook_labels.hpp"
+#include "hub/api/router.hpp"
 
 #include "shared/common/log.hpp"
 

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "hub/api/api_service.hpp"
+#include "hub/api/api_client.hpp"
 #include "hub/store/object_store.hpp"
 
 namespace kflex::hub {

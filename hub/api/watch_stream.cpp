@@ -12,6 +12,132 @@ namespace kflex::hub {
 
 using model::ResourceType;
 
+namespace {
+
+// kube-apiserver's tick through a watch's event channel (a bookmark is due, or the time is up).
+const EventPtr kTick = std::make_shared<const Event>();
+
+// One watch's state, shared by its stream and its ticker.
+struct Watch {
+  Watch(ObjectStore& s, const std::atomic<bool>& stop, const Clock& c, const ResourceType& type)
+      : store(s), stopping(stop), clock(c), t(type) {}
+  ObjectStore& store;
+  const std::atomic<bool>& stopping;
+  const Clock& clock;
+  const ResourceType& t;
+  std::shared_ptr<WatchSubscription> sub;
+  std::function<bool(const ObjectRecord&)> filter;
+  ApiRequest req;  // (for the Table columns)
+  bool table = false;
+  bool bookmarks = false;
+  bool send_initial = false;
+  bool first_table = true;
+  std::chrono::steady_clock::time_point deadline;
+  std::chrono::steady_clock::duration bookmark_interval{};
+  // The ticker: one timer per watch, not one per event.
+  std::unique_ptr<net::steady_timer> timer;
+  bool done = false;  // set when the stream ends; stream and ticker run on the connection's loop
+
+  std::string encode(const Event& e) {
+    if (!table) {
+      return watchEventLine(e.type, e.object->bytes);
+    }
+    std::string tbl = tableFor(req, t, {e.object}, e.revision, first_table, clock.now());
+    first_table = false;
+    return watchEventLine(e.type, tbl);
+  }
+
+  std::string bookmark(int64_t revision, bool initial_end) const {
+    Json meta = {{"resourceVersion", std::to_string(revision)}, {"creationTimestamp", nullptr}};
+    if (initial_end) {
+      meta["annotations"] = {{"k8s.io/initial-events-end", "true"}};
+    }
+    return "{\"type\":\"BOOKMARK\",\"object\":" +
+           Json{{"kind", t.kind}, {"apiVersion", t.apiVersion()}, {"metadata", meta}}.dump() + "}\n";
+  }
+};
+
+// Sends a tick through the watch's event channel when a bookmark is due and when its time is up,
+// so that the stream waits on the channel alone. (When the queue is full the tick is dropped; the
+// stream is busy with events then and checks the deadline after each.)
+net::awaitable<void> tick(std::shared_ptr<Watch> w) {
+  while (!w->done) {
+    w->timer->expires_at(std::min(w->deadline, std::chrono::steady_clock::now() + w->bookmark_interval));
+    auto [ec] = co_await w->timer->async_wait(net::as_tuple(net::use_awaitable));
+    if (ec || w->done) {
+      co_return;
+    }
+    w->sub->channel->try_send(boost::system::error_code{}, kTick);
+    if (std::chrono::steady_clock::now() >= w->deadline) {
+      co_return;
+    }
+  }
+}
+
+// Streams the watch's events to `out` until the client goes, its time is up or the hub stops.
+net::awaitable<void> streamEvents(std::shared_ptr<Watch> w, ChunkWriter& out) {
+  auto ex = co_await net::this_coro::executor;
+  WatchSubscription& sub = *w->sub;
+  int64_t last = sub.revision;
+  bool ok = true;
+  std::string batch;
+  for (const auto& e : sub.replay) {
+    batch += w->encode(*e);  // the store kept only what the filter accepts
+  }
+  if (w->send_initial) {
+    batch += w->bookmark(sub.revision, true);
+  }
+  if (!batch.empty()) {
+    ok = co_await out.write(std::move(batch));
+  }
+  sub.replay = {};  // its memory too: a watch may live for half an hour
+  w->timer = std::make_unique<net::steady_timer>(ex);
+  net::co_spawn(ex, tick(w), net::detached);
+  while (ok && !w->stopping) {
+    auto [ec, event] = co_await sub.channel->async_receive(net::as_tuple(net::use_awaitable));
+    if (ec || !event) {
+      break;  // closed: shutdown or the watcher fell behind
+    }
+    if (std::chrono::steady_clock::now() >= w->deadline) {
+      break;
+    }
+    if (event == kTick) {
+      if (w->bookmarks) {
+        ok = co_await out.write(w->bookmark(last, false));
+      }
+      continue;
+    }
+    last = event->revision;
+    std::string chunk;
+    if (w->filter(*event->object)) {
+      chunk = w->encode(*event);
+    }
+    // Drain what else is queued into the same chunk.
+    EventPtr more;
+    while (sub.channel->try_receive([&](boost::system::error_code e2, EventPtr ev) {
+      if (!e2 && ev && ev != kTick) {
+        more = std::move(ev);
+      }
+    })) {
+      if (more) {
+        last = more->revision;
+        if (w->filter(*more->object)) {
+          chunk += w->encode(*more);
+        }
+        more.reset();
+      }
+    }
+    if (!chunk.empty()) {
+      ok = co_await out.write(std::move(chunk));
+    }
+  }
+  w->done = true;
+  w->timer->cancel();
+  w->store.unwatch(sub.id);
+}
+
+}  // namespace
+
 std::string watchEventLine(EventType type, const std::string& object_json) {
   const char* name = type == EventType::Added ? "ADDED" : type == EventType::Modified ? "MODIFIED" : "DELETED";
   std::string line;
@@ -51,7 +177,6 @@ ApiResponse watchResponse(ObjectStore& store, const std::atomic<bool>& stopping,
     return statusResponse(422, "Invalid", "sendInitialEvents requires allowWatchBookmarks=true");
   }
   // Only the named object, when watching one (kubectl get NAME -w uses a field selector instead).
-  ApiRequest copy = req;
   bool every_ns = t.namespaced && req.ns.empty();
   auto filter = [labels = labels, fields = fields, name, key = resourceKey(t, req.ns), every_ns](const ObjectRecord& o) {
     bool ours = every_ns ? o.resource.rfind(key, 0) == 0 : o.resource == key;
@@ -66,110 +191,17 @@ ApiResponse watchResponse(ObjectStore& store, const std::atomic<bool>& stopping,
   if (!sub_result) {
     return statusResponse(410, "Expired", sub_result.error().message);
   }
-  auto sub = std::make_shared<WatchSubscription>(std::move(sub_result.value()));
-  bool table = wantsTable(req);
-  r.stream = [&store, &stopping, &clock, sub, filter, copy, table, timeout, bookmarks, send_initial, bookmark_interval,
-              &t](ChunkWriter& out)
-      -> net::awaitable<void> {
-    auto ex = co_await net::this_coro::executor;
-    bool first_table = true;
-    auto encode = [&](const Event& e) -> std::string {
-      if (!table) {
-        return watchEventLine(e.type, e.object->bytes);
-      }
-      std::string tbl = tableFor(copy, t, {e.object}, e.revision, first_table, clock.now());
-      first_table = false;
-      return watchEventLine(e.type, tbl);
-    };
-    auto bookmark = [&](int64_t revision, bool initial_end) {
-      Json meta = {{"resourceVersion", std::to_string(revision)}, {"creationTimestamp", nullptr}};
-      if (initial_end) {
-        meta["annotations"] = {{"k8s.io/initial-events-end", "true"}};
-      }
-      return "{\"type\":\"BOOKMARK\",\"object\":" +
-             Json{{"kind", t.kind}, {"apiVersion", t.apiVersion()}, {"metadata", meta}}.dump() + "}\n";
-    };
-    int64_t last = sub->revision;
-    bool ok = true;
-    std::string batch;
-    for (const auto& e : sub->replay) {
-      batch += encode(*e);  // the store kept only what `filter` accepts
-    }
-    if (send_initial) {
-      batch += bookmark(sub->revision, true);
-    }
-    if (!batch.empty()) {
-      ok = co_await out.write(std::move(batch));
-    }
-    sub->replay = {};  // its memory too: a watch may live for half an hour
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    // One timer per watch, not one per event: a ticker sends a tick through the event channel
-    // when a bookmark is due and when the watch's time is up, so the loop waits on the channel
-    // alone. (When the queue is full the tick is dropped; the loop is busy with events then and
-    // checks the deadline after each.)
-    static const EventPtr kTick = std::make_shared<const Event>();
-    struct Ticker {
-      explicit Ticker(const net::any_io_executor& e) : timer(e) {}
-      net::steady_timer timer;
-      bool done = false;  // set by the loop when it ends; both run on the connection's loop
-    };
-    auto ticker = std::make_shared<Ticker>(ex);
-    std::chrono::steady_clock::duration interval = bookmark_interval;
-    net::co_spawn(ex, [ticker, sub, deadline, interval]() -> net::awaitable<void> {
-      while (!ticker->done) {
-        ticker->timer.expires_at(std::min(deadline, std::chrono::steady_clock::now() + interval));
-        auto [ec] = co_await ticker->timer.async_wait(net::as_tuple(net::use_awaitable));
-        if (ec || ticker->done) {
-          co_return;
-        }
-        sub->channel->try_send(boost::system::error_code{}, kTick);
-        if (std::chrono::steady_clock::now() >= deadline) {
-          co_return;
-        }
-      }
-    }, net::detached);
-    while (ok && !stopping) {
-      auto [ec, event] = co_await sub->channel->async_receive(net::as_tuple(net::use_awaitable));
-      if (ec || !event) {
-        break;  // closed: shutdown or the watcher fell behind
-      }
-      if (std::chrono::steady_clock::now() >= deadline) {
-        break;
-      }
-      if (event == kTick) {
-        if (bookmarks) {
-          ok = co_await out.write(bookmark(last, false));
-        }
-        continue;
-      }
-      last = event->revision;
-      std::string chunk;
-      if (filter(*event->object)) {
-        chunk = encode(*event);
-      }
-      // Drain what else is queued into the same chunk.
-      EventPtr more;
-      while (sub->channel->try_receive([&](boost::system::error_code e2, EventPtr ev) {
-        if (!e2 && ev && ev != kTick) {
-          more = std::move(ev);
-        }
-      })) {
-        if (more) {
-          last = more->revision;
-          if (filter(*more->object)) {
-            chunk += encode(*more);
-          }
-          more.reset();
-        }
-      }
-      if (!chunk.empty()) {
-        ok = co_await out.write(std::move(chunk));
-      }
-    }
-    ticker->done = true;
-    ticker->timer.cancel();
-    store.unwatch(sub->id);
-  };
+  auto w = std::make_shared<Watch>(store, stopping, clock, t);
+  w->sub = std::make_shared<WatchSubscription>(std::move(sub_result.value()));
+  w->filter = filter;
+  w->req = req;
+  w->table = wantsTable(req);
+  w->bookmarks = bookmarks;
+  w->send_initial = send_initial;
+  w->deadline = std::chrono::steady_clock::now() + timeout;
+  w->bookmark_interval = bookmark_interval;
+  // (Not a coroutine itself: the stream lives in `w`, which the coroutine holds by value.)
+  r.stream = [w](ChunkWriter& out) { return streamEvents(w, out); };
   return r;
 }
 

@@ -6,10 +6,12 @@
 #include <functional>
 
 #include "hub/api/hook_labels.hpp"
+#include "hub/api/router.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/kube/hooks.hpp"
 #include "shared/model/conditions.hpp"
+#include "shared/model/control_plane_status.hpp"
 #include "shared/model/control_plane_types.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -297,29 +299,13 @@ net::awaitable<Outcome> ClusterController::reconcileServed(std::string name, Jso
   std::string serving_kubeconfig = ready ? kubeconfig : std::string();
   Json hook_report = updateHooks(name, cp, *st, *creds, serving_kubeconfig);
   kube::foldHookReport(observed, hook_report, cp);
+  observed.endpoint = server;
+  const Json secret_ref = {{"namespace", name + "-system"}, {"name", kAdminSecret}, {"key", "kubeconfig"},
+                           {"inClusterKey", "kubeconfig-incluster"}};
   co_await report(name, uid, [&](Json& obj) {
-    Json& status = obj["status"];
-    bool changed = false;
-    for (const auto& c : observed.conditions) {
-      changed |= model::setCondition(status, c.type, c.status, c.reason, c.message, stamp, true);
-    }
-    for (const auto& [key, value] :
-         {std::pair<const char*, Json>{"postCreateHooks", protocol::orNull(observed.hook_states)},
-          {"postCreateHookCompleted", protocol::orNull(observed.hooks_done)}}) {
-      if (!value.is_null() && status.value(key, Json()) != value) {
-        status[key] = value;
-        changed = true;
-      }
-    }
-    Json ref = {{"namespace", name + "-system"}, {"name", kAdminSecret}, {"key", "kubeconfig"},
-                {"inClusterKey", "kubeconfig-incluster"}};
-    for (const auto& [key, value] : {std::pair<const char*, Json>{"secretRef", ref}, {"endpoint", Json(server)}}) {
-      if (status.value(key, Json()) != value) {
-        status[key] = value;
-        changed = true;
-      }
-    }
-    return changed;
+    // (It keeps status.postCreateHooks when no hook is used any more: what they made in the
+    // hosting cluster is removed on deletion.)
+    return model::applyStatusReport(obj["status"], observed, secret_ref, stamp, model::UnusedHooks::Keep);
   });
   // (A named value, not a temporary in the co_await's arguments: GCC 12 miscompiles those.)
   Json hook_labels = protocol::orNull(observed.hook_labels);

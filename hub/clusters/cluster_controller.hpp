@@ -9,7 +9,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "hub/api/api_service.hpp"
+#include "hub/api/api_client.hpp"
 #include "hub/api/control_plane_secrets.hpp"
 #include "hub/controller/controller.hpp"
 #include "hub/store/object_store.hpp"
