@@ -279,7 +279,7 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
   const protocol::Hello& hello = decoded.value();
   if (!hello.name.empty() && hello.name != s->name()) {
     s->link->close(protocol::code::kUnauthorized,
-          "the hello names agent \"" + hello.name + "\" but the certificate is for \"" + s->name() + "\"");
+                   "the hello names agent \"" + hello.name + "\" but the certificate is for \"" + s->name() + "\"");
     co_return false;
   }
   auto now = clock_.now();
@@ -394,8 +394,8 @@ net::awaitable<bool> AgentGateway::onStatus(const std::shared_ptr<Session>& s, c
   const protocol::StatusReport& report = decoded.value();
   if (report.kubeconfig && !ControlPlaneSecrets::validSecret(report.kubeconfig->secret_name, report.kubeconfig->data)) {
     s->link->close(protocol::code::kProtocol,
-          "a status report's kubeconfig must be {secretName: admin-kubeconfig|k3s-config|vc-vcluster, data: "
-          "{<key>, <in-cluster key>}} of at most 64 KiB each");
+                   "a status report's kubeconfig must be {secretName: admin-kubeconfig|k3s-config|vc-vcluster, data: "
+                   "{<key>, <in-cluster key>}} of at most 64 KiB each");
     co_return false;
   }
   std::weak_ptr<AgentLink> link = s->link;
