@@ -11,9 +11,9 @@
 
 #include <optional>
 
-#include "agent/agent_state.hpp"
-#include "agent/enroll.hpp"
-#include "agent/hub_link.hpp"
+#include "agent/state/agent_state.hpp"
+#include "agent/link/enroll.hpp"
+#include "agent/link/hub_link.hpp"
 #include "agent/runtime/control_planes.hpp"
 #include "agent/runtime/probe.hpp"
 #include "shared/common/file_lock.hpp"

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "agent/runtime/control_planes.hpp"
 
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 #include "agent/runtime/k3s_runtime.hpp"
 #include "agent/runtime/k8s_runtime.hpp"
 #include "agent/runtime/external_runtime.hpp"
 #include "agent/runtime/vcluster_runtime.hpp"
-#include "agent/runtime/netns.hpp"
+#include "agent/host/netns.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/kube/hooks.hpp"

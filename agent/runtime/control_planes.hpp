@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/runtime/runtime.hpp"
-#include "agent/runtime/supervisor.hpp"
+#include "agent/host/supervisor.hpp"
 #include "shared/kube/hook_runner.hpp"
 
 namespace kflex::agent::runtime {

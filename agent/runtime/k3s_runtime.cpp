@@ -4,9 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 #include "agent/runtime/probe.hpp"
-#include "agent/runtime/versions.hpp"
+#include "agent/host/versions.hpp"
 #include "shared/common/log.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/common/util.hpp"

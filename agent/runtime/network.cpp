@@ -12,7 +12,7 @@
 #include <cstring>
 #include <set>
 
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 #include "agent/runtime/probe.hpp"
 
 namespace kflex::agent::runtime {

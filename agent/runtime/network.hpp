@@ -5,8 +5,8 @@
 #include <memory>
 #include <string>
 
-#include "agent/runtime/netns.hpp"
-#include "agent/runtime/port_forward.hpp"
+#include "agent/host/netns.hpp"
+#include "agent/host/port_forward.hpp"
 #include "agent/runtime/runtime.hpp"
 
 namespace kflex::agent::runtime {

@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/runtime/cgroups.hpp"
-#include "agent/runtime/supervisor.hpp"
+#include "agent/host/cgroups.hpp"
+#include "agent/host/supervisor.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
 #include "shared/protocol/messages.hpp"

@@ -15,7 +15,7 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 #include "hub/agents/placement.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"

@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/agent_config.hpp"
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 #include "shared/common/util.hpp"
 #include "tests/support/test_support.hpp"
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 
 #include <algorithm>
 #include <chrono>

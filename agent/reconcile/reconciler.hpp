@@ -3,7 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 #include "shared/protocol/messages.hpp"
 
 namespace kflex::agent {

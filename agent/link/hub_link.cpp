@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/hub_link.hpp"
+#include "agent/link/hub_link.hpp"
 
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -13,7 +13,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/websocket.hpp>
 
-#include "agent/reconciler.hpp"
+#include "agent/reconcile/reconciler.hpp"
 #include "agent/runtime/control_planes.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"

@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/agent_state.hpp"
-#include "agent/enroll.hpp"
+#include "agent/state/agent_state.hpp"
+#include "agent/link/enroll.hpp"
 #include "shared/common/result.hpp"
 #include "shared/common/time.hpp"
 #include "shared/net/asio.hpp"

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/reconciler.hpp"
+#include "agent/reconcile/reconciler.hpp"
 
 #include "agent/runtime/control_planes.hpp"
 #include "shared/common/log.hpp"
