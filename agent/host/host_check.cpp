@@ -10,10 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/host/cgroups.hpp"
-#include "agent/runtime/k3s_runtime.hpp"
 #include "agent/host/netns.hpp"
-#include "agent/runtime/probe.hpp"
-#include "agent/runtime/runtime.hpp"
+#include "agent/host/ports.hpp"
 #include "agent/host/versions.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"

@@ -113,6 +113,12 @@ const SupportedVersions* supportedVersionsOf(const std::string& name) {
   return nullptr;
 }
 
+fs::path programPath(const fs::path& bin_dir, const std::map<std::string, std::string>& programs,
+                     const std::string& name) {
+  auto it = programs.find(name);
+  return it != programs.end() && !it->second.empty() ? fs::path(it->second) : bin_dir / name;
+}
+
 Result<Version> parseVersion(const std::string& output) {
   static const std::regex kVersion(R"(v(\d+)\.(\d+)\.(\d+)[^\s]*)");
   std::smatch m;

@@ -16,10 +16,6 @@
 #include "shared/net/asio.hpp"
 #include "shared/protocol/messages.hpp"
 
-namespace kflex::agent {
-class AgentState;
-}
-
 namespace kflex::agent::runtime {
 
 /// Where programs come from and how control planes are reached: from agent.yaml and flags.
@@ -38,18 +34,14 @@ struct RuntimeConfig {
   SupervisorOptions supervisor;
 };
 
-/// The path of program `name`: programs[name], else bin_dir/name.
-std::filesystem::path programPath(const std::filesystem::path& bin_dir,
-                                  const std::map<std::string, std::string>& programs, const std::string& name);
-
 /// A supervised program as a status report names it.
 protocol::Component componentOf(const std::string& name, const ProcessStatus& status);
 
-/// What every runtime gets from the agent.
+/// What every runtime gets from the agent (its own control plane's state comes separately: a
+/// ControlPlaneState from the reconciler).
 struct RuntimeEnv {
   net::any_io_executor executor;
   Supervisor& supervisor;
-  AgentState& state;
   const Clock& clock;
   const RuntimeConfig& config;
   std::filesystem::path cp_root;  ///< DATA_DIR/cp

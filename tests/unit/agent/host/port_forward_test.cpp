@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/runtime/probe.hpp"
+#include "agent/host/ports.hpp"
 
 namespace kflex::agent::runtime {
 namespace {
