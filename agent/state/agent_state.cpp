@@ -14,6 +14,15 @@ namespace {
 namespace fs = std::filesystem;
 constexpr int kSchemaVersion = 3;
 
+// One schema step: a transaction that ends by setting user_version; rolled back when it fails.
+Result<void> migrationStep(store::Database& db, std::string_view sql) {
+  auto r = db.exec(sql);
+  if (!r) {
+    (void)db.exec("ROLLBACK");
+  }
+  return r;
+}
+
 Result<void> migrate(store::Database& db) {
   auto v = db.userVersion();
   if (!v) {
@@ -24,26 +33,22 @@ Result<void> migrate(store::Database& db) {
                 " is newer than this kflex-agent understands; run a newer kflex-agent");
   }
   if (v.value() < 1) {
-    auto r = db.exec(R"(
+    if (auto r = migrationStep(db, R"(
       BEGIN;
       CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
       PRAGMA user_version = 1;
-      COMMIT;)");
-    if (!r) {
-      (void)db.exec("ROLLBACK");
+      COMMIT;)"); !r) {
       return r;
     }
   }
   if (v.value() < 2) {
-    auto r = db.exec(R"(
+    if (auto r = migrationStep(db, R"(
       BEGIN;
       CREATE TABLE desired (name TEXT PRIMARY KEY, revision INTEGER NOT NULL, body TEXT NOT NULL,
                             reported TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
       CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, body TEXT NOT NULL);
       PRAGMA user_version = 2;
-      COMMIT;)");
-    if (!r) {
-      (void)db.exec("ROLLBACK");
+      COMMIT;)"); !r) {
       return r;
     }
   }
@@ -51,7 +56,7 @@ Result<void> migrate(store::Database& db) {
     // What runtimes kept per control plane moves from string keys of the meta table
     // (cp/NAME/port, cp/NAME/kcm-port, cp/NAME/scheduler-port, cp/NAME/node-agent, hooks/NAME) to
     // typed columns (ControlPlaneState). "" meant forgotten: 0 for a port, NULL for the node agent.
-    auto r = db.exec(R"(
+    if (auto r = migrationStep(db, R"(
       BEGIN;
       CREATE TABLE control_plane_local (name TEXT PRIMARY KEY, port INTEGER NOT NULL DEFAULT 0,
                                         kcm_port INTEGER NOT NULL DEFAULT 0,
@@ -78,9 +83,7 @@ Result<void> migrate(store::Database& db) {
         ON CONFLICT(name) DO UPDATE SET hook_records = excluded.hook_records;
       DELETE FROM meta WHERE key LIKE 'cp/%' OR key LIKE 'hooks/%';
       PRAGMA user_version = 3;
-      COMMIT;)");
-    if (!r) {
-      (void)db.exec("ROLLBACK");
+      COMMIT;)"); !r) {
       return r;
     }
   }
