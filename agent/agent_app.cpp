@@ -11,11 +11,13 @@
 
 #include <optional>
 
-#include "agent/agent_state.hpp"
-#include "agent/enroll.hpp"
-#include "agent/hub_link.hpp"
-#include "agent/runtime/control_planes.hpp"
-#include "agent/runtime/probe.hpp"
+#include "agent/host/cgroups.hpp"
+#include "agent/host/ports.hpp"
+#include "agent/host/supervisor.hpp"
+#include "agent/link/enroll.hpp"
+#include "agent/link/hub_link.hpp"
+#include "agent/reconcile/reconciler.hpp"
+#include "agent/state/agent_state.hpp"
 #include "shared/common/file_lock.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/service_manager.hpp"
@@ -196,7 +198,7 @@ int runAgent(const AgentConfig& cfg) {
     return kExitRuntime;
   }
   // The control planes: started (or adopted) from agent.db before the hub is reached, so that
-  // they run whether or not the hub answers.
+  // they run whether or not the hub answers (the reconciler's first round).
   runtime::RuntimeConfig rcfg;
   // (Absolute: programs start in their own working directories.)
   rcfg.bin_dir = std::filesystem::absolute(cfg.bin_dir);
@@ -241,8 +243,7 @@ int runAgent(const AgentConfig& cfg) {
     }
   }
   SystemClock clock;
-  runtime::ControlPlanes cps(ioc.get_executor(), rcfg, *state.value(), cfg.data_dir, clock);
-  link->setControlPlanes(&cps);
+  Reconciler reconciler(ioc.get_executor(), rcfg, *state.value(), cfg.data_dir, clock);
   link->setCapacity(cfg.capacity);
   // What this host can run: vcluster needs a cluster near it, k8s a shared PostgreSQL.
   std::vector<std::string> types;
@@ -255,8 +256,6 @@ int runAgent(const AgentConfig& cfg) {
     }
   }
   link->setControlPlaneTypes(types);
-  cps.on_change = [&] { link->reportChanges(); };
-  cps.sync();
   std::signal(SIGTERM, SIG_DFL);
   std::signal(SIGINT, SIG_DFL);
   net::signal_set signals(ioc, SIGTERM, SIGINT);
@@ -273,10 +272,11 @@ int runAgent(const AgentConfig& cfg) {
     log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     service::stopping();
     watchdog.stop();
-    cps.stop();  // (the control planes keep running; the next agent adopts them)
+    reconciler.stop();  // (the control planes keep running; the next agent adopts them)
     link->stop();
   });
-  net::co_spawn(ioc, cps.run(), net::detached);
+  // The reconciler first: control planes start (or are adopted) before the hub is reached.
+  net::co_spawn(ioc, reconciler.run(), net::detached);
   net::co_spawn(ioc, link->run(), [&](std::exception_ptr e) {
     if (e) {
       try {
@@ -287,7 +287,7 @@ int runAgent(const AgentConfig& cfg) {
     }
     signals.cancel();
     watchdog.stop();
-    cps.stop();
+    reconciler.stop();
   });
   service::ready("agent " + identity->name + ", hub " + urls.front());
   watchdog.start();
@@ -380,7 +380,7 @@ int printStatus(const AgentConfig& cfg, bool json, std::ostream& out, std::ostre
                    {"ready", ready}});
   }
   s["controlPlanes"] = cps;
-  s["unsentReports"] = st.outbox(100000).size();
+  s["unsentReports"] = st.outbox().pending(100000).size();
   if (json) {
     out << s.dump(2) << "\n";
     return kExitOk;

@@ -6,7 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "agent/agent_app.hpp"
-#include "agent/host_check.hpp"
+#include "agent/host/host_check.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
 

@@ -4,9 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/agent_state.hpp"
+#include "agent/host/ports.hpp"
+#include "agent/host/versions.hpp"
 #include "agent/runtime/probe.hpp"
-#include "agent/runtime/versions.hpp"
 #include "shared/common/log.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/common/util.hpp"
@@ -25,12 +25,8 @@ constexpr const char* kRancherConfigDir = "/etc/rancher";
 
 }  // namespace
 
-K3sRuntime::K3sRuntime(RuntimeEnv& env, std::string name)
-    : env_(env), name_(std::move(name)), dir_(env.cp_root / name_) {}
-
-namespace {
-constexpr const char* kNodeAgentKey = "k3s/node-agent";  // the control plane running the kubelet
-}  // namespace
+K3sRuntime::K3sRuntime(RuntimeEnv& env, ControlPlaneState state)
+    : env_(env), state_(std::move(state)), name_(state_.name()), dir_(env.cp_root / name_) {}
 
 K3sRuntime::~K3sRuntime() { net_.close(); }
 
@@ -108,20 +104,6 @@ ProcessSpec K3sRuntime::spec(bool dedicated) const {
   return s;
 }
 
-bool embeddedEtcdPortsTaken() {
-  for (uint16_t port : {2379, 2380, 2381, 2382}) {
-    if (!portFree("127.0.0.1", port)) {
-      return true;
-    }
-  }
-  return false;
-}
-
-bool nodeAgentResourcesTaken() {
-  return !portFree("0.0.0.0", 10250) || !portFree("127.0.0.1", 10248) || !portFree("0.0.0.0", 8472, true) ||
-         unixReachable("/run/k3s/containerd/containerd.sock");
-}
-
 Result<void> K3sRuntime::checkFixedPorts() const {
   if (isolated_ || runningPid(dir_ / "run" / "k3s.pid") > 0) {
     return {};  // its own namespace, or it runs already and holds them itself
@@ -189,12 +171,12 @@ Result<void> K3sRuntime::prepare() {
   // flannel), so that control plane runs there even when the others are isolated.
   node_agent_ = claimNodeAgent();
   isolated_ = env_.isolate && !node_agent_;
-  if (auto r = net_.prepare(env_, name_, dir_ / "run" / "k3s.pid", kInnerPort, isolated_, true); !r) {
+  if (auto r = net_.prepare(env_, state_, dir_ / "run" / "k3s.pid", kInnerPort, isolated_, true); !r) {
     return r;
   }
   if (!isolated_) {
-    auto kcm = persistentPort(env_, "cp/" + name_ + "/kcm-port", "127.0.0.1");
-    auto scheduler = persistentPort(env_, "cp/" + name_ + "/scheduler-port", "127.0.0.1");
+    auto kcm = persistentPort(state_, PortRole::ControllerManager, "127.0.0.1");
+    auto scheduler = persistentPort(state_, PortRole::Scheduler, "127.0.0.1");
     if (!kcm || !scheduler) {
       return fail("cannot pick ports for k3s's controller manager and scheduler");
     }
@@ -212,20 +194,19 @@ bool K3sRuntime::claimNodeAgent() {
   // Decided once per control plane and kept, so that an agent restart never changes (and so
   // restarts) a running k3s: the first k3s control plane made while nobody runs the host's
   // kubelet gets it.
-  std::string mine = "cp/" + name_ + "/node-agent";
-  if (auto decided = env_.state.get(mine); decided && !decided->empty()) {
-    return *decided == "1";
+  if (auto decided = state_.nodeAgent()) {
+    return *decided;
   }
   bool claim = false;
   if (env_.config.k3s_node_agent) {
-    std::string owner = env_.state.get(kNodeAgentKey).value_or("");
+    std::string owner = state_.nodeAgentHolder();
     std::error_code ec;
     claim = owner.empty() || owner == name_ || !fs::exists(env_.cp_root / owner, ec);
     if (claim) {
-      (void)env_.state.set(kNodeAgentKey, name_);
+      (void)state_.setNodeAgentHolder(name_);
     }
   }
-  (void)env_.state.set(mine, claim ? "1" : "0");
+  (void)state_.setNodeAgent(claim);
   return claim;
 }
 
@@ -347,18 +328,18 @@ bool K3sRuntime::remove() {
       fs::read_symlink(host_kubeconfig, link_ec) == dir_ / "kubeconfig.yaml") {
     fs::remove(host_kubeconfig, link_ec);
   }
-  if (env_.state.get(kNodeAgentKey).value_or("") == name_) {
-    (void)env_.state.set(kNodeAgentKey, "");
+  if (state_.nodeAgentHolder() == name_) {
+    (void)state_.setNodeAgentHolder("");
   }
-  (void)env_.state.set("cp/" + name_ + "/node-agent", "");
-  for (const char* k : {"/kcm-port", "/scheduler-port"}) {
-    (void)env_.state.set("cp/" + name_ + k, "");
+  (void)state_.setNodeAgent(std::nullopt);
+  for (PortRole role : {PortRole::ControllerManager, PortRole::Scheduler}) {
+    (void)state_.setPort(role, 0);
   }
   if (ec) {
     log::warn("cannot remove a control plane's data", {{"dir", dir_.string()}, {"error", ec.message()}});
     return false;
   }
-  net_.forget(env_, name_);
+  net_.forget(state_);
   log::info("control plane removed", {{"controlPlane", name_}, {"dir", dir_.string()}});
   return true;
 }

@@ -24,16 +24,9 @@ namespace kflex::agent::runtime {
  * admin credentials k3s wrote, through the advertised address, at the last probe. What each
  * flag relies on in k3s's source: docs/launch-contract.md.
  */
-/// Whether another program holds what k3s's embedded etcd binds on the host's network
-/// (127.0.0.1:2379-2382, fixed).
-bool embeddedEtcdPortsTaken();
-/// Whether another program holds what k3s's node agent binds on the host (kubelet 10250 and
-/// 10248, flannel 8472/udp, containerd's /run/k3s/containerd/containerd.sock: all fixed).
-bool nodeAgentResourcesTaken();
-
 class K3sRuntime final : public Runtime {
  public:
-  K3sRuntime(RuntimeEnv& env, std::string name);
+  K3sRuntime(RuntimeEnv& env, ControlPlaneState state);
   ~K3sRuntime() override;
   void ensure(const nlohmann::json& cp) override;
   net::awaitable<void> probe() override;
@@ -57,6 +50,7 @@ class K3sRuntime final : public Runtime {
   bool claimNodeAgent();
 
   RuntimeEnv& env_;
+  ControlPlaneState state_;  // its ports and node-agent decision, kept across agent restarts
   std::string name_;
   std::filesystem::path dir_;
   bool dedicated_ = false;

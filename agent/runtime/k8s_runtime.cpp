@@ -3,9 +3,9 @@
 
 #include <sys/stat.h>
 
-#include "agent/agent_state.hpp"
+#include "agent/host/ports.hpp"
+#include "agent/host/versions.hpp"
 #include "agent/runtime/probe.hpp"
-#include "agent/runtime/versions.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/store/postgres.hpp"
@@ -58,8 +58,8 @@ Result<void> writePair(const fs::path& dir, const std::string& base, const tls::
 
 }  // namespace
 
-K8sRuntime::K8sRuntime(RuntimeEnv& env, std::string name)
-    : env_(env), name_(std::move(name)), dir_(env.cp_root / name_) {}
+K8sRuntime::K8sRuntime(RuntimeEnv& env, ControlPlaneState state)
+    : env_(env), state_(std::move(state)), name_(state_.name()), dir_(env.cp_root / name_) {}
 
 K8sRuntime::~K8sRuntime() { net_.close(); }
 
@@ -160,13 +160,13 @@ Result<void> K8sRuntime::prepare() {
   }
   // (An agent restart finds the namespace through the API server, which runs in it; Kine runs on
   // the host's network.)
-  if (auto r = net_.prepare(env_, name_, dir_ / "run" / "kube-apiserver.pid", kInnerPort, env_.isolate); !r) {
+  if (auto r = net_.prepare(env_, state_, dir_ / "run" / "kube-apiserver.pid", kInnerPort, env_.isolate); !r) {
     return r;
   }
   cgroup_ = env_.joinCgroup(name_, "k8s");
   if (!env_.isolate) {
     // On the host's network every port must be this control plane's own.
-    auto kcm = persistentPort(env_, "cp/" + name_ + "/kcm-port", "127.0.0.1");
+    auto kcm = persistentPort(state_, PortRole::ControllerManager, "127.0.0.1");
     if (!kcm) {
       return fail(kcm.error().code, "cannot pick a port for the controller manager: " + kcm.error().message);
     }
@@ -445,8 +445,8 @@ bool K8sRuntime::remove() {
               {{"dir", dir_.string()}, {"error", ec.message()}});
     return false;
   }
-  net_.forget(env_, name_);
-  (void)env_.state.set("cp/" + name_ + "/kcm-port", "");
+  net_.forget(state_);
+  (void)state_.setPort(PortRole::ControllerManager, 0);
   log::info("control plane removed",
             {{"controlPlane", name_}, {"database", database()}, {"dir", dir_.string()}});
   return true;

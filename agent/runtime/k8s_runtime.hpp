@@ -23,7 +23,7 @@ namespace kflex::agent::runtime {
  */
 class K8sRuntime final : public Runtime {
  public:
-  K8sRuntime(RuntimeEnv& env, std::string name);
+  K8sRuntime(RuntimeEnv& env, ControlPlaneState state);
   ~K8sRuntime() override;
   void ensure(const nlohmann::json& cp) override;
   net::awaitable<void> probe() override;
@@ -49,6 +49,7 @@ class K8sRuntime final : public Runtime {
   std::filesystem::path kineSocket() const;
 
   RuntimeEnv& env_;
+  ControlPlaneState state_;  // its ports, kept across agent restarts
   std::string name_;
   std::filesystem::path dir_;
   ControlPlaneNetwork net_;

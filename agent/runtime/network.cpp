@@ -12,8 +12,7 @@
 #include <cstring>
 #include <set>
 
-#include "agent/agent_state.hpp"
-#include "agent/runtime/probe.hpp"
+#include "agent/host/ports.hpp"
 
 namespace kflex::agent::runtime {
 
@@ -21,29 +20,23 @@ namespace {
 
 // The ports other control planes here were given (kept in agent.db) and may not hold yet: each
 // one's PORT and PORT + 1 (k3s's API server), and its controller manager's and scheduler's.
-std::set<uint16_t> portsGiven(RuntimeEnv& env) {
+std::set<uint16_t> portsGiven(const ControlPlaneState& state) {
   std::set<uint16_t> out;
-  for (const auto& d : env.state.desired()) {
-    for (const char* k : {"/port", "/kcm-port", "/scheduler-port"}) {
-      auto port = static_cast<uint16_t>(std::atoi(env.state.get("cp/" + d.name + k).value_or("0").c_str()));
-      if (port != 0) {
-        out.insert(port);
-        out.insert(static_cast<uint16_t>(port + 1));
-      }
-    }
+  for (uint16_t port : state.portsOfDesired()) {
+    out.insert(port);
+    out.insert(static_cast<uint16_t>(port + 1));
   }
   return out;
 }
 
 }  // namespace
 
-Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const std::string& address,
+Result<uint16_t> persistentPort(ControlPlaneState& state, PortRole role, const std::string& address,
                                 bool next_free_on_loopback) {
-  auto stored = static_cast<uint16_t>(std::atoi(env.state.get(key).value_or("0").c_str()));
-  if (stored != 0) {
+  if (uint16_t stored = state.port(role); stored != 0) {
     return stored;
   }
-  std::set<uint16_t> given = portsGiven(env);
+  std::set<uint16_t> given = portsGiven(state);
   Result<uint16_t> port = fail("no port");
   for (int attempt = 0; attempt < 64; ++attempt) {
     port = freePort(address);
@@ -57,18 +50,17 @@ Result<uint16_t> persistentPort(RuntimeEnv& env, const std::string& key, const s
   if (!port) {
     return port.error();
   }
-  if (auto r = env.state.set(key, std::to_string(*port)); !r) {
+  if (auto r = state.setPort(role, *port); !r) {
     return r.error();
   }
   return *port;
 }
 
-Result<void> ControlPlaneNetwork::prepare(RuntimeEnv& env, const std::string& name,
+Result<void> ControlPlaneNetwork::prepare(RuntimeEnv& env, ControlPlaneState& state,
                                           const std::filesystem::path& adopt_pid_file, uint16_t inner_port,
                                           bool isolated, bool api_port_follows) {
-  std::string key = "cp/" + name + "/port";
   if (!isolated) {
-    auto port = persistentPort(env, key, env.config.advertise_address, api_port_follows);
+    auto port = persistentPort(state, PortRole::Api, env.config.advertise_address, api_port_follows);
     if (!port) {
       return port.error();
     }
@@ -83,7 +75,7 @@ Result<void> ControlPlaneNetwork::prepare(RuntimeEnv& env, const std::string& na
     }
     ns_ = std::make_shared<NetNamespace>(std::move(ns.value()));
   }
-  auto stored = static_cast<uint16_t>(std::atoi(env.state.get(key).value_or("0").c_str()));
+  uint16_t stored = state.port(PortRole::Api);
   auto fwd = PortForward::open(env.executor, env.config.advertise_address, stored, ns_, inner_port);
   if (!fwd) {
     return fwd.error();
@@ -91,7 +83,7 @@ Result<void> ControlPlaneNetwork::prepare(RuntimeEnv& env, const std::string& na
   forward_ = fwd.value();
   port_ = forward_->port();
   if (port_ != stored) {
-    if (auto r = env.state.set(key, std::to_string(port_)); !r) {
+    if (auto r = state.setPort(PortRole::Api, port_); !r) {
       return r.error();
     }
   }
@@ -105,11 +97,11 @@ void ControlPlaneNetwork::close() {
   }
 }
 
-void ControlPlaneNetwork::forget(RuntimeEnv& env, const std::string& name) {
+void ControlPlaneNetwork::forget(ControlPlaneState& state) {
   close();
   ns_.reset();
   port_ = 0;
-  (void)env.state.set("cp/" + name + "/port", "");
+  (void)state.setPort(PortRole::Api, 0);
 }
 
 bool ControlPlaneNetwork::reachable(uint16_t port, std::chrono::milliseconds timeout) const {
@@ -138,23 +130,6 @@ bool ControlPlaneNetwork::reachable(uint16_t port, std::chrono::milliseconds tim
     ok = ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
          err == 0;
   }
-  ::close(fd);
-  return ok;
-}
-
-bool unixReachable(const std::filesystem::path& path) {
-  sockaddr_un a{};
-  if (path.native().size() >= sizeof a.sun_path) {
-    return false;
-  }
-  a.sun_family = AF_UNIX;
-  std::memcpy(a.sun_path, path.c_str(), path.native().size());
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return false;
-  }
-  // (A listening unix socket accepts at once, or says EAGAIN when its backlog is full: up.)
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 || errno == EAGAIN;
   ::close(fd);
   return ok;
 }

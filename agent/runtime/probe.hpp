@@ -40,14 +40,4 @@ class ReadyzProbe {
 /// token), verifying the server's certificate for that address. Deadline: `timeout`.
 net::awaitable<ProbeResult> probeReadyz(std::filesystem::path kubeconfig, std::string server,
                                         std::chrono::milliseconds timeout = std::chrono::seconds(3));
-/// A TCP port free on `address` now (the kernel's choice); code Conflict when none is left.
-Result<uint16_t> freePort(const std::string& address);
-/// Whether a TCP (or UDP) listener could bind ADDRESS:PORT now (SO_REUSEADDR, as Go's listeners).
-bool portFree(const std::string& address, uint16_t port, bool udp = false);
-/// An address as the host part of a URL (IPv6 in brackets).
-std::string urlHost(const std::string& address);
-/// The local address this host uses to reach `host` (no packet is sent); "127.0.0.1" for loopback
-/// or when it cannot be told.
-std::string localAddressTowards(const std::string& host);
-
 }  // namespace kflex::agent::runtime

@@ -10,15 +10,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/runtime/cgroups.hpp"
-#include "agent/runtime/supervisor.hpp"
+#include "agent/host/cgroups.hpp"
+#include "agent/host/supervisor.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
 #include "shared/protocol/messages.hpp"
-
-namespace kflex::agent {
-class AgentState;
-}
 
 namespace kflex::agent::runtime {
 
@@ -38,18 +34,14 @@ struct RuntimeConfig {
   SupervisorOptions supervisor;
 };
 
-/// The path of program `name`: programs[name], else bin_dir/name.
-std::filesystem::path programPath(const std::filesystem::path& bin_dir,
-                                  const std::map<std::string, std::string>& programs, const std::string& name);
-
 /// A supervised program as a status report names it.
 protocol::Component componentOf(const std::string& name, const ProcessStatus& status);
 
-/// What every runtime gets from the agent.
+/// What every runtime gets from the agent (its own control plane's state comes separately: a
+/// ControlPlaneState from the reconciler).
 struct RuntimeEnv {
   net::any_io_executor executor;
   Supervisor& supervisor;
-  AgentState& state;
   const Clock& clock;
   const RuntimeConfig& config;
   std::filesystem::path cp_root;  ///< DATA_DIR/cp

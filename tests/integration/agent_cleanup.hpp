@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <system_error>
 
-#include "agent/runtime/supervisor.hpp"
+#include "agent/host/supervisor.hpp"
 
 namespace kflex::test {
 

@@ -15,7 +15,7 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 #include "hub/agents/placement.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
@@ -995,7 +995,7 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   auto desired = state.value()->desired();
   ASSERT_EQ(desired.size(), 1u);
   EXPECT_EQ(desired[0].name, "cp-eu2");
-  EXPECT_TRUE(state.value()->outbox(10).empty()) << "every report was acknowledged";
+  EXPECT_TRUE(state.value()->outbox().pending(10).empty()) << "every report was acknowledged";
 }
 
 // The package flow: `kflex-agent enroll` once (writes agent.yaml, never the token), then the

@@ -14,8 +14,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/runtime/netns.hpp"
-#include "agent/runtime/supervisor.hpp"
+#include "agent/host/netns.hpp"
+#include "agent/host/supervisor.hpp"
 #include "shared/common/util.hpp"
 #include "shared/store/postgres.hpp"
 #include "shared/tls/pki.hpp"

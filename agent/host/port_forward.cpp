@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/runtime/port_forward.hpp"
+#include "agent/host/port_forward.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

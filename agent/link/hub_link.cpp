@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/hub_link.hpp"
+#include "agent/link/hub_link.hpp"
 
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -13,8 +13,6 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/websocket.hpp>
 
-#include "agent/reconciler.hpp"
-#include "agent/runtime/control_planes.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
@@ -92,16 +90,6 @@ void HubLink::record(const std::string& state, const std::string& detail) {
                        {"link_detail", detail}});
   if (!r) {
     log::warn("cannot record the link state in agent.db", {{"error", r.error().message}});
-  }
-}
-
-void HubLink::reportChanges() {
-  if (auto r = reconcile(state_, cps_); !r) {
-    log::warn("cannot reconcile", {{"error", r.error().message}});
-    return;
-  }
-  if (send_reports_) {
-    send_reports_();
   }
 }
 
@@ -321,7 +309,7 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
   };
   uint64_t seq = 1;
   auto queueReports = [&] {
-    for (const auto& r : state_.outbox(256)) {
+    for (const auto& r : state_.outbox().pending(256)) {
       if (!in_flight.insert(r.seq).second) {
         continue;
       }
@@ -333,23 +321,21 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
       if (!report) {
         // (Not expected: the reconciler stores only reports it made within bounds.)
         log::error("dropping a status report the hub would refuse", {{"error", report.error().message}});
-        (void)state_.ackStatus(r.seq);
+        (void)state_.outbox().ack(r.seq);
         continue;
       }
       queue(protocol::encode(report.value(), ++seq));
     }
   };
-  // A fresh link: report everything again (the hub may have marked it Unknown meanwhile).
+  // A fresh link: report everything again (the hub may have marked it Unknown meanwhile). The
+  // reconciler refills the outbox at once; from then on the outbox tells this link of new reports.
   (void)state_.clearReported();
-  if (auto r = reconcile(state_, cps_); !r) {
-    log::warn("cannot reconcile", {{"error", r.error().message}});
-  }
   queueReports();
-  send_reports_ = queueReports;
+  state_.outbox().setOnQueued(queueReports);
   struct Clear {
-    std::function<void()>& f;
-    ~Clear() { f = nullptr; }
-  } clear_on_exit{send_reports_};
+    Outbox& outbox;
+    ~Clear() { outbox.setOnQueued(nullptr); }
+  } clear_on_exit{state_.outbox()};
 
   auto onDesired = [&](const protocol::Envelope& env) -> bool {
     std::vector<std::pair<std::string, std::string>> upserts;
@@ -375,10 +361,8 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
       toPairs(body->upserts);
       deletes = std::move(body->deletes);
     }
-    if (snapshot) {
-      (void)state_.clearReported();  // a full resync: report every control plane again
-    }
-    // Stored (durably) before it is acknowledged.
+    // Stored (durably) before it is acknowledged; a snapshot (a full resync) is reported again in
+    // full.
     auto stored = snapshot ? state_.applySnapshot(env.revision, upserts) : state_.applyDelta(env.revision, upserts, deletes);
     if (!stored) {
       log::error("cannot store desired state; not acknowledging it", {{"error", stored.error().message}});
@@ -389,13 +373,6 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
                                          {"changed", std::to_string(upserts.size() + deletes.size())}});
     }
     queue(protocol::encode(protocol::Ack{}, ++seq, env.revision));
-    if (cps_ != nullptr) {
-      cps_->sync();
-    }
-    if (auto r = reconcile(state_, cps_); !r) {
-      log::warn("cannot reconcile", {{"error", r.error().message}});
-    }
-    queueReports();
     return true;
   };
 
@@ -422,7 +399,7 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
         ok = ack.has_value();
         if (ok) {
           in_flight.erase(ack->seq);
-          (void)state_.ackStatus(ack->seq);
+          (void)state_.outbox().ack(ack->seq);
         }
       } else if (ok && env->type == protocol::CaBundle::kType) {
         auto bundle = protocol::bodyOf<protocol::CaBundle>(env.value());

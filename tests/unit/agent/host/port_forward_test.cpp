@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/runtime/port_forward.hpp"
+#include "agent/host/port_forward.hpp"
 
 #include <gtest/gtest.h>
 
-#include "agent/runtime/probe.hpp"
+#include "agent/host/ports.hpp"
 
 namespace kflex::agent::runtime {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/runtime/supervisor.hpp"
+#include "agent/host/supervisor.hpp"
 
 #include <fcntl.h>
 #include <linux/close_range.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/host_check.hpp"
+#include "agent/host/host_check.hpp"
 
 #include <sched.h>
 #include <sys/wait.h>
@@ -9,12 +9,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/runtime/cgroups.hpp"
-#include "agent/runtime/k3s_runtime.hpp"
-#include "agent/runtime/netns.hpp"
-#include "agent/runtime/probe.hpp"
-#include "agent/runtime/runtime.hpp"
-#include "agent/runtime/versions.hpp"
+#include "agent/host/cgroups.hpp"
+#include "agent/host/netns.hpp"
+#include "agent/host/ports.hpp"
+#include "agent/host/versions.hpp"
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/kube/client.hpp"

@@ -3,7 +3,7 @@
 // delegated systemd unit's cgroup has), and on this host's real /sys/fs/cgroup.
 #include <gtest/gtest.h>
 
-#include "agent/runtime/cgroups.hpp"
+#include "agent/host/cgroups.hpp"
 #include "shared/common/util.hpp"
 #include "tests/support/test_support.hpp"
 

@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "agent/runtime/netns.hpp"
+#include "agent/host/netns.hpp"
 #include "shared/common/result.hpp"
 #include "shared/net/asio.hpp"
 

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -10,6 +11,10 @@
 #include "shared/common/result.hpp"
 
 namespace kflex::agent::runtime {
+
+/// The path of program `name`: programs[name], else bin_dir/name.
+std::filesystem::path programPath(const std::filesystem::path& bin_dir,
+                                  const std::map<std::string, std::string>& programs, const std::string& name);
 
 /// A program's release, as its --version prints it (v1.30.13+k3s1 reads as 1.30.13).
 struct Version {

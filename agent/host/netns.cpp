@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/runtime/netns.hpp"
+#include "agent/host/netns.hpp"
 
 #include <fcntl.h>
 #include <net/if.h>

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "agent/agent_config.hpp"
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 #include "shared/common/result.hpp"
 
 namespace kflex::agent {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/runtime/cgroups.hpp"
+#include "agent/host/cgroups.hpp"
 
 #include <sys/statfs.h>
 #include <unistd.h>

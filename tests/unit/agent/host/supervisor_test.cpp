@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/runtime/supervisor.hpp"
+#include "agent/host/supervisor.hpp"
 
 #include <signal.h>
 #include <sys/wait.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/agent_state.hpp"
+#include "agent/state/agent_state.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -12,7 +12,16 @@ namespace kflex::agent {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
+
+// One schema step: a transaction that ends by setting user_version; rolled back when it fails.
+Result<void> migrationStep(store::Database& db, std::string_view sql) {
+  auto r = db.exec(sql);
+  if (!r) {
+    (void)db.exec("ROLLBACK");
+  }
+  return r;
+}
 
 Result<void> migrate(store::Database& db) {
   auto v = db.userVersion();
@@ -24,26 +33,57 @@ Result<void> migrate(store::Database& db) {
                 " is newer than this kflex-agent understands; run a newer kflex-agent");
   }
   if (v.value() < 1) {
-    auto r = db.exec(R"(
+    if (auto r = migrationStep(db, R"(
       BEGIN;
       CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
       PRAGMA user_version = 1;
-      COMMIT;)");
-    if (!r) {
-      (void)db.exec("ROLLBACK");
+      COMMIT;)"); !r) {
       return r;
     }
   }
   if (v.value() < 2) {
-    auto r = db.exec(R"(
+    if (auto r = migrationStep(db, R"(
       BEGIN;
       CREATE TABLE desired (name TEXT PRIMARY KEY, revision INTEGER NOT NULL, body TEXT NOT NULL,
                             reported TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
       CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, body TEXT NOT NULL);
       PRAGMA user_version = 2;
-      COMMIT;)");
-    if (!r) {
-      (void)db.exec("ROLLBACK");
+      COMMIT;)"); !r) {
+      return r;
+    }
+  }
+  if (v.value() < 3) {
+    // What runtimes kept per control plane moves from string keys of the meta table
+    // (cp/NAME/port, cp/NAME/kcm-port, cp/NAME/scheduler-port, cp/NAME/node-agent, hooks/NAME) to
+    // typed columns (ControlPlaneState). "" meant forgotten: 0 for a port, NULL for the node agent.
+    if (auto r = migrationStep(db, R"(
+      BEGIN;
+      CREATE TABLE control_plane_local (name TEXT PRIMARY KEY, port INTEGER NOT NULL DEFAULT 0,
+                                        kcm_port INTEGER NOT NULL DEFAULT 0,
+                                        scheduler_port INTEGER NOT NULL DEFAULT 0, node_agent INTEGER,
+                                        hook_records TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+      INSERT INTO control_plane_local (name, port)
+        SELECT substr(key, 4, length(key) - 8), CAST(value AS INTEGER) FROM meta
+        WHERE key LIKE 'cp/%/port' AND length(key) > 8
+        ON CONFLICT(name) DO UPDATE SET port = excluded.port;
+      INSERT INTO control_plane_local (name, kcm_port)
+        SELECT substr(key, 4, length(key) - 12), CAST(value AS INTEGER) FROM meta
+        WHERE key LIKE 'cp/%/kcm-port' AND length(key) > 12
+        ON CONFLICT(name) DO UPDATE SET kcm_port = excluded.kcm_port;
+      INSERT INTO control_plane_local (name, scheduler_port)
+        SELECT substr(key, 4, length(key) - 18), CAST(value AS INTEGER) FROM meta
+        WHERE key LIKE 'cp/%/scheduler-port' AND length(key) > 18
+        ON CONFLICT(name) DO UPDATE SET scheduler_port = excluded.scheduler_port;
+      INSERT INTO control_plane_local (name, node_agent)
+        SELECT substr(key, 4, length(key) - 14), CASE value WHEN '1' THEN 1 WHEN '0' THEN 0 END FROM meta
+        WHERE key LIKE 'cp/%/node-agent' AND length(key) > 14
+        ON CONFLICT(name) DO UPDATE SET node_agent = excluded.node_agent;
+      INSERT INTO control_plane_local (name, hook_records)
+        SELECT substr(key, 7), value FROM meta WHERE key LIKE 'hooks/%' AND length(key) > 6
+        ON CONFLICT(name) DO UPDATE SET hook_records = excluded.hook_records;
+      DELETE FROM meta WHERE key LIKE 'cp/%' OR key LIKE 'hooks/%';
+      PRAGMA user_version = 3;
+      COMMIT;)"); !r) {
       return r;
     }
   }
@@ -148,7 +188,10 @@ Result<void> AgentState::applySnapshot(int64_t revision,
   if (!txn) {
     return txn.error();
   }
-  // Keep what was reported for objects that stay, so an unchanged snapshot reports nothing new.
+  // A full resync: report every control plane again (the hub may have lost what it was told).
+  if (auto r = db_->exec("UPDATE desired SET reported = ''"); !r) {
+    return r;
+  }
   std::vector<std::string> names;
   for (const auto& [n, b] : objects) {
     names.push_back(n);
@@ -174,7 +217,7 @@ Result<void> AgentState::applySnapshot(int64_t revision,
   if (auto r = applyChanges(revision, objects, gone); !r) {
     return r;
   }
-  return txn->commit();
+  return commitChange(*txn);
 }
 
 Result<void> AgentState::applyDelta(int64_t revision, const std::vector<std::pair<std::string, std::string>>& upserts,
@@ -186,7 +229,7 @@ Result<void> AgentState::applyDelta(int64_t revision, const std::vector<std::pai
   if (auto r = applyChanges(revision, upserts, deletes); !r) {
     return r;
   }
-  return txn->commit();
+  return commitChange(*txn);
 }
 
 Result<void> AgentState::applyChanges(int64_t revision, const std::vector<std::pair<std::string, std::string>>& upserts,
@@ -237,54 +280,26 @@ int64_t AgentState::acknowledgedRevision() {
   }
 }
 
-Result<void> AgentState::enqueueStatus(const std::string& name, const std::string& body) {
-  auto txn = store::Transaction::begin(*db_);
-  if (!txn) {
-    return txn.error();
-  }
-  auto del = store::Statement::prepare(*db_, "DELETE FROM outbox WHERE name = ?");
-  auto ins = store::Statement::prepare(*db_, "INSERT INTO outbox (name, body) VALUES (?, ?)");
-  auto mark = store::Statement::prepare(*db_, "UPDATE desired SET reported = ? WHERE name = ?");
-  if (!del || !ins || !mark) {
-    return fail(db_->lastError());
-  }
-  if (auto r = del->bind(1, name).run(); !r) {
+Result<void> AgentState::clearReported() {
+  if (auto r = db_->exec("UPDATE desired SET reported = ''"); !r) {
     return r;
   }
-  if (auto r = ins->bind(1, name).bind(2, body).run(); !r) {
-    return r;
-  }
-  if (auto r = mark->bind(1, body).bind(2, name).run(); !r) {
-    return r;
-  }
-  return txn->commit();
+  changed(Change::Reported);
+  return {};
 }
 
-Result<void> AgentState::clearReported() { return db_->exec("UPDATE desired SET reported = ''"); }
-
-std::vector<AgentState::Report> AgentState::outbox(size_t limit) {
-  std::vector<Report> out;
-  auto st = store::Statement::prepare(*db_, "SELECT seq, name, body FROM outbox ORDER BY seq LIMIT ?");
-  if (!st) {
-    return out;
+Result<void> AgentState::commitChange(store::Transaction& txn) {
+  if (auto r = txn.commit(); !r) {
+    return r;
   }
-  st->bind(1, int64_t(limit));
-  while (true) {
-    auto row = st->step();
-    if (!row || !row.value()) {
-      break;
-    }
-    out.push_back({st->columnInt(0), st->columnText(1), st->columnText(2)});
-  }
-  return out;
+  changed(Change::Desired);
+  return {};
 }
 
-Result<void> AgentState::ackStatus(int64_t seq) {
-  auto st = store::Statement::prepare(*db_, "DELETE FROM outbox WHERE seq = ?");
-  if (!st) {
-    return st.error();
+void AgentState::changed(Change change) const {
+  if (on_change_) {
+    on_change_(change);
   }
-  return st->bind(1, seq).run();
 }
 
 }  // namespace kflex::agent

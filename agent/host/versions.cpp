@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/runtime/versions.hpp"
+#include "agent/host/versions.hpp"
 
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -111,6 +111,12 @@ const SupportedVersions* supportedVersionsOf(const std::string& name) {
     }
   }
   return nullptr;
+}
+
+fs::path programPath(const fs::path& bin_dir, const std::map<std::string, std::string>& programs,
+                     const std::string& name) {
+  auto it = programs.find(name);
+  return it != programs.end() && !it->second.empty() ? fs::path(it->second) : bin_dir / name;
 }
 
 Result<Version> parseVersion(const std::string& output) {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/enroll.hpp"
+#include "agent/link/enroll.hpp"
 
 #include <sys/stat.h>
 

@@ -11,16 +11,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/agent_state.hpp"
-#include "agent/enroll.hpp"
+#include "agent/state/agent_state.hpp"
+#include "agent/link/enroll.hpp"
 #include "shared/common/result.hpp"
 #include "shared/common/time.hpp"
 #include "shared/net/asio.hpp"
 
 namespace kflex::agent {
-namespace runtime {
-class ControlPlanes;
-}
 
 /// Timings of the link.
 struct LinkOptions {
@@ -33,7 +30,9 @@ struct LinkOptions {
 /**
  * The agent's end of the hub link: one mutual-TLS WebSocket, reconnected with capped exponential
  * backoff and full jitter across the hub URLs; says hello, renews its lease at the interval the
- * hub asks for, and records the link's state in agent.db for `kflex-agent status`.
+ * hub asks for, and records the link's state in agent.db for `kflex-agent status`. It stores the
+ * desired state the hub sends in AgentState (which tells the reconciler) before acknowledging it,
+ * and sends what the reconciler put in the outbox. It never calls a runtime.
  * Thread safety: run() and stop() on the io_context's thread.
  */
 class HubLink {
@@ -45,11 +44,6 @@ class HubLink {
   net::awaitable<void> run();
   /// Closes the link politely and ends run().
   void stop();
-  /// The control planes this agent runs: told of every desired-state change, and their
-  /// observed state goes into the reports (before run()).
-  void setControlPlanes(runtime::ControlPlanes* cps) { cps_ = cps; }
-  /// Observed state changed: put the changes in the outbox and send them if the link is up.
-  void reportChanges();
   /// What the agent offers instead of the host's measured capacity (YAML `capacity`), by key.
   void setCapacity(std::map<std::string, std::string> capacity) { capacity_ = std::move(capacity); }
   /// The control plane types this agent can run, told to the hub in hello.
@@ -86,10 +80,8 @@ class HubLink {
   std::string pending_key_;  // the key of a requested, not yet received, certificate
   net::steady_timer sleep_;
   bool stopping_ = false;
-  runtime::ControlPlanes* cps_ = nullptr;
   std::map<std::string, std::string> capacity_;
   std::vector<std::string> types_;
-  std::function<void()> send_reports_;  // set while a session is up
 };
 
 }  // namespace kflex::agent

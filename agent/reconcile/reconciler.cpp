@@ -1,66 +1,43 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "agent/runtime/control_planes.hpp"
+#include "agent/reconcile/reconciler.hpp"
 
-#include "agent/agent_state.hpp"
-#include "agent/runtime/k3s_runtime.hpp"
-#include "agent/runtime/k8s_runtime.hpp"
-#include "agent/runtime/external_runtime.hpp"
-#include "agent/runtime/vcluster_runtime.hpp"
-#include "agent/runtime/netns.hpp"
+#include "agent/host/netns.hpp"
+#include "agent/runtime/registry.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
+#include "shared/common/version.hpp"
 #include "shared/kube/hooks.hpp"
-#include "shared/model/control_plane_types.hpp"
 
-namespace kflex::agent::runtime {
+namespace kflex::agent {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
+using runtime::Runtime;
 
-fs::path programPath(const fs::path& bin_dir, const std::map<std::string, std::string>& programs,
-                     const std::string& name) {
-  auto it = programs.find(name);
-  return it != programs.end() && !it->second.empty() ? fs::path(it->second) : bin_dir / name;
+protocol::StatusReport observedStatus(const Json& cp, std::optional<protocol::StatusReport> seen) {
+  const Json meta = cp.value("metadata", Json::object());
+  std::string type = cp.value("spec", Json::object()).value("type", "");
+  if (!seen) {
+    std::string msg = std::string("kflex-agent ") + kVersion + " cannot run control planes of type \"" + type +
+                      "\" yet; it keeps the desired state and reports here once it can";
+    seen.emplace();
+    seen->conditions = {{"Synced", "False", "NotSupported", msg}, {"Ready", "False", "NotSupported", msg}};
+  }
+  seen->control_plane = meta.value("name", "");
+  seen->observed_generation = meta.value("generation", int64_t(0));
+  seen->clampToBounds();
+  return std::move(*seen);
 }
 
-protocol::Component componentOf(const std::string& name, const ProcessStatus& status) {
-  protocol::Component c{name, toString(status.state), status.restarts, std::nullopt};
-  if (!status.last_exit.empty()) {
-    c.last_exit = status.last_exit;
-  }
-  return c;
-}
-
-fs::path RuntimeEnv::program(const std::string& name) const { return programPath(config.bin_dir, config.programs, name); }
-
-fs::path RuntimeEnv::joinCgroup(const std::string& name, const std::string& type) const {
-  if (cgroups == nullptr || !cgroups->available()) {
-    return {};
-  }
-  auto it = config.limits.find(type);
-  auto path = cgroups->prepare(name, it != config.limits.end() ? it->second : defaultLimits(type));
-  if (!path) {
-    log::warn("control plane runs without limits", {{"controlPlane", name}, {"error", path.error().message}});
-    return {};
-  }
-  return path.value();
-}
-
-std::string RuntimeEnv::limitsNote() const {
-  if (cgroups == nullptr) {
-    return "";
-  }
-  return cgroups->available() ? "" : "; no resource limits: " + cgroups->problem();
-}
-
-ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& config, AgentState& state,
-                             const fs::path& data_dir, const Clock& clock)
-    : supervisor_(clock, config.supervisor),
+Reconciler::Reconciler(net::any_io_executor ex, const runtime::RuntimeConfig& config, AgentState& state,
+                       const fs::path& data_dir, const Clock& clock)
+    : state_(state),
+      supervisor_(clock, config.supervisor),
       config_(config),
-      env_{ex, supervisor_, state, clock, config_, data_dir / "cp", false},
+      env_{ex, supervisor_, clock, config_, data_dir / "cp", false},
       wake_(ex) {
-  env_.isolate = config_.isolate && NetNamespace::available();
-  cgroups_ = std::make_unique<Cgroups>(Cgroups::detect());
+  env_.isolate = config_.isolate && runtime::NetNamespace::available();
+  cgroups_ = std::make_unique<runtime::Cgroups>(runtime::Cgroups::detect());
   env_.cgroups = cgroups_.get();
   if (!cgroups_->available()) {
     log::warn("control planes run without memory and CPU limits", {{"why", cgroups_->problem()}});
@@ -71,49 +48,55 @@ ControlPlanes::ControlPlanes(net::any_io_executor ex, const RuntimeConfig& confi
   }
   std::error_code ec;
   fs::create_directories(env_.cp_root, ec);
+  state_.setOnChange([this](AgentState::Change change) { onStateChanged(change); });
 }
 
-ControlPlanes::~ControlPlanes() = default;
+Reconciler::~Reconciler() { state_.setOnChange(nullptr); }
 
-bool ControlPlanes::runsType(const std::string& type) { return model::agentServes(type); }
-
-namespace {
-// The type of a control plane known only by its folder (deleted while the agent was away).
-std::string typeOfFolder(const fs::path& dir) {
-  std::error_code ec;
-  if (fs::exists(dir / "vcluster", ec)) {
-    return "vcluster";
-  }
-  if (fs::exists(dir / "external", ec)) {
-    return "external";
-  }
-  return fs::exists(dir / "pki", ec) ? "k8s" : "k3s";
-}
-}  // namespace
-
-std::unique_ptr<Runtime> ControlPlanes::make(const std::string& type, const std::string& name) {
-  if (type == "k3s") {
-    return std::make_unique<K3sRuntime>(env_, name);
-  }
-  if (type == "k8s") {
-    return std::make_unique<K8sRuntime>(env_, name);
-  }
-  if (type == "vcluster") {
-    return std::make_unique<VClusterRuntime>(env_, name);
-  }
-  if (type == "external") {
-    return std::make_unique<ExternalRuntime>(env_, name);
-  }
-  return nullptr;
+std::unique_ptr<Runtime> Reconciler::make(const std::string& type, const std::string& name) {
+  return runtime::makeRuntime(type, env_, state_.controlPlane(name));
 }
 
-namespace {
-std::string hookRecordsKey(const std::string& name) {
-  return "hooks/" + name;
+void Reconciler::onStateChanged(AgentState::Change change) {
+  if (change == AgentState::Change::Reported) {
+    report();  // (at once: the link sends what is in the outbox next)
+    return;
+  }
+  // Desired state: posted, so that the link finishes first (its acknowledgement goes out before
+  // the reports), and once however often it is told before then.
+  if (woken_ || stopping_) {
+    return;
+  }
+  woken_ = true;
+  net::post(env_.executor, [this] {
+    woken_ = false;
+    if (stopping_) {
+      return;
+    }
+    sync();
+    report();
+  });
 }
-}  // namespace
 
-void ControlPlanes::updateHooks(const std::string& name) {
+void Reconciler::report() {
+  std::vector<std::pair<std::string, std::string>> changed;
+  for (const auto& d : state_.desired()) {
+    Json cp = Json::parse(d.body, nullptr, false);
+    if (!cp.is_object()) {
+      log::warn("ignoring an unreadable desired control plane", {{"name", d.name}});
+      continue;
+    }
+    std::string body = observedStatus(cp, observe(d.name)).toJson().dump();
+    if (body != d.reported) {
+      changed.emplace_back(d.name, std::move(body));
+    }
+  }
+  if (auto r = state_.outbox().enqueue(changed); !r) {
+    log::warn("cannot reconcile", {{"error", r.error().message}});
+  }
+}
+
+void Reconciler::updateHooks(const std::string& name) {
   auto d = desired_.find(name);
   auto rt = runtimes_.find(name);
   if (d == desired_.end() || rt == runtimes_.end() || deleting_.count(name) || kube::hookUses(d->second).empty()) {
@@ -122,19 +105,16 @@ void ControlPlanes::updateHooks(const std::string& name) {
   }
   auto& runner = hooks_[name];
   if (!runner) {
-    Json records = Json::parse(env_.state.get(hookRecordsKey(name)).value_or("{}"), nullptr, false);
+    std::string kept = state_.controlPlane(name).hookRecords();
+    Json records = Json::parse(kept.empty() ? "{}" : kept, nullptr, false);
     runner = std::make_unique<kube::HookRunner>(
         env_.executor, name, records,
         [this, name](const Json& r) {
-          if (auto saved = env_.state.set(hookRecordsKey(name), r.dump()); !saved) {
+          if (auto saved = state_.controlPlane(name).setHookRecords(r.dump()); !saved) {
             log::error("cannot record PostCreateHook results", {{"controlPlane", name}, {"error", saved.error().message}});
           }
         },
-        [this] {
-          if (on_change) {
-            on_change();
-          }
-        });
+        [this] { report(); });
   }
   kube::HookTargets targets;
   targets.hosting = config_.cluster;
@@ -157,9 +137,9 @@ void ControlPlanes::updateHooks(const std::string& name) {
   runner->update(d->second, d->second.value(kube::kDeliveredHooksField, Json::object()), targets);
 }
 
-void ControlPlanes::sync() {
+void Reconciler::sync() {
   std::map<std::string, Json> desired;
-  for (const auto& d : env_.state.desired()) {
+  for (const auto& d : state_.desired()) {
     Json cp = Json::parse(d.body, nullptr, false);
     if (cp.is_object()) {
       desired[d.name] = std::move(cp);
@@ -195,7 +175,7 @@ void ControlPlanes::sync() {
       std::string name = entry.path().filename().string();
       if (entry.is_directory() && !desired.count(name) && !removing_.count(name) && isDns1123Label(name)) {
         log::info("removing a control plane deleted while the agent was away", {{"controlPlane", name}});
-        removing_[name] = make(typeOfFolder(entry.path()), name);
+        removing_[name] = make(runtime::typeOfFolder(entry.path()), name);
       }
     }
   }
@@ -205,7 +185,7 @@ void ControlPlanes::sync() {
     }
     std::error_code ec;
     if (fs::exists(env_.cp_root / name, ec)) {
-      removing_[name] = make(typeOfFolder(env_.cp_root / name), name);  // (left over from an agent that stopped meanwhile)
+      removing_[name] = make(runtime::typeOfFolder(env_.cp_root / name), name);  // (left over from an agent that stopped meanwhile)
     } else {
       removed_.insert(name);  // nothing of it runs here
     }
@@ -215,7 +195,7 @@ void ControlPlanes::sync() {
   desired_ = desired;
   for (const auto& [name, cp] : desired_) {
     std::string type = cp.value("spec", Json::object()).value("type", "");
-    if (!runsType(type) || removing_.count(name) || deleting_.count(name)) {
+    if (!runtime::runsType(type) || removing_.count(name) || deleting_.count(name)) {
       continue;  // (a removal of the same name finishes first)
     }
     auto& rt = runtimes_[name];
@@ -239,7 +219,7 @@ void ControlPlanes::sync() {
   wake_.cancel();
 }
 
-std::optional<protocol::StatusReport> ControlPlanes::observe(const std::string& name) const {
+std::optional<protocol::StatusReport> Reconciler::observe(const std::string& name) const {
   if (deleting_.count(name)) {
     bool done = removed_.count(name) > 0;
     protocol::StatusReport out;
@@ -262,7 +242,9 @@ std::optional<protocol::StatusReport> ControlPlanes::observe(const std::string& 
   return observed;
 }
 
-net::awaitable<void> ControlPlanes::run() {
+net::awaitable<void> Reconciler::run() {
+  // The control planes start (or are adopted) from agent.db whether or not the hub answers.
+  sync();
   auto next_full_probe = std::chrono::steady_clock::now();
   while (!stopping_) {
     supervisor_.tick();
@@ -271,8 +253,9 @@ net::awaitable<void> ControlPlanes::run() {
       if (it->second->remove()) {
         // What its hooks left in the cluster near this agent goes too; a control plane made
         // again runs its hooks again.
-        auto records = env_.state.get(hookRecordsKey(it->first));
-        if (config_.cluster && records && records.value() != "{}" && !records.value().empty()) {
+        auto kept = state_.controlPlane(it->first);
+        std::string records = kept.hookRecords();
+        if (config_.cluster && records != "{}" && !records.empty()) {
           net::co_spawn(env_.executor, kube::removeHookObjects(*config_.cluster, it->first),
                         [name = it->first](std::exception_ptr e, Result<void> r) {
                           if (e || !r) {
@@ -281,7 +264,7 @@ net::awaitable<void> ControlPlanes::run() {
                           }
                         });
         }
-        (void)env_.state.set(hookRecordsKey(it->first), "{}");
+        (void)kept.setHookRecords("{}");
         if (deleting_.count(it->first)) {
           removed_.insert(it->first);
         }
@@ -293,9 +276,7 @@ net::awaitable<void> ControlPlanes::run() {
     }
     if (removed_one) {
       sync();  // a control plane of the same name may be waiting for this removal
-      if (on_change) {
-        on_change();
-      }
+      report();
     }
     // Probe the ones not yet Ready every round (fast create-to-Ready), the rest every interval.
     bool full = std::chrono::steady_clock::now() >= next_full_probe;
@@ -350,15 +331,15 @@ net::awaitable<void> ControlPlanes::run() {
         changed = true;
       }
     }
-    if (changed && on_change) {
-      on_change();
+    if (changed) {
+      report();
     }
     wake_.expires_after(std::chrono::milliseconds(500));
     co_await wake_.async_wait(net::as_tuple(net::use_awaitable));
   }
 }
 
-void ControlPlanes::stop() {
+void Reconciler::stop() {
   stopping_ = true;
   hooks_.clear();
   wake_.cancel();
@@ -370,4 +351,4 @@ void ControlPlanes::stop() {
   supervisor_.detachAll();
 }
 
-}  // namespace kflex::agent::runtime
+}  // namespace kflex::agent
