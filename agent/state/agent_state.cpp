@@ -201,18 +201,14 @@ Result<void> AgentState::applySnapshot(int64_t revision,
     return all.error();
   }
   std::vector<std::string> gone;
-  while (true) {
-    auto row = all->step();
-    if (!row) {
-      return row.error();
-    }
-    if (!row.value()) {
-      break;
-    }
-    std::string n = all->columnText(0);
+  auto listed = all->forEachRow([&](store::Statement& r) {
+    std::string n = r.columnText(0);
     if (std::find(names.begin(), names.end(), n) == names.end()) {
-      gone.push_back(n);
+      gone.push_back(std::move(n));
     }
+  });
+  if (!listed) {
+    return listed;
   }
   if (auto r = applyChanges(revision, objects, gone); !r) {
     return r;
@@ -261,13 +257,9 @@ std::vector<AgentState::Desired> AgentState::desired() {
   if (!st) {
     return out;
   }
-  while (true) {
-    auto row = st->step();
-    if (!row || !row.value()) {
-      break;
-    }
-    out.push_back({st->columnText(0), st->columnInt(1), st->columnText(2), st->columnText(3)});
-  }
+  (void)st->forEachRow([&](store::Statement& r) {
+    out.push_back({r.columnText(0), r.columnInt(1), r.columnText(2), r.columnText(3)});
+  });
   return out;
 }
 

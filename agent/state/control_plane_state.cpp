@@ -81,17 +81,13 @@ std::set<uint16_t> ControlPlaneState::portsOfDesired() const {
   if (!st) {
     return out;
   }
-  while (true) {
-    auto row = st->step();
-    if (!row || !row.value()) {
-      break;
-    }
+  (void)st->forEachRow([&](store::Statement& r) {
     for (int col = 0; col < 3; ++col) {
-      if (uint16_t port = toPort(st->columnText(col)); port != 0) {
+      if (uint16_t port = toPort(r.columnText(col)); port != 0) {
         out.insert(port);
       }
     }
-  }
+  });
   return out;
 }
 

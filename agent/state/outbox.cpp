@@ -44,13 +44,7 @@ std::vector<Outbox::Report> Outbox::pending(size_t limit) {
     return out;
   }
   st->bind(1, int64_t(limit));
-  while (true) {
-    auto row = st->step();
-    if (!row || !row.value()) {
-      break;
-    }
-    out.push_back({st->columnInt(0), st->columnText(1), st->columnText(2)});
-  }
+  (void)st->forEachRow([&](store::Statement& r) { out.push_back({r.columnInt(0), r.columnText(1), r.columnText(2)}); });
   return out;
 }
 

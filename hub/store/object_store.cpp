@@ -248,20 +248,16 @@ Result<void> ObjectStore::load() {
   if (!meta) {
     return meta.error();
   }
-  while (true) {
-    auto row = meta->step();
-    if (!row) {
-      return row.error();
-    }
-    if (!row.value()) {
-      break;
-    }
-    std::string key = meta->columnText(0);
+  auto read = meta->forEachRow([&](store::Statement& r) {
+    std::string key = r.columnText(0);
     if (key == "revision") {
-      revision_ = meta->columnInt(1);
+      revision_ = r.columnInt(1);
     } else if (key == "compacted") {
-      compacted_ = meta->columnInt(1);
+      compacted_ = r.columnInt(1);
     }
+  });
+  if (!read) {
+    return read;
   }
   // The newest event is never compacted, so it carries the store revision; the meta row is
   // written only when events are compacted.
@@ -303,29 +299,21 @@ Result<void> ObjectStore::load() {
     return evs.error();
   }
   evs->bind(1, compacted_);
-  while (true) {
-    auto row = evs->step();
-    if (!row) {
-      return row.error();
-    }
-    if (!row.value()) {
-      break;
-    }
+  return evs->forEachRow([&](store::Statement& r) {
     auto ev = std::make_shared<Event>();
-    ev->revision = evs->columnInt(0);
-    ev->type = static_cast<EventType>(evs->columnInt(1));
-    std::string resource = evs->columnText(2);
-    std::string name = evs->columnText(3);
+    ev->revision = r.columnInt(0);
+    ev->type = static_cast<EventType>(r.columnInt(1));
+    std::string resource = r.columnText(2);
+    std::string name = r.columnText(3);
     // Share the bytes with the live object when this event wrote its current version.
     auto live = by_key.find(resource + "\n" + name);
     if (live != by_key.end() && live->second->revision == ev->revision) {
       ev->object = live->second;
     } else {
-      ev->object = makeRecord(std::move(resource), std::move(name), ev->revision, evs->columnText(4));
+      ev->object = makeRecord(std::move(resource), std::move(name), ev->revision, r.columnText(4));
     }
     events_.push_back(std::move(ev));
-  }
-  return {};
+  });
 }
 
 void ObjectStore::submit(std::string resource, std::string name, Mutation mutation,

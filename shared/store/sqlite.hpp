@@ -62,6 +62,20 @@ class Statement {
   Result<bool> step();
   /// Steps to completion, then resets.
   Result<void> run();
+  /// Steps through every row, calling fn(*this) on each (its columns); the first error ends it.
+  template <class Fn>
+  Result<void> forEachRow(Fn&& fn) {
+    while (true) {
+      auto row = step();
+      if (!row) {
+        return row.error();
+      }
+      if (!row.value()) {
+        return {};
+      }
+      fn(*this);
+    }
+  }
   /// Clears bindings and rewinds.
   void reset();
   int64_t columnInt(int col);
