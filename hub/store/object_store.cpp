@@ -1,31 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/store/object_store.hpp"
 
-#include <fcntl.h>
-#include <sqlite3.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <iterator>
 #include <optional>
 
+#include "hub/store/sqlite_backend.hpp"
 #include "shared/common/json_write.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 
 namespace kflex::hub {
 namespace {
-
-// 1: objects in a WITHOUT ROWID table. 2: objects in a rowid table with a unique key index (a
-// stored object, about 1.4 KB, is larger than a WITHOUT ROWID row keeps in its page: each one
-// spilled into an overflow page of its own, 4 KB more to write per version). 3: each version's
-// body is stored once, in its event row; an object row names the revision of its current version
-// (before, the body was written twice: to the object row and to the event row). Compaction keeps
-// the events that hold current versions.
-constexpr int kSchemaVersion = 3;
 
 std::map<std::string, std::string> labelsOf(const Json& obj) {
   std::map<std::string, std::string> out;
@@ -86,30 +73,6 @@ const std::string& revisionPlaceholder() {
 
 }  // namespace
 
-Result<std::unique_ptr<ObjectStore::Statements>> ObjectStore::Statements::prepare(store::Database& db) {
-  auto put = store::Statement::prepare(db,
-      "INSERT INTO objects (resource, name, revision) VALUES (?, ?, ?) "
-      "ON CONFLICT (resource, name) DO UPDATE SET revision = excluded.revision");
-  auto del = store::Statement::prepare(db, "DELETE FROM objects WHERE resource = ? AND name = ?");
-  auto event = store::Statement::prepare(db, "INSERT INTO events VALUES (?, ?, ?, ?, ?)");
-  // Compaction deletes the events of one revision range that are no longer an object's current
-  // version (those hold the object's body), looking each one up by its key: the cost follows the
-  // range, not the store. Older kept versions go when they are superseded (drop_event).
-  auto compact = store::Statement::prepare(db,
-      "DELETE FROM events WHERE revision > ?1 AND revision <= ?2 AND revision IS NOT "
-      "(SELECT o.revision FROM objects o WHERE o.resource = events.resource AND o.name = events.name)");
-  auto drop_event = store::Statement::prepare(db, "DELETE FROM events WHERE revision = ?");
-  auto meta = store::Statement::prepare(db, "UPDATE meta SET value = ? WHERE key = ?");
-  for (auto* r : {&put, &del, &event, &compact, &drop_event, &meta}) {
-    if (!*r) {
-      return r->error();
-    }
-  }
-  return std::unique_ptr<Statements>(new Statements{std::move(put.value()), std::move(del.value()),
-                                                    std::move(event.value()), std::move(compact.value()),
-                                                    std::move(drop_event.value()), std::move(meta.value())});
-}
-
 void ObjectStore::encode(Decision& d) {
   if (d.kind != Decision::Kind::Put || !d.object.is_object()) {
     return;
@@ -129,37 +92,25 @@ void ObjectStore::encode(Decision& d) {
   d.encoded = std::move(e);
 }
 
+ObjectPtr storedRecord(std::string resource, std::string name, int64_t revision, std::string bytes) {
+  return makeRecord(std::move(resource), std::move(name), revision, std::move(bytes));
+}
+
+ObjectStore::ObjectStore(std::unique_ptr<StoreBackend> backend, StoreOptions options)
+    : options_(options), backend_(std::move(backend)) {}
+
 Result<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::filesystem::path& db_path, StoreOptions options) {
-  std::unique_ptr<ObjectStore> s(new ObjectStore(db_path, options));
-  // The hub alone uses its file: a second hub on the same data dir is refused at start, and no
-  // transaction pays for file locks.
-  auto db = store::Database::open(db_path, false, true);
-  if (!db) {
-    return db.error();
+  auto backend = SqliteBackend::open(db_path);
+  if (!backend) {
+    return backend.error();
   }
-  s->db_ = std::move(db.value());
-  if (auto r = s->migrate(); !r) {
-    return r.error();
-  }
+  return open(std::move(backend.value()), options);
+}
+
+Result<std::unique_ptr<ObjectStore>> ObjectStore::open(std::unique_ptr<StoreBackend> backend, StoreOptions options) {
+  std::unique_ptr<ObjectStore> s(new ObjectStore(std::move(backend), options));
   if (auto r = s->load(); !r) {
     return r.error();
-  }
-  auto statements = Statements::prepare(*s->db_);
-  if (!statements) {
-    return statements.error();
-  }
-  s->statements_ = std::move(statements.value());
-  // Commits write the log without waiting for the disk (synchronous=NORMAL: SQLite still syncs
-  // around every checkpoint and when the log is reused); the syncer's fdatasync of the log makes
-  // each group durable before anyone hears of it, which is synchronous=FULL's guarantee with the
-  // wait moved off the writer.
-  if (auto r = s->db_->exec("PRAGMA synchronous=NORMAL"); !r) {
-    return r.error();
-  }
-  std::string wal = db_path.string() + "-wal";
-  s->wal_fd_ = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC);
-  if (s->wal_fd_ < 0) {
-    return fail(wal + ": cannot open the write-ahead log: " + std::strerror(errno));
   }
   s->committed_ = s->revision_;
   s->disk_compacted_ = s->compacted_;
@@ -175,146 +126,21 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::filesystem::pa
   return s;
 }
 
-ObjectStore::~ObjectStore() { stop(); }
-
-Result<void> ObjectStore::migrate() {
-  auto version = db_->userVersion();
-  if (!version) {
-    return version.error();
+Result<void> ObjectStore::load() {
+  auto loaded = backend_->load();
+  if (!loaded) {
+    return loaded.error();
   }
-  if (version.value() > kSchemaVersion) {
-    return fail(path_.string() + ": schema version " + std::to_string(version.value()) +
-                " is newer than this kflex-hub understands (" + std::to_string(kSchemaVersion) +
-                "); run a newer kflex-hub or restore a backup");
+  for (auto& rec : loaded->objects) {
+    objects_[rec->resource][rec->name] = std::move(rec);
   }
-  auto run = [this](const char* sql) -> Result<void> {
-    if (auto r = db_->exec(sql); !r) {
-      (void)db_->exec("ROLLBACK");
-      return r.error();
-    }
-    return {};
-  };
-  if (version.value() < 1) {
-    return run(R"(
-      BEGIN;
-      CREATE TABLE objects (id INTEGER PRIMARY KEY, resource TEXT NOT NULL, name TEXT NOT NULL,
-                            revision INTEGER NOT NULL);
-      CREATE UNIQUE INDEX objects_key ON objects (resource, name);
-      CREATE TABLE events (revision INTEGER PRIMARY KEY, type INTEGER NOT NULL, resource TEXT NOT NULL,
-                           name TEXT NOT NULL, body BLOB NOT NULL);
-      CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-      INSERT INTO meta VALUES ('revision', 0), ('compacted', 0);
-      PRAGMA user_version = 3;
-      COMMIT;)");
-  }
-  if (version.value() < 2) {
-    log::info("migrating the store to schema version 2", {{"file", path_.string()}});
-    auto r = run(R"(
-      BEGIN;
-      CREATE TABLE objects_v2 (id INTEGER PRIMARY KEY, resource TEXT NOT NULL, name TEXT NOT NULL,
-                               revision INTEGER NOT NULL, body BLOB NOT NULL);
-      INSERT INTO objects_v2 (resource, name, revision, body) SELECT resource, name, revision, body FROM objects;
-      DROP TABLE objects;
-      ALTER TABLE objects_v2 RENAME TO objects;
-      CREATE UNIQUE INDEX objects_key ON objects (resource, name);
-      PRAGMA user_version = 2;
-      COMMIT;)");
-    if (!r) {
-      return r.error();
-    }
-  }
-  if (version.value() < 3) {
-    // A current version whose event was compacted away gets its event row back (its type does not
-    // matter: events at or below the compacted revision are never replayed).
-    log::info("migrating the store to schema version 3", {{"file", path_.string()}});
-    return run(R"(
-      BEGIN;
-      INSERT OR IGNORE INTO events (revision, type, resource, name, body)
-        SELECT revision, 1, resource, name, body FROM objects;
-      CREATE TABLE objects_v3 (id INTEGER PRIMARY KEY, resource TEXT NOT NULL, name TEXT NOT NULL,
-                               revision INTEGER NOT NULL);
-      INSERT INTO objects_v3 (resource, name, revision) SELECT resource, name, revision FROM objects;
-      DROP TABLE objects;
-      ALTER TABLE objects_v3 RENAME TO objects;
-      CREATE UNIQUE INDEX objects_key ON objects (resource, name);
-      PRAGMA user_version = 3;
-      COMMIT;)");
-  }
+  events_ = std::move(loaded->events);
+  revision_ = loaded->revision;
+  compacted_ = loaded->compacted;
   return {};
 }
 
-Result<void> ObjectStore::load() {
-  auto meta = store::Statement::prepare(*db_, "SELECT key, value FROM meta");
-  if (!meta) {
-    return meta.error();
-  }
-  auto read = meta->forEachRow([&](store::Statement& r) {
-    std::string key = r.columnText(0);
-    if (key == "revision") {
-      revision_ = r.columnInt(1);
-    } else if (key == "compacted") {
-      compacted_ = r.columnInt(1);
-    }
-  });
-  if (!read) {
-    return read;
-  }
-  // The newest event is never compacted, so it carries the store revision; the meta row is
-  // written only when events are compacted.
-  auto newest = store::Statement::prepare(*db_, "SELECT coalesce(max(revision), 0) FROM events");
-  if (!newest) {
-    return newest.error();
-  }
-  if (auto row = newest->step(); !row) {
-    return row.error();
-  }
-  revision_ = std::max(revision_, newest->columnInt(0));
-  auto objs = store::Statement::prepare(*db_,
-      "SELECT o.resource, o.name, o.revision, e.body, e.revision IS NULL FROM objects o "
-      "LEFT JOIN events e ON e.revision = o.revision");
-  if (!objs) {
-    return objs.error();
-  }
-  std::unordered_map<std::string, ObjectPtr> by_key;
-  while (true) {
-    auto row = objs->step();
-    if (!row) {
-      return row.error();
-    }
-    if (!row.value()) {
-      break;
-    }
-    if (objs->columnInt(4) != 0) {
-      return fail(path_.string() + ": the stored object " + objs->columnText(0) + " " + objs->columnText(1) +
-                  " has no body (revision " + std::to_string(objs->columnInt(2)) +
-                  "); the file is damaged: restore a backup");
-    }
-    auto rec = makeRecord(objs->columnText(0), objs->columnText(1), objs->columnInt(2), objs->columnText(3));
-    by_key[rec->resource + "\n" + rec->name] = rec;
-    objects_[rec->resource][rec->name] = rec;
-  }
-  auto evs = store::Statement::prepare(*db_,
-      "SELECT revision, type, resource, name, body FROM events WHERE revision > ? ORDER BY revision");
-  if (!evs) {
-    return evs.error();
-  }
-  evs->bind(1, compacted_);
-  return evs->forEachRow([&](store::Statement& r) {
-    auto ev = std::make_shared<Event>();
-    ev->revision = r.columnInt(0);
-    ev->type = static_cast<EventType>(r.columnInt(1));
-    std::string resource = r.columnText(2);
-    std::string name = r.columnText(3);
-    // Share the bytes with the live object when this event wrote its current version.
-    auto live = by_key.find(resource + "\n" + name);
-    if (live != by_key.end() && live->second->revision == ev->revision) {
-      ev->object = live->second;
-    } else {
-      ev->object = makeRecord(std::move(resource), std::move(name), ev->revision, r.columnText(4));
-    }
-    events_.push_back(std::move(ev));
-  });
-}
+ObjectStore::~ObjectStore() { stop(); }
 
 void ObjectStore::submit(std::string resource, std::string name, Mutation mutation,
                          std::function<void(WriteResult)> done) {
@@ -374,9 +200,12 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
   int64_t next = committed_;
   std::string storage_error;
   bool disk_full = false;  // storage_error says the disk is full (a later statement resets SQLite's code)
-  auto noteStorageError = [&] {
-    storage_error = db_->lastError();
-    disk_full = (db_->lastErrorCode() & 0xff) == SQLITE_FULL;  // (of the last error, as its message)
+  auto note = [&](const Result<void>& r) {
+    if (!r && storage_error.empty()) {
+      storage_error = r.error().message;
+      disk_full = r.error().code == Errc::NoSpace;
+    }
+    return r.has_value();
   };
 
   auto current = [&](const PendingWrite& w) -> ObjectPtr {
@@ -390,15 +219,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     return get(w.resource, w.name);
   };
 
-  std::optional<store::Transaction> txn;
-  if (auto t = store::Transaction::begin(*db_); t) {
-    txn.emplace(std::move(t.value()));
-  } else {
-    storage_error = t.error().message;
-  }
-  store::Statement* put = &statements_->put;
-  store::Statement* del = &statements_->del;
-  store::Statement* ev = &statements_->event;
+  note(backend_->begin());
   std::vector<EventPtr> events;
   for (size_t i = 0; i < batch.size() && storage_error.empty(); ++i) {
     auto& w = batch[i];
@@ -434,8 +255,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     ++next;
     // A current version at or below the compacted revision was kept only as the object's body;
     // superseded now, it goes (compaction never visits that range again).
-    if (cur && cur->revision <= disk_compacted_ && !statements_->drop_event.bind(1, cur->revision).run()) {
-      noteStorageError();
+    if (cur && cur->revision <= disk_compacted_ && !note(backend_->dropEvent(cur->revision))) {
       break;
     }
     auto event = std::make_shared<Event>();
@@ -452,9 +272,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
       event->type = cur ? EventType::Modified : EventType::Added;
       event->object = rec;
       staged[w.resource + "\n" + w.name] = rec;
-      if (!put->bind(1, w.resource).bind(2, w.name).bind(3, next).run()) {
-        noteStorageError();
-      }
+      note(backend_->put(w.resource, w.name, next));
     } else {
       // Delete: the event carries the last state at the deletion revision.
       Json last = cur ? Json::parse(cur->bytes) : Json::object();
@@ -462,14 +280,10 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
       event->type = EventType::Deleted;
       event->object = makeRecord(w.resource, w.name, next, last);
       staged[w.resource + "\n" + w.name] = nullptr;
-      if (!del->bind(1, w.resource).bind(2, w.name).run()) {
-        noteStorageError();
-      }
+      note(backend_->remove(w.resource, w.name));
     }
-    if (storage_error.empty() &&
-        !ev->bind(1, next).bind(2, int64_t(event->type)).bind(3, w.resource).bind(4, w.name)
-             .bindBlob(5, event->object->bytes).run()) {
-      noteStorageError();
+    if (storage_error.empty()) {
+      note(backend_->appendEvent(*event));
     }
     out.decision = std::move(d);
     out.object = event->object;
@@ -480,23 +294,15 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     int64_t keep_from = next - int64_t(options_.event_retention);
     if (keep_from > disk_compacted_ + int64_t(options_.event_retention / 10 + 1)) {
       group.compact_to = keep_from;
-      if (!statements_->compact.bind(1, disk_compacted_).bind(2, group.compact_to).run()) {
-        noteStorageError();
-      }
+      note(backend_->compact(disk_compacted_, group.compact_to));
     }
     // The meta row (a page of its own) is written only with a compaction; otherwise the newest
     // event tells the revision at load.
-    store::Statement* m = &statements_->meta;
-    if (storage_error.empty() && group.compact_to > 0 &&
-        (!m->bind(1, next).bind(2, std::string_view("revision")).run() ||
-         !m->bind(1, group.compact_to).bind(2, std::string_view("compacted")).run())) {
-      noteStorageError();
+    if (storage_error.empty() && group.compact_to > 0) {
+      note(backend_->setMeta(next, group.compact_to));
     }
     if (storage_error.empty()) {
-      if (auto r = txn->commit(); !r) {
-        storage_error = r.error().message;
-        disk_full = r.error().code == Errc::NoSpace;
-      }
+      note(backend_->commit());
     }
   }
   if (!storage_error.empty()) {
@@ -508,15 +314,17 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
       r.decision.code = Errc::Internal;
       r.decision.reason = "InternalError";
       r.decision.message = "the write was not stored: " + storage_error;
-      if (db_->lastErrorCode() == SQLITE_FULL || disk_full) {
+      if (disk_full) {
         r.decision.message += " (the hub's data disk is full: free space there; reads keep working meanwhile)";
       }
     }
     group.compact_to = 0;
-    txn.reset();  // rolls back
+    backend_->rollback();
     return group;
   }
-  if (next > committed_) {
+  if (next == committed_) {
+    backend_->rollback();  // nothing was written: the group's transaction ends empty
+  } else {
     for (auto& [key, obj] : staged) {
       unsynced_[key] = Unsynced{std::move(obj), next};
     }
@@ -542,13 +350,15 @@ void ObjectStore::syncLoop() {
     // Groups that stored nothing need no sync, but an earlier one they read from may; those are
     // in this same take, ahead of them, or already synced.
     bool stored = std::any_of(groups.begin(), groups.end(), [](const Committed& g) { return g.revision > 0; });
-    if (stored && ::fdatasync(wal_fd_) != 0) {
-      // After a failed sync the kernel may have dropped the pages: what SQLite holds is no longer
-      // known to be on disk. Stop, so a restart reads back what actually is (as PostgreSQL does).
-      std::string error = std::strerror(errno);
-      log::error("cannot make the store's write-ahead log durable; stopping so a restart reloads what is on disk",
-                 {{"file", path_.string() + "-wal"}, {"error", error}});
-      std::_Exit(EXIT_FAILURE);
+    if (stored) {
+      if (auto synced = backend_->sync(); !synced) {
+        // After a failed sync the kernel may have dropped the pages: what the store holds is no
+        // longer known to be on disk. Stop, so a restart reads back what actually is (as
+        // PostgreSQL does).
+        log::error("cannot make the store's write-ahead log durable; stopping so a restart reloads what is on disk",
+                   {{"store", backend_->where()}, {"error", synced.error().message}});
+        std::_Exit(EXIT_FAILURE);
+      }
     }
     apply(groups);
     groups.clear();
@@ -751,13 +561,9 @@ void ObjectStore::stop() {
   if (syncer_.joinable()) {
     syncer_.join();
   }
-  if (wal_fd_ >= 0) {
-    ::close(wal_fd_);
-    wal_fd_ = -1;
-  }
-  // Reads go on from memory; the file (checkpointed by the close) and its lock are released.
-  statements_.reset();
-  db_.reset();
+  // Reads go on from memory; the storage (a file, checkpointed by the close, and its lock) is
+  // released.
+  backend_.reset();
 }
 
 }  // namespace kflex::hub

@@ -23,9 +23,10 @@
 #include "shared/common/json_write.hpp"
 #include "shared/common/result.hpp"
 #include "shared/net/asio.hpp"
-#include "shared/store/sqlite.hpp"
 
 namespace kflex::hub {
+
+class StoreBackend;
 
 using Json = nlohmann::json;
 
@@ -114,8 +115,10 @@ struct WatchSubscription {
  */
 class ObjectStore {
  public:
-  /// Opens or creates DIR/hub.db, loads objects and retained events.
+  /// Opens or creates DIR/hub.db (SQLite), loads objects and retained events.
   static Result<std::unique_ptr<ObjectStore>> open(const std::filesystem::path& db_path, StoreOptions options);
+  /// The same on another backend (where() names it in messages).
+  static Result<std::unique_ptr<ObjectStore>> open(std::unique_ptr<StoreBackend> backend, StoreOptions options);
   ~ObjectStore();
 
   /// Submits a mutation; the handler runs on its associated executor after the commit.
@@ -165,8 +168,6 @@ class ObjectStore {
   void closeWatches();
   /// Stops the writer after it drains its queue.
   void stop();
-  /// The path of the database file.
-  const std::filesystem::path& path() const { return path_; }
 
  private:
   struct PendingWrite {
@@ -175,7 +176,7 @@ class ObjectStore {
     Mutation mutation;
     std::function<void(WriteResult)> done;
   };
-  ObjectStore(std::filesystem::path path, StoreOptions options) : path_(std::move(path)), options_(options) {}
+  ObjectStore(std::unique_ptr<StoreBackend> backend, StoreOptions options);
   void submit(std::string resource, std::string name, Mutation mutation, std::function<void(WriteResult)> done);
   /// A group the writer has committed (or failed), waiting for the syncer.
   struct Committed {
@@ -190,25 +191,11 @@ class ObjectStore {
   void syncLoop();
   /// Applies durable groups to memory and the watchers, then answers their requesters.
   void apply(std::deque<Committed>& groups);
-  Result<void> migrate();
   Result<void> load();
   void publish(const std::vector<EventPtr>& events);
 
-  std::filesystem::path path_;
   StoreOptions options_;
-  // The writer's statements, prepared once.
-  struct Statements {
-    static Result<std::unique_ptr<Statements>> prepare(store::Database& db);
-    store::Statement put;
-    store::Statement del;
-    store::Statement event;
-    store::Statement compact;
-    store::Statement drop_event;
-    store::Statement meta;
-  };
-  std::unique_ptr<store::Database> db_;  // writer thread only, after open()
-  std::unique_ptr<Statements> statements_;  // writer thread only; before db_ goes
-  int wal_fd_ = -1;  // the write-ahead log, for the syncer's fdatasync
+  std::unique_ptr<StoreBackend> backend_;  // the writer's (groups) and the syncer's (sync)
 
   // Writer thread only: what it has committed that memory does not show yet (key -> version,
   // nullptr object when deleted), so the next group's mutations see it.

@@ -5,6 +5,8 @@
 #include <future>
 
 #include "hub/store/object_store.hpp"
+#include "hub/store/store_backend.hpp"
+#include "shared/store/sqlite.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::hub {
@@ -362,6 +364,95 @@ TEST(ObjectStore, QueuedWritesSeeEarlierGroupsBeforeTheyAreSynced) {
   auto again = ObjectStore::open(dir.path() / "hub.db", {});
   ASSERT_TRUE(again);
   EXPECT_EQ(again.value()->get("g/things", "counter")->labels.at("n"), std::to_string(kWrites));
+}
+
+}  // namespace
+}  // namespace kflex::hub
+
+// The store behind another backend: a group is stored as one transaction (begin ... commit), and
+// a backend that fails fails the whole group, stores nothing of it and the store goes on.
+namespace kflex::hub {
+namespace {
+
+struct Calls {
+  std::vector<std::string> log;
+  bool fail_events = false;
+  int syncs = 0;
+};
+
+class RecordingBackend : public StoreBackend {
+ public:
+  explicit RecordingBackend(Calls& calls) : calls_(calls) {}
+  const std::string& where() const override { return where_; }
+  Result<LoadedState> load() override {
+    LoadedState s;
+    s.revision = 41;  // another store's history: revisions go on from there
+    s.objects.push_back(storedRecord("g/things", "old", 41, R"({"metadata":{"name":"old","resourceVersion":"41"}})"));
+    return s;
+  }
+  Result<void> begin() override { return note("begin"); }
+  Result<void> put(const std::string&, const std::string& name, int64_t revision) override {
+    return note("put " + name + " " + std::to_string(revision));
+  }
+  Result<void> remove(const std::string&, const std::string& name) override { return note("remove " + name); }
+  Result<void> appendEvent(const Event& e) override {
+    if (calls_.fail_events) {
+      return fail(Errc::NoSpace, "no room left");
+    }
+    return note("event " + std::to_string(e.revision));
+  }
+  Result<void> dropEvent(int64_t revision) override { return note("drop " + std::to_string(revision)); }
+  Result<void> compact(int64_t from, int64_t to) override {
+    return note("compact " + std::to_string(from) + " " + std::to_string(to));
+  }
+  Result<void> setMeta(int64_t revision, int64_t compacted) override {
+    return note("meta " + std::to_string(revision) + " " + std::to_string(compacted));
+  }
+  Result<void> commit() override { return note("commit"); }
+  void rollback() override { (void)note("rollback"); }
+  Result<void> sync() override {
+    ++calls_.syncs;
+    return {};
+  }
+
+ private:
+  Result<void> note(std::string what) {
+    calls_.log.push_back(std::move(what));
+    return {};
+  }
+  Calls& calls_;
+  std::string where_ = "recording";
+};
+
+TEST(ObjectStoreBackend, AGroupIsOneTransactionAndAFailedOneStoresNothing) {
+  Calls calls;
+  auto s = ObjectStore::open(std::make_unique<RecordingBackend>(calls), {});
+  ASSERT_TRUE(s) << s.error().message;
+  ObjectStore& store = *s.value();
+  EXPECT_EQ(store.revision(), 41);
+  ASSERT_TRUE(store.get("g/things", "old"));
+
+  EXPECT_EQ(write(store, "a", putObject("a", "1")).object->revision, 42);
+  EXPECT_EQ(calls.log, (std::vector<std::string>{"begin", "put a 42", "event 42", "commit"}));
+  EXPECT_GE(calls.syncs, 1);  // made durable before the writer heard
+
+  calls.log.clear();
+  calls.fail_events = true;
+  WriteResult failed = write(store, "b", putObject("b", "1"));
+  EXPECT_EQ(failed.decision.kind, Decision::Kind::Fail);
+  EXPECT_NE(failed.decision.message.find("no room left"), std::string::npos);
+  EXPECT_NE(failed.decision.message.find("disk is full"), std::string::npos) << failed.decision.message;
+  EXPECT_EQ(calls.log, (std::vector<std::string>{"begin", "put b 43", "rollback"}));
+  EXPECT_FALSE(store.get("g/things", "b"));
+  EXPECT_EQ(store.revision(), 42);
+
+  // A write that changes nothing ends its transaction empty; the next one gets the next revision.
+  calls.log.clear();
+  calls.fail_events = false;
+  WriteResult missing = write(store, "nothing", deleteObject());
+  EXPECT_EQ(missing.decision.kind, Decision::Kind::Fail);
+  EXPECT_EQ(calls.log, (std::vector<std::string>{"begin", "rollback"}));
+  EXPECT_EQ(write(store, "b", putObject("b", "2")).object->revision, 43);
 }
 
 }  // namespace
