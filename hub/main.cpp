@@ -24,6 +24,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve->add_option("--data-dir", data_dir, "State directory: hub.db, pki/, admin.kubeconfig [/var/lib/kflex-hub]")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::string datastore;
+  std::string datastore_password_file;
+  serve->add_option("--datastore", datastore,
+                    "PostgreSQL URI to store objects in, postgres://USER@HOST:PORT/DB?sslmode=... (no password in "
+                    "it) [SQLite in DATA_DIR/hub.db]")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  serve->add_option("--datastore-password-file", datastore_password_file,
+                    "File holding the datastore's password (its first line)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve->add_option("--listen", listen, "Address to serve HTTPS on, HOST:PORT; port 0 picks a free one [127.0.0.1:6443]")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve->add_option("--tls-san", sans, "Extra DNS name or IP for the serving certificate (repeatable)");
@@ -77,6 +86,12 @@ int main(int argc, char** argv) {
   }
   if (!listen.empty()) {
     cfg.listen = listen;
+  }
+  if (!datastore.empty()) {
+    cfg.datastore = datastore;
+  }
+  if (!datastore_password_file.empty()) {
+    cfg.datastore_password_file = datastore_password_file;
   }
   if (!hosting_kubeconfig.empty()) {
     cfg.hosting_kubeconfig = hosting_kubeconfig;

@@ -16,6 +16,7 @@
 
 #include "hub/agents/enrollment.hpp"
 #include "hub/agents/gateway.hpp"
+#include "hub/store/postgres_backend.hpp"
 #include "hub/agents/placement.hpp"
 #include "hub/agents/release_controller.hpp"
 #include "hub/api/api_service.hpp"
@@ -108,6 +109,28 @@ std::string urlHost(const std::string& host) {
     h = "::1";
   }
   return h.find(':') != std::string::npos ? "[" + h + "]" : h;
+}
+
+// The store: SQLite in the data dir, or the PostgreSQL database cfg.datastore names.
+Result<std::unique_ptr<ObjectStore>> openStore(const HubConfig& cfg, const StoreOptions& options) {
+  if (cfg.datastore.empty()) {
+    return ObjectStore::open(cfg.data_dir / "hub.db", options);
+  }
+  store::PostgresTarget target{cfg.datastore, ""};
+  if (!cfg.datastore_password_file.empty()) {
+    auto text = readFile(cfg.datastore_password_file);
+    if (!text) {
+      return fail(Errc::Invalid, "datastore_password_file: " + text.error().message);
+    }
+    std::string first = text->substr(0, text->find('\n'));
+    target.password = std::string(trim(first));
+  }
+  auto backend = PostgresBackend::open(target);
+  if (!backend) {
+    return backend.error();
+  }
+  log::info("storing objects in PostgreSQL", {{"datastore", backend.value()->where()}});
+  return ObjectStore::open(std::move(backend.value()), options);
 }
 
 }  // namespace
@@ -355,10 +378,13 @@ int runHub(const HubConfig& cfg) {
   }
   StoreOptions store_options;
   store_options.event_retention = cfg.event_retention;
-  auto store = ObjectStore::open(cfg.data_dir / "hub.db", store_options);
+  auto store = openStore(cfg, store_options);
   if (!store) {
-    log::error("cannot start: the database cannot be used; if another kflex-hub serves this data dir, stop it; "
-               "otherwise check the file or restore it from a backup",
+    log::error(cfg.datastore.empty()
+                   ? "cannot start: the database cannot be used; if another kflex-hub serves this data dir, stop "
+                     "it; otherwise check the file or restore it from a backup"
+                   : "cannot start: the datastore cannot be used; check its address, password and that the "
+                     "server runs",
                {{"error", store.error().message}});
     return kExitRuntime;
   }

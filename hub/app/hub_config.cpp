@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/app/hub_config.hpp"
 
+#include "shared/store/postgres.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include "shared/common/time.hpp"
@@ -113,6 +115,10 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
     try {
       if (key == "data_dir") {
         cfg.data_dir = v.as<std::string>();
+      } else if (key == "datastore") {
+        cfg.datastore = v.as<std::string>();
+      } else if (key == "datastore_password_file") {
+        cfg.datastore_password_file = v.as<std::string>();
       } else if (key == "listen") {
         cfg.listen = v.as<std::string>();
       } else if (key == "tls_sans") {
@@ -180,7 +186,7 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
 }
 
 void makePathsAbsolute(HubConfig& cfg) {
-  for (auto* p : {&cfg.data_dir, &cfg.hosting_kubeconfig}) {
+  for (auto* p : {&cfg.data_dir, &cfg.hosting_kubeconfig, &cfg.datastore_password_file}) {
     std::error_code ec;
     if (!p->empty()) {
       auto abs = std::filesystem::absolute(*p, ec);
@@ -191,6 +197,14 @@ void makePathsAbsolute(HubConfig& cfg) {
 
 Result<void> validateHubConfig(const HubConfig& cfg) {
   std::vector<std::string> problems;
+  if (!cfg.datastore.empty()) {
+    if (auto r = store::validateDsn(cfg.datastore); !r) {
+      problems.push_back("datastore: " + r.error().message +
+                         " (a PostgreSQL URI such as postgres://kflex@db.example:5432/kflex?sslmode=verify-full)");
+    }
+  } else if (!cfg.datastore_password_file.empty()) {
+    problems.push_back("datastore_password_file: set without datastore");
+  }
   std::string host;
   std::string port;
   if (!splitListen(cfg.listen, host, port)) {

@@ -14,6 +14,11 @@ namespace kflex::hub {
 struct HubConfig {
   /// State directory: hub.db, pki/, admin.kubeconfig. YAML `data_dir`. Default /var/lib/kflex-hub.
   std::filesystem::path data_dir = "/var/lib/kflex-hub";
+  /// Where objects and events are stored: empty = SQLite in data_dir/hub.db; a PostgreSQL URI
+  /// (postgres://USER@HOST:PORT/DB?sslmode=..., no password in it) = that database. YAML `datastore`.
+  std::string datastore;
+  /// A file holding the datastore's password (first line). YAML `datastore_password_file`.
+  std::filesystem::path datastore_password_file;
   /// Listen address HOST:PORT (IPv6 as [::1]:6443). YAML `listen`. Default 127.0.0.1:6443.
   std::string listen = "127.0.0.1:6443";
   /// Extra DNS names or IPs for the serving certificate. YAML `tls_sans`.

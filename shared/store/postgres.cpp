@@ -228,4 +228,94 @@ Result<void> dropDatabase(const PostgresTarget& t, const std::string& name) {
   return {};
 }
 
+struct Connection::Impl {
+  Conn conn{nullptr, PQfinish};
+};
+
+Result<std::unique_ptr<Connection>> Connection::open(const PostgresTarget& t, std::chrono::seconds timeout) {
+  std::unique_ptr<Connection> c(new Connection(t, timeout));
+  if (auto r = c->reconnect(); !r) {
+    return r.error();
+  }
+  return c;
+}
+
+Connection::Connection(PostgresTarget t, std::chrono::seconds timeout)
+    : target_(std::move(t)), timeout_(timeout), impl_(std::make_unique<Impl>()) {}
+
+Connection::~Connection() = default;
+
+bool Connection::ok() const { return impl_->conn && PQstatus(impl_->conn.get()) == CONNECTION_OK; }
+
+Result<void> Connection::reconnect() {
+  auto c = connect(target_, timeout_);
+  if (!c) {
+    return fail(Errc::Unavailable, c.error().message);
+  }
+  impl_->conn = std::move(c.value());
+  // Notices ("already exists, skipping") are not errors, and libpq would print them to stderr.
+  PQsetNoticeProcessor(impl_->conn.get(), [](void*, const char*) {}, nullptr);
+  return {};
+}
+
+Result<std::vector<Connection::Row>> Connection::query(const std::string& sql,
+                                                       const std::vector<std::optional<std::string>>& params) {
+  if (!ok()) {
+    return fail(Errc::Unavailable, "the connection to PostgreSQL at " + redacted(target_.dsn) + " is lost");
+  }
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) {
+    values.push_back(p ? p->c_str() : nullptr);
+  }
+  // (Without parameters, as a simple query: several statements may go in one.)
+  Res res(params.empty() ? PQexec(impl_->conn.get(), sql.c_str())
+                         : PQexecParams(impl_->conn.get(), sql.c_str(), int(values.size()), nullptr, values.data(),
+                                        nullptr, nullptr, 0),
+          PQclear);
+  ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    std::string msg = PQerrorMessage(impl_->conn.get());
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) {
+      msg.pop_back();
+    }
+    const char* state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
+    std::string sqlstate = state ? state : "";
+    Errc code = Errc::Internal;
+    if (!ok()) {
+      code = Errc::Unavailable;
+    } else if (sqlstate == "53100") {
+      code = Errc::NoSpace;  // disk_full
+    } else if (sqlstate == "40001" || sqlstate == "40P01") {
+      code = Errc::Conflict;
+    }
+    return fail(code, "PostgreSQL at " + redacted(target_.dsn) + ": " + msg);
+  }
+  std::vector<Row> rows;
+  int n = PQntuples(res.get());
+  int cols = PQnfields(res.get());
+  rows.reserve(size_t(n));
+  for (int i = 0; i < n; ++i) {
+    Row row;
+    row.reserve(size_t(cols));
+    for (int j = 0; j < cols; ++j) {
+      if (PQgetisnull(res.get(), i, j)) {
+        row.emplace_back(std::nullopt);
+      } else {
+        row.emplace_back(std::string(PQgetvalue(res.get(), i, j), size_t(PQgetlength(res.get(), i, j))));
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+Result<void> Connection::exec(const std::string& sql, const std::vector<std::optional<std::string>>& params) {
+  auto r = query(sql, params);
+  if (!r) {
+    return r.error();
+  }
+  return {};
+}
+
 }  // namespace kflex::store

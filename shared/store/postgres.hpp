@@ -2,6 +2,9 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
+#include <optional>
+#include <vector>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -43,6 +46,39 @@ Result<bool> databaseExists(const PostgresTarget& t, const std::string& name, st
 Result<void> createDatabase(const PostgresTarget& t, const std::string& name);
 /// DROP DATABASE IF EXISTS ... WITH (FORCE) (ends its connections first).
 Result<void> dropDatabase(const PostgresTarget& t, const std::string& name);
+/**
+ * One kept connection to a PostgreSQL server, for a program that runs many statements (the hub's
+ * store). Parameters and results are text; NULL is nullopt. Errors carry NoSpace when the
+ * server's disk is full (SQLSTATE 53100), Conflict on a serialization failure or deadlock,
+ * Unavailable when the connection is lost (reconnect() then).
+ * Thread safety: one thread at a time.
+ */
+class Connection {
+ public:
+  using Row = std::vector<std::optional<std::string>>;
+  static Result<std::unique_ptr<Connection>> open(const PostgresTarget& t,
+                                                  std::chrono::seconds timeout = std::chrono::seconds(10));
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  /// Runs one statement (several, separated by ';', when there are no parameters); the rows of
+  /// the last (none for a command).
+  Result<std::vector<Row>> query(const std::string& sql, const std::vector<std::optional<std::string>>& params = {});
+  /// Runs one statement, its rows ignored.
+  Result<void> exec(const std::string& sql, const std::vector<std::optional<std::string>>& params = {});
+  /// Whether the connection is up.
+  bool ok() const;
+  /// Connects again (after Unavailable).
+  Result<void> reconnect();
+
+ private:
+  Connection(PostgresTarget t, std::chrono::seconds timeout);
+  PostgresTarget target_;
+  std::chrono::seconds timeout_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 /// A quoted SQL identifier.
 std::string quoteIdentifier(const std::string& name);
 

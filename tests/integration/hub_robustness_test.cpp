@@ -362,3 +362,66 @@ TEST(HubRobustness, WatchResumesAcrossRestartAndOldRevisionsAreGone) {
 
 }  // namespace
 }  // namespace kflex::test
+
+namespace kflex::test {
+namespace {
+
+// The hub on PostgreSQL (--datastore): the API serves from it, and a restart, even with its data
+// dir gone but its PKI kept, reads every object and revision back from the database.
+TEST(HubRobustness, AHubOnPostgresKeepsItsObjectsAndRevisionsAcrossARestart) {
+  PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  TempDir dir;
+  std::vector<std::string> args = {"--datastore", pg.dsn(), "--datastore-password-file", pg.passwordFile().string()};
+  std::string rv_b;
+  {
+    HubProcess hub(dir.path() / "data", args);
+    ASSERT_TRUE(hub.ok()) << hub.log();
+    EXPECT_NE(hub.log().find("storing objects in PostgreSQL"), std::string::npos) << hub.log();
+    EXPECT_EQ(hub.log().find(pg.password()), std::string::npos) << "the password is in the log";
+    auto c = client(hub.kubeconfig());
+    for (const char* name : {"a", "b"}) {
+      auto r = c->request(http::verb::post, kBase, cpJson(name));
+      ASSERT_TRUE(r);
+      ASSERT_EQ(r->status, 201u) << r->body;
+      rv_b = Json::parse(r->body)["metadata"]["resourceVersion"].get<std::string>();
+    }
+    auto dup = c->request(http::verb::post, kBase, cpJson("a"));
+    ASSERT_TRUE(dup);
+    EXPECT_EQ(dup->status, 409u) << dup->body;
+    EXPECT_EQ(hub.stop(), 0);
+  }
+  // Nothing of the objects is in the data dir.
+  EXPECT_FALSE(fs::exists(dir.path() / "data" / "hub.db"));
+  HubProcess again(dir.path() / "data", args);
+  ASSERT_TRUE(again.ok()) << again.log();
+  auto c = client(again.kubeconfig());
+  auto got = c->request(http::verb::get, std::string(kBase) + "/b");
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got->status, 200u) << got->body;
+  EXPECT_EQ(Json::parse(got->body)["metadata"]["resourceVersion"], rv_b);
+  auto more = c->request(http::verb::post, kBase, cpJson("c"));
+  ASSERT_TRUE(more);
+  ASSERT_EQ(more->status, 201u) << more->body;
+  EXPECT_GT(std::stoll(Json::parse(more->body)["metadata"]["resourceVersion"].get<std::string>()), std::stoll(rv_b));
+}
+
+TEST(HubRobustness, AnUnusableDatastoreStopsTheHubWithWhatToCheck) {
+  TempDir dir;
+  std::string hub_bin = (binDir() / "kflex-hub").string();
+  Process hub({hub_bin, "serve", "--data-dir", (dir.path() / "data").string(), "--listen", "127.0.0.1:0",
+               "--datastore", "postgres://kflex@127.0.0.1:1/kflex?sslmode=disable&connect_timeout=2"},
+              dir.path() / "hub.log");
+  EXPECT_EQ(hub.wait(std::chrono::seconds(30)), 1);
+  EXPECT_NE(hub.log().find("the datastore cannot be used"), std::string::npos) << hub.log();
+  Process bad({hub_bin, "serve", "--check-config", "--data-dir", (dir.path() / "data").string(), "--datastore",
+               "mysql://x"},
+              dir.path() / "bad.log");
+  EXPECT_EQ(bad.wait(std::chrono::seconds(30)), 2);
+  EXPECT_NE(bad.log().find("datastore:"), std::string::npos) << bad.log();
+}
+
+}  // namespace
+}  // namespace kflex::test
