@@ -8,38 +8,12 @@
 #include "hub/store/store_backend.hpp"
 #include "shared/store/sqlite.hpp"
 #include "tests/support/test_support.hpp"
+#include "tests/unit/hub/store_writes.hpp"
 
 namespace kflex::hub {
 namespace {
 
-Mutation putObject(const std::string& name, const std::string& value) {
-  return [name, value](const ObjectRecord*, int64_t) {
-    Decision d;
-    d.kind = Decision::Kind::Put;
-    d.object = {{"metadata", {{"name", name}, {"labels", {{"v", value}}}}}};
-    return d;
-  };
-}
-
-Mutation deleteObject() {
-  return [](const ObjectRecord* cur, int64_t) {
-    Decision d;
-    d.kind = cur ? Decision::Kind::Delete : Decision::Kind::Fail;
-    d.code = Errc::NotFound;
-    return d;
-  };
-}
-
-WriteResult write(ObjectStore& s, const std::string& name, Mutation m) {
-  std::promise<WriteResult> promise;
-  auto future = promise.get_future();
-  s.write("g/things", name, std::move(m), [&](WriteResult r) { promise.set_value(std::move(r)); });
-  if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
-    ADD_FAILURE() << "write did not complete in 30 s";
-    return {};
-  }
-  return future.get();
-}
+using namespace test_writes;
 
 TEST(ObjectStore, OneRevisionForEveryWriteAndPersistence) {
   test::TempDir dir;

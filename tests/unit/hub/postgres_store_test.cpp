@@ -2,23 +2,15 @@
 // The object store on PostgreSQL (a throwaway server from Debian's package, on a private port).
 #include <gtest/gtest.h>
 
-#include <future>
-
 #include "hub/store/object_store.hpp"
 #include "hub/store/postgres_backend.hpp"
 #include "tests/support/test_support.hpp"
+#include "tests/unit/hub/store_writes.hpp"
 
 namespace kflex::hub {
 namespace {
 
-Mutation putThing(const std::string& name, const std::string& value) {
-  return [name, value](const ObjectRecord*, int64_t) {
-    Decision d;
-    d.kind = Decision::Kind::Put;
-    d.object = {{"metadata", {{"name", name}, {"labels", {{"v", value}}}}}};
-    return d;
-  };
-}
+using namespace test_writes;
 
 Mutation createThing(const std::string& name) {
   return [name](const ObjectRecord* cur, int64_t) {
@@ -33,26 +25,6 @@ Mutation createThing(const std::string& name) {
     d.object = {{"metadata", {{"name", name}}}};
     return d;
   };
-}
-
-Mutation deleteThing() {
-  return [](const ObjectRecord* cur, int64_t) {
-    Decision d;
-    d.kind = cur ? Decision::Kind::Delete : Decision::Kind::Fail;
-    d.code = Errc::NotFound;
-    return d;
-  };
-}
-
-WriteResult write(ObjectStore& s, const std::string& name, Mutation m) {
-  std::promise<WriteResult> promise;
-  auto future = promise.get_future();
-  s.write("g/things", name, std::move(m), [&](WriteResult r) { promise.set_value(std::move(r)); });
-  if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
-    ADD_FAILURE() << "write did not complete in 30 s";
-    return {};
-  }
-  return future.get();
 }
 
 Result<std::unique_ptr<ObjectStore>> openOn(const test::PostgresServer& pg, StoreOptions options = {}) {
@@ -72,10 +44,10 @@ TEST(PostgresStore, WritesAreStoredInRevisionOrderAndReadBackAfterARestart) {
     auto s = openOn(pg);
     ASSERT_TRUE(s) << s.error().message;
     ObjectStore& store = *s.value();
-    EXPECT_EQ(write(store, "a", putThing("a", "1")).object->revision, 1);
-    EXPECT_EQ(write(store, "b", putThing("b", "1")).object->revision, 2);
-    EXPECT_EQ(write(store, "a", putThing("a", "2")).object->revision, 3);
-    EXPECT_EQ(write(store, "b", deleteThing()).object->revision, 4);
+    EXPECT_EQ(write(store, "a", putObject("a", "1")).object->revision, 1);
+    EXPECT_EQ(write(store, "b", putObject("b", "1")).object->revision, 2);
+    EXPECT_EQ(write(store, "a", putObject("a", "2")).object->revision, 3);
+    EXPECT_EQ(write(store, "b", deleteObject()).object->revision, 4);
     WriteResult again = write(store, "a", createThing("a"));
     EXPECT_EQ(again.decision.kind, Decision::Kind::Fail);
     EXPECT_EQ(again.decision.code, Errc::Conflict);
@@ -96,7 +68,7 @@ TEST(PostgresStore, WritesAreStoredInRevisionOrderAndReadBackAfterARestart) {
   EXPECT_EQ(w->replay[0]->revision, 2);
   EXPECT_EQ(w->replay[2]->type, EventType::Deleted);
   store.unwatch(w->id);
-  EXPECT_EQ(write(store, "c", putThing("c", "1")).object->revision, 5);
+  EXPECT_EQ(write(store, "c", putObject("c", "1")).object->revision, 5);
 }
 
 TEST(PostgresStore, CompactionKeepsCurrentVersionsAndTooOldIsGone) {
@@ -109,9 +81,9 @@ TEST(PostgresStore, CompactionKeepsCurrentVersionsAndTooOldIsGone) {
   {
     auto s = openOn(pg, options);
     ASSERT_TRUE(s) << s.error().message;
-    write(*s.value(), "kept", putThing("kept", "1"));
+    write(*s.value(), "kept", putObject("kept", "1"));
     for (int i = 0; i < 40; ++i) {
-      write(*s.value(), "busy", putThing("busy", std::to_string(i)));
+      write(*s.value(), "busy", putObject("busy", std::to_string(i)));
     }
   }
   auto s = openOn(pg, options);
@@ -131,13 +103,13 @@ TEST(PostgresStore, ASecondHubOnTheSameDatabaseIsRefusedItsWrites) {
   ASSERT_TRUE(first) << first.error().message;
   auto second = openOn(pg);
   ASSERT_TRUE(second) << second.error().message;
-  EXPECT_EQ(write(*first.value(), "a", putThing("a", "1")).object->revision, 1);
+  EXPECT_EQ(write(*first.value(), "a", putObject("a", "1")).object->revision, 1);
   // The second hub's memory is behind: its write fails instead of reusing revision 1.
-  WriteResult stale = write(*second.value(), "b", putThing("b", "1"));
+  WriteResult stale = write(*second.value(), "b", putObject("b", "1"));
   EXPECT_EQ(stale.decision.kind, Decision::Kind::Fail);
   EXPECT_NE(stale.decision.message.find("another kflex-hub has written to this database"), std::string::npos)
       << stale.decision.message;
-  EXPECT_EQ(write(*first.value(), "c", putThing("c", "1")).object->revision, 2);
+  EXPECT_EQ(write(*first.value(), "c", putObject("c", "1")).object->revision, 2);
 }
 
 TEST(PostgresStore, AnUnreachableServerIsAClearError) {
