@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <poll.h>
 #include <random>
 #include <regex>
@@ -49,7 +51,12 @@ fs::path sourceDir() {
 
 fs::path binDir() {
   const char* d = std::getenv("KFLEX_BIN_DIR");
-  return d != nullptr ? fs::path(d) : fs::current_path() / "bin";
+  return d != nullptr ? fs::path(d) : fs::path(KFLEX_DEFAULT_BIN_DIR);
+}
+
+std::string hubDatastore() {
+  const char* d = std::getenv("KFLEX_TEST_HUB_DATASTORE");
+  return d != nullptr ? d : "";
 }
 
 namespace {
@@ -215,6 +222,24 @@ HubProcess::HubProcess(const fs::path& data_dir, const std::vector<std::string>&
   std::vector<std::string> argv = {(binDir() / "kflex-hub").string(), "serve", "--config", "/dev/null",
                                    "--data-dir", data_dir.string(), "--listen", "127.0.0.1:0"};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  if (hubDatastore() == "postgres" && std::find(extra_args.begin(), extra_args.end(), "--datastore") == extra_args.end()) {
+    // The suite on PostgreSQL: one private server per data dir, so that a hub restarted on the
+    // same data dir finds its objects again (kept until the test process ends).
+    static std::mutex mutex;
+    static std::map<fs::path, std::unique_ptr<PostgresServer>> servers;
+    std::lock_guard lock(mutex);
+    auto& pg = servers[data_dir];
+    if (!pg) {
+      pg = std::make_unique<PostgresServer>();
+    }
+    if (!pg->problem().empty()) {
+      ADD_FAILURE() << "KFLEX_TEST_HUB_DATASTORE=postgres, but no PostgreSQL: " << pg->problem();
+    }
+    for (std::string a : {std::string("--datastore"), pg->dsn(), std::string("--datastore-password-file"),
+                          pg->passwordFile().string()}) {
+      argv.push_back(a);
+    }
+  }
   static int counter = 0;
   fs::path log = data_dir.parent_path() / ("hub-" + data_dir.filename().string() + "-" + std::to_string(++counter) + ".log");
   proc_ = std::make_unique<Process>(argv, log);

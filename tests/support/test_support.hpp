@@ -28,6 +28,8 @@ class TempDir {
 
 /// Where the built binaries are (KFLEX_BIN_DIR from CTest, else ./bin).
 std::filesystem::path binDir();
+/// "postgres" when the suite runs its hubs on PostgreSQL (KFLEX_TEST_HUB_DATASTORE), else "".
+std::string hubDatastore();
 /// The source tree (KFLEX_SOURCE_DIR from the environment, else the one this was built from).
 std::filesystem::path sourceDir();
 
