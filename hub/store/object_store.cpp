@@ -199,11 +199,13 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
   std::unordered_map<std::string, ObjectPtr> staged;  // key -> new version (nullptr: deleted)
   int64_t next = committed_;
   std::string storage_error;
-  bool disk_full = false;  // storage_error says the disk is full (a later statement resets SQLite's code)
+  bool disk_full = false;
+  bool unreachable = false;  // the storage could not be reached (a datastore's connection is lost)  // storage_error says the disk is full (a later statement resets SQLite's code)
   auto note = [&](const Result<void>& r) {
     if (!r && storage_error.empty()) {
       storage_error = r.error().message;
       disk_full = r.error().code == Errc::NoSpace;
+      unreachable = r.error().code == Errc::Unavailable;
     }
     return r.has_value();
   };
@@ -311,9 +313,12 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     for (auto& r : group.results) {
       r = WriteResult{};
       r.decision.kind = Decision::Kind::Fail;
-      r.decision.code = Errc::Internal;
-      r.decision.reason = "InternalError";
+      r.decision.code = unreachable ? Errc::Unavailable : Errc::Internal;
+      r.decision.reason = unreachable ? "ServiceUnavailable" : "InternalError";
       r.decision.message = "the write was not stored: " + storage_error;
+      if (unreachable) {
+        r.decision.message += " (the hub reconnects for the next write: retry)";
+      }
       if (disk_full) {
         r.decision.message += " (the hub's data disk is full: free space there; reads keep working meanwhile)";
       }

@@ -124,14 +124,18 @@ Result<LoadedState> PostgresBackend::load() {
 }
 
 Result<void> PostgresBackend::begin() {
-  if (!conn_->ok()) {
+  auto started = conn_->ok() ? conn_->exec("BEGIN") : Result<void>(fail(Errc::Unavailable, "not connected"));
+  if (!started && started.error().code == Errc::Unavailable) {
+    // The server restarted or the network broke since the last group (libpq notices only on
+    // use): connect again, once.
     if (auto r = conn_->reconnect(); !r) {
       return r;
     }
     (void)conn_->exec("SET synchronous_commit = on");
+    started = conn_->exec("BEGIN");
   }
-  if (auto r = conn_->exec("BEGIN"); !r) {
-    return r;
+  if (!started) {
+    return started;
   }
   in_transaction_ = true;
   group_last_ = revision_;
@@ -203,13 +207,39 @@ Result<void> PostgresBackend::commit() {
   }
   auto r = conn_->exec("COMMIT");
   in_transaction_ = false;
-  if (!r) {
-    // (An error at COMMIT leaves it unknown whether the server committed; the store fails the group
-    // and a restart reads back what is stored.)
+  if (!r && r.error().code == Errc::Unavailable) {
+    // The connection went during COMMIT: whether the server committed is unknown until asked. The
+    // revision row moved in the same transaction, so it tells.
+    auto committed = committedAfterLoss();
+    if (!committed) {
+      return committed.error();
+    }
+    if (!committed.value()) {
+      return r;
+    }
+  } else if (!r) {
     return r;
   }
   revision_ = group_last_;
   return {};
+}
+
+Result<bool> PostgresBackend::committedAfterLoss() {
+  if (auto r = conn_->reconnect(); !r) {
+    return fail(Errc::Internal, where_ + ": the connection was lost while committing and cannot be made again, so "
+                                         "whether the last writes were stored is unknown: " + r.error().message);
+  }
+  (void)conn_->exec("SET synchronous_commit = on");
+  auto rev = conn_->query("SELECT value FROM kflex.meta WHERE key = 'revision'");
+  int64_t stored = rev && !rev->empty() ? toInt(rev->front()[0]) : -1;
+  if (stored == group_last_) {
+    return true;
+  }
+  if (stored == revision_) {
+    return false;
+  }
+  return fail(Errc::Internal, where_ + ": the connection was lost while committing, and the database's revision (" +
+                                  num(stored) + ") is neither this hub's nor the one it committed");
 }
 
 void PostgresBackend::rollback() {

@@ -39,6 +39,8 @@ class PostgresBackend : public StoreBackend {
   PostgresBackend(std::string where, std::unique_ptr<store::Connection> conn)
       : where_(std::move(where)), conn_(std::move(conn)) {}
   Result<void> migrate();
+  /// After the connection was lost during COMMIT: whether the group was committed.
+  Result<bool> committedAfterLoss();
   /// The statement's error, the transaction rolled back.
   Error abort(const Error& e);
 

@@ -511,6 +511,9 @@ PostgresServer::PostgresServer(std::optional<Tls> tls) {
 }
 
 bool PostgresServer::start() {
+  // A fresh log: "ready to accept connections" from an earlier start must not count.
+  std::error_code ec;
+  fs::remove(dir_ / "postgres.log", ec);
   proc_ = std::make_unique<Process>(
       asPostgres({bin_ + "/postgres", "-D", (dir_ / "data").string(), "-p", std::to_string(port_), "-k",
                   dir_.string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200",
