@@ -27,13 +27,11 @@ constexpr int64_t kSchemaVersion = 1;
 }  // namespace
 
 Result<std::unique_ptr<PostgresBackend>> PostgresBackend::open(const store::PostgresTarget& target) {
-  auto conn = store::Connection::open(target);
+  // Acknowledged means committed and flushed, whatever the server's default says (set on every
+  // connection, reconnections included).
+  auto conn = store::Connection::open(target, std::chrono::seconds(10), "-c synchronous_commit=on");
   if (!conn) {
     return conn.error();
-  }
-  // Acknowledged means committed and flushed (whatever the server's default says).
-  if (auto r = conn.value()->exec("SET synchronous_commit = on"); !r) {
-    return r.error();
   }
   return std::unique_ptr<PostgresBackend>(new PostgresBackend(store::redacted(target.dsn), std::move(conn.value())));
 }
@@ -131,7 +129,6 @@ Result<void> PostgresBackend::begin() {
     if (auto r = conn_->reconnect(); !r) {
       return r;
     }
-    (void)conn_->exec("SET synchronous_commit = on");
     started = conn_->exec("BEGIN");
   }
   if (!started) {
@@ -229,7 +226,6 @@ Result<bool> PostgresBackend::committedAfterLoss() {
     return fail(Errc::Internal, where_ + ": the connection was lost while committing and cannot be made again, so "
                                          "whether the last writes were stored is unknown: " + r.error().message);
   }
-  (void)conn_->exec("SET synchronous_commit = on");
   auto rev = conn_->query("SELECT value FROM kflex.meta WHERE key = 'revision'");
   int64_t stored = rev && !rev->empty() ? toInt(rev->front()[0]) : -1;
   if (stored == group_last_) {

@@ -65,14 +65,21 @@ std::string join(const Parts& p, bool with_password) {
   return out;
 }
 
-Result<Conn> connect(const PostgresTarget& t, std::chrono::seconds timeout) {
+// `options`: session settings for the server ("-c name=value ..."), "" for none.
+Result<Conn> connect(const PostgresTarget& t, std::chrono::seconds timeout, const std::string& options = "") {
   std::string secs = std::to_string(std::max<long>(1, timeout.count()));
-  std::vector<const char*> keys = {"dbname", "connect_timeout", "password", nullptr};
-  std::vector<const char*> values = {t.dsn.c_str(), secs.c_str(), t.password.empty() ? nullptr : t.password.c_str(),
-                                     nullptr};
-  if (t.password.empty()) {
-    keys[2] = nullptr;
+  std::vector<const char*> keys = {"dbname", "connect_timeout"};
+  std::vector<const char*> values = {t.dsn.c_str(), secs.c_str()};
+  if (!options.empty()) {
+    keys.push_back("options");
+    values.push_back(options.c_str());
   }
+  if (!t.password.empty()) {
+    keys.push_back("password");
+    values.push_back(t.password.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
   Conn c(PQconnectdbParams(keys.data(), values.data(), 1), PQfinish);
   if (!c || PQstatus(c.get()) != CONNECTION_OK) {
     std::string msg = c ? PQerrorMessage(c.get()) : "out of memory";
@@ -232,23 +239,24 @@ struct Connection::Impl {
   Conn conn{nullptr, PQfinish};
 };
 
-Result<std::unique_ptr<Connection>> Connection::open(const PostgresTarget& t, std::chrono::seconds timeout) {
-  std::unique_ptr<Connection> c(new Connection(t, timeout));
+Result<std::unique_ptr<Connection>> Connection::open(const PostgresTarget& t, std::chrono::seconds timeout,
+                                                     std::string options) {
+  std::unique_ptr<Connection> c(new Connection(t, timeout, std::move(options)));
   if (auto r = c->reconnect(); !r) {
     return r.error();
   }
   return c;
 }
 
-Connection::Connection(PostgresTarget t, std::chrono::seconds timeout)
-    : target_(std::move(t)), timeout_(timeout), impl_(std::make_unique<Impl>()) {}
+Connection::Connection(PostgresTarget t, std::chrono::seconds timeout, std::string options)
+    : target_(std::move(t)), timeout_(timeout), options_(std::move(options)), impl_(std::make_unique<Impl>()) {}
 
 Connection::~Connection() = default;
 
 bool Connection::ok() const { return impl_->conn && PQstatus(impl_->conn.get()) == CONNECTION_OK; }
 
 Result<void> Connection::reconnect() {
-  auto c = connect(target_, timeout_);
+  auto c = connect(target_, timeout_, options_);
   if (!c) {
     return fail(Errc::Unavailable, c.error().message);
   }

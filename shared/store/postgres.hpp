@@ -56,8 +56,11 @@ Result<void> dropDatabase(const PostgresTarget& t, const std::string& name);
 class Connection {
  public:
   using Row = std::vector<std::optional<std::string>>;
+  /// `options`: session settings applied at every (re)connect, as libpq's options parameter
+  /// ("-c synchronous_commit=on").
   static Result<std::unique_ptr<Connection>> open(const PostgresTarget& t,
-                                                  std::chrono::seconds timeout = std::chrono::seconds(10));
+                                                  std::chrono::seconds timeout = std::chrono::seconds(10),
+                                                  std::string options = "");
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -68,13 +71,14 @@ class Connection {
   Result<void> exec(const std::string& sql, const std::vector<std::optional<std::string>>& params = {});
   /// Whether the connection is up.
   bool ok() const;
-  /// Connects again (after Unavailable).
+  /// Connects again (after Unavailable), with the same session settings.
   Result<void> reconnect();
 
  private:
-  Connection(PostgresTarget t, std::chrono::seconds timeout);
+  Connection(PostgresTarget t, std::chrono::seconds timeout, std::string options);
   PostgresTarget target_;
   std::chrono::seconds timeout_;
+  std::string options_;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

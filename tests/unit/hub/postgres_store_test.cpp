@@ -155,3 +155,27 @@ TEST(PostgresStore, WhileTheDatabaseIsDownWritesAreUnavailableThenTheyResume) {
 
 }  // namespace
 }  // namespace kflex::hub
+
+namespace kflex::store {
+namespace {
+
+// Session settings given at open hold on every connection, a reconnection included (the store
+// relies on it for synchronous_commit).
+TEST(PostgresConnection, SessionSettingsHoldAcrossAReconnect) {
+  test::PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  auto c = Connection::open({pg.dsn(), pg.password()}, std::chrono::seconds(10), "-c application_name=kflex-test");
+  ASSERT_TRUE(c) << c.error().message;
+  auto name = c.value()->query("SHOW application_name");
+  ASSERT_TRUE(name) << name.error().message;
+  EXPECT_EQ(name->at(0).at(0), "kflex-test");
+  ASSERT_TRUE(c.value()->reconnect());
+  name = c.value()->query("SHOW application_name");
+  ASSERT_TRUE(name) << name.error().message;
+  EXPECT_EQ(name->at(0).at(0), "kflex-test");
+}
+
+}  // namespace
+}  // namespace kflex::store
