@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "hub/store/sqlite_backend.hpp"
+#include "hub/store/store_backend.hpp"
 #include "shared/common/json_write.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -113,8 +114,10 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::open(std::unique_ptr<StoreBack
     return r.error();
   }
   s->committed_ = s->revision_;
+  s->known_ = s->revision_;
   s->disk_compacted_ = s->compacted_;
   s->published_ = s->revision_;
+  s->signal_ = s->backend_->changeSignal();
   s->syncer_ = std::thread([p = s.get()] {
     setThreadName("store-sync");
     p->syncLoop();
@@ -123,6 +126,12 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::open(std::unique_ptr<StoreBack
     setThreadName("store-writer");
     p->writerLoop();
   });
+  if (s->signal_) {
+    s->follower_ = std::thread([p = s.get()] {
+      setThreadName("store-follow");
+      p->followLoop();
+    });
+  }
   return s;
 }
 
@@ -162,26 +171,108 @@ void ObjectStore::submit(std::string resource, std::string name, Mutation mutati
 void ObjectStore::writerLoop() {
   std::vector<PendingWrite> batch;
   while (true) {
+    bool catch_up = false;
     {
       std::unique_lock lock(queue_mutex_);
-      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || poked_; });
       if (queue_.empty() && stopping_) {
         break;
       }
+      // (A group catches up anyway, first thing: a poke matters only when there is none.)
+      catch_up = poked_ && queue_.empty();
+      poked_ = false;
       while (!queue_.empty() && batch.size() < options_.max_batch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
+    if (batch.empty()) {
+      if (catch_up) {
+        catchUp();
+      }
+      continue;
+    }
     Committed group = commitBatch(batch);
     batch.clear();
-    std::lock_guard lock(sync_mutex_);
-    committed_groups_.push_back(std::move(group));
-    sync_cv_.notify_one();
+    handOver(std::move(group));
   }
   std::lock_guard lock(sync_mutex_);
   writer_done_ = true;
   sync_cv_.notify_one();
+}
+
+void ObjectStore::handOver(Committed group) {
+  std::lock_guard lock(sync_mutex_);
+  committed_groups_.push_back(std::move(group));
+  sync_cv_.notify_one();
+}
+
+void ObjectStore::waitPublished() {
+  std::unique_lock lock(sync_mutex_);
+  published_cv_.wait(lock, [&] { return published_.load(std::memory_order_acquire) >= committed_; });
+}
+
+void ObjectStore::adopt(Changes changes) {
+  if (changes.empty()) {
+    return;
+  }
+  Committed group;
+  group.revision = changes.revision;
+  group.compact_to = changes.compacted;
+  if (changes.reload) {
+    // Memory is replaced once it shows everything before; the writer's view is memory then.
+    waitPublished();
+    group.reload = std::move(changes.reload);
+    committed_ = group.revision;
+    handOver(std::move(group));
+    waitPublished();
+    unsynced_.clear();
+    disk_compacted_ = changes.compacted;
+  } else {
+    for (const auto& e : changes.events) {
+      unsynced_[e->object->resource + "\n" + e->object->name] =
+          Unsynced{e->type == EventType::Deleted ? nullptr : e->object, e->revision};
+    }
+    committed_ = group.revision;
+    disk_compacted_ = std::max(disk_compacted_, changes.compacted);
+    group.events = std::move(changes.events);
+    handOver(std::move(group));
+  }
+  known_.store(committed_, std::memory_order_release);
+}
+
+void ObjectStore::catchUp() {
+  auto changes = backend_->catchUp();
+  if (!changes) {
+    if (!catch_up_failing_) {
+      log::warn("cannot read other replicas' writes from the datastore; retrying",
+                {{"store", backend_->where()}, {"error", changes.error().message}});
+      catch_up_failing_ = true;
+    }
+    return;
+  }
+  if (catch_up_failing_) {
+    log::info("reading other replicas' writes from the datastore again", {{"store", backend_->where()}});
+    catch_up_failing_ = false;
+  }
+  adopt(std::move(changes.value()));
+}
+
+void ObjectStore::followLoop() {
+  // Between notifications, a catch-up every second: one lost (a reconnect) delays a change by a
+  // second at most.
+  constexpr std::chrono::milliseconds kPoll{1000};
+  while (true) {
+    int64_t notified = signal_->wait(kPoll);
+    std::lock_guard lock(queue_mutex_);
+    if (stopping_) {
+      return;
+    }
+    if (notified == 0 || notified > known_.load(std::memory_order_acquire)) {
+      poked_ = true;
+      queue_cv_.notify_one();
+    }
+  }
 }
 
 ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch) {
@@ -197,7 +288,6 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     pruned_at_ = published;
   }
   std::unordered_map<std::string, ObjectPtr> staged;  // key -> new version (nullptr: deleted)
-  int64_t next = committed_;
   std::string storage_error;
   bool disk_full = false;
   bool unreachable = false;  // the storage could not be reached (a datastore's connection is lost)  // storage_error says the disk is full (a later statement resets SQLite's code)
@@ -221,7 +311,14 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     return get(w.resource, w.name);
   };
 
-  note(backend_->begin());
+  // Other replicas' groups since this store's last come first: this group's mutations are
+  // decided against them.
+  auto begun = backend_->begin();
+  note(begun ? Result<void>{} : Result<void>(begun.error()));
+  if (begun) {
+    adopt(std::move(begun.value()));
+  }
+  int64_t next = committed_;
   std::vector<EventPtr> events;
   for (size_t i = 0; i < batch.size() && storage_error.empty(); ++i) {
     auto& w = batch[i];
@@ -374,10 +471,25 @@ void ObjectStore::apply(std::deque<Committed>& groups) {
   {
     std::lock_guard wlock(watch_mutex_);
     std::vector<EventPtr> events;
+    bool reloaded = false;
+    int64_t reloaded_at = 0;
     {
       std::unique_lock lock(mutex_);
       for (auto& g : groups) {
         if (g.revision == 0) {
+          continue;
+        }
+        if (g.reload) {
+          objects_.clear();
+          for (const auto& rec : g.reload->objects) {
+            objects_[rec->resource][rec->name] = rec;
+          }
+          events_ = g.reload->events;
+          revision_ = g.reload->revision;
+          compacted_ = g.reload->compacted;
+          reloaded_at = revision_;
+          events.clear();  // every watcher lists again instead
+          reloaded = true;
           continue;
         }
         for (const auto& e : g.events) {
@@ -399,9 +511,22 @@ void ObjectStore::apply(std::deque<Committed>& groups) {
       }
       published_.store(revision_, std::memory_order_release);
     }
+    if (reloaded) {
+      log::warn("this replica fell behind the datastore's compaction and read everything again; its watches are "
+                "closed so that their watchers list again", {{"revision", std::to_string(reloaded_at)},
+                                                            {"watches", std::to_string(watchers_.size())}});
+      for (auto& [_, ch] : watchers_) {
+        ch->close();
+      }
+      watchers_.clear();
+    }
     if (!events.empty()) {
       publish(events);
     }
+  }
+  {
+    std::lock_guard lock(sync_mutex_);
+    published_cv_.notify_all();
   }
   for (auto& g : groups) {
     for (size_t i = 0; i < g.done.size(); ++i) {
@@ -559,6 +684,10 @@ void ObjectStore::stop() {
     std::lock_guard lock(queue_mutex_);
     stopping_ = true;
     queue_cv_.notify_all();
+  }
+  if (follower_.joinable()) {
+    signal_->interrupt();
+    follower_.join();
   }
   if (writer_.joinable()) {
     writer_.join();

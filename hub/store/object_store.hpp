@@ -27,6 +27,9 @@
 namespace kflex::hub {
 
 class StoreBackend;
+class ChangeSignal;
+struct Changes;
+struct LoadedState;
 
 using Json = nlohmann::json;
 
@@ -105,12 +108,15 @@ struct WatchSubscription {
 };
 
 /**
- * The hub's object store: every object and an ordered event log in SQLite, one revision counter
- * for the whole store bumped by each write in the same transaction. Reads are served from memory.
+ * The hub's object store: every object and an ordered event log in SQLite or PostgreSQL, one
+ * revision counter for the whole store bumped by each write in the same transaction. Reads are
+ * served from memory.
  * Writes go through one writer thread that commits them in groups (group commit). A second thread
  * makes each committed group durable (fdatasync of the write-ahead log) while the writer commits
  * the next one; only then does the group reach memory, watchers and its requesters, so nothing
- * anyone sees can be lost to a crash.
+ * anyone sees can be lost to a crash. On a database several hub replicas share, the writer also
+ * takes in the other replicas' groups, in revision order, before its own and whenever a follower
+ * thread hears of them, so memory and watches show every replica's writes.
  * Thread safety: every public method may be called from any thread.
  */
 class ObjectStore {
@@ -185,9 +191,21 @@ class ObjectStore {
     std::vector<EventPtr> events;
     int64_t revision = 0;    ///< The store revision after this group; 0 when it stored nothing.
     int64_t compact_to = 0;  ///< Events at or below this revision were deleted by this group.
+    /// Other replicas' groups this store fell too far behind to follow event by event:
+    /// memory is replaced by this, and every watch is closed (its watcher lists again).
+    std::shared_ptr<LoadedState> reload;
   };
   void writerLoop();
   Committed commitBatch(std::vector<PendingWrite>& batch);
+  /// Takes other replicas' groups into the writer's view and hands them to the syncer, ahead
+  /// of anything this store commits after them.
+  void adopt(Changes changes);
+  /// Between groups, when the follower says others may have committed.
+  void catchUp();
+  void followLoop();
+  /// Waits until memory shows every group handed to the syncer.
+  void waitPublished();
+  void handOver(Committed group);
   void syncLoop();
   /// Applies durable groups to memory and the watchers, then answers their requesters.
   void apply(std::deque<Committed>& groups);
@@ -208,6 +226,8 @@ class ObjectStore {
   int64_t disk_compacted_ = 0;   // events at or below this are deleted on disk
   int64_t pruned_at_ = 0;        // unsynced_ holds nothing at or below this
   std::atomic<int64_t> published_{0};  // memory shows every group up to this revision
+  std::atomic<int64_t> known_{0};      // committed_, for the follower
+  bool catch_up_failing_ = false;      // writer thread: the last catch-up failed (logged once)
 
   mutable std::shared_mutex mutex_;  // guards objects_, revision_, events_
   std::unordered_map<std::string, std::map<std::string, ObjectPtr>> objects_;
@@ -223,13 +243,17 @@ class ObjectStore {
   std::condition_variable queue_cv_;
   std::deque<PendingWrite> queue_;
   bool stopping_ = false;
+  bool poked_ = false;  // the follower says other replicas may have committed
   std::thread writer_;
+  std::unique_ptr<ChangeSignal> signal_;  // other replicas' commits (PostgreSQL), or nullptr
+  std::thread follower_;
 
   std::mutex sync_mutex_;
   std::condition_variable sync_cv_;
   std::deque<Committed> committed_groups_;
   bool writer_done_ = false;
   std::thread syncer_;
+  std::condition_variable published_cv_;  // with sync_mutex_: apply() published a take
 };
 
 }  // namespace kflex::hub

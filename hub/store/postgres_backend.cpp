@@ -1,7 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/store/postgres_backend.hpp"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <thread>
 #include <unordered_map>
+
+#include "shared/common/log.hpp"
 
 namespace kflex::hub {
 namespace {
@@ -23,8 +30,88 @@ constexpr const char* kSchema = R"(
                                            name text NOT NULL, body text NOT NULL);
 )";
 constexpr int64_t kSchemaVersion = 1;
+// The channel every group notifies on commit, with its last revision.
+constexpr const char* kChannel = "kflex_events";
+
+// Wakes on the other replicas' commits: LISTEN on a connection of its own.
+class PostgresSignal : public ChangeSignal {
+ public:
+  explicit PostgresSignal(store::PostgresTarget target) : target_(std::move(target)) {}
+  ~PostgresSignal() override {
+    if (wake_ >= 0) {
+      ::close(wake_);
+    }
+  }
+
+  int64_t wait(std::chrono::milliseconds timeout) override {
+    if (!conn_ || !conn_->ok()) {
+      if (!listen()) {
+        // The server is away: try again after the timeout (the store polls meanwhile).
+        idle(timeout);
+        return 0;
+      }
+    }
+    auto got = conn_->awaitNotifications(timeout, wake_);
+    drainWake();
+    if (!got) {
+      if (!lost_logged_) {
+        log::warn("lost the datastore connection that follows other replicas' writes; reconnecting",
+                  {{"error", got.error().message}});
+        lost_logged_ = true;
+      }
+      return 0;
+    }
+    int64_t highest = 0;
+    for (const auto& payload : *got) {
+      highest = std::max<int64_t>(highest, std::strtoll(payload.c_str(), nullptr, 10));
+    }
+    return highest;
+  }
+
+  void interrupt() override {
+    uint64_t one = 1;
+    (void)!::write(wake_, &one, sizeof one);
+  }
+
+ private:
+  bool listen() {
+    if (!conn_) {
+      auto c = store::Connection::open(target_, std::chrono::seconds(5));
+      if (!c) {
+        return false;
+      }
+      conn_ = std::move(c.value());
+    } else if (!conn_->reconnect()) {
+      return false;
+    }
+    if (!conn_->exec(std::string("LISTEN ") + kChannel)) {
+      return false;
+    }
+    if (lost_logged_) {
+      log::info("following other replicas' writes again");
+      lost_logged_ = false;
+    }
+    return true;
+  }
+  void idle(std::chrono::milliseconds timeout) {
+    pollfd fd{wake_, POLLIN, 0};
+    (void)::poll(&fd, 1, int(timeout.count()));
+    drainWake();
+  }
+  void drainWake() {
+    uint64_t n = 0;
+    (void)!::read(wake_, &n, sizeof n);
+  }
+
+  store::PostgresTarget target_;
+  std::unique_ptr<store::Connection> conn_;
+  int wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  bool lost_logged_ = false;
+};
 
 }  // namespace
+
+std::unique_ptr<ChangeSignal> PostgresBackend::changeSignal() { return std::make_unique<PostgresSignal>(target_); }
 
 Result<std::unique_ptr<PostgresBackend>> PostgresBackend::open(const store::PostgresTarget& target) {
   // Acknowledged means committed and flushed, whatever the server's default says (set on every
@@ -33,7 +120,7 @@ Result<std::unique_ptr<PostgresBackend>> PostgresBackend::open(const store::Post
   if (!conn) {
     return conn.error();
   }
-  return std::unique_ptr<PostgresBackend>(new PostgresBackend(store::redacted(target.dsn), std::move(conn.value())));
+  return std::unique_ptr<PostgresBackend>(new PostgresBackend(target, std::move(conn.value())));
 }
 
 Error PostgresBackend::abort(const Error& e) {
@@ -62,15 +149,20 @@ Result<LoadedState> PostgresBackend::load() {
   if (auto r = migrate(); !r) {
     return r.error();
   }
-  LoadedState out;
   // One snapshot for all the reads.
   if (auto r = conn_->exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); !r) {
     return r.error();
   }
-  struct End {
-    store::Connection& c;
-    ~End() { (void)c.exec("COMMIT"); }
-  } end{*conn_};
+  auto out = readAll();
+  (void)conn_->exec(out ? "COMMIT" : "ROLLBACK");
+  if (out) {
+    revision_ = out->revision;
+  }
+  return out;
+}
+
+Result<LoadedState> PostgresBackend::readAll() {
+  LoadedState out;
   auto meta = conn_->query("SELECT key, value FROM kflex.meta");
   if (!meta) {
     return meta.error();
@@ -98,57 +190,143 @@ Result<LoadedState> PostgresBackend::load() {
     by_key[rec->resource + "\n" + rec->name] = rec;
     out.objects.push_back(std::move(rec));
   }
-  auto evs = conn_->query(
-      "SELECT revision, type, resource, name, body FROM kflex.events WHERE revision > $1 ORDER BY revision",
-      Params{num(out.compacted)});
+  auto evs = readEvents(out.compacted, &by_key);
   if (!evs) {
     return evs.error();
   }
-  for (auto& row : *evs) {
+  out.events.assign(std::make_move_iterator(evs->begin()), std::make_move_iterator(evs->end()));
+  return out;
+}
+
+Result<std::vector<EventPtr>> PostgresBackend::readEvents(int64_t after,
+                                                          const std::unordered_map<std::string, ObjectPtr>* live) {
+  auto rows = conn_->query(
+      "SELECT revision, type, resource, name, body FROM kflex.events WHERE revision > $1 ORDER BY revision",
+      Params{num(after)});
+  if (!rows) {
+    return rows.error();
+  }
+  std::vector<EventPtr> out;
+  out.reserve(rows->size());
+  for (auto& row : *rows) {
     auto ev = std::make_shared<Event>();
     ev->revision = toInt(row[0]);
     ev->type = static_cast<EventType>(toInt(row[1]));
     // Share the bytes with the live object when this event wrote its current version.
-    auto live = by_key.find(*row[2] + "\n" + *row[3]);
-    if (live != by_key.end() && live->second->revision == ev->revision) {
-      ev->object = live->second;
+    auto it = live ? live->find(*row[2] + "\n" + *row[3]) : decltype(live->end()){};
+    if (live && it != live->end() && it->second->revision == ev->revision) {
+      ev->object = it->second;
     } else {
       ev->object = storedRecord(*row[2], *row[3], ev->revision, std::move(*row[4]));
     }
-    out.events.push_back(std::move(ev));
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+Result<Changes> PostgresBackend::changesSince(int64_t stored) {
+  // Called with the others' groups settled: under the revision lock, or in one snapshot.
+  Changes out;
+  auto compacted = conn_->query("SELECT value FROM kflex.meta WHERE key = 'compacted'");
+  if (!compacted) {
+    return compacted.error();
+  }
+  out.compacted = compacted->empty() ? 0 : toInt(compacted->front()[0]);
+  if (out.compacted > revision_) {
+    // Events this store has not seen are compacted away: read everything anew.
+    auto all = readAll();
+    if (!all) {
+      return all.error();
+    }
+    out.revision = all->revision;
+    out.reload = std::make_shared<LoadedState>(std::move(all.value()));
+  } else {
+    auto evs = readEvents(revision_, nullptr);
+    if (!evs) {
+      return evs.error();
+    }
+    // Commit order is revision order (docs/dev/replicas.md): what this snapshot shows after
+    // revision_ is every revision up to `stored`, no gap.
+    if (evs->empty() || evs->front()->revision != revision_ + 1 || evs->back()->revision != stored ||
+        int64_t(evs->size()) != stored - revision_) {
+      return fail(Errc::Internal, where_ + ": the event log between revisions " + num(revision_) + " and " +
+                                      num(stored) + " has gaps; the database was changed by something other "
+                                      "than kflex-hub: restore a backup");
+    }
+    out.revision = stored;
+    out.events = std::move(evs.value());
   }
   revision_ = out.revision;
   return out;
 }
 
-Result<void> PostgresBackend::begin() {
+Result<void> PostgresBackend::connected() {
+  if (conn_->ok()) {
+    return {};
+  }
+  return conn_->reconnect();
+}
+
+Result<Changes> PostgresBackend::begin() {
   auto started = conn_->ok() ? conn_->exec("BEGIN") : Result<void>(fail(Errc::Unavailable, "not connected"));
   if (!started && started.error().code == Errc::Unavailable) {
     // The server restarted or the network broke since the last group (libpq notices only on
     // use): connect again, once.
     if (auto r = conn_->reconnect(); !r) {
-      return r;
+      return r.error();
     }
     started = conn_->exec("BEGIN");
   }
   if (!started) {
-    return started;
+    return started.error();
   }
   in_transaction_ = true;
-  group_last_ = revision_;
-  // Groups of every writer commit one at a time, in revision order (docs/dev/replicas.md).
-  auto rev = conn_->query("SELECT value FROM kflex.meta WHERE key = 'revision' FOR UPDATE");
+  // Groups of every writer commit one at a time, in revision order (docs/dev/replicas.md). The
+  // transaction's id settles a COMMIT whose answer is lost.
+  auto rev = conn_->query("SELECT value, pg_current_xact_id()::text FROM kflex.meta WHERE key = 'revision' FOR UPDATE");
   if (!rev) {
     return abort(rev.error());
   }
-  int64_t stored = rev->empty() ? 0 : toInt(rev->front()[0]);
-  if (stored != revision_) {
-    return abort(fail(Errc::Conflict, where_ + ": another kflex-hub has written to this database (revision " +
-                                          num(stored) + ", this hub's " + num(revision_) +
-                                          "); one hub per database until replicas are supported: stop the other one "
-                                          "and restart this one"));
+  if (rev->empty()) {
+    return abort(fail(Errc::Internal, where_ + ": the revision row is missing; the database was changed by "
+                                              "something other than kflex-hub: restore a backup"));
   }
-  return {};
+  int64_t stored = toInt(rev->front()[0]);
+  xact_ = rev->front()[1].value_or("");
+  Changes changes;
+  if (stored != revision_) {
+    // Other replicas' groups since this one's last: the group is decided against them.
+    auto c = changesSince(stored);
+    if (!c) {
+      return abort(c.error());
+    }
+    changes = std::move(c.value());
+  }
+  group_last_ = revision_;
+  return changes;
+}
+
+Result<Changes> PostgresBackend::catchUp() {
+  if (auto r = connected(); !r) {
+    return r.error();
+  }
+  auto rev = conn_->query("SELECT value FROM kflex.meta WHERE key = 'revision'");
+  if (!rev) {
+    return rev.error();
+  }
+  int64_t stored = rev->empty() ? 0 : toInt(rev->front()[0]);
+  if (stored == revision_) {
+    return Changes{};
+  }
+  // One snapshot: the revision row and the events it covers agree.
+  if (auto r = conn_->exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); !r) {
+    return r.error();
+  }
+  auto again = conn_->query("SELECT value FROM kflex.meta WHERE key = 'revision'");
+  Result<Changes> out = again ? changesSince(again->empty() ? 0 : toInt(again->front()[0]))
+                              : Result<Changes>(again.error());
+  (void)conn_->exec(out ? "COMMIT" : "ROLLBACK");
+  return out;
 }
 
 Result<void> PostgresBackend::put(const std::string& resource, const std::string& name, int64_t revision) {
@@ -198,15 +376,16 @@ Result<void> PostgresBackend::setMeta(int64_t revision, int64_t compacted) {
 }
 
 Result<void> PostgresBackend::commit() {
-  // The revision row moves with every group: it is what the next group of any writer locks and reads.
-  if (auto r = conn_->exec("UPDATE kflex.meta SET value = $1 WHERE key = 'revision'", Params{num(group_last_)}); !r) {
-    return abort(r.error());
-  }
-  auto r = conn_->exec("COMMIT");
+  // The revision row moves with every group: it is what the next group of any writer locks and
+  // reads; the notification wakes the other replicas' followers when the group commits. One
+  // round trip (the values are numbers this hub made).
+  std::string last = num(group_last_);
+  auto r = conn_->exec("UPDATE kflex.meta SET value = " + last + " WHERE key = 'revision'; NOTIFY " +
+                       std::string(kChannel) + ", '" + last + "'; COMMIT");
+  bool sent_commit = in_transaction_;
   in_transaction_ = false;
-  if (!r && r.error().code == Errc::Unavailable) {
-    // The connection went during COMMIT: whether the server committed is unknown until asked. The
-    // revision row moved in the same transaction, so it tells.
+  if (!r && r.error().code == Errc::Unavailable && sent_commit) {
+    // The connection went during COMMIT: whether the server committed is unknown until asked.
     auto committed = committedAfterLoss();
     if (!committed) {
       return committed.error();
@@ -215,6 +394,7 @@ Result<void> PostgresBackend::commit() {
       return r;
     }
   } else if (!r) {
+    (void)conn_->exec("ROLLBACK");  // after a failed statement the transaction is still open
     return r;
   }
   revision_ = group_last_;
@@ -226,16 +406,27 @@ Result<bool> PostgresBackend::committedAfterLoss() {
     return fail(Errc::Internal, where_ + ": the connection was lost while committing and cannot be made again, so "
                                          "whether the last writes were stored is unknown: " + r.error().message);
   }
-  auto rev = conn_->query("SELECT value FROM kflex.meta WHERE key = 'revision'");
-  int64_t stored = rev && !rev->empty() ? toInt(rev->front()[0]) : -1;
-  if (stored == group_last_) {
+  // The server keeps the fate of recent transactions (pg_xact_status, PostgreSQL 13 and later).
+  Result<std::vector<store::Connection::Row>> st = std::vector<store::Connection::Row>{};
+  std::string status;
+  // (Still "in progress" while the server finishes the old session's COMMIT.)
+  for (int tries = 0; tries < 50; ++tries) {
+    st = conn_->query("SELECT pg_xact_status($1::xid8)", Params{xact_});
+    status = st && !st->empty() ? st->front()[0].value_or("") : "";
+    if (status != "in progress") {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (status == "committed") {
     return true;
   }
-  if (stored == revision_) {
+  if (status == "aborted") {
     return false;
   }
-  return fail(Errc::Internal, where_ + ": the connection was lost while committing, and the database's revision (" +
-                                  num(stored) + ") is neither this hub's nor the one it committed");
+  return fail(Errc::Internal, where_ + ": the connection was lost while committing, and the database cannot say "
+                                       "whether transaction " + xact_ + " committed (" +
+                                       (st ? status : st.error().message) + ")");
 }
 
 void PostgresBackend::rollback() {

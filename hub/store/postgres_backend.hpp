@@ -3,6 +3,8 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "hub/store/store_backend.hpp"
 #include "shared/store/postgres.hpp"
@@ -15,8 +17,9 @@ namespace kflex::hub {
  * revision row's lock (`SELECT ... FOR UPDATE`) and ends by moving that row to the group's last
  * revision, so groups commit one at a time in revision order. COMMIT is durable
  * (synchronous_commit on), so sync() has nothing to do.
- * One hub per database for now: a group that finds the revision moved by another writer fails
- * (several replicas need the follower of docs/dev/replicas.md, not built yet).
+ * Several hub replicas share one database: a group that finds the revision moved first reads what
+ * the others committed since (begin() returns it), and between groups catchUp() and the
+ * changeSignal() (LISTEN kflex_events) bring the others' groups to this store.
  */
 class PostgresBackend : public StoreBackend {
  public:
@@ -24,7 +27,7 @@ class PostgresBackend : public StoreBackend {
 
   const std::string& where() const override { return where_; }
   Result<LoadedState> load() override;
-  Result<void> begin() override;
+  Result<Changes> begin() override;
   Result<void> put(const std::string& resource, const std::string& name, int64_t revision) override;
   Result<void> remove(const std::string& resource, const std::string& name) override;
   Result<void> appendEvent(const Event& event) override;
@@ -34,18 +37,31 @@ class PostgresBackend : public StoreBackend {
   Result<void> commit() override;
   void rollback() override;
   Result<void> sync() override { return {}; }
+  Result<Changes> catchUp() override;
+  std::unique_ptr<ChangeSignal> changeSignal() override;
 
  private:
-  PostgresBackend(std::string where, std::unique_ptr<store::Connection> conn)
-      : where_(std::move(where)), conn_(std::move(conn)) {}
+  PostgresBackend(store::PostgresTarget target, std::unique_ptr<store::Connection> conn)
+      : target_(std::move(target)), where_(store::redacted(target_.dsn)), conn_(std::move(conn)) {}
   Result<void> migrate();
+  /// Reconnects when the connection is down.
+  Result<void> connected();
+  /// Every object and retained event, and the meta rows (in the caller's transaction).
+  Result<LoadedState> readAll();
+  /// The events after `after` in revision order; bodies shared with `live` where current.
+  Result<std::vector<EventPtr>> readEvents(int64_t after, const std::unordered_map<std::string, ObjectPtr>* live);
+  /// What other writers committed after revision_ up to `stored` (the revision row's value, read
+  /// with the others' groups settled); moves revision_ there.
+  Result<Changes> changesSince(int64_t stored);
   /// After the connection was lost during COMMIT: whether the group was committed.
   Result<bool> committedAfterLoss();
   /// The statement's error, the transaction rolled back.
   Error abort(const Error& e);
 
+  store::PostgresTarget target_;
   std::string where_;
   std::unique_ptr<store::Connection> conn_;
+  std::string xact_;  // the group's transaction id
   int64_t revision_ = 0;      // what this store has committed (or loaded)
   int64_t group_last_ = 0;    // the highest revision of the group in progress
   bool in_transaction_ = false;

@@ -260,13 +260,14 @@ Result<void> SqliteBackend::prepareWrites() {
   return {};
 }
 
-Result<void> SqliteBackend::begin() {
+Result<Changes> SqliteBackend::begin() {
+  // (The file is this hub's alone: no one else's groups to catch up on.)
   auto t = store::Transaction::begin(*db_);
   if (!t) {
     return failed(t.error());
   }
   txn_.emplace(std::move(t.value()));
-  return {};
+  return Changes{};
 }
 
 Result<void> SqliteBackend::put(const std::string& resource, const std::string& name, int64_t revision) {

@@ -25,7 +25,7 @@ class SqliteBackend : public StoreBackend {
 
   const std::string& where() const override { return where_; }
   Result<LoadedState> load() override;
-  Result<void> begin() override;
+  Result<Changes> begin() override;
   Result<void> put(const std::string& resource, const std::string& name, int64_t revision) override;
   Result<void> remove(const std::string& resource, const std::string& name) override;
   Result<void> appendEvent(const Event& event) override;

@@ -2,6 +2,9 @@
 #include "shared/store/postgres.hpp"
 
 #include <libpq-fe.h>
+#include <poll.h>
+
+#include <cerrno>
 
 #include <memory>
 #include <vector>
@@ -316,6 +319,41 @@ Result<std::vector<Connection::Row>> Connection::query(const std::string& sql,
     rows.push_back(std::move(row));
   }
   return rows;
+}
+
+Result<std::vector<std::string>> Connection::awaitNotifications(std::chrono::milliseconds timeout, int wake_fd) {
+  auto lost = [&] {
+    return fail(Errc::Unavailable, "the connection to PostgreSQL at " + redacted(target_.dsn) + " is lost");
+  };
+  if (!ok()) {
+    return lost();
+  }
+  PGconn* c = impl_->conn.get();
+  auto take = [c] {
+    std::vector<std::string> out;
+    while (PGnotify* n = PQnotifies(c)) {
+      out.emplace_back(n->extra ? n->extra : "");
+      PQfreemem(n);
+    }
+    return out;
+  };
+  // Some may have come with the results of an earlier statement.
+  if (auto early = take(); !early.empty()) {
+    return early;
+  }
+  pollfd fds[2] = {{PQsocket(c), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+  int n = ::poll(fds, wake_fd >= 0 ? 2 : 1, int(timeout.count()));
+  if (n < 0 && errno != EINTR) {
+    return lost();
+  }
+  if (n > 0 && fds[0].revents != 0) {
+    // Readable, or hung up: PQconsumeInput tells which.
+    if (PQconsumeInput(c) == 0 || PQstatus(c) != CONNECTION_OK) {
+      impl_->conn.reset();
+      return lost();
+    }
+  }
+  return take();
 }
 
 Result<void> Connection::exec(const std::string& sql, const std::vector<std::optional<std::string>>& params) {

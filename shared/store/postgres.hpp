@@ -73,6 +73,10 @@ class Connection {
   bool ok() const;
   /// Connects again (after Unavailable), with the same session settings.
   Result<void> reconnect();
+  /// After LISTEN: waits up to `timeout` for notifications, or for `wake_fd` (when >= 0) to be
+  /// readable; the payloads received, none on timeout or wake. Unavailable when the connection
+  /// is lost.
+  Result<std::vector<std::string>> awaitNotifications(std::chrono::milliseconds timeout, int wake_fd = -1);
 
  private:
   Connection(PostgresTarget t, std::chrono::seconds timeout, std::string options);

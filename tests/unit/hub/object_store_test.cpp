@@ -364,7 +364,12 @@ class RecordingBackend : public StoreBackend {
     s.objects.push_back(storedRecord("g/things", "old", 41, R"({"metadata":{"name":"old","resourceVersion":"41"}})"));
     return s;
   }
-  Result<void> begin() override { return note("begin"); }
+  Result<Changes> begin() override {
+    if (auto r = note("begin"); !r) {
+      return r.error();
+    }
+    return Changes{};
+  }
   Result<void> put(const std::string&, const std::string& name, int64_t revision) override {
     return note("put " + name + " " + std::to_string(revision));
   }

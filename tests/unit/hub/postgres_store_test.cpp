@@ -2,8 +2,15 @@
 // The object store on PostgreSQL (a throwaway server from Debian's package, on a private port).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
 #include "hub/store/object_store.hpp"
 #include "hub/store/postgres_backend.hpp"
+#include "hub/store/store_backend.hpp"
 #include "tests/support/test_support.hpp"
 #include "tests/unit/hub/store_writes.hpp"
 
@@ -94,22 +101,221 @@ TEST(PostgresStore, CompactionKeepsCurrentVersionsAndTooOldIsGone) {
   EXPECT_FALSE(s.value()->watch(2, net::system_executor()));  // compacted: 410 Gone for the API
 }
 
-TEST(PostgresStore, ASecondHubOnTheSameDatabaseIsRefusedItsWrites) {
+// Updates the object only when its current version is `expected` (a resourceVersion check).
+Mutation updateIfAt(int64_t expected, const std::string& name, const std::string& value) {
+  return [=](const ObjectRecord* cur, int64_t) {
+    Decision d;
+    if (!cur || cur->revision != expected) {
+      d.kind = Decision::Kind::Fail;
+      d.code = Errc::Conflict;
+      d.message = "stale";
+      return d;
+    }
+    d.kind = Decision::Kind::Put;
+    d.object = {{"metadata", {{"name", name}, {"labels", {{"v", value}}}}}};
+    return d;
+  };
+}
+
+// Waits (10 s at most) until `check` holds.
+template <class F>
+bool eventually(F check) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!check()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+TEST(PostgresStore, TwoReplicasShareOneRevisionOrderAndEachSeesTheOthersWrites) {
   test::PostgresServer pg;
   if (!pg.problem().empty()) {
     GTEST_SKIP() << pg.problem();
   }
-  auto first = openOn(pg);
-  ASSERT_TRUE(first) << first.error().message;
-  auto second = openOn(pg);
-  ASSERT_TRUE(second) << second.error().message;
-  EXPECT_EQ(write(*first.value(), "a", putObject("a", "1")).object->revision, 1);
-  // The second hub's memory is behind: its write fails instead of reusing revision 1.
-  WriteResult stale = write(*second.value(), "b", putObject("b", "1"));
+  auto a = openOn(pg);
+  ASSERT_TRUE(a) << a.error().message;
+  auto b = openOn(pg);
+  ASSERT_TRUE(b) << b.error().message;
+  ObjectStore& one = *a.value();
+  ObjectStore& two = *b.value();
+  EXPECT_EQ(write(one, "a", putObject("a", "1")).object->revision, 1);
+  // The second replica's group first takes in the first's: the next revision, not a reused one.
+  EXPECT_EQ(write(two, "b", putObject("b", "1")).object->revision, 2);
+  EXPECT_TRUE(two.get("g/things", "a"));
+  // And the first hears of it without writing (its follower).
+  EXPECT_TRUE(eventually([&] { return one.revision() == 2 && one.get("g/things", "b"); }));
+  // A create is unique across replicas; a resourceVersion check holds across them.
+  WriteResult again = write(two, "a", createThing("a"));
+  EXPECT_EQ(again.decision.code, Errc::Conflict);
+  EXPECT_EQ(write(two, "a", updateIfAt(1, "a", "2")).object->revision, 3);
+  WriteResult stale = write(one, "a", updateIfAt(1, "a", "3"));
   EXPECT_EQ(stale.decision.kind, Decision::Kind::Fail);
-  EXPECT_NE(stale.decision.message.find("another kflex-hub has written to this database"), std::string::npos)
-      << stale.decision.message;
-  EXPECT_EQ(write(*first.value(), "c", putObject("c", "1")).object->revision, 2);
+  EXPECT_EQ(stale.decision.code, Errc::Conflict);
+  EXPECT_EQ(one.get("g/things", "a")->labels.at("v"), "2");
+}
+
+TEST(PostgresStore, CreatesOfOneNameRacingOnTwoReplicasMakeExactlyOne) {
+  test::PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  auto a = openOn(pg);
+  ASSERT_TRUE(a) << a.error().message;
+  auto b = openOn(pg);
+  ASSERT_TRUE(b) << b.error().message;
+  constexpr int kNames = 50;
+  std::mutex mu;
+  std::map<std::string, int> created;
+  int answered = 0;
+  std::condition_variable cv;
+  auto done = [&](const std::string& name) {
+    return [&, name](WriteResult r) {
+      std::lock_guard lock(mu);
+      if (r.decision.kind == Decision::Kind::Put) {
+        ++created[name];
+      } else {
+        EXPECT_EQ(r.decision.code, Errc::Conflict) << r.decision.message;
+      }
+      ++answered;
+      cv.notify_all();
+    };
+  };
+  for (int i = 0; i < kNames; ++i) {
+    std::string name = "n" + std::to_string(i);
+    a.value()->write("g/things", name, createThing(name), done(name));
+    b.value()->write("g/things", name, createThing(name), done(name));
+  }
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return answered == 2 * kNames; }));
+  EXPECT_EQ(created.size(), size_t(kNames));
+  for (const auto& [name, n] : created) {
+    EXPECT_EQ(n, 1) << name;
+  }
+  EXPECT_EQ(a.value()->revision() >= kNames || b.value()->revision() >= kNames, true);
+}
+
+TEST(PostgresStore, AWatchOnOneReplicaSeesEveryWriteOfTheOtherOnceInOrder) {
+  test::PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  auto a = openOn(pg);
+  ASSERT_TRUE(a) << a.error().message;
+  auto b = openOn(pg);
+  ASSERT_TRUE(b) << b.error().message;
+  net::io_context ioc;
+  auto w = b.value()->watch(b.value()->revision(), ioc.get_executor(), 100000);
+  ASSERT_TRUE(w) << w.error().message;
+  // Writes on both, the first's in bursts (groups of many), the second's one by one.
+  constexpr int kWrites = 300;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < kWrites; ++i) {
+    std::string name = "o" + std::to_string(i % 37);
+    a.value()->write("g/things", name, putObject(name, std::to_string(i)), [&](WriteResult) { ++answered; });
+    if (i % 10 == 0) {
+      write(*b.value(), "mine", putObject("mine", std::to_string(i)));
+    }
+  }
+  ASSERT_TRUE(eventually([&] { return answered == kWrites; }));
+  const int64_t last = kWrites + kWrites / 10;
+  ASSERT_TRUE(eventually([&] { return b.value()->revision() == last; })) << b.value()->revision();
+  std::vector<int64_t> seen;
+  while (ioc.poll() > 0 || seen.size() < size_t(last)) {
+    EventPtr ev;
+    if (!w->channel->try_receive([&](boost::system::error_code, EventPtr e) { ev = std::move(e); })) {
+      break;
+    }
+    seen.push_back(ev->revision);
+  }
+  ASSERT_EQ(seen.size(), size_t(last));
+  for (size_t i = 0; i < seen.size(); ++i) {
+    ASSERT_EQ(seen[i], int64_t(i) + 1);
+  }
+  b.value()->unwatch(w->id);
+}
+
+// A backend that never hears of other writers between its own groups (no follower), so that it
+// falls behind on purpose.
+class Deaf : public StoreBackend {
+ public:
+  explicit Deaf(std::unique_ptr<StoreBackend> inner) : inner_(std::move(inner)) {}
+  const std::string& where() const override { return inner_->where(); }
+  Result<LoadedState> load() override { return inner_->load(); }
+  Result<Changes> begin() override { return inner_->begin(); }
+  Result<void> put(const std::string& r, const std::string& n, int64_t rev) override { return inner_->put(r, n, rev); }
+  Result<void> remove(const std::string& r, const std::string& n) override { return inner_->remove(r, n); }
+  Result<void> appendEvent(const Event& e) override { return inner_->appendEvent(e); }
+  Result<void> dropEvent(int64_t rev) override { return inner_->dropEvent(rev); }
+  Result<void> compact(int64_t from, int64_t to) override { return inner_->compact(from, to); }
+  Result<void> setMeta(int64_t rev, int64_t compacted) override { return inner_->setMeta(rev, compacted); }
+  Result<void> commit() override { return inner_->commit(); }
+  void rollback() override { inner_->rollback(); }
+  Result<void> sync() override { return inner_->sync(); }
+
+ private:
+  std::unique_ptr<StoreBackend> inner_;
+};
+
+TEST(PostgresStore, AReplicaBehindTheCompactionReadsEverythingAgainAndItsWatchesEnd) {
+  test::PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  StoreOptions options;
+  options.event_retention = 10;
+  auto a = openOn(pg, options);
+  ASSERT_TRUE(a) << a.error().message;
+  write(*a.value(), "gone", putObject("gone", "1"));
+  auto inner = PostgresBackend::open({pg.dsn(), pg.password()});
+  ASSERT_TRUE(inner) << inner.error().message;
+  auto b = ObjectStore::open(std::make_unique<Deaf>(std::move(inner.value())), options);
+  ASSERT_TRUE(b) << b.error().message;
+  ASSERT_TRUE(b.value()->get("g/things", "gone"));
+  net::io_context ioc;
+  auto w = b.value()->watch(b.value()->revision(), ioc.get_executor());
+  ASSERT_TRUE(w) << w.error().message;
+  write(*a.value(), "gone", deleteObject());
+  for (int i = 0; i < 40; ++i) {
+    write(*a.value(), "busy", putObject("busy", std::to_string(i)));
+  }
+  // Its next group finds the events it missed compacted away: it reads everything again.
+  WriteResult r = write(*b.value(), "mine", putObject("mine", "1"));
+  ASSERT_EQ(r.decision.kind, Decision::Kind::Put) << r.decision.message;
+  EXPECT_EQ(r.object->revision, 43);
+  EXPECT_FALSE(b.value()->get("g/things", "gone"));
+  EXPECT_EQ(b.value()->get("g/things", "busy")->labels.at("v"), "39");
+  EXPECT_EQ(b.value()->revision(), 43);
+  // Its watcher missed events: the watch ends, and the watcher lists again.
+  bool closed = false;
+  w->channel->async_receive([&](boost::system::error_code ec, EventPtr) { closed = bool(ec); });
+  ioc.run_for(std::chrono::seconds(5));
+  EXPECT_TRUE(closed);
+}
+
+TEST(PostgresStore, AReplicaFollowsTheOthersAgainAfterTheDatabaseRestarts) {
+  test::PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  auto a = openOn(pg);
+  ASSERT_TRUE(a) << a.error().message;
+  auto b = openOn(pg);
+  ASSERT_TRUE(b) << b.error().message;
+  write(*a.value(), "x", putObject("x", "1"));
+  ASSERT_TRUE(eventually([&] { return b.value()->revision() == 1; }));
+  pg.stop();
+  ASSERT_TRUE(pg.start());
+  // The first write after the restart may find its connection gone (503), then it reconnects.
+  WriteResult r = write(*a.value(), "x", putObject("x", "2"));
+  if (r.decision.kind != Decision::Kind::Put) {
+    EXPECT_EQ(r.decision.code, Errc::Unavailable) << r.decision.message;
+    r = write(*a.value(), "x", putObject("x", "2"));
+  }
+  ASSERT_EQ(r.decision.kind, Decision::Kind::Put) << r.decision.message;
+  EXPECT_TRUE(eventually([&] { return b.value()->get("g/things", "x")->labels.at("v") == "2"; }));
 }
 
 TEST(PostgresStore, AnUnreachableServerIsAClearError) {
