@@ -76,12 +76,13 @@ struct AgentGateway::Session {
   TimePoint persisted_at{};  // the lastHeartbeatTime this link last stored or saw stored
 };
 
-AgentGateway::AgentGateway(net::io_context& ioc, ApiClient& api, ObjectStore& store, const model::Registry& registry,
-                           EnrollmentService& enrollment, const Clock& clock, GatewayOptions options)
+AgentGateway::AgentGateway(net::io_context& ioc, ApiClient& api, ApiClient& leader, ObjectStore& store,
+                           const model::Registry& registry, EnrollmentService& enrollment, const Clock& clock,
+                           GatewayOptions options)
     : api_(api), store_(store), agents_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "agents")),
       enrollment_(enrollment), clock_(clock), options_(options), strand_(net::make_strand(ioc)),
       views_(store, registry),
-      leases_(ioc, api, store, registry, clock, LeaseOptions{options.lease_duration, options.heartbeat_persist}),
+      leases_(ioc, api, leader, store, registry, clock, LeaseOptions{options.lease_duration, options.heartbeat_persist}),
       status_(ioc, api, store, registry, clock, options.status_limits) {}
 
 AgentGateway::~AgentGateway() = default;

@@ -46,8 +46,10 @@ struct GatewayOptions {
  */
 class AgentGateway {
  public:
-  AgentGateway(net::io_context& ioc, ApiClient& api, ObjectStore& store, const model::Registry& registry,
-               EnrollmentService& enrollment, const Clock& clock, GatewayOptions options);
+  /// `leader`: the controllers' client (lease expiries are the leader's).
+  AgentGateway(net::io_context& ioc, ApiClient& api, ApiClient& leader, ObjectStore& store,
+               const model::Registry& registry, EnrollmentService& enrollment, const Clock& clock,
+               GatewayOptions options);
   ~AgentGateway();
   /// Starts the lease and status controllers and the feeds' watch.
   void start();

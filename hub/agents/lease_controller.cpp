@@ -20,16 +20,17 @@ std::string seconds(std::chrono::seconds s) { return std::to_string(s.count()) +
 
 }  // namespace
 
-LeaseController::LeaseController(net::io_context& ioc, ApiClient& api, ObjectStore& store,
+LeaseController::LeaseController(net::io_context& ioc, ApiClient& api, ApiClient& leader, ObjectStore& store,
                                  const model::Registry& registry, const Clock& clock,
                                  LeaseOptions options)
     : api_(api),
+      leader_(leader),
       store_(store),
       agents_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "agents")),
       cps_(*registry.find(model::kTenancyGroup, model::kTenancyVersion, "controlplanes")),
       clock_(clock),
       options_(options),
-      started_(clock.now()),
+      leading_since_(clock.now()),
       controller_(net::make_strand(ioc), store, ControllerOptions{"leases", 4, {}},
                   [this](std::string key) { return reconcile(std::move(key)); }) {
   controller_.watch(resourceKey(agents_), [this](const EventPtr& ev) { return onAgent(ev); });
@@ -39,6 +40,23 @@ LeaseController::LeaseController(net::io_context& ioc, ApiClient& api, ObjectSto
       std::chrono::milliseconds(options_.duration) / 5, std::chrono::milliseconds(100),
       std::chrono::seconds(1));
   controller_.resync(tick, [this] { return expiredAgents(); });
+  controller_.onlyWhileLeading(leader_.leadership());
+  if (const Leadership* lead = leader_.leadership()) {
+    // A new leader gives every agent the grace a restarted hub gives: its renewals went to other
+    // replicas, which store them only every heartbeat_persist.
+    lead_observer_ = lead->observe([this](int64_t term) {
+      if (term != 0) {
+        std::lock_guard lock(mutex_);
+        leading_since_ = clock_.now();
+      }
+    });
+  }
+}
+
+LeaseController::~LeaseController() {
+  if (lead_observer_ != 0) {
+    leader_.leadership()->unobserve(lead_observer_);
+  }
 }
 
 void LeaseController::renewed(const std::string& agent, TimePoint at) {
@@ -115,7 +133,7 @@ Controller::Keys LeaseController::relist() {
 }
 
 TimePoint LeaseController::lastRenewal(const std::string& agent, const Lease& lease) {
-  TimePoint last = std::max(started_ + std::min(kBackoffCap, options_.duration), lease.last_heartbeat);
+  TimePoint last = std::max(leading_since_ + std::min(kBackoffCap, options_.duration), lease.last_heartbeat);
   if (auto r = renewed_.find(agent); r != renewed_.end() && r->second > last) {
     last = r->second;
   }
@@ -154,7 +172,7 @@ net::awaitable<Outcome> LeaseController::reconcile(std::string agent) {
   std::string msg = "the agent has not renewed its lease for " + seconds(silent) +
                     " (lease duration " + seconds(options_.duration) + ")";
   log::warn("agent lease expired", {{"agent", agent}, {"silent", seconds(silent)}});
-  Result<void> marked = co_await api_.changeStatus(agents_, agent, [&](Json& o) {
+  Result<void> marked = co_await leader_.changeStatus(agents_, agent, [&](Json& o) {
     if (model::conditionStatus(o, "Ready") != "True") {
       return false;
     }
@@ -180,7 +198,7 @@ net::awaitable<void> LeaseController::markControlPlanesUnknown(const std::string
     if (rec->bytes.find(quoted) == std::string::npos || placedOn(*rec) != agent) {
       continue;
     }
-    co_await api_.changeStatus(cps_, rec->name, [&](Json& obj) {
+    co_await leader_.changeStatus(cps_, rec->name, [&](Json& obj) {
       return model::setCondition(
           obj["status"], "Ready", "Unknown", "AgentUnreachable",
           "agent " + agent + " has not renewed its lease; the control plane's state is unknown",

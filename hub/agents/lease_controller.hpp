@@ -32,8 +32,11 @@ struct LeaseOptions {
  */
 class LeaseController {
  public:
-  LeaseController(net::io_context& ioc, ApiClient& api, ObjectStore& store,
+  /// `api` stores renewals (on the replica holding the link); expiries are the leader's, written
+  /// through `leader` (the controllers' client: only while this replica leads, fenced).
+  LeaseController(net::io_context& ioc, ApiClient& api, ApiClient& leader, ObjectStore& store,
                   const model::Registry& registry, const Clock& clock, LeaseOptions options);
+  ~LeaseController();
   void start() { controller_.start(); }
   void stop() { controller_.stop(); }
   /// `agent` renewed its lease at `at` (a hello stores its heartbeat itself).
@@ -63,13 +66,15 @@ class LeaseController {
   net::awaitable<void> markControlPlanesUnknown(const std::string& agent, const std::string& stamp);
 
   ApiClient& api_;
+  ApiClient& leader_;
   ObjectStore& store_;
   const model::ResourceType& agents_;
   const model::ResourceType& cps_;
   const Clock& clock_;
   const LeaseOptions options_;
-  const TimePoint started_;
-  std::mutex mutex_;                                    // guards renewed_
+  TimePoint leading_since_;                             // mutex_: since when this replica leads
+  uint64_t lead_observer_ = 0;
+  std::mutex mutex_;                                    // guards renewed_, leading_since_
   std::unordered_map<std::string, TimePoint> renewed_;  // the last renewal this hub saw, per agent
   std::unordered_map<std::string, Lease> leases_;  // strand: every Agent's lease, from the watch
   Controller controller_;

@@ -54,9 +54,10 @@ std::optional<int64_t> parseQuantity(const std::string& q, bool millis) { return
 
 std::string bytesQuantity(int64_t bytes) { return std::to_string(bytes / 1024) + "Ki"; }
 
-PlacementController::PlacementController(net::io_context& ioc, ApiService& api, ObjectStore& store,
-                                         const model::Registry& registry, const Clock& clock)
-    : api_(api), store_(store), cps_(kind(registry, "controlplanes")), agents_(kind(registry, "agents")),
+PlacementController::PlacementController(net::io_context& ioc, ApiService& service, ApiClient& api,
+                                         ObjectStore& store, const model::Registry& registry, const Clock& clock)
+    : service_(service),
+      api_(api), store_(store), cps_(kind(registry, "controlplanes")), agents_(kind(registry, "agents")),
       clock_(clock),
       controller_(net::make_strand(ioc), store,
                   ControllerOptions{"placement", kPlacementWrites, {kRetryBase, kRetryCap}},
@@ -65,10 +66,11 @@ PlacementController::PlacementController(net::io_context& ioc, ApiService& api, 
   controller_.watch(resourceKey(cps_), [this](const EventPtr& ev) { return onControlPlaneEvent(*ev); });
   controller_.relist([this](int64_t) { return relist(); });
   controller_.resync(kResync, [this] { return resync(); });
+  controller_.onlyWhileLeading(api_.leadership());
 }
 
 void PlacementController::start() {
-  api_.setCreateAdmission(cps_, this);
+  service_.setCreateAdmission(cps_, this);
   controller_.start();
 }
 

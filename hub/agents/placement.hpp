@@ -52,7 +52,10 @@ std::string bytesQuantity(int64_t bytes);
  */
 class PlacementController : public CreateAdmission {
  public:
-  PlacementController(net::io_context& ioc, ApiService& api, ObjectStore& store, const model::Registry& registry,
+  /// `service` takes its create admission (any replica admits); `api` is the controllers' client
+  /// its own writes go through (only while this replica leads).
+  PlacementController(net::io_context& ioc, ApiService& service, ApiClient& api, ObjectStore& store,
+                      const model::Registry& registry,
                       const Clock& clock);
   /// Starts the controller and makes it the API's create admission for ControlPlanes (call before
   /// the server serves).
@@ -139,7 +142,8 @@ class PlacementController : public CreateAdmission {
   /// Enqueues (soon) an agent's bookkeeping when the view's usage differs from what it records.
   void enqueueBookIfStale(const AgentView& agent);
 
-  ApiService& api_;
+  ApiService& service_;
+  ApiClient& api_;
   ObjectStore& store_;
   const model::ResourceType& cps_;
   const model::ResourceType& agents_;

@@ -57,6 +57,7 @@ ReleaseController::ReleaseController(net::io_context& ioc, ApiClient& api, Objec
   controller_.watch(resourceKey(cps_), [this](const EventPtr& ev) { return onControlPlane(ev); });
   controller_.watch(resourceKey(agents_), [this](const EventPtr& ev) { return onAgent(ev); });
   controller_.relist([this](int64_t) { return relist(); });
+  controller_.onlyWhileLeading(api_.leadership());
 }
 
 void ReleaseController::place(const std::string& cp, const std::string& agent) {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <string>
 
+#include "hub/store/leadership.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/result.hpp"
 #include "shared/model/resource.hpp"
@@ -60,6 +61,9 @@ class ApiClient {
   /// is already gone.
   virtual net::awaitable<bool> removeFinalizer(const model::ResourceType& type, std::string name,
                                                std::string finalizer) = 0;
+  /// The lead this client's writes are fenced by (the controllers' client of a replica), or
+  /// nullptr: controllers built on it reconcile only while it leads.
+  virtual const Leadership* leadership() const { return nullptr; }
 };
 
 }  // namespace kflex::hub

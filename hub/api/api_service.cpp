@@ -456,6 +456,10 @@ net::awaitable<WriteResult> ApiService::commit(const ApiRequest& req, const Reso
     } catch (const std::exception& e) {
       result.decision = failure("InternalError", std::string("internal error: ") + e.what());
     }
+  } else if (options_.leadership && !options_.leadership->leading()) {
+    // The controllers' client of a replica that does not lead: nothing to write (the leader's
+    // controllers do it).
+    result.decision = failure("Conflict", "this hub replica does not lead the controllers");
   } else {
     // Optimistic: compute the outcome here, against the version current now, so the work runs
     // in parallel on the request's thread. The writer thread takes it as it is when that version
@@ -493,7 +497,9 @@ net::awaitable<WriteResult> ApiService::commit(const ApiRequest& req, const Reso
       }
       return mutation(current, next);
     };
-    result = co_await store_.write(resourceKey(t, req.ns), name, std::move(checked), net::use_awaitable);
+    // The controllers' writes are fenced by the term they were decided under.
+    int64_t fence = options_.leadership ? options_.leadership->term() : 0;
+    result = co_await store_.write(resourceKey(t, req.ns), name, fence, std::move(checked), net::use_awaitable);
   }
   co_return result;
 }

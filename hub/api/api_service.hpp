@@ -24,6 +24,9 @@ struct ApiOptions {
   std::chrono::seconds default_watch_timeout{1800};   ///< Watch without timeoutSeconds ends after this.
   std::chrono::seconds bookmark_interval{60};         ///< BOOKMARK events when asked for.
   std::string server_version = "v1.32.0+kflex";       ///< gitVersion reported by /version.
+  /// Set for the client the controllers write through: its writes are refused while this
+  /// replica does not lead, and fenced by the term it leads under (docs/dev/replicas.md).
+  const Leadership* leadership = nullptr;
 };
 
 /// The field manager of what the hub itself writes (its controllers, and status decided at create).
@@ -82,6 +85,7 @@ class ApiService : public ApiClient {
                                               ObjectChange change) override;
   net::awaitable<bool> removeFinalizer(const model::ResourceType& type, std::string name,
                                        std::string finalizer) override;
+  const Leadership* leadership() const override { return options_.leadership; }
 
  private:
   net::awaitable<ApiResponse> handleResource(ApiRequest& req, const model::ResourceType& type,

@@ -15,8 +15,8 @@
 #endif
 
 #include "hub/agents/enrollment.hpp"
+#include "hub/app/leader_elector.hpp"
 #include "hub/agents/gateway.hpp"
-#include "hub/store/postgres_backend.hpp"
 #include "hub/agents/placement.hpp"
 #include "hub/agents/release_controller.hpp"
 #include "hub/api/api_service.hpp"
@@ -25,6 +25,7 @@
 #include "shared/tls/secret_box.hpp"
 #include "hub/api/http_server.hpp"
 #include "hub/store/object_store.hpp"
+#include "hub/store/postgres_backend.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/service_manager.hpp"
 #include "shared/common/util.hpp"
@@ -131,6 +132,14 @@ Result<std::unique_ptr<ObjectStore>> openStore(const HubConfig& cfg, const Store
   }
   log::info("storing objects in PostgreSQL", {{"datastore", backend.value()->where()}});
   return ObjectStore::open(std::move(backend.value()), options);
+}
+
+// This process's name in the leader election: host, pid and a random part (a restarted replica
+// is another holder, which waits for the old lead to lapse).
+std::string replicaName() {
+  char host[256] = {};
+  (void)::gethostname(host, sizeof host - 1);
+  return std::string(host) + "/" + std::to_string(::getpid()) + "/" + newUuid().substr(0, 8);
 }
 
 }  // namespace
@@ -395,6 +404,12 @@ int runHub(const HubConfig& cfg) {
   }
   model::Registry registry = model::kflexRegistry();
   ApiService api(*store.value(), registry, clock, ApiOptions{});
+  // The controllers write through a client of their own: only while this replica leads them,
+  // each write fenced by the term it leads under (docs/dev/replicas.md).
+  Leadership leadership;
+  ApiOptions leader_options;
+  leader_options.leadership = &leadership;
+  ApiService leader_api(*store.value(), registry, clock, leader_options);
   // The control planes' kubeconfigs are sealed at rest under a key of their own.
   auto box = tls::SecretBox::openOrCreate(cfg.data_dir / "pki" / "encryption.key");
   if (!box) {
@@ -484,14 +499,14 @@ int runHub(const HubConfig& cfg) {
   gateway_options.expired_grace = cfg.agent_expired_grace;
   gateway_options.status_limits = {cfg.agent_status_interval, double(cfg.agent_status_writes_per_second),
                                    cfg.agent_status_burst};
-  AgentGateway gateway(ioc, api, *store.value(), registry, enrollment, clock, gateway_options);
+  AgentGateway gateway(ioc, api, leader_api, *store.value(), registry, enrollment, clock, gateway_options);
   gateway.setSecrets(&secrets);
   server.value()->addRoute("/enroll/", [&enrollment](ApiRequest r) { return enrollment.handle(std::move(r)); });
   server.value()->addRoute("/api/v1/", [&secrets](ApiRequest r) { return secrets.handle(std::move(r)); });
   server.value()->addUpgrade(protocol::kConnectPath,
                              [&gateway](std::unique_ptr<HttpStream>& s, http::request<http::string_body> r, tls::PeerIdentity id,
                                         std::string peer) { return gateway.serve(s, std::move(r), std::move(id), std::move(peer)); });
-  PlacementController placement(ioc, api, *store.value(), registry, clock);
+  PlacementController placement(ioc, api, leader_api, *store.value(), registry, clock);
   ClusterOptions cluster_options;
   if (!cfg.hosting_kubeconfig.empty()) {
     auto kc = config::Kubeconfig::load(cfg.hosting_kubeconfig);
@@ -503,13 +518,23 @@ int runHub(const HubConfig& cfg) {
     }
     cluster_options.hosting = access.value();
   }
-  ClusterController clusters(ioc, api, *store.value(), registry, secrets, clock, cluster_options);
-  ReleaseController release(ioc, api, *store.value(), registry, clock, cfg.agent_lost_release);
+  ClusterController clusters(ioc, leader_api, *store.value(), registry, secrets, clock, cluster_options);
+  ReleaseController release(ioc, leader_api, *store.value(), registry, clock, cfg.agent_lost_release);
   release.setSecrets(&secrets);
+  // On a database of its own the hub always leads; among replicas it takes part in the election.
+  std::unique_ptr<LeaderElector> elector;
+  if (auto election = store.value()->leaderElection(replicaName(), LeadOptions{}.lease)) {
+    elector = std::make_unique<LeaderElector>(std::move(election), leadership, LeadOptions{});
+  } else {
+    leadership.set(1);
+  }
   gateway.start();
   placement.start();
   clusters.start();
   release.start();
+  if (elector) {
+    elector->start();
+  }
   server.value()->start();
   log::info("kflex-hub serving", {{"version", kVersion}, {"url", url},
                                   {"kubeconfig", (cfg.data_dir / "admin.kubeconfig").string()},
@@ -557,6 +582,9 @@ int runHub(const HubConfig& cfg) {
     watchdog.stop();
     *deadline = std::chrono::steady_clock::now() + cfg.shutdown_grace;
     api.shutdown();
+    if (elector) {
+      elector->stop();  // another replica's controllers take over at once
+    }
     housekeeping.cancel();
     gateway.stop();
     placement.stop();

@@ -100,6 +100,7 @@ ClusterController::ClusterController(net::io_context& ioc, ApiClient& api, Objec
   controller_.watch(resourceKey(cps_), [this](const EventPtr& ev) { return onControlPlaneEvent(*ev); });
   controller_.watch(resourceKey(hooks_), [this](const EventPtr& ev) { return onHookEvent(*ev); });
   controller_.relist([this](int64_t) { return relist(); });
+  controller_.onlyWhileLeading(api_.leadership());
 }
 
 void ClusterController::start() { controller_.start(); }

@@ -38,6 +38,19 @@ void Controller::spawn(net::awaitable<void> loop, const char* what) {
 }
 
 void Controller::start() {
+  if (lead_ != nullptr) {
+    lead_observer_ = lead_->observe([this](int64_t term) {
+      if (term == 0) {
+        return;
+      }
+      net::post(strand_, [this] {
+        if (!stopping_) {
+          log::info("controller takes over as this replica leads", {{"controller", options_.name}});
+          enqueue(relist_ ? relist_(store_.revision()) : resync_keys_ ? resync_keys_() : Keys{});
+        }
+      });
+    });
+  }
   if (!sources_.empty()) {
     spawn(watchLoop(), "watch");
   } else if (relist_) {
@@ -53,6 +66,9 @@ void Controller::start() {
 
 void Controller::stop() {
   stopping_ = true;
+  if (lead_observer_ != 0) {
+    lead_->unobserve(lead_observer_);
+  }
   queue_.shutDown();
   net::post(strand_, [this] {
     if (watch_id_ != 0) {
@@ -102,6 +118,11 @@ net::awaitable<void> Controller::workerLoop() {
     std::optional<std::string> key = co_await queue_.get();
     if (!key) {
       co_return;  // shut down
+    }
+    if (lead_ != nullptr && !lead_->leading()) {
+      queue_.forget(*key);  // the leader's controller does it
+      queue_.done(*key);
+      continue;
     }
     Outcome out;
     try {

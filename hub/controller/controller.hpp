@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hub/controller/work_queue.hpp"
+#include "hub/store/leadership.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/net/asio.hpp"
 
@@ -93,6 +94,10 @@ class Controller {
   void relist(Relister list);
   /// Enqueues the keys `keys` returns every `period`.
   void resync(std::chrono::milliseconds period, KeyLister keys);
+  /// Reconciles only while `lead` leads (nullptr: always): keys are dropped meanwhile, and when
+  /// the lead is taken every key is looked at (relist, else resync). The watch and relists run
+  /// either way, so what the controller keeps is current when it takes over.
+  void onlyWhileLeading(const Leadership* lead) { lead_ = lead; }
 
   /// Subscribes, relists, and starts the workers and the resync.
   void start();
@@ -125,6 +130,8 @@ class Controller {
   KeyLister resync_keys_;
   std::chrono::milliseconds resync_period_{0};
   std::atomic<bool> stopping_{false};
+  const Leadership* lead_ = nullptr;
+  uint64_t lead_observer_ = 0;
   uint64_t watch_id_ = 0;  // strand only
   net::steady_timer resync_timer_;  // strand only
 };

@@ -151,12 +151,12 @@ Result<void> ObjectStore::load() {
 
 ObjectStore::~ObjectStore() { stop(); }
 
-void ObjectStore::submit(std::string resource, std::string name, Mutation mutation,
+void ObjectStore::submit(std::string resource, std::string name, int64_t fence, Mutation mutation,
                          std::function<void(WriteResult)> done) {
   {
     std::lock_guard lock(queue_mutex_);
     if (!stopping_) {
-      queue_.push_back({std::move(resource), std::move(name), std::move(mutation), std::move(done)});
+      queue_.push_back({std::move(resource), std::move(name), fence, std::move(mutation), std::move(done)});
       queue_cv_.notify_one();
       return;
     }
@@ -319,13 +319,29 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
     adopt(std::move(begun.value()));
   }
   int64_t next = committed_;
+  // Writes of the controllers' leader carry its term: another term now means it was deposed.
+  int64_t term = 0;
+  if (storage_error.empty() && std::any_of(batch.begin(), batch.end(), [](const PendingWrite& w) { return w.fence; })) {
+    auto t = backend_->leaderTerm();
+    if (note(t ? Result<void>{} : Result<void>(t.error()))) {
+      term = t.value();
+    }
+  }
   std::vector<EventPtr> events;
   for (size_t i = 0; i < batch.size() && storage_error.empty(); ++i) {
     auto& w = batch[i];
     ObjectPtr cur = current(w);
     Decision d;
     try {
-      d = w.mutation(cur.get(), next + 1);
+      if (w.fence != 0 && w.fence != term) {
+        d.kind = Decision::Kind::Fail;
+        d.code = Errc::Conflict;
+        d.reason = "Conflict";
+        d.message = "this hub replica no longer leads the controllers (its term " + std::to_string(w.fence) +
+                    ", the datastore's " + std::to_string(term) + "); the leader's controllers do this now";
+      } else {
+        d = w.mutation(cur.get(), next + 1);
+      }
       if (d.kind == Decision::Kind::Put && !d.encoded) {
         encode(d);  // serialized here, so that an object that cannot be (not UTF-8) fails alone
       }
@@ -677,6 +693,10 @@ void ObjectStore::closeWatches() {
     ch->close();
   }
   watchers_.clear();
+}
+
+std::unique_ptr<LeaderElection> ObjectStore::leaderElection(const std::string& holder, std::chrono::seconds lease) {
+  return backend_ ? backend_->leaderElection(holder, lease) : nullptr;
 }
 
 void ObjectStore::stop() {

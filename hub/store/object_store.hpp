@@ -28,6 +28,7 @@ namespace kflex::hub {
 
 class StoreBackend;
 class ChangeSignal;
+class LeaderElection;
 struct Changes;
 struct LoadedState;
 
@@ -130,12 +131,18 @@ class ObjectStore {
   /// Submits a mutation; the handler runs on its associated executor after the commit.
   template <class Token>
   auto write(std::string resource, std::string name, Mutation mutation, Token&& token) {
+    return write(std::move(resource), std::move(name), 0, std::move(mutation), std::forward<Token>(token));
+  }
+  /// The same, fenced by the term of the controllers' lead it was decided under (> 0): it fails
+  /// (Conflict) when the database's term is another by the time it is stored (Leadership).
+  template <class Token>
+  auto write(std::string resource, std::string name, int64_t fence, Mutation mutation, Token&& token) {
     return net::async_initiate<Token, void(WriteResult)>(
-        [this](auto handler, std::string r, std::string n, Mutation m) {
+        [this, fence](auto handler, std::string r, std::string n, Mutation m) {
           // Complete on the requester's executor, never on the writer thread.
           auto ex = net::get_associated_executor(handler);
           auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-          submit(std::move(r), std::move(n), std::move(m), [shared, ex](WriteResult result) {
+          submit(std::move(r), std::move(n), fence, std::move(m), [shared, ex](WriteResult result) {
             net::post(ex, [shared, result = std::move(result)]() mutable { std::move(*shared)(std::move(result)); });
           });
         },
@@ -174,16 +181,21 @@ class ObjectStore {
   void closeWatches();
   /// Stops the writer after it drains its queue.
   void stop();
+  /// The election for the controllers' lead among the replicas of this store's database, for
+  /// `holder` (this replica's unique name); nullptr when this hub is the database's only writer.
+  std::unique_ptr<LeaderElection> leaderElection(const std::string& holder, std::chrono::seconds lease);
 
  private:
   struct PendingWrite {
     std::string resource;
     std::string name;
+    int64_t fence = 0;
     Mutation mutation;
     std::function<void(WriteResult)> done;
   };
   ObjectStore(std::unique_ptr<StoreBackend> backend, StoreOptions options);
-  void submit(std::string resource, std::string name, Mutation mutation, std::function<void(WriteResult)> done);
+  void submit(std::string resource, std::string name, int64_t fence, Mutation mutation,
+              std::function<void(WriteResult)> done);
   /// A group the writer has committed (or failed), waiting for the syncer.
   struct Committed {
     std::vector<std::function<void(WriteResult)>> done;

@@ -19,17 +19,21 @@ std::string num(int64_t v) { return std::to_string(v); }
 
 int64_t toInt(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
 
-// Schema version 1 of the kflex schema (meta row 'schema').
+// Schema version 2 of the kflex schema (meta row 'schema'); 2 added the leader row.
 constexpr const char* kSchema = R"(
   CREATE SCHEMA IF NOT EXISTS kflex;
   CREATE TABLE IF NOT EXISTS kflex.meta (key text PRIMARY KEY, value bigint NOT NULL);
-  INSERT INTO kflex.meta VALUES ('revision', 0), ('compacted', 0), ('schema', 1) ON CONFLICT (key) DO NOTHING;
+  INSERT INTO kflex.meta VALUES ('revision', 0), ('compacted', 0), ('schema', 2) ON CONFLICT (key) DO NOTHING;
+  UPDATE kflex.meta SET value = 2 WHERE key = 'schema' AND value < 2;
+  CREATE TABLE IF NOT EXISTS kflex.leader (name text PRIMARY KEY, holder text NOT NULL, term bigint NOT NULL,
+                                           renewed_at timestamptz NOT NULL);
+  INSERT INTO kflex.leader VALUES ('controllers', '', 0, '-infinity') ON CONFLICT (name) DO NOTHING;
   CREATE TABLE IF NOT EXISTS kflex.objects (resource text NOT NULL, name text NOT NULL, revision bigint NOT NULL,
                                             PRIMARY KEY (resource, name));
   CREATE TABLE IF NOT EXISTS kflex.events (revision bigint PRIMARY KEY, type smallint NOT NULL, resource text NOT NULL,
                                            name text NOT NULL, body text NOT NULL);
 )";
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
 // The channel every group notifies on commit, with its last revision.
 constexpr const char* kChannel = "kflex_events";
 
@@ -109,7 +113,109 @@ class PostgresSignal : public ChangeSignal {
   bool lost_logged_ = false;
 };
 
+// The controllers' lead: a row holder, term and renewal time, on a connection of its own. Times
+// are the database's (clock_timestamp()), never a replica's. Taking the lead also takes the
+// revision lock, so a new term is ordered among the groups: every group that commits after it
+// sees it, and a deposed leader's fenced write fails (docs/dev/replicas.md).
+class PostgresElection : public LeaderElection {
+ public:
+  PostgresElection(store::PostgresTarget target, std::string holder, std::chrono::seconds lease)
+      : target_(std::move(target)), holder_(std::move(holder)), lease_(num(lease.count())) {}
+
+  Result<int64_t> campaign() override {
+    if (auto r = connected(); !r) {
+      term_ = 0;
+      return r.error();
+    }
+    if (term_ != 0) {
+      auto renewed = conn_->query(
+          "UPDATE kflex.leader SET renewed_at = clock_timestamp() WHERE name = 'controllers' AND holder = $1 AND "
+          "term = $2 RETURNING term",
+          Params{holder_, num(term_)});
+      if (!renewed) {
+        return renewed.error();
+      }
+      if (!renewed->empty()) {
+        return term_;
+      }
+      term_ = 0;  // another replica took it
+    }
+    auto free = conn_->query(
+        "SELECT 1 FROM kflex.leader WHERE name = 'controllers' AND renewed_at < clock_timestamp() - make_interval(secs "
+        "=> $1)",
+        Params{lease_});
+    if (!free) {
+      return free.error();
+    }
+    if (free->empty()) {
+      return int64_t(0);
+    }
+    if (auto r = conn_->exec("BEGIN"); !r) {
+      return r.error();
+    }
+    auto taken = conn_->query("SELECT value FROM kflex.meta WHERE key = 'revision' FOR UPDATE");
+    if (taken) {
+      taken = conn_->query(
+          "UPDATE kflex.leader SET holder = $1, term = term + 1, renewed_at = clock_timestamp() WHERE name = "
+          "'controllers' AND renewed_at < clock_timestamp() - make_interval(secs => $2) RETURNING term",
+          Params{holder_, lease_});
+    }
+    if (!taken) {
+      (void)conn_->exec("ROLLBACK");
+      return taken.error();
+    }
+    if (auto r = conn_->exec("COMMIT"); !r) {
+      return r.error();  // (lost or not, the next campaign settles it: the row names the holder)
+    }
+    term_ = taken->empty() ? 0 : toInt(taken->front()[0]);
+    return term_;
+  }
+
+  void resign() override {
+    if (term_ != 0 && conn_ && conn_->ok()) {
+      (void)conn_->exec("UPDATE kflex.leader SET renewed_at = '-infinity' WHERE name = 'controllers' AND holder = $1 "
+                        "AND term = $2",
+                        Params{holder_, num(term_)});
+    }
+    term_ = 0;
+  }
+
+ private:
+  Result<void> connected() {
+    if (conn_ && conn_->ok()) {
+      return {};
+    }
+    if (!conn_) {
+      auto c = store::Connection::open(target_, std::chrono::seconds(5));
+      if (!c) {
+        return c.error();
+      }
+      conn_ = std::move(c.value());
+      return {};
+    }
+    return conn_->reconnect();
+  }
+
+  store::PostgresTarget target_;
+  std::string holder_;
+  std::string lease_;  // seconds
+  std::unique_ptr<store::Connection> conn_;
+  int64_t term_ = 0;
+};
+
 }  // namespace
+
+std::unique_ptr<LeaderElection> PostgresBackend::leaderElection(const std::string& holder, std::chrono::seconds lease) {
+  return std::make_unique<PostgresElection>(target_, holder, lease);
+}
+
+Result<int64_t> PostgresBackend::leaderTerm() {
+  auto t = conn_->query("SELECT term FROM kflex.leader WHERE name = 'controllers'");
+  if (!t) {
+    return abort(t.error());
+  }
+  return t->empty() ? int64_t(0) : toInt(t->front()[0]);
+}
 
 std::unique_ptr<ChangeSignal> PostgresBackend::changeSignal() { return std::make_unique<PostgresSignal>(target_); }
 

@@ -39,6 +39,8 @@ class PostgresBackend : public StoreBackend {
   Result<void> sync() override { return {}; }
   Result<Changes> catchUp() override;
   std::unique_ptr<ChangeSignal> changeSignal() override;
+  Result<int64_t> leaderTerm() override;
+  std::unique_ptr<LeaderElection> leaderElection(const std::string& holder, std::chrono::seconds lease) override;
 
  private:
   PostgresBackend(store::PostgresTarget target, std::unique_ptr<store::Connection> conn)

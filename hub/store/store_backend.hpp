@@ -48,6 +48,17 @@ class ChangeSignal {
   virtual void interrupt() = 0;
 };
 
+/// The lead of the controllers among the replicas of one database (docs/dev/replicas.md).
+class LeaderElection {
+ public:
+  virtual ~LeaderElection() = default;
+  /// Takes the lead when no one holds it or its holder stopped renewing, renews it when held:
+  /// the term held, or 0 when another replica leads.
+  virtual Result<int64_t> campaign() = 0;
+  /// Gives the lead up at once (a clean shutdown), so that another replica takes it.
+  virtual void resign() = 0;
+};
+
 /**
  * Where the ObjectStore keeps its objects and event log durably. The store keeps everything in
  * memory and decides every write itself; a backend only stores a group of changes as one
@@ -96,6 +107,16 @@ class StoreBackend {
   virtual Result<Changes> catchUp() { return Changes{}; }
   /// A signal of other writers' commits, for a follower thread; nullptr when there are none.
   virtual std::unique_ptr<ChangeSignal> changeSignal() { return nullptr; }
+  /// Within a group: the term of the controllers' lead as the database has it now (fenced writes
+  /// of another term fail). Where there are no other writers this hub always leads, term 1.
+  virtual Result<int64_t> leaderTerm() { return int64_t(1); }
+  /// The election among replicas, for `holder` (this replica's unique name), each lead lasting
+  /// `lease` unless renewed; nullptr where there are no other writers (the hub leads, term 1).
+  virtual std::unique_ptr<LeaderElection> leaderElection(const std::string& holder, std::chrono::seconds lease) {
+    (void)holder;
+    (void)lease;
+    return nullptr;
+  }
 };
 
 }  // namespace kflex::hub

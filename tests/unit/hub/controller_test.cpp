@@ -132,6 +132,40 @@ TEST_F(ControllerTest, RelistsAtStartThenMapsEventsToKeys) {
   EXPECT_EQ(count("agent-before"), 1);
 }
 
+// A controller of the leader only: while another replica leads, its watch runs and keys are
+// dropped unreconciled; when the lead comes it looks at everything (relist); when the lead goes
+// it stops again.
+TEST_F(ControllerTest, OnlyWhileLeadingReconcilesNothingUntilTheLeadComesThenEverything) {
+  createAgent("before");
+  Leadership lead;
+  std::atomic<int> relists{0};
+  auto& c = make({"test", 1});
+  c.watch(agentsKey(), [](const EventPtr& ev) { return Controller::Keys{"agent-" + ev->object->name}; });
+  c.relist([&](int64_t) {
+    ++relists;
+    Controller::Keys keys;
+    for (const auto& rec : store_->list(agentsKey()).first) {
+      keys.push_back("agent-" + rec->name);
+    }
+    return keys;
+  });
+  c.onlyWhileLeading(&lead);
+  start();
+  EXPECT_TRUE(test::waitFor([&] { return relists.load() == 1; }, milliseconds(5000), "the first relist"));
+  createAgent("meanwhile");
+  std::this_thread::sleep_for(milliseconds(200));  // (what must not happen: nothing to wait for)
+  EXPECT_EQ(count("agent-before"), 0);
+  EXPECT_EQ(count("agent-meanwhile"), 0);
+  lead.set(7);
+  EXPECT_TRUE(test::waitFor([&] { return count("agent-before") == 1 && count("agent-meanwhile") == 1; },
+                            milliseconds(5000), "every key once the lead is taken"));
+  EXPECT_EQ(relists.load(), 2);
+  lead.set(0);
+  createAgent("after");
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_EQ(count("agent-after"), 0);
+}
+
 // A mapper may answer several keys (a repeated one is one item) or none.
 TEST_F(ControllerTest, AnEventMayMapToManyKeysOrNone) {
   auto& c = make({"test", 1});

@@ -17,7 +17,7 @@ class PlacementTest : public ApiFixture {
  protected:
   void SetUp() override {
     ApiFixture::SetUp();
-    placement_ = std::make_unique<PlacementController>(ioc_, *api_, *store_, registry_, clock_);
+    placement_ = std::make_unique<PlacementController>(ioc_, *api_, *api_, *store_, registry_, clock_);
   }
   void TearDown() override {
     if (loop_.joinable()) {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -316,6 +317,50 @@ TEST(PostgresStore, AReplicaFollowsTheOthersAgainAfterTheDatabaseRestarts) {
   }
   ASSERT_EQ(r.decision.kind, Decision::Kind::Put) << r.decision.message;
   EXPECT_TRUE(eventually([&] { return b.value()->get("g/things", "x")->labels.at("v") == "2"; }));
+}
+
+// The controllers' lead: one holder at a time; it passes when its holder stops renewing (or
+// resigns), with a new term; a write fenced by an old term is refused.
+TEST(PostgresStore, TheLeadPassesWithANewTermAndAnOldTermsWritesAreRefused) {
+  test::PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  auto s = openOn(pg);
+  ASSERT_TRUE(s) << s.error().message;
+  ObjectStore& store = *s.value();
+  auto one = store.leaderElection("one", std::chrono::seconds(1));
+  auto two = store.leaderElection("two", std::chrono::seconds(1));
+  ASSERT_TRUE(one && two);
+  auto t1 = one->campaign();
+  ASSERT_TRUE(t1) << t1.error().message;
+  EXPECT_EQ(t1.value(), 1);
+  EXPECT_EQ(two->campaign().value(), 0);
+  EXPECT_EQ(one->campaign().value(), 1);  // renewed
+  EXPECT_EQ(two->campaign().value(), 0);
+  // A fenced write of the current term is stored.
+  auto fenced = [&](int64_t term, const std::string& value) {
+    std::promise<WriteResult> p;
+    auto f = p.get_future();
+    store.write("g/things", "x", term, putObject("x", value), [&](WriteResult r) { p.set_value(std::move(r)); });
+    return f.get();
+  };
+  EXPECT_EQ(fenced(1, "a").decision.kind, Decision::Kind::Put);
+  // The holder stops renewing (paused): after the lease another replica takes the lead.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  EXPECT_EQ(two->campaign().value(), 2);
+  EXPECT_EQ(one->campaign().value(), 0);  // its renewal fails: deposed
+  WriteResult late = fenced(1, "late");
+  EXPECT_EQ(late.decision.kind, Decision::Kind::Fail);
+  EXPECT_EQ(late.decision.code, Errc::Conflict);
+  EXPECT_NE(late.decision.message.find("no longer leads"), std::string::npos) << late.decision.message;
+  EXPECT_EQ(store.get("g/things", "x")->labels.at("v"), "a");
+  EXPECT_EQ(fenced(2, "b").decision.kind, Decision::Kind::Put);
+  // Unfenced writes (users', agents') go on whoever leads.
+  EXPECT_EQ(write(store, "y", putObject("y", "1")).decision.kind, Decision::Kind::Put);
+  // A leader that stops cleanly hands the lead over at once.
+  two->resign();
+  EXPECT_EQ(one->campaign().value(), 3);
 }
 
 TEST(PostgresStore, AnUnreachableServerIsAClearError) {
