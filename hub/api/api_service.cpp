@@ -304,6 +304,24 @@ net::awaitable<ApiResponse> ApiService::handle(ApiRequest req) {
   co_return co_await handleResource(req, *t, route->name, route->subresource);
 }
 
+namespace {
+
+// Whether a read must first wait for the other replicas' writes: it asks for the latest state
+// (no resourceVersion), or for a revision this replica has not reached yet.
+bool needsFreshRead(const ApiRequest& req, int64_t current) {
+  auto rv = req.query.find("resourceVersion");
+  if (rv == req.query.end() || rv->second.empty()) {
+    return true;
+  }
+  const std::string& v = rv->second;
+  if (v.size() > 18 || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;  // (refused as it is)
+  }
+  return std::stoll(v) > current;
+}
+
+}  // namespace
+
 net::awaitable<ApiResponse> ApiService::handleResource(ApiRequest& req, const ResourceType& t,
                                                        const std::string& name, const std::string& sub) {
   bool watching = req.query.count("watch") > 0 && req.query["watch"] != "false" && req.query["watch"] != "0";
@@ -326,6 +344,11 @@ net::awaitable<ApiResponse> ApiService::handleResource(ApiRequest& req, const Re
   }
   switch (req.method) {
     case http::verb::get:
+      if (store_.shared() && needsFreshRead(req, store_.revision())) {
+        // Another replica may have written what this read must show (a read without
+        // resourceVersion is a consistent read, as kube-apiserver's from etcd).
+        co_await store_.fresh(net::use_awaitable);
+      }
       if (watching) {
         co_return watchResponse(store_, stopping_, clock_, req, t, name, options_.default_watch_timeout,
                                  options_.bookmark_interval);

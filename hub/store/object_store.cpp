@@ -170,35 +170,65 @@ void ObjectStore::submit(std::string resource, std::string name, int64_t fence, 
 
 void ObjectStore::writerLoop() {
   std::vector<PendingWrite> batch;
+  std::vector<std::function<void()>> barriers;
   while (true) {
     bool catch_up = false;
     {
       std::unique_lock lock(queue_mutex_);
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || poked_; });
       if (queue_.empty() && stopping_) {
+        barriers.swap(barriers_);
         break;
       }
       // (A group catches up anyway, first thing: a poke matters only when there is none.)
       catch_up = poked_ && queue_.empty();
       poked_ = false;
+      barriers.swap(barriers_);
       while (!queue_.empty() && batch.size() < options_.max_batch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
-    if (batch.empty()) {
-      if (catch_up) {
-        catchUp();
-      }
-      continue;
+    // The fresh() callers taken now are answered after what this catch-up or group reads of the
+    // database: everything committed before they asked.
+    Committed group;
+    if (!batch.empty()) {
+      group = commitBatch(batch);
+      batch.clear();
+    } else if (catch_up) {
+      catchUp();
     }
-    Committed group = commitBatch(batch);
-    batch.clear();
-    handOver(std::move(group));
+    if (!group.done.empty() || !barriers.empty()) {
+      group.barriers = std::move(barriers);
+      barriers.clear();
+      handOver(std::move(group));
+    }
   }
   std::lock_guard lock(sync_mutex_);
+  if (!barriers.empty()) {
+    Committed last;
+    last.barriers = std::move(barriers);
+    committed_groups_.push_back(std::move(last));
+  }
   writer_done_ = true;
   sync_cv_.notify_one();
+}
+
+void ObjectStore::awaitFresh(std::function<void()> done) {
+  if (!signal_) {
+    done();  // no other writers: memory has every acknowledged write
+    return;
+  }
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (!stopping_) {
+      barriers_.push_back(std::move(done));
+      poked_ = true;
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  done();
 }
 
 void ObjectStore::handOver(Committed group) {
@@ -547,6 +577,9 @@ void ObjectStore::apply(std::deque<Committed>& groups) {
   for (auto& g : groups) {
     for (size_t i = 0; i < g.done.size(); ++i) {
       g.done[i](std::move(g.results[i]));
+    }
+    for (auto& b : g.barriers) {
+      b();
     }
   }
 }

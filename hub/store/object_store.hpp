@@ -148,6 +148,22 @@ class ObjectStore {
         },
         token, std::move(resource), std::move(name), std::move(mutation));
   }
+  /// Completes once memory shows every write committed before the call by any replica of this
+  /// store's database: what a consistent read (a list or get without resourceVersion) waits for.
+  /// At once where this store is its database's only writer. If the database cannot be reached,
+  /// it completes with what memory has.
+  template <class Token>
+  auto fresh(Token&& token) {
+    return net::async_initiate<Token, void()>(
+        [this](auto handler) {
+          auto ex = net::get_associated_executor(handler);
+          auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+          awaitFresh([shared, ex] { net::post(ex, [shared]() mutable { std::move(*shared)(); }); });
+        },
+        token);
+  }
+  /// Whether other replicas write to this store's database (fresh() has something to wait for).
+  bool shared() const { return signal_ != nullptr; }
   /// Serializes a Put decision's object ahead of the write, off the writer thread (a no-op for
   /// other decisions). The object must not change afterwards.
   static void encode(Decision& d);
@@ -196,6 +212,7 @@ class ObjectStore {
   ObjectStore(std::unique_ptr<StoreBackend> backend, StoreOptions options);
   void submit(std::string resource, std::string name, int64_t fence, Mutation mutation,
               std::function<void(WriteResult)> done);
+  void awaitFresh(std::function<void()> done);
   /// A group the writer has committed (or failed), waiting for the syncer.
   struct Committed {
     std::vector<std::function<void(WriteResult)>> done;
@@ -206,6 +223,8 @@ class ObjectStore {
     /// Other replicas' groups this store fell too far behind to follow event by event:
     /// memory is replaced by this, and every watch is closed (its watcher lists again).
     std::shared_ptr<LoadedState> reload;
+    /// fresh() callers, answered once this group and everything before it are in memory.
+    std::vector<std::function<void()>> barriers;
   };
   void writerLoop();
   Committed commitBatch(std::vector<PendingWrite>& batch);
@@ -256,6 +275,7 @@ class ObjectStore {
   std::deque<PendingWrite> queue_;
   bool stopping_ = false;
   bool poked_ = false;  // the follower says other replicas may have committed
+  std::vector<std::function<void()>> barriers_;  // fresh() callers waiting for a catch-up
   std::thread writer_;
   std::unique_ptr<ChangeSignal> signal_;  // other replicas' commits (PostgreSQL), or nullptr
   std::thread follower_;

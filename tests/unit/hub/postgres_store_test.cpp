@@ -256,7 +256,7 @@ class Deaf : public StoreBackend {
   void rollback() override { inner_->rollback(); }
   Result<void> sync() override { return inner_->sync(); }
 
- private:
+ protected:
   std::unique_ptr<StoreBackend> inner_;
 };
 
@@ -294,6 +294,58 @@ TEST(PostgresStore, AReplicaBehindTheCompactionReadsEverythingAgainAndItsWatches
   w->channel->async_receive([&](boost::system::error_code ec, EventPtr) { closed = bool(ec); });
   ioc.run_for(std::chrono::seconds(5));
   EXPECT_TRUE(closed);
+}
+
+// A follower that never hears anything: the replica learns of the others' writes only when it
+// asks (fresh()) or writes.
+class Muted : public Deaf {
+ public:
+  explicit Muted(std::unique_ptr<StoreBackend> inner) : Deaf(std::move(inner)) {}
+  Result<Changes> catchUp() override { return inner_->catchUp(); }
+  std::unique_ptr<ChangeSignal> changeSignal() override { return std::make_unique<Silence>(); }
+
+ private:
+  class Silence : public ChangeSignal {
+   public:
+    int64_t wait(std::chrono::milliseconds) override {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] { return woken_; });
+      woken_ = false;
+      return 0;  // (only when the store stops)
+    }
+    void interrupt() override {
+      std::lock_guard lock(mutex_);
+      woken_ = true;
+      cv_.notify_all();
+    }
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool woken_ = false;
+  };
+};
+
+TEST(PostgresStore, FreshWaitsForWhatOtherReplicasCommittedBeforeIt) {
+  test::PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  auto a = openOn(pg);
+  ASSERT_TRUE(a) << a.error().message;
+  auto inner = PostgresBackend::open({pg.dsn(), pg.password()});
+  ASSERT_TRUE(inner) << inner.error().message;
+  auto b = ObjectStore::open(std::make_unique<Muted>(std::move(inner.value())), {});
+  ASSERT_TRUE(b) << b.error().message;
+  ASSERT_TRUE(b.value()->shared());
+  write(*a.value(), "x", putObject("x", "1"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(b.value()->get("g/things", "x"));  // it has not heard
+  std::promise<void> done;
+  b.value()->fresh([&] { done.set_value(); });
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_TRUE(b.value()->get("g/things", "x"));
+  EXPECT_EQ(b.value()->revision(), 1);
 }
 
 TEST(PostgresStore, AReplicaFollowsTheOthersAgainAfterTheDatabaseRestarts) {
