@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include "hub/app/hub_app.hpp"
+#include "hub/app/migrate.hpp"
 #include "shared/common/time.hpp"
 #include "shared/common/version.hpp"
 
@@ -33,6 +34,11 @@ int main(int argc, char** argv) {
   serve->add_option("--datastore-password-file", datastore_password_file,
                     "File holding the datastore's password (its first line)")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::string secrets_key_file;
+  serve->add_option("--secrets-key-file", secrets_key_file,
+                    "With --datastore: keep the hub's CA and keys in the database, sealed with this key (base64 of 32 "
+                    "bytes, `openssl rand -base64 32`); give every replica the same file")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve->add_option("--listen", listen, "Address to serve HTTPS on, HOST:PORT; port 0 picks a free one [127.0.0.1:6443]")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve->add_option("--tls-san", sans, "Extra DNS name or IP for the serving certificate (repeatable)");
@@ -58,6 +64,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   rotate->add_option("--data-dir", data_dir, "State directory of the hub [/var/lib/kflex-hub]")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  rotate->add_option("--datastore", datastore, "The hub's PostgreSQL URI, when its CA is kept there")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  rotate->add_option("--datastore-password-file", datastore_password_file, "File holding the datastore's password")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  rotate->add_option("--secrets-key-file", secrets_key_file, "The key that seals the CA in the datastore")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   rotate->add_option("--overlap", overlap_text,
                      "How long the previous CA stays trusted (a duration such as 888h); default: the agent "
                      "certificate validity plus the expired-certificate grace window, so that every agent, even "
@@ -66,11 +78,44 @@ int main(int argc, char** argv) {
       "Run it on the hub's host, then restart the hub. During the overlap the hub trusts both CAs, serves a\n"
       "certificate chain that clients knowing only the previous CA can verify, and sends every connecting\n"
       "agent the new CA bundle and a certificate from the new CA. No agent has to be re-enrolled.");
+  auto* migrate = app.add_subcommand(
+      "migrate", "Move a stopped SQLite hub's objects, events and PKI into an empty PostgreSQL database");
+  std::string migrate_from;
+  std::string migrate_to;
+  migrate->add_option("--from-sqlite", migrate_from, "Data dir of the hub to move (its hub.db and pki/)")->required();
+  migrate->add_option("--to", migrate_to, "PostgreSQL URI of an empty database, postgres://USER@HOST:PORT/DB?sslmode=...")
+      ->required();
+  migrate->add_option("--datastore-password-file", datastore_password_file, "File holding the database's password");
+  migrate->add_option("--secrets-key-file", secrets_key_file,
+                      "Also move the CA and keys into the database, sealed with this key (as serve --secrets-key-file)");
+  migrate->footer(
+      "Stop the hub first. Every object keeps its resourceVersion and the retained events move too, so\n"
+      "watches resume across the move; kubeconfigs and agent certificates stay valid (same CA). Then\n"
+      "serve with --datastore (and --secrets-key-file). The SQLite file is left as it was: keep it as a backup.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : hub::kExitConfig;
+  }
+  if (*migrate) {
+    hub::HubConfig to;
+    to.datastore = migrate_to;
+    to.datastore_password_file = datastore_password_file;
+    to.secrets_key_file = secrets_key_file;
+    to.data_dir = migrate_from;
+    hub::makePathsAbsolute(to);
+    if (auto r = hub::validateHubConfig(to); !r) {
+      std::cerr << "kflex-hub migrate: " << r.error().message << "\n";
+      return hub::kExitConfig;
+    }
+    auto r = hub::migrateFromSqlite(to.data_dir, to);
+    if (!r) {
+      std::cerr << "kflex-hub migrate: " << r.error().message << "\n";
+      return r.error().code == Errc::Invalid ? hub::kExitConfig : hub::kExitRuntime;
+    }
+    std::cout << r.value() << "\n";
+    return hub::kExitOk;
   }
   hub::HubConfig cfg;
   std::error_code ec;
@@ -92,6 +137,9 @@ int main(int argc, char** argv) {
   }
   if (!datastore_password_file.empty()) {
     cfg.datastore_password_file = datastore_password_file;
+  }
+  if (!secrets_key_file.empty()) {
+    cfg.secrets_key_file = secrets_key_file;
   }
   if (!hosting_kubeconfig.empty()) {
     cfg.hosting_kubeconfig = hosting_kubeconfig;
@@ -119,7 +167,7 @@ int main(int argc, char** argv) {
       overlap = std::chrono::duration_cast<std::chrono::seconds>(*d);
     }
     SystemClock clock;
-    auto r = hub::rotateCa(cfg.data_dir, overlap, clock);
+    auto r = hub::rotateCa(cfg, overlap, clock);
     if (!r) {
       std::cerr << "kflex-hub ca rotate: " << r.error().message << "\n";
       return hub::kExitRuntime;

@@ -16,6 +16,7 @@
 
 #include "hub/agents/enrollment.hpp"
 #include "hub/app/leader_elector.hpp"
+#include "hub/app/shared_pki.hpp"
 #include "hub/agents/gateway.hpp"
 #include "hub/agents/placement.hpp"
 #include "hub/agents/release_controller.hpp"
@@ -117,16 +118,11 @@ Result<std::unique_ptr<ObjectStore>> openStore(const HubConfig& cfg, const Store
   if (cfg.datastore.empty()) {
     return ObjectStore::open(cfg.data_dir / "hub.db", options);
   }
-  store::PostgresTarget target{cfg.datastore, ""};
-  if (!cfg.datastore_password_file.empty()) {
-    auto text = readFile(cfg.datastore_password_file);
-    if (!text) {
-      return fail(Errc::Invalid, "datastore_password_file: " + text.error().message);
-    }
-    std::string first = text->substr(0, text->find('\n'));
-    target.password = std::string(trim(first));
+  auto target = datastoreTarget(cfg);
+  if (!target) {
+    return target.error();
   }
-  auto backend = PostgresBackend::open(target);
+  auto backend = PostgresBackend::open(target.value());
   if (!backend) {
     return backend.error();
   }
@@ -143,6 +139,20 @@ std::string replicaName() {
 }
 
 }  // namespace
+
+// The PostgreSQL database cfg.datastore names, with the password from its file.
+Result<store::PostgresTarget> datastoreTarget(const HubConfig& cfg) {
+  store::PostgresTarget target{cfg.datastore, ""};
+  if (!cfg.datastore_password_file.empty()) {
+    auto text = readFile(cfg.datastore_password_file);
+    if (!text) {
+      return fail(Errc::Invalid, "datastore_password_file: " + text.error().message);
+    }
+    std::string first = text->substr(0, text->find('\n'));
+    target.password = std::string(trim(first));
+  }
+  return target;
+}
 
 std::vector<std::string> servingSans(const std::string& host, const std::vector<std::string>& extra) {
   std::vector<std::string> sans = {"localhost", "kflex-hub", "127.0.0.1"};
@@ -345,6 +355,41 @@ Result<std::string> rotateCa(const fs::path& data_dir, std::chrono::seconds over
          " is rewritten at the restart. `kflex token create` prints the new --ca-cert-hash.";
 }
 
+Result<void> withSharedPki(const HubConfig& cfg, const std::function<Result<void>()>& step) {
+  if (cfg.secrets_key_file.empty()) {
+    return step();
+  }
+  auto key = tls::SecretBox::openExisting(cfg.secrets_key_file);
+  if (!key) {
+    return fail(Errc::Invalid, "secrets_key_file: " + key.error().message);
+  }
+  auto target = datastoreTarget(cfg);
+  if (!target) {
+    return target.error();
+  }
+  auto shared = SharedPki::open(target.value(), std::move(key.value()));
+  if (!shared) {
+    return fail(shared.error().code, "the datastore, which holds the hub's CA and keys, cannot be used: " +
+                                         shared.error().message);
+  }
+  return shared.value()->withFiles(cfg.data_dir / "pki", step);
+}
+
+Result<std::string> rotateCa(const HubConfig& cfg, std::chrono::seconds overlap, const Clock& clock) {
+  Result<std::string> out = fail("not rotated");
+  auto r = withSharedPki(cfg, [&]() -> Result<void> {
+    out = rotateCa(cfg.data_dir, overlap, clock);
+    return out ? Result<void>{} : Result<void>(out.error());
+  });
+  if (!r) {
+    return r.error();
+  }
+  if (!cfg.secrets_key_file.empty()) {
+    out.value() += "\nThe new CA is in the datastore: restart every replica (one at a time), each picks it up.";
+  }
+  return out;
+}
+
 // Below this much free space on the data disk the hub says at start that writes will fail.
 constexpr uint64_t kLowDiskBytes = 1024 * 1024;
 
@@ -380,7 +425,19 @@ int runHub(const HubConfig& cfg) {
     log::error("cannot start: the data directory is not usable", {{"error", r.error().message}});
     return kExitRuntime;
   }
-  auto pki = ensurePki(cfg.data_dir, servingSans(cfg.host(), cfg.tls_sans), clock);
+  // (Among replicas, the CA and the sealing key come from the datastore, or go there.)
+  Result<HubPki> pki = fail("no PKI");
+  auto shared = withSharedPki(cfg, [&]() -> Result<void> {
+    pki = ensurePki(cfg.data_dir, servingSans(cfg.host(), cfg.tls_sans), clock);
+    if (!pki) {
+      return pki.error();
+    }
+    auto key = tls::SecretBox::openOrCreate(cfg.data_dir / "pki" / "encryption.key");
+    return key ? Result<void>{} : Result<void>(key.error());
+  });
+  if (!shared && pki) {
+    pki = shared.error();
+  }
   if (!pki) {
     log::error("cannot start: PKI", {{"error", pki.error().message}});
     return kExitRuntime;

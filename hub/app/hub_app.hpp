@@ -2,12 +2,14 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "hub/app/hub_config.hpp"
 #include "shared/common/result.hpp"
 #include "shared/common/time.hpp"
+#include "shared/store/postgres.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::hub {
@@ -36,11 +38,19 @@ Result<HubPki> ensurePki(const std::filesystem::path& data_dir, const std::vecto
 /// from the new CA, and the hub serves a cross-signed certificate so nothing that knows only
 /// the previous CA is locked out. Takes effect when the hub (re)starts. Returns what was done.
 Result<std::string> rotateCa(const std::filesystem::path& data_dir, std::chrono::seconds overlap, const Clock& clock);
+/// The same, the CA held in the datastore when the hub shares it with other replicas
+/// (secrets_key_file): every replica uses the rotated CA once restarted.
+Result<std::string> rotateCa(const HubConfig& cfg, std::chrono::seconds overlap, const Clock& clock);
+/// Runs `step` on DATA_DIR/pki; with secrets_key_file, the files every replica shares come from
+/// the datastore first and what `step` changes of them goes back (SharedPki).
+Result<void> withSharedPki(const HubConfig& cfg, const std::function<Result<void>()>& step);
 /// The SANs the serving certificate needs for a listen host plus the extra ones asked for.
 std::vector<std::string> servingSans(const std::string& host, const std::vector<std::string>& extra);
 /// Writes DATA_DIR/admin.kubeconfig (0600) for https://host:port with the admin certificate.
 Result<void> writeAdminKubeconfig(const std::filesystem::path& data_dir, const HubPki& pki, const std::string& host,
                                   uint16_t port);
+/// The PostgreSQL database cfg.datastore names, with the password read from its file.
+Result<store::PostgresTarget> datastoreTarget(const HubConfig& cfg);
 /// Runs the hub until SIGTERM/SIGINT. Returns the process exit code.
 int runHub(const HubConfig& cfg);
 

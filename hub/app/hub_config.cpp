@@ -119,6 +119,8 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         cfg.datastore = v.as<std::string>();
       } else if (key == "datastore_password_file") {
         cfg.datastore_password_file = v.as<std::string>();
+      } else if (key == "secrets_key_file") {
+        cfg.secrets_key_file = v.as<std::string>();
       } else if (key == "listen") {
         cfg.listen = v.as<std::string>();
       } else if (key == "tls_sans") {
@@ -186,7 +188,7 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
 }
 
 void makePathsAbsolute(HubConfig& cfg) {
-  for (auto* p : {&cfg.data_dir, &cfg.hosting_kubeconfig, &cfg.datastore_password_file}) {
+  for (auto* p : {&cfg.data_dir, &cfg.hosting_kubeconfig, &cfg.datastore_password_file, &cfg.secrets_key_file}) {
     std::error_code ec;
     if (!p->empty()) {
       auto abs = std::filesystem::absolute(*p, ec);
@@ -204,6 +206,9 @@ Result<void> validateHubConfig(const HubConfig& cfg) {
     }
   } else if (!cfg.datastore_password_file.empty()) {
     problems.push_back("datastore_password_file: set without datastore");
+  }
+  if (cfg.datastore.empty() && !cfg.secrets_key_file.empty()) {
+    problems.push_back("secrets_key_file: set without datastore (with SQLite the CA and keys are files in data_dir)");
   }
   std::string host;
   std::string port;

@@ -19,6 +19,9 @@ struct HubConfig {
   std::string datastore;
   /// A file holding the datastore's password (first line). YAML `datastore_password_file`.
   std::filesystem::path datastore_password_file;
+  /// With a datastore: a file holding the key (base64, 32 bytes) that seals the hub's CA and keys
+  /// in the database, so every replica shares them. YAML `secrets_key_file`.
+  std::filesystem::path secrets_key_file;
   /// Listen address HOST:PORT (IPv6 as [::1]:6443). YAML `listen`. Default 127.0.0.1:6443.
   std::string listen = "127.0.0.1:6443";
   /// Extra DNS names or IPs for the serving certificate. YAML `tls_sans`.

@@ -19,7 +19,7 @@ std::string num(int64_t v) { return std::to_string(v); }
 
 int64_t toInt(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
 
-// Schema version 2 of the kflex schema (meta row 'schema'); 2 added the leader row.
+// Schema version 2 of the kflex schema (meta row 'schema'); 2 added the leader row and the secrets.
 constexpr const char* kSchema = R"(
   CREATE SCHEMA IF NOT EXISTS kflex;
   CREATE TABLE IF NOT EXISTS kflex.meta (key text PRIMARY KEY, value bigint NOT NULL);
@@ -28,12 +28,15 @@ constexpr const char* kSchema = R"(
   CREATE TABLE IF NOT EXISTS kflex.leader (name text PRIMARY KEY, holder text NOT NULL, term bigint NOT NULL,
                                            renewed_at timestamptz NOT NULL);
   INSERT INTO kflex.leader VALUES ('controllers', '', 0, '-infinity') ON CONFLICT (name) DO NOTHING;
+  CREATE TABLE IF NOT EXISTS kflex.secrets (name text PRIMARY KEY, sealed text NOT NULL);
   CREATE TABLE IF NOT EXISTS kflex.objects (resource text NOT NULL, name text NOT NULL, revision bigint NOT NULL,
                                             PRIMARY KEY (resource, name));
   CREATE TABLE IF NOT EXISTS kflex.events (revision bigint PRIMARY KEY, type smallint NOT NULL, resource text NOT NULL,
                                            name text NOT NULL, body text NOT NULL);
 )";
 constexpr int64_t kSchemaVersion = 2;
+// The advisory lock around the schema's creation and upgrade (an arbitrary constant).
+constexpr const char* kSchemaLock = "7022654180773562440";
 // The channel every group notifies on commit, with its last revision.
 constexpr const char* kChannel = "kflex_events";
 
@@ -234,22 +237,26 @@ Error PostgresBackend::abort(const Error& e) {
   return e;
 }
 
-Result<void> PostgresBackend::migrate() {
-  // (Several statements in one simple query run as one transaction.)
-  if (auto r = conn_->exec(std::string("BEGIN;") + kSchema + "COMMIT;"); !r) {
-    (void)conn_->exec("ROLLBACK");
+Result<void> migrateSchema(store::Connection& conn, const std::string& where) {
+  // (Several statements in one simple query run as one transaction.) CREATE ... IF NOT EXISTS is
+  // not safe against itself in another session: replicas starting at once take turns.
+  if (auto r = conn.exec(std::string("BEGIN; SELECT pg_advisory_xact_lock(") + kSchemaLock + ");" + kSchema + "COMMIT;");
+      !r) {
+    (void)conn.exec("ROLLBACK");
     return r.error();
   }
-  auto v = conn_->query("SELECT value FROM kflex.meta WHERE key = 'schema'");
+  auto v = conn.query("SELECT value FROM kflex.meta WHERE key = 'schema'");
   if (!v) {
     return v.error();
   }
   if (!v->empty() && toInt(v->front()[0]) > kSchemaVersion) {
-    return fail(where_ + ": schema version " + num(toInt(v->front()[0])) +
+    return fail(where + ": schema version " + num(toInt(v->front()[0])) +
                 " is newer than this kflex-hub understands (" + num(kSchemaVersion) + "); run a newer kflex-hub");
   }
   return {};
 }
+
+Result<void> PostgresBackend::migrate() { return migrateSchema(*conn_, where_); }
 
 Result<LoadedState> PostgresBackend::load() {
   if (auto r = migrate(); !r) {

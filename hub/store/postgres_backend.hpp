@@ -11,6 +11,10 @@
 
 namespace kflex::hub {
 
+/// Creates or upgrades the kflex schema (tables meta, objects, events, leader, secrets), one
+/// session at a time; an error when the database's schema is newer than this build's.
+Result<void> migrateSchema(store::Connection& conn, const std::string& where);
+
 /**
  * The store in a PostgreSQL database (schema kflex; docs/dev/replicas.md has the design): the same
  * objects and event log as SQLite's, text bodies. A group is one transaction that first takes the

@@ -39,6 +39,20 @@ Result<SecretBox> SecretBox::openOrCreate(const std::filesystem::path& key_file)
   return SecretBox(std::move(key));
 }
 
+Result<SecretBox> SecretBox::openExisting(const std::filesystem::path& key_file) {
+  auto text = readFile(key_file);
+  if (!text) {
+    return fail(key_file.string() + " cannot be read (" + text.error().message +
+                "); make a key once with `openssl rand -base64 32 > FILE && chmod 600 FILE` and give every hub "
+                "replica the same file");
+  }
+  auto key = base64Decode(std::string(trim(text.value())));
+  if (!key || key->size() != kKeyBytes) {
+    return fail(key_file.string() + " does not hold a 256-bit key in base64 (make one with `openssl rand -base64 32`)");
+  }
+  return SecretBox(key.value());
+}
+
 Result<SecretBox> SecretBox::withKey(std::string key) {
   if (key.size() != kKeyBytes) {
     return fail("an encryption key has 32 bytes");

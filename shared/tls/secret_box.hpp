@@ -19,6 +19,9 @@ class SecretBox {
  public:
   /// Reads the key file, or makes one (0600) when it does not exist.
   static Result<SecretBox> openOrCreate(const std::filesystem::path& key_file);
+  /// Reads a key file someone made (base64 of 32 random bytes: `openssl rand -base64 32`); an
+  /// error saying how to make one when there is none.
+  static Result<SecretBox> openExisting(const std::filesystem::path& key_file);
   /// A box with this key (32 bytes), for tests.
   static Result<SecretBox> withKey(std::string key);
   /// Encrypts.

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
 #include "shared/net/https_client.hpp"
@@ -41,18 +42,17 @@ int64_t rvOf(const std::string& body) {
   return std::stoll(Json::parse(body)["metadata"]["resourceVersion"].get<std::string>());
 }
 
-// Three replicas on one database. Until the PKI lives in the database they share it as an
-// operator shares it today: the first replica's pki/ copied into the others' data dirs.
+// Three replicas on one database, each with a data dir of its own; the CA and keys they share
+// are in the database, sealed with the one secrets key they are given.
 class Replicas {
  public:
   explicit Replicas(const PostgresServer& pg) {
-    args_ = {"--datastore", pg.dsn(), "--datastore-password-file", pg.passwordFile().string()};
+    fs::path key = dir_.path() / "secrets.key";
+    (void)writeFileAtomic(key, base64Encode(std::string(32, 's')) + "\n", 0600);
+    args_ = {"--datastore", pg.dsn(), "--datastore-password-file", pg.passwordFile().string(),
+             "--secrets-key-file", key.string()};
     for (int i = 0; i < 3; ++i) {
       fs::path data = dir_.path() / ("r" + std::to_string(i));
-      if (i > 0) {
-        fs::create_directories(data);
-        fs::copy(dir_.path() / "r0" / "pki", data / "pki", fs::copy_options::recursive);
-      }
       hubs_.push_back(std::make_unique<HubProcess>(data, args_));
       if (!hubs_.back()->ok()) {
         return;
@@ -170,6 +170,17 @@ TEST(HubReplicas, ACreateBurstOverThreeReplicasWithOneKilledLosesNothingAcknowle
   }
   Replicas hubs(pg);
   ASSERT_TRUE(hubs.ok()) << hubs.logs();
+  // One CA: a kubeconfig made by one replica works against the others.
+  for (size_t i = 1; i < 3; ++i) {
+    auto kc = config::Kubeconfig::load(hubs[0].kubeconfig());
+    auto access = kc->access().value();
+    access.server = hubs[i].url();
+    auto other = net_client::HttpsClient::create(access);
+    ASSERT_TRUE(other);
+    auto r = other.value()->request(http::verb::get, kBase);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->status, 200u) << r->body;
+  }
   // One hub: what one replica acknowledged, the next read on another shows (a read without
   // resourceVersion is a consistent read).
   for (int i = 0; i < 20; ++i) {
@@ -367,6 +378,89 @@ TEST(HubReplicas, TheControllersRunOnOneReplicaAndMoveWithin15sWhenItDiesOrPause
   // the 10 s lease would have run out.
   EXPECT_TRUE(waitFor([&] { return hubs.leaderOf(4) == second; }, std::chrono::seconds(5), "a handover on stop"))
       << hubs.logs();
+}
+
+}  // namespace
+}  // namespace kflex::test
+
+namespace kflex::test {
+namespace {
+
+TEST(HubReplicas, AnSqliteHubMovesIntoPostgresWithItsRevisionsEventsAndCa) {
+  PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  TempDir dir;
+  fs::path old_dir = dir.path() / "old";
+  fs::path key = dir.path() / "secrets.key";
+  ASSERT_TRUE(writeFileAtomic(key, base64Encode(std::string(32, 'm')) + "\n", 0600));
+  std::string hub_bin = (binDir() / "kflex-hub").string();
+  std::vector<std::string> migrate = {hub_bin, "migrate", "--from-sqlite", old_dir.string(), "--to", pg.dsn(),
+                                      "--datastore-password-file", pg.passwordFile().string(),
+                                      "--secrets-key-file", key.string()};
+  int64_t rv_mid = 0;
+  int64_t rv_last = 0;
+  std::string a_rv;
+  {
+    HubProcess old(old_dir);
+    ASSERT_TRUE(old.ok()) << old.log();
+    auto c = client(old.kubeconfig());
+    for (const char* name : {"a", "b"}) {
+      ASSERT_EQ(c->request(http::verb::post, kBase, cpJson(name))->status, 201u);
+    }
+    rv_mid = rvOf(c->request(http::verb::get, std::string(kBase) + "/b")->body);
+    for (int i = 0; i < 3; ++i) {
+      auto r = c->request(http::verb::patch, std::string(kBase) + "/a",
+                          R"({"metadata":{"labels":{"n":")" + std::to_string(i) + "\"}}}", "application/merge-patch+json");
+      ASSERT_EQ(r->status, 200u) << r->body;
+      a_rv = Json::parse(r->body)["metadata"]["resourceVersion"];
+    }
+    ASSERT_EQ(c->request(http::verb::post, kBase, cpJson("c"))->status, 201u);
+    auto list = c->request(http::verb::get, kBase);
+    rv_last = std::stoll(Json::parse(list->body)["metadata"]["resourceVersion"].get<std::string>());
+    // A hub that still runs is not moved.
+    Process running(migrate, dir.path() / "migrate-running.log");
+    EXPECT_NE(running.wait(std::chrono::seconds(30)), 0);
+    EXPECT_NE(running.log().find("stop the hub before migrating it"), std::string::npos) << running.log();
+    EXPECT_EQ(old.stop(), 0);
+  }
+  Process moved(migrate, dir.path() / "migrate.log");
+  ASSERT_EQ(moved.wait(std::chrono::seconds(60)), 0) << moved.log();
+  EXPECT_NE(moved.log().find("revision " + std::to_string(rv_last)), std::string::npos) << moved.log();
+  EXPECT_NE(moved.log().find("The CA and keys"), std::string::npos) << moved.log();
+  // Into a database that holds a hub: refused.
+  Process again(migrate, dir.path() / "migrate-again.log");
+  EXPECT_EQ(again.wait(std::chrono::seconds(60)), 1);
+  EXPECT_NE(again.log().find("already holds a hub's objects"), std::string::npos) << again.log();
+
+  // A replica with a data dir of its own serves the moved hub: the old kubeconfig (same CA) works
+  // against it, revisions are as they were, and a watch resumes from before the move.
+  HubProcess hub(dir.path() / "new", {"--datastore", pg.dsn(), "--datastore-password-file", pg.passwordFile().string(),
+                                      "--secrets-key-file", key.string()});
+  ASSERT_TRUE(hub.ok()) << hub.log();
+  auto kc = config::Kubeconfig::load(old_dir / "admin.kubeconfig");
+  auto access = kc->access().value();
+  access.server = hub.url();
+  auto c = std::move(net_client::HttpsClient::create(access).value());
+  auto a = c->request(http::verb::get, std::string(kBase) + "/a");
+  ASSERT_TRUE(a) << a.error().message;
+  ASSERT_EQ(a->status, 200u) << a->body;
+  EXPECT_EQ(Json::parse(a->body)["metadata"]["resourceVersion"], a_rv);
+  EXPECT_EQ(Json::parse(a->body)["metadata"]["labels"]["n"], "2");
+  std::vector<std::string> seen;
+  auto w = c->stream(std::string(kBase) + "?watch=1&resourceVersion=" + std::to_string(rv_mid),
+                     [&](std::string_view line) {
+                       Json ev = Json::parse(line);
+                       seen.push_back(ev["type"].get<std::string>() + " " + ev["object"]["metadata"]["name"].get<std::string>());
+                       return seen.size() < 4;
+                     },
+                     std::chrono::seconds(10));
+  ASSERT_TRUE(w) << w.error().message;
+  EXPECT_EQ(seen, (std::vector<std::string>{"MODIFIED a", "MODIFIED a", "MODIFIED a", "ADDED c"}));
+  auto d = c->request(http::verb::post, kBase, cpJson("d"));
+  ASSERT_EQ(d->status, 201u) << d->body;
+  EXPECT_GT(rvOf(d->body), rv_last);
 }
 
 }  // namespace
