@@ -5,6 +5,7 @@
 // latency from an API create to the agent's acknowledgement, and the time for all N to come back
 // after a hub restart.
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include <atomic>
@@ -21,6 +22,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "bench/bench_common.hpp"
+#include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/protocol/link.hpp"
 #include "shared/tls/context.hpp"
@@ -57,6 +59,7 @@ struct Fleet {
   std::atomic<size_t> synced{0};        // agents that acknowledged their first desired state on a link
   std::atomic<size_t> handshakes{0};    // successful link set-ups in all
   std::atomic<size_t> failures{0};      // failed attempts
+  std::atomic<size_t> snapshots{0};     // full desired-state snapshots received (a first sync, or a full resync)
   std::atomic<bool> stop{false};
   std::vector<std::atomic<int64_t>> sent_ns;  // fan-out: when create i was sent (steady clock), 0 = not yet
   std::mutex mu;
@@ -71,6 +74,7 @@ struct SimAgent {
   PKeyPtr key;
   int64_t acked = 0;  // like agent.db's acknowledged revision, in memory
   std::unordered_set<std::string> seen;
+  std::atomic<size_t> at{0};  // the replica it links to (or tries)
 };
 
 int64_t nowNs() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
@@ -122,6 +126,9 @@ net::awaitable<void> linkLoop(SimAgent& a, Fleet& fleet, std::shared_ptr<Writer>
       if (env->type != protocol::msg::kSnapshot && env->type != protocol::msg::kDelta) {
         continue;
       }
+      if (env->type == protocol::msg::kSnapshot) {
+        ++fleet.snapshots;
+      }
       const char* list = env->type == protocol::msg::kSnapshot ? "controlPlanes" : "upserts";
       int64_t now = nowNs();
       for (const auto& o : env->body.value(list, Json::array())) {
@@ -160,13 +167,23 @@ net::awaitable<void> linkLoop(SimAgent& a, Fleet& fleet, std::shared_ptr<Writer>
   }
 }
 
-// An agent: connect, hello, welcome, link loop; reconnect with the agent's own backoff.
-net::awaitable<void> runAgent(SimAgent& a, Fleet& fleet, ssl::context& ctx, net::ip::tcp::endpoint ep,
-                              std::string host) {
+// One replica's address, as an agent's hub_urls entry.
+struct Replica {
+  net::ip::tcp::endpoint ep;
+  std::string host;  // HOST:PORT
+};
+
+// An agent: connect, hello, welcome, link loop; reconnect with the agent's own backoff. Like the
+// real agent with several hub URLs, agent i starts on replica i % N and moves to the next one
+// whenever a link ends or an attempt fails.
+net::awaitable<void> runAgent(SimAgent& a, Fleet& fleet, ssl::context& ctx, const std::vector<Replica>& replicas) {
   auto exec = co_await net::this_coro::executor;
   protocol::Backoff backoff(std::chrono::seconds(1), std::chrono::seconds(60), a.index * 7919 + 17);
   net::steady_timer sleep(exec);
+  a.at = a.index % replicas.size();
   while (!fleet.stop) {
+    net::ip::tcp::endpoint ep = replicas[a.at].ep;
+    std::string host = replicas[a.at].host;
     auto w = std::make_shared<Writer>();
     w->ws = std::make_shared<WsStream>(exec, ctx);
     SSL* ssl = w->ws->next_layer().native_handle();
@@ -220,6 +237,7 @@ net::awaitable<void> runAgent(SimAgent& a, Fleet& fleet, ssl::context& ctx, net:
     if (fleet.stop) {
       break;
     }
+    a.at = (a.at + 1) % replicas.size();
     sleep.expires_after(backoff.next());
     co_await sleep.async_wait(net::as_tuple(net::use_awaitable));
   }
@@ -265,17 +283,59 @@ int main(int argc, char** argv) {
   app.add_option("--hub", hub_bin, "kflex-hub binary")->capture_default_str();
   app.add_option("--work-dir", work, "Directory for the hub's data (default: a new temp dir)");
   app.add_option("--json", json_out, "Also write the figures as JSON to this file");
+  size_t replicas = 1;
+  std::string datastore;
+  std::string datastore_password_file;
+  std::string secrets_key_file;
+  bool failover = false;
+  app.add_option("--replicas", replicas, "Hub replicas, each agent starting on one of them (more than one needs --datastore)")
+      ->capture_default_str();
+  app.add_option("--datastore", datastore, "PostgreSQL URI for the hubs (an empty database)");
+  app.add_option("--datastore-password-file", datastore_password_file, "Its password, in a file");
+  app.add_option("--secrets-key-file", secrets_key_file, "The replicas' secrets key (default: one made in the work dir)");
+  app.add_flag("--failover", failover,
+               "Instead of the restart: kill (SIGKILL) the first replica and time its agents' return to the others");
   CLI11_PARSE(app, argc, argv);
+  if (replicas == 0 || (replicas > 1 && datastore.empty())) {
+    std::cerr << "--replicas " << replicas << " needs --datastore (several replicas share one PostgreSQL database)\n";
+    return 2;
+  }
+  if (failover && replicas < 2) {
+    std::cerr << "--failover needs --replicas 2 or more\n";
+    return 2;
+  }
 
   raiseFdLimit();
   fs::path dir = workDir(work, "kflex-bench-agents");
-  fs::remove_all(dir / "hub");
-  HubProcess hub;
-  std::cerr << "starting " << hub_bin << "...\n";
-  if (!hub.start(hub_bin, dir / "hub", "127.0.0.1:0", dir / "hub.log")) {
-    std::cerr << "the hub did not start; see " << (dir / "hub.log") << "\n";
-    return 1;
+  std::vector<std::string> hub_args;
+  if (!datastore.empty()) {
+    if (secrets_key_file.empty()) {
+      secrets_key_file = (dir / "secrets.key").string();
+      std::string key(32, '\0');
+      RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), int(key.size()));
+      std::ofstream(secrets_key_file) << base64Encode(key) << "\n";
+    }
+    hub_args = {"--datastore", datastore, "--secrets-key-file", secrets_key_file};
+    if (!datastore_password_file.empty()) {
+      hub_args.insert(hub_args.end(), {"--datastore-password-file", datastore_password_file});
+    }
   }
+  // Replica 0 first: on an empty database it makes the CA the others take.
+  std::vector<HubProcess> hubs(replicas);
+  auto hub_dir = [&](size_t i) { return dir / (i == 0 ? std::string("hub") : "hub-" + std::to_string(i)); };
+  auto hub_log = [&](size_t i) { return dir / (i == 0 ? std::string("hub.log") : "hub-" + std::to_string(i) + ".log"); };
+  for (size_t i = 0; i < replicas; ++i) {
+    fs::remove_all(hub_dir(i));
+    std::cerr << "starting " << hub_bin << (replicas > 1 ? " (replica " + std::to_string(i) + ")" : "") << "...\n";
+    if (!hubs[i].start(hub_bin, hub_dir(i), "127.0.0.1:0", hub_log(i), hub_args)) {
+      std::cerr << "the hub did not start; see " << hub_log(i) << "\n";
+      for (size_t j = 0; j < i; ++j) {
+        hubs[j].stop();
+      }
+      return 1;
+    }
+  }
+  HubProcess& hub = hubs[0];
   long rss_empty = rssKb(hub.pid());
   auto kc = config::Kubeconfig::load(dir / "hub" / "admin.kubeconfig").value();
   auto access = kc.access().value();
@@ -334,8 +394,12 @@ int main(int argc, char** argv) {
   net::io_context agent_ioc;
   auto work_guard = net::make_work_guard(agent_ioc);
   std::string hp = hub.hostPort();
+  std::vector<Replica> addresses;
+  for (auto& h : hubs) {
+    addresses.push_back({h.endpoint(), h.hostPort()});
+  }
   for (auto& a : fleet_agents) {
-    net::co_spawn(agent_ioc, runAgent(a, fleet, *sim_ctx, ep, hp), net::detached);
+    net::co_spawn(agent_ioc, runAgent(a, fleet, *sim_ctx, addresses), net::detached);
   }
   auto connect_start = bench::Clock::now();
   std::thread fleet_thread([&] { agent_ioc.run(); });
@@ -401,6 +465,38 @@ int main(int argc, char** argv) {
   double reconnect_s = -1;
   double reconnect_after_ready_s = -1;
   long rss_after = -1;
+  // Failover: the first replica dies; its agents move to the others (as a real agent with several
+  // hub URLs does) and resume by revision: no full snapshot, no lease running out.
+  double failover_s = -1;
+  size_t moved = 0;
+  size_t full_resyncs = 0;
+  size_t lease_expiries = 0;
+  bool failed_over = !failover;
+  if (failover) {
+    for (const auto& a : fleet_agents) {
+      moved += a.at == 0 ? 1 : 0;
+    }
+    size_t snapshots_before = fleet.snapshots.load();
+    std::cerr << "killing replica 0 (" << moved << " agents on it)...\n";
+    auto kill_start = bench::Clock::now();
+    hubs[0].kill();
+    waitFor([&] { return fleet.synced.load() < agents; }, std::chrono::seconds(30), progress);
+    bool back = waitFor([&] { return fleet.synced.load() == agents; }, std::chrono::seconds(120), progress);
+    failover_s = std::chrono::duration<double>(bench::Clock::now() - kill_start).count();
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // (a late snapshot would come now)
+    full_resyncs = fleet.snapshots.load() - snapshots_before;
+    for (size_t i = 1; i < replicas; ++i) {
+      std::ifstream in(hub_log(i));
+      for (std::string line; std::getline(in, line);) {
+        lease_expiries += line.find("agent lease expired") != std::string::npos ? 1 : 0;
+      }
+    }
+    std::printf("%s: replica 0 killed; its %zu agents back on the others and synced in %.1f s, %zu full resyncs, "
+                "%zu lease expiries\n",
+                back ? "ok" : "TIMEOUT", moved, failover_s, full_resyncs, lease_expiries);
+    failed_over = back && full_resyncs == 0 && lease_expiries == 0;
+    restart = false;
+  }
   if (restart) {
     std::cerr << "restarting the hub...\n";
     hub.stop();
@@ -425,7 +521,9 @@ int main(int argc, char** argv) {
   }
 
   fleet.stop = true;
-  hub.stop();
+  for (auto& h : hubs) {
+    h.stop();
+  }
   work_guard.reset();
   agent_ioc.stop();
   fleet_thread.join();
@@ -435,8 +533,14 @@ int main(int argc, char** argv) {
               {"hub_idle_cores", idle_cores}, {"agents_per_core", idle_cores > 0 ? double(agents) / idle_cores : 0.0},
               {"fanout", fan.ms.size()}, {"fanout_p50_ms", fan.pct(0.5)}, {"fanout_p99_ms", fan.pct(0.99)},
               {"reconnect_s", reconnect_s}, {"reconnect_after_serving_s", reconnect_after_ready_s},
-              {"hub_rss_mb_after_restart", double(rss_after) / 1024}};
+              {"hub_rss_mb_after_restart", double(rss_after) / 1024}, {"replicas", replicas}};
+    if (failover) {
+      j["failover_agents_moved"] = moved;
+      j["failover_s"] = failover_s;
+      j["failover_full_resyncs"] = full_resyncs;
+      j["failover_lease_expiries"] = lease_expiries;
+    }
     std::ofstream(json_out) << j.dump(2) << "\n";
   }
-  return all_up && fan.ms.size() == fanout ? 0 : 1;
+  return all_up && fan.ms.size() == fanout && failed_over ? 0 : 1;
 }

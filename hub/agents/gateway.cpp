@@ -340,6 +340,11 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     s->link->send(protocol::CaBundle{bundle, renew});
   }
   s->hello_done = true;
+  if (store_.shared() && acked > store_.revision()) {
+    // The agent comes from another replica, which it heard from last: this one first takes in
+    // what it has not yet, so that the agent resumes by deltas instead of a full snapshot.
+    co_await store_.fresh(net::use_awaitable);
+  }
   s->feed.sync(acked);
   co_return true;
 }

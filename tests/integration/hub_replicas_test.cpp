@@ -465,3 +465,38 @@ TEST(HubReplicas, AnSqliteHubMovesIntoPostgresWithItsRevisionsEventsAndCa) {
 
 }  // namespace
 }  // namespace kflex::test
+
+namespace kflex::test {
+namespace {
+
+// 1,000 simulated agents (real enrollment, real mutual-TLS links) spread over three replicas; the
+// first replica is killed: its agents are back on the others well within their lease, resumed by
+// revision (no full snapshot), and no lease ran out.
+TEST(HubReplicas, AThousandAgentsOfAKilledReplicaAreBackOnTheOthersWithinTheLease) {
+  PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  fs::path bench = binDir() / "kflex-bench-agents";
+  if (!fs::exists(bench)) {
+    GTEST_SKIP() << bench << " is not built";
+  }
+  TempDir dir;
+  Process run({bench.string(), "--agents", "1000", "--fanout", "100", "--fanout-rate", "200", "--idle-seconds", "2",
+               "--replicas", "3", "--datastore", pg.dsn(), "--datastore-password-file", pg.passwordFile().string(),
+               "--failover", "--work-dir", (dir.path() / "work").string(), "--json",
+               (dir.path() / "figures.json").string()},
+              dir.path() / "bench.log");
+  int rc = run.wait(std::chrono::seconds(400));
+  ASSERT_EQ(rc, 0) << run.log();
+  auto text = readFile(dir.path() / "figures.json");
+  ASSERT_TRUE(text);
+  Json figures = Json::parse(text.value());
+  EXPECT_GT(figures["failover_agents_moved"].get<int>(), 250) << run.log();
+  EXPECT_LT(figures["failover_s"].get<double>(), 10.0) << run.log();  // the lease is 50 s; the goal one of 10 s
+  EXPECT_EQ(figures["failover_full_resyncs"], 0) << run.log();
+  EXPECT_EQ(figures["failover_lease_expiries"], 0) << run.log();
+}
+
+}  // namespace
+}  // namespace kflex::test
