@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Load generator for kflex-hub: creates, reads, updates and watches N ControlPlane objects over
 // HTTPS with many keep-alive connections, and measures two raw SQLite baselines in the same run.
+#include <openssl/rand.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
+#include "shared/store/postgres.hpp"
 #include "shared/store/sqlite.hpp"
 #include "shared/tls/context.hpp"
 
@@ -69,6 +71,44 @@ double sqliteBaseline(const fs::path& dir, const std::vector<std::string>& bodie
   return double(rows) / std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// --- PostgreSQL baseline: the hub's own statements on the same rows, from a plain libpq client,
+// same durability (synchronous_commit on): per group the revision row's lock, an object row and
+// an event row per object, the revision row moved, a notification, COMMIT.
+double pgBaseline(const store::PostgresTarget& t, const std::vector<std::string>& bodies, size_t rows, size_t group) {
+  auto conn = store::Connection::open(t, std::chrono::seconds(10), "-c synchronous_commit=on");
+  if (!conn) {
+    std::cerr << "PostgreSQL baseline: " << conn.error().message << "\n";
+    return 0;
+  }
+  auto& c = *conn.value();
+  (void)c.exec("DROP TABLE IF EXISTS meta, objects, events;"
+               "CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL);"
+               "INSERT INTO meta VALUES ('revision', 0);"
+               "CREATE TABLE objects (resource text NOT NULL, name text NOT NULL, revision bigint NOT NULL, "
+               "PRIMARY KEY (resource, name));"
+               "CREATE TABLE events (revision bigint PRIMARY KEY, type smallint NOT NULL, resource text NOT NULL, "
+               "name text NOT NULL, body text NOT NULL)");
+  const std::string resource = "g/controlplanes";
+  auto start = Clock::now();
+  for (size_t i = 0; i < rows; i += group) {
+    (void)c.exec("BEGIN");
+    (void)c.query("SELECT value, pg_current_xact_id()::text FROM meta WHERE key = 'revision' FOR UPDATE");
+    size_t end = std::min(rows, i + group);
+    for (size_t j = i; j < end; ++j) {
+      std::string name = "cp-" + std::to_string(j);
+      std::string rev = std::to_string(j + 1);
+      (void)c.exec("INSERT INTO objects (resource, name, revision) VALUES ($1, $2, $3) "
+                   "ON CONFLICT (resource, name) DO UPDATE SET revision = excluded.revision",
+                   {resource, name, rev});
+      (void)c.exec("INSERT INTO events VALUES ($1, $2, $3, $4, $5)", {rev, std::string("0"), resource, name, bodies[j]});
+    }
+    std::string last = std::to_string(end);
+    (void)c.exec("UPDATE meta SET value = " + last + " WHERE key = 'revision'; NOTIFY kflex_baseline, '" + last +
+                 "'; COMMIT");
+  }
+  return double(rows) / std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 }  // namespace
 }  // namespace kflex::bench
 
@@ -96,7 +136,21 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember({"create", "read", "update", "list", "watch"}))
       ->capture_default_str();
+  std::string datastore;
+  std::string datastore_password_file;
+  size_t replicas = 1;
+  app.add_option("--datastore", datastore,
+                 "A PostgreSQL server (postgres://USER@HOST:PORT/DB?...) to run the hub on instead of SQLite: the "
+                 "bench makes databases kflex_bench_hub and kflex_bench_baseline there (and drops them first)");
+  app.add_option("--datastore-password-file", datastore_password_file, "Its password, in a file");
+  app.add_option("--replicas", replicas,
+                 "Hub replicas on --datastore: writes go to the first, the watchers of the fan-out to the last")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (replicas == 0 || (replicas > 1 && datastore.empty())) {
+    std::cerr << "--replicas " << replicas << " needs --datastore\n";
+    return 2;
+  }
   auto wanted = [&phases](const char* p) { return std::find(phases.begin(), phases.end(), p) != phases.end(); };
   if (!wanted("watch")) {
     watchers = 0;
@@ -107,15 +161,66 @@ int main(int argc, char** argv) {
   raiseFdLimit();
   fs::path dir = workDir(work, "kflex-bench");
 
-  std::cerr << "starting " << hub_bin << "...\n";
-  fs::remove_all(dir / "hub");
-  fs::path log = dir / "hub.log";
-  HubProcess hub;
-  if (!hub.start(hub_bin, dir / "hub", "127.0.0.1:0", log)) {
-    std::cerr << "the hub did not start; see " << log << "\n";
-    return 1;
+  // On PostgreSQL: a fresh database for the hub, one for the baseline, on the same server.
+  std::vector<std::string> hub_args;
+  store::PostgresTarget pg_server{datastore, ""};
+  store::PostgresTarget pg_hub;
+  store::PostgresTarget pg_base;
+  if (!datastore.empty()) {
+    if (!datastore_password_file.empty()) {
+      auto pw = readFile(datastore_password_file);
+      if (!pw) {
+        std::cerr << pw.error().message << "\n";
+        return 2;
+      }
+      pg_server.password = std::string(trim(pw->substr(0, pw->find('\n'))));
+    }
+    pg_hub = store::withDatabase(pg_server, "kflex_bench_hub");
+    pg_base = store::withDatabase(pg_server, "kflex_bench_baseline");
+    for (const auto* db : {"kflex_bench_hub", "kflex_bench_baseline"}) {
+      if (auto r = store::dropDatabase(pg_server, db); !r) {
+        std::cerr << r.error().message << "\n";
+        return 1;
+      }
+      if (auto r = store::createDatabase(pg_server, db); !r) {
+        std::cerr << r.error().message << "\n";
+        return 1;
+      }
+    }
+    std::string key(32, '\0');
+    RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), int(key.size()));
+    std::ofstream(dir / "secrets.key") << base64Encode(key) << "\n";
+    hub_args = {"--datastore", pg_hub.dsn, "--secrets-key-file", (dir / "secrets.key").string()};
+    if (!datastore_password_file.empty()) {
+      hub_args.insert(hub_args.end(), {"--datastore-password-file", datastore_password_file});
+    }
   }
+  // Every client and watcher comes from 127.0.0.1: the hub's limit of connections in their TLS
+  // handshake per source (256, against floods) would refuse most of 1,000 watchers connecting at once.
+  std::ofstream(dir / "hub.yaml") << "max_handshakes_per_source: " << std::max<size_t>(4096, watchers + clients) << "\n";
+  hub_args.insert(hub_args.begin(), {"--config", (dir / "hub.yaml").string()});
+  std::vector<HubProcess> hubs(replicas);
+  fs::path log = dir / "hub.log";
+  for (size_t r = 0; r < replicas; ++r) {
+    std::string name = r == 0 ? std::string("hub") : "hub-" + std::to_string(r);
+    std::cerr << "starting " << hub_bin << (datastore.empty() ? "" : " on PostgreSQL")
+              << (replicas > 1 ? " (replica " + std::to_string(r) + ")" : "") << "...\n";
+    fs::remove_all(dir / name);
+    if (!hubs[r].start(hub_bin, dir / name, "127.0.0.1:0", dir / (name + ".log"), hub_args)) {
+      std::cerr << "the hub did not start; see " << (dir / (name + ".log")) << "\n";
+      return 1;
+    }
+  }
+  HubProcess& hub = hubs[0];
   pid_t pid = hub.pid();
+  // Every replica's CPU, from when `cpus` was last called.
+  auto cpus = [&hubs] {
+    std::vector<double> out;
+    for (auto& h : hubs) {
+      out.push_back(cpuSeconds(h.pid()));
+    }
+    return out;
+  };
   auto kc = config::Kubeconfig::load(dir / "hub" / "admin.kubeconfig").value();
   auto access = kc.access().value();
   auto ctx = tls::makeClientContext({access.ca_pem, access.client_cert_pem, access.client_key_pem}).value();
@@ -150,6 +255,13 @@ int main(int argc, char** argv) {
   // averaged: the disk's speed drifts over minutes on shared machines.
   double base_single_before = sqliteBaseline(dir, stored, std::min<size_t>(objects, 3000), 1);
   double base_group_before = sqliteBaseline(dir, stored, objects, 16);
+  double pg_single_before = 0;
+  double pg_group_before = 0;
+  if (!datastore.empty()) {
+    std::cerr << "PostgreSQL baselines (the hub's statements from a plain libpq client, synchronous_commit on)...\n";
+    pg_single_before = pgBaseline(pg_base, stored, std::min<size_t>(objects, 3000), 1);
+    pg_group_before = pgBaseline(pg_base, stored, objects, clients);
+  }
 
   std::cerr << "create phase: " << objects << " objects, " << clients << " clients...\n";
   // The requests are made before the clock starts, as the baselines' bodies are.
@@ -160,11 +272,13 @@ int main(int argc, char** argv) {
   }
   double hub_cpu_before = 0;
   double self_cpu_before = 0;
+  std::vector<double> replica_cpu_before;
   Stats create = runPhase(ioc, *ctx, ep, clients, objects,
                           [&creates](Conn& c, size_t i) { return c.send(creates[i]); }, 201,
                           [&] {
                             hub_cpu_before = cpuSeconds(pid);
                             self_cpu_before = cpuSeconds(getpid());
+                            replica_cpu_before = cpus();
                           });
   double self_cpu_us = (cpuSeconds(getpid()) - self_cpu_before) * 1e6 / double(std::max<size_t>(objects, 1));
   // CPU time per create is steadier than the rate on a machine whose disk speed wanders. It counts
@@ -181,11 +295,26 @@ int main(int argc, char** argv) {
     }
   }
   double hub_cpu_us = (hub_cpu_end - hub_cpu_before) * 1e6 / double(std::max<size_t>(objects, 1));
+  // (The other replicas, which follow the writes, are idle by now too.)
+  std::vector<double> replica_create_cpu_us;
+  {
+    auto after = cpus();
+    for (size_t r = 0; r < replicas; ++r) {
+      replica_create_cpu_us.push_back((after[r] - replica_cpu_before[r]) * 1e6 / double(std::max<size_t>(objects, 1)));
+    }
+  }
   std::cerr << "SQLite baselines again...\n";
   double base_single_after = sqliteBaseline(dir, stored, std::min<size_t>(objects, 3000), 1);
   double base_group_after = sqliteBaseline(dir, stored, objects, 16);
   double base_single = (base_single_before + base_single_after) / 2;
   double base_group = (base_group_before + base_group_after) / 2;
+  double pg_single = 0;
+  double pg_group = 0;
+  if (!datastore.empty()) {
+    std::cerr << "PostgreSQL baselines again...\n";
+    pg_single = (pg_single_before + pgBaseline(pg_base, stored, std::min<size_t>(objects, 3000), 1)) / 2;
+    pg_group = (pg_group_before + pgBaseline(pg_base, stored, objects, clients)) / 2;
+  }
   long rss_full = rssKb(pid);
   Stats read;
   Stats update;
@@ -231,10 +360,13 @@ int main(int argc, char** argv) {
     watch_conns.push_back(std::make_unique<Conn>(ioc, *ctx));
   }
   std::atomic<size_t> watching{0};
+  // With replicas, the watchers are on the last one and the writes go to the first: each
+  // delivery crosses replicas through the database.
+  auto watch_ep = hubs.back().endpoint();
   for (size_t w = 0; w < watchers; ++w) {
     Conn* conn = watch_conns[w].get();
     net::co_spawn(ioc, [&, conn]() -> net::awaitable<void> {
-      if (!co_await conn->connect(ep)) {
+      if (!co_await conn->connect(watch_ep)) {
         co_return;
       }
       ++connected;
@@ -264,6 +396,8 @@ int main(int argc, char** argv) {
   size_t delivered_expected = 0;
   double fan_cpu_before = 0;
   double fan_cpu_after = 0;
+  std::vector<double> fan_replicas_before;
+  std::vector<double> fan_replicas_after;
   net::co_spawn(ioc, [&]() -> net::awaitable<void> {
     net::steady_timer t(ioc);
     auto deadline = Clock::now() + std::chrono::seconds(60);
@@ -274,6 +408,7 @@ int main(int argc, char** argv) {
     Conn writer(ioc, *ctx);
     co_await writer.connect(ep);
     fan_cpu_before = cpuSeconds(pid);
+    fan_replicas_before = cpus();
     for (size_t u = 0; u < watch_updates; ++u) {
       std::string seq = "s" + std::to_string(u);
       {
@@ -287,6 +422,7 @@ int main(int argc, char** argv) {
     }
     delivered_expected = watching.load() * watch_updates;
     fan_cpu_after = cpuSeconds(pid);
+    fan_replicas_after = cpus();
     auto drain_deadline = Clock::now() + std::chrono::seconds(10);
     while (Clock::now() < drain_deadline) {
       {
@@ -307,9 +443,16 @@ int main(int argc, char** argv) {
   ioc.run();
   Stats fan;
   fan.ms = delays;
-  long rss_watch = rssKb(pid);
+  long rss_watch = rssKb(hubs.back().pid());
 
-  hub.stop();
+  for (auto& h : hubs) {
+    h.stop();
+  }
+  if (!datastore.empty()) {
+    for (const auto* db : {"kflex_bench_hub", "kflex_bench_baseline"}) {
+      (void)store::dropDatabase(pg_server, db);
+    }
+  }
 
   double single_ratio = create.rate() / base_single;
   double group_ratio = create.rate() / base_group;
@@ -326,6 +469,24 @@ int main(int argc, char** argv) {
   std::printf("%-44s %12s %10.2f %10.2f %8zu\n",
               ("watch fan-out: " + std::to_string(watching.load()) + " watchers, delay").c_str(), "-", fan.pct(0.5),
               fan.pct(0.99), delivered_expected > fan.ms.size() ? delivered_expected - fan.ms.size() : 0);
+  if (!datastore.empty()) {
+    std::printf("%-44s %12.0f %10s %10s %8s\n", "PostgreSQL baseline: 1 row per transaction", pg_single, "-", "-", "-");
+    std::printf("%-44s %12.0f %10s %10s %8s\n",
+                ("PostgreSQL baseline: " + std::to_string(clients) + " rows per transaction").c_str(), pg_group, "-",
+                "-", "-");
+    std::printf("\nhub on PostgreSQL (%zu replica%s): create rate / PostgreSQL %zu-row baseline: %.2fx (goal >= 0.5x), / "
+                "1-row baseline: %.2fx\n",
+                replicas, replicas > 1 ? "s" : "", clients, pg_group > 0 ? create.rate() / pg_group : 0.0,
+                pg_single > 0 ? create.rate() / pg_single : 0.0);
+    for (size_t r = 0; r < replicas; ++r) {
+      double fan_ms = watch_updates != 0 && fan_replicas_after.size() == replicas
+                          ? (fan_replicas_after[r] - fan_replicas_before[r]) * 1e3 / double(watch_updates)
+                          : 0;
+      std::printf("replica %zu%s: CPU per create %.0f us, per watched update %.2f ms\n", r,
+                  r == 0 ? " (takes the writes)" : (r + 1 == replicas ? " (serves the watchers)" : ""),
+                  replica_create_cpu_us[r], fan_ms);
+    }
+  }
   std::printf("\ncreate rate / 1-row baseline:  %.2fx (goal >= 2x)\n", single_ratio);
   std::printf("create rate / 16-row baseline: %.2fx (goal >= 0.25x)\n", group_ratio);
   std::printf("CPU per create: hub %.0f us, load generator %.0f us\n", hub_cpu_us, self_cpu_us);
@@ -342,7 +503,14 @@ int main(int argc, char** argv) {
               {"create_per_s", create.rate()}, {"create_hub_cpu_us", hub_cpu_us}, {"create_p50_ms", create.pct(0.5)}, {"create_p99_ms", create.pct(0.99)},
               {"get_per_s", read.rate()}, {"patch_per_s", update.rate()},
               {"watch_delay_p50_ms", fan.pct(0.5)}, {"watch_hub_cpu_ms_per_update", fan_cpu_ms}, {"watch_delay_p99_ms", fan.pct(0.99)},
-              {"rss_mb_full", rss_full / 1024}, {"ratio_vs_single", single_ratio}, {"ratio_vs_group16", group_ratio}};
+              {"rss_mb_full", rss_full / 1024}, {"ratio_vs_single", single_ratio}, {"ratio_vs_group16", group_ratio},
+              {"replicas", replicas}, {"datastore", datastore.empty() ? "sqlite" : "postgres"}};
+    if (!datastore.empty()) {
+      j["pg_single_rows_per_s"] = pg_single;
+      j["pg_group_rows_per_s"] = pg_group;  // `clients` rows per transaction: the hub's groups
+      j["ratio_vs_pg_group"] = pg_group > 0 ? create.rate() / pg_group : 0.0;
+      j["replica_create_cpu_us"] = replica_create_cpu_us;
+    }
     std::ofstream(json_out) << j.dump(2) << "\n";
   }
   return create.errors + read.errors + update.errors == 0 ? 0 : 1;

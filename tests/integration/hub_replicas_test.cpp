@@ -270,6 +270,13 @@ TEST(HubReplicas, ACreateBurstOverThreeReplicasWithOneKilledLosesNothingAcknowle
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // (a duplicate would come now)
   expectExactlyOnceInOrder(on1, stored, "the watch on replica 1");
   expectExactlyOnceInOrder(on2, stored, "the watch on replica 2");
+  // A watcher of the dead replica resumes on a survivor from the revision it had: everything
+  // since, once, in order.
+  Watcher resumed(hubs[2].kubeconfig(), start_rv);
+  ASSERT_TRUE(waitFor([&] { return resumed.events().size() >= stored.size(); }, std::chrono::seconds(20),
+                      "the resumed watch to replay"))
+      << resumed.events().size() << " of " << stored.size();
+  expectExactlyOnceInOrder(resumed, stored, "the watch resumed on replica 2");
 }
 
 TEST(HubReplicas, TheDatabaseRestartedUnderThreeReplicasIs503ThenEverythingResumes) {
@@ -496,6 +503,72 @@ TEST(HubReplicas, AThousandAgentsOfAKilledReplicaAreBackOnTheOthersWithinTheLeas
   EXPECT_LT(figures["failover_s"].get<double>(), 10.0) << run.log();  // the lease is 50 s; the goal one of 10 s
   EXPECT_EQ(figures["failover_full_resyncs"], 0) << run.log();
   EXPECT_EQ(figures["failover_lease_expiries"], 0) << run.log();
+}
+
+}  // namespace
+}  // namespace kflex::test
+
+namespace kflex::test {
+namespace {
+
+// The certificate-authority-data of a kubeconfig: the CA bundle its hub serves.
+std::string caBundleOf(const fs::path& kubeconfig) {
+  auto kc = config::Kubeconfig::load(kubeconfig);
+  return kc ? kc->access().value().ca_pem : "";
+}
+
+// `kflex-hub ca rotate` against the datastore rotates the CA every replica uses: restarted one at
+// a time, each serves the new CA with the previous one still trusted, and kubeconfigs made before
+// keep working through the overlap.
+TEST(HubReplicas, ACaRotationInTheDatastoreReachesEveryReplicaAtItsRestart) {
+  PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  TempDir dir;
+  fs::path key = dir.path() / "secrets.key";
+  ASSERT_TRUE(writeFileAtomic(key, base64Encode(std::string(32, 'r')) + "\n", 0600));
+  std::vector<std::string> store_args = {"--datastore", pg.dsn(), "--datastore-password-file",
+                                         pg.passwordFile().string(), "--secrets-key-file", key.string()};
+  auto one = std::make_unique<HubProcess>(dir.path() / "r0", store_args);
+  ASSERT_TRUE(one->ok()) << one->log();
+  auto two = std::make_unique<HubProcess>(dir.path() / "r1", store_args);
+  ASSERT_TRUE(two->ok()) << two->log();
+  std::string before = caBundleOf(two->kubeconfig());
+  ASSERT_EQ(before, caBundleOf(one->kubeconfig()));
+  fs::copy_file(two->kubeconfig(), dir.path() / "old.kubeconfig");
+
+  std::vector<std::string> rotate = {(binDir() / "kflex-hub").string(), "ca", "rotate", "--config", "/dev/null",
+                                     "--data-dir", (dir.path() / "r0").string(), "--overlap", "2h"};
+  rotate.insert(rotate.end(), store_args.begin(), store_args.end());
+  Process rotated(rotate, dir.path() / "rotate.log");
+  ASSERT_EQ(rotated.wait(std::chrono::seconds(60)), 0) << rotated.log();
+  EXPECT_NE(rotated.log().find("restart every replica"), std::string::npos) << rotated.log();
+
+  // Replica 1 restarted: the new CA first, the previous one after it (still trusted).
+  EXPECT_EQ(two->stop(), 0);
+  two = std::make_unique<HubProcess>(dir.path() / "r1", store_args);
+  ASSERT_TRUE(two->ok()) << two->log();
+  std::string after = caBundleOf(two->kubeconfig());
+  EXPECT_NE(after, before);
+  EXPECT_NE(after.find(before), std::string::npos) << "the previous CA is no longer in the bundle";
+  EXPECT_FALSE(after.starts_with(before));
+  // Then replica 0: the same bundle.
+  EXPECT_EQ(one->stop(), 0);
+  one = std::make_unique<HubProcess>(dir.path() / "r0", store_args);
+  ASSERT_TRUE(one->ok()) << one->log();
+  EXPECT_EQ(caBundleOf(one->kubeconfig()), after);
+  // A kubeconfig from before the rotation works against both through the overlap.
+  for (HubProcess* h : {one.get(), two.get()}) {
+    auto kc = config::Kubeconfig::load(dir.path() / "old.kubeconfig");
+    auto access = kc->access().value();
+    access.server = h->url();
+    auto c = net_client::HttpsClient::create(access);
+    ASSERT_TRUE(c);
+    auto r = c.value()->request(http::verb::get, kBase);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->status, 200u) << r->body;
+  }
 }
 
 }  // namespace
