@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -63,11 +64,17 @@ class PostgresBackend : public StoreBackend {
   Result<bool> committedAfterLoss();
   /// The statement's error, the transaction rolled back.
   Error abort(const Error& e);
+  /// Writes the group's waiting rows (put, appendEvent), one statement per table.
+  Result<void> flush();
+  static constexpr size_t kMaxPendingRows = 2000;  // (5 parameters a row; PostgreSQL takes 65,535)
 
   store::PostgresTarget target_;
   std::string where_;
   std::unique_ptr<store::Connection> conn_;
   std::string xact_;  // the group's transaction id
+  std::vector<EventPtr> pending_events_;
+  std::vector<std::pair<std::pair<std::string, std::string>, int64_t>> pending_puts_;  // (resource, name) -> revision
+  std::map<std::pair<std::string, std::string>, size_t> pending_put_index_;
   int64_t revision_ = 0;      // what this store has committed (or loaded)
   int64_t group_last_ = 0;    // the highest revision of the group in progress
   bool in_transaction_ = false;

@@ -415,6 +415,59 @@ TEST(PostgresStore, TheLeadPassesWithANewTermAndAnOldTermsWritesAreRefused) {
   EXPECT_EQ(one->campaign().value(), 3);
 }
 
+// A group's rows go in one statement per table: an object written twice, or deleted and made
+// again, in one group ends as the group's last write says, in the database as in memory.
+TEST(PostgresStore, ObjectsWrittenSeveralTimesInOneGroupAreStoredAsTheLastWriteSays) {
+  test::PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  std::map<std::string, std::string> memory;
+  int64_t revision = 0;
+  {
+    auto s = openOn(pg);
+    ASSERT_TRUE(s) << s.error().message;
+    ObjectStore& store = *s.value();
+    write(store, "gone", putObject("gone", "0"));
+    std::atomic<int> answered{0};
+    std::atomic<int> failed{0};  // other than deleting what is not there
+    auto done = [&](WriteResult r) {
+      if (r.decision.kind == Decision::Kind::Fail && r.decision.code != Errc::NotFound) {
+        ++failed;
+      }
+      ++answered;
+    };
+    constexpr int kWrites = 300;
+    for (int i = 0; i < kWrites; ++i) {
+      std::string name = "o" + std::to_string(i % 5);
+      Mutation m = i % 7 == 3 ? deleteObject() : putObject(name, std::to_string(i));
+      store.write("g/things", name, std::move(m), done);
+      if (i == 150) {
+        store.write("g/things", "gone", deleteObject(), done);
+      }
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (answered < kWrites + 1 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(answered.load(), kWrites + 1);
+    EXPECT_EQ(failed.load(), 0);
+    for (const auto& o : store.list("g/things").first) {
+      memory[o->name] = o->bytes;
+    }
+    revision = store.revision();
+  }
+  auto again = openOn(pg);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again.value()->revision(), revision);
+  std::map<std::string, std::string> stored;
+  for (const auto& o : again.value()->list("g/things").first) {
+    stored[o->name] = o->bytes;
+  }
+  EXPECT_EQ(stored, memory);
+  EXPECT_EQ(stored.count("gone"), 0u);
+}
+
 TEST(PostgresStore, AnUnreachableServerIsAClearError) {
   auto backend = PostgresBackend::open({"postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=2", ""});
   ASSERT_FALSE(backend);
