@@ -71,9 +71,10 @@ double sqliteBaseline(const fs::path& dir, const std::vector<std::string>& bodie
   return double(rows) / std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// --- PostgreSQL baseline: the hub's own statements on the same rows, from a plain libpq client,
-// same durability (synchronous_commit on): per group the revision row's lock, an object row and
-// an event row per object, the revision row moved, a notification, COMMIT.
+// --- PostgreSQL baseline: the same rows from a plain libpq client, as the hub writes them, same
+// durability (synchronous_commit on): per group the revision row's lock, one multi-row INSERT of
+// the event rows (the stored object's JSON, `bodies`) and one of the object rows, the revision row
+// moved, a notification, COMMIT.
 double pgBaseline(const store::PostgresTarget& t, const std::vector<std::string>& bodies, size_t rows, size_t group) {
   auto conn = store::Connection::open(t, std::chrono::seconds(10), "-c synchronous_commit=on");
   if (!conn) {
@@ -89,19 +90,32 @@ double pgBaseline(const store::PostgresTarget& t, const std::vector<std::string>
                "CREATE TABLE events (revision bigint PRIMARY KEY, type smallint NOT NULL, resource text NOT NULL, "
                "name text NOT NULL, body text NOT NULL)");
   const std::string resource = "g/controlplanes";
+  auto placeholders = [](size_t row, size_t columns) {
+    std::string out = "(";
+    for (size_t k = 1; k <= columns; ++k) {
+      out += (k > 1 ? ", $" : "$") + std::to_string(row * columns + k);
+    }
+    return out + ")";
+  };
   auto start = Clock::now();
   for (size_t i = 0; i < rows; i += group) {
     (void)c.exec("BEGIN");
     (void)c.query("SELECT value, pg_current_xact_id()::text FROM meta WHERE key = 'revision' FOR UPDATE");
     size_t end = std::min(rows, i + group);
+    std::string events = "INSERT INTO events VALUES ";
+    std::string objects = "INSERT INTO objects (resource, name, revision) VALUES ";
+    std::vector<std::optional<std::string>> event_params;
+    std::vector<std::optional<std::string>> object_params;
     for (size_t j = i; j < end; ++j) {
       std::string name = "cp-" + std::to_string(j);
       std::string rev = std::to_string(j + 1);
-      (void)c.exec("INSERT INTO objects (resource, name, revision) VALUES ($1, $2, $3) "
-                   "ON CONFLICT (resource, name) DO UPDATE SET revision = excluded.revision",
-                   {resource, name, rev});
-      (void)c.exec("INSERT INTO events VALUES ($1, $2, $3, $4, $5)", {rev, std::string("0"), resource, name, bodies[j]});
+      events += (j > i ? ", " : "") + placeholders(j - i, 5);
+      objects += (j > i ? ", " : "") + placeholders(j - i, 3);
+      event_params.insert(event_params.end(), {rev, std::string("0"), resource, name, bodies[j]});
+      object_params.insert(object_params.end(), {resource, name, rev});
     }
+    (void)c.exec(events, event_params);
+    (void)c.exec(objects + " ON CONFLICT (resource, name) DO UPDATE SET revision = excluded.revision", object_params);
     std::string last = std::to_string(end);
     (void)c.exec("UPDATE meta SET value = " + last + " WHERE key = 'revision'; NOTIFY kflex_baseline, '" + last +
                  "'; COMMIT");
@@ -258,7 +272,7 @@ int main(int argc, char** argv) {
   double pg_single_before = 0;
   double pg_group_before = 0;
   if (!datastore.empty()) {
-    std::cerr << "PostgreSQL baselines (the hub's statements from a plain libpq client, synchronous_commit on)...\n";
+    std::cerr << "PostgreSQL baselines (the same rows from a plain libpq client, synchronous_commit on)...\n";
     pg_single_before = pgBaseline(pg_base, stored, std::min<size_t>(objects, 3000), 1);
     pg_group_before = pgBaseline(pg_base, stored, objects, clients);
   }
