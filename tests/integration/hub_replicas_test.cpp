@@ -18,6 +18,7 @@
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
 #include "shared/net/https_client.hpp"
+#include "tests/integration/hub_api.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::test {
@@ -25,18 +26,6 @@ namespace {
 
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
-constexpr const char* kBase = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
-
-std::unique_ptr<net_client::HttpsClient> client(const fs::path& kubeconfig) {
-  auto kc = config::Kubeconfig::load(kubeconfig);
-  auto c = net_client::HttpsClient::create(kc->access().value());
-  return std::move(c.value());
-}
-
-std::string cpJson(const std::string& name) {
-  return Json{{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
-              {"metadata", {{"name", name}}}, {"spec", {{"type", "k3s"}}}}.dump();
-}
 
 int64_t rvOf(const std::string& body) {
   return std::stoll(Json::parse(body)["metadata"]["resourceVersion"].get<std::string>());
@@ -172,12 +161,7 @@ TEST(HubReplicas, ACreateBurstOverThreeReplicasWithOneKilledLosesNothingAcknowle
   ASSERT_TRUE(hubs.ok()) << hubs.logs();
   // One CA: a kubeconfig made by one replica works against the others.
   for (size_t i = 1; i < 3; ++i) {
-    auto kc = config::Kubeconfig::load(hubs[0].kubeconfig());
-    auto access = kc->access().value();
-    access.server = hubs[i].url();
-    auto other = net_client::HttpsClient::create(access);
-    ASSERT_TRUE(other);
-    auto r = other.value()->request(http::verb::get, kBase);
+    auto r = client(hubs[0].kubeconfig(), hubs[i].url())->request(http::verb::get, kBase);
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(r->status, 200u) << r->body;
   }
@@ -446,10 +430,7 @@ TEST(HubReplicas, AnSqliteHubMovesIntoPostgresWithItsRevisionsEventsAndCa) {
   HubProcess hub(dir.path() / "new", {"--datastore", pg.dsn(), "--datastore-password-file", pg.passwordFile().string(),
                                       "--secrets-key-file", key.string()});
   ASSERT_TRUE(hub.ok()) << hub.log();
-  auto kc = config::Kubeconfig::load(old_dir / "admin.kubeconfig");
-  auto access = kc->access().value();
-  access.server = hub.url();
-  auto c = std::move(net_client::HttpsClient::create(access).value());
+  auto c = client(old_dir / "admin.kubeconfig", hub.url());
   auto a = c->request(http::verb::get, std::string(kBase) + "/a");
   ASSERT_TRUE(a) << a.error().message;
   ASSERT_EQ(a->status, 200u) << a->body;
@@ -560,12 +541,7 @@ TEST(HubReplicas, ACaRotationInTheDatastoreReachesEveryReplicaAtItsRestart) {
   EXPECT_EQ(caBundleOf(one->kubeconfig()), after);
   // A kubeconfig from before the rotation works against both through the overlap.
   for (HubProcess* h : {one.get(), two.get()}) {
-    auto kc = config::Kubeconfig::load(dir.path() / "old.kubeconfig");
-    auto access = kc->access().value();
-    access.server = h->url();
-    auto c = net_client::HttpsClient::create(access);
-    ASSERT_TRUE(c);
-    auto r = c.value()->request(http::verb::get, kBase);
+    auto r = client(dir.path() / "old.kubeconfig", h->url())->request(http::verb::get, kBase);
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(r->status, 200u) << r->body;
   }

@@ -17,6 +17,7 @@
 #include "shared/tls/context.hpp"
 #include "shared/tls/pki.hpp"
 #include "tests/support/raw_tls.hpp"
+#include "tests/integration/hub_api.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::test {
@@ -24,18 +25,6 @@ namespace {
 
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
-constexpr const char* kBase = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
-
-std::unique_ptr<net_client::HttpsClient> client(const fs::path& kubeconfig) {
-  auto kc = config::Kubeconfig::load(kubeconfig);
-  auto c = net_client::HttpsClient::create(kc->access().value());
-  return std::move(c.value());
-}
-
-std::string cpJson(const std::string& name) {
-  return Json{{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
-              {"metadata", {{"name", name}}}, {"spec", {{"type", "k3s"}}}}.dump();
-}
 
 bool canMount(const fs::path& dir, const std::string& options) {
   fs::create_directories(dir);

@@ -92,6 +92,17 @@ class ControllerTest : public ApiFixture {
     Json a = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "Agent"}, {"metadata", {{"name", name}}}};
     ASSERT_EQ(call(http::verb::post, kAgents, a.dump()).status, 201u);
   }
+  // A relist of every agent (counted in `relists`), as keys "agent-NAME".
+  Controller::Relister relistAgents(std::atomic<int>& relists) {
+    return [this, &relists](int64_t) {
+      ++relists;
+      Controller::Keys keys;
+      for (const auto& rec : store_->list(agentsKey()).first) {
+        keys.push_back("agent-" + rec->name);
+      }
+      return keys;
+    };
+  }
   std::string agentsKey() const { return resourceKey(*registry_.find(model::kTenancyGroup, model::kTenancyVersion, "agents")); }
 
   net::io_context ioc_;
@@ -116,14 +127,7 @@ TEST_F(ControllerTest, RelistsAtStartThenMapsEventsToKeys) {
   std::atomic<int> relists{0};
   auto& c = make({"test", 2});
   c.watch(agentsKey(), [](const EventPtr& ev) { return Controller::Keys{"agent-" + ev->object->name}; });
-  c.relist([&](int64_t) {
-    ++relists;
-    Controller::Keys keys;
-    for (const auto& rec : store_->list(agentsKey()).first) {
-      keys.push_back("agent-" + rec->name);
-    }
-    return keys;
-  });
+  c.relist(relistAgents(relists));
   start();
   EXPECT_TRUE(test::waitFor([&] { return count("agent-before") == 1; }, milliseconds(5000), "the relisted key"));
   createAgent("after");
@@ -141,14 +145,7 @@ TEST_F(ControllerTest, OnlyWhileLeadingReconcilesNothingUntilTheLeadComesThenEve
   std::atomic<int> relists{0};
   auto& c = make({"test", 1});
   c.watch(agentsKey(), [](const EventPtr& ev) { return Controller::Keys{"agent-" + ev->object->name}; });
-  c.relist([&](int64_t) {
-    ++relists;
-    Controller::Keys keys;
-    for (const auto& rec : store_->list(agentsKey()).first) {
-      keys.push_back("agent-" + rec->name);
-    }
-    return keys;
-  });
+  c.relist(relistAgents(relists));
   c.onlyWhileLeading(&lead);
   start();
   EXPECT_TRUE(test::waitFor([&] { return relists.load() == 1; }, milliseconds(5000), "the first relist"));

@@ -43,11 +43,18 @@ Result<std::unique_ptr<ObjectStore>> openOn(const test::PostgresServer& pg, Stor
   return ObjectStore::open(std::move(backend.value()), options);
 }
 
-TEST(PostgresStore, WritesAreStoredInRevisionOrderAndReadBackAfterARestart) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
+// Each test on a throwaway server of its own (skipped where PostgreSQL is not installed).
+class PostgresStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!pg.problem().empty()) {
+      GTEST_SKIP() << pg.problem();
+    }
   }
+  test::PostgresServer pg;
+};
+
+TEST_F(PostgresStore, WritesAreStoredInRevisionOrderAndReadBackAfterARestart) {
   {
     auto s = openOn(pg);
     ASSERT_TRUE(s) << s.error().message;
@@ -79,11 +86,7 @@ TEST(PostgresStore, WritesAreStoredInRevisionOrderAndReadBackAfterARestart) {
   EXPECT_EQ(write(store, "c", putObject("c", "1")).object->revision, 5);
 }
 
-TEST(PostgresStore, CompactionKeepsCurrentVersionsAndTooOldIsGone) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, CompactionKeepsCurrentVersionsAndTooOldIsGone) {
   StoreOptions options;
   options.event_retention = 10;
   {
@@ -131,11 +134,7 @@ bool eventually(F check) {
   return true;
 }
 
-TEST(PostgresStore, TwoReplicasShareOneRevisionOrderAndEachSeesTheOthersWrites) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, TwoReplicasShareOneRevisionOrderAndEachSeesTheOthersWrites) {
   auto a = openOn(pg);
   ASSERT_TRUE(a) << a.error().message;
   auto b = openOn(pg);
@@ -158,11 +157,7 @@ TEST(PostgresStore, TwoReplicasShareOneRevisionOrderAndEachSeesTheOthersWrites) 
   EXPECT_EQ(one.get("g/things", "a")->labels.at("v"), "2");
 }
 
-TEST(PostgresStore, CreatesOfOneNameRacingOnTwoReplicasMakeExactlyOne) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, CreatesOfOneNameRacingOnTwoReplicasMakeExactlyOne) {
   auto a = openOn(pg);
   ASSERT_TRUE(a) << a.error().message;
   auto b = openOn(pg);
@@ -198,11 +193,7 @@ TEST(PostgresStore, CreatesOfOneNameRacingOnTwoReplicasMakeExactlyOne) {
   EXPECT_EQ(a.value()->revision() >= kNames || b.value()->revision() >= kNames, true);
 }
 
-TEST(PostgresStore, AWatchOnOneReplicaSeesEveryWriteOfTheOtherOnceInOrder) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, AWatchOnOneReplicaSeesEveryWriteOfTheOtherOnceInOrder) {
   auto a = openOn(pg);
   ASSERT_TRUE(a) << a.error().message;
   auto b = openOn(pg);
@@ -260,11 +251,7 @@ class Deaf : public StoreBackend {
   std::unique_ptr<StoreBackend> inner_;
 };
 
-TEST(PostgresStore, AReplicaBehindTheCompactionReadsEverythingAgainAndItsWatchesEnd) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, AReplicaBehindTheCompactionReadsEverythingAgainAndItsWatchesEnd) {
   StoreOptions options;
   options.event_retention = 10;
   auto a = openOn(pg, options);
@@ -326,11 +313,7 @@ class Muted : public Deaf {
   };
 };
 
-TEST(PostgresStore, FreshWaitsForWhatOtherReplicasCommittedBeforeIt) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, FreshWaitsForWhatOtherReplicasCommittedBeforeIt) {
   auto a = openOn(pg);
   ASSERT_TRUE(a) << a.error().message;
   auto inner = PostgresBackend::open({pg.dsn(), pg.password()});
@@ -348,11 +331,7 @@ TEST(PostgresStore, FreshWaitsForWhatOtherReplicasCommittedBeforeIt) {
   EXPECT_EQ(b.value()->revision(), 1);
 }
 
-TEST(PostgresStore, AReplicaFollowsTheOthersAgainAfterTheDatabaseRestarts) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, AReplicaFollowsTheOthersAgainAfterTheDatabaseRestarts) {
   auto a = openOn(pg);
   ASSERT_TRUE(a) << a.error().message;
   auto b = openOn(pg);
@@ -373,11 +352,7 @@ TEST(PostgresStore, AReplicaFollowsTheOthersAgainAfterTheDatabaseRestarts) {
 
 // The controllers' lead: one holder at a time; it passes when its holder stops renewing (or
 // resigns), with a new term; a write fenced by an old term is refused.
-TEST(PostgresStore, TheLeadPassesWithANewTermAndAnOldTermsWritesAreRefused) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, TheLeadPassesWithANewTermAndAnOldTermsWritesAreRefused) {
   auto s = openOn(pg);
   ASSERT_TRUE(s) << s.error().message;
   ObjectStore& store = *s.value();
@@ -417,11 +392,7 @@ TEST(PostgresStore, TheLeadPassesWithANewTermAndAnOldTermsWritesAreRefused) {
 
 // A group's rows go in one statement per table: an object written twice, or deleted and made
 // again, in one group ends as the group's last write says, in the database as in memory.
-TEST(PostgresStore, ObjectsWrittenSeveralTimesInOneGroupAreStoredAsTheLastWriteSays) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, ObjectsWrittenSeveralTimesInOneGroupAreStoredAsTheLastWriteSays) {
   std::map<std::string, std::string> memory;
   int64_t revision = 0;
   {
@@ -468,7 +439,7 @@ TEST(PostgresStore, ObjectsWrittenSeveralTimesInOneGroupAreStoredAsTheLastWriteS
   EXPECT_EQ(stored.count("gone"), 0u);
 }
 
-TEST(PostgresStore, AnUnreachableServerIsAClearError) {
+TEST(PostgresTarget, AnUnreachableServerIsAClearError) {
   auto backend = PostgresBackend::open({"postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=2", ""});
   ASSERT_FALSE(backend);
   EXPECT_NE(backend.error().message.find("cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/postgres"),
@@ -486,11 +457,7 @@ using namespace test_writes;
 
 // The database restarts under the hub: writes meanwhile fail as unavailable (503 for the API),
 // nothing half-stored; once it is back the hub reconnects and goes on from its revision.
-TEST(PostgresStore, WhileTheDatabaseIsDownWritesAreUnavailableThenTheyResume) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
+TEST_F(PostgresStore, WhileTheDatabaseIsDownWritesAreUnavailableThenTheyResume) {
   auto backend = PostgresBackend::open({pg.dsn(), pg.password()});
   ASSERT_TRUE(backend) << backend.error().message;
   auto s = ObjectStore::open(std::move(backend.value()), {});

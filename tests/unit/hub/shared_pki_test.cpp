@@ -10,15 +10,15 @@
 #include "shared/common/util.hpp"
 #include "tests/support/test_support.hpp"
 
-namespace kflex::hub {
+namespace kflex::test {
 namespace {
 
 namespace fs = std::filesystem;
 
 tls::SecretBox key(char fill) { return tls::SecretBox::withKey(std::string(32, fill)).value(); }
 
-std::unique_ptr<SharedPki> vault(const test::PostgresServer& pg, char fill) {
-  auto v = SharedPki::open({pg.dsn(), pg.password()}, key(fill));
+std::unique_ptr<hub::SharedPki> vault(const test::PostgresServer& pg, char fill) {
+  auto v = hub::SharedPki::open({pg.dsn(), pg.password()}, key(fill));
   EXPECT_TRUE(v) << v.error().message;
   return v ? std::move(v.value()) : nullptr;
 }
@@ -42,12 +42,20 @@ std::string contents(const fs::path& f) {
   return text ? text.value() : "(none)";
 }
 
-TEST(SharedPki, TheFirstReplicasCaGoesToTheDatabaseSealedAndTheOthersUseIt) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
+// Each test on a throwaway server of its own (skipped where PostgreSQL is not installed), with
+// replicas' data dirs under `dir`.
+class SharedPki : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!pg.problem().empty()) {
+      GTEST_SKIP() << pg.problem();
+    }
   }
+  test::PostgresServer pg;
   test::TempDir dir;
+};
+
+TEST_F(SharedPki, TheFirstReplicasCaGoesToTheDatabaseSealedAndTheOthersUseIt) {
   fs::path a = dir.path() / "a" / "pki";
   fs::path b = dir.path() / "b" / "pki";
   ASSERT_TRUE(vault(pg, 'k')->withFiles(a, [&] { return firstStart(a, "CA one"); }));
@@ -73,12 +81,7 @@ TEST(SharedPki, TheFirstReplicasCaGoesToTheDatabaseSealedAndTheOthersUseIt) {
   }
 }
 
-TEST(SharedPki, AReplicaWithAnotherKeyIsRefusedWithWhatToDo) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
-  test::TempDir dir;
+TEST_F(SharedPki, AReplicaWithAnotherKeyIsRefusedWithWhatToDo) {
   fs::path a = dir.path() / "a" / "pki";
   ASSERT_TRUE(vault(pg, 'k')->withFiles(a, [&] { return firstStart(a, "CA one"); }));
   fs::path b = dir.path() / "b" / "pki";
@@ -93,12 +96,7 @@ TEST(SharedPki, AReplicaWithAnotherKeyIsRefusedWithWhatToDo) {
   EXPECT_FALSE(fs::exists(b / "ca.crt"));
 }
 
-TEST(SharedPki, TheDatabaseIsTheTruthAndAStepsChangesGoBack) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
-  test::TempDir dir;
+TEST_F(SharedPki, TheDatabaseIsTheTruthAndAStepsChangesGoBack) {
   fs::path a = dir.path() / "a" / "pki";
   fs::path b = dir.path() / "b" / "pki";
   ASSERT_TRUE(vault(pg, 'k')->withFiles(a, [&] { return firstStart(a, "CA one"); }));
@@ -125,12 +123,7 @@ TEST(SharedPki, TheDatabaseIsTheTruthAndAStepsChangesGoBack) {
   EXPECT_EQ(contents(b / "rotation.json"), "{\"previousUntil\":\"later\"}");
 }
 
-TEST(SharedPki, ReplicasStartingAtOnceOnAnEmptyDatabaseEndWithOneCa) {
-  test::PostgresServer pg;
-  if (!pg.problem().empty()) {
-    GTEST_SKIP() << pg.problem();
-  }
-  test::TempDir dir;
+TEST_F(SharedPki, ReplicasStartingAtOnceOnAnEmptyDatabaseEndWithOneCa) {
   std::vector<std::thread> starts;
   for (int i = 0; i < 4; ++i) {
     starts.emplace_back([&, i] {
@@ -151,4 +144,4 @@ TEST(SharedPki, ReplicasStartingAtOnceOnAnEmptyDatabaseEndWithOneCa) {
 }
 
 }  // namespace
-}  // namespace kflex::hub
+}  // namespace kflex::test
