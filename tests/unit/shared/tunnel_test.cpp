@@ -150,3 +150,141 @@ TEST(TunnelWindows, SenderAndReceiverTogetherMoveEverythingWithinTheWindow) {
 
 }  // namespace
 }  // namespace kflex::protocol::tunnel
+
+// Two ends of a stream relayed through an in-memory "link" on one event loop: a client socket on
+// one end, an echo server (standing in for an API server) on the other.
+#include "shared/net/tunnel_stream.hpp"
+
+namespace kflex::net_tunnel {
+namespace {
+
+using Stream = TunnelStream<net::ip::tcp::socket>;
+
+struct Relay {
+  net::io_context ioc;
+  net::ip::tcp::acceptor server{ioc, {net::ip::make_address("127.0.0.1"), 0}};
+  std::shared_ptr<Stream> near, far;  // near: the client's side; far: the server's side
+  uint64_t most_buffered = 0;
+  std::string ended_near = "(running)";
+  std::string ended_far = "(running)";
+  bool stall_server = false;  // the server stops reading (a stalled consumer)
+
+  // Frames from one end, handed to the other after a turn of the loop (as a link would).
+  Stream::Send to(std::shared_ptr<Stream>* other) {
+    return [this, other](std::string frame) {
+      net::post(ioc, [this, other, frame = std::move(frame)] {
+        auto f = tunnel::decode(frame);
+        ASSERT_TRUE(f) << f.error().message;
+        if (*other) {
+          (*other)->onFrame(*f);
+          most_buffered = std::max({most_buffered, near->buffered(), far->buffered()});
+        }
+      });
+    };
+  }
+
+  // Accepts one connection and echoes it (or, stalled, reads nothing).
+  net::awaitable<void> echo() {
+    auto s = co_await server.async_accept(net::use_awaitable);
+    if (stall_server) {
+      net::steady_timer t(ioc, std::chrono::hours(1));
+      co_await t.async_wait(net::as_tuple(net::use_awaitable));
+      co_return;
+    }
+    std::string buf(65536, '\0');
+    while (true) {
+      auto [ec, n] = co_await s.async_read_some(net::buffer(buf), net::as_tuple(net::use_awaitable));
+      if (ec) {
+        s.shutdown(net::socket_base::shutdown_send);
+        co_return;
+      }
+      co_await net::async_write(s, net::buffer(buf.data(), n), net::use_awaitable);
+    }
+  }
+
+  // Connects the far end to the server and the near end to a new client socket; returns it.
+  net::ip::tcp::socket connect() {
+    net::co_spawn(ioc, echo(), net::detached);
+    net::ip::tcp::socket to_server(ioc);
+    to_server.connect(server.local_endpoint());
+    net::ip::tcp::acceptor local(ioc, {net::ip::make_address("127.0.0.1"), 0});
+    net::ip::tcp::socket client(ioc);
+    client.connect(local.local_endpoint());
+    net::ip::tcp::socket accepted = local.accept();
+    near = std::make_shared<Stream>(1, std::move(accepted), to(&far),
+                                    [this](uint32_t, const std::string& why) { ended_near = why; });
+    far = std::make_shared<Stream>(1, std::move(to_server), to(&near),
+                                   [this](uint32_t, const std::string& why) { ended_far = why; });
+    near->start();
+    far->start();
+    return client;
+  }
+};
+
+TEST(TunnelStream, MovesBytesBothWaysWithinTheWindowAndClosesCleanly) {
+  Relay relay;
+  auto client = relay.connect();
+  std::string sent(5 * 1024 * 1024, '\0');
+  for (size_t i = 0; i < sent.size(); ++i) {
+    sent[i] = char('a' + i % 23);
+  }
+  std::string got;
+  net::co_spawn(relay.ioc, [&]() -> net::awaitable<void> {
+    co_await net::async_write(client, net::buffer(sent), net::use_awaitable);
+    client.shutdown(net::socket_base::shutdown_send);
+  }, net::detached);
+  net::co_spawn(relay.ioc, [&]() -> net::awaitable<void> {
+    std::string buf(65536, '\0');
+    while (true) {
+      auto [ec, n] = co_await client.async_read_some(net::buffer(buf), net::as_tuple(net::use_awaitable));
+      if (ec) {
+        co_return;
+      }
+      got.append(buf.data(), n);
+    }
+  }, net::detached);
+  relay.ioc.run_for(std::chrono::seconds(30));
+  EXPECT_EQ(got.size(), sent.size());
+  EXPECT_TRUE(got == sent);
+  EXPECT_LE(relay.most_buffered, tunnel::kInitialWindow);
+  EXPECT_EQ(relay.ended_near, "");
+  EXPECT_EQ(relay.ended_far, "");
+}
+
+// A consumer that stops reading holds up its own stream only: the sender stops at the window,
+// and the memory the stream holds stays within it.
+TEST(TunnelStream, AStalledConsumerStopsItsSenderAtTheWindow) {
+  Relay relay;
+  relay.stall_server = true;
+  auto client = relay.connect();
+  std::string sent(8 * 1024 * 1024, 'x');
+  size_t written = 0;
+  net::co_spawn(relay.ioc, [&]() -> net::awaitable<void> {
+    auto [ec, n] = co_await net::async_write(client, net::buffer(sent), net::as_tuple(net::use_awaitable));
+    written = n;
+  }, net::detached);
+  relay.ioc.run_for(std::chrono::seconds(3));
+  EXPECT_LT(written, sent.size());  // blocked: nothing drains at the far end
+  EXPECT_LE(relay.most_buffered, tunnel::kInitialWindow);
+  EXPECT_EQ(relay.ended_far, "(running)");
+}
+
+TEST(TunnelStream, AResetEndsBothSidesWithTheReason) {
+  Relay relay;
+  auto client = relay.connect();
+  relay.ioc.run_for(std::chrono::milliseconds(100));
+  net::post(relay.ioc, [&] { relay.far->fail("the control plane went away", true); });
+  bool closed = false;
+  net::co_spawn(relay.ioc, [&]() -> net::awaitable<void> {
+    char c;
+    auto [ec, n] = co_await client.async_read_some(net::buffer(&c, 1), net::as_tuple(net::use_awaitable));
+    closed = bool(ec);
+  }, net::detached);
+  relay.ioc.run_for(std::chrono::seconds(3));
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(relay.ended_far, "the control plane went away");
+  EXPECT_EQ(relay.ended_near, "the peer reset the stream: the control plane went away");
+}
+
+}  // namespace
+}  // namespace kflex::net_tunnel
