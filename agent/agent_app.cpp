@@ -190,13 +190,6 @@ int runAgent(const AgentConfig& cfg) {
   }
 
   net::io_context ioc{1};
-  std::unique_ptr<HubLink> link;
-  try {
-    link = std::make_unique<HubLink>(ioc, identity.value(), *state.value(), cfg.data_dir, LinkOptions{});
-  } catch (const std::exception& e) {
-    log::error("cannot start", {{"error", e.what()}});
-    return kExitRuntime;
-  }
   // The control planes: started (or adopted) from agent.db before the hub is reached, so that
   // they run whether or not the hub answers (the reconciler's first round).
   runtime::RuntimeConfig rcfg;
@@ -241,6 +234,32 @@ int runAgent(const AgentConfig& cfg) {
     if (net_client::splitHttpsUrl(urls.front(), host, port)) {
       rcfg.advertise_address = runtime::localAddressTowards(host);
     }
+  }
+  // The tunnel's streams go to the API servers of the control planes desired here, at the address
+  // they are reached at, and nowhere else (docs/dev/tunnel.md).
+  LinkOptions link_options;
+  link_options.resolve_api = [&state, &rcfg](const std::string& name) -> Result<net::ip::tcp::endpoint> {
+    bool desired = false;
+    for (const auto& d : state.value()->desired()) {
+      desired = desired || d.name == name;
+    }
+    if (!desired) {
+      return fail(Errc::NotFound, "no control plane " + name + " on this agent");
+    }
+    uint16_t port = state.value()->controlPlane(name).port(PortRole::Api);
+    boost::system::error_code ec;
+    auto address = net::ip::make_address(rcfg.advertise_address, ec);
+    if (port == 0 || ec) {
+      return fail(Errc::Unavailable, "control plane " + name + " has no API server on this agent's network (yet)");
+    }
+    return net::ip::tcp::endpoint(address, port);
+  };
+  std::unique_ptr<HubLink> link;
+  try {
+    link = std::make_unique<HubLink>(ioc, identity.value(), *state.value(), cfg.data_dir, std::move(link_options));
+  } catch (const std::exception& e) {
+    log::error("cannot start", {{"error", e.what()}});
+    return kExitRuntime;
   }
   SystemClock clock;
   Reconciler reconciler(ioc.get_executor(), rcfg, *state.value(), cfg.data_dir, clock);

@@ -261,6 +261,9 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
     hello.control_plane_types = types_;
   }
   hello.name = identity_.name;
+  if (options_.resolve_api) {
+    hello.tunnel = protocol::tunnel::kVersion;
+  }
   hello.acknowledged_revision = state_.acknowledgedRevision();
   hello.ca_bundle_hash = tls::sha256Hex(identity_.ca_bundle_pem);
   std::string hello_msg = protocol::encode(hello, 1);
@@ -307,6 +310,21 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
     outq.push_back(std::move(m));
     wake.cancel();
   };
+  // The tunnel's stream frames (binary) wait in their own queue: the writer sends the link's own
+  // messages first, so no stream holds up a delta, a lease or an acknowledgement. Each stream is
+  // at most one window ahead of its peer, which bounds this queue.
+  std::deque<std::string> frames;
+  Tunnels::Resolve resolve = options_.resolve_api;
+  if (!resolve) {
+    resolve = [](const std::string&) -> Result<net::ip::tcp::endpoint> {
+      return fail(Errc::Unavailable, "this agent offers no tunnel");
+    };
+  }
+  auto link_executor = co_await net::this_coro::executor;
+  Tunnels tunnels(link_executor, std::move(resolve), [&](std::string frame) {
+    frames.push_back(std::move(frame));
+    wake.cancel();
+  });
   uint64_t seq = 1;
   auto queueReports = [&] {
     for (const auto& r : state_.outbox().pending(256)) {
@@ -388,6 +406,11 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
         }
         done = true;
         co_return;
+      }
+      if (ws.got_binary()) {
+        tunnels.onMessage(beast::buffers_to_string(buf.data()));  // a tunnel stream's frame
+        buf.consume(buf.size());
+        continue;
       }
       auto env = protocol::decode(beast::buffers_to_string(buf.data()));
       buf.consume(buf.size());
@@ -475,7 +498,7 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
   };
   auto writer = [&]() -> net::awaitable<void> {
     while (true) {
-      if (outq.empty()) {
+      if (outq.empty() && frames.empty()) {
         wake.expires_at(net::steady_timer::time_point::max());
         co_await wake.async_wait(net::as_tuple(net::use_awaitable));
         if (done) {
@@ -483,8 +506,11 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
         }
         continue;
       }
-      std::string m = std::move(outq.front());
-      outq.pop_front();
+      bool binary = outq.empty();
+      std::deque<std::string>& from = binary ? frames : outq;
+      std::string m = std::move(from.front());
+      from.pop_front();
+      ws.binary(binary);
       auto [ec, n] = co_await ws.async_write(net::buffer(m), net::as_tuple(net::use_awaitable));
       if (ec) {
         reason = "cannot write to the hub: " + ec.message();

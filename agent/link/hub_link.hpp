@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/link/tunnels.hpp"
 #include "agent/state/agent_state.hpp"
 #include "agent/link/enroll.hpp"
 #include "shared/common/result.hpp"
@@ -25,6 +26,9 @@ struct LinkOptions {
   std::chrono::milliseconds backoff_cap{60000};   ///< Reconnect waits never exceed this.
   std::chrono::seconds connect_timeout{15};       ///< TCP + TLS + WebSocket handshake.
   std::chrono::seconds idle_timeout{60};          ///< No frame (pings included) for this long: reconnect.
+  /// Where the API server of a control plane this agent runs is, for the tunnel's streams
+  /// (docs/dev/tunnel.md); unset: the agent offers no tunnel.
+  Tunnels::Resolve resolve_api;
 };
 
 /**

@@ -192,6 +192,9 @@ Json Hello::toJson() const {
   if (control_plane_types) {
     j["controlPlaneTypes"] = *control_plane_types;
   }
+  if (tunnel > 0) {
+    j["tunnel"] = tunnel;
+  }
   return j;
 }
 
@@ -201,6 +204,7 @@ Result<Hello> Hello::fromJson(const Json& body) {
   h.name = f.string("name");
   h.acknowledged_revision = f.integer("acknowledgedRevision", 0);
   h.ca_bundle_hash = f.string("caBundleHash");
+  h.tunnel = f.integer("tunnel", 0);
   for (const char* key : {"hostname", "os", "arch", "kernelVersion", "agentVersion"}) {
     if (std::string v = f.string(key); !v.empty()) {
       cut(v, 256);

@@ -33,6 +33,9 @@ struct Hello {
   /// The control plane types it runs: at most 16, of fewer than 32 characters (others dropped);
   /// nullopt when it does not say (an agent from before they were told: it may run any).
   std::optional<std::vector<std::string>> control_plane_types;
+  /// The version of the tunnel's stream frames it speaks (docs/dev/tunnel.md); 0: none (an agent
+  /// from before the tunnel).
+  int64_t tunnel = 0;
 
   Json toJson() const;
   /// Facts and capacity are cut to size as documented; a field of the wrong JSON type is an error.

@@ -23,6 +23,8 @@ enum class FrameType : uint8_t {
   Reset = 6,   ///< The stream is gone; a UTF-8 reason.
 };
 
+/// The version of the frames below an agent says it speaks in its hello (`tunnel`).
+inline constexpr int64_t kVersion = 1;
 inline constexpr size_t kHeaderBytes = 5;
 inline constexpr size_t kMaxData = 16 * 1024;          ///< Largest DATA payload.
 inline constexpr size_t kMaxReason = 1024;             ///< Largest CLOSE/RESET/OPEN payload.

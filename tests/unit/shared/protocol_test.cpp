@@ -94,6 +94,12 @@ TEST(Protocol, HelloIsReadFieldByField) {
   ASSERT_TRUE(empty);
   EXPECT_EQ(empty->acknowledged_revision, 0);
   EXPECT_FALSE(empty->control_plane_types);
+  EXPECT_EQ(empty->tunnel, 0);  // an agent from before the tunnel
+  // The tunnel's version, said and read back (only when it speaks one).
+  protocol::Hello with_tunnel;
+  with_tunnel.tunnel = 1;
+  EXPECT_EQ(protocol::Hello::fromJson(with_tunnel.toJson())->tunnel, 1);
+  EXPECT_FALSE(protocol::Hello{}.toJson().contains("tunnel"));
 
   for (const auto& [body, says] : std::vector<std::pair<const char*, const char*>>{
            {R"({"name": 5})", "hello: name must be a string, not a number"},
@@ -106,6 +112,7 @@ TEST(Protocol, HelloIsReadFieldByField) {
            {R"({"capacity": {"cpu": 4}})", "capacity.cpu must be a string, not a number"},
            {R"({"controlPlaneTypes": "k3s"})", "controlPlaneTypes must be an array, not a string"},
            {R"({"controlPlaneTypes": ["k3s", true]})", "controlPlaneTypes[1] must be a string"},
+           {R"({"tunnel": "1"})", "tunnel must be an integer, not a string"},
        }) {
     auto r = protocol::Hello::fromJson(protocol::Json::parse(body));
     ASSERT_FALSE(r) << body;
