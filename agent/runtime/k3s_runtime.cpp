@@ -11,6 +11,7 @@
 #include "shared/config/kubeconfig.hpp"
 #include "shared/common/util.hpp"
 #include "shared/tls/pki.hpp"
+#include "shared/protocol/tunnel.hpp"
 
 namespace kflex::agent::runtime {
 namespace {
@@ -49,6 +50,9 @@ std::vector<std::string> K3sRuntime::commandLine(bool dedicated, uint16_t port) 
       "--advertise-address", listen,
       "--tls-san", adv,
       "--tls-san", name_,
+      // The name it is reached by through the hub's tunnel (docs/dev/tunnel.md): k3s 1.28 and later
+      // serve only listed SANs (--tls-san-security), not whatever SNI a client sends.
+      "--tls-san", protocol::tunnel::tunnelHost(name_),
       // Control plane only, as KubeFlex's hosted control planes are: no add-ons, and no kubelet
       // unless this one runs the host's node agent.
       "--disable=traefik,servicelb,local-storage,metrics-server,coredns",

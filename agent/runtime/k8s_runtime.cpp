@@ -10,6 +10,7 @@
 #include "shared/common/util.hpp"
 #include "shared/store/postgres.hpp"
 #include "shared/tls/pki.hpp"
+#include "shared/protocol/tunnel.hpp"
 
 namespace kflex::agent::runtime {
 namespace {
@@ -85,7 +86,8 @@ Result<void> K8sRuntime::makePki() {
       "kube-apiserver",
       {},
       {"kubernetes", "kubernetes.default", "kubernetes.default.svc",
-       "kubernetes.default.svc.cluster.local", "localhost", name_, name_ + "." + name_ + "-system"},
+       "kubernetes.default.svc.cluster.local", "localhost", name_, name_ + "." + name_ + "-system",
+       protocol::tunnel::tunnelHost(name_)},  // (reached through the hub's tunnel: docs/dev/tunnel.md)
       {"127.0.0.1", "10.96.0.1"},
       false,
       true,

@@ -8,6 +8,7 @@
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/tls/pki.hpp"
+#include "shared/protocol/tunnel.hpp"
 
 namespace kflex::agent::runtime {
 namespace {
@@ -202,7 +203,9 @@ std::vector<Json> VClusterRuntime::manifests(const std::string& name, const std:
   Json syncer_args = Json::array({"--name=vcluster", "--kube-config=/data/k3s-config/kube-config.yaml",
                                   "--service-account=vc-workload-vcluster", "--leader-elect=false",
                                   "--out-kube-config-secret=" + std::string(kSecret), "--tls-san=vcluster." + ns,
-                                  "--tls-san=vcluster." + ns + ".svc"});
+                                  "--tls-san=vcluster." + ns + ".svc",
+                                  // (reached through the hub's tunnel: docs/dev/tunnel.md)
+                                  "--tls-san=" + protocol::tunnel::tunnelHost(name)});
   if (!node.empty()) {
     syncer_args.push_back("--tls-san=" + node);
     syncer_args.push_back("--out-kube-config-server=https://" + (node.find(':') != std::string::npos ? "[" + node + "]" : node) +

@@ -40,6 +40,10 @@ const char* nameOf(FrameType t) {
 
 }  // namespace
 
+std::string tunnelHost(std::string_view control_plane) {
+  return std::string(control_plane) + ".controlplanes.kflex";
+}
+
 std::string encode(FrameType type, uint32_t stream, std::string_view payload) {
   std::string out;
   out.reserve(kHeaderBytes + payload.size());

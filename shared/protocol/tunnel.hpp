@@ -38,6 +38,11 @@ struct Frame {
   std::string_view payload;
 };
 
+/// The name a control plane is reached by through the hub (`NAME.controlplanes.kflex`): the
+/// CONNECT authority kubectl sends, and a SAN of the control plane's serving certificate so that
+/// the end-to-end TLS verifies. Never resolved by anyone.
+std::string tunnelHost(std::string_view control_plane);
+
 /// A frame as a binary WebSocket message.
 std::string encode(FrameType type, uint32_t stream, std::string_view payload = {});
 /// An OPEN for the control plane `name`.

@@ -144,6 +144,11 @@ TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) 
   auto readyz = kubectl(kc, {"get", "--raw", "/readyz"});
   EXPECT_EQ(readyz.exit_code, 0) << readyz.err;
   EXPECT_EQ(readyz.out, "ok");
+  // Its serving certificate also names it as the hub's tunnel reaches it (the end-to-end TLS
+  // through the tunnel verifies against that name: docs/dev/tunnel.md).
+  auto tunnel_name = kubectl(kc, {"get", "--raw", "/readyz", "--tls-server-name", "cp1.controlplanes.kflex"});
+  EXPECT_EQ(tunnel_name.exit_code, 0) << tunnel_name.err;
+  EXPECT_NE(kubectl(kc, {"get", "--raw", "/readyz", "--tls-server-name", "cp2.controlplanes.kflex"}).exit_code, 0);
 
   // The hub hands out its kubeconfig as KubeFlex does: secret k3s-config in cp1-system.
   ASSERT_TRUE(waitFor([&] { return field("cp1", ".status.secretRef.name") == "k3s-config"; }, 10s, "secretRef"));
@@ -605,6 +610,10 @@ TEST_F(ControlPlanes, TwoK8sSideBySideOnOneSharedPostgres) {
   for (const char* cp : {"k8s-a", "k8s-b"}) {
     auto r = kubectl(reachableKubeconfigFromSecret(cp), {"get", "--raw", "/readyz"});
     EXPECT_EQ(r.out, "ok") << cp << ": " << r.err;
+    // The name the hub's tunnel reaches it by is on its serving certificate (docs/dev/tunnel.md).
+    auto tunnel_name = kubectl(reachableKubeconfigFromSecret(cp),
+                               {"get", "--raw", "/readyz", "--tls-server-name", std::string(cp) + ".controlplanes.kflex"});
+    EXPECT_EQ(tunnel_name.out, "ok") << cp << ": " << tunnel_name.err;
   }
 }
 
