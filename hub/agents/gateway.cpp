@@ -291,6 +291,7 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
   bool has_types = hello.control_plane_types.has_value();
   Json types = has_types ? Json(*hello.control_plane_types) : Json::array();
   int64_t acked = hello.acknowledged_revision;
+  int64_t tunnel = hello.tunnel;
   std::string s_pin;
   {
     std::lock_guard lock(mutex_);
@@ -310,6 +311,11 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
       status["controlPlaneTypes"] = types;
     } else {
       status.erase("controlPlaneTypes");  // an agent from before they were told: it may run any
+    }
+    if (tunnel > 0) {
+      status["tunnelVersion"] = tunnel;
+    } else {
+      status.erase("tunnelVersion");  // an agent without the tunnel
     }
     status["lastHeartbeatTime"] = stamp;
     // A renewed certificate is in use now: its key becomes the agent's key.

@@ -497,6 +497,7 @@ TEST_F(Agents, EnrollConnectLeaseExpiryAndRevoke) {
   EXPECT_FALSE(a["status"].value("arch", "").empty());
   EXPECT_FALSE(a["status"]["capacity"].value("memory", "").empty());
   EXPECT_EQ(a["status"].value("address", ""), "127.0.0.1");
+  EXPECT_EQ(a["status"].value("tunnelVersion", int64_t(0)), 1);  // it speaks the tunnel's frames
   EXPECT_EQ(a["status"]["certificate"]["publicKeyPin"].get<std::string>().rfind("sha256:", 0), 0u);
   // The key never left the agent's data dir, and it is private.
   EXPECT_EQ(fs::status(dir_.path() / "edge-1" / "pki" / "agent.key").permissions() & fs::perms::all,
@@ -1455,6 +1456,7 @@ TEST_F(Agents, FieldsOfTheWrongTypeAreProtocolErrors) {
       {hello({{"capacity", {{"cpu", 4}}}}), false},
       {hello({{"controlPlaneTypes", "k3s"}}), false},
       {hello({{"controlPlaneTypes", {1, 2}}}), false},
+      {hello({{"tunnel", "1"}}), false},
       {status({{"controlPlane", 5}}), true},
       {status({{"controlPlane", {"cp-1"}}}), true},
       {status({{"seq", "1"}}), true},
