@@ -5,7 +5,6 @@
 // latency from an API create to the agent's acknowledgement, and the time for all N to come back
 // after a hub restart.
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include <atomic>
@@ -22,11 +21,11 @@
 #include <boost/beast/websocket.hpp>
 
 #include "bench/bench_common.hpp"
-#include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/protocol/link.hpp"
 #include "shared/tls/context.hpp"
 #include "shared/tls/pki.hpp"
+#include "shared/tls/secret_box.hpp"
 
 namespace kflex::bench {
 namespace {
@@ -310,10 +309,12 @@ int main(int argc, char** argv) {
   std::vector<std::string> hub_args;
   if (!datastore.empty()) {
     if (secrets_key_file.empty()) {
+      // (The hub's own key-file maker: 32 random bytes, base64, 0600.)
       secrets_key_file = (dir / "secrets.key").string();
-      std::string key(32, '\0');
-      RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), int(key.size()));
-      std::ofstream(secrets_key_file) << base64Encode(key) << "\n";
+      if (auto made = tls::SecretBox::openOrCreate(secrets_key_file); !made) {
+        std::cerr << made.error().message << "\n";
+        return 1;
+      }
     }
     hub_args = {"--datastore", datastore, "--secrets-key-file", secrets_key_file};
     if (!datastore_password_file.empty()) {

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Load generator for kflex-hub: creates, reads, updates and watches N ControlPlane objects over
 // HTTPS with many keep-alive connections, and measures two raw SQLite baselines in the same run.
-#include <openssl/rand.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +25,7 @@
 #include "shared/store/postgres.hpp"
 #include "shared/store/sqlite.hpp"
 #include "shared/tls/context.hpp"
+#include "shared/tls/secret_box.hpp"
 
 namespace kflex::bench {
 namespace {
@@ -201,9 +201,11 @@ int main(int argc, char** argv) {
         return 1;
       }
     }
-    std::string key(32, '\0');
-    RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), int(key.size()));
-    std::ofstream(dir / "secrets.key") << base64Encode(key) << "\n";
+    // (The hub's own key-file maker: 32 random bytes, base64, 0600.)
+    if (auto made = tls::SecretBox::openOrCreate(dir / "secrets.key"); !made) {
+      std::cerr << made.error().message << "\n";
+      return 1;
+    }
     hub_args = {"--datastore", pg_hub.dsn, "--secrets-key-file", (dir / "secrets.key").string()};
     if (!datastore_password_file.empty()) {
       hub_args.insert(hub_args.end(), {"--datastore-password-file", datastore_password_file});

@@ -313,11 +313,8 @@ bool needsFreshRead(const ApiRequest& req, int64_t current) {
   if (rv == req.query.end() || rv->second.empty()) {
     return true;
   }
-  const std::string& v = rv->second;
-  if (v.size() > 18 || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return false;  // (refused as it is)
-  }
-  return std::stoll(v) > current;
+  auto revision = parseRevision(rv->second);
+  return revision && *revision > current;  // (a malformed one is refused as it is)
 }
 
 }  // namespace

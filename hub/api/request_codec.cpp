@@ -185,6 +185,13 @@ std::optional<ApiResponse> decodeObject(const ApiRequest& req, const ResourceTyp
   return std::nullopt;
 }
 
+std::optional<int64_t> parseRevision(std::string_view rv) {
+  if (rv.empty() || rv.size() > 18 || !std::all_of(rv.begin(), rv.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  return std::stoll(std::string(rv));
+}
+
 // The resourceVersion of a list or watch, as kube-apiserver reads it: "" or a decimal revision
 // (no sign, nothing after it); one the hub has not reached yet is answered at once with kube's
 // "Too large resource version" (504, retry after a second) instead of being held open.
@@ -195,12 +202,12 @@ std::optional<ApiResponse> checkQueryResourceVersion(const ApiRequest& req, int6
     return std::nullopt;
   }
   const std::string& rv = it->second;
-  auto digits = std::all_of(rv.begin(), rv.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (!digits || rv.size() > 18) {
+  auto parsed = parseRevision(rv);
+  if (!parsed) {
     return statusResponse(400, "BadRequest", "invalid resourceVersion \"" + rv +
                                                  "\": must be a revision number such as \"42\", as returned in metadata.resourceVersion");
   }
-  out = std::stoll(rv);
+  out = *parsed;
   if (out > current) {
     return statusResponse(504, "Timeout", "Too large resource version: " + rv + ", current: " + std::to_string(current),
                           {{"causes", Json::array({{{"reason", "ResourceVersionTooLarge"},

@@ -42,6 +42,9 @@ std::optional<Decision> checkFieldValidationParam(const ApiRequest& req);
 /// share. Returns the error response, or nothing with the object in `out`.
 std::optional<ApiResponse> decodeObject(const ApiRequest& req, const model::ResourceType& t, Json& out,
                                         std::vector<std::string>& warnings);
+/// A resourceVersion as kube-apiserver reads one: a decimal revision (no sign, nothing after it,
+/// at most 18 digits); nullopt for anything else, "" included.
+std::optional<int64_t> parseRevision(std::string_view rv);
 /// The resourceVersion of a list or watch in `out`; the error response when it is malformed or
 /// newer than `current`.
 std::optional<ApiResponse> checkQueryResourceVersion(const ApiRequest& req, int64_t current, int64_t& out);

@@ -319,9 +319,10 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
   }
   std::unordered_map<std::string, ObjectPtr> staged;  // key -> new version (nullptr: deleted)
   std::string storage_error;
-  bool disk_full = false;
-  bool unreachable = false;  // the storage could not be reached (a datastore's connection is lost)  // storage_error says the disk is full (a later statement resets SQLite's code)
-  auto note = [&](const Result<void>& r) {
+  bool disk_full = false;    // storage_error says the storage is full
+  bool unreachable = false;  // the storage could not be reached (a datastore's connection is lost)
+  // (Any Result: only whether it failed, and how, counts here.)
+  auto note = [&](const auto& r) {
     if (!r && storage_error.empty()) {
       storage_error = r.error().message;
       disk_full = r.error().code == Errc::NoSpace;
@@ -344,8 +345,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
   // Other replicas' groups since this store's last come first: this group's mutations are
   // decided against them.
   auto begun = backend_->begin();
-  note(begun ? Result<void>{} : Result<void>(begun.error()));
-  if (begun) {
+  if (note(begun)) {
     adopt(std::move(begun.value()));
   }
   int64_t next = committed_;
@@ -353,7 +353,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
   int64_t term = 0;
   if (storage_error.empty() && std::any_of(batch.begin(), batch.end(), [](const PendingWrite& w) { return w.fence; })) {
     auto t = backend_->leaderTerm();
-    if (note(t ? Result<void>{} : Result<void>(t.error()))) {
+    if (note(t)) {
       term = t.value();
     }
   }

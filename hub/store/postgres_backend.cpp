@@ -43,7 +43,8 @@ constexpr const char* kChannel = "kflex_events";
 // Wakes on the other replicas' commits: LISTEN on a connection of its own.
 class PostgresSignal : public ChangeSignal {
  public:
-  explicit PostgresSignal(store::PostgresTarget target) : target_(std::move(target)) {}
+  explicit PostgresSignal(const store::PostgresTarget& target)
+      : conn_(store::Connection::deferred(target, std::chrono::seconds(5))) {}
   ~PostgresSignal() override {
     if (wake_ >= 0) {
       ::close(wake_);
@@ -51,7 +52,7 @@ class PostgresSignal : public ChangeSignal {
   }
 
   int64_t wait(std::chrono::milliseconds timeout) override {
-    if (!conn_ || !conn_->ok()) {
+    if (!conn_->ok()) {
       if (!listen()) {
         // The server is away: try again after the timeout (the store polls meanwhile).
         idle(timeout);
@@ -81,17 +82,9 @@ class PostgresSignal : public ChangeSignal {
   }
 
  private:
+  // (Connected again, LISTEN again: a new session listens to nothing.)
   bool listen() {
-    if (!conn_) {
-      auto c = store::Connection::open(target_, std::chrono::seconds(5));
-      if (!c) {
-        return false;
-      }
-      conn_ = std::move(c.value());
-    } else if (!conn_->reconnect()) {
-      return false;
-    }
-    if (!conn_->exec(std::string("LISTEN ") + kChannel)) {
+    if (!conn_->reconnect() || !conn_->exec(std::string("LISTEN ") + kChannel)) {
       return false;
     }
     if (lost_logged_) {
@@ -110,7 +103,6 @@ class PostgresSignal : public ChangeSignal {
     (void)!::read(wake_, &n, sizeof n);
   }
 
-  store::PostgresTarget target_;
   std::unique_ptr<store::Connection> conn_;
   int wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   bool lost_logged_ = false;
@@ -122,11 +114,12 @@ class PostgresSignal : public ChangeSignal {
 // sees it, and a deposed leader's fenced write fails (docs/dev/replicas.md).
 class PostgresElection : public LeaderElection {
  public:
-  PostgresElection(store::PostgresTarget target, std::string holder, std::chrono::seconds lease)
-      : target_(std::move(target)), holder_(std::move(holder)), lease_(num(lease.count())) {}
+  PostgresElection(const store::PostgresTarget& target, std::string holder, std::chrono::seconds lease)
+      : conn_(store::Connection::deferred(target, std::chrono::seconds(5))), holder_(std::move(holder)),
+        lease_(num(lease.count())) {}
 
   Result<int64_t> campaign() override {
-    if (auto r = connected(); !r) {
+    if (auto r = conn_->ensure(); !r) {
       term_ = 0;
       return r.error();
     }
@@ -175,7 +168,7 @@ class PostgresElection : public LeaderElection {
   }
 
   void resign() override {
-    if (term_ != 0 && conn_ && conn_->ok()) {
+    if (term_ != 0 && conn_->ok()) {
       (void)conn_->exec("UPDATE kflex.leader SET renewed_at = '-infinity' WHERE name = 'controllers' AND holder = $1 "
                         "AND term = $2",
                         Params{holder_, num(term_)});
@@ -184,25 +177,9 @@ class PostgresElection : public LeaderElection {
   }
 
  private:
-  Result<void> connected() {
-    if (conn_ && conn_->ok()) {
-      return {};
-    }
-    if (!conn_) {
-      auto c = store::Connection::open(target_, std::chrono::seconds(5));
-      if (!c) {
-        return c.error();
-      }
-      conn_ = std::move(c.value());
-      return {};
-    }
-    return conn_->reconnect();
-  }
-
-  store::PostgresTarget target_;
+  std::unique_ptr<store::Connection> conn_;
   std::string holder_;
   std::string lease_;  // seconds
-  std::unique_ptr<store::Connection> conn_;
   int64_t term_ = 0;
 };
 
@@ -373,13 +350,6 @@ Result<Changes> PostgresBackend::changesSince(int64_t stored) {
   return out;
 }
 
-Result<void> PostgresBackend::connected() {
-  if (conn_->ok()) {
-    return {};
-  }
-  return conn_->reconnect();
-}
-
 Result<Changes> PostgresBackend::begin() {
   auto started = conn_->ok() ? conn_->exec("BEGIN") : Result<void>(fail(Errc::Unavailable, "not connected"));
   if (!started && started.error().code == Errc::Unavailable) {
@@ -420,7 +390,7 @@ Result<Changes> PostgresBackend::begin() {
 }
 
 Result<Changes> PostgresBackend::catchUp() {
-  if (auto r = connected(); !r) {
+  if (auto r = conn_->ensure(); !r) {
     return r.error();
   }
   auto rev = conn_->query("SELECT value FROM kflex.meta WHERE key = 'revision'");

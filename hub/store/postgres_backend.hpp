@@ -51,8 +51,6 @@ class PostgresBackend : public StoreBackend {
   PostgresBackend(store::PostgresTarget target, std::unique_ptr<store::Connection> conn)
       : target_(std::move(target)), where_(store::redacted(target_.dsn)), conn_(std::move(conn)) {}
   Result<void> migrate();
-  /// Reconnects when the connection is down.
-  Result<void> connected();
   /// Every object and retained event, and the meta rows (in the caller's transaction).
   Result<LoadedState> readAll();
   /// The events after `after` in revision order; bodies shared with `live` where current.

@@ -244,12 +244,19 @@ struct Connection::Impl {
 
 Result<std::unique_ptr<Connection>> Connection::open(const PostgresTarget& t, std::chrono::seconds timeout,
                                                      std::string options) {
-  std::unique_ptr<Connection> c(new Connection(t, timeout, std::move(options)));
+  auto c = deferred(t, timeout, std::move(options));
   if (auto r = c->reconnect(); !r) {
     return r.error();
   }
   return c;
 }
+
+std::unique_ptr<Connection> Connection::deferred(const PostgresTarget& t, std::chrono::seconds timeout,
+                                                 std::string options) {
+  return std::unique_ptr<Connection>(new Connection(t, timeout, std::move(options)));
+}
+
+Result<void> Connection::ensure() { return ok() ? Result<void>{} : reconnect(); }
 
 Connection::Connection(PostgresTarget t, std::chrono::seconds timeout, std::string options)
     : target_(std::move(t)), timeout_(timeout), options_(std::move(options)), impl_(std::make_unique<Impl>()) {}

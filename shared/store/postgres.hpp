@@ -61,6 +61,11 @@ class Connection {
   static Result<std::unique_ptr<Connection>> open(const PostgresTarget& t,
                                                   std::chrono::seconds timeout = std::chrono::seconds(10),
                                                   std::string options = "");
+  /// The same, not connected yet: the first ensure() connects (for a connection kept for a
+  /// thread that must start whether or not the server answers now).
+  static std::unique_ptr<Connection> deferred(const PostgresTarget& t,
+                                              std::chrono::seconds timeout = std::chrono::seconds(10),
+                                              std::string options = "");
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -73,6 +78,8 @@ class Connection {
   bool ok() const;
   /// Connects again (after Unavailable), with the same session settings.
   Result<void> reconnect();
+  /// Connects when not connected (never yet, or the connection was seen lost).
+  Result<void> ensure();
   /// After LISTEN: waits up to `timeout` for notifications, or for `wake_fd` (when >= 0) to be
   /// readable; the payloads received, none on timeout or wake. Unavailable when the connection
   /// is lost.

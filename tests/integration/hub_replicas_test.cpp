@@ -18,6 +18,7 @@
 #include "shared/config/kubeconfig.hpp"
 #include "shared/net/asio.hpp"
 #include "shared/net/https_client.hpp"
+#include "shared/tls/secret_box.hpp"
 #include "tests/integration/hub_api.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -37,7 +38,7 @@ class Replicas {
  public:
   explicit Replicas(const PostgresServer& pg) {
     fs::path key = dir_.path() / "secrets.key";
-    (void)writeFileAtomic(key, base64Encode(std::string(32, 's')) + "\n", 0600);
+    (void)tls::SecretBox::openOrCreate(key);
     args_ = {"--datastore", pg.dsn(), "--datastore-password-file", pg.passwordFile().string(),
              "--secrets-key-file", key.string()};
     for (int i = 0; i < 3; ++i) {
@@ -385,7 +386,7 @@ TEST(HubReplicas, AnSqliteHubMovesIntoPostgresWithItsRevisionsEventsAndCa) {
   TempDir dir;
   fs::path old_dir = dir.path() / "old";
   fs::path key = dir.path() / "secrets.key";
-  ASSERT_TRUE(writeFileAtomic(key, base64Encode(std::string(32, 'm')) + "\n", 0600));
+  ASSERT_TRUE(tls::SecretBox::openOrCreate(key));
   std::string hub_bin = (binDir() / "kflex-hub").string();
   std::vector<std::string> migrate = {hub_bin, "migrate", "--from-sqlite", old_dir.string(), "--to", pg.dsn(),
                                       "--datastore-password-file", pg.passwordFile().string(),
@@ -508,7 +509,7 @@ TEST(HubReplicas, ACaRotationInTheDatastoreReachesEveryReplicaAtItsRestart) {
   }
   TempDir dir;
   fs::path key = dir.path() / "secrets.key";
-  ASSERT_TRUE(writeFileAtomic(key, base64Encode(std::string(32, 'r')) + "\n", 0600));
+  ASSERT_TRUE(tls::SecretBox::openOrCreate(key));
   std::vector<std::string> store_args = {"--datastore", pg.dsn(), "--datastore-password-file",
                                          pg.passwordFile().string(), "--secrets-key-file", key.string()};
   auto one = std::make_unique<HubProcess>(dir.path() / "r0", store_args);
