@@ -349,6 +349,7 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
   if (store_.shared() && acked > store_.revision()) {
     // The agent comes from another replica, which it heard from last: this one first takes in
     // what it has not yet, so that the agent resumes by deltas instead of a full snapshot.
+    // (Without the datastore, the feed falls back on what this replica has: a full resync.)
     co_await store_.fresh(net::use_awaitable);
   }
   s->feed.sync(acked);

@@ -344,7 +344,14 @@ net::awaitable<ApiResponse> ApiService::handleResource(ApiRequest& req, const Re
       if (store_.shared() && needsFreshRead(req, store_.revision())) {
         // Another replica may have written what this read must show (a read without
         // resourceVersion is a consistent read, as kube-apiserver's from etcd).
-        co_await store_.fresh(net::use_awaitable);
+        bool current = co_await store_.fresh(net::use_awaitable);
+        if (!current) {
+          // As kube-apiserver without etcd: a consistent read cannot be promised. What this
+          // replica holds is still offered, to a read that asks for it.
+          co_return statusResponse(503, "ServiceUnavailable",
+                                   "the datastore cannot be reached to confirm this hub replica is current; retry, "
+                                   "or read with resourceVersion=0 for what this replica holds");
+        }
       }
       if (watching) {
         co_return watchResponse(store_, stopping_, clock_, req, t, name, options_.default_watch_timeout,

@@ -170,7 +170,7 @@ void ObjectStore::submit(std::string resource, std::string name, int64_t fence, 
 
 void ObjectStore::writerLoop() {
   std::vector<PendingWrite> batch;
-  std::vector<std::function<void()>> barriers;
+  std::vector<std::function<void(bool)>> barriers;
   while (true) {
     bool catch_up = false;
     {
@@ -196,7 +196,7 @@ void ObjectStore::writerLoop() {
       group = commitBatch(batch);
       batch.clear();
     } else if (catch_up) {
-      catchUp();
+      group.read_database = catchUp();
     }
     if (!group.done.empty() || !barriers.empty()) {
       group.barriers = std::move(barriers);
@@ -214,9 +214,9 @@ void ObjectStore::writerLoop() {
   sync_cv_.notify_one();
 }
 
-void ObjectStore::awaitFresh(std::function<void()> done) {
+void ObjectStore::awaitFresh(std::function<void(bool)> done) {
   if (!signal_) {
-    done();  // no other writers: memory has every acknowledged write
+    done(true);  // no other writers: memory has every acknowledged write
     return;
   }
   {
@@ -228,7 +228,7 @@ void ObjectStore::awaitFresh(std::function<void()> done) {
       return;
     }
   }
-  done();
+  done(false);  // shutting down
 }
 
 void ObjectStore::handOver(Committed group) {
@@ -271,7 +271,7 @@ void ObjectStore::adopt(Changes changes) {
   known_.store(committed_, std::memory_order_release);
 }
 
-void ObjectStore::catchUp() {
+bool ObjectStore::catchUp() {
   auto changes = backend_->catchUp();
   if (!changes) {
     if (!catch_up_failing_) {
@@ -279,13 +279,14 @@ void ObjectStore::catchUp() {
                 {{"store", backend_->where()}, {"error", changes.error().message}});
       catch_up_failing_ = true;
     }
-    return;
+    return false;
   }
   if (catch_up_failing_) {
     log::info("reading other replicas' writes from the datastore again", {{"store", backend_->where()}});
     catch_up_failing_ = false;
   }
   adopt(std::move(changes.value()));
+  return true;
 }
 
 void ObjectStore::followLoop() {
@@ -347,6 +348,7 @@ ObjectStore::Committed ObjectStore::commitBatch(std::vector<PendingWrite>& batch
   auto begun = backend_->begin();
   if (note(begun)) {
     adopt(std::move(begun.value()));
+    group.read_database = true;
   }
   int64_t next = committed_;
   // Writes of the controllers' leader carry its term: another term now means it was deposed.
@@ -579,7 +581,7 @@ void ObjectStore::apply(std::deque<Committed>& groups) {
       g.done[i](std::move(g.results[i]));
     }
     for (auto& b : g.barriers) {
-      b();
+      b(g.read_database);
     }
   }
 }

@@ -150,15 +150,18 @@ class ObjectStore {
   }
   /// Completes once memory shows every write committed before the call by any replica of this
   /// store's database: what a consistent read (a list or get without resourceVersion) waits for.
-  /// At once where this store is its database's only writer. If the database cannot be reached,
-  /// it completes with what memory has.
+  /// At once where this store is its database's only writer. Completes with false when the
+  /// database could not be read: memory may then lack another replica's latest writes, and a
+  /// consistent read must not be answered from it.
   template <class Token>
   auto fresh(Token&& token) {
-    return net::async_initiate<Token, void()>(
+    return net::async_initiate<Token, void(bool)>(
         [this](auto handler) {
           auto ex = net::get_associated_executor(handler);
           auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-          awaitFresh([shared, ex] { net::post(ex, [shared]() mutable { std::move(*shared)(); }); });
+          awaitFresh([shared, ex](bool current) {
+            net::post(ex, [shared, current]() mutable { std::move(*shared)(current); });
+          });
         },
         token);
   }
@@ -212,7 +215,7 @@ class ObjectStore {
   ObjectStore(std::unique_ptr<StoreBackend> backend, StoreOptions options);
   void submit(std::string resource, std::string name, int64_t fence, Mutation mutation,
               std::function<void(WriteResult)> done);
-  void awaitFresh(std::function<void()> done);
+  void awaitFresh(std::function<void(bool)> done);
   /// A group the writer has committed (or failed), waiting for the syncer.
   struct Committed {
     std::vector<std::function<void(WriteResult)>> done;
@@ -224,7 +227,10 @@ class ObjectStore {
     /// memory is replaced by this, and every watch is closed (its watcher lists again).
     std::shared_ptr<LoadedState> reload;
     /// fresh() callers, answered once this group and everything before it are in memory.
-    std::vector<std::function<void()>> barriers;
+    std::vector<std::function<void(bool)>> barriers;
+    /// Whether this group read the database (false: it could not be reached; the barriers
+    /// are told memory may be behind).
+    bool read_database = false;
   };
   void writerLoop();
   Committed commitBatch(std::vector<PendingWrite>& batch);
@@ -232,7 +238,8 @@ class ObjectStore {
   /// of anything this store commits after them.
   void adopt(Changes changes);
   /// Between groups, when the follower says others may have committed.
-  void catchUp();
+  /// Returns whether the database could be read.
+  bool catchUp();
   void followLoop();
   /// Waits until memory shows every group handed to the syncer.
   void waitPublished();
@@ -275,7 +282,7 @@ class ObjectStore {
   std::deque<PendingWrite> queue_;
   bool stopping_ = false;
   bool poked_ = false;  // the follower says other replicas may have committed
-  std::vector<std::function<void()>> barriers_;  // fresh() callers waiting for a catch-up
+  std::vector<std::function<void(bool)>> barriers_;  // fresh() callers waiting for a catch-up
   std::thread writer_;
   std::unique_ptr<ChangeSignal> signal_;  // other replicas' commits (PostgreSQL), or nullptr
   std::thread follower_;
