@@ -937,10 +937,17 @@ int runCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
                 "Replace an existing context NAME (also one kflex did not write) with a fresh one from the hub");
   ctx->add_flag("-c,--set-current-for-hosting", ctx_flags.set_current_for_hosting,
                 "Remember the current context as the hub's (where 'kflex ctx' goes back to) first");
+  ctx->add_flag("--direct", ctx_flags.direct,
+                "Reach the control plane at its own address (a route of your own to its host) instead of through "
+                "the hub's tunnel");
   ctx->footer(
       "kflex ctx NAME fetches the control plane's kubeconfig from the hub, merges it as context NAME (cluster\n"
       "NAME-cluster, user NAME-admin) and makes it current; when no hub context is remembered yet, the context\n"
-      "that reached the hub is remembered. kflex ctx alone switches back to the remembered hub context.");
+      "that reached the hub is remembered. kflex ctx alone switches back to the remembered hub context.\n"
+      "A control plane on an agent is reached through the hub (the agent's own link carries it, so the edge\n"
+      "host needs no inbound route): the context's proxy-url names the hub with a tunnel token for NAME\n"
+      "(kflex token list shows it; kflex token delete ID revokes it), and TLS runs end to end to the control\n"
+      "plane's API server. --direct uses the control plane's own address instead.");
   auto* ctx_list = ctx->add_subcommand("list", "List the kubeconfig's contexts and which ones kflex wrote");
   std::string ctx_output = "table";
   hints.options[ctx_list->add_option("-o,--output", ctx_output, "name [a table]")] = {CompletionHint::Kind::Words,

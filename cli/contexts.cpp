@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "cli/contexts.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/hub_client.hpp"
@@ -8,6 +12,10 @@
 #include "shared/common/util.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/config/yaml_json.hpp"
+#include "shared/model/control_plane_types.hpp"
+#include "shared/model/resource.hpp"
+#include "shared/protocol/tunnel.hpp"
+#include "shared/tls/pki.hpp"
 
 namespace kflex::cli {
 namespace {
@@ -26,9 +34,89 @@ std::string readyText(const Json& cp) {
   return "";
 }
 
-// The kubeconfig of control plane `name` as the hub hands it out (status.secretRef); hub_context
-// gets the context the hub was reached through.
-Result<config::Kubeconfig> controlPlaneKubeconfig(const Globals& g, const std::string& name, std::string& hub_context) {
+Result<config::Kubeconfig> secretKubeconfig(HubClient& hub, const std::string& name, const Json& cp);
+
+constexpr const char* kTokensPath = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/bootstraptokens";
+
+// The tunnel token in a proxy-url `https://tunnel:TOKEN@HOST:PORT` ("" when it has none).
+std::string tokenOf(const std::string& proxy_url) {
+  auto at = proxy_url.find('@');
+  auto user = proxy_url.find("://tunnel:");
+  if (at == std::string::npos || user == std::string::npos || user > at) {
+    return "";
+  }
+  std::string token = proxy_url.substr(user + 10, at - user - 10);
+  return model::isBootstrapToken(token) ? token : "";
+}
+
+// A tunnel token for control plane `name`: `reuse` when the hub still has it for `name`, else a
+// new one (a BootstrapToken with usage tunnel, stored hashed; `kflex token delete ID` revokes it).
+Result<std::string> tunnelToken(HubClient& hub, const std::string& name, const std::string& reuse) {
+  if (!reuse.empty()) {
+    auto tok = hub.get(std::string(kTokensPath) + "/" + reuse.substr(0, 6));
+    if (tok) {
+      const Json spec = tok->value("spec", Json::object());
+      auto listed = [&](const char* field, const std::string& v) {
+        const Json list = spec.value(field, Json::array());
+        return list.is_array() && std::find(list.begin(), list.end(), Json(v)) != list.end();
+      };
+      if (listed("usages", "tunnel") && listed("controlPlanes", name) && !spec.contains("expiration")) {
+        return reuse;
+      }
+    }
+  }
+  std::string id = tls::randomAlnum(6);
+  std::string secret = tls::randomAlnum(16);
+  std::string who = std::getenv("USER") != nullptr ? std::getenv("USER") : "";
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') {
+    who += std::string(who.empty() ? "" : "@") + host;
+  }
+  Json obj = {{"apiVersion", std::string(model::kTenancyGroup) + "/" + model::kTenancyVersion},
+              {"kind", "BootstrapToken"},
+              {"metadata", {{"name", id}}},
+              {"spec",
+               {{"secret", secret},
+                {"usages", {"tunnel"}},
+                {"controlPlanes", {name}},
+                {"description", "kflex ctx " + name + (who.empty() ? "" : " (" + who + ")")}}}};
+  if (auto created = hub.post(kTokensPath, obj); !created) {
+    return fail("cannot make a tunnel token for " + name + ": " + created.error().message +
+                " (or reach the control plane directly: kflex ctx " + name + " --direct)");
+  }
+  return id + "." + secret;
+}
+
+// Why control plane `cp` cannot be reached through the hub ("" when it can).
+std::string noTunnel(HubClient& hub, const Json& cp) {
+  const std::string name = cp.value("metadata", Json::object()).value("name", "");
+  if (!model::servedByAgent(cp)) {
+    return "control plane " + name + " is not served by an agent";
+  }
+  std::string agent = cp.value("status", Json::object()).value("agent", "");
+  if (agent.empty()) {
+    return "control plane " + name + " is not placed on an agent yet";
+  }
+  auto a = hub.get(std::string("/apis/tenancy.kflex.kubestellar.org/v1alpha1/agents/") + agent);
+  if (!a) {
+    return "agent " + agent + " cannot be read: " + a.error().message;
+  }
+  if (a->value("status", Json::object()).value("tunnelVersion", 0) < 1) {
+    return "agent " + agent + " runs a kflex-agent without the tunnel (upgrade it)";
+  }
+  if (model::isAdopted(cp.value("spec", Json::object()).value("type", ""))) {
+    return "control plane " + name + " is an adopted cluster, which the tunnel does not reach yet";
+  }
+  return "";
+}
+
+// The kubeconfig of control plane `name` as the hub hands it out (status.secretRef), routed
+// through the hub's tunnel unless `direct` (or the tunnel cannot reach it: a note on err says
+// why); `existing_proxy` is the proxy-url of the user's context of that name, whose token is
+// reused. hub_context gets the context the hub was reached through.
+Result<config::Kubeconfig> controlPlaneKubeconfig(const Globals& g, const std::string& name, bool direct,
+                                                  const std::string& existing_proxy, std::string& hub_context,
+                                                  std::ostream& err) {
   auto hub = HubClient::connect(g.kubeconfig, g.context);
   if (!hub) {
     return hub.error();
@@ -38,13 +126,53 @@ Result<config::Kubeconfig> controlPlaneKubeconfig(const Globals& g, const std::s
     return cp.error();
   }
   hub_context = hub.value()->context();
-  Json ref = cp->value("status", Json::object()).value("secretRef", Json::object());
+  auto kc = secretKubeconfig(*hub.value(), name, cp.value());
+  if (!kc || direct) {
+    return kc;
+  }
+  if (std::string why = noTunnel(*hub.value(), cp.value()); !why.empty()) {
+    err << "Note: " << why << "; the context reaches " << name << " directly, at its own address.\n";
+    return kc;
+  }
+  auto hub_kc = config::Kubeconfig::load(config::defaultKubeconfigPath(g.kubeconfig));
+  auto hub_access = hub_kc ? hub_kc->access(hub_context) : Result<config::ClusterAccess>(hub_kc.error());
+  if (!hub_access || hub_access->ca_pem.empty()) {
+    err << "Note: the hub's context names no certificate authority, which the tunnel needs; the context reaches "
+        << name << " directly, at its own address.\n";
+    return kc;
+  }
+  auto token = tunnelToken(*hub.value(), name, tokenOf(existing_proxy));
+  if (!token) {
+    return token.error();
+  }
+  std::string hub_url = hub.value()->server();
+  std::string authority = hub_url.substr(hub_url.find("://") == std::string::npos ? 0 : hub_url.find("://") + 3);
+  authority = authority.substr(0, authority.find('/'));
+  auto access = kc->access();
+  if (!access) {
+    return fail("the kubeconfig of " + name + " is unusable: " + access.error().message);
+  }
+  std::string port = "6443";
+  if (auto colon = access->server.rfind(':'); colon != std::string::npos && colon > access->server.find("://") + 3) {
+    port = access->server.substr(colon + 1);
+  }
+  if (auto r = kc->routeThroughProxy(kc->currentContext(), "https://" + protocol::tunnel::tunnelHost(name) + ":" + port,
+                                     "https://tunnel:" + token.value() + "@" + authority, hub_access->ca_pem);
+      !r) {
+    return fail("the kubeconfig of " + name + " cannot be routed through the hub: " + r.error().message);
+  }
+  return kc;
+}
+
+// The kubeconfig in control plane `name`'s secret (status.secretRef).
+Result<config::Kubeconfig> secretKubeconfig(HubClient& hub, const std::string& name, const Json& cp) {
+  Json ref = cp.value("status", Json::object()).value("secretRef", Json::object());
   if (!ref.is_object() || ref.value("name", "").empty()) {
-    return fail("control plane " + name + " has no kubeconfig yet" + readyText(cp.value()) +
+    return fail("control plane " + name + " has no kubeconfig yet" + readyText(cp) +
                 "; it is written once the control plane runs (see `kflex list`)");
   }
   std::string key = ref.value("key", ref.value("inClusterKey", ""));
-  auto secret = hub.value()->get("/api/v1/namespaces/" + ref.value("namespace", "") + "/secrets/" + ref.value("name", ""));
+  auto secret = hub.get("/api/v1/namespaces/" + ref.value("namespace", "") + "/secrets/" + ref.value("name", ""));
   if (!secret) {
     return fail("cannot read the kubeconfig secret " + ref.value("namespace", "") + "/" + ref.value("name", "") + ": " +
                 secret.error().message);
@@ -58,7 +186,7 @@ Result<config::Kubeconfig> controlPlaneKubeconfig(const Globals& g, const std::s
 
 // Merges control plane name's context (fresh from the hub) into file as context name and makes it
 // current. Errors say what to do; notes go to err.
-Result<void> switchTo(const Globals& g, KubeconfigFile& file, const std::string& name, bool overwrite,
+Result<void> switchTo(const Globals& g, KubeconfigFile& file, const std::string& name, bool overwrite, bool direct,
                       std::ostream& err) {
   if (file.hasContext(name) && file.hubContext() == name) {
     return fail("context \"" + name + "\" is the hub's own context; rename it first (kflex ctx rename " + name +
@@ -71,7 +199,13 @@ Result<void> switchTo(const Globals& g, KubeconfigFile& file, const std::string&
                 "(kflex ctx rename " + name + " OTHER)");
   }
   std::string hub_context;
-  auto cp_kc = controlPlaneKubeconfig(g, name, hub_context);
+  std::string existing_proxy;
+  if (existed && file.managedByKflex(name)) {
+    if (auto mine = config::Kubeconfig::parse(config::jsonToYaml(file.doc())); mine) {
+      existing_proxy = mine->proxyUrl(name);
+    }
+  }
+  auto cp_kc = controlPlaneKubeconfig(g, name, direct, existing_proxy, hub_context, err);
   if (!cp_kc) {
     if (existed && !overwrite) {
       err << "warning: " << cp_kc.error().message << "; using the context already in " << file.path().string() << "\n";
@@ -123,7 +257,7 @@ int cmdCtx(const Globals& g, const std::string& name, const CtxFlags& flags, std
   }
   std::string target = name;
   if (!name.empty()) {
-    if (auto r = switchTo(g, file.value(), name, flags.overwrite_existing, err); !r) {
+    if (auto r = switchTo(g, file.value(), name, flags.overwrite_existing, flags.direct, err); !r) {
       err << "kflex ctx: " << r.error().message << "\n";
       return 1;
     }
@@ -329,7 +463,7 @@ void switchAfterCreate(const Globals& g, const std::string& cmd, const std::stri
     err << "warning: not switching to " << name << ": " << file.error().message << "\n";
     return;
   }
-  if (auto r = switchTo(g, file.value(), name, false, err); !r) {
+  if (auto r = switchTo(g, file.value(), name, false, false, err); !r) {
     err << "warning: kflex " << cmd << " does not switch to " << name << ": " << r.error().message << "\n";
     return;
   }

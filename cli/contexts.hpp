@@ -13,6 +13,7 @@ namespace kflex::cli {
 struct CtxFlags {
   bool overwrite_existing = false;       ///< -o: replace an existing context NAME, whoever wrote it.
   bool set_current_for_hosting = false;  ///< -c: remember the current context as the hub's.
+  bool direct = false;                   ///< --direct: the control plane's own address, not the hub's tunnel.
 };
 
 /// `kflex ctx [NAME]`: switch to control plane NAME's context (fetched from the hub), or back to the

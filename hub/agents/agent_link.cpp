@@ -40,9 +40,9 @@ net::awaitable<bool> AgentLink::accept(http::request<http::string_body> req) {
   co_return true;
 }
 
-net::awaitable<void> AgentLink::run(MessageHandler on_message) {
+net::awaitable<void> AgentLink::run(MessageHandler on_message, FrameHandler on_frame) {
   try {
-    co_await (readLoop(on_message) && writeLoop());
+    co_await (readLoop(on_message, on_frame) && writeLoop());
   } catch (const std::exception& e) {
     // (The read loop answers a message it cannot handle; this is for anything else.) The link
     // ends here, whatever went wrong.
@@ -78,6 +78,16 @@ void AgentLink::send(std::string frame) {
   });
 }
 
+void AgentLink::sendFrame(std::string frame) {
+  net::dispatch(executor(), [this, self = shared_from_this(), f = std::move(frame)]() mutable {
+    if (closing_) {
+      return;
+    }
+    frames_.push_back(std::move(f));
+    wake_.cancel();
+  });
+}
+
 void AgentLink::close(std::string code, std::string message) {
   net::dispatch(executor(), [this, self = shared_from_this(), code = std::move(code),
                              message = std::move(message)]() mutable {
@@ -95,7 +105,7 @@ void AgentLink::close(std::string code, std::string message) {
 
 net::awaitable<void> AgentLink::writeLoop() {
   while (true) {
-    if (queue_.empty()) {
+    if (queue_.empty() && (frames_.empty() || closing_)) {
       if (closing_) {
         break;
       }
@@ -103,10 +113,17 @@ net::awaitable<void> AgentLink::writeLoop() {
       co_await wake_.async_wait(net::as_tuple(net::use_awaitable));
       continue;
     }
-    std::string m = std::move(queue_.front());
-    queue_.pop_front();
-    queued_ -= m.size();
-    ws_.text(true);
+    std::string m;
+    if (!queue_.empty()) {
+      m = std::move(queue_.front());
+      queue_.pop_front();
+      queued_ -= m.size();
+      ws_.text(true);
+    } else {
+      m = std::move(frames_.front());
+      frames_.pop_front();
+      ws_.binary(true);
+    }
     auto [ec, n] = co_await ws_.async_write(net::buffer(m), net::as_tuple(net::use_awaitable));
     if (ec) {
       closing_ = true;
@@ -123,7 +140,7 @@ net::awaitable<void> AgentLink::writeLoop() {
   }
 }
 
-net::awaitable<void> AgentLink::readLoop(const MessageHandler& on_message) {
+net::awaitable<void> AgentLink::readLoop(const MessageHandler& on_message, const FrameHandler& on_frame) {
   beast::flat_buffer buffer;
   while (!closing_) {
     auto [ec, n] = co_await ws_.async_read(buffer, net::as_tuple(net::use_awaitable));
@@ -137,6 +154,14 @@ net::awaitable<void> AgentLink::readLoop(const MessageHandler& on_message) {
     }
     std::string text = beast::buffers_to_string(buffer.data());
     buffer.consume(buffer.size());
+    if (ws_.got_binary()) {
+      if (!on_frame) {
+        close(protocol::code::kProtocol, "this hub takes no binary messages on an agent link");
+        break;
+      }
+      on_frame(std::move(text));
+      continue;
+    }
     auto env = protocol::decode(text);
     if (!env) {
       log::warn("agent protocol error", {{"agent", agent_}, {"error", env.error().message}});

@@ -39,6 +39,8 @@ class AgentLink : public std::enable_shared_from_this<AgentLink> {
   using Executor = tls::LeanStream::executor_type;
   /// One decoded message; false ends the link (the handler has closed it with a reason).
   using MessageHandler = std::function<net::awaitable<bool>(const protocol::Envelope& envelope)>;
+  /// One binary message (a tunnel frame, docs/dev/tunnel.md), on the link's executor.
+  using FrameHandler = std::function<void(std::string frame)>;
 
   AgentLink(tls::LeanStream&& stream, std::string agent, std::string peer, LinkOptions options);
   AgentLink(const AgentLink&) = delete;
@@ -49,10 +51,14 @@ class AgentLink : public std::enable_shared_from_this<AgentLink> {
   /// Reads messages and hands each to `on_message`, while writing what is queued, until the
   /// agent or the handler ends the link or it is closed; then sends the close frame. A frame
   /// that is not an envelope ends the link with a protocol error. Never throws.
-  net::awaitable<void> run(MessageHandler on_message);
+  net::awaitable<void> run(MessageHandler on_message, FrameHandler on_frame = {});
 
   /// Queues a frame. An agent with more than max_queue_bytes unsent is disconnected as too slow.
   void send(std::string frame);
+  /// Queues a tunnel frame (a binary message). Frames go out after every queued text message, in
+  /// the order they were queued: the link's own messages keep priority. Their bytes are bounded
+  /// by the streams' windows, not by max_queue_bytes.
+  void sendFrame(std::string frame);
   /// Encodes `message` with the link's next sequence number and queues it.
   template <class Message>
   void send(Message message, int64_t revision = 0) {
@@ -73,7 +79,7 @@ class AgentLink : public std::enable_shared_from_this<AgentLink> {
   Executor executor() { return ws_.get_executor(); }
 
  private:
-  net::awaitable<void> readLoop(const MessageHandler& on_message);
+  net::awaitable<void> readLoop(const MessageHandler& on_message, const FrameHandler& on_frame);
   net::awaitable<void> writeLoop();
   /// Drops the connection at once (too slow, or a failure).
   void abort();
@@ -86,6 +92,7 @@ class AgentLink : public std::enable_shared_from_this<AgentLink> {
   // Below: only on the link's executor.
   std::deque<std::string> queue_;
   size_t queued_ = 0;
+  std::deque<std::string> frames_;  // tunnel frames, after queue_
   bool closing_ = false;
   std::string close_code_;
   uint64_t seq_ = 0;

@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/agents/enrollment.hpp"
 
-#include <openssl/crypto.h>
-
 #include <random>
 
+#include "hub/agents/bootstrap_tokens.hpp"
 #include "hub/api/errors.hpp"
 #include "hub/api/router.hpp"
 #include "shared/common/json_decode.hpp"
@@ -31,10 +30,6 @@ const model::ResourceType& kind(const model::Registry& r, const char* plural) {
     throw std::logic_error(std::string("registry lacks ") + plural);
   }
   return *t;
-}
-
-bool equalSecret(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace
@@ -100,21 +95,13 @@ net::awaitable<ApiResponse> EnrollmentService::enroll(ApiRequest req) {
     co_return problem(401, "Unauthorized", bad_token);
   }
   // Why this token cannot enroll ("" when it can).
-  const std::string secret_hash = tls::sha256Hex(token.substr(7));
+  const std::string secret = token.substr(7);
   auto tokenProblem = [&](const Json& tok) -> std::string {
-    const Json spec = tok.value("spec", Json::object());
-    if (!equalSecret(spec.value("secretHash", ""), secret_hash)) {
-      return "wrong secret";
+    if (std::string why = hub::tokenProblem(tok, secret, "enroll", clock_.now()); !why.empty()) {
+      return why;
     }
-    if (auto exp = spec.find("expiration"); exp != spec.end() && exp->is_string() &&
-                                            parseTime(exp->get<std::string>()).value_or(TimePoint{}) <= clock_.now()) {
-      return "expired";
-    }
-    if (!spec.contains("usages") || !spec["usages"].is_array() ||
-        std::find(spec["usages"].begin(), spec["usages"].end(), Json("enroll")) == spec["usages"].end()) {
-      return "not for enrollment";
-    }
-    if (spec.value("singleUse", false) && tok.value("status", Json::object()).value("uses", int64_t(0)) > 0) {
+    if (tok.value("spec", Json::object()).value("singleUse", false) &&
+        tok.value("status", Json::object()).value("uses", int64_t(0)) > 0) {
       return "single-use token already used";
     }
     return "";

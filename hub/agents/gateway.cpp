@@ -63,10 +63,13 @@ net::awaitable<void> refuse(HttpStream& stream, const http::request<http::string
 
 // One agent's link and what the gateway keeps of it.
 struct AgentGateway::Session {
-  Session(std::shared_ptr<AgentLink> l, const DesiredViews& views) : link(std::move(l)), feed(link, views) {}
+  Session(std::shared_ptr<AgentLink> l, const DesiredViews& views, TunnelLimits limits)
+      : link(std::move(l)), feed(link, views), tunnels(std::make_shared<LinkTunnels>(link, limits)) {}
   const std::string& name() const { return link->agent(); }
   std::shared_ptr<AgentLink> link;
   DesiredFeed feed;  // on the link's executor
+  const std::shared_ptr<LinkTunnels> tunnels;
+  std::atomic<int64_t> tunnel_version{0};  // what the agent's hello said, once accepted
   std::string pin;     // guarded by the gateway's mutex_
   std::string ca_pin;  // the CA the link's certificate chains to
   bool expired_cert = false;
@@ -150,6 +153,12 @@ size_t AgentGateway::connected() const {
   return sessions_.size();
 }
 
+std::shared_ptr<LinkTunnels> AgentGateway::tunnels(const std::string& agent, bool& linked) const {
+  auto s = find(agent);
+  linked = s != nullptr;
+  return s && s->tunnel_version.load() > 0 ? s->tunnels : nullptr;
+}
+
 net::awaitable<void> AgentGateway::serve(std::unique_ptr<HttpStream>& http_stream, http::request<http::string_body> req,
                                          tls::PeerIdentity id, std::string peer) {
   HttpStream& stream = *http_stream;
@@ -194,7 +203,7 @@ net::awaitable<void> AgentGateway::serve(std::unique_ptr<HttpStream>& http_strea
   }
   auto link = std::make_shared<AgentLink>(std::move(lean.value()), id.common_name, peer,
                                           LinkOptions{options_.idle_timeout, options_.max_queue_bytes});
-  auto s = std::make_shared<Session>(link, views_);
+  auto s = std::make_shared<Session>(link, views_, options_.tunnel);
   s->pin = id.public_key_pin;
   s->ca_pin = id.ca_pin;
   s->expired_cert = !id.verified;
@@ -213,7 +222,15 @@ net::awaitable<void> AgentGateway::serve(std::unique_ptr<HttpStream>& http_strea
     replaced->link->close(protocol::code::kReplaced, "a newer link of this agent took over");
   }
   log::info("agent connected", {{"agent", link->agent()}, {"peer", peer}, {"expired_certificate", s->expired_cert ? "true" : "false"}});
-  co_await link->run([this, s](const protocol::Envelope& env) { return onMessage(s, env); });
+  co_await link->run([this, s](const protocol::Envelope& env) { return onMessage(s, env); },
+                     [s](std::string frame) {
+                       if (s->tunnel_version.load() > 0) {
+                         s->tunnels->onFrame(std::move(frame));
+                       }
+                     });
+  s->tunnels->closeAll("the link of agent " + link->agent() + " ended" +
+                       (link->closeCode().empty() ? std::string() : " (" + link->closeCode() + ")") +
+                       "; new connections go over its next link");
   {
     std::lock_guard lock(mutex_);
     auto it = sessions_.find(link->agent());
@@ -335,6 +352,7 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     co_return false;
   }
   s->persisted_at = now;
+  s->tunnel_version = std::min<int64_t>(tunnel, protocol::tunnel::kVersion);
   protocol::Welcome welcome{options_.lease_renew.count(), options_.lease_duration.count(), kVersion, s->expired_cert};
   s->link->send(welcome, store_.revision());
   // After a CA rotation: the agent learns the new bundle, and renews at once when its

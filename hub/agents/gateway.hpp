@@ -13,6 +13,7 @@
 #include "hub/agents/desired_feed.hpp"
 #include "hub/agents/enrollment.hpp"
 #include "hub/agents/lease_controller.hpp"
+#include "hub/agents/link_tunnels.hpp"
 #include "hub/agents/status_writer.hpp"
 #include "hub/api/api_client.hpp"
 #include "hub/api/control_plane_secrets.hpp"
@@ -32,6 +33,7 @@ struct GatewayOptions {
   std::chrono::seconds expired_grace{7 * 24 * 3600};  ///< An expired agent certificate still connects this long (to renew).
   size_t max_queue_bytes = 8 * 1024 * 1024;   ///< Unsent bytes per agent before it is disconnected as too slow.
   StatusLimits status_limits;                  ///< How often status reports are written.
+  TunnelLimits tunnel;                         ///< Tunnel streams per link (docs/dev/tunnel.md).
 };
 
 /**
@@ -60,6 +62,9 @@ class AgentGateway {
                              tls::PeerIdentity id, std::string peer);
   /// Links open now.
   size_t connected() const;
+  /// The tunnel streams of `agent`'s link to this hub; nullptr when it has none here, or when
+  /// its agent speaks no tunnel (`linked` then says which).
+  std::shared_ptr<LinkTunnels> tunnels(const std::string& agent, bool& linked) const;
   /// Where the kubeconfigs agents report go and adopted clusters' bootstrap kubeconfigs come
   /// from (before start()); without it reported kubeconfigs are ignored.
   void setSecrets(ControlPlaneSecrets* secrets);

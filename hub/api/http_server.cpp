@@ -528,6 +528,22 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
     }
     tcp.expires_never();
     auto req = parser.release();
+    if (req.method() == http::verb::connect) {
+      // The tunnel (docs/dev/tunnel.md). A client sends nothing more before the answer.
+      if (!connect_) {
+        co_await reply_error(405, "MethodNotAllowed", "this hub is no proxy");
+        break;
+      }
+      if (buffer.size() != 0) {
+        co_await reply_error(400, "BadRequest", "bytes after a CONNECT request before its answer");
+        break;
+      }
+      conn->idle = false;
+      conn->handed_off = true;
+      net::co_spawn(conn->executor, upgraded(conn, connect_, std::move(req), std::move(id)),
+                    [this, conn](std::exception_ptr e) { ended(conn, e); });
+      co_return;
+    }
     if (beast::websocket::is_upgrade(req)) {
       std::string upath;
       std::map<std::string, std::string> uquery;

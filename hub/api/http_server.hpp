@@ -70,6 +70,9 @@ class HttpServer {
   void addRoute(std::string prefix, RouteHandler handler) { routes_.emplace_back(std::move(prefix), std::move(handler)); }
   /// Hands WebSocket upgrades of `path` to handler (before start()).
   void addUpgrade(std::string path, UpgradeHandler handler) { upgrades_.emplace_back(std::move(path), std::move(handler)); }
+  /// Hands CONNECT requests to handler (before start()); without one they are answered 405.
+  /// The request has been read to its end and nothing after it: what follows is the handler's.
+  void setConnect(UpgradeHandler handler) { connect_ = std::move(handler); }
   /// Spreads new connections over these event loops, round robin (before start()). Each must be
   /// run by exactly one thread: a connection's handlers then never run concurrently, without the
   /// cost of a strand.
@@ -146,6 +149,7 @@ class HttpServer {
   net::ip::tcp::endpoint endpoint_;
   std::vector<std::pair<std::string, RouteHandler>> routes_;
   std::vector<std::pair<std::string, UpgradeHandler>> upgrades_;
+  UpgradeHandler connect_;
   std::atomic<size_t> open_{0};
   std::atomic<bool> stopping_{false};
   std::mutex conns_mutex_;

@@ -18,6 +18,7 @@
 #include "hub/app/leader_elector.hpp"
 #include "hub/app/shared_pki.hpp"
 #include "hub/agents/gateway.hpp"
+#include "hub/agents/tunnel_proxy.hpp"
 #include "hub/agents/placement.hpp"
 #include "hub/agents/release_controller.hpp"
 #include "hub/api/api_service.hpp"
@@ -563,6 +564,11 @@ int runHub(const HubConfig& cfg) {
   server.value()->addUpgrade(protocol::kConnectPath,
                              [&gateway](std::unique_ptr<HttpStream>& s, http::request<http::string_body> r, tls::PeerIdentity id,
                                         std::string peer) { return gateway.serve(s, std::move(r), std::move(id), std::move(peer)); });
+  TunnelProxy tunnel_proxy(*store.value(), registry, gateway, clock);
+  server.value()->setConnect([&tunnel_proxy](std::unique_ptr<HttpStream>& s, http::request<http::string_body> r,
+                                             tls::PeerIdentity id, std::string peer) {
+    return tunnel_proxy.serve(s, std::move(r), std::move(id), std::move(peer));
+  });
   PlacementController placement(ioc, api, leader_api, *store.value(), registry, clock);
   ClusterOptions cluster_options;
   if (!cfg.hosting_kubeconfig.empty()) {

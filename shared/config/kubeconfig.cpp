@@ -187,6 +187,12 @@ void Kubeconfig::setAccess(const std::string& context, const ClusterAccess& a) {
   if (a.insecure_skip_verify) {
     ce["insecure-skip-tls-verify"] = true;
   }
+  if (!a.proxy_url.empty()) {
+    ce["proxy-url"] = a.proxy_url;
+  }
+  if (!a.tls_server_name.empty()) {
+    ce["tls-server-name"] = a.tls_server_name;
+  }
   Json ue = Json::object();
   if (!a.client_cert_pem.empty()) {
     ue["client-certificate-data"] = base64Encode(a.client_cert_pem);
@@ -196,6 +202,42 @@ void Kubeconfig::setAccess(const std::string& context, const ClusterAccess& a) {
     ue["token"] = a.token;
   }
   setContext(context, context + "-cluster", context + "-admin", ce, ue);
+}
+
+Result<void> Kubeconfig::routeThroughProxy(const std::string& context, const std::string& server,
+                                           const std::string& proxy_url, const std::string& proxy_ca_pem) {
+  auto a = access(context);
+  if (!a) {
+    return a.error();
+  }
+  if (a->ca_pem.empty()) {
+    return fail("context \"" + context + "\" names no certificate authority; the tunnel needs one to verify the "
+                "control plane end to end");
+  }
+  Json* ctx = findNamed(doc_["contexts"], a->context);
+  Json* c = findNamed(doc_["clusters"], (*ctx)["context"].value("cluster", ""));
+  Json& cl = (*c)["cluster"];
+  cl["server"] = server;
+  cl["proxy-url"] = proxy_url;
+  std::string bundle = a->ca_pem;
+  if (!bundle.ends_with("\n")) {
+    bundle += "\n";
+  }
+  cl.erase("certificate-authority");
+  cl["certificate-authority-data"] = base64Encode(bundle + proxy_ca_pem);
+  return {};
+}
+
+std::string Kubeconfig::proxyUrl(const std::string& context) const {
+  const Json* ctx = findNamed(doc_["contexts"], context);
+  if (ctx == nullptr || !ctx->contains("context") || !(*ctx)["context"].is_object()) {
+    return "";
+  }
+  const Json* c = findNamed(doc_["clusters"], (*ctx)["context"].value("cluster", ""));
+  if (c == nullptr || !c->contains("cluster") || !(*c)["cluster"].is_object()) {
+    return "";
+  }
+  return (*c)["cluster"].value("proxy-url", "");
 }
 
 bool Kubeconfig::hasContext(const std::string& name) const { return findNamed(doc_["contexts"], name) != nullptr; }
@@ -263,6 +305,8 @@ Result<ClusterAccess> Kubeconfig::access(const std::string& context) const {
   const Json& cl = (*c)["cluster"];
   a.server = cl.value("server", "");
   a.insecure_skip_verify = cl.value("insecure-skip-tls-verify", false);
+  a.proxy_url = cl.value("proxy-url", "");
+  a.tls_server_name = cl.value("tls-server-name", "");
   if (auto r = readRef(cl, "certificate-authority-data", "certificate-authority", a.ca_pem); !r) {
     return r.error();
   }

@@ -24,6 +24,8 @@ struct ClusterAccess {
   std::string client_key_pem;
   std::string token;
   bool insecure_skip_verify = false;
+  std::string proxy_url;        ///< The cluster's proxy-url ("" for none).
+  std::string tls_server_name;  ///< The cluster's tls-server-name ("" for none).
 };
 
 /// A kubeconfig file (clientcmd v1) as a JSON document, with helpers to read and merge it.
@@ -49,6 +51,13 @@ class Kubeconfig {
   /// Adds or replaces context `context` (cluster CONTEXT-cluster, user CONTEXT-admin) with the
   /// endpoint and credentials inline.
   void setAccess(const std::string& context, const ClusterAccess& access);
+  /// Sends context `context`'s connections through an HTTPS proxy (the hub's tunnel,
+  /// docs/dev/tunnel.md): its cluster's server becomes `server`, `proxy-url` is set, and
+  /// `proxy_ca_pem` joins the cluster's CA (kubectl verifies the proxy with the same CAs).
+  Result<void> routeThroughProxy(const std::string& context, const std::string& server, const std::string& proxy_url,
+                                 const std::string& proxy_ca_pem);
+  /// The proxy-url of context `context`'s cluster ("" when none).
+  std::string proxyUrl(const std::string& context) const;
   bool hasContext(const std::string& name) const;
   std::string currentContext() const;
   void setCurrentContext(const std::string& name);

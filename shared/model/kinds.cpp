@@ -242,7 +242,8 @@ constexpr const char* kBootstrapTokenSchema = R"({
         "secretHash": {"type": "string", "description": "Hex SHA-256 of the secret."},
         "description": {"type": "string", "description": "What the token is for."},
         "expiration": {"type": "string", "format": "date-time", "description": "When the token stops working (RFC 3339). Absent: never."},
-        "usages": {"type": "array", "items": {"type": "string", "enum": ["enroll"]}, "description": "What the token may be used for: enroll."},
+        "usages": {"type": "array", "items": {"type": "string", "enum": ["enroll", "tunnel"]}, "description": "What the token may be used for: enroll (an agent's enrollment), tunnel (reaching the control planes in controlPlanes through the hub)."},
+        "controlPlanes": {"type": "array", "items": {"type": "string"}, "description": "With usage tunnel: the control planes the token reaches through the hub (kflex ctx makes one per control plane)."},
         "singleUse": {"type": "boolean", "default": false, "description": "The token works for one enrollment only."}
       }
     },
@@ -290,6 +291,24 @@ void validateBootstrapToken(const Json& obj, std::vector<FieldError>& errors) {
     }
   } else if (!has_secret) {
     errors.push_back({"FieldValueRequired", "spec.secret", "Required value: the token's secret"});
+  }
+  const bool tunnel = spec.contains("usages") && spec["usages"].is_array() &&
+                      std::find(spec["usages"].begin(), spec["usages"].end(), Json("tunnel")) != spec["usages"].end();
+  auto cps = spec.find("controlPlanes");
+  if (tunnel && (cps == spec.end() || !cps->is_array() || cps->empty())) {
+    errors.push_back({"FieldValueRequired", "spec.controlPlanes",
+                      "Required value: a tunnel token names the control planes it reaches"});
+  } else if (!tunnel && cps != spec.end()) {
+    errors.push_back({"FieldValueForbidden", "spec.controlPlanes", "Forbidden: only a token with usage tunnel names control planes"});
+  }
+  if (cps != spec.end() && cps->is_array()) {
+    for (size_t i = 0; i < cps->size(); ++i) {
+      const Json& n = (*cps)[i];
+      if (!n.is_string() || !isDns1123Subdomain(n.get<std::string>())) {
+        errors.push_back({"FieldValueInvalid", "spec.controlPlanes[" + std::to_string(i) + "]",
+                          "Invalid value: " + n.dump() + ": a control plane's name"});
+      }
+    }
   }
   if (auto e = spec.find("expiration"); e != spec.end()) {
     if (!e->is_string() || !parseTime(e->get<std::string>())) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -13,6 +14,24 @@
 namespace kflex::net_tunnel {
 
 namespace tunnel = protocol::tunnel;
+
+// What a stream needs of its socket besides reads and writes; overloads for other sockets
+// (tls::LeanStream) live beside them and are found by argument-dependent lookup.
+/// Ends the socket's sending side (a half-close, once everything written has been written).
+inline void shutdownSend(net::ip::tcp::socket& s) {
+  boost::system::error_code ignored;
+  s.shutdown(net::socket_base::shutdown_send, ignored);
+}
+/// Closes the socket; operations in flight finish with an error.
+inline void closeSocket(net::ip::tcp::socket& s) {
+  boost::system::error_code ignored;
+  s.close(ignored);
+}
+/// Waits until a read would not block, so that an idle stream holds no read buffer.
+template <class Token>
+auto asyncWaitReadable(net::ip::tcp::socket& s, Token&& token) {
+  return s.async_wait(net::socket_base::wait_read, std::forward<Token>(token));
+}
 
 /**
  * One tunnel stream's end (docs/dev/tunnel.md): the bytes of a local socket (the agent's
@@ -30,9 +49,12 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
   /// Called once when the stream ends, with why ("" for a clean close of both sides).
   using Ended = std::function<void(uint32_t id, const std::string& why)>;
 
-  TunnelStream(uint32_t id, Socket socket, Send send, Ended ended)
+  /// `idle_timeout`: a stream with no DATA either way for this long is reset (0: never).
+  TunnelStream(uint32_t id, Socket socket, Send send, Ended ended,
+               std::chrono::steady_clock::duration idle_timeout = std::chrono::steady_clock::duration::zero())
       : id_(id), socket_(std::move(socket)), send_(std::move(send)), ended_(std::move(ended)),
-        window_open_(socket_.get_executor()), inbound_ready_(socket_.get_executor()) {
+        window_open_(socket_.get_executor()), inbound_ready_(socket_.get_executor()), idle_timer_(socket_.get_executor()),
+        idle_timeout_(idle_timeout) {
     window_open_.expires_at(net::steady_timer::time_point::max());
     inbound_ready_.expires_at(net::steady_timer::time_point::max());
   }
@@ -46,6 +68,10 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
     auto self = this->shared_from_this();
     net::co_spawn(socket_.get_executor(), self->outbound(), net::detached);
     net::co_spawn(socket_.get_executor(), self->inbound(), net::detached);
+    if (idle_timeout_ > std::chrono::steady_clock::duration::zero()) {
+      last_data_ = std::chrono::steady_clock::now();
+      net::co_spawn(socket_.get_executor(), self->idleWatch(), net::detached);
+    }
   }
 
   /// A frame of this stream from the peer (DATA, WINDOW, CLOSE, RESET).
@@ -57,6 +83,7 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
           return;
         }
         inbound_.emplace_back(f.payload);
+        last_data_ = std::chrono::steady_clock::now();
         inbound_ready_.cancel();
         break;
       case tunnel::FrameType::Window:
@@ -94,7 +121,7 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
   // Socket → DATA frames, within the peer's window; CLOSE at the socket's end of input.
   net::awaitable<void> outbound() {
     auto self = this->shared_from_this();
-    std::string buf(tunnel::kMaxData, '\0');
+    std::string buf;  // (held only while bytes flow: an idle stream waits without it)
     while (!finished_) {
       while (send_window_.available() == 0 && !finished_) {
         window_open_.expires_at(net::steady_timer::time_point::max());
@@ -102,6 +129,17 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
       }
       if (finished_) {
         co_return;
+      }
+      if (buf.empty()) {
+        auto [wec] = co_await asyncWaitReadable(socket_, net::as_tuple(net::use_awaitable));
+        if (finished_) {
+          co_return;
+        }
+        if (wec) {
+          fail("the local connection failed: " + wec.message(), true);
+          co_return;
+        }
+        buf.resize(tunnel::kMaxData);
       }
       size_t want = size_t(std::min<uint64_t>(buf.size(), send_window_.available()));
       auto [ec, n] = co_await socket_.async_read_some(net::buffer(buf.data(), want), net::as_tuple(net::use_awaitable));
@@ -119,7 +157,11 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
         co_return;
       }
       (void)send_window_.take(n);
+      last_data_ = std::chrono::steady_clock::now();
       send_(tunnel::encode(tunnel::FrameType::Data, id_, std::string_view(buf.data(), n)));
+      if (n < want) {
+        std::string().swap(buf);  // drained for now: wait for more without the buffer
+      }
     }
   }
 
@@ -129,8 +171,7 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
     while (!finished_) {
       if (inbound_.empty()) {
         if (peer_closed_) {
-          boost::system::error_code ignored;
-          socket_.shutdown(net::socket_base::shutdown_send, ignored);
+          shutdownSend(socket_);
           peer_drained_ = true;
           maybeDone();
           co_return;
@@ -155,6 +196,24 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
     }
   }
 
+  // Resets the stream once no DATA went either way for the idle timeout.
+  net::awaitable<void> idleWatch() {
+    auto self = this->shared_from_this();
+    while (!finished_) {
+      idle_timer_.expires_at(last_data_ + idle_timeout_);
+      co_await idle_timer_.async_wait(net::as_tuple(net::use_awaitable));
+      if (finished_) {
+        co_return;
+      }
+      if (std::chrono::steady_clock::now() - last_data_ >= idle_timeout_) {
+        fail("idle for " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(idle_timeout_).count()) +
+                 " s",
+             true);
+        co_return;
+      }
+    }
+  }
+
   void maybeDone() {
     if (we_closed_ && peer_drained_) {
       finish("");
@@ -165,10 +224,10 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
     if (std::exchange(finished_, true)) {
       return;
     }
-    boost::system::error_code ignored;
-    socket_.close(ignored);
+    closeSocket(socket_);
     window_open_.cancel();
     inbound_ready_.cancel();
+    idle_timer_.cancel();
     inbound_.clear();
     if (ended_) {
       ended_(id_, why);
@@ -184,6 +243,9 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
   std::deque<std::string> inbound_;
   net::steady_timer window_open_;    // cancelled when the peer grants more
   net::steady_timer inbound_ready_;  // cancelled when DATA or CLOSE arrives
+  net::steady_timer idle_timer_;
+  std::chrono::steady_clock::duration idle_timeout_;
+  std::chrono::steady_clock::time_point last_data_{};
   bool peer_closed_ = false;   // CLOSE received
   bool peer_drained_ = false;  // ... and everything before it written to the socket
   bool we_closed_ = false;     // CLOSE sent (the socket's input ended)

@@ -120,6 +120,29 @@ class LeanStream {
   SSL* ssl_ = nullptr;
 };
 
+// For a tunnel stream over a LeanStream (shared/net/tunnel_stream.hpp), found by
+// argument-dependent lookup.
+/// A half-close at the TCP level, without close_notify (which would want a read of the peer's
+/// answer): Go's crypto/tls (kubectl) reads an end of input at a record boundary as the end.
+/// By then the far end has ended its own TLS session inside the tunnel.
+inline void shutdownSend(LeanStream& s) {
+  boost::system::error_code ignored;
+  s.socket().shutdown(net::socket_base::shutdown_send, ignored);
+}
+inline void closeSocket(LeanStream& s) { s.close(); }
+/// Readable: decrypted bytes wait in OpenSSL, or the socket has more.
+template <class Token>
+auto asyncWaitReadable(LeanStream& s, Token&& token) {
+  if (SSL_pending(s.native_handle()) > 0) {
+    return net::async_initiate<Token, void(boost::system::error_code)>(
+        [ex = s.get_executor()](auto handler) {
+          net::post(ex, [h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code{}); });
+        },
+        token);
+  }
+  return s.socket().async_wait(net::socket_base::wait_read, std::forward<Token>(token));
+}
+
 /// WebSocket teardown (Beast customization points): close_notify, then close the socket.
 void teardown(beast::role_type role, LeanStream& s, boost::system::error_code& ec);
 

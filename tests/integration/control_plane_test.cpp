@@ -180,11 +180,30 @@ TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) 
   auto ctx = run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "ctx", "cp1"});
   ASSERT_EQ(ctx.exit_code, 0) << ctx.err;
   EXPECT_EQ(kubectl(user_kc, {"config", "current-context"}).out, "cp1\n");
-  EXPECT_EQ(kubectl(user_kc, {"get", "--raw", "/readyz"}).out, "ok");
+  // Through the hub's tunnel (docs/dev/tunnel.md): the context names the control plane by its
+  // tunnel name and the hub as its proxy, with a token for cp1.
+  auto through = kubectl(user_kc, {"get", "--raw", "/readyz"});
+  EXPECT_EQ(through.out, "ok") << through.err << "\n" << hub_->log();
+  EXPECT_EQ(kubectl(user_kc, {"config", "view", "-o", "jsonpath={.clusters[?(@.name=='cp1-cluster')].cluster.server}"}).out,
+            "https://cp1.controlplanes.kflex:" + endpoint.substr(endpoint.rfind(':') + 1));
+  std::string proxy =
+      kubectl(user_kc, {"config", "view", "--raw", "-o", "jsonpath={.clusters[?(@.name=='cp1-cluster')].cluster.proxy-url}"}).out;
+  EXPECT_TRUE(std::regex_match(proxy, std::regex("https://tunnel:[a-z0-9]{6}\\.[a-z0-9]{16}@127\\.0\\.0\\.1:[0-9]+")))
+      << proxy;
+  EXPECT_NE(hub_->log().find("msg=tunnel controlPlane=cp1 agent=edge-1"), std::string::npos) << hub_->log();
+  EXPECT_EQ(hub_->log().find(proxy.substr(proxy.find(':', 6) + 1, 23)), std::string::npos) << "the token is never logged";
   EXPECT_EQ(kubectl(user_kc, {"config", "view", "-o", "jsonpath={.contexts[?(@.name=='cp1')].context.cluster}"}).out,
             "cp1-cluster");
   EXPECT_EQ(run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "ctx", "cp1"}).exit_code, 0)
       << "idempotent";
+  EXPECT_EQ(
+      kubectl(user_kc, {"config", "view", "--raw", "-o", "jsonpath={.clusters[?(@.name=='cp1-cluster')].cluster.proxy-url}"}).out,
+      proxy) << "the token is reused";
+  auto direct = run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "ctx", "cp1", "--direct"});
+  ASSERT_EQ(direct.exit_code, 0) << direct.err;
+  EXPECT_EQ(kubectl(user_kc, {"config", "view", "-o", "jsonpath={.clusters[?(@.name=='cp1-cluster')].cluster.server}"}).out,
+            endpoint);
+  EXPECT_EQ(kubectl(user_kc, {"get", "--raw", "/readyz"}).out, "ok");
   ASSERT_EQ(run({(binDir() / "kflex").string(), "--kubeconfig", user_kc.string(), "ctx"}).exit_code, 0);
   EXPECT_EQ(kubectl(user_kc, {"config", "current-context"}).out, "kflex-hub\n");
   // Its files: a private directory, the token as a file (never on the command line), the log.

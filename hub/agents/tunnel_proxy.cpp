@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "hub/agents/tunnel_proxy.hpp"
+
+#include "hub/agents/bootstrap_tokens.hpp"
+#include "hub/agents/release_controller.hpp"
+#include "hub/api/router.hpp"
+#include "shared/common/log.hpp"
+#include "shared/common/util.hpp"
+#include "shared/common/version.hpp"
+#include "shared/model/resource.hpp"
+#include "shared/protocol/tunnel.hpp"
+
+namespace kflex::hub {
+namespace {
+
+const model::ResourceType& kind(const model::Registry& r, const char* plural) {
+  const auto* t = r.find(model::kTenancyGroup, model::kTenancyVersion, plural);
+  if (t == nullptr) {
+    throw std::logic_error(std::string("registry lacks ") + plural);
+  }
+  return *t;
+}
+
+constexpr std::string_view kHostSuffix = ".controlplanes.kflex";
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    c = (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
+  }
+  return out;
+}
+
+// The control plane a CONNECT authority (`NAME.controlplanes.kflex:PORT`) names, or "".
+std::string controlPlaneOf(std::string_view authority) {
+  auto colon = authority.rfind(':');
+  std::string_view host = colon == std::string_view::npos ? authority : authority.substr(0, colon);
+  std::string h = lower(host);
+  if (h.size() <= kHostSuffix.size() || !h.ends_with(kHostSuffix)) {
+    return "";
+  }
+  std::string name = h.substr(0, h.size() - kHostSuffix.size());
+  return isDns1123Subdomain(name) && protocol::tunnel::tunnelHost(name) == h ? name : "";
+}
+
+// A reason phrase carries the message to the user (Go shows only it for a refused CONNECT):
+// printable ASCII, one line, bounded.
+std::string reasonPhrase(const std::string& message) {
+  std::string out;
+  for (char c : message.substr(0, 300)) {
+    out.push_back(c >= 0x20 && c < 0x7f ? c : ' ');
+  }
+  return out;
+}
+
+net::awaitable<void> answer(HttpStream& stream, unsigned version, unsigned status, const std::string& message) {
+  http::response<http::string_body> res{http::status(status), version};
+  res.reason(reasonPhrase(message));
+  res.set(http::field::server, std::string("kflex-hub/") + kVersion);
+  if (status == 407) {
+    res.set(http::field::proxy_authenticate, "Basic realm=\"kflex-hub\"");
+  }
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(false);
+  res.body() = Json{{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", Json::object()}, {"status", "Failure"},
+                    {"message", message}, {"code", status}}
+                   .dump();
+  res.prepare_payload();
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+  co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
+}
+
+}  // namespace
+
+TunnelProxy::TunnelProxy(ObjectStore& store, const model::Registry& registry, AgentGateway& gateway,
+                         const Clock& clock)
+    : store_(store), control_planes_(kind(registry, "controlplanes")), agents_(kind(registry, "agents")),
+      tokens_(kind(registry, "bootstraptokens")), gateway_(gateway), clock_(clock) {}
+
+std::variant<std::string, TunnelProxy::Refusal> TunnelProxy::authorize(const http::request<http::string_body>& req,
+                                                                      std::string& token_id) const {
+  const std::string how =
+      "; kflex ctx NAME writes a kubeconfig whose proxy-url carries a token for the control plane";
+  std::string auth(req[http::field::proxy_authorization]);
+  std::string credentials;
+  if (auth.size() > 6 && lower(auth.substr(0, 6)) == "basic ") {
+    if (auto decoded = base64Decode(trim(std::string_view(auth).substr(6)))) {
+      credentials = std::move(decoded.value());
+    }
+  }
+  std::string token;
+  if (credentials.rfind("tunnel:", 0) == 0) {
+    token = credentials.substr(7);
+  }
+  if (!model::isBootstrapToken(token)) {
+    return Refusal{407, "the hub's tunnel needs Proxy-Authorization with user tunnel and a tunnel token" + how};
+  }
+  token_id = token.substr(0, 6);
+  const std::string bad = "the tunnel token " + token_id + " is unknown, expired or not for the tunnel" + how;
+  ObjectPtr rec = store_.get(resourceKey(tokens_), token_id);
+  if (!rec) {
+    return Refusal{407, bad};
+  }
+  Json tok = Json::parse(rec->bytes, nullptr, false);
+  if (std::string why = tokenProblem(tok, token.substr(7), "tunnel", clock_.now()); !why.empty()) {
+    log::warn("tunnel refused", {{"reason", why}, {"token_id", token_id}});
+    return Refusal{407, bad};
+  }
+  std::string name = controlPlaneOf(req.target());
+  if (name.empty()) {
+    return Refusal{403, "the hub's tunnel reaches only control planes, as NAME" + std::string(kHostSuffix) +
+                            ":6443, not " + std::string(req.target().substr(0, 100))};
+  }
+  if (!tokenCoversControlPlane(tok, name)) {
+    return Refusal{403, "the tunnel token " + token_id + " is not for control plane " + name};
+  }
+  return name;
+}
+
+std::variant<std::string, TunnelProxy::Refusal> TunnelProxy::placement(const std::string& name) const {
+  ObjectPtr rec = store_.get(resourceKey(control_planes_), name);
+  if (!rec) {
+    return Refusal{404, "control plane " + name + " does not exist"};
+  }
+  Json cp = Json::parse(rec->bytes, nullptr, false);
+  if (!model::servedByAgent(cp)) {
+    return Refusal{503, "control plane " + name + " is not served by an agent: reach it directly (kflex ctx " + name +
+                            " --direct)"};
+  }
+  std::string agent = placedOn(*rec);
+  if (agent.empty()) {
+    return Refusal{503, "control plane " + name + " is not placed on an agent yet"};
+  }
+  return agent;
+}
+
+TunnelProxy::Refusal TunnelProxy::unavailable(const std::string& agent, bool linked) const {
+  ObjectPtr rec = store_.get(resourceKey(agents_), agent);
+  Json obj = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+  const Json status = obj.is_object() ? obj.value("status", Json::object()) : Json::object();
+  if (linked) {
+    return Refusal{503, "agent " + agent + " (kflex-agent " + status.value("agentVersion", "?") +
+                            ") has no tunnel; upgrade it to reach its control planes through the hub"};
+  }
+  std::string seen = status.value("lastHeartbeatTime", "");
+  std::string when = "never seen";
+  if (auto t = parseTime(seen)) {
+    auto ago = std::chrono::duration_cast<std::chrono::seconds>(clock_.now() - *t);
+    when = "last seen " + seen + ", " + humanDuration(std::max(ago, std::chrono::seconds(0))) + " ago";
+  }
+  if (!status.value("tunnelVersion", Json()).is_null() || !rec) {
+    return Refusal{503, "agent " + agent + " is not connected to this hub (" + when + ")"};
+  }
+  return Refusal{503, "agent " + agent + " is not connected to this hub (" + when + "), and its version has no tunnel"};
+}
+
+net::awaitable<void> TunnelProxy::serve(std::unique_ptr<HttpStream>& stream, http::request<http::string_body> req,
+                                        tls::PeerIdentity, std::string peer) {
+  auto started = std::chrono::steady_clock::now();
+  const unsigned version = req.version();
+  std::string token_id;
+  auto authorized = authorize(req, token_id);
+  if (std::holds_alternative<Refusal>(authorized) && std::get<Refusal>(authorized).status == 407 &&
+      !token_id.empty() && store_.shared()) {
+    // The token may have been made on another replica a moment ago.
+    co_await store_.fresh(net::use_awaitable);
+    authorized = authorize(req, token_id);
+  }
+  std::string name;
+  std::string agent;
+  std::optional<Refusal> refused;
+  if (auto* r = std::get_if<Refusal>(&authorized)) {
+    refused = *r;
+  } else {
+    name = std::get<std::string>(authorized);
+    auto placed = placement(name);
+    if (auto* pr = std::get_if<Refusal>(&placed)) {
+      refused = *pr;
+    } else {
+      agent = std::get<std::string>(placed);
+    }
+  }
+  auto logged = [&](unsigned status, const std::string& why) {
+    log::info("tunnel", {{"controlPlane", name.empty() ? "-" : name}, {"agent", agent.empty() ? "-" : agent},
+                         {"token_id", token_id.empty() ? "-" : token_id}, {"peer", peer},
+                         {"status", std::to_string(status)}, {"error", why}});
+  };
+  std::shared_ptr<LinkTunnels> tunnels;
+  if (!refused) {
+    bool linked = false;
+    tunnels = gateway_.tunnels(agent, linked);
+    if (!tunnels) {
+      refused = unavailable(agent, linked);
+    }
+  }
+  if (refused) {
+    logged(refused->status, refused->message);
+    co_await answer(*stream, version, refused->status, refused->message);
+    co_return;
+  }
+  req = {};
+  auto opened = co_await tunnels->open(name);
+  if (!opened) {
+    std::string why = "agent " + agent + " cannot reach control plane " + name + ": " + opened.error().message;
+    logged(502, why);
+    co_await answer(*stream, version, 502, why);
+    co_return;
+  }
+  const uint32_t id = opened.value();
+  http::response<http::empty_body> ok{http::status::ok, version};
+  ok.reason("Connection established");
+  beast::get_lowest_layer(*stream).expires_after(std::chrono::seconds(10));
+  auto [ec, n] = co_await http::async_write(*stream, ok, net::as_tuple(net::use_awaitable));
+  if (ec) {
+    tunnels->abandon(id, "the client went away");
+    co_return;
+  }
+  beast::get_lowest_layer(*stream).expires_never();
+  // The stream lives long and is mostly idle: off Asio's buffered TLS stream, as agent links.
+  auto lean = tls::LeanStream::adopt(std::move(stream));
+  if (!lean) {
+    tunnels->abandon(id, "the client's connection cannot be carried: " + lean.error().message);
+    co_return;
+  }
+  auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  log::info("tunnel", {{"controlPlane", name}, {"agent", agent}, {"token_id", token_id}, {"peer", peer},
+                       {"status", "200"}, {"stream", std::to_string(id)}, {"open_ms", std::to_string(int(ms))}});
+  tunnels->attach(id, std::move(lean.value()));
+}
+
+}  // namespace kflex::hub
