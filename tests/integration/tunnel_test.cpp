@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: Apache-2.0
+// Control planes reached through the hub (docs/dev/tunnel.md): kubectl with the kubeconfig
+// `kflex ctx` writes, its CONNECT to the hub, the agent's link, the k3s stand-in's API server.
+#include <signal.h>
+
+#include <regex>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/control_planes.hpp"
+#include "tests/support/raw_tls.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace kflex::test {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+class Tunnel : public ControlPlanes {
+ protected:
+  // edge-1 runs k3s control plane cp1, and the user's kubeconfig reaches it through the hub.
+  void SetUp() override {
+    ControlPlanes::SetUp();
+    if (IsSkipped() || HasFatalFailure()) {
+      return;
+    }
+    startAgent();
+    ASSERT_EQ(kflex({"create", "--no-wait", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+    ASSERT_TRUE(waitFor([&] { return ready("cp1") == "True/Available" && !field("cp1", ".status.secretRef.name").empty(); },
+                        30s, "cp1 Ready"))
+        << field("cp1", ".status") << "\n" << agent_->log() << hub_->log();
+    user_ = dir_.path() / "user.kubeconfig";
+    ASSERT_EQ(user({"init", "--hub-kubeconfig", hub_->kubeconfig().string()}).exit_code, 0);
+    auto ctx = user({"ctx", "cp1"});
+    ASSERT_EQ(ctx.exit_code, 0) << ctx.err;
+    proxy_ = kubectl(user_, {"config", "view", "--raw", "-o",
+                             "jsonpath={.clusters[?(@.name=='cp1-cluster')].cluster.proxy-url}"})
+                 .out;
+    ASSERT_EQ(proxy_.rfind("https://tunnel:", 0), 0u) << proxy_;
+  }
+  CommandResult user(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {(binDir() / "kflex").string(), "--kubeconfig", user_.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  }
+  // The token in the user's proxy-url (ID.SECRET).
+  std::string token() const { return proxy_.substr(15, 23); }
+  // A CONNECT to the hub, raw; the whole answer (the hub closes a refused one).
+  std::string connect(const std::string& authority, const std::string& proxy_authorization) {
+    RawTls t;
+    if (!t.connect(hub_->url(), hub_->kubeconfig())) {
+      return "";
+    }
+    std::string req = "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n";
+    if (!proxy_authorization.empty()) {
+      req += "Proxy-Authorization: " + proxy_authorization + "\r\n";
+    }
+    t.write(req + "\r\n");
+    return t.readAll(20s);
+  }
+  std::string basic(const std::string& token) { return "Basic " + base64Encode("tunnel:" + token); }
+  // Makes a BootstrapToken as an admin would; returns ID.SECRET.
+  std::string makeToken(const std::string& id, const Json& spec_extra) {
+    Json spec = {{"secret", "0123456789abcdef"}};
+    spec.update(spec_extra);
+    Json tok = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"},
+                {"kind", "BootstrapToken"},
+                {"metadata", {{"name", id}}},
+                {"spec", spec}};
+    auto r = kubectl(hub_->kubeconfig(), {"create", "-f", "-"}, tok.dump());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return id + ".0123456789abcdef";
+  }
+
+  // Creates a ConfigMap through the user's context. (With -f: kubectl 1.32+ sends a typed object
+  // such as `create configmap` makes as protobuf, which the stand-in, like a CRD server, refuses.)
+  CommandResult createConfigMap(const KubectlOptions& k, const std::string& name, const std::string& value = "") {
+    Json cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", name}}}, {"data", {{"k", value}}}};
+    return kubectl(k, user_, {"create", "-f", "-"}, cm.dump());
+  }
+
+  fs::path user_;
+  std::string proxy_;
+};
+
+// Every kubectl the image ships, each with its own empty discovery cache, reads and writes cp1
+// through the hub; a watch through the hub sees a write.
+TEST_F(Tunnel, EveryShippedKubectlReadsWritesAndWatchesThroughTheHub) {
+  std::vector<std::string> kubectls = versionedKubectls();
+  kubectls.push_back(kubectlPath());
+  for (const auto& bin : kubectls) {
+    SCOPED_TRACE(bin);
+    std::string v = fs::path(bin).filename().string();
+    KubectlOptions k{bin, dir_.path() / ("cache-" + v)};
+    std::string cm = "cm-" + std::regex_replace(v, std::regex("[^a-z0-9]"), "-");
+    auto made = createConfigMap(k, cm, v);
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    auto got = kubectl(k, user_, {"get", "configmap", cm, "-o", "jsonpath={.data.k}"});
+    EXPECT_EQ(got.out, v) << got.err;
+    auto all = kubectl(k, user_, {"get", "configmaps", "-o", "name"});
+    EXPECT_NE(all.out.find("configmap/" + cm), std::string::npos) << all.err;
+  }
+  // A watch: a long-lived stream through hub and agent.
+  Process watch({kubectlPath(), "--kubeconfig", user_.string(), "--cache-dir", (dir_.path() / "cache-watch").string(),
+                 "get", "configmaps", "--watch", "-o", "name"},
+                dir_.path() / "watch.log");
+  ASSERT_TRUE(waitFor([&] { return watch.log().find("configmap/cm-kubectl") != std::string::npos; }, 20s,
+                      "the watch's first list"))
+      << watch.log();
+  ASSERT_EQ(createConfigMap({}, "while-watching").exit_code, 0);
+  EXPECT_TRUE(waitFor([&] { return watch.log().find("configmap/while-watching") != std::string::npos; }, 20s,
+                      "the watch to see the write"))
+      << watch.log();
+  watch.signal(SIGTERM);
+  watch.wait(10s);
+  // The hub logged each stream, never the token.
+  EXPECT_NE(hub_->log().find("msg=tunnel controlPlane=cp1 agent=edge-1"), std::string::npos);
+  EXPECT_EQ(hub_->log().find(token().substr(7)), std::string::npos) << "the token's secret is never logged";
+}
+
+TEST_F(Tunnel, RefusalsSayWhyAndATokenReachesOnlyItsControlPlanes) {
+  const std::string cp1 = "cp1.controlplanes.kflex:6443";
+  // No credentials, or bad ones: 407 with a challenge, before anything is looked up.
+  auto none = connect(cp1, "");
+  EXPECT_EQ(none.rfind("HTTP/1.1 407 ", 0), 0u) << none;
+  EXPECT_NE(none.find("Proxy-Authenticate: Basic"), std::string::npos) << none;
+  EXPECT_EQ(connect(cp1, basic("abcdef.0123456789abcdef")).rfind("HTTP/1.1 407 ", 0), 0u);
+  EXPECT_EQ(connect(cp1, "Basic !!!").rfind("HTTP/1.1 407 ", 0), 0u);
+  EXPECT_EQ(connect(cp1, "Bearer " + token()).rfind("HTTP/1.1 407 ", 0), 0u);
+  // A token for enrollment is no tunnel token.
+  std::string enroll = makeToken("enroll", {{"usages", {"enroll"}}});
+  EXPECT_EQ(connect(cp1, basic(enroll)).rfind("HTTP/1.1 407 ", 0), 0u);
+  // cp1's token opens nothing else: another control plane, or any other address.
+  auto other = connect("cp2.controlplanes.kflex:6443", basic(token()));
+  EXPECT_EQ(other.rfind("HTTP/1.1 403 ", 0), 0u) << other;
+  EXPECT_NE(other.find("not for control plane cp2"), std::string::npos) << other;
+  for (const char* where : {"127.0.0.1:22", "localhost:6443", "cp1.controlplanes.kflex.evil:6443", "[::1]:6443"}) {
+    auto r = connect(where, basic(token()));
+    EXPECT_EQ(r.rfind("HTTP/1.1 403 ", 0), 0u) << where << ": " << r;
+  }
+  // A token for a control plane that does not exist: 404.
+  std::string ghost = makeToken("ghost1", {{"usages", {"tunnel"}}, {"controlPlanes", {"ghost"}}});
+  auto missing = connect("ghost.controlplanes.kflex:6443", basic(ghost));
+  EXPECT_EQ(missing.rfind("HTTP/1.1 404 ", 0), 0u) << missing;
+  // A tunnel token names its control planes.
+  Json bad = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"},
+              {"kind", "BootstrapToken"},
+              {"metadata", {{"name", "nocps1"}}},
+              {"spec", {{"secret", "0123456789abcdef"}, {"usages", {"tunnel"}}}}};
+  auto refused = kubectl(hub_->kubeconfig(), {"create", "-f", "-"}, bad.dump());
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("spec.controlPlanes"), std::string::npos) << refused.err;
+
+  // The agent offline: 503 naming it and when it was last seen, also in kubectl's error.
+  agent_->signal(SIGTERM);
+  ASSERT_EQ(agent_->wait(20s), 0) << agent_->log();
+  auto offline = connect(cp1, basic(token()));
+  EXPECT_TRUE(std::regex_search(offline, std::regex("^HTTP/1.1 503 agent edge-1 is not connected to this hub \\(last seen "
+                                                    "[0-9T:-]+Z")))
+      << offline;
+  auto failed = kubectl(user_, {"get", "--raw", "/readyz"});
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_NE(failed.err.find("agent edge-1 is not connected"), std::string::npos) << failed.err;
+  // Back: new requests go over its new link.
+  startAgent({}, "edge-1-again.log");
+  EXPECT_TRUE(waitFor([&] { return kubectl(user_, {"get", "--raw", "/readyz"}).out == "ok"; }, 30s,
+                      "cp1 through the hub again"))
+      << agent_->log();
+
+  // A revoked token stops working at once.
+  auto list = user({"token", "list"});
+  EXPECT_NE(list.out.find(token().substr(0, 6)), std::string::npos) << list.out;
+  ASSERT_EQ(user({"token", "delete", token().substr(0, 6)}).exit_code, 0);
+  auto revoked = kubectl(user_, {"get", "--raw", "/readyz"});
+  EXPECT_NE(revoked.exit_code, 0);
+  EXPECT_NE(revoked.err.find("unknown, expired or not for the tunnel"), std::string::npos) << revoked.err;
+  // kflex ctx makes a new one.
+  ASSERT_EQ(user({"ctx", "cp1"}).exit_code, 0);
+  EXPECT_EQ(kubectl(user_, {"get", "--raw", "/readyz"}).out, "ok");
+}
+
+// An agent restart ends the streams over its link with an error; new ones go over the next link.
+TEST_F(Tunnel, AnAgentRestartEndsItsStreamsAndTheNextLinkCarriesNewOnes) {
+  ASSERT_EQ(createConfigMap({}, "before-watch").exit_code, 0);
+  Process watch({kubectlPath(), "--kubeconfig", user_.string(), "--cache-dir", (dir_.path() / "cache-watch").string(),
+                 "get", "configmaps", "--watch", "-o", "name"},
+                dir_.path() / "watch.log");
+  ASSERT_TRUE(waitFor([&] { return watch.log().find("configmap/before-watch") != std::string::npos; }, 20s,
+                      "the watch to start"))
+      << watch.log();
+  agent_->signal(SIGTERM);
+  ASSERT_EQ(agent_->wait(20s), 0) << agent_->log();
+  // (kubectl ends a watch whose connection ends; whether with an error depends on its version.)
+  EXPECT_TRUE(waitFor([&] { return !watch.running(); }, 20s, "the watch to end with the link")) << watch.log();
+  startAgent({}, "edge-1-again.log");
+  EXPECT_TRUE(waitFor([&] { return kubectl(user_, {"get", "--raw", "/readyz"}).out == "ok"; }, 30s,
+                      "cp1 through the hub again"))
+      << agent_->log();
+}
+
+}  // namespace
+}  // namespace kflex::test
