@@ -222,12 +222,15 @@ net::awaitable<void> AgentGateway::serve(std::unique_ptr<HttpStream>& http_strea
     replaced->link->close(protocol::code::kReplaced, "a newer link of this agent took over");
   }
   log::info("agent connected", {{"agent", link->agent()}, {"peer", peer}, {"expired_certificate", s->expired_cert ? "true" : "false"}});
-  co_await link->run([this, s](const protocol::Envelope& env) { return onMessage(s, env); },
-                     [s](std::string frame) {
-                       if (s->tunnel_version.load() > 0) {
-                         s->tunnels->onFrame(std::move(frame));
-                       }
-                     });
+  // (Named, not temporaries in the co_await: GCC 12 destroys such temporaries twice, and these
+  // hold the session.)
+  AgentLink::MessageHandler on_message = [this, s](const protocol::Envelope& env) { return onMessage(s, env); };
+  AgentLink::FrameHandler on_frame = [s](std::string frame) {
+    if (s->tunnel_version.load() > 0) {
+      s->tunnels->onFrame(std::move(frame));
+    }
+  };
+  co_await link->run(std::move(on_message), std::move(on_frame));
   s->tunnels->closeAll("the link of agent " + link->agent() + " ended" +
                        (link->closeCode().empty() ? std::string() : " (" + link->closeCode() + ")") +
                        "; new connections go over its next link");

@@ -17,7 +17,7 @@ struct LinkTunnels::Entry {
   bool answered = false;
   bool opened = false;
   std::string refused;             // RESET's reason, or why the link ended
-  std::deque<std::string> early;   // frames after OPENED, before attach()
+  std::list<std::string> early;    // frames after OPENED, before attach() (a list: empty, it costs nothing)
   std::shared_ptr<Stream> stream;
 };
 

@@ -2,7 +2,7 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
+#include <list>
 #include <functional>
 #include <memory>
 #include <string>
@@ -53,11 +53,7 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
   TunnelStream(uint32_t id, Socket socket, Send send, Ended ended,
                std::chrono::steady_clock::duration idle_timeout = std::chrono::steady_clock::duration::zero())
       : id_(id), socket_(std::move(socket)), send_(std::move(send)), ended_(std::move(ended)),
-        window_open_(socket_.get_executor()), inbound_ready_(socket_.get_executor()), idle_timer_(socket_.get_executor()),
-        idle_timeout_(idle_timeout) {
-    window_open_.expires_at(net::steady_timer::time_point::max());
-    inbound_ready_.expires_at(net::steady_timer::time_point::max());
-  }
+        idle_timer_(socket_.get_executor()), idle_timeout_(idle_timeout) {}
 
   uint32_t id() const { return id_; }
   /// Bytes of the peer's DATA held here, not yet written to the socket.
@@ -65,12 +61,10 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
 
   /// Starts moving bytes both ways.
   void start() {
-    auto self = this->shared_from_this();
-    net::co_spawn(socket_.get_executor(), self->outbound(), net::detached);
-    net::co_spawn(socket_.get_executor(), self->inbound(), net::detached);
+    pumpOut();
     if (idle_timeout_ > std::chrono::steady_clock::duration::zero()) {
       last_data_ = std::chrono::steady_clock::now();
-      net::co_spawn(socket_.get_executor(), self->idleWatch(), net::detached);
+      armIdle();
     }
   }
 
@@ -84,18 +78,18 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
         }
         inbound_.emplace_back(f.payload);
         last_data_ = std::chrono::steady_clock::now();
-        inbound_ready_.cancel();
+        pumpIn();
         break;
       case tunnel::FrameType::Window:
         if (auto r = send_window_.grant(tunnel::windowGrant(f)); !r) {
           fail(r.error().message, true);
           return;
         }
-        window_open_.cancel();
+        pumpOut();
         break;
       case tunnel::FrameType::Close:
         peer_closed_ = true;
-        inbound_ready_.cancel();  // the writer shuts the socket's sending side once drained
+        pumpIn();  // the socket's sending side is shut once what came before is written
         break;
       case tunnel::FrameType::Reset:
         fail("the peer reset the stream" + (f.payload.empty() ? std::string() : ": " + std::string(f.payload)),
@@ -118,100 +112,115 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
   }
 
  private:
-  // Socket → DATA frames, within the peer's window; CLOSE at the socket's end of input.
-  net::awaitable<void> outbound() {
-    auto self = this->shared_from_this();
-    std::string buf;  // (held only while bytes flow: an idle stream waits without it)
-    while (!finished_) {
-      while (send_window_.available() == 0 && !finished_) {
-        window_open_.expires_at(net::steady_timer::time_point::max());
-        co_await window_open_.async_wait(net::as_tuple(net::use_awaitable));
-      }
-      if (finished_) {
-        co_return;
-      }
-      if (buf.empty()) {
-        auto [wec] = co_await asyncWaitReadable(socket_, net::as_tuple(net::use_awaitable));
-        if (finished_) {
-          co_return;
-        }
-        if (wec) {
-          fail("the local connection failed: " + wec.message(), true);
-          co_return;
-        }
-        buf.resize(tunnel::kMaxData);
-      }
-      size_t want = size_t(std::min<uint64_t>(buf.size(), send_window_.available()));
-      auto [ec, n] = co_await socket_.async_read_some(net::buffer(buf.data(), want), net::as_tuple(net::use_awaitable));
-      if (finished_) {
-        co_return;
-      }
-      if (ec == net::error::eof) {
-        send_(tunnel::encode(tunnel::FrameType::Close, id_));
-        we_closed_ = true;
-        maybeDone();
-        co_return;
+  // Plain completion handlers, no coroutines: an idle stream is one socket wait and one timer.
+
+  // Socket -> DATA frames, within the peer's window; CLOSE at the socket's end of input. At most
+  // one wait or read at a time (reading_); a WINDOW that opens a shut window calls it again.
+  void pumpOut() {
+    if (reading_ || finished_ || we_closed_ || send_window_.available() == 0) {
+      return;
+    }
+    reading_ = true;
+    if (!out_buf_.empty()) {
+      readSome();
+      return;
+    }
+    // Idle: wait for input without a buffer.
+    asyncWaitReadable(socket_, [self = this->shared_from_this()](boost::system::error_code ec) {
+      self->reading_ = false;
+      if (self->finished_) {
+        return;
       }
       if (ec) {
-        fail("the local connection failed: " + ec.message(), true);
-        co_return;
+        self->fail("the local connection failed: " + ec.message(), true);
+        return;
       }
-      (void)send_window_.take(n);
-      last_data_ = std::chrono::steady_clock::now();
-      send_(tunnel::encode(tunnel::FrameType::Data, id_, std::string_view(buf.data(), n)));
-      if (n < want) {
-        std::string().swap(buf);  // drained for now: wait for more without the buffer
-      }
-    }
+      self->out_buf_.resize(tunnel::kMaxData);
+      self->reading_ = true;
+      self->readSome();
+    });
   }
 
-  // DATA from the peer → the socket, granting the window back as it drains.
-  net::awaitable<void> inbound() {
-    auto self = this->shared_from_this();
-    while (!finished_) {
-      if (inbound_.empty()) {
-        if (peer_closed_) {
-          shutdownSend(socket_);
-          peer_drained_ = true;
-          maybeDone();
-          co_return;
-        }
-        inbound_ready_.expires_at(net::steady_timer::time_point::max());
-        co_await inbound_ready_.async_wait(net::as_tuple(net::use_awaitable));
-        continue;
-      }
-      std::string chunk = std::move(inbound_.front());
-      inbound_.pop_front();
-      auto [ec, n] = co_await net::async_write(socket_, net::buffer(chunk), net::as_tuple(net::use_awaitable));
-      if (finished_) {
-        co_return;
-      }
-      if (ec) {
-        fail("the local connection failed: " + ec.message(), true);
-        co_return;
-      }
-      if (uint32_t grant = receive_.consumed(n)) {
-        send_(tunnel::encodeWindow(id_, grant));
-      }
+  void readSome() {
+    size_t want = size_t(std::min<uint64_t>(out_buf_.size(), send_window_.available()));
+    socket_.async_read_some(net::buffer(out_buf_.data(), want),
+                            [self = this->shared_from_this(), want](boost::system::error_code ec, size_t n) {
+                              self->reading_ = false;
+                              if (self->finished_) {
+                                return;
+                              }
+                              if (ec == net::error::eof) {
+                                self->send_(tunnel::encode(tunnel::FrameType::Close, self->id_));
+                                self->we_closed_ = true;
+                                std::string().swap(self->out_buf_);
+                                self->maybeDone();
+                                return;
+                              }
+                              if (ec) {
+                                self->fail("the local connection failed: " + ec.message(), true);
+                                return;
+                              }
+                              (void)self->send_window_.take(n);
+                              self->last_data_ = std::chrono::steady_clock::now();
+                              self->send_(tunnel::encode(tunnel::FrameType::Data, self->id_,
+                                                         std::string_view(self->out_buf_.data(), n)));
+                              if (n < want) {
+                                std::string().swap(self->out_buf_);  // drained for now
+                              }
+                              self->pumpOut();
+                            });
+  }
+
+  // DATA from the peer -> the socket, one write at a time, granting the window back as it
+  // drains; after the peer's CLOSE and everything before it, the socket's sending side is shut.
+  void pumpIn() {
+    if (writing_ || finished_) {
+      return;
     }
+    if (inbound_.empty()) {
+      if (peer_closed_ && !peer_drained_) {
+        shutdownSend(socket_);
+        peer_drained_ = true;
+        maybeDone();
+      }
+      return;
+    }
+    writing_ = true;
+    // (The chunk travels with the handler: finish() may drop the queue while a write is out.)
+    auto chunk = std::make_shared<std::string>(std::move(inbound_.front()));
+    inbound_.pop_front();
+    net::async_write(socket_, net::buffer(*chunk),
+                     [self = this->shared_from_this(), chunk](boost::system::error_code ec, size_t n) {
+                       self->writing_ = false;
+                       if (self->finished_) {
+                         return;
+                       }
+                       if (ec) {
+                         self->fail("the local connection failed: " + ec.message(), true);
+                         return;
+                       }
+                       if (uint32_t grant = self->receive_.consumed(n)) {
+                         self->send_(tunnel::encodeWindow(self->id_, grant));
+                       }
+                       self->pumpIn();
+                     });
   }
 
   // Resets the stream once no DATA went either way for the idle timeout.
-  net::awaitable<void> idleWatch() {
-    auto self = this->shared_from_this();
-    while (!finished_) {
-      idle_timer_.expires_at(last_data_ + idle_timeout_);
-      co_await idle_timer_.async_wait(net::as_tuple(net::use_awaitable));
-      if (finished_) {
-        co_return;
+  void armIdle() {
+    idle_timer_.expires_at(last_data_ + idle_timeout_);
+    idle_timer_.async_wait([weak = this->weak_from_this()](boost::system::error_code) {
+      auto self = weak.lock();
+      if (!self || self->finished_) {
+        return;
       }
-      if (std::chrono::steady_clock::now() - last_data_ >= idle_timeout_) {
-        fail("idle for " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(idle_timeout_).count()) +
-                 " s",
-             true);
-        co_return;
+      if (std::chrono::steady_clock::now() - self->last_data_ >= self->idle_timeout_) {
+        auto secs = std::chrono::duration_cast<std::chrono::seconds>(self->idle_timeout_).count();
+        self->fail("idle for " + std::to_string(secs) + " s", true);
+        return;
       }
-    }
+      self->armIdle();
+    });
   }
 
   void maybeDone() {
@@ -225,8 +234,6 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
       return;
     }
     closeSocket(socket_);
-    window_open_.cancel();
-    inbound_ready_.cancel();
     idle_timer_.cancel();
     inbound_.clear();
     if (ended_) {
@@ -240,12 +247,13 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
   Ended ended_;
   tunnel::SendWindow send_window_;
   tunnel::ReceiveWindow receive_;
-  std::deque<std::string> inbound_;
-  net::steady_timer window_open_;    // cancelled when the peer grants more
-  net::steady_timer inbound_ready_;  // cancelled when DATA or CLOSE arrives
+  std::list<std::string> inbound_;  // (not a deque: an empty one costs nothing)
+  std::string out_buf_;             // held only while bytes flow
   net::steady_timer idle_timer_;
   std::chrono::steady_clock::duration idle_timeout_;
   std::chrono::steady_clock::time_point last_data_{};
+  bool reading_ = false;       // a wait or read on the socket is out
+  bool writing_ = false;       // a write to the socket is out
   bool peer_closed_ = false;   // CLOSE received
   bool peer_drained_ = false;  // ... and everything before it written to the socket
   bool we_closed_ = false;     // CLOSE sent (the socket's input ended)

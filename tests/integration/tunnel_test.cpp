@@ -195,9 +195,14 @@ TEST_F(Tunnel, AnAgentRestartEndsItsStreamsAndTheNextLinkCarriesNewOnes) {
   // (kubectl ends a watch whose connection ends; whether with an error depends on its version.)
   EXPECT_TRUE(waitFor([&] { return !watch.running(); }, 20s, "the watch to end with the link")) << watch.log();
   startAgent({}, "edge-1-again.log");
-  EXPECT_TRUE(waitFor([&] { return kubectl(user_, {"get", "--raw", "/readyz"}).out == "ok"; }, 30s,
-                      "cp1 through the hub again"))
-      << agent_->log();
+  CommandResult last;
+  EXPECT_TRUE(waitFor(
+      [&] {
+        last = kubectl(user_, {"get", "--raw", "/readyz"});
+        return last.out == "ok";
+      },
+      30s, "cp1 through the hub again"))
+      << last.err << "\n" << agent_->log() << "\n" << hub_->log();
 }
 
 }  // namespace
