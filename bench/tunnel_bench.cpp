@@ -315,6 +315,8 @@ int main(int argc, char** argv) {
   app.add_option("--megabytes", megabytes, "Size of the large stream (MB)")->capture_default_str();
   app.add_option("--round-trips", round_trips, "Small requests on one connection")->capture_default_str();
   app.add_option("--hub", hub_bin, "kflex-hub binary")->capture_default_str();
+  size_t hub_threads = 0;
+  app.add_option("--hub-threads", hub_threads, "The hub's network threads (0: its default, one per core)");
   app.add_option("--work-dir", work, "Directory for the hub's data (default: a new temp dir)");
   app.add_option("--json", json_out, "Also write the figures as JSON to this file");
   CLI11_PARSE(app, argc, argv);
@@ -327,7 +329,12 @@ int main(int argc, char** argv) {
   fs::path dir = workDir(work, "kflex-bench-tunnel");
   HubProcess hub;
   std::cerr << "starting " << hub_bin << "...\n";
-  if (!hub.start(hub_bin, dir / "hub", "127.0.0.1:0", dir / "hub.log")) {
+  std::vector<std::string> hub_args;
+  if (hub_threads > 0) {
+    std::ofstream(dir / "hub.yaml") << "threads: " << hub_threads << "\n";
+    hub_args = {"--config", (dir / "hub.yaml").string()};
+  }
+  if (!hub.start(hub_bin, dir / "hub", "127.0.0.1:0", dir / "hub.log", hub_args)) {
     std::cerr << "the hub did not start; see " << (dir / "hub.log") << "\n";
     return 1;
   }

@@ -154,6 +154,9 @@ net::awaitable<void> AgentLink::readLoop(const MessageHandler& on_message, const
     }
     std::string text = beast::buffers_to_string(buffer.data());
     buffer.consume(buffer.size());
+    if (buffer.capacity() > 8192) {
+      buffer.shrink_to_fit();  // (an idle link keeps no buffer the size of its largest message)
+    }
     if (ws_.got_binary()) {
       if (!on_frame) {
         close(protocol::code::kProtocol, "this hub takes no binary messages on an agent link");
