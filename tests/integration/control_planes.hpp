@@ -68,11 +68,15 @@ class ControlPlanes : public ::testing::Test {
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv);
   }
-  void startAgent(const std::vector<std::string>& extra = {}, const std::string& log = "edge-1.log") {
-    std::vector<std::string> argv = {(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null",
+  /// `prefix`: what runs the agent (e.g. `ip netns exec NS`).
+  void startAgent(const std::vector<std::string>& extra = {}, const std::string& log = "edge-1.log",
+                  const std::vector<std::string>& prefix = {}) {
+    std::vector<std::string> argv = prefix;
+    std::vector<std::string> agent = {(binDir() / "kflex-agent").string(), "run", "--config", "/dev/null",
                                      "--data-dir", data_dir_arg_.empty() ? (dir_.path() / "edge-1").string() : data_dir_arg_,
                                      "--hub", hub_->url(), "--name", "edge-1", "--token", token_, "--ca-cert-hash", pin_,
                                      "--bin-dir", (binDir() / "standins").string()};
+    argv.insert(argv.end(), agent.begin(), agent.end());
     argv.insert(argv.end(), extra.begin(), extra.end());
     agent_ = std::make_unique<Process>(argv, dir_.path() / log);
   }

@@ -2,6 +2,7 @@
 // Control planes reached through the hub (docs/dev/tunnel.md): kubectl with the kubeconfig
 // `kflex ctx` writes, its CONNECT to the hub, the agent's link, the k3s stand-in's API server.
 #include <signal.h>
+#include <unistd.h>
 
 #include <regex>
 #include <thread>
@@ -203,6 +204,70 @@ TEST_F(Tunnel, AnAgentRestartEndsItsStreamsAndTheNextLinkCarriesNewOnes) {
       },
       30s, "cp1 through the hub again"))
       << last.err << "\n" << agent_->log() << "\n" << hub_->log();
+}
+
+// The edge site this is for: the agent in a network namespace of its own, joined to the hub's
+// host by a veth pair, its control planes on that namespace's loopback, so that nothing on the
+// host can reach the control plane's address; only the agent's own link to the hub goes out.
+// kubectl reaches the control plane through the hub.
+TEST_F(ControlPlanes, AnEdgeHostWithNoInboundRouteIsReachedThroughTheHub) {
+  std::string tag = std::to_string(::getpid() % 100000);
+  std::string ns = "kflex-u" + tag;
+  std::string host_if = "kuh" + tag;
+  std::string agent_if = "kua" + tag;
+  std::string subnet = "10.214." + std::to_string(::getpid() % 250) + ".";
+  if (::geteuid() != 0 || run({"ip", "netns", "add", ns}).exit_code != 0) {
+    GTEST_SKIP() << "network namespaces need root and the ip tool (ip netns add failed)";
+  }
+  struct Cleanup {
+    std::string ns;
+    ~Cleanup() { run({"ip", "netns", "del", ns}); }  // takes the veth pair with it
+  } cleanup{ns};
+  for (const auto& cmd : std::vector<std::vector<std::string>>{
+           {"ip", "link", "add", host_if, "type", "veth", "peer", "name", agent_if},
+           {"ip", "link", "set", agent_if, "netns", ns},
+           {"ip", "addr", "add", subnet + "1/30", "dev", host_if},
+           {"ip", "link", "set", host_if, "up"},
+           {"ip", "netns", "exec", ns, "ip", "addr", "add", subnet + "2/30", "dev", agent_if},
+           {"ip", "netns", "exec", ns, "ip", "link", "set", agent_if, "up"},
+           {"ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"}}) {
+    auto r = run(cmd);
+    ASSERT_EQ(r.exit_code, 0) << cmd[0] << " " << cmd[1] << " " << cmd[2] << ": " << r.err;
+  }
+  // The hub on the host's end of the pair (same data: the same CA and token).
+  hub_->stop();
+  hub_ = std::make_unique<HubProcess>(dir_.path() / "hub",
+                                      std::vector<std::string>{"--config", (dir_.path() / "hub.yaml").string(),
+                                                               "--listen", subnet + "1:0"});
+  ASSERT_TRUE(hub_->ok()) << hub_->log();
+  // Its control planes listen on the edge host's own loopback: nothing outside it can connect,
+  // as behind NAT (the pair alone would be a route to the agent's address).
+  startAgent({"--advertise-address", "127.0.0.1"}, "edge-1.log", {"ip", "netns", "exec", ns});
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return ready("cp1") == "True/Available" && !field("cp1", ".status.secretRef.name").empty(); },
+                      30s, "cp1 Ready"))
+      << field("cp1", ".status") << "\n" << agent_->log() << hub_->log();
+  fs::path user_kc = dir_.path() / "user.kubeconfig";
+  std::vector<std::string> kflex_user = {(binDir() / "kflex").string(), "--kubeconfig", user_kc.string()};
+  auto with = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = kflex_user;
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv);
+  };
+  ASSERT_EQ(with({"init", "--hub-kubeconfig", hub_->kubeconfig().string()}).exit_code, 0);
+  // Its own address is unreachable from here ...
+  ASSERT_EQ(with({"ctx", "cp1", "--direct"}).exit_code, 0);
+  auto direct = kubectl(user_kc, {"get", "--raw", "/readyz", "--request-timeout", "5s"});
+  EXPECT_NE(direct.out, "ok") << "the host reaches " << field("cp1", ".status.endpoint") << " directly";
+  // ... the hub reaches it over the agent's link.
+  auto ctx = with({"ctx", "cp1"});
+  ASSERT_EQ(ctx.exit_code, 0) << ctx.err;
+  auto through = kubectl(user_kc, {"get", "--raw", "/readyz"});
+  EXPECT_EQ(through.out, "ok") << through.err << "\n" << hub_->log();
+  Json cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", "behind-nat"}}}};
+  auto made = kubectl(user_kc, {"create", "-f", "-"}, cm.dump());
+  EXPECT_EQ(made.exit_code, 0) << made.err;
+  EXPECT_EQ(kubectl(user_kc, {"get", "configmap", "behind-nat", "-o", "name"}).out, "configmap/behind-nat\n");
 }
 
 }  // namespace
