@@ -238,13 +238,32 @@ int runAgent(const AgentConfig& cfg) {
   // The tunnel's streams go to the API servers of the control planes desired here, at the address
   // they are reached at, and nowhere else (docs/dev/tunnel.md).
   LinkOptions link_options;
-  link_options.resolve_api = [&state, &rcfg](const std::string& name) -> Result<net::ip::tcp::endpoint> {
+  const Reconciler* reconciling = nullptr;  // (made below; the link starts after it)
+  link_options.resolve_api = [&state, &rcfg, &reconciling](const std::string& name) -> Result<net::ip::tcp::endpoint> {
     bool desired = false;
     for (const auto& d : state.value()->desired()) {
       desired = desired || d.name == name;
     }
     if (!desired) {
       return fail(Errc::NotFound, "no control plane " + name + " on this agent");
+    }
+    // Where its runtime says it serves (a vCluster: its NodePort on its cluster's node), when
+    // that is an address; otherwise the port kept for it on this host.
+    auto observed = reconciling != nullptr ? reconciling->observe(name) : std::nullopt;
+    if (observed && observed->endpoint && observed->endpoint->rfind("https://", 0) == 0) {
+      std::string hostport = observed->endpoint->substr(8);
+      hostport = hostport.substr(0, hostport.find('/'));
+      auto colon = hostport.rfind(':');
+      std::string host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
+      if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+      }
+      boost::system::error_code ec;
+      auto address = net::ip::make_address(host, ec);
+      int port = colon == std::string::npos ? 443 : std::atoi(hostport.c_str() + colon + 1);
+      if (!ec && port > 0 && port < 65536) {
+        return net::ip::tcp::endpoint(address, uint16_t(port));
+      }
     }
     uint16_t port = state.value()->controlPlane(name).port(PortRole::Api);
     boost::system::error_code ec;
@@ -263,6 +282,7 @@ int runAgent(const AgentConfig& cfg) {
   }
   SystemClock clock;
   Reconciler reconciler(ioc.get_executor(), rcfg, *state.value(), cfg.data_dir, clock);
+  reconciling = &reconciler;
   link->setCapacity(cfg.capacity);
   // What this host can run: vcluster needs a cluster near it, k8s a shared PostgreSQL.
   std::vector<std::string> types;

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <iostream>
 #include <regex>
 #include <thread>
 
@@ -204,6 +205,44 @@ TEST_F(Tunnel, AnAgentRestartEndsItsStreamsAndTheNextLinkCarriesNewOnes) {
       },
       30s, "cp1 through the hub again"))
       << last.err << "\n" << agent_->log() << "\n" << hub_->log();
+}
+
+// A stream whose client stops reading stops at its window; the agent's own messages still go at
+// once. Measured: how long a new control plane takes to be Synced (a desired-state delta to the
+// agent and its report back) with a stalled stream on the same link, against the same before.
+TEST_F(Tunnel, AStalledStreamDoesNotHoldUpTheDesiredState) {
+  // About 8 MB of ConfigMaps, more than a window and the sockets' buffers hold.
+  std::string blob(400 * 1000, 'x');
+  for (int i = 0; i < 20; ++i) {
+    Json cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", "big-" + std::to_string(i)}}},
+               {"data", {{"blob", blob}}}};
+    ASSERT_EQ(kubectl(user_, {"create", "-f", "-"}, cm.dump()).exit_code, 0);
+  }
+  auto synced = [&](const std::string& cp) {
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(kflex({"create", "--no-wait", cp, "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+    bool ok = waitFor([&] { return !field(cp, ".status.conditions[?(@.type=='Synced')].status").empty(); }, 20s,
+                      cp + " Synced");
+    EXPECT_TRUE(ok) << field(cp, ".status");
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  };
+  double before = synced("before-stall");
+  // A watch that replays them all, whose client is stopped: its stream fills its window and stops.
+  Process watch({kubectlPath(), "--kubeconfig", user_.string(), "--cache-dir", (dir_.path() / "cache-stall").string(),
+                 "get", "--raw", "/api/v1/namespaces/default/configmaps?watch=1"},
+                dir_.path() / "stalled.log");
+  ASSERT_TRUE(waitFor([&] { return watch.log().size() > 1000; }, 20s, "the watch to start")) << watch.log().substr(0, 500);
+  watch.signal(SIGSTOP);
+  std::this_thread::sleep_for(500ms);
+  double during = synced("during-stall");
+  std::cout << "[ MEASURED ] a new control plane Synced in " << before << " ms before, " << during
+            << " ms with a stalled stream on the same link\n";
+  EXPECT_LT(during, before + 2000) << "the stalled stream held up the link";
+  // Other streams go on meanwhile.
+  EXPECT_EQ(kubectl(user_, {"get", "--raw", "/readyz"}).out, "ok");
+  watch.signal(SIGCONT);
+  watch.signal(SIGTERM);
+  watch.wait(10s);
 }
 
 // The edge site this is for: the agent in a network namespace of its own, joined to the hub's
