@@ -23,14 +23,6 @@
 #include "shared/tls/pki.hpp"
 #include "shared/tls/secret_box.hpp"
 
-namespace kflex::bench {
-namespace {
-
-constexpr const char* kApi = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/";
-
-}  // namespace
-}  // namespace kflex::bench
-
 int main(int argc, char** argv) {
   using namespace kflex;
   using namespace kflex::bench;
@@ -161,31 +153,7 @@ int main(int argc, char** argv) {
 
   // Fan-out: creates placed on agents; delay from the request to the agent's acknowledgement.
   std::cerr << "fan-out: " << fanout << " ControlPlanes at " << fanout_rate << "/s...\n";
-  size_t create_errors = 0;
-  net::co_spawn(ioc, [&]() -> net::awaitable<void> {
-    Conn c(ioc, *admin);
-    if (!co_await c.connect(ep)) {
-      create_errors = fanout;
-      co_return;
-    }
-    net::steady_timer pace(ioc);
-    auto start = bench::Clock::now();
-    for (size_t i = 0; i < fanout; ++i) {
-      pace.expires_at(start + std::chrono::microseconds(int64_t(1e6 * double(i) / fanout_rate)));
-      co_await pace.async_wait(net::as_tuple(net::use_awaitable));
-      std::string target = "sim-" + std::to_string((i * 7) % agents);
-      Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
-                 {"metadata", {{"name", "fan-" + std::to_string(i)}, {"annotations", {{"kflex.kubestellar.org/agent", target}}}}},
-                 {"spec", {{"type", "k3s"}}}};
-      fleet.sent_ns[i] = nowNs();
-      if (co_await c.request(http::verb::post, std::string(kApi) + "controlplanes", cp.dump()) != 201) {
-        ++create_errors;
-      }
-    }
-    c.close();
-  }, net::detached);
-  ioc.restart();
-  ioc.run();
+  size_t create_errors = createPlaced(ioc, *admin, ep, fleet, "fan-", fanout, agents, 7, fanout_rate, true);
   waitFor([&] { std::lock_guard lock(fleet.mu); return fleet.fanout_ms.size() + create_errors >= fanout; },
           std::chrono::seconds(60), [&] { std::lock_guard lock(fleet.mu); return std::to_string(fleet.fanout_ms.size()) + " delivered"; });
   Stats fan;

@@ -241,6 +241,39 @@ bool enrollAgents(net::io_context& ioc, ssl::context& admin, ssl::context& anon,
   return stats.errors == 0;
 }
 
+size_t createPlaced(net::io_context& ioc, ssl::context& admin, net::ip::tcp::endpoint ep, Fleet& fleet,
+                    const std::string& prefix, size_t n, size_t agents, size_t stride, double rate, bool timed,
+                    size_t offset) {
+  size_t errors = 0;
+  net::co_spawn(ioc, [&]() -> net::awaitable<void> {
+    Conn c(ioc, admin);
+    if (!co_await c.connect(ep)) {
+      errors = n;
+      co_return;
+    }
+    net::steady_timer pace(ioc);
+    auto start = Clock::now();
+    for (size_t i = 0; i < n; ++i) {
+      pace.expires_at(start + std::chrono::microseconds(int64_t(1e6 * double(i) / rate)));
+      co_await pace.async_wait(net::as_tuple(net::use_awaitable));
+      std::string target = "sim-" + std::to_string((i * stride) % agents);
+      Json cp = {{"apiVersion", "tenancy.kflex.kubestellar.org/v1alpha1"}, {"kind", "ControlPlane"},
+                 {"metadata", {{"name", prefix + std::to_string(offset + i)}, {"annotations", {{"kflex.kubestellar.org/agent", target}}}}},
+                 {"spec", {{"type", "k3s"}}}};
+      if (timed) {
+        fleet.sent_ns[offset + i] = nowNs();
+      }
+      if (co_await c.request(http::verb::post, std::string(kApi) + "controlplanes", cp.dump()) != 201) {
+        ++errors;
+      }
+    }
+    c.close();
+  }, net::detached);
+  ioc.restart();
+  ioc.run();
+  return errors;
+}
+
 bool waitFor(const std::function<bool()>& pred, std::chrono::seconds deadline, const std::function<std::string()>& progress) {
   auto end = Clock::now() + deadline;
   auto next_print = Clock::now() + std::chrono::seconds(5);

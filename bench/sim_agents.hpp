@@ -88,6 +88,13 @@ net::awaitable<void> runAgent(SimAgent& a, Fleet& fleet, ssl::context& ctx, cons
 bool enrollAgents(net::io_context& ioc, ssl::context& admin, ssl::context& anon, net::ip::tcp::endpoint ep,
                   std::vector<SimAgent>& agents, const std::string& prefix, Stats& stats);
 
+/// Creates ControlPlanes PREFIX(offset+i), i < n, each placed on agent sim-(i*stride % agents), at
+/// `rate` per second; with `timed`, records when each was sent in fleet.sent_ns[offset+i] (the
+/// fan-out delay is measured from there to the agent's acknowledgement). Returns how many failed.
+size_t createPlaced(net::io_context& ioc, ssl::context& admin, net::ip::tcp::endpoint ep, Fleet& fleet,
+                    const std::string& prefix, size_t n, size_t agents, size_t stride, double rate, bool timed,
+                    size_t offset = 0);
+
 /// Waits until pred() holds or the deadline passes, printing progress every few seconds.
 bool waitFor(const std::function<bool()>& pred, std::chrono::seconds deadline, const std::function<std::string()>& progress);
 

@@ -23,6 +23,7 @@
 #include "shared/protocol/link.hpp"
 #include "shared/tls/context.hpp"
 #include "shared/tls/pki.hpp"
+#include "tests/integration/veth_namespace.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace kflex::test {
@@ -1109,40 +1110,22 @@ TEST_F(Agents, BulkPlacementStaysWithinCapacity) {
 // veth pair; the link is cut by taking the hub's end down (packets vanish, nothing is reset).
 TEST_F(Agents, NetworkPartitionInANamespace) {
   requireKubectl();
-  std::string tag = std::to_string(::getpid() % 100000);
-  std::string ns = "kflex-t" + tag;
-  std::string host_if = "kfh" + tag;
-  std::string agent_if = "kfa" + tag;
-  std::string subnet = "10.213." + std::to_string(::getpid() % 250) + ".";
-  if (::geteuid() != 0 || run({"ip", "netns", "add", ns}).exit_code != 0) {
-    GTEST_SKIP() << "network namespaces need root and the ip tool (ip netns add failed)";
+  VethNamespace edge("t", 213);
+  if (!edge.unavailable().empty()) {
+    GTEST_SKIP() << edge.unavailable();
   }
-  struct Cleanup {
-    std::string ns;
-    ~Cleanup() { run({"ip", "netns", "del", ns}); }  // takes the veth pair with it
-  } cleanup{ns};
-  for (const auto& cmd : std::vector<std::vector<std::string>>{
-           {"ip", "link", "add", host_if, "type", "veth", "peer", "name", agent_if},
-           {"ip", "link", "set", agent_if, "netns", ns},
-           {"ip", "addr", "add", subnet + "1/30", "dev", host_if},
-           {"ip", "link", "set", host_if, "up"},
-           {"ip", "netns", "exec", ns, "ip", "addr", "add", subnet + "2/30", "dev", agent_if},
-           {"ip", "netns", "exec", ns, "ip", "link", "set", agent_if, "up"},
-           {"ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"}}) {
-    auto r = run(cmd);
-    ASSERT_EQ(r.exit_code, 0) << cmd[0] << " " << cmd[1] << " " << cmd[2] << ": " << r.err;
-  }
+  ASSERT_EQ(edge.problem(), "");
   hub_->stop();
-  startHub(subnet + "1:0");
+  startHub(edge.hostAddress() + ":0");
   Token t = newToken();
-  std::vector<std::string> argv = {"ip", "netns", "exec", ns};
+  std::vector<std::string> argv = edge.exec();
   for (const auto& a : agentArgs("edge-1", t)) {
     argv.push_back(a);
   }
   auto a1 = std::make_unique<Process>(argv, dir_.path() / "edge-1.log");
   ASSERT_TRUE(waitFor([&] { return ready("edge-1") == "True/AgentReady"; }, std::chrono::seconds(20), "edge-1 Ready"))
       << a1->log() << hub_->log();
-  EXPECT_EQ(agent("edge-1")["status"].value("address", ""), subnet + "2");
+  EXPECT_EQ(agent("edge-1")["status"].value("address", ""), edge.innerAddress());
   auto readyReason = [&](const std::string& cp) {
     return kubectl(hub_->kubeconfig(), {"get", "cp", cp, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].reason}"}).out;
   };
@@ -1150,14 +1133,14 @@ TEST_F(Agents, NetworkPartitionInANamespace) {
   ASSERT_TRUE(waitFor([&] { return readyReason("cp-1") == "Unavailable"; }, std::chrono::seconds(15), "cp-1 reported"));
 
   // Cut: the lease runs out, the control plane goes Unknown; desired state changes meanwhile.
-  ASSERT_EQ(run({"ip", "link", "set", host_if, "down"}).exit_code, 0);
+  ASSERT_EQ(run({"ip", "link", "set", edge.hostInterface(), "down"}).exit_code, 0);
   EXPECT_TRUE(waitFor([&] { return ready("edge-1") == "False/LeaseExpired"; }, std::chrono::seconds(15), "lease expired"));
   EXPECT_TRUE(waitFor([&] { return readyReason("cp-1") == "AgentUnreachable"; }, std::chrono::seconds(10), "Unknown"));
   ASSERT_EQ(kflex({"create", "--no-wait", "cp-2", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_EQ(kflex({"delete", "cp-1", "--no-wait"}).exit_code, 0);
 
   // Heal: the agent is back, cp-2 is placed and reported, cp-1 is gone from the agent too.
-  ASSERT_EQ(run({"ip", "link", "set", host_if, "up"}).exit_code, 0);
+  ASSERT_EQ(run({"ip", "link", "set", edge.hostInterface(), "up"}).exit_code, 0);
   EXPECT_TRUE(waitFor([&] { return readyReason("cp-2") == "Unavailable"; }, std::chrono::seconds(60), "converged"))
       << a1->log() << hub_->log();
   EXPECT_TRUE(waitFor([&] { return kubectl(hub_->kubeconfig(), {"get", "cp", "cp-1"}).exit_code != 0; },

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/integration/control_planes.hpp"
+#include "tests/integration/veth_namespace.hpp"
 #include "tests/support/raw_tls.hpp"
 #include "tests/support/test_support.hpp"
 
@@ -250,38 +251,20 @@ TEST_F(Tunnel, AStalledStreamDoesNotHoldUpTheDesiredState) {
 // host can reach the control plane's address; only the agent's own link to the hub goes out.
 // kubectl reaches the control plane through the hub.
 TEST_F(ControlPlanes, AnEdgeHostWithNoInboundRouteIsReachedThroughTheHub) {
-  std::string tag = std::to_string(::getpid() % 100000);
-  std::string ns = "kflex-u" + tag;
-  std::string host_if = "kuh" + tag;
-  std::string agent_if = "kua" + tag;
-  std::string subnet = "10.214." + std::to_string(::getpid() % 250) + ".";
-  if (::geteuid() != 0 || run({"ip", "netns", "add", ns}).exit_code != 0) {
-    GTEST_SKIP() << "network namespaces need root and the ip tool (ip netns add failed)";
+  VethNamespace edge("u", 214);
+  if (!edge.unavailable().empty()) {
+    GTEST_SKIP() << edge.unavailable();
   }
-  struct Cleanup {
-    std::string ns;
-    ~Cleanup() { run({"ip", "netns", "del", ns}); }  // takes the veth pair with it
-  } cleanup{ns};
-  for (const auto& cmd : std::vector<std::vector<std::string>>{
-           {"ip", "link", "add", host_if, "type", "veth", "peer", "name", agent_if},
-           {"ip", "link", "set", agent_if, "netns", ns},
-           {"ip", "addr", "add", subnet + "1/30", "dev", host_if},
-           {"ip", "link", "set", host_if, "up"},
-           {"ip", "netns", "exec", ns, "ip", "addr", "add", subnet + "2/30", "dev", agent_if},
-           {"ip", "netns", "exec", ns, "ip", "link", "set", agent_if, "up"},
-           {"ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"}}) {
-    auto r = run(cmd);
-    ASSERT_EQ(r.exit_code, 0) << cmd[0] << " " << cmd[1] << " " << cmd[2] << ": " << r.err;
-  }
+  ASSERT_EQ(edge.problem(), "");
   // The hub on the host's end of the pair (same data: the same CA and token).
   hub_->stop();
   hub_ = std::make_unique<HubProcess>(dir_.path() / "hub",
                                       std::vector<std::string>{"--config", (dir_.path() / "hub.yaml").string(),
-                                                               "--listen", subnet + "1:0"});
+                                                               "--listen", edge.hostAddress() + ":0"});
   ASSERT_TRUE(hub_->ok()) << hub_->log();
   // Its control planes listen on the edge host's own loopback: nothing outside it can connect,
   // as behind NAT (the pair alone would be a route to the agent's address).
-  startAgent({"--advertise-address", "127.0.0.1"}, "edge-1.log", {"ip", "netns", "exec", ns});
+  startAgent({"--advertise-address", "127.0.0.1"}, "edge-1.log", edge.exec());
   ASSERT_EQ(kflex({"create", "--no-wait", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
   ASSERT_TRUE(waitFor([&] { return ready("cp1") == "True/Available" && !field("cp1", ".status.secretRef.name").empty(); },
                       30s, "cp1 Ready"))
