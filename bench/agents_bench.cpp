@@ -99,10 +99,7 @@ int main(int argc, char** argv) {
   }
   HubProcess& hub = hubs[0];
   long rss_empty = rssKb(hub.pid());
-  auto kc = config::Kubeconfig::load(dir / "hub" / "admin.kubeconfig").value();
-  auto access = kc.access().value();
-  auto admin = tls::makeClientContext({access.ca_pem, access.client_cert_pem, access.client_key_pem}).value();
-  auto anon = tls::makeClientContext({access.ca_pem, "", ""}).value();
+  auto [admin, anon] = hubContexts(dir / "hub");
   auto ep = hub.endpoint();
   net::io_context ioc;
 
@@ -118,7 +115,7 @@ int main(int argc, char** argv) {
 
   // The fleet, on its own thread (one core's worth of agents, like the real ones: idle).
   Fleet fleet(fanout);
-  auto sim_ctx = tls::makeClientContext({access.ca_pem, "", ""}).value();
+  auto sim_ctx = hubContexts(dir / "hub").anon;
   net::io_context agent_ioc;
   auto work_guard = net::make_work_guard(agent_ioc);
   std::string hp = hub.hostPort();

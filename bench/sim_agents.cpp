@@ -9,8 +9,10 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include "shared/config/kubeconfig.hpp"
 #include "shared/protocol/link.hpp"
 #include "shared/protocol/tunnel.hpp"
+#include "shared/tls/context.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::bench {
@@ -204,6 +206,13 @@ net::awaitable<void> runAgent(SimAgent& a, Fleet& fleet, ssl::context& ctx, cons
   }
 }
 
+
+HubContexts hubContexts(const fs::path& hub_dir) {
+  auto kc = config::Kubeconfig::load(hub_dir / "admin.kubeconfig").value();
+  auto access = kc.access().value();
+  return {tls::makeClientContext({access.ca_pem, access.client_cert_pem, access.client_key_pem}).value(),
+          tls::makeClientContext({access.ca_pem, "", ""}).value()};
+}
 
 bool enrollAgents(net::io_context& ioc, ssl::context& admin, ssl::context& anon, net::ip::tcp::endpoint ep,
                   std::vector<SimAgent>& agents, const std::string& prefix, Stats& stats) {

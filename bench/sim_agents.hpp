@@ -74,6 +74,14 @@ struct Replica {
   std::string host;  // HOST:PORT
 };
 
+/// TLS contexts for a hub started in `hub_dir`, from its admin.kubeconfig: as its admin, and
+/// anonymous (its CA only: enrollment, agents that present their own certificate).
+struct HubContexts {
+  std::shared_ptr<ssl::context> admin;
+  std::shared_ptr<ssl::context> anon;
+};
+HubContexts hubContexts(const fs::path& hub_dir);
+
 /// The steady clock now, in nanoseconds.
 int64_t nowNs();
 

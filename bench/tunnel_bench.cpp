@@ -303,10 +303,7 @@ int main(int argc, char** argv) {
     std::cerr << "the hub did not start; see " << (dir / "hub.log") << "\n";
     return 1;
   }
-  auto kc = config::Kubeconfig::load(dir / "hub" / "admin.kubeconfig").value();
-  auto access = kc.access().value();
-  auto admin = tls::makeClientContext({access.ca_pem, access.client_cert_pem, access.client_key_pem}).value();
-  auto anon = tls::makeClientContext({access.ca_pem, "", ""}).value();
+  auto [admin, anon] = hubContexts(dir / "hub");
   auto ep = hub.endpoint();
   net::io_context ioc;
 
