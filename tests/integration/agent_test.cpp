@@ -986,11 +986,17 @@ TEST_F(Agents, PlacementDesiredStateAndOfflineChanges) {
   EXPECT_TRUE(waitFor([&] { return kubectl(hub_->kubeconfig(), {"get", "cp", "cp-eu"}).exit_code != 0; },
                       std::chrono::seconds(20), "cp-eu deleted once the agent confirmed"))
       << eu->log() << hub_->log();
+  // The agent's last reports (cp-eu gone, cp-eu2's state) are acknowledged soon after; the hub
+  // writes them on its own schedule, so wait for that before stopping the agent.
+  auto unsent = [&] {
+    auto st = run({(binDir() / "kflex-agent").string(), "status", "--json", "--config", "/dev/null", "--data-dir",
+                   (dir_.path() / "edge-eu").string()});
+    EXPECT_EQ(st.exit_code, 0) << st.err;
+    return Json::parse(st.out, nullptr, false).value("unsentReports", int64_t(-1));
+  };
+  EXPECT_TRUE(waitFor([&] { return unsent() == 0; }, std::chrono::seconds(20), "every report acknowledged"));
   eu->signal(SIGTERM);
   ASSERT_EQ(eu->wait(std::chrono::seconds(10)), 0);
-  auto st = run({(binDir() / "kflex-agent").string(), "status", "--json", "--config", "/dev/null", "--data-dir",
-                 (dir_.path() / "edge-eu").string()});
-  EXPECT_EQ(st.exit_code, 0) << st.err;
   // agent.db holds exactly what the hub wants there now.
   auto state = agent::AgentState::open(dir_.path() / "edge-eu", true);
   ASSERT_TRUE(state) << state.error().message;
