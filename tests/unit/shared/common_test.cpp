@@ -265,6 +265,43 @@ TEST(Kubeconfig, MergeInlinesCredentialsAndKeepsOthers) {
   EXPECT_FALSE(reread->access("missing"));
 }
 
+// The tunnel's kubeconfig (docs/dev/tunnel.md): the server becomes the control plane's tunnel
+// name, proxy-url names the hub, the hub's CA joins the control plane's (a file reference
+// inlined), and a merge into another kubeconfig keeps all of it.
+TEST(Kubeconfig, RouteThroughProxyAndAMergeKeepsIt) {
+  test::TempDir dir;
+  auto src = dir.path() / "src.yaml";
+  ASSERT_TRUE(writeFileAtomic(dir.path() / "ca.crt", "CP-CA\n", 0644));
+  ASSERT_TRUE(writeFileAtomic(src,
+                              "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n"
+                              "    server: https://10.0.0.5:6443\n    certificate-authority: ca.crt\nusers:\n- name: u\n"
+                              "  user:\n    token: abc\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n",
+                              0600));
+  auto kc = config::Kubeconfig::load(src);
+  ASSERT_TRUE(kc) << kc.error().message;
+  EXPECT_EQ(kc->proxyUrl("c"), "");
+  ASSERT_TRUE(kc->routeThroughProxy("c", "https://cp1.controlplanes.kflex:6443",
+                                    "https://tunnel:abcdef.0123456789abcdef@hub.example:6443", "HUB-CA\n"));
+  auto a = kc->access("c");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->server, "https://cp1.controlplanes.kflex:6443");
+  EXPECT_EQ(a->proxy_url, "https://tunnel:abcdef.0123456789abcdef@hub.example:6443");
+  EXPECT_EQ(a->ca_pem, "CP-CA\nHUB-CA\n");
+  EXPECT_EQ(a->token, "abc");
+  EXPECT_EQ(kc->proxyUrl("c"), a->proxy_url);
+  auto merged = config::Kubeconfig::load(dir.path() / "none", true);
+  ASSERT_TRUE(merged);
+  ASSERT_TRUE(merged->mergeContext(kc.value(), "c", "cp1"));
+  EXPECT_EQ(merged->proxyUrl("cp1"), a->proxy_url);
+  EXPECT_EQ(merged->access("cp1")->ca_pem, "CP-CA\nHUB-CA\n");
+  // Without a CA of its own the tunnel cannot verify the control plane end to end.
+  config::Kubeconfig bare;
+  bare.setContext("x", "xc", "xu", {{"server", "https://10.0.0.6:6443"}}, nlohmann::json::object());
+  auto refused = bare.routeThroughProxy("x", "https://x.controlplanes.kflex:6443", "https://tunnel:t@h:1", "HUB-CA\n");
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("certificate authority"), std::string::npos);
+}
+
 TEST(PluckJson, FindsValuesAtPathsWithoutBuildingTheDocument) {
   std::string doc = R"({"metadata":{"name":"a","annotations":{"x/y":"1","z":"2"},"deletionTimestamp":null},
     "spec":{"type":"k3s","hooks":[{"type":"not-this"}],"nested":{"type":"nor-this"}},"status":{"n":3}})";
