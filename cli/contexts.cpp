@@ -15,7 +15,6 @@
 #include "shared/model/control_plane_types.hpp"
 #include "shared/model/resource.hpp"
 #include "shared/protocol/tunnel.hpp"
-#include "shared/tls/pki.hpp"
 
 namespace kflex::cli {
 namespace {
@@ -35,8 +34,6 @@ std::string readyText(const Json& cp) {
 }
 
 Result<config::Kubeconfig> secretKubeconfig(HubClient& hub, const std::string& name, const Json& cp);
-
-constexpr const char* kTokensPath = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/bootstraptokens";
 
 // The tunnel token in a proxy-url `https://tunnel:TOKEN@HOST:PORT` ("" when it has none).
 std::string tokenOf(const std::string& proxy_url) {
@@ -65,26 +62,19 @@ Result<std::string> tunnelToken(HubClient& hub, const std::string& name, const s
       }
     }
   }
-  std::string id = tls::randomAlnum(6);
-  std::string secret = tls::randomAlnum(16);
   std::string who = std::getenv("USER") != nullptr ? std::getenv("USER") : "";
   char host[256] = {};
   if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0') {
     who += std::string(who.empty() ? "" : "@") + host;
   }
-  Json obj = {{"apiVersion", std::string(model::kTenancyGroup) + "/" + model::kTenancyVersion},
-              {"kind", "BootstrapToken"},
-              {"metadata", {{"name", id}}},
-              {"spec",
-               {{"secret", secret},
-                {"usages", {"tunnel"}},
-                {"controlPlanes", {name}},
-                {"description", "kflex ctx " + name + (who.empty() ? "" : " (" + who + ")")}}}};
-  if (auto created = hub.post(kTokensPath, obj); !created) {
-    return fail("cannot make a tunnel token for " + name + ": " + created.error().message +
+  auto token = createBootstrapToken(hub, {{"usages", {"tunnel"}},
+                                          {"controlPlanes", {name}},
+                                          {"description", "kflex ctx " + name + (who.empty() ? "" : " (" + who + ")")}});
+  if (!token) {
+    return fail("cannot make a tunnel token for " + name + ": " + token.error().message +
                 " (or reach the control plane directly: kflex ctx " + name + " --direct)");
   }
-  return id + "." + secret;
+  return token;
 }
 
 // Why control plane `cp` cannot be reached through the hub ("" when it can).
@@ -97,7 +87,7 @@ std::string noTunnel(HubClient& hub, const Json& cp) {
   if (agent.empty()) {
     return "control plane " + name + " is not placed on an agent yet";
   }
-  auto a = hub.get(std::string("/apis/tenancy.kflex.kubestellar.org/v1alpha1/agents/") + agent);
+  auto a = hub.get(std::string(kAgentsPath) + "/" + agent);
   if (!a) {
     return "agent " + agent + " cannot be read: " + a.error().message;
   }

@@ -15,9 +15,6 @@
 namespace kflex::cli {
 namespace {
 
-const std::string kGroupPath = std::string("/apis/") + model::kTenancyGroup + "/" + model::kTenancyVersion;
-const std::string kTokensPath = kGroupPath + "/bootstraptokens";
-const std::string kAgentsPath = kGroupPath + "/agents";
 
 std::string age(const Json& obj, std::chrono::system_clock::time_point now) {
   auto created = parseTime(obj["metadata"].value("creationTimestamp", ""));
@@ -61,9 +58,7 @@ int tokenCreate(HubClient& hub, const std::string& ttl, const std::string& descr
   if (auto urls = info->find("hubURLs"); urls != info->end() && urls->is_array() && !urls->empty()) {
     hub_url = (*urls)[0].get<std::string>();
   }
-  std::string id = tls::randomAlnum(6);
-  std::string secret = tls::randomAlnum(16);
-  Json spec = {{"secret", secret}, {"usages", usages}, {"singleUse", single_use}};
+  Json spec = {{"usages", usages}, {"singleUse", single_use}};
   if (!description.empty()) {
     spec["description"] = description;
   }
@@ -72,14 +67,13 @@ int tokenCreate(HubClient& hub, const std::string& ttl, const std::string& descr
     expires = formatTime(std::chrono::system_clock::now() + *d);
     spec["expiration"] = expires;
   }
-  Json obj = {{"apiVersion", std::string(model::kTenancyGroup) + "/" + model::kTenancyVersion},
-              {"kind", "BootstrapToken"}, {"metadata", {{"name", id}}}, {"spec", spec}};
-  auto created = hub.post(kTokensPath, obj);
+  auto created = createBootstrapToken(hub, spec);
   if (!created) {
     err << "kflex token create: " << created.error().message << "\n";
     return 1;
   }
-  std::string token = id + "." + secret;
+  const std::string& token = created.value();
+  const std::string id = token.substr(0, 6);
   if (!agent_config.empty()) {
     // What kflex-agent needs to enroll, as its configuration file: the token stays off every
     // command line, and `enroll --config FILE` rewrites the file without it once it is spent.
@@ -156,7 +150,7 @@ int tokenList(HubClient& hub, std::ostream& out, std::ostream& err) {
 
 int tokenDelete(HubClient& hub, const std::string& id_or_token, std::ostream& out, std::ostream& err) {
   std::string id = id_or_token.substr(0, id_or_token.find('.'));
-  auto r = hub.remove(kTokensPath + "/" + id);
+  auto r = hub.remove(std::string(kTokensPath) + "/" + id);
   if (!r) {
     err << "kflex token delete: " << r.error().message << "\n";
     return 1;
@@ -191,7 +185,7 @@ int agentList(HubClient& hub, std::ostream& out, std::ostream& err) {
 }
 
 int agentRevoke(HubClient& hub, const std::string& name, std::ostream& out, std::ostream& err) {
-  auto r = hub.remove(kAgentsPath + "/" + name);
+  auto r = hub.remove(std::string(kAgentsPath) + "/" + name);
   if (!r) {
     err << "kflex agent revoke: " << r.error().message << "\n";
     return 1;

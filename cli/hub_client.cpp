@@ -2,6 +2,8 @@
 #include "cli/hub_client.hpp"
 
 #include "shared/config/kubeconfig.hpp"
+#include "shared/model/resource.hpp"
+#include "shared/tls/pki.hpp"
 
 namespace kflex::cli {
 
@@ -115,6 +117,20 @@ Result<void> HubClient::watch(const std::string& path, const std::function<bool(
     return {};
   }
   return fail(Errc::Unavailable, "the hub ended the watch");
+}
+
+Result<std::string> createBootstrapToken(HubClient& hub, Json spec) {
+  std::string id = tls::randomAlnum(6);
+  std::string secret = tls::randomAlnum(16);
+  spec["secret"] = secret;
+  Json obj = {{"apiVersion", std::string(model::kTenancyGroup) + "/" + model::kTenancyVersion},
+              {"kind", "BootstrapToken"},
+              {"metadata", {{"name", id}}},
+              {"spec", std::move(spec)}};
+  if (auto created = hub.post(kTokensPath, obj); !created) {
+    return created.error();
+  }
+  return id + "." + secret;
 }
 
 }  // namespace kflex::cli

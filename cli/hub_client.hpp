@@ -56,5 +56,13 @@ class HubClient {
 
 /// The collection path of control planes.
 inline constexpr const char* kControlPlanesPath = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/controlplanes";
+/// The collection path of bootstrap tokens (enrollment and tunnel tokens).
+inline constexpr const char* kTokensPath = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/bootstraptokens";
+/// The collection path of agents.
+inline constexpr const char* kAgentsPath = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/agents";
+
+/// Makes a BootstrapToken with `spec` (its id and secret are chosen here; the hub keeps only the
+/// secret's hash): the token, ID.SECRET, or the hub's error.
+Result<std::string> createBootstrapToken(HubClient& hub, Json spec);
 
 }  // namespace kflex::cli

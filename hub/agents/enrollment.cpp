@@ -24,19 +24,11 @@ ApiResponse problem(unsigned code, const char* reason, const std::string& messag
   return r;
 }
 
-const model::ResourceType& kind(const model::Registry& r, const char* plural) {
-  const auto* t = r.find(model::kTenancyGroup, model::kTenancyVersion, plural);
-  if (t == nullptr) {
-    throw std::logic_error(std::string("registry lacks ") + plural);
-  }
-  return *t;
-}
-
 }  // namespace
 
 EnrollmentService::EnrollmentService(ApiClient& api, ObjectStore& store, const model::Registry& registry,
                                      tls::KeyPair ca, std::string ca_bundle, const Clock& clock, EnrollOptions options)
-    : api_(api), store_(store), agents_(kind(registry, "agents")), tokens_(kind(registry, "bootstraptokens")),
+    : api_(api), store_(store), agents_(tenancyType(registry, "agents")), tokens_(tenancyType(registry, "bootstraptokens")),
       ca_(std::move(ca)), ca_bundle_(std::move(ca_bundle)), clock_(clock), options_(std::move(options)) {
   ca_pin_ = tls::pinOrEmpty(ca_.cert_pem);
 }

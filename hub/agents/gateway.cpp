@@ -2,6 +2,7 @@
 #include "hub/agents/gateway.hpp"
 
 #include "hub/agents/release_controller.hpp"
+#include "hub/api/errors.hpp"
 #include "hub/api/router.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -50,9 +51,7 @@ net::awaitable<void> refuse(HttpStream& stream, const http::request<http::string
   http::response<http::string_body> res{http::status(code), req.version()};
   res.set(http::field::content_type, "application/json");
   res.keep_alive(false);
-  res.body() = Json{{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", Json::object()}, {"status", "Failure"},
-                    {"message", message}, {"reason", reason}, {"code", code}}
-                   .dump();
+  res.body() = statusResponse(code, reason, message).body;
   res.prepare_payload();
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
   co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string_view>
 
+#include "hub/api/router.hpp"
 #include "shared/common/json_pluck.hpp"
 #include "shared/common/log.hpp"
 #include "shared/model/conditions.hpp"
@@ -11,10 +12,6 @@
 
 namespace kflex::hub {
 namespace {
-
-const model::ResourceType& kind(const model::Registry& r, const char* plural) {
-  return *r.find(model::kTenancyGroup, model::kTenancyVersion, plural);
-}
 
 std::map<std::string, std::string> labelsOf(const Json& obj) {
   std::map<std::string, std::string> out;
@@ -57,7 +54,7 @@ std::string bytesQuantity(int64_t bytes) { return std::to_string(bytes / 1024) +
 PlacementController::PlacementController(net::io_context& ioc, ApiService& service, ApiClient& api,
                                          ObjectStore& store, const model::Registry& registry, const Clock& clock)
     : service_(service),
-      api_(api), store_(store), cps_(kind(registry, "controlplanes")), agents_(kind(registry, "agents")),
+      api_(api), store_(store), cps_(tenancyType(registry, "controlplanes")), agents_(tenancyType(registry, "agents")),
       clock_(clock),
       controller_(net::make_strand(ioc), store,
                   ControllerOptions{"placement", kPlacementWrites, {kRetryBase, kRetryCap}},

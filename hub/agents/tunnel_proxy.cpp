@@ -3,6 +3,7 @@
 
 #include "hub/agents/bootstrap_tokens.hpp"
 #include "hub/agents/release_controller.hpp"
+#include "hub/api/errors.hpp"
 #include "hub/api/router.hpp"
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
@@ -12,14 +13,6 @@
 
 namespace kflex::hub {
 namespace {
-
-const model::ResourceType& kind(const model::Registry& r, const char* plural) {
-  const auto* t = r.find(model::kTenancyGroup, model::kTenancyVersion, plural);
-  if (t == nullptr) {
-    throw std::logic_error(std::string("registry lacks ") + plural);
-  }
-  return *t;
-}
 
 constexpr std::string_view kHostSuffix = ".controlplanes.kflex";
 
@@ -62,9 +55,13 @@ net::awaitable<void> answer(HttpStream& stream, unsigned version, unsigned statu
   }
   res.set(http::field::content_type, "application/json");
   res.keep_alive(false);
-  res.body() = Json{{"kind", "Status"}, {"apiVersion", "v1"}, {"metadata", Json::object()}, {"status", "Failure"},
-                    {"message", message}, {"code", status}}
-                   .dump();
+  // (The API's Status body: its message may quote a target the client sent that is not UTF-8.)
+  const char* reason = status == 403   ? "Forbidden"
+                       : status == 404 ? "NotFound"
+                       : status == 407 ? "ProxyAuthenticationRequired"
+                       : status == 502 ? "BadGateway"
+                                       : "ServiceUnavailable";
+  res.body() = statusResponse(status, reason, message).body;
   res.prepare_payload();
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
   co_await http::async_write(stream, res, net::as_tuple(net::use_awaitable));
@@ -74,8 +71,8 @@ net::awaitable<void> answer(HttpStream& stream, unsigned version, unsigned statu
 
 TunnelProxy::TunnelProxy(ObjectStore& store, const model::Registry& registry, AgentGateway& gateway,
                          const Clock& clock)
-    : store_(store), control_planes_(kind(registry, "controlplanes")), agents_(kind(registry, "agents")),
-      tokens_(kind(registry, "bootstraptokens")), gateway_(gateway), clock_(clock) {}
+    : store_(store), control_planes_(tenancyType(registry, "controlplanes")), agents_(tenancyType(registry, "agents")),
+      tokens_(tenancyType(registry, "bootstraptokens")), gateway_(gateway), clock_(clock) {}
 
 std::variant<std::string, TunnelProxy::Refusal> TunnelProxy::authorize(const http::request<http::string_body>& req,
                                                                       std::string& token_id) const {

@@ -1,11 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/api/router.hpp"
 
+#include <stdexcept>
+
 #include "shared/common/util.hpp"
 
 namespace kflex::hub {
 
 using model::ResourceType;
+
+const ResourceType& tenancyType(const model::Registry& registry, const char* plural) {
+  const ResourceType* t = registry.find(model::kTenancyGroup, model::kTenancyVersion, plural);
+  if (t == nullptr) {
+    throw std::logic_error(std::string("registry lacks ") + plural);
+  }
+  return *t;
+}
 
 std::string resourceKey(const ResourceType& t, const std::string& ns) {
   // Objects of a namespaced kind are kept per namespace: "group/plural/namespace".

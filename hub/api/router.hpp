@@ -13,6 +13,9 @@
 
 namespace kflex::hub {
 
+/// The tenancy group's kind `plural` (controlplanes, agents, bootstraptokens, ...); throws when
+/// the registry lacks it (a programming error).
+const model::ResourceType& tenancyType(const model::Registry& registry, const char* plural);
 /// The store key of a kind ("group/plural", and "/namespace" for a namespaced kind's objects).
 std::string resourceKey(const model::ResourceType& t, const std::string& ns = "");
 /// The API path of an object (with "/status" when status is true; ns for a namespaced kind).
