@@ -135,19 +135,8 @@ Result<config::Kubeconfig> controlPlaneKubeconfig(const Globals& g, const std::s
   if (!token) {
     return token.error();
   }
-  std::string hub_url = hub.value()->server();
-  std::string authority = hub_url.substr(hub_url.find("://") == std::string::npos ? 0 : hub_url.find("://") + 3);
-  authority = authority.substr(0, authority.find('/'));
-  auto access = kc->access();
-  if (!access) {
-    return fail("the kubeconfig of " + name + " is unusable: " + access.error().message);
-  }
-  std::string port = "6443";
-  if (auto colon = access->server.rfind(':'); colon != std::string::npos && colon > access->server.find("://") + 3) {
-    port = access->server.substr(colon + 1);
-  }
-  if (auto r = kc->routeThroughProxy(kc->currentContext(), "https://" + protocol::tunnel::tunnelHost(name) + ":" + port,
-                                     "https://tunnel:" + token.value() + "@" + authority, hub_access->ca_pem);
+  if (auto r = kc->routeThroughHub(kc->currentContext(), protocol::tunnel::tunnelHost(name), hub.value()->server(),
+                                   token.value(), hub_access->ca_pem);
       !r) {
     return fail("the kubeconfig of " + name + " cannot be routed through the hub: " + r.error().message);
   }
@@ -167,7 +156,13 @@ Result<config::Kubeconfig> secretKubeconfig(HubClient& hub, const std::string& n
     return fail("cannot read the kubeconfig secret " + ref.value("namespace", "") + "/" + ref.value("name", "") + ": " +
                 secret.error().message);
   }
-  auto text = base64Decode(secret->value("data", Json::object()).value(key, ""));
+  // The hub serves the key routed through its tunnel, and the agent's own under KEY-direct: the
+  // CLI routes it itself (with the user's own hub address and a token of the user's).
+  const Json data = secret->value("data", Json::object());
+  if (data.contains(key + "-direct")) {
+    key += "-direct";
+  }
+  auto text = base64Decode(data.value(key, ""));
   if (!text || text->empty()) {
     return fail("the kubeconfig secret of " + name + " has no key \"" + key + "\"");
   }

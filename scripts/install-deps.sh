@@ -10,6 +10,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   g++ cmake make pkg-config ca-certificates \
-  libboost1.81-dev libssl-dev libsqlite3-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libjemalloc-dev libsimdjson-dev libsystemd-dev libpq-dev postgresql sqlite3 systemd dpkg-dev file help2man lintian rpm rpmlint \
+  libboost1.81-dev libssl-dev zlib1g-dev libsqlite3-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libjemalloc-dev libsimdjson-dev libsystemd-dev libpq-dev postgresql sqlite3 systemd dpkg-dev file help2man lintian rpm rpmlint \
   libgtest-dev libgmock-dev python3-kubernetes >/dev/null
 echo "kflex build dependencies installed"

@@ -114,6 +114,28 @@ std::variant<std::string, TunnelProxy::Refusal> TunnelProxy::authorize(const htt
   return name;
 }
 
+bool TunnelProxy::reaches(const Json& cp) const {
+  const Json status = cp.value("status", Json::object());
+  const std::string agent = status.is_object() ? status.value("agent", "") : "";
+  if (!model::servedByAgent(cp) || model::isAdopted(cp.value("spec", Json::object()).value("type", "")) ||
+      agent.empty()) {
+    return false;
+  }
+  ObjectPtr rec = store_.get(resourceKey(agents_), agent);
+  Json obj = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+  return obj.is_object() && obj.value("status", Json::object()).value("tunnelVersion", 0) >= 1;
+}
+
+bool TunnelProxy::opens(const std::string& token, const std::string& name) const {
+  if (!model::isBootstrapToken(token)) {
+    return false;
+  }
+  ObjectPtr rec = store_.get(resourceKey(tokens_), token.substr(0, 6));
+  Json tok = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+  return tok.is_object() && tokenProblem(tok, token.substr(7), "tunnel", clock_.now()).empty() &&
+         tokenCoversControlPlane(tok, name);
+}
+
 std::variant<std::string, TunnelProxy::Refusal> TunnelProxy::placement(const std::string& name) const {
   ObjectPtr rec = store_.get(resourceKey(control_planes_), name);
   if (!rec) {

@@ -31,6 +31,11 @@ class TunnelProxy {
   /// The CONNECT handler (HttpServer::setConnect).
   net::awaitable<void> serve(std::unique_ptr<HttpStream>& stream, http::request<http::string_body> req,
                              tls::PeerIdentity id, std::string peer);
+  /// Whether the tunnel reaches control plane `cp` (the object): served by an agent it is placed
+  /// on, not adopted, and that agent speaks the tunnel (linked now or not).
+  bool reaches(const Json& cp) const;
+  /// Whether tunnel token `token` (ID.SECRET) opens streams to control plane `name` now.
+  bool opens(const std::string& token, const std::string& name) const;
 
  private:
   struct Refusal {

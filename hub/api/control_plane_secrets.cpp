@@ -5,8 +5,10 @@
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/json_decode.hpp"
+#include "shared/config/kubeconfig.hpp"
 #include "shared/config/yaml_json.hpp"
 #include "shared/model/resource.hpp"
+#include "shared/protocol/tunnel.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::hub {
@@ -121,10 +123,16 @@ net::awaitable<Result<void>> ControlPlaneSecrets::put(std::string cp, std::strin
               {"data", sealed}};
   // (A named mutation: GCC 12 destroys a lambda temporary that captures by value twice when it
   // is built inside a co_await expression.)
-  Mutation mutation = [obj = std::move(obj)](const ObjectRecord*, int64_t) {
+  Mutation mutation = [obj = std::move(obj)](const ObjectRecord* cur, int64_t) {
     Decision d;
     d.kind = Decision::Kind::Put;
     d.object = obj;
+    // The tunnel token of the served kubeconfig stays with the control plane it was made for.
+    Json was = cur != nullptr ? Json::parse(cur->bytes, nullptr, false) : Json();
+    if (was.is_object() && was.value("controlPlaneUID", "") == obj.value("controlPlaneUID", "") &&
+        was.contains("tunnelToken")) {
+      d.object["tunnelToken"] = was["tunnelToken"];
+    }
     return d;
   };
   auto result = co_await store_.write(kCredentialsResource, cp, std::move(mutation), net::use_awaitable);
@@ -135,11 +143,106 @@ net::awaitable<Result<void>> ControlPlaneSecrets::put(std::string cp, std::strin
 }
 
 net::awaitable<void> ControlPlaneSecrets::remove(std::string cp) {
-  if (!store_.get(kCredentialsResource, cp)) {
+  auto rec = store_.get(kCredentialsResource, cp);
+  if (!rec) {
     co_return;
   }
+  Json j = Json::parse(rec->bytes, nullptr, false);
   Mutation mutation = deleteIfPresent();
   co_await store_.write(kCredentialsResource, cp, std::move(mutation), net::use_awaitable);
+  auto token = j.is_object() && j.value("tunnelToken", Json()).is_string()
+                   ? box_.open(j["tunnelToken"].get<std::string>())
+                   : Result<std::string>(fail("none"));
+  if (token && route_.api != nullptr) {
+    std::string id = token->substr(0, token->find('.'));
+    if (auto r = co_await route_.api->remove(*route_.tokens, "", id); r || r.error().code == Errc::NotFound) {
+      log::info("a deleted control plane's tunnel token was deleted with it", {{"controlPlane", cp}, {"token", id}});
+    }
+  }
+}
+
+net::awaitable<std::string> ControlPlaneSecrets::secretToken(std::string cp) {
+  auto rec = store_.get(kCredentialsResource, cp);
+  Json j = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+  if (!j.is_object()) {
+    co_return "";
+  }
+  const std::string seen = j.value("tunnelToken", Json()).is_string() ? j["tunnelToken"].get<std::string>() : "";
+  if (!seen.empty()) {
+    if (auto token = box_.open(seen); token && route_.token_valid(token.value(), cp)) {
+      co_return token.value();
+    }
+  }
+  // None yet, or revoked (kflex token delete): a new one, for this control plane only.
+  const std::string id = tls::randomAlnum(6);
+  const std::string token = id + "." + tls::randomAlnum(16);
+  Json obj = {{"apiVersion", std::string(model::kTenancyGroup) + "/" + model::kTenancyVersion},
+              {"kind", "BootstrapToken"},
+              {"metadata", {{"name", id}}},
+              {"spec",
+               {{"usages", {"tunnel"}},
+                {"controlPlanes", {cp}},
+                {"secret", token.substr(7)},
+                {"description", "the kubeconfig secret of control plane " + cp + " (made by the hub)"}}}};
+  auto created = co_await route_.api->create(*route_.tokens, std::move(obj));
+  auto sealed = created ? box_.seal(token) : Result<std::string>(created.error());
+  if (!sealed) {
+    log::warn("cannot make the tunnel token of a control plane's kubeconfig secret; it is served direct",
+              {{"controlPlane", cp}, {"error", sealed.error().message}});
+    co_return "";
+  }
+  const std::string uid = j.value("controlPlaneUID", "");
+  auto raced = std::make_shared<bool>(false);
+  Mutation mutation = [uid, seen, sealed = sealed.value(), raced](const ObjectRecord* cur, int64_t) {
+    Decision d;
+    Json now = cur != nullptr ? Json::parse(cur->bytes, nullptr, false) : Json();
+    if (!now.is_object() || now.value("controlPlaneUID", "") != uid ||
+        (now.value("tunnelToken", Json()).is_string() ? now["tunnelToken"].get<std::string>() : "") != seen) {
+      *raced = true;  // another request made one meanwhile, or the control plane went
+      d.kind = Decision::Kind::Unchanged;
+      return d;
+    }
+    now["tunnelToken"] = sealed;
+    d.kind = Decision::Kind::Put;
+    d.object = std::move(now);
+    return d;
+  };
+  auto result = co_await store_.write(kCredentialsResource, cp, std::move(mutation), net::use_awaitable);
+  if (*raced || result.decision.kind == Decision::Kind::Fail) {
+    co_await route_.api->remove(*route_.tokens, "", id);
+    if (*raced) {
+      co_return co_await secretToken(cp);
+    }
+    co_return "";
+  }
+  log::info("made the tunnel token of a control plane's kubeconfig secret", {{"controlPlane", cp}, {"token", id}});
+  co_return token;
+}
+
+net::awaitable<std::map<std::string, std::string>> ControlPlaneSecrets::served(std::string cp,
+                                                                               std::map<std::string, std::string> data) {
+  const std::string key = data.count("kubeconfig") ? "kubeconfig" : data.count("config") ? "config" : "";
+  auto owner = store_.get(kControlPlanes, cp);
+  Json obj = owner ? Json::parse(owner->bytes, nullptr, false) : Json();
+  if (route_.api == nullptr || key.empty() || !obj.is_object() || !route_.reaches(obj)) {
+    co_return data;
+  }
+  auto kc = config::Kubeconfig::parse(data[key], "the kubeconfig of " + cp);
+  if (!kc) {
+    co_return data;
+  }
+  std::string token = co_await secretToken(cp);
+  if (token.empty()) {
+    co_return data;
+  }
+  if (auto r = kc->routeThroughHub(kc->currentContext(), protocol::tunnel::tunnelHost(cp), route_.hub_url, token,
+                                   route_.hub_ca_pem);
+      !r) {
+    co_return data;
+  }
+  data[key + "-direct"] = data[key];
+  data[key] = kc->toYaml();
+  co_return data;
 }
 
 std::optional<std::map<std::string, std::string>> ControlPlaneSecrets::get(const std::string& cp,
@@ -411,13 +514,9 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handle(ApiRequest req) {
                 {"spec", {{"finalizers", Json::array({"kubernetes"})}}},
                 {"status", {{"phase", "Active"}}}};
   };
-  auto secretObject = [&](const Stored& s) -> std::optional<Json> {
-    auto plain = openAll(s.data, "the kubeconfig of " + s.cp);
-    if (!plain) {
-      return std::nullopt;
-    }
+  auto secretObject = [&](const Stored& s, const std::map<std::string, std::string>& plain) {
     Json data = Json::object();
-    for (const auto& [k, v] : *plain) {
+    for (const auto& [k, v] : plain) {
       data[k] = base64Encode(v);
     }
     return Json{{"apiVersion", "v1"},
@@ -488,12 +587,13 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handle(ApiRequest req) {
     if (!s || (parts.size() == 4 && s->secret_name != parts[3])) {
       continue;
     }
-    auto obj = secretObject(*s);
-    if (!obj) {
+    auto plain = openAll(s->data, "the kubeconfig of " + s->cp);
+    if (!plain) {
       co_return statusResponse(500, "InternalError",
                                "the stored kubeconfig of " + cp + " cannot be decrypted with this hub's key");
     }
-    items.push_back(std::move(*obj));
+    auto data = co_await served(cp, std::move(*plain));
+    items.push_back(secretObject(*s, data));
   }
   if (secrets_all) {
     for (const auto& rec : store_.list(kBootstrapResource).first) {

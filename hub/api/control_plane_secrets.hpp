@@ -6,6 +6,7 @@
 #include <vector>
 #include <string>
 
+#include "hub/api/api_client.hpp"
 #include "hub/api/api_types.hpp"
 #include "hub/store/object_store.hpp"
 #include "shared/common/time.hpp"
@@ -26,10 +27,26 @@ inline constexpr const char* kSystemNamespace = "kubeflex-system";
  * or `vc-vcluster` (keys config, config-incluster). Stored sealed (tls::SecretBox) in the hub's
  * store; served read-only, decrypted, to admins under /api/v1 (namespaces and secrets), so that
  * `kubectl get secret -n <cp>-system <name> -o jsonpath=...` works against the hub.
+ * With a tunnel route set, a control plane the tunnel reaches is served with its key (kubeconfig
+ * or config) routed through the hub, and the agent's own under KEY-direct (docs/dev/tunnel.md);
+ * the tunnel token in it is a BootstrapToken the hub makes once per control plane, remade when
+ * revoked, and deleted with the control plane.
  * Thread safety: any thread.
  */
 class ControlPlaneSecrets {
  public:
+  /// Where the served kubeconfigs reach the hub's tunnel.
+  struct TunnelRoute {
+    std::string hub_url;     // https://HOST:PORT (the first of the hub's hub_urls)
+    std::string hub_ca_pem;  // what verifies the hub
+    ApiClient* api = nullptr;  // makes and deletes the tunnel tokens
+    const model::ResourceType* tokens = nullptr;
+    /// Whether the tunnel reaches a control plane (the object).
+    std::function<bool(const Json& cp)> reaches;
+    /// Whether tunnel token `token` (ID.SECRET) still opens streams to control plane `cp`.
+    std::function<bool(const std::string& token, const std::string& cp)> token_valid;
+  };
+
   ControlPlaneSecrets(ObjectStore& store, tls::SecretBox box, const Clock& clock)
       : store_(store), box_(std::move(box)), clock_(clock) {}
   /// The secret names and keys kflex hands out; false for anything else.
@@ -38,7 +55,9 @@ class ControlPlaneSecrets {
   /// new control plane of the same name never sees an old one's). Unchanged data is not rewritten.
   net::awaitable<Result<void>> put(std::string cp, std::string uid, std::string secret_name,
                                    std::map<std::string, std::string> data);
-  /// Forgets control plane `cp`'s secret.
+  /// Serves control planes' kubeconfigs routed through the hub (see above).
+  void setTunnelRoute(TunnelRoute route) { route_ = std::move(route); }
+  /// Forgets control plane `cp`'s secret (and deletes its tunnel token).
   net::awaitable<void> remove(std::string cp);
   /// The kubeconfig data of control plane `cp` (decrypted), if stored for the control plane of
   /// that uid.
@@ -55,11 +74,18 @@ class ControlPlaneSecrets {
   /// Secrets of kubeflex-system: create, get, list, delete.
   net::awaitable<ApiResponse> handleSystem(const ApiRequest& req, const std::vector<std::string>& parts);
   std::optional<Json> bootstrapObject(const ObjectPtr& rec) const;
+  /// `data` (the agent's kubeconfig keys of control plane `cp`) as served: with KEY routed through
+  /// the hub and KEY-direct when the tunnel reaches `cp`, as it is otherwise.
+  net::awaitable<std::map<std::string, std::string>> served(std::string cp, std::map<std::string, std::string> data);
+  /// The tunnel token of control plane `cp`'s secret: the stored one while the hub still has it,
+  /// else a new one ("" when none can be made; logged).
+  net::awaitable<std::string> secretToken(std::string cp);
   /// Opens every value of a {key: sealed} object; nullopt (logged, naming `what`) when one fails.
   std::optional<std::map<std::string, std::string>> openAll(const Json& sealed, const std::string& what) const;
   ObjectStore& store_;
   tls::SecretBox box_;
   const Clock& clock_;
+  TunnelRoute route_;
 };
 
 }  // namespace kflex::hub

@@ -544,13 +544,18 @@ net::awaitable<void> HttpServer::session(std::shared_ptr<Conn> conn) {
                     [this, conn](std::exception_ptr e) { ended(conn, e); });
       co_return;
     }
-    if (beast::websocket::is_upgrade(req)) {
+    if (beast::websocket::is_upgrade(req) || !stream_routes_.empty()) {
       std::string upath;
       std::map<std::string, std::string> uquery;
       parseTarget(req.target(), upath, uquery);
       const UpgradeHandler* handler = nullptr;
       for (const auto& [p, h] : upgrades_) {
-        if (p == upath) {
+        if (p == upath && beast::websocket::is_upgrade(req)) {
+          handler = &h;
+        }
+      }
+      for (const auto& [matches, h] : stream_routes_) {
+        if (handler == nullptr && matches(upath)) {
           handler = &h;
         }
       }

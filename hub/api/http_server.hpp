@@ -70,6 +70,12 @@ class HttpServer {
   void addRoute(std::string prefix, RouteHandler handler) { routes_.emplace_back(std::move(prefix), std::move(handler)); }
   /// Hands WebSocket upgrades of `path` to handler (before start()).
   void addUpgrade(std::string path, UpgradeHandler handler) { upgrades_.emplace_back(std::move(path), std::move(handler)); }
+  /// Hands every request whose path `matches` accepts to handler, upgrade or not, as upgrades are
+  /// handed over (before start()): for endpoints that answer with a stream of their own (a test
+  /// API server's exec, port-forward and follow-logs).
+  void addStreamRoute(std::function<bool(std::string_view path)> matches, UpgradeHandler handler) {
+    stream_routes_.emplace_back(std::move(matches), std::move(handler));
+  }
   /// Hands CONNECT requests to handler (before start()); without one they are answered 405.
   /// The request has been read to its end and nothing after it: what follows is the handler's.
   void setConnect(UpgradeHandler handler) { connect_ = std::move(handler); }
@@ -149,6 +155,7 @@ class HttpServer {
   net::ip::tcp::endpoint endpoint_;
   std::vector<std::pair<std::string, RouteHandler>> routes_;
   std::vector<std::pair<std::string, UpgradeHandler>> upgrades_;
+  std::vector<std::pair<std::function<bool(std::string_view)>, UpgradeHandler>> stream_routes_;
   UpgradeHandler connect_;
   std::atomic<size_t> open_{0};
   std::atomic<bool> stopping_{false};

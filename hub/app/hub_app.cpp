@@ -23,6 +23,7 @@
 #include "hub/agents/release_controller.hpp"
 #include "hub/api/api_service.hpp"
 #include "hub/api/control_plane_secrets.hpp"
+#include "hub/api/router.hpp"
 #include "hub/clusters/cluster_controller.hpp"
 #include "shared/tls/secret_box.hpp"
 #include "hub/api/http_server.hpp"
@@ -569,6 +570,17 @@ int runHub(const HubConfig& cfg) {
                                              tls::PeerIdentity id, std::string peer) {
     return tunnel_proxy.serve(s, std::move(r), std::move(id), std::move(peer));
   });
+  // Served kubeconfig secrets reach their control planes through the tunnel (docs/dev/tunnel.md).
+  ControlPlaneSecrets::TunnelRoute route;
+  route.hub_url = enroll_options.hub_urls.front();
+  route.hub_ca_pem = pki->bundle();
+  route.api = &api;
+  route.tokens = &tenancyType(registry, "bootstraptokens");
+  route.reaches = [&tunnel_proxy](const Json& cp) { return tunnel_proxy.reaches(cp); };
+  route.token_valid = [&tunnel_proxy](const std::string& token, const std::string& cp) {
+    return tunnel_proxy.opens(token, cp);
+  };
+  secrets.setTunnelRoute(std::move(route));
   PlacementController placement(ioc, api, leader_api, *store.value(), registry, clock);
   ClusterOptions cluster_options;
   if (!cfg.hosting_kubeconfig.empty()) {

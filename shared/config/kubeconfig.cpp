@@ -228,6 +228,26 @@ Result<void> Kubeconfig::routeThroughProxy(const std::string& context, const std
   return {};
 }
 
+Result<void> Kubeconfig::routeThroughHub(const std::string& context, const std::string& tunnel_host,
+                                         const std::string& hub_url, const std::string& token,
+                                         const std::string& hub_ca_pem) {
+  auto a = access(context);
+  if (!a) {
+    return a.error();
+  }
+  std::string port = "6443";
+  const size_t host_at = a->server.find("://") == std::string::npos ? 0 : a->server.find("://") + 3;
+  if (auto colon = a->server.rfind(':'); colon != std::string::npos && colon > host_at &&
+                                         a->server.find(']', colon) == std::string::npos) {
+    port = a->server.substr(colon + 1);
+    port = port.substr(0, port.find('/'));
+  }
+  std::string authority = hub_url.substr(hub_url.find("://") == std::string::npos ? 0 : hub_url.find("://") + 3);
+  authority = authority.substr(0, authority.find('/'));
+  return routeThroughProxy(a->context, "https://" + tunnel_host + ":" + port,
+                           "https://tunnel:" + token + "@" + authority, hub_ca_pem);
+}
+
 std::string Kubeconfig::proxyUrl(const std::string& context) const {
   const Json* ctx = findNamed(doc_["contexts"], context);
   if (ctx == nullptr || !ctx->contains("context") || !(*ctx)["context"].is_object()) {

@@ -59,11 +59,17 @@ TEST_F(ControlPlanes, K3sBecomesReadyRestartsWhatDiesAndSurvivesAnAgentRestart) 
   EXPECT_EQ(field("cp1", ".status.secretRef.namespace"), "cp1-system");
   EXPECT_EQ(field("cp1", ".status.secretRef.key"), "config");
   EXPECT_EQ(field("cp1", ".status.secretRef.inClusterKey"), "config-incluster");
-  auto secret = kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "cp1-system", "k3s-config", "-o", "jsonpath={.data.config}"});
+  // Key config reaches it through the hub (docs/dev/tunnel.md), config-direct at its endpoint.
+  auto secret = kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "cp1-system", "k3s-config", "-o", "jsonpath={.data.config-direct}"});
   ASSERT_EQ(secret.exit_code, 0) << secret.err;
   auto decoded = base64Decode(secret.out);
   ASSERT_TRUE(decoded);
   EXPECT_NE(decoded->find(endpoint), std::string::npos) << *decoded;
+  auto routed = base64Decode(
+      kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "cp1-system", "k3s-config", "-o", "jsonpath={.data.config}"}).out);
+  ASSERT_TRUE(routed);
+  EXPECT_NE(routed->find("server: https://cp1.controlplanes.kflex:"), std::string::npos) << *routed;
+  EXPECT_NE(routed->find("proxy-url: https://tunnel:"), std::string::npos) << *routed;
   auto listed = kubectl(hub_->kubeconfig(), {"get", "secrets", "-n", "cp1-system"});
   EXPECT_NE(listed.out.find("k3s-config"), std::string::npos) << listed.out << listed.err;
   EXPECT_NE(kubectl(hub_->kubeconfig(), {"get", "ns"}).out.find("cp1-system"), std::string::npos);
@@ -537,6 +543,9 @@ TEST_F(ControlPlanes, TwoK8sSideBySideOnOneSharedPostgres) {
     auto tunnel_name = kubectl(reachableKubeconfigFromSecret(cp),
                                {"get", "--raw", "/readyz", "--tls-server-name", std::string(cp) + ".controlplanes.kflex"});
     EXPECT_EQ(tunnel_name.out, "ok") << cp << ": " << tunnel_name.err;
+    // ... and the secret's own key reaches it through the hub.
+    auto through = kubectl(reachableKubeconfigFromSecret(cp, true), {"get", "--raw", "/readyz"});
+    EXPECT_EQ(through.out, "ok") << cp << ": " << through.err;
   }
 }
 

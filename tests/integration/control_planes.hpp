@@ -101,11 +101,12 @@ class ControlPlanes : public ::testing::Test {
     return out;
   }
 
-  // The kubeconfig the hub hands out for `cp` (its secret), as a file.
-  std::filesystem::path reachableKubeconfigFromSecret(const std::string& cp) {
+  // The kubeconfig the hub hands out for `cp` (its secret), as a file: the one to the control
+  // plane's own address (KEY-direct), or through the hub when `through_hub`.
+  std::filesystem::path reachableKubeconfigFromSecret(const std::string& cp, bool through_hub = false) {
     std::string ns = field(cp, ".status.secretRef.namespace");
     std::string name = field(cp, ".status.secretRef.name");
-    std::string key = field(cp, ".status.secretRef.key");
+    std::string key = field(cp, ".status.secretRef.key") + (through_hub ? "" : "-direct");
     auto data = kubectl(hub_->kubeconfig(), {"get", "secret", "-n", ns, name, "-o", "jsonpath={.data." + key + "}"});
     auto text = base64Decode(data.out);
     std::filesystem::path out = dir_.path() / (cp + "-secret.kubeconfig");

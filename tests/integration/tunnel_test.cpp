@@ -23,13 +23,15 @@ using namespace std::chrono_literals;
 
 class Tunnel : public ControlPlanes {
  protected:
-  // edge-1 runs k3s control plane cp1, and the user's kubeconfig reaches it through the hub.
+  // edge-1 runs k3s control plane cp1 with its node agent (pods run, exec, logs), and the user's
+  // kubeconfig reaches it through the hub.
   void SetUp() override {
     ControlPlanes::SetUp();
     if (IsSkipped() || HasFatalFailure()) {
       return;
     }
-    startAgent();
+    ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "k3s_node_agent: true\n", 0644));
+    startAgent({"--config", (dir_.path() / "agent.yaml").string()});
     ASSERT_EQ(kflex({"create", "--no-wait", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
     ASSERT_TRUE(waitFor([&] { return ready("cp1") == "True/Available" && !field("cp1", ".status.secretRef.name").empty(); },
                         30s, "cp1 Ready"))
@@ -123,6 +125,101 @@ TEST_F(Tunnel, EveryShippedKubectlReadsWritesAndWatchesThroughTheHub) {
   EXPECT_EQ(hub_->log().find(token().substr(7)), std::string::npos) << "the token's secret is never logged";
 }
 
+// What needs an upgraded or long-lived connection, through the hub with every kubectl the image
+// ships: exec (SPDY for all; WebSocket v5 for 1.33, whose client speaks it through an HTTPS proxy),
+// exec with stdin, its exit code, cp of 300 KB (past any window an unflowed SPDY stream would
+// hit), port-forward (to the control plane's own API port, as a pod's port: a TLS round trip
+// inside the forwarded connection), logs and logs -f.
+TEST_F(Tunnel, ExecCpPortForwardAndLogsThroughTheHubWithEveryKubectl) {
+  Json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata", {{"name", "box"}, {"namespace", "default"}}},
+              {"spec", {{"containers", {{{"name", "main"}, {"image", "busybox"}, {"command", {"sleep", "infinity"}}}}}}}};
+  ASSERT_EQ(kubectl(user_, {"create", "-f", "-"}, pod.dump()).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] {
+    return kubectl(user_, {"get", "pod", "box", "-o", "jsonpath={.status.phase}"}).out == "Running";
+  }, 20s, "the pod Running"));
+  const std::string endpoint = field("cp1", ".status.endpoint");
+  const std::string api_port = endpoint.substr(endpoint.rfind(':') + 1);
+  fs::path direct = reachableKubeconfigFromSecret("cp1");
+  std::string payload;
+  for (int i = 0; payload.size() < 300 * 1024; ++i) {
+    payload += "line " + std::to_string(i) + " of a file copied through the hub\n";
+  }
+  ASSERT_TRUE(writeFileAtomic(dir_.path() / "payload.txt", payload, 0644));
+
+  std::vector<std::string> kubectls = versionedKubectls();
+  kubectls.push_back(kubectlPath());
+  for (const auto& bin : kubectls) {
+    SCOPED_TRACE(bin);
+    std::string v = std::regex_replace(fs::path(bin).filename().string(), std::regex("[^a-z0-9]"), "-");
+    KubectlOptions k{bin, dir_.path() / ("cache-" + v)};
+    // exec: output, error output and the exit code. Only kubectl 1.33's WebSocket client speaks
+    // through an HTTPS proxy; the others use SPDY (1.30.4+ after failing locally to use WebSocket).
+    auto websockets = [&] {
+      auto text = readFile(cpDir("cp1") / "logs" / "k3s.log");
+      std::string t = text ? text.value() : "";
+      size_t n = 0;
+      for (size_t at = t.find("websocket v5.channel.k8s.io"); at != std::string::npos;
+           at = t.find("websocket v5.channel.k8s.io", at + 1)) {
+        ++n;
+      }
+      return n;
+    };
+    const size_t ws_before = websockets();
+    auto ran = kubectl(k, user_, {"exec", "box", "--", "sh", "-c", "echo out-" + v + "; echo err >&2; exit 3"});
+    EXPECT_EQ(ran.exit_code, 3) << ran.err;
+    EXPECT_EQ(websockets() - ws_before, v.find("1-33") != std::string::npos ? 1u : 0u);
+    EXPECT_EQ(ran.out, "out-" + v + "\n");
+    EXPECT_NE(ran.err.find("err\n"), std::string::npos) << ran.err;
+    // exec -i: stdin and its end.
+    auto cat = kubectl(k, user_, {"exec", "-i", "box", "--", "cat"}, "hello " + v);
+    EXPECT_EQ(cat.exit_code, 0) << cat.err;
+    EXPECT_EQ(cat.out, "hello " + v);
+    // cp in, then read back.
+    auto cp = kubectl(k, user_, {"cp", (dir_.path() / "payload.txt").string(), "box:copied-" + v + ".txt"});
+    EXPECT_EQ(cp.exit_code, 0) << cp.err;
+    auto back = kubectl(k, user_, {"exec", "box", "--", "cat", "copied-" + v + ".txt"});
+    EXPECT_TRUE(back.out == payload) << back.out.size() << " bytes back of " << payload.size() << "; " << back.err;
+    // An unknown command: kubectl says so.
+    auto missing = kubectl(k, user_, {"exec", "box", "--", "no-such-command-" + v});
+    EXPECT_NE(missing.exit_code, 0);
+    EXPECT_NE(missing.err.find("executable file not found"), std::string::npos) << missing.err;
+    // port-forward to the API server's port "in the pod": kubectl through the forward.
+    Process pf({bin, "--kubeconfig", user_.string(), "--cache-dir", k.cache_dir.string(), "port-forward", "pod/box",
+                ":" + api_port},
+               dir_.path() / ("pf-" + v + ".log"));
+    std::smatch m;
+    std::string pf_log;
+    ASSERT_TRUE(waitFor([&] {
+      pf_log = pf.log();
+      return std::regex_search(pf_log, m, std::regex("Forwarding from 127\\.0\\.0\\.1:([0-9]+)"));
+    }, 20s, "port-forward listening")) << pf.log();
+    std::string local = m[1];
+    for (int i = 0; i < 2; ++i) {  // two connections over one forward
+      auto through = kubectl(direct, {"get", "--raw", "/readyz", "--server", "https://127.0.0.1:" + local});
+      EXPECT_EQ(through.out, "ok") << through.err << "\n" << pf.log();
+    }
+    pf.signal(SIGTERM);
+    pf.wait(10s);
+    // logs: what was appended to the container's log, then -f follows what comes next.
+    ASSERT_EQ(kubectl(k, user_, {"exec", "box", "--", "sh", "-c", "echo first-" + v + " >> main.log"}).exit_code, 0);
+    auto logs = kubectl(k, user_, {"logs", "box"});
+    EXPECT_NE(logs.out.find("first-" + v + "\n"), std::string::npos) << logs.out << logs.err;
+    Process follow({bin, "--kubeconfig", user_.string(), "--cache-dir", k.cache_dir.string(), "logs", "-f", "box",
+                    "--tail", "1"},
+                   dir_.path() / ("logs-" + v + ".log"));
+    ASSERT_TRUE(waitFor([&] { return follow.log().find("first-" + v) != std::string::npos; }, 20s, "logs -f"))
+        << follow.log();
+    ASSERT_EQ(kubectl(k, user_, {"exec", "box", "--", "sh", "-c", "echo next-" + v + " >> main.log"}).exit_code, 0);
+    EXPECT_TRUE(waitFor([&] { return follow.log().find("next-" + v) != std::string::npos; }, 20s,
+                        "logs -f to show the next line"))
+        << follow.log();
+    follow.signal(SIGTERM);
+    follow.wait(10s);
+  }
+}
+
 TEST_F(Tunnel, RefusalsSayWhyAndATokenReachesOnlyItsControlPlanes) {
   const std::string cp1 = "cp1.controlplanes.kflex:6443";
   // No credentials, or bad ones: 407 with a challenge, before anything is looked up.
@@ -185,6 +282,54 @@ TEST_F(Tunnel, RefusalsSayWhyAndATokenReachesOnlyItsControlPlanes) {
 }
 
 // An agent restart ends the streams over its link with an error; new ones go over the next link.
+// The kubeconfig in cp1's secret reaches it through the hub (key config), the agent's own beside
+// it (config-direct); its token is the hub's, stable, remade when revoked, deleted with cp1.
+TEST_F(Tunnel, TheSecretsKubeconfigGoesThroughTheHubAndTheDirectOneIsBesideIt) {
+  auto secretKey = [&](const std::string& key) {
+    auto r = kubectl(hub_->kubeconfig(), {"get", "secret", "-n", "cp1-system", "k3s-config", "-o",
+                                          "jsonpath={.data." + key + "}"});
+    auto text = base64Decode(r.out);
+    EXPECT_TRUE(text.has_value() && !text->empty()) << key << ": " << r.err;
+    fs::path file = dir_.path() / (key + ".kubeconfig");
+    EXPECT_TRUE(writeFileAtomic(file, text ? text.value() : std::string(), 0600));
+    return file;
+  };
+  auto proxyOf = [&](const fs::path& kc) {
+    return kubectl(kc, {"config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.proxy-url}"}).out;
+  };
+  fs::path through = secretKey("config");
+  fs::path direct = secretKey("config-direct");
+  const std::string proxy = proxyOf(through);
+  ASSERT_EQ(proxy.rfind("https://tunnel:", 0), 0u) << proxy;
+  EXPECT_EQ(proxyOf(direct), "");
+  EXPECT_EQ(kubectl(through, {"get", "--raw", "/readyz"}).out, "ok");
+  EXPECT_EQ(kubectl(direct, {"get", "--raw", "/readyz"}).out, "ok");
+  EXPECT_NE(hub_->log().find("msg=tunnel controlPlane=cp1 agent=edge-1 token_id=" + proxy.substr(15, 6)),
+            std::string::npos)
+      << hub_->log();
+  EXPECT_EQ(proxyOf(secretKey("config")), proxy) << "the secret's token is made once";
+  // Revoked: that kubeconfig stops working, and the secret comes with a new token.
+  ASSERT_EQ(user({"token", "delete", proxy.substr(15, 6)}).exit_code, 0);
+  auto refused = kubectl(through, {"get", "--raw", "/readyz"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("is unknown, expired or not for the tunnel"), std::string::npos) << refused.err;
+  through = secretKey("config");
+  const std::string renewed = proxyOf(through);
+  EXPECT_NE(renewed, proxy);
+  EXPECT_EQ(kubectl(through, {"get", "--raw", "/readyz"}).out, "ok");
+  // kflex ctx --direct takes the agent's own.
+  ASSERT_EQ(user({"ctx", "cp1", "--direct"}).exit_code, 0);
+  EXPECT_EQ(kubectl(user_, {"config", "view", "--raw", "--minify", "-o", "jsonpath={.clusters[0].cluster.proxy-url}"}).out,
+            "");
+  // The token goes with the control plane.
+  ASSERT_EQ(kflex({"delete", "cp1"}).exit_code, 0);
+  EXPECT_TRUE(waitFor([&] {
+    return kubectl(hub_->kubeconfig(), {"get", "bootstraptokens", renewed.substr(15, 6)}).err.find("NotFound") !=
+           std::string::npos;
+  }, 20s, "the secret's token to be deleted"))
+      << hub_->log();
+}
+
 TEST_F(Tunnel, AnAgentRestartEndsItsStreamsAndTheNextLinkCarriesNewOnes) {
   ASSERT_EQ(createConfigMap({}, "before-watch").exit_code, 0);
   Process watch({kubectlPath(), "--kubeconfig", user_.string(), "--cache-dir", (dir_.path() / "cache-watch").string(),

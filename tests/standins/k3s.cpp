@@ -498,13 +498,16 @@ int server(const std::vector<std::string>& args) {
     }
   }
   log::info("k3s is up and running");
-  // With its node agent (kubelet) the server runs pods: Jobs end as their command lines say.
+  // With its node agent (kubelet) the server runs pods: Jobs end as their command lines say, and
+  // pods serve exec, port-forward and logs (their files under agent/standin-pods).
   bool stopping = false;
   net::steady_timer jobs_timer(ioc);
   if (!f.flag("disable-agent")) {
+    api.value()->servePodStreams(fs::absolute(data_dir) / "agent" / "standin-pods");
     net::co_spawn(ioc, [&]() -> net::awaitable<void> {
       while (!stopping) {
         co_await standin::runJobs(*api.value());
+        co_await standin::runPods(*api.value());
         jobs_timer.expires_after(std::chrono::milliseconds(200));
         co_await jobs_timer.async_wait(net::as_tuple(net::use_awaitable));
       }

@@ -338,6 +338,13 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(net::io_context& ioc, std::s
     }
     co_return co_await api->handle(std::move(r));
   });
+  auto pod_streams = s->pod_streams_;
+  s->server_->addStreamRoute(
+      [pod_streams](std::string_view path) { return *pod_streams != nullptr && PodStreams::matches(path); },
+      [pod_streams](std::unique_ptr<hub::HttpStream>& stream, http::request<http::string_body> req,
+                    tls::PeerIdentity id, std::string peer) {
+        return (*pod_streams)->serve(stream, std::move(req), std::move(id), std::move(peer));
+      });
   s->server_->start();
   return s;
 }

@@ -18,6 +18,7 @@
 #include "hub/store/object_store.hpp"
 #include "shared/common/result.hpp"
 #include "shared/model/resource.hpp"
+#include "tests/standins/pod_streams.hpp"
 
 namespace kflex::standin {
 
@@ -94,6 +95,11 @@ class ApiServer {
   /// edit it (defaults) or answer it (a refusal). The server's own internal() calls skip it.
   using Admission = std::function<std::optional<hub::ApiResponse>(hub::ApiRequest&)>;
   void setAdmission(Admission admission) { *admission_ = std::move(admission); }
+  /// Serves pods' exec, portforward and log (PodStreams), their directories under `root`: what
+  /// a server with a node agent (kubelet) does.
+  void servePodStreams(const std::filesystem::path& root) {
+    *pod_streams_ = std::make_unique<PodStreams>(*store_, registry_, root);
+  }
 
  private:
   ApiServer() = default;
@@ -105,6 +111,7 @@ class ApiServer {
   std::unique_ptr<TokenIssuer> tokens_;
   std::shared_ptr<std::function<bool(std::string&)>> readiness_ = std::make_shared<std::function<bool(std::string&)>>();
   std::shared_ptr<Admission> admission_ = std::make_shared<Admission>();
+  std::shared_ptr<std::unique_ptr<PodStreams>> pod_streams_ = std::make_shared<std::unique_ptr<PodStreams>>();
 };
 
 /// One round of the Job controller: starts new Jobs and ends them as their containers' command
