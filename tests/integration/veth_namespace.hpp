@@ -57,6 +57,28 @@ class VethNamespace {
   const std::string& problem() const { return problem_; }
   std::string hostAddress() const { return subnet_ + "1"; }
   std::string innerAddress() const { return subnet_ + "2"; }
+  /// An address of the namespace's own that this host has no route to (SUBNET.5/32 on its
+  /// loopback, outside the pair's /30): what an edge host's LAN address is behind NAT. "" when it
+  /// cannot be added (problem() says why).
+  std::string siteAddress() {
+    const std::string address = subnet_ + "5";
+    auto r = run({"ip", "netns", "exec", ns_, "ip", "addr", "add", address + "/32", "dev", "lo"});
+    if (r.exit_code != 0) {
+      problem_ = "ip addr add " + address + ": " + r.err;
+      return "";
+    }
+    return address;
+  }
+  /// A default route in the namespace through this host's end, as an edge host's goes to its
+  /// NAT gateway (k3s with its node agent looks its node IP up from it). Nothing in the tests
+  /// sends traffic beyond this host. False (problem() says why) when it cannot be added.
+  bool defaultRoute() {
+    auto r = run({"ip", "netns", "exec", ns_, "ip", "route", "add", "default", "via", hostAddress()});
+    if (r.exit_code != 0) {
+      problem_ = "ip route add default: " + r.err;
+    }
+    return r.exit_code == 0;
+  }
   /// This host's end of the pair (down: packets vanish both ways, nothing is reset).
   const std::string& hostInterface() const { return host_if_; }
   /// A command line's prefix that runs it in the namespace.
