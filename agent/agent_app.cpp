@@ -239,7 +239,7 @@ int runAgent(const AgentConfig& cfg) {
   // they are reached at, and nowhere else (docs/dev/tunnel.md).
   LinkOptions link_options;
   const Reconciler* reconciling = nullptr;  // (made below; the link starts after it)
-  link_options.resolve_api = [&state, &rcfg, &reconciling](const std::string& name) -> Result<net::ip::tcp::endpoint> {
+  link_options.resolve_api = [&state, &rcfg, &reconciling](const std::string& name) -> Result<Tunnels::Target> {
     bool desired = false;
     for (const auto& d : state.value()->desired()) {
       desired = desired || d.name == name;
@@ -247,8 +247,8 @@ int runAgent(const AgentConfig& cfg) {
     if (!desired) {
       return fail(Errc::NotFound, "no control plane " + name + " on this agent");
     }
-    // Where its runtime says it serves (a vCluster: its NodePort on its cluster's node), when
-    // that is an address; otherwise the port kept for it on this host.
+    // Where its runtime says it serves (a vCluster: its NodePort on its cluster's node; an adopted
+    // cluster: its server, maybe a name this host resolves); otherwise the port kept for it here.
     auto observed = reconciling != nullptr ? reconciling->observe(name) : std::nullopt;
     if (observed && observed->endpoint && observed->endpoint->rfind("https://", 0) == 0) {
       std::string hostport = observed->endpoint->substr(8);
@@ -258,11 +258,9 @@ int runAgent(const AgentConfig& cfg) {
       if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
         host = host.substr(1, host.size() - 2);
       }
-      boost::system::error_code ec;
-      auto address = net::ip::make_address(host, ec);
       int port = colon == std::string::npos ? 443 : std::atoi(hostport.c_str() + colon + 1);
-      if (!ec && port > 0 && port < 65536) {
-        return net::ip::tcp::endpoint(address, uint16_t(port));
+      if (!host.empty() && port > 0 && port < 65536) {
+        return Tunnels::Target(host, uint16_t(port));  // (an adopted cluster's may be a name)
       }
     }
     uint16_t port = state.value()->controlPlane(name).port(PortRole::Api);

@@ -234,7 +234,7 @@ class AgentTunnels : public FrameSink {
  public:
   AgentTunnels(net::any_io_executor ex, size_t index, net::ip::tcp::endpoint target, std::function<void(std::string)> send)
       : tunnels_(std::move(ex),
-                 [index, target](const std::string& name) -> Result<net::ip::tcp::endpoint> {
+                 [index, target](const std::string& name) -> Result<agent::Tunnels::Target> {
                    if (name != "tun-" + std::to_string(index)) {
                      return fail(Errc::NotFound, "control plane " + name + " is not on this agent");
                    }

@@ -94,9 +94,6 @@ std::string noTunnel(HubClient& hub, const Json& cp) {
   if (a->value("status", Json::object()).value("tunnelVersion", 0) < 1) {
     return "agent " + agent + " runs a kflex-agent without the tunnel (upgrade it)";
   }
-  if (model::isAdopted(cp.value("spec", Json::object()).value("type", ""))) {
-    return "control plane " + name + " is an adopted cluster, which the tunnel does not reach yet";
-  }
   return "";
 }
 
@@ -131,12 +128,21 @@ Result<config::Kubeconfig> controlPlaneKubeconfig(const Globals& g, const std::s
         << name << " directly, at its own address.\n";
     return kc;
   }
+  if (auto direct_access = kc->access(); direct_access && direct_access->ca_pem.empty()) {
+    err << "Note: the kubeconfig of " << name << " names no certificate authority (its server's is a public "
+        << "one), and the tunnel needs one to trust the hub beside it; the context reaches " << name
+        << " directly, at its own address.\n";
+    return kc;
+  }
   auto token = tunnelToken(*hub.value(), name, tokenOf(existing_proxy));
   if (!token) {
     return token.error();
   }
-  if (auto r = kc->routeThroughHub(kc->currentContext(), protocol::tunnel::tunnelHost(name), hub.value()->server(),
-                                   token.value(), hub_access->ca_pem);
+  // An adopted cluster keeps its server (its certificate names that); the others are reached by
+  // their tunnel name.
+  const bool adopted = model::isAdopted(cp.value()["spec"].value("type", ""));
+  if (auto r = kc->routeThroughHub(kc->currentContext(), adopted ? "" : protocol::tunnel::tunnelHost(name),
+                                   hub.value()->server(), token.value(), hub_access->ca_pem);
       !r) {
     return fail("the kubeconfig of " + name + " cannot be routed through the hub: " + r.error().message);
   }

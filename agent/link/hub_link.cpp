@@ -316,7 +316,7 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
   std::deque<std::string> frames;
   Tunnels::Resolve resolve = options_.resolve_api;
   if (!resolve) {
-    resolve = [](const std::string&) -> Result<net::ip::tcp::endpoint> {
+    resolve = [](const std::string&) -> Result<Tunnels::Target> {
       return fail(Errc::Unavailable, "this agent offers no tunnel");
     };
   }

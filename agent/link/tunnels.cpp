@@ -64,18 +64,41 @@ net::awaitable<void> Tunnels::open(uint32_t id, std::string name, std::shared_pt
   }
   net::ip::tcp::socket socket(executor_);
   net::steady_timer timeout(executor_, std::chrono::seconds(10));
-  auto result = co_await (socket.async_connect(target.value(), net::as_tuple(net::use_awaitable)) ||
-                          timeout.async_wait(net::as_tuple(net::use_awaitable)));
+  std::string failed;
+  // A name (an adopted cluster's server) is resolved here, by this host's resolver.
+  std::vector<net::ip::tcp::endpoint> endpoints;
+  boost::system::error_code not_ip;
+  auto address = net::ip::make_address(target->host, not_ip);
+  if (!not_ip) {
+    endpoints.emplace_back(address, target->port);
+  } else {
+    net::ip::tcp::resolver resolver(executor_);
+    auto found = co_await (resolver.async_resolve(target->host, std::to_string(target->port),
+                                                  net::as_tuple(net::use_awaitable)) ||
+                           timeout.async_wait(net::as_tuple(net::use_awaitable)));
+    if (found.index() == 1) {
+      failed = "resolving " + target->host + " timed out";
+    } else if (auto [rec, results] = std::get<0>(found); rec) {
+      failed = "cannot resolve " + target->host + ": " + rec.message();
+    } else {
+      for (const auto& r : results) {
+        endpoints.push_back(r.endpoint());
+      }
+    }
+  }
+  if (failed.empty()) {
+    auto result = co_await (net::async_connect(socket, endpoints, net::as_tuple(net::use_awaitable)) ||
+                            timeout.async_wait(net::as_tuple(net::use_awaitable)));
+    if (result.index() == 1) {
+      failed = "timed out";
+    } else if (auto [ec, ep] = std::get<0>(result); ec) {
+      failed = ec.message();
+    }
+  }
   if (!*alive) {
     co_return;  // closed meanwhile (the link ended)
   }
   bool still_wanted = dialling_.erase(id) > 0;
-  std::string failed;
-  if (result.index() == 1) {
-    failed = "timed out";
-  } else if (auto [ec] = std::get<0>(result); ec) {
-    failed = ec.message();
-  }
   if (!still_wanted) {
     co_return;  // the hub reset it meanwhile
   }

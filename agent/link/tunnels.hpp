@@ -21,8 +21,15 @@ namespace kflex::agent {
  */
 class Tunnels {
  public:
+  /// Where a stream goes: an address, or a name this host resolves (an adopted cluster's server).
+  struct Target {
+    Target(std::string h, uint16_t p) : host(std::move(h)), port(p) {}
+    Target(const net::ip::tcp::endpoint& ep) : host(ep.address().to_string()), port(ep.port()) {}  // NOLINT
+    std::string host;
+    uint16_t port = 0;
+  };
   /// The API server of control plane `name` here, or why there is none.
-  using Resolve = std::function<Result<net::ip::tcp::endpoint>(const std::string& name)>;
+  using Resolve = std::function<Result<Target>(const std::string& name)>;
   /// Queues one binary frame on the link.
   using Send = std::function<void(std::string frame)>;
 

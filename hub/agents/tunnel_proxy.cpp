@@ -36,6 +36,21 @@ std::string controlPlaneOf(std::string_view authority) {
   return isDns1123Subdomain(name) && protocol::tunnel::tunnelHost(name) == h ? name : "";
 }
 
+// The authority (lower-case host:port, port 443 when none) of an https:// URL, or "".
+std::string authorityOf(const std::string& url) {
+  if (url.rfind("https://", 0) != 0) {
+    return "";
+  }
+  std::string hostport = lower(url.substr(8, url.find('/', 8) == std::string::npos ? std::string::npos
+                                                                                    : url.find('/', 8) - 8));
+  auto bracket = hostport.rfind(']');
+  auto colon = hostport.rfind(':');
+  if (colon == std::string::npos || (bracket != std::string::npos && colon < bracket)) {
+    hostport += ":443";
+  }
+  return hostport;
+}
+
 // A reason phrase carries the message to the user (Go shows only it for a refused CONNECT):
 // printable ASCII, one line, bounded.
 std::string reasonPhrase(const std::string& message) {
@@ -105,8 +120,23 @@ std::variant<std::string, TunnelProxy::Refusal> TunnelProxy::authorize(const htt
   }
   std::string name = controlPlaneOf(req.target());
   if (name.empty()) {
+    // An adopted cluster keeps its own server name (its certificate names that, not ours): the
+    // authority must be the server of a cluster the token lists that an agent adopted.
+    const std::string wanted = lower(req.target());
+    for (const auto& listed : tok.value("spec", Json::object()).value("controlPlanes", Json::array())) {
+      ObjectPtr cp_rec = listed.is_string() ? store_.get(resourceKey(control_planes_), listed.get<std::string>())
+                                            : nullptr;
+      Json cp = cp_rec ? Json::parse(cp_rec->bytes, nullptr, false) : Json();
+      if (cp.is_object() && model::isAdopted(cp["spec"].value("type", "")) && model::servedByAgent(cp) &&
+          !wanted.empty() && authorityOf(cp.value("status", Json::object()).value("endpoint", "")) == wanted) {
+        name = listed.get<std::string>();
+      }
+    }
+  }
+  if (name.empty()) {
     return Refusal{403, "the hub's tunnel reaches only control planes, as NAME" + std::string(kHostSuffix) +
-                            ":6443, not " + std::string(req.target().substr(0, 100))};
+                            ":PORT (or an adopted cluster's own server, with a token for it), not " +
+                            std::string(req.target().substr(0, 100))};
   }
   if (!tokenCoversControlPlane(tok, name)) {
     return Refusal{403, "the tunnel token " + token_id + " is not for control plane " + name};
@@ -117,8 +147,7 @@ std::variant<std::string, TunnelProxy::Refusal> TunnelProxy::authorize(const htt
 bool TunnelProxy::reaches(const Json& cp) const {
   const Json status = cp.value("status", Json::object());
   const std::string agent = status.is_object() ? status.value("agent", "") : "";
-  if (!model::servedByAgent(cp) || model::isAdopted(cp.value("spec", Json::object()).value("type", "")) ||
-      agent.empty()) {
+  if (!model::servedByAgent(cp) || agent.empty()) {
     return false;
   }
   ObjectPtr rec = store_.get(resourceKey(agents_), agent);

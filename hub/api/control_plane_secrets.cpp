@@ -7,6 +7,7 @@
 #include "shared/common/json_decode.hpp"
 #include "shared/config/kubeconfig.hpp"
 #include "shared/config/yaml_json.hpp"
+#include "shared/model/control_plane_types.hpp"
 #include "shared/model/resource.hpp"
 #include "shared/protocol/tunnel.hpp"
 #include "shared/tls/pki.hpp"
@@ -228,15 +229,18 @@ net::awaitable<std::map<std::string, std::string>> ControlPlaneSecrets::served(s
     co_return data;
   }
   auto kc = config::Kubeconfig::parse(data[key], "the kubeconfig of " + cp);
-  if (!kc) {
-    co_return data;
+  if (auto own = kc ? kc->access() : Result<config::ClusterAccess>(kc.error()); !own || own->ca_pem.empty()) {
+    co_return data;  // (without a CA of its own, kubectl could not trust the hub's beside it)
   }
   std::string token = co_await secretToken(cp);
   if (token.empty()) {
     co_return data;
   }
-  if (auto r = kc->routeThroughHub(kc->currentContext(), protocol::tunnel::tunnelHost(cp), route_.hub_url, token,
-                                   route_.hub_ca_pem);
+  // An adopted cluster keeps its server (its certificate names that); the others are reached by
+  // their tunnel name.
+  const bool adopted = model::isAdopted(obj["spec"].value("type", ""));
+  if (auto r = kc->routeThroughHub(kc->currentContext(), adopted ? "" : protocol::tunnel::tunnelHost(cp),
+                                   route_.hub_url, token, route_.hub_ca_pem);
       !r) {
     co_return data;
   }

@@ -244,7 +244,7 @@ Result<void> Kubeconfig::routeThroughHub(const std::string& context, const std::
   }
   std::string authority = hub_url.substr(hub_url.find("://") == std::string::npos ? 0 : hub_url.find("://") + 3);
   authority = authority.substr(0, authority.find('/'));
-  return routeThroughProxy(a->context, "https://" + tunnel_host + ":" + port,
+  return routeThroughProxy(a->context, tunnel_host.empty() ? a->server : "https://" + tunnel_host + ":" + port,
                            "https://tunnel:" + token + "@" + authority, hub_ca_pem);
 }
 

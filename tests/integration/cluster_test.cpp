@@ -491,6 +491,11 @@ TEST_F(Clusters, AnAgentAdoptsAndProbesAClusterForTheHub) {
   EXPECT_EQ(kc.find("client-key-data"), std::string::npos);
   auto readyz = throughContext("ext4", {"get", "--raw", "/readyz"});
   EXPECT_EQ(readyz.out, "ok") << readyz.err;
+  // That went through the hub's tunnel and the agent (the cluster keeps its own server name).
+  EXPECT_NE(hub_->log().find("msg=tunnel controlPlane=ext4 agent=edge-1"), std::string::npos) << hub_->log();
+  std::string routed = secretData("ext4", "kubeconfig");
+  EXPECT_NE(routed.find("proxy-url: https://tunnel:"), std::string::npos) << routed;
+  EXPECT_NE(routed.find("server: " + field("ext4", ".status.endpoint")), std::string::npos) << routed;
   // The agent keeps the token-only kubeconfig (0600) across restarts; it no longer has the bootstrap.
   fs::path kept = dir_.path() / "edge-1" / "cp" / "ext4" / "kubeconfig.yaml";
   ASSERT_TRUE(fs::exists(kept));

@@ -18,10 +18,13 @@ struct Fixture {
   std::vector<std::string> sent;
   std::vector<std::string> resolved;  // names the resolver was asked for
   Tunnels tunnels{ioc.get_executor(),
-                  [this](const std::string& name) -> Result<net::ip::tcp::endpoint> {
+                  [this](const std::string& name) -> Result<Tunnels::Target> {
                     resolved.push_back(name);
                     if (name == "cp1") {
                       return api.local_endpoint();
+                    }
+                    if (name == "adopted") {  // a server by name, as an adopted cluster's may be
+                      return Tunnels::Target("localhost", api.local_endpoint().port());
                     }
                     if (name == "down") {
                       net::ip::tcp::acceptor closed(ioc, {net::ip::make_address("127.0.0.1"), 0});
@@ -83,6 +86,23 @@ TEST(AgentTunnels, AStreamToOneOfItsControlPlanesCarriesBytesBothWays) {
   t.run();
   EXPECT_EQ(t.tunnels.size(), 0u);
   EXPECT_EQ(t.sent.size(), before);
+}
+
+// An adopted cluster's server may be a name: this host resolves it (localhost here: a name that
+// is not would send a query to a DNS server, which tests never do).
+TEST(AgentTunnels, AServerByNameIsResolvedHere) {
+  Fixture t;
+  t.tunnels.onMessage(tunnel::encodeOpen(1, "adopted"));
+  t.run();
+  t.run();
+  ASSERT_EQ(t.frames(tunnel::FrameType::Opened, 1).size(), 1u);
+  t.tunnels.onMessage(tunnel::encode(tunnel::FrameType::Data, 1, "hello"));
+  t.run();
+  std::string echoed;
+  for (const auto& d : t.frames(tunnel::FrameType::Data, 1)) {
+    echoed += d;
+  }
+  EXPECT_EQ(echoed, "hello");
 }
 
 // Only names of control planes it runs: anything else is refused before any connection is made.
