@@ -42,6 +42,12 @@ int main(int argc, char** argv) {
   serve->add_option("--listen", listen, "Address to serve HTTPS on, HOST:PORT; port 0 picks a free one [127.0.0.1:6443]")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   serve->add_option("--tls-san", sans, "Extra DNS name or IP for the serving certificate (repeatable)");
+  std::string peer_url;
+  serve->add_option("--peer-url", peer_url,
+                    "With replicas: https://HOST:PORT at which the other replicas reach this one (e.g. the pod's "
+                    "IP), for tunnel streams to agents linked here [the listen address, or this host's name when "
+                    "listening on all addresses]")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::string hosting_kubeconfig;
   std::string hosting_context;
   serve->add_option("--hosting-kubeconfig", hosting_kubeconfig,
@@ -128,6 +134,9 @@ int main(int argc, char** argv) {
   }
   if (!data_dir.empty()) {
     cfg.data_dir = data_dir;
+  }
+  if (!peer_url.empty()) {
+    cfg.peer_url = peer_url;
   }
   if (!listen.empty()) {
     cfg.listen = listen;

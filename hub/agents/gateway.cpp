@@ -336,6 +336,12 @@ net::awaitable<bool> AgentGateway::onHello(const std::shared_ptr<Session>& s, co
     } else {
       status.erase("tunnelVersion");  // an agent without the tunnel
     }
+    // Which replica holds its link: where another replica passes a tunnel's CONNECT on to.
+    if (!options_.peer_url.empty()) {
+      status["hubPeer"] = options_.peer_url;
+    } else {
+      status.erase("hubPeer");
+    }
     status["lastHeartbeatTime"] = stamp;
     // A renewed certificate is in use now: its key becomes the agent's key.
     Json& cert = status["certificate"];

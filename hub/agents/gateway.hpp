@@ -34,6 +34,7 @@ struct GatewayOptions {
   size_t max_queue_bytes = 8 * 1024 * 1024;   ///< Unsent bytes per agent before it is disconnected as too slow.
   StatusLimits status_limits;                  ///< How often status reports are written.
   TunnelLimits tunnel;                         ///< Tunnel streams per link (docs/dev/tunnel.md).
+  std::string peer_url;                        ///< How other replicas reach this one (an Agent's status.hubPeer).
 };
 
 /**

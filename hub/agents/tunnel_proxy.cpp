@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "hub/agents/tunnel_proxy.hpp"
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
 #include "hub/agents/bootstrap_tokens.hpp"
 #include "hub/agents/release_controller.hpp"
 #include "hub/api/errors.hpp"
@@ -13,6 +15,8 @@
 
 namespace kflex::hub {
 namespace {
+
+using namespace net::experimental::awaitable_operators;
 
 constexpr std::string_view kHostSuffix = ".controlplanes.kflex";
 
@@ -237,7 +241,18 @@ net::awaitable<void> TunnelProxy::serve(std::unique_ptr<HttpStream>& stream, htt
   if (!refused) {
     bool linked = false;
     tunnels = gateway_.tunnels(agent, linked);
-    if (!tunnels) {
+    std::string peer_url = tunnels || linked || req.count(kForwardedHeader) > 0 ? "" : peerOf(agent);
+    if (!peer_url.empty()) {
+      // The agent's link is on another replica: the CONNECT goes there (once), as it came.
+      std::string answer_line;
+      if (co_await forward(stream, req, peer_url, answer_line)) {
+        log::info("tunnel", {{"controlPlane", name}, {"agent", agent}, {"token_id", token_id}, {"peer", peer},
+                             {"status", answer_line}, {"forwarded_to", peer_url}});
+        co_return;
+      }
+      refused = Refusal{503, "agent " + agent + " is linked to hub replica " + peer_url +
+                                 ", which this replica cannot reach: " + answer_line};
+    } else if (!tunnels) {
       refused = unavailable(agent, linked);
     }
   }
@@ -274,6 +289,122 @@ net::awaitable<void> TunnelProxy::serve(std::unique_ptr<HttpStream>& stream, htt
   log::info("tunnel", {{"controlPlane", name}, {"agent", agent}, {"token_id", token_id}, {"peer", peer},
                        {"status", "200"}, {"stream", std::to_string(id)}, {"open_ms", std::to_string(int(ms))}});
   tunnels->attach(id, std::move(lean.value()));
+}
+
+std::string TunnelProxy::peerOf(const std::string& agent) const {
+  if (!peer_tls_) {
+    return "";
+  }
+  ObjectPtr rec = store_.get(resourceKey(agents_), agent);
+  Json obj = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
+  std::string url = obj.is_object() ? obj.value("status", Json::object()).value("hubPeer", "") : "";
+  return url.rfind("https://", 0) == 0 && url != self_peer_ ? url : "";
+}
+
+namespace {
+
+// Bytes from one stream to the other until either ends; then both are shut.
+template <class From, class To>
+net::awaitable<void> pass(From& from, To& to, std::shared_ptr<bool> done) {
+  std::vector<char> buf(16 * 1024);
+  while (!*done) {
+    auto [rec, n] = co_await from.async_read_some(net::buffer(buf), net::as_tuple(net::use_awaitable));
+    if (n > 0) {
+      auto [wec, wn] = co_await net::async_write(to, net::buffer(buf.data(), n), net::as_tuple(net::use_awaitable));
+      if (wec) {
+        break;
+      }
+    }
+    if (rec) {
+      break;
+    }
+  }
+  if (!*done) {
+    *done = true;
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(from).socket().close(ignored);
+    beast::get_lowest_layer(to).socket().close(ignored);
+  }
+}
+
+}  // namespace
+
+net::awaitable<bool> TunnelProxy::forward(std::unique_ptr<HttpStream>& stream,
+                                          const http::request<http::string_body>& req, std::string peer_url,
+                                          std::string& answer_line) {
+  std::string hostport = peer_url.substr(8);
+  hostport = hostport.substr(0, hostport.find('/'));
+  auto colon = hostport.rfind(':');
+  std::string host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
+  std::string port = colon == std::string::npos ? "443" : hostport.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[') {
+    host = host.substr(1, host.size() - 2);
+  }
+  auto ex = stream->get_executor();
+  auto upstream = std::make_unique<HttpStream>(ex, *peer_tls_);
+  net::ip::tcp::resolver resolver(ex);
+  beast::get_lowest_layer(*upstream).expires_after(std::chrono::seconds(10));
+  auto [rec, found] = co_await resolver.async_resolve(host, port, net::as_tuple(net::use_awaitable));
+  if (rec) {
+    answer_line = "cannot resolve it: " + rec.message();
+    co_return false;
+  }
+  auto [cec, ep] =
+      co_await beast::get_lowest_layer(*upstream).async_connect(found, net::as_tuple(net::use_awaitable));
+  if (cec) {
+    answer_line = "cannot connect: " + cec.message();
+    co_return false;
+  }
+  auto [hec] = co_await upstream->async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+  if (hec) {
+    answer_line = "TLS: " + hec.message();
+    co_return false;
+  }
+  http::request<http::empty_body> out{http::verb::connect, req.target(), 11};
+  out.set(http::field::host, req.target());
+  out.set(http::field::proxy_authorization, req[http::field::proxy_authorization]);
+  out.set(kForwardedHeader, self_peer_.empty() ? "1" : self_peer_);
+  auto [wec, wn] = co_await http::async_write(*upstream, out, net::as_tuple(net::use_awaitable));
+  if (wec) {
+    answer_line = "cannot send: " + wec.message();
+    co_return false;
+  }
+  // Its answer, read without reading past it (after a 200 the client's bytes follow).
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.skip(true);  // a CONNECT's 2xx answer has no body
+  parser.body_limit(64 * 1024);
+  auto [rdec, rn] = co_await http::async_read_header(*upstream, buffer, parser, net::as_tuple(net::use_awaitable));
+  if (rdec) {
+    answer_line = "no answer: " + rdec.message();
+    co_return false;
+  }
+  auto res = parser.release();
+  answer_line = std::to_string(res.result_int());
+  beast::get_lowest_layer(*upstream).expires_never();
+  http::response<http::empty_body> back{res.result(), req.version()};
+  back.reason(res.reason());
+  if (res.result_int() != 200) {
+    back.set(http::field::content_length, "0");
+    back.keep_alive(false);
+  }
+  for (auto field : {http::field::proxy_authenticate}) {
+    if (res.count(field) > 0) {
+      back.set(field, res[field]);
+    }
+  }
+  auto [bec, bn] = co_await http::async_write(*stream, back, net::as_tuple(net::use_awaitable));
+  if (bec || res.result_int() != 200) {
+    co_return true;
+  }
+  if (buffer.size() > 0) {  // (what the replica sent right after its answer: the agent's first bytes)
+    co_await net::async_write(*stream, buffer.data(), net::as_tuple(net::use_awaitable));
+  }
+  auto done = std::make_shared<bool>(false);
+  HttpStream& client = *stream;
+  HttpStream& replica = *upstream;
+  co_await (pass(client, replica, done) && pass(replica, client, done));
+  co_return true;
 }
 
 }  // namespace kflex::hub

@@ -31,6 +31,15 @@ class TunnelProxy {
   /// The CONNECT handler (HttpServer::setConnect).
   net::awaitable<void> serve(std::unique_ptr<HttpStream>& stream, http::request<http::string_body> req,
                              tls::PeerIdentity id, std::string peer);
+  /// With several replicas: `self` is how the others reach this one (its peer URL); a CONNECT for
+  /// an agent linked to another replica (the Agent's status.hubPeer) is passed on to that one over
+  /// TLS verified by `tls` (the hub's CA, server certificates only), once.
+  void setPeers(std::string self, std::shared_ptr<ssl::context> tls) {
+    self_peer_ = std::move(self);
+    peer_tls_ = std::move(tls);
+  }
+  /// The header a replica marks a CONNECT it passes on with (never passed on again).
+  static constexpr const char* kForwardedHeader = "Kflex-Tunnel-Forwarded";
   /// Whether the tunnel reaches control plane `cp` (the object): served by an agent it is placed
   /// on, not adopted, and that agent speaks the tunnel (linked now or not).
   bool reaches(const Json& cp) const;
@@ -48,6 +57,12 @@ class TunnelProxy {
   std::variant<std::string, Refusal> placement(const std::string& name) const;
   /// Why `agent` cannot carry a stream now (linked = whether it has a link to this hub).
   Refusal unavailable(const std::string& agent, bool linked) const;
+  /// The peer URL of the replica `agent` is linked to when it is another one ("" otherwise).
+  std::string peerOf(const std::string& agent) const;
+  /// Passes the CONNECT on to replica `peer_url` and, once it answers 200, the bytes both ways;
+  /// its refusal goes to the client as it is. Returns false when the replica cannot be reached.
+  net::awaitable<bool> forward(std::unique_ptr<HttpStream>& stream, const http::request<http::string_body>& req,
+                               std::string peer_url, std::string& answer_line);
 
   ObjectStore& store_;
   const model::ResourceType& control_planes_;
@@ -55,6 +70,8 @@ class TunnelProxy {
   const model::ResourceType& tokens_;
   AgentGateway& gateway_;
   const Clock& clock_;
+  std::string self_peer_;
+  std::shared_ptr<ssl::context> peer_tls_;
 };
 
 }  // namespace kflex::hub

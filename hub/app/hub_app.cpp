@@ -2,6 +2,7 @@
 #include "hub/app/hub_app.hpp"
 
 #include <malloc.h>
+#include <openssl/x509v3.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -551,7 +552,21 @@ int runHub(const HubConfig& cfg) {
   enroll_options.previous_ca_pem = pki->previous_ca_pem;
   enroll_options.previous_until = pki->previous_until;
   EnrollmentService enrollment(api, *store.value(), registry, pki->ca, pki->ca.cert_pem, clock, enroll_options);
+  // With replicas, how the others reach this one (an agent's status.hubPeer names it).
+  std::string peer_url;
+  if (!cfg.datastore.empty()) {
+    peer_url = cfg.peer_url;
+    if (peer_url.empty()) {
+      std::string host = cfg.host();
+      if (host.empty() || host == "0.0.0.0" || host == "::") {
+        char name[256] = {};
+        host = ::gethostname(name, sizeof name - 1) == 0 ? name : "localhost";
+      }
+      peer_url = "https://" + urlHost(host) + ":" + std::to_string(port);
+    }
+  }
   GatewayOptions gateway_options;
+  gateway_options.peer_url = peer_url;
   gateway_options.lease_renew = cfg.agent_lease_renew;
   gateway_options.lease_duration = cfg.agent_lease_duration;
   gateway_options.heartbeat_persist = std::min(cfg.agent_lease_duration / 2, 4 * cfg.agent_lease_renew);
@@ -566,6 +581,17 @@ int runHub(const HubConfig& cfg) {
                              [&gateway](std::unique_ptr<HttpStream>& s, http::request<http::string_body> r, tls::PeerIdentity id,
                                         std::string peer) { return gateway.serve(s, std::move(r), std::move(id), std::move(peer)); });
   TunnelProxy tunnel_proxy(*store.value(), registry, gateway, clock);
+  if (!peer_url.empty()) {
+    // Replicas pass tunnel streams on to the one an agent is linked to, verifying it by the hub's
+    // CA as a server (agents' and users' certificates from the same CA are not server ones).
+    auto peer_tls = tls::makeClientContext({pki->bundle(), "", ""});
+    if (!peer_tls) {
+      log::error("cannot start: TLS to the other replicas", {{"error", peer_tls.error().message}});
+      return kExitRuntime;
+    }
+    SSL_CTX_set_purpose(peer_tls.value()->native_handle(), X509_PURPOSE_SSL_SERVER);
+    tunnel_proxy.setPeers(peer_url, peer_tls.value());
+  }
   server.value()->setConnect([&tunnel_proxy](std::unique_ptr<HttpStream>& s, http::request<http::string_body> r,
                                              tls::PeerIdentity id, std::string peer) {
     return tunnel_proxy.serve(s, std::move(r), std::move(id), std::move(peer));

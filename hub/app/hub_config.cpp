@@ -133,6 +133,8 @@ Result<void> loadHubConfig(const std::filesystem::path& path, HubConfig& cfg) {
         cfg.hosting_kubeconfig = v.as<std::string>();
       } else if (key == "hosting_context") {
         cfg.hosting_context = v.as<std::string>();
+      } else if (key == "peer_url") {
+        cfg.peer_url = v.as<std::string>();
       } else if (key == "hub_urls") {
         if (!v.IsSequence()) {
           problems.push_back(where(v, key) + ": must be a list of https:// URLs");
@@ -249,6 +251,9 @@ Result<void> validateHubConfig(const HubConfig& cfg) {
     if (u.rfind("https://", 0) != 0) {
       problems.push_back("hub_urls: \"" + u + "\" must be an https:// URL");
     }
+  }
+  if (!cfg.peer_url.empty() && cfg.peer_url.rfind("https://", 0) != 0) {
+    problems.push_back("peer_url: \"" + cfg.peer_url + "\" must be an https:// URL");
   }
   if (cfg.agent_lease_duration <= cfg.agent_lease_renew) {
     problems.push_back("agent_lease_duration_seconds: must be longer than agent_lease_renew_seconds (Kubernetes "

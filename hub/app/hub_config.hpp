@@ -53,6 +53,10 @@ struct HubConfig {
   /// URLs agents use to reach the hub, told to them at enrollment (first preferred). YAML
   /// `hub_urls`. Default: the listen address (then the first tls_san names are not used).
   std::vector<std::string> hub_urls;
+  /// With replicas (a datastore): how the other replicas reach this one, https://HOST:PORT, for
+  /// tunnel streams to agents linked here. YAML `peer_url`, flag --peer-url. Default: the listen
+  /// address, or this host's name when listening on all addresses.
+  std::string peer_url;
   /// Agents renew their lease this often. YAML `agent_lease_renew_seconds`. Default 10.
   std::chrono::seconds agent_lease_renew{10};
   /// An agent without a renewal for this long goes Ready=False. YAML `agent_lease_duration_seconds`. Default 50.

@@ -207,6 +207,7 @@ constexpr const char* kAgentSchema = R"({
         "agentVersion": {"type": "string", "description": "The kflex-agent version."},
         "capacity": {"type": "object", "additionalProperties": {"type": "string"}, "description": "cpu (cores), memory and disk (bytes, as Kubernetes quantities)."},
         "controlPlaneTypes": {"type": "array", "items": {"type": "string"}, "description": "The control plane types this agent can run (vcluster only with a cluster near it; k8s only with a shared PostgreSQL). Placement without --agent considers only agents that can."},
+        "hubPeer": {"type": "string", "description": "The peer URL of the hub replica the agent's link is on (kflex-hub --peer-url), where other replicas pass tunnel streams on to."},
         "tunnelVersion": {"type": "integer", "format": "int64", "description": "The version of the hub tunnel's stream frames the agent speaks (docs/dev/tunnel.md); absent: an agent without the tunnel, whose control planes the hub cannot reach for a user."},
         "allocated": {"type": "object", "additionalProperties": {"type": "string"}, "description": "What the control planes placed on it have reserved."},
         "controlPlanes": {"type": "integer", "format": "int64", "description": "Control planes placed on this agent."},

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "shared/tls/secret_box.hpp"
 #include "tests/integration/control_planes.hpp"
 #include "tests/integration/veth_namespace.hpp"
 #include "tests/support/raw_tls.hpp"
@@ -499,6 +500,64 @@ TEST_F(Tunnel, AStalledStreamDoesNotHoldUpTheDesiredState) {
   watch.signal(SIGCONT);
   watch.signal(SIGTERM);
   watch.wait(10s);
+}
+
+// Two hub replicas on one PostgreSQL; the agent's link is on replica 0, the user's kubeconfig
+// names replica 1: replica 1 passes the CONNECT on to replica 0 (the Agent's status.hubPeer),
+// and refusals come back as replica 0 made them.
+TEST_F(ControlPlanes, ATunnelOnAReplicaWithoutTheAgentsLinkGoesToTheOneWithIt) {
+  PostgresServer pg;
+  if (!pg.problem().empty()) {
+    GTEST_SKIP() << pg.problem();
+  }
+  fs::path key = dir_.path() / "secrets.key";
+  ASSERT_TRUE(tls::SecretBox::openOrCreate(key));
+  std::vector<std::string> args = {"--config", (dir_.path() / "hub.yaml").string(), "--datastore", pg.dsn(),
+                                   "--datastore-password-file", pg.passwordFile().string(), "--secrets-key-file",
+                                   key.string()};
+  hub_->stop();
+  hub_ = std::make_unique<HubProcess>(dir_.path() / "r0", args);
+  ASSERT_TRUE(hub_->ok()) << hub_->log();
+  HubProcess r1(dir_.path() / "r1", args);
+  ASSERT_TRUE(r1.ok()) << r1.log();
+  auto made = kflex({"token", "create"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  auto join = agentJoinIn(made.out);
+  ASSERT_TRUE(join);
+  token_ = join->token;
+  pin_ = join->pin;
+  startAgent();  // linked to replica 0
+  ASSERT_EQ(kflex({"create", "--no-wait", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
+  ASSERT_TRUE(waitFor([&] { return ready("cp1") == "True/Available" && !field("cp1", ".status.secretRef.name").empty(); },
+                      30s, "cp1 Ready"))
+      << field("cp1", ".status") << "\n" << agent_->log();
+  EXPECT_EQ(kubectl(hub_->kubeconfig(), {"get", "agent", "edge-1", "-o", "jsonpath={.status.hubPeer}"}).out,
+            hub_->url());
+  // A user of replica 1.
+  fs::path user_kc = dir_.path() / "user.kubeconfig";
+  auto as_user = [&](std::vector<std::string> a) {
+    std::vector<std::string> argv = {(binDir() / "kflex").string(), "--kubeconfig", user_kc.string()};
+    argv.insert(argv.end(), a.begin(), a.end());
+    return run(argv);
+  };
+  ASSERT_EQ(as_user({"init", "--hub-kubeconfig", r1.kubeconfig().string()}).exit_code, 0);
+  auto ctx = as_user({"ctx", "cp1"});
+  ASSERT_EQ(ctx.exit_code, 0) << ctx.err;
+  std::string proxy = kubectl(user_kc, {"config", "view", "--raw", "--minify", "-o",
+                                        "jsonpath={.clusters[0].cluster.proxy-url}"}).out;
+  ASSERT_NE(proxy.find(r1.url().substr(8)), std::string::npos) << proxy;
+  auto readyz = kubectl(user_kc, {"get", "--raw", "/readyz"});
+  EXPECT_EQ(readyz.out, "ok") << readyz.err << "\n" << r1.log();
+  EXPECT_NE(r1.log().find("forwarded_to=" + hub_->url()), std::string::npos) << r1.log();
+  Json cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", "via-replica-1"}}}};
+  EXPECT_EQ(kubectl(user_kc, {"create", "-f", "-"}, cm.dump()).exit_code, 0);
+  EXPECT_EQ(kubectl(user_kc, {"get", "configmap", "via-replica-1", "-o", "name"}).out, "configmap/via-replica-1\n");
+  // A revoked token is refused there too.
+  std::string id = proxy.substr(proxy.find("tunnel:") + 7, 6);
+  ASSERT_EQ(as_user({"token", "delete", id}).exit_code, 0);
+  auto refused = kubectl(user_kc, {"get", "--raw", "/readyz"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("unknown, expired or not for the tunnel"), std::string::npos) << refused.err;
 }
 
 // The edge site this is for: the agent in a network namespace of its own, joined to the hub's
