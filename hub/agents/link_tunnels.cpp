@@ -12,7 +12,7 @@ struct LinkTunnels::Entry {
   explicit Entry(const net::any_io_executor& ex) : executor(ex), answer(ex) {
     answer.expires_at(net::steady_timer::time_point::max());
   }
-  net::any_io_executor executor;   // the client connection's
+  net::any_io_executor executor;   // where open() ran: the link's
   net::steady_timer answer;        // cancelled when the agent answers the OPEN
   bool answered = false;
   bool opened = false;
@@ -73,6 +73,18 @@ net::awaitable<Result<uint32_t>> LinkTunnels::open(std::string name) {
 }
 
 void LinkTunnels::attach(uint32_t id, tls::LeanStream client) {
+  // The stream's work runs on the link's loop, as its frames arrive there.
+  if (auto moved = client.rebind(link_->executor()); !moved) {
+    abandon(id, moved.error().message);
+    tls::closeSocket(client);
+    return;
+  }
+  net::dispatch(link_->executor(), [self = shared_from_this(), id, c = std::make_shared<tls::LeanStream>(std::move(client))] {
+    self->start(id, std::move(*c));
+  });
+}
+
+void LinkTunnels::start(uint32_t id, tls::LeanStream client) {
   auto entry = find(id);
   if (!entry || !entry->refused.empty()) {
     tls::closeSocket(client);  // the link ended meanwhile
@@ -115,7 +127,8 @@ void LinkTunnels::onFrame(std::string message) {
   if (!entry) {
     return;  // (a stream that has just ended: its late frames go nowhere)
   }
-  net::post(entry->executor, [this, self = shared_from_this(), entry, message = std::move(message)]() mutable {
+  // (On the link's executor, where the entry lives: at once, no hop between threads.)
+  net::dispatch(entry->executor, [this, self = shared_from_this(), entry, message = std::move(message)]() mutable {
     auto f = tunnel::decode(message);  // (the frame views this copy)
     if (!f) {
       return;

@@ -41,10 +41,14 @@ class LinkTunnels : public std::enable_shared_from_this<LinkTunnels> {
   LinkTunnels(const LinkTunnels&) = delete;
   LinkTunnels& operator=(const LinkTunnels&) = delete;
 
+  /// The link's event loop, where a stream's work runs: run open() there (a frame from the agent
+  /// then reaches its stream without a hop between threads).
+  AgentLink::Executor executor() const { return link_->executor(); }
   /// Opens a stream to control plane `name` on the agent: its id once the agent answers OPENED,
   /// or why not (the agent's RESET reason, no answer in time, the link ended, the limit).
   net::awaitable<Result<uint32_t>> open(std::string name);
-  /// Carries stream `id` (opened, and its client told 200) over `client` from now on.
+  /// Carries stream `id` (opened, and its client told 200) over `client` from now on; `client`
+  /// moves onto the link's event loop.
   void attach(uint32_t id, tls::LeanStream client);
   /// Gives up stream `id` before attach (its client went away): RESET to the agent.
   void abandon(uint32_t id, const std::string& why);
@@ -57,6 +61,8 @@ class LinkTunnels : public std::enable_shared_from_this<LinkTunnels> {
 
  private:
   struct Entry;
+  /// attach() on the link's executor.
+  void start(uint32_t id, tls::LeanStream client);
   std::shared_ptr<Entry> find(uint32_t id) const;
   void erase(uint32_t id);
 

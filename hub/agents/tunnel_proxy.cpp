@@ -262,7 +262,9 @@ net::awaitable<void> TunnelProxy::serve(std::unique_ptr<HttpStream>& stream, htt
     co_return;
   }
   req = {};
-  auto opened = co_await tunnels->open(name);
+  // The OPEN and the stream's life run on the agent link's loop (its frames arrive there).
+  auto opening = tunnels->open(name);
+  auto opened = co_await net::co_spawn(tunnels->executor(), std::move(opening), net::use_awaitable);
   if (!opened) {
     std::string why = "agent " + agent + " cannot reach control plane " + name + ": " + opened.error().message;
     logged(502, why);

@@ -2,6 +2,7 @@
 #include "shared/tls/lean_stream.hpp"
 
 #include <openssl/err.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -39,6 +40,27 @@ LeanStream::~LeanStream() {
   if (ssl_ != nullptr) {
     SSL_free(ssl_);
   }
+}
+
+Result<void> LeanStream::rebind(const executor_type& ex) {
+  boost::system::error_code ec;
+  auto protocol = socket_.local_endpoint(ec).protocol();
+  if (ec) {
+    return fail("the connection is gone: " + ec.message());
+  }
+  int fd = socket_.release(ec);
+  if (ec) {
+    return fail("cannot move the connection: " + ec.message());
+  }
+  net::ip::tcp::socket moved(ex);
+  moved.assign(protocol, fd, ec);
+  if (ec) {
+    ::close(fd);
+    return fail("cannot move the connection: " + ec.message());
+  }
+  moved.native_non_blocking(true, ec);
+  socket_ = std::move(moved);
+  return {};
 }
 
 void LeanStream::close() {

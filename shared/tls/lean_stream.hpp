@@ -37,6 +37,8 @@ class LeanStream {
 
   executor_type get_executor() { return socket_.get_executor(); }
   net::ip::tcp::socket& socket() { return socket_; }
+  /// Moves the connection onto another event loop (no operation may be in flight).
+  Result<void> rebind(const executor_type& ex);
   SSL* native_handle() { return ssl_; }
   /// Closes the socket; operations in flight finish with an error.
   void close();
