@@ -450,7 +450,6 @@ class HeaderCodec {
       at += n;
       return true;
     };
-    std::string count_text;
     if (plain.size() < 4) {
       return fail("header block: too short");
     }
@@ -624,7 +623,18 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn> {
   net::steady_timer grace_;
 };
 
-net::awaitable<bool> upgradeToSpdy(hub::HttpStream& stream, unsigned version, const std::string& protocol) {
+std::vector<std::string> offered(const http::request<http::string_body>& req);
+
+// The SPDY upgrade to `protocol` when the client offers it (apimachinery httpstream.Handshake:
+// 403 otherwise); false when the connection ends here.
+net::awaitable<bool> upgradeToSpdy(hub::HttpStream& stream, const http::request<http::string_body>& req,
+                                   const std::string& protocol) {
+  const unsigned version = req.version();
+  auto protocols = offered(req);
+  if (std::find(protocols.begin(), protocols.end(), protocol) == protocols.end()) {
+    co_await answer(stream, version, 403, "Forbidden", "unable to upgrade: no common stream protocol");
+    co_return false;
+  }
   http::response<http::empty_body> res{http::status::switching_protocols, version};
   res.set(http::field::connection, "Upgrade");
   res.set(http::field::upgrade, "SPDY/3.1");
@@ -636,11 +646,7 @@ net::awaitable<bool> upgradeToSpdy(hub::HttpStream& stream, unsigned version, co
 // The client's offered stream protocols (X-Stream-Protocol-Version, one header per value).
 std::vector<std::string> offered(const http::request<http::string_body>& req) {
   std::vector<std::string> out;
-  for (auto it = req.find("X-Stream-Protocol-Version"); it != req.end() && it->name_string() == it->name_string();
-       ++it) {
-    if (!beast::iequals(it->name_string(), "X-Stream-Protocol-Version")) {
-      break;
-    }
+  for (auto [it, end] = req.equal_range("X-Stream-Protocol-Version"); it != end; ++it) {
     for (auto& v : split(std::string(it->value()), ',')) {
       out.push_back(std::string(trim(v)));
     }
@@ -1068,12 +1074,7 @@ net::awaitable<void> PodStreams::serve(std::unique_ptr<hub::HttpStream>& stream,
       co_await answer(*stream, version, 400, "BadRequest", "Upgrade request required");
       co_return;
     }
-    auto protocols = offered(req);
-    if (std::find(protocols.begin(), protocols.end(), "portforward.k8s.io") == protocols.end()) {
-      co_await answer(*stream, version, 403, "Forbidden", "unable to upgrade: no common protocol");
-      co_return;
-    }
-    if (!co_await upgradeToSpdy(*stream, version, "portforward.k8s.io")) {
+    if (!co_await upgradeToSpdy(*stream, req, "portforward.k8s.io")) {
       co_return;
     }
     log::info("portforward", {{"pod", ns + "/" + name}, {"transport", "SPDY/3.1 portforward.k8s.io"}});
@@ -1112,12 +1113,7 @@ net::awaitable<void> PodStreams::serve(std::unique_ptr<hub::HttpStream>& stream,
     co_await answer(*stream, version, 400, "BadRequest", "Upgrade request required");
     co_return;
   }
-  auto protocols = offered(req);
-  if (std::find(protocols.begin(), protocols.end(), "v4.channel.k8s.io") == protocols.end()) {
-    co_await answer(*stream, version, 403, "Forbidden", "unable to upgrade: no common stream protocol");
-    co_return;
-  }
-  if (!co_await upgradeToSpdy(*stream, version, "v4.channel.k8s.io")) {
+  if (!co_await upgradeToSpdy(*stream, req, "v4.channel.k8s.io")) {
     co_return;
   }
   log::info("exec", {{"pod", ns + "/" + name}, {"transport", "SPDY/3.1 v4.channel.k8s.io"}});
