@@ -187,15 +187,16 @@ void exercisePodStreams(const KubectlOptions& k, const fs::path& kc, const fs::p
 
 class Tunnel : public ControlPlanes {
  protected:
-  // edge-1 runs k3s control plane cp1 with its node agent (pods run, exec, logs), and the user's
-  // kubeconfig reaches it through the hub.
+  // edge-1 runs k3s control plane cp1 (with its node agent for TunnelPods: pods run, exec,
+  // logs), and the user's kubeconfig reaches it through the hub.
   void SetUp() override {
     ControlPlanes::SetUp();
     if (IsSkipped() || HasFatalFailure()) {
       return;
     }
-    ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml", "k3s_node_agent: true\n", 0644));
-    startAgent({"--config", (dir_.path() / "agent.yaml").string()});
+    ASSERT_TRUE(writeFileAtomic(dir_.path() / "agent.yaml",
+                                std::string("k3s_node_agent: ") + (node_agent_ ? "true" : "false") + "\n", 0644));
+    startAgent(agentArgs());
     ASSERT_EQ(kflex({"create", "--no-wait", "cp1", "-t", "k3s", "--agent", "edge-1"}).exit_code, 0);
     ASSERT_TRUE(waitFor([&] { return ready("cp1") == "True/Available" && !field("cp1", ".status.secretRef.name").empty(); },
                         30s, "cp1 Ready"))
@@ -250,8 +251,21 @@ class Tunnel : public ControlPlanes {
     return kubectl(k, user_, {"create", "-f", "-"}, cm.dump());
   }
 
+  std::vector<std::string> agentArgs() const { return {"--config", (dir_.path() / "agent.yaml").string()}; }
+
+  bool node_agent_ = false;
   fs::path user_;
   std::string proxy_;
+};
+
+// The same with k3s's node agent: on the host's network, its kubelet's ports are fixed, so these
+// run one at a time (HOST_WIDE in tests/CMakeLists.txt).
+class TunnelPods : public Tunnel {
+ protected:
+  void SetUp() override {
+    node_agent_ = true;
+    Tunnel::SetUp();
+  }
 };
 
 // Every kubectl the image ships, each with its own empty discovery cache, reads and writes cp1
@@ -294,7 +308,7 @@ TEST_F(Tunnel, EveryShippedKubectlReadsWritesAndWatchesThroughTheHub) {
 // exec with stdin, its exit code, cp of 300 KB (past any window an unflowed SPDY stream would
 // hit), port-forward (to the control plane's own API port, as a pod's port: a TLS round trip
 // inside the forwarded connection), logs and logs -f.
-TEST_F(Tunnel, ExecCpPortForwardAndLogsThroughTheHubWithEveryKubectl) {
+TEST_F(TunnelPods, ExecCpPortForwardAndLogsThroughTheHubWithEveryKubectl) {
   createBox(user_);
   EchoServer echo(dir_.path() / "echo.log");
   const std::string echo_port = echo.port();
@@ -433,7 +447,7 @@ TEST_F(Tunnel, TheSecretsKubeconfigGoesThroughTheHubAndTheDirectOneIsBesideIt) {
       << hub_->log();
 }
 
-TEST_F(Tunnel, AnAgentRestartEndsItsStreamsAndTheNextLinkCarriesNewOnes) {
+TEST_F(TunnelPods, AnAgentRestartEndsItsStreamsAndTheNextLinkCarriesNewOnes) {
   ASSERT_EQ(createConfigMap({}, "before-watch").exit_code, 0);
   Process watch({kubectlPath(), "--kubeconfig", user_.string(), "--cache-dir", (dir_.path() / "cache-watch").string(),
                  "get", "configmaps", "--watch", "-o", "name"},
@@ -453,7 +467,7 @@ TEST_F(Tunnel, AnAgentRestartEndsItsStreamsAndTheNextLinkCarriesNewOnes) {
   // (kubectl ends a watch whose connection ends; whether with an error depends on its version.)
   EXPECT_TRUE(waitFor([&] { return !watch.running(); }, 20s, "the watch to end with the link")) << watch.log();
   EXPECT_TRUE(waitFor([&] { return !follow.running(); }, 20s, "logs -f to end with the link")) << follow.log();
-  startAgent({"--config", (dir_.path() / "agent.yaml").string()}, "edge-1-again.log");
+  startAgent(agentArgs(), "edge-1-again.log");
   CommandResult last;
   EXPECT_TRUE(waitFor(
       [&] {
