@@ -257,7 +257,9 @@ TEST(TunnelStream, AStalledConsumerStopsItsSenderAtTheWindow) {
   Relay relay;
   relay.stall_server = true;
   auto client = relay.connect();
-  std::string sent(8 * 1024 * 1024, 'x');
+  // (More than the kernel may buffer for the connection at both ends: the maxima of tcp_rmem
+  // and tcp_wmem, 6 and 4 MiB by default, 32 and 4 on some hosts.)
+  std::string sent(64 * 1024 * 1024, 'x');
   size_t written = 0;
   net::co_spawn(relay.ioc, [&]() -> net::awaitable<void> {
     auto [ec, n] = co_await net::async_write(client, net::buffer(sent), net::as_tuple(net::use_awaitable));
