@@ -566,6 +566,14 @@ TEST_F(ControlPlanes, ATunnelOnAReplicaWithoutTheAgentsLinkGoesToTheOneWithIt) {
   Json cm = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", "via-replica-1"}}}};
   EXPECT_EQ(kubectl(user_kc, {"create", "-f", "-"}, cm.dump()).exit_code, 0);
   EXPECT_EQ(kubectl(user_kc, {"get", "configmap", "via-replica-1", "-o", "name"}).out, "configmap/via-replica-1\n");
+  // The replica with the link gone: a clear 503 naming it, not a hang.
+  std::string r0_url = hub_->url();
+  hub_->stop();
+  auto gone = kubectl(user_kc, {"get", "--raw", "/readyz", "--request-timeout", "20s"});
+  EXPECT_NE(gone.exit_code, 0);
+  EXPECT_NE(gone.err.find("is linked to hub replica " + r0_url + ", which this replica cannot reach"),
+            std::string::npos)
+      << gone.err;
   // A revoked token is refused there too.
   std::string id = proxy.substr(proxy.find("tunnel:") + 7, 6);
   ASSERT_EQ(as_user({"token", "delete", id}).exit_code, 0);
