@@ -140,6 +140,12 @@ net::awaitable<Result<void>> ControlPlaneSecrets::put(std::string cp, std::strin
   if (result.decision.kind == Decision::Kind::Fail) {
     co_return fail("cannot store the kubeconfig of " + cp + ": " + result.decision.message);
   }
+  // The tunnel token of its served kubeconfig, made now rather than at a first read.
+  auto owner = store_.get(kControlPlanes, cp);
+  Json owner_obj = owner ? Json::parse(owner->bytes, nullptr, false) : Json();
+  if (route_.api != nullptr && owner_obj.is_object() && route_.reaches(owner_obj)) {
+    co_await secretToken(cp, true);
+  }
   co_return Result<void>{};
 }
 
@@ -162,7 +168,7 @@ net::awaitable<void> ControlPlaneSecrets::remove(std::string cp) {
   }
 }
 
-net::awaitable<std::string> ControlPlaneSecrets::secretToken(std::string cp) {
+net::awaitable<std::string> ControlPlaneSecrets::secretToken(std::string cp, bool make) {
   auto rec = store_.get(kCredentialsResource, cp);
   Json j = rec ? Json::parse(rec->bytes, nullptr, false) : Json();
   if (!j.is_object()) {
@@ -173,6 +179,9 @@ net::awaitable<std::string> ControlPlaneSecrets::secretToken(std::string cp) {
     if (auto token = box_.open(seen); token && route_.token_valid(token.value(), cp)) {
       co_return token.value();
     }
+  }
+  if (!make) {
+    co_return "";
   }
   // None yet, or revoked (kflex token delete): a new one, for this control plane only.
   const std::string id = tls::randomAlnum(6);
@@ -212,7 +221,7 @@ net::awaitable<std::string> ControlPlaneSecrets::secretToken(std::string cp) {
   if (*raced || result.decision.kind == Decision::Kind::Fail) {
     co_await route_.api->remove(*route_.tokens, "", id);
     if (*raced) {
-      co_return co_await secretToken(cp);
+      co_return co_await secretToken(cp, make);
     }
     co_return "";
   }
@@ -221,7 +230,8 @@ net::awaitable<std::string> ControlPlaneSecrets::secretToken(std::string cp) {
 }
 
 net::awaitable<std::map<std::string, std::string>> ControlPlaneSecrets::served(std::string cp,
-                                                                               std::map<std::string, std::string> data) {
+                                                                               std::map<std::string, std::string> data,
+                                                                               bool make) {
   const std::string key = data.count("kubeconfig") ? "kubeconfig" : data.count("config") ? "config" : "";
   auto owner = store_.get(kControlPlanes, cp);
   Json obj = owner ? Json::parse(owner->bytes, nullptr, false) : Json();
@@ -232,7 +242,7 @@ net::awaitable<std::map<std::string, std::string>> ControlPlaneSecrets::served(s
   if (auto own = kc ? kc->access() : Result<config::ClusterAccess>(kc.error()); !own || own->ca_pem.empty()) {
     co_return data;  // (without a CA of its own, kubectl could not trust the hub's beside it)
   }
-  std::string token = co_await secretToken(cp);
+  std::string token = co_await secretToken(cp, make);
   if (token.empty()) {
     co_return data;
   }
@@ -596,7 +606,8 @@ net::awaitable<ApiResponse> ControlPlaneSecrets::handle(ApiRequest req) {
       co_return statusResponse(500, "InternalError",
                                "the stored kubeconfig of " + cp + " cannot be decrypted with this hub's key");
     }
-    auto data = co_await served(cp, std::move(*plain));
+    // (A list never makes tokens: one request would otherwise write one per control plane.)
+    auto data = co_await served(cp, std::move(*plain), parts.size() == 4);
     items.push_back(secretObject(*s, data));
   }
   if (secrets_all) {

@@ -29,8 +29,9 @@ inline constexpr const char* kSystemNamespace = "kubeflex-system";
  * `kubectl get secret -n <cp>-system <name> -o jsonpath=...` works against the hub.
  * With a tunnel route set, a control plane the tunnel reaches is served with its key (kubeconfig
  * or config) routed through the hub, and the agent's own under KEY-direct (docs/dev/tunnel.md);
- * the tunnel token in it is a BootstrapToken the hub makes once per control plane, remade when
- * revoked, and deleted with the control plane.
+ * the tunnel token in it is a BootstrapToken the hub makes once per control plane (when the
+ * kubeconfig is first stored), remade at a read of that secret when revoked, and deleted with
+ * the control plane.
  * Thread safety: any thread.
  */
 class ControlPlaneSecrets {
@@ -75,11 +76,13 @@ class ControlPlaneSecrets {
   net::awaitable<ApiResponse> handleSystem(const ApiRequest& req, const std::vector<std::string>& parts);
   std::optional<Json> bootstrapObject(const ObjectPtr& rec) const;
   /// `data` (the agent's kubeconfig keys of control plane `cp`) as served: with KEY routed through
-  /// the hub and KEY-direct when the tunnel reaches `cp`, as it is otherwise.
-  net::awaitable<std::map<std::string, std::string>> served(std::string cp, std::map<std::string, std::string> data);
+  /// the hub and KEY-direct when the tunnel reaches `cp` (and it has a token, or `make`), as it
+  /// is otherwise.
+  net::awaitable<std::map<std::string, std::string>> served(std::string cp, std::map<std::string, std::string> data,
+                                                            bool make);
   /// The tunnel token of control plane `cp`'s secret: the stored one while the hub still has it,
-  /// else a new one ("" when none can be made; logged).
-  net::awaitable<std::string> secretToken(std::string cp);
+  /// else, with `make`, a new one ("" when there is none; a failure is logged).
+  net::awaitable<std::string> secretToken(std::string cp, bool make);
   /// Opens every value of a {key: sealed} object; nullopt (logged, naming `what`) when one fails.
   std::optional<std::map<std::string, std::string>> openAll(const Json& sealed, const std::string& what) const;
   ObjectStore& store_;

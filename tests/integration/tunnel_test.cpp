@@ -414,6 +414,9 @@ TEST_F(Tunnel, TheSecretsKubeconfigGoesThroughTheHubAndTheDirectOneIsBesideIt) {
   auto proxyOf = [&](const fs::path& kc) {
     return kubectl(kc, {"config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.proxy-url}"}).out;
   };
+  // The hub made its token when the kubeconfig was stored, before anyone read it.
+  auto listed = user({"token", "list"});
+  EXPECT_NE(listed.out.find("the kubeconfig secret of control plane cp1"), std::string::npos) << listed.out;
   fs::path through = secretKey("config");
   fs::path direct = secretKey("config-direct");
   const std::string proxy = proxyOf(through);
