@@ -250,16 +250,11 @@ int runAgent(const AgentConfig& cfg) {
     // Where its runtime says it serves (a vCluster: its NodePort on its cluster's node; an adopted
     // cluster: its server, maybe a name this host resolves); otherwise the port kept for it here.
     auto observed = reconciling != nullptr ? reconciling->observe(name) : std::nullopt;
-    if (observed && observed->endpoint && observed->endpoint->rfind("https://", 0) == 0) {
-      std::string hostport = observed->endpoint->substr(8);
-      hostport = hostport.substr(0, hostport.find('/'));
-      auto colon = hostport.rfind(':');
-      std::string host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
-      if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-        host = host.substr(1, host.size() - 2);
-      }
-      int port = colon == std::string::npos ? 443 : std::atoi(hostport.c_str() + colon + 1);
-      if (!host.empty() && port > 0 && port < 65536) {
+    std::string host;
+    std::string port_text;
+    if (observed && observed->endpoint && net_client::splitHttpsUrl(*observed->endpoint, host, port_text)) {
+      int port = std::atoi(port_text.c_str());
+      if (port > 0 && port < 65536) {
         return Tunnels::Target(host, uint16_t(port));  // (an adopted cluster's may be a name)
       }
     }

@@ -10,6 +10,7 @@
 #include "shared/common/log.hpp"
 #include "shared/common/util.hpp"
 #include "shared/common/version.hpp"
+#include "shared/net/https_client.hpp"
 #include "shared/model/resource.hpp"
 #include "shared/protocol/tunnel.hpp"
 
@@ -42,17 +43,12 @@ std::string controlPlaneOf(std::string_view authority) {
 
 // The authority (lower-case host:port, port 443 when none) of an https:// URL, or "".
 std::string authorityOf(const std::string& url) {
-  if (url.rfind("https://", 0) != 0) {
+  std::string host;
+  std::string port;
+  if (!net_client::splitHttpsUrl(url, host, port)) {
     return "";
   }
-  std::string hostport = lower(url.substr(8, url.find('/', 8) == std::string::npos ? std::string::npos
-                                                                                    : url.find('/', 8) - 8));
-  auto bracket = hostport.rfind(']');
-  auto colon = hostport.rfind(':');
-  if (colon == std::string::npos || (bracket != std::string::npos && colon < bracket)) {
-    hostport += ":443";
-  }
-  return hostport;
+  return lower(host.find(':') != std::string::npos ? "[" + host + "]:" + port : host + ":" + port);
 }
 
 // A reason phrase carries the message to the user (Go shows only it for a refused CONNECT):
@@ -334,13 +330,11 @@ net::awaitable<void> pass(From& from, To& to, std::shared_ptr<bool> done) {
 net::awaitable<bool> TunnelProxy::forward(std::unique_ptr<HttpStream>& stream,
                                           const http::request<http::string_body>& req, std::string peer_url,
                                           std::string& answer_line) {
-  std::string hostport = peer_url.substr(8);
-  hostport = hostport.substr(0, hostport.find('/'));
-  auto colon = hostport.rfind(':');
-  std::string host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
-  std::string port = colon == std::string::npos ? "443" : hostport.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[') {
-    host = host.substr(1, host.size() - 2);
+  std::string host;
+  std::string port;
+  if (auto r = net_client::splitHttpsUrl(peer_url, host, port); !r) {
+    answer_line = r.error().message;
+    co_return false;
   }
   auto ex = stream->get_executor();
   auto upstream = std::make_unique<HttpStream>(ex, *peer_tls_);

@@ -121,11 +121,16 @@ void endSending(net::posix::stream_descriptor& d) {
   boost::system::error_code ec;
   d.close(ec);
 }
+void endSending(hub::HttpStream& s) {
+  boost::system::error_code ec;
+  beast::get_lowest_layer(s).socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+}
 
+// (S may be a reference: the upgraded connection a SPDY session writes to, owned by the server.)
 template <class S>
 class Outbox : public std::enable_shared_from_this<Outbox<S>> {
  public:
-  explicit Outbox(S s) : s_(std::move(s)) {}
+  explicit Outbox(S s) : s_(std::forward<S>(s)) {}
   S& stream() { return s_; }
   void write(std::string bytes) {
     if (!failed_ && !ended_) {
@@ -511,7 +516,8 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn> {
   std::function<void(uint32_t id, std::string bytes, bool fin)> on_data;
   std::function<void(uint32_t id)> on_reset;
 
-  explicit SpdyConn(hub::HttpStream& stream) : stream_(stream), grace_(stream.get_executor()) {}
+  explicit SpdyConn(hub::HttpStream& stream)
+      : stream_(stream), out_(std::make_shared<Outbox<hub::HttpStream&>>(stream)), grace_(stream.get_executor()) {}
 
   /// Reads frames until the peer closes, sends GOAWAY, or a frame is malformed.
   net::awaitable<void> run() {
@@ -595,30 +601,13 @@ class SpdyConn : public std::enable_shared_from_this<SpdyConn> {
 
  private:
   void send(std::string frame) {
-    queue_.push_back(std::move(frame));
-    if (!busy_) {
-      pump();
+    if (!closed_) {
+      out_->write(std::move(frame));
     }
-  }
-  void pump() {
-    if (queue_.empty() || closed_) {
-      busy_ = false;
-      return;
-    }
-    busy_ = true;
-    net::async_write(stream_, net::buffer(queue_.front()),
-                     [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                       self->queue_.pop_front();
-                       if (ec) {
-                         self->queue_.clear();
-                       }
-                       self->pump();
-                     });
   }
   hub::HttpStream& stream_;
+  std::shared_ptr<Outbox<hub::HttpStream&>> out_;  // frames in order, one write at a time
   HeaderCodec codec_;
-  std::deque<std::string> queue_;
-  bool busy_ = false;
   bool closed_ = false;
   net::steady_timer grace_;
 };
