@@ -59,21 +59,20 @@ net::awaitable<void> linkLoop(SimAgent& a, Fleet& fleet, std::shared_ptr<Writer>
   std::unique_ptr<FrameSink> sink =
       fleet.sinks ? fleet.sinks(a, [w](std::string f) { send(w, std::move(f), true); }) : nullptr;
   auto reader = [&]() -> net::awaitable<void> {
-    beast::flat_buffer buf;
     while (true) {
+      std::string message;  // (as the agent reads its link)
+      auto buf = net::dynamic_buffer(message);
       auto [ec, n] = co_await w->ws->async_read(buf, net::as_tuple(net::use_awaitable));
       if (ec) {
         co_return;
       }
       if (w->ws->got_binary()) {
         if (sink) {
-          sink->onFrame(beast::buffers_to_string(buf.data()));
+          sink->onFrame(std::move(message));
         }
-        buf.consume(buf.size());
         continue;
       }
-      auto env = protocol::decode(beast::buffers_to_string(buf.data()));
-      buf.consume(buf.size());
+      auto env = protocol::decode(message);
       if (!env) {
         co_return;
       }
@@ -163,6 +162,7 @@ net::awaitable<void> runAgent(SimAgent& a, Fleet& fleet, ssl::context& ctx, cons
         t.idle_timeout = std::chrono::seconds(60);
         t.keep_alive_pings = true;
         w->ws->set_option(t);
+        w->ws->write_buffer_bytes(protocol::tunnel::kLinkWriteBuffer);  // (as the agent's link)
         auto [wec] = co_await w->ws->async_handshake(host, protocol::kConnectPath, net::as_tuple(net::use_awaitable));
         if (!wec) {
           Json hello = {{"name", a.name}, {"acknowledgedRevision", a.acked}, {"os", "linux"}, {"arch", "amd64"},

@@ -226,6 +226,7 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
   t.keep_alive_pings = true;
   ws.set_option(t);
   ws.read_message_max(protocol::kMaxDesiredFrameBytes);
+  ws.write_buffer_bytes(protocol::tunnel::kLinkWriteBuffer);
   ws.set_option(websocket::stream_base::decorator(
       [](websocket::request_type& req) { req.set(http::field::user_agent, std::string("kflex-agent/") + kVersion); }));
   websocket::response_type res;
@@ -395,8 +396,9 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
   };
 
   auto reader = [&]() -> net::awaitable<void> {
-    beast::flat_buffer buf;
     while (true) {
+      std::string message;  // (a tunnel frame's payload is written on from here, not copied)
+      auto buf = net::dynamic_buffer(message);
       auto [ec, n] = co_await ws.async_read(buf, net::as_tuple(net::use_awaitable));
       if (ec) {
         if (reason.empty()) {
@@ -408,12 +410,10 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
         co_return;
       }
       if (ws.got_binary()) {
-        tunnels.onMessage(beast::buffers_to_string(buf.data()));  // a tunnel stream's frame
-        buf.consume(buf.size());
+        tunnels.onMessage(std::move(message));  // a tunnel stream's frame
         continue;
       }
-      auto env = protocol::decode(beast::buffers_to_string(buf.data()));
-      buf.consume(buf.size());
+      auto env = protocol::decode(message);
       bool ok = env.has_value();
       if (ok && (env->type == protocol::Snapshot::kType || env->type == protocol::Delta::kType)) {
         ok = onDesired(env.value());

@@ -52,7 +52,7 @@ void Tunnels::onMessage(std::string message) {
     return;  // (a stream that has just ended: its late frames go nowhere)
   }
   auto stream = it->second;  // (onFrame may end it, which erases it from the map)
-  stream->onFrame(*frame);
+  stream->onFrame(*frame, std::move(message));
 }
 
 net::awaitable<void> Tunnels::open(uint32_t id, std::string name, std::shared_ptr<bool> alive) {

@@ -141,8 +141,11 @@ net::awaitable<void> AgentLink::writeLoop() {
 }
 
 net::awaitable<void> AgentLink::readLoop(const MessageHandler& on_message, const FrameHandler& on_frame) {
-  beast::flat_buffer buffer;
   while (!closing_) {
+    // Each message is read into a string of its own, which a tunnel frame's handler keeps (its
+    // payload is written on from there, never copied); an idle link holds no buffer.
+    std::string text;
+    auto buffer = net::dynamic_buffer(text);
     auto [ec, n] = co_await ws_.async_read(buffer, net::as_tuple(net::use_awaitable));
     if (ec) {
       if (ec == websocket::error::message_too_big) {
@@ -151,11 +154,6 @@ net::awaitable<void> AgentLink::readLoop(const MessageHandler& on_message, const
         close_code_ = protocol::code::kProtocol;
       }
       break;
-    }
-    std::string text = beast::buffers_to_string(buffer.data());
-    buffer.consume(buffer.size());
-    if (buffer.capacity() > 8192) {
-      buffer.shrink_to_fit();  // (an idle link keeps no buffer the size of its largest message)
     }
     if (ws_.got_binary()) {
       if (!on_frame) {

@@ -146,7 +146,7 @@ void LinkTunnels::onFrame(std::string message) {
       return;
     }
     if (entry->stream) {
-      entry->stream->onFrame(*f);
+      entry->stream->onFrame(*f, std::move(message));
     } else if (entry->early.size() < 64) {
       entry->early.push_back(std::move(message));
     } else {

@@ -72,13 +72,7 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
   void onFrame(const tunnel::Frame& f) {
     switch (f.type) {
       case tunnel::FrameType::Data:
-        if (auto r = receive_.received(f.payload.size()); !r || peer_closed_) {
-          fail(r ? "DATA after the peer's CLOSE" : r.error().message, true);
-          return;
-        }
-        inbound_.emplace_back(f.payload);
-        last_data_ = std::chrono::steady_clock::now();
-        pumpIn();
+        onData(f, Chunk{std::string(f.payload), 0});
         break;
       case tunnel::FrameType::Window:
         if (auto r = send_window_.grant(tunnel::windowGrant(f)); !r) {
@@ -100,6 +94,21 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
     }
   }
 
+  /// The same, `f` decoded from `message`: a DATA frame's payload is written from the message
+  /// itself, without a copy.
+  void onFrame(const tunnel::Frame& f, std::string&& message) {
+    if (f.type != tunnel::FrameType::Data) {
+      onFrame(f);
+      return;
+    }
+    auto offset = size_t(f.payload.data() - message.data());
+    if (offset + f.payload.size() != message.size()) {
+      onFrame(f);  // (not a view of this message's tail: copied)
+      return;
+    }
+    onData(f, Chunk{std::move(message), offset});
+  }
+
   /// Ends the stream at once: RESET to the peer (when `tell_peer`), the socket closed.
   void fail(const std::string& why, bool tell_peer) {
     if (finished_) {
@@ -112,6 +121,22 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
   }
 
  private:
+  // Bytes of the peer's DATA to write to the socket: `message` from `offset` on.
+  struct Chunk {
+    std::string message;
+    size_t offset = 0;
+  };
+
+  void onData(const tunnel::Frame& f, Chunk chunk) {
+    if (auto r = receive_.received(f.payload.size()); !r || peer_closed_) {
+      fail(r ? "DATA after the peer's CLOSE" : r.error().message, true);
+      return;
+    }
+    inbound_.push_back(std::move(chunk));
+    last_data_ = std::chrono::steady_clock::now();
+    pumpIn();
+  }
+
   // Plain completion handlers, no coroutines: an idle stream is one socket wait and one timer.
 
   // Socket -> DATA frames, within the peer's window; CLOSE at the socket's end of input. At most
@@ -135,15 +160,17 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
         self->fail("the local connection failed: " + ec.message(), true);
         return;
       }
-      self->out_buf_.resize(tunnel::kMaxData);
+      self->out_buf_.resize(tunnel::kHeaderBytes + tunnel::kDataChunk);
       self->reading_ = true;
       self->readSome();
     });
   }
 
+  // Reads into out_buf_ after its frame header; the bytes leave as that DATA frame (a small one
+  // copied to its size, a large one moved: the next read gets a buffer of its own).
   void readSome() {
-    size_t want = size_t(std::min<uint64_t>(out_buf_.size(), send_window_.available()));
-    socket_.async_read_some(net::buffer(out_buf_.data(), want),
+    size_t want = size_t(std::min<uint64_t>(out_buf_.size() - tunnel::kHeaderBytes, send_window_.available()));
+    socket_.async_read_some(net::buffer(out_buf_.data() + tunnel::kHeaderBytes, want),
                             [self = this->shared_from_this(), want](boost::system::error_code ec, size_t n) {
                               self->reading_ = false;
                               if (self->finished_) {
@@ -162,11 +189,21 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
                               }
                               (void)self->send_window_.take(n);
                               self->last_data_ = std::chrono::steady_clock::now();
-                              self->send_(tunnel::encode(tunnel::FrameType::Data, self->id_,
-                                                         std::string_view(self->out_buf_.data(), n)));
+                              std::string frame;
+                              if (n < kCopyBelow) {
+                                frame = tunnel::encode(tunnel::FrameType::Data, self->id_,
+                                                       std::string_view(self->out_buf_.data() + tunnel::kHeaderBytes, n));
+                              } else {
+                                frame = std::exchange(self->out_buf_, std::string());
+                                tunnel::putHeader(frame, tunnel::FrameType::Data, self->id_);
+                                frame.resize(tunnel::kHeaderBytes + n);
+                              }
                               if (n < want) {
                                 std::string().swap(self->out_buf_);  // drained for now
+                              } else if (self->out_buf_.empty()) {
+                                self->out_buf_.resize(tunnel::kHeaderBytes + tunnel::kDataChunk);  // more to come
                               }
+                              self->send_(std::move(frame));
                               self->pumpOut();
                             });
   }
@@ -187,9 +224,9 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
     }
     writing_ = true;
     // (The chunk travels with the handler: finish() may drop the queue while a write is out.)
-    auto chunk = std::make_shared<std::string>(std::move(inbound_.front()));
+    auto chunk = std::make_shared<Chunk>(std::move(inbound_.front()));
     inbound_.pop_front();
-    net::async_write(socket_, net::buffer(*chunk),
+    net::async_write(socket_, net::buffer(chunk->message.data() + chunk->offset, chunk->message.size() - chunk->offset),
                      [self = this->shared_from_this(), chunk](boost::system::error_code ec, size_t n) {
                        self->writing_ = false;
                        if (self->finished_) {
@@ -247,8 +284,12 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
   Ended ended_;
   tunnel::SendWindow send_window_;
   tunnel::ReceiveWindow receive_;
-  std::list<std::string> inbound_;  // (not a deque: an empty one costs nothing)
-  std::string out_buf_;             // held only while bytes flow
+  // Below this, a DATA frame read is copied into a message of its size rather than moved with
+  // the whole buffer.
+  static constexpr size_t kCopyBelow = 4096;
+
+  std::list<Chunk> inbound_;  // (not a deque: an empty one costs nothing)
+  std::string out_buf_;       // header and bytes of the next DATA frame, held only while bytes flow
   net::steady_timer idle_timer_;
   std::chrono::steady_clock::duration idle_timeout_;
   std::chrono::steady_clock::time_point last_data_{};

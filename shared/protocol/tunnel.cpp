@@ -53,6 +53,14 @@ std::string encode(FrameType type, uint32_t stream, std::string_view payload) {
   return out;
 }
 
+void putHeader(std::string& frame, FrameType type, uint32_t stream) {
+  frame[0] = char(type);
+  frame[1] = char((stream >> 24) & 0xff);
+  frame[2] = char((stream >> 16) & 0xff);
+  frame[3] = char((stream >> 8) & 0xff);
+  frame[4] = char(stream & 0xff);
+}
+
 std::string encodeOpen(uint32_t stream, std::string_view control_plane) {
   return encode(FrameType::Open, stream, nlohmann::json{{"controlPlane", control_plane}}.dump());
 }

@@ -26,7 +26,14 @@ enum class FrameType : uint8_t {
 /// The version of the frames below an agent says it speaks in its hello (`tunnel`).
 inline constexpr int64_t kVersion = 1;
 inline constexpr size_t kHeaderBytes = 5;
-inline constexpr size_t kMaxData = 16 * 1024;          ///< Largest DATA payload.
+inline constexpr size_t kMaxData = 16 * 1024;          ///< Largest DATA payload a receiver accepts.
+/// What a sender puts in one DATA frame at most: with the frame's header and the WebSocket's (8
+/// bytes for a masked frame of this size) the message fits one TLS record of 16 KiB, so that a
+/// frame on the link costs one record and one write, not a full record and a sliver.
+inline constexpr size_t kDataChunk = 16 * 1024 - 64;
+/// The link's WebSocket write buffer (Beast's `write_buffer_bytes`, 4 KiB by default): an agent
+/// masks what it sends through it, and a frame of kDataChunk must go through in one piece.
+inline constexpr size_t kLinkWriteBuffer = 16 * 1024;
 inline constexpr size_t kMaxReason = 1024;             ///< Largest CLOSE/RESET/OPEN payload.
 inline constexpr uint32_t kInitialWindow = 256 * 1024; ///< What each side may send at first.
 inline constexpr uint64_t kMaxWindow = uint64_t(1) << 31;  ///< A window may never grow past this.
@@ -45,6 +52,9 @@ std::string tunnelHost(std::string_view control_plane);
 
 /// A frame as a binary WebSocket message.
 std::string encode(FrameType type, uint32_t stream, std::string_view payload = {});
+/// Writes a frame's header into the first kHeaderBytes of `frame` (which the payload follows):
+/// a DATA frame read straight into its message, without a copy.
+void putHeader(std::string& frame, FrameType type, uint32_t stream);
 /// An OPEN for the control plane `name`.
 std::string encodeOpen(uint32_t stream, std::string_view control_plane);
 /// A WINDOW granting `bytes` more.

@@ -63,6 +63,11 @@ Result<void> LeanStream::rebind(const executor_type& ex) {
   return {};
 }
 
+char* LeanStream::gatherBuffer() {
+  thread_local std::unique_ptr<char[]> buffer(new char[kGather]);
+  return buffer.get();
+}
+
 void LeanStream::close() {
   boost::system::error_code ec;
   socket_.close(ec);

@@ -7,6 +7,8 @@
 
 #include <openssl/ssl.h>
 
+#include <cstring>
+#include <iterator>
 #include <memory>
 
 #include "shared/common/result.hpp"
@@ -96,7 +98,18 @@ class LeanStream {
         return;
       }
       auto b = net::buffer(*it);
-      if (!s.attempt(Write, const_cast<void*>(static_cast<const void*>(b.data())), b.size(), n, ec, want_read)) {
+      void* data = const_cast<void*>(static_cast<const void*>(b.data()));
+      std::size_t size = b.size();
+      if constexpr (Write) {
+        // A small buffer and what follows it (a WebSocket frame's header, then its payload) go
+        // out as one TLS record, not a record of a few bytes each. (A retry gathers the same
+        // bytes again: OpenSSL accepts a write buffer that moved.)
+        if (size < kGather && std::next(it) != end) {
+          size = gather(it, end);
+          data = gatherBuffer();
+        }
+      }
+      if (!s.attempt(Write, data, size, n, ec, want_read)) {
         state = 1;
         s.socket_.async_wait(want_read ? net::socket_base::wait_read : net::socket_base::wait_write, std::move(self));
         return;
@@ -117,6 +130,24 @@ class LeanStream {
       net::post(s.socket_.get_executor(), std::move(self));
     }
   };
+
+  // What one record carries at most; buffers up to this are gathered into one write.
+  static constexpr std::size_t kGather = 16 * 1024;
+  /// This thread's buffer for gathering a write.
+  static char* gatherBuffer();
+  /// Copies the buffers from `it` on into gatherBuffer(), up to kGather bytes; their size.
+  template <class It>
+  static std::size_t gather(It it, It end) {
+    char* out = gatherBuffer();
+    std::size_t size = 0;
+    for (; it != end && size < kGather; ++it) {
+      auto b = net::buffer(*it);
+      std::size_t k = std::min(b.size(), kGather - size);
+      std::memcpy(out + size, b.data(), k);
+      size += k;
+    }
+    return size;
+  }
 
   net::ip::tcp::socket socket_;
   SSL* ssl_ = nullptr;

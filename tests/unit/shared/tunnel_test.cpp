@@ -169,14 +169,27 @@ struct Relay {
   std::string ended_far = "(running)";
   bool stall_server = false;  // the server stops reading (a stalled consumer)
 
-  // Frames from one end, handed to the other after a turn of the loop (as a link would).
+  size_t largest_data = 0;  // the largest DATA payload either end sent
+  size_t full_data = 0;     // DATA frames of a whole kDataChunk
+
+  // Frames from one end, handed to the other after a turn of the loop (as a link would): to the
+  // near end with the message it was decoded from (its payload written from there, as the hub
+  // and agent do), to the far end decoded alone (copied).
   Stream::Send to(std::shared_ptr<Stream>* other) {
     return [this, other](std::string frame) {
-      net::post(ioc, [this, other, frame = std::move(frame)] {
+      net::post(ioc, [this, other, frame = std::move(frame)]() mutable {
         auto f = tunnel::decode(frame);
         ASSERT_TRUE(f) << f.error().message;
+        if (f->type == tunnel::FrameType::Data) {
+          largest_data = std::max(largest_data, f->payload.size());
+          full_data += f->payload.size() == tunnel::kDataChunk ? 1 : 0;
+        }
         if (*other) {
-          (*other)->onFrame(*f);
+          if (other == &near) {
+            (*other)->onFrame(*f, std::move(frame));
+          } else {
+            (*other)->onFrame(*f);
+          }
           most_buffered = std::max({most_buffered, near->buffered(), far->buffered()});
         }
       });
@@ -247,6 +260,10 @@ TEST(TunnelStream, MovesBytesBothWaysWithinTheWindowAndClosesCleanly) {
   EXPECT_EQ(got.size(), sent.size());
   EXPECT_TRUE(got == sent);
   EXPECT_LE(relay.most_buffered, tunnel::kInitialWindow);
+  // Frames never pass kDataChunk (one frame, one TLS record on a link), and a bulk transfer
+  // fills them.
+  EXPECT_EQ(relay.largest_data, tunnel::kDataChunk);
+  EXPECT_GT(relay.full_data, 100u);
   EXPECT_EQ(relay.ended_near, "");
   EXPECT_EQ(relay.ended_far, "");
 }
