@@ -231,7 +231,7 @@ int runAgent(const AgentConfig& cfg) {
   if (rcfg.advertise_address.empty()) {
     std::string host;
     std::string port;
-    if (net_client::splitHttpsUrl(urls.front(), host, port)) {
+    if (splitHttpsUrl(urls.front(), host, port)) {
       rcfg.advertise_address = runtime::localAddressTowards(host);
     }
   }
@@ -252,7 +252,7 @@ int runAgent(const AgentConfig& cfg) {
     auto observed = reconciling != nullptr ? reconciling->observe(name) : std::nullopt;
     std::string host;
     std::string port_text;
-    if (observed && observed->endpoint && net_client::splitHttpsUrl(*observed->endpoint, host, port_text)) {
+    if (observed && observed->endpoint && splitHttpsUrl(*observed->endpoint, host, port_text)) {
       int port = std::atoi(port_text.c_str());
       if (port > 0 && port < 65536) {
         return Tunnels::Target(host, uint16_t(port));  // (an adopted cluster's may be a name)

@@ -466,7 +466,7 @@ Result<void> checkUrlOverride(const std::string& url) {
   }
   std::string host;
   std::string port;
-  if (auto r = net_client::splitHttpsUrl(url, host, port); !r) {
+  if (auto r = splitHttpsUrl(url, host, port); !r) {
     return r.error();
   }
   if (host == "localhost" || host == "127.0.0.1" || host == "::1") {

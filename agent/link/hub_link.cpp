@@ -208,7 +208,7 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
   };
   std::string host;
   std::string port;
-  if (auto r = net_client::splitHttpsUrl(url, host, port); !r) {
+  if (auto r = splitHttpsUrl(url, host, port); !r) {
     co_return SessionEnd{false, fail(Errc::Invalid, r.error().message)};
   }
   auto conn = std::make_shared<Conn>(ioc_, *tls_);

@@ -306,7 +306,7 @@ struct VClusterRuntime::State {
     }
     std::string host;
     std::string port;
-    if (env.config.cluster && net_client::splitHttpsUrl(env.config.cluster->server, host, port)) {
+    if (env.config.cluster && splitHttpsUrl(env.config.cluster->server, host, port)) {
       return host;
     }
     return "";

@@ -45,7 +45,7 @@ std::string controlPlaneOf(std::string_view authority) {
 std::string authorityOf(const std::string& url) {
   std::string host;
   std::string port;
-  if (!net_client::splitHttpsUrl(url, host, port)) {
+  if (!splitHttpsUrl(url, host, port)) {
     return "";
   }
   return lower(host.find(':') != std::string::npos ? "[" + host + "]:" + port : host + ":" + port);
@@ -332,7 +332,7 @@ net::awaitable<bool> TunnelProxy::forward(std::unique_ptr<HttpStream>& stream,
                                           std::string& answer_line) {
   std::string host;
   std::string port;
-  if (auto r = net_client::splitHttpsUrl(peer_url, host, port); !r) {
+  if (auto r = splitHttpsUrl(peer_url, host, port); !r) {
     answer_line = r.error().message;
     co_return false;
   }

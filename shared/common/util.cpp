@@ -268,4 +268,38 @@ void setThreadName(std::string_view name) {
   (void)pthread_setname_np(pthread_self(), buf);
 }
 
+Result<void> splitHttpsUrl(const std::string& url, std::string& host, std::string& port) {
+  std::string rest = url;
+  if (rest.rfind("https://", 0) != 0) {
+    return fail("server \"" + url + "\" must be an https:// URL");
+  }
+  rest = rest.substr(8);
+  rest = rest.substr(0, rest.find('/'));
+  port = "443";
+  if (!rest.empty() && rest.front() == '[') {
+    auto close = rest.find(']');
+    if (close == std::string::npos) {
+      return fail("server \"" + url + "\" has a malformed IPv6 address");
+    }
+    host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size() && rest[close + 1] == ':') {
+      port = rest.substr(close + 2);
+    }
+  } else {
+    auto colon = rest.rfind(':');
+    host = rest.substr(0, colon);
+    if (colon != std::string::npos) {
+      port = rest.substr(colon + 1);
+    }
+  }
+  if (host.empty()) {
+    return fail("server \"" + url + "\" has no host");
+  }
+  return {};
+}
+
+std::string joinHostPort(const std::string& host, const std::string& port) {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + port;
+}
+
 }  // namespace kflex

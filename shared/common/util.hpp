@@ -34,6 +34,11 @@ std::vector<std::string> split(std::string_view s, char sep);
 std::string_view trim(std::string_view s);
 /// Success when problems is empty, else one error listing every problem on its own line.
 Result<void> reportProblems(const std::vector<std::string>& problems);
+/// The host (IPv6 without its brackets) and port (443 when none) of an https:// URL; an error
+/// for any other scheme, no host, or a malformed IPv6 address.
+Result<void> splitHttpsUrl(const std::string& url, std::string& host, std::string& port);
+/// `host:port`, an IPv6 host in brackets.
+std::string joinHostPort(const std::string& host, const std::string& port);
 /// Names the calling thread as `top -H`, `ps -L` and perf show it (cut to the kernel's 15 bytes).
 void setThreadName(std::string_view name);
 

@@ -235,16 +235,18 @@ Result<void> Kubeconfig::routeThroughHub(const std::string& context, const std::
   if (!a) {
     return a.error();
   }
-  std::string port = "6443";
-  const size_t host_at = a->server.find("://") == std::string::npos ? 0 : a->server.find("://") + 3;
-  if (auto colon = a->server.rfind(':'); colon != std::string::npos && colon > host_at &&
-                                         a->server.find(']', colon) == std::string::npos) {
-    port = a->server.substr(colon + 1);
-    port = port.substr(0, port.find('/'));
+  std::string server_host;
+  std::string server_port;
+  if (auto r = splitHttpsUrl(a->server, server_host, server_port); !r) {
+    return r.error();
   }
-  std::string authority = hub_url.substr(hub_url.find("://") == std::string::npos ? 0 : hub_url.find("://") + 3);
-  authority = authority.substr(0, authority.find('/'));
-  return routeThroughProxy(a->context, tunnel_host.empty() ? a->server : "https://" + tunnel_host + ":" + port,
+  std::string hub_host;
+  std::string hub_port;
+  if (auto r = splitHttpsUrl(hub_url, hub_host, hub_port); !r) {
+    return r.error();
+  }
+  const std::string authority = joinHostPort(hub_host, hub_port);
+  return routeThroughProxy(a->context, tunnel_host.empty() ? a->server : "https://" + tunnel_host + ":" + server_port,
                            "https://tunnel:" + token + "@" + authority, hub_ca_pem);
 }
 

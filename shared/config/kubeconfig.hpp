@@ -57,9 +57,9 @@ class Kubeconfig {
   Result<void> routeThroughProxy(const std::string& context, const std::string& server, const std::string& proxy_url,
                                  const std::string& proxy_ca_pem);
   /// Routes context `context` to control plane host `tunnel_host` (NAME.controlplanes.kflex, at
-  /// the port its server names, 6443 when none; "" keeps the server, as for an adopted cluster)
-  /// through the hub at `hub_url` (https://HOST:PORT) with tunnel token `token`; `hub_ca_pem`
-  /// verifies the hub.
+  /// the port its server names, 443 when none as for any https URL; "" keeps the server, as for
+  /// an adopted cluster) through the hub at `hub_url` (https://HOST:PORT) with tunnel token
+  /// `token`; `hub_ca_pem` verifies the hub.
   Result<void> routeThroughHub(const std::string& context, const std::string& tunnel_host, const std::string& hub_url,
                                const std::string& token, const std::string& hub_ca_pem);
   /// The proxy-url of context `context`'s cluster ("" when none).

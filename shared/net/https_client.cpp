@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 
 #include "shared/common/time.hpp"
+#include "shared/common/util.hpp"
 
 #include "shared/common/version.hpp"
 #include "shared/tls/context.hpp"
@@ -62,36 +63,6 @@ net::awaitable<std::string> openTls(TlsStream& stream, const std::string& host, 
         " (check the CA and server address in the kubeconfig)";
   }
   co_return std::string();
-}
-
-Result<void> splitHttpsUrl(const std::string& url, std::string& host, std::string& port) {
-  std::string rest = url;
-  if (rest.rfind("https://", 0) != 0) {
-    return fail("server \"" + url + "\" must be an https:// URL");
-  }
-  rest = rest.substr(8);
-  rest = rest.substr(0, rest.find('/'));
-  port = "443";
-  if (!rest.empty() && rest.front() == '[') {
-    auto close = rest.find(']');
-    if (close == std::string::npos) {
-      return fail("server \"" + url + "\" has a malformed IPv6 address");
-    }
-    host = rest.substr(1, close - 1);
-    if (close + 1 < rest.size() && rest[close + 1] == ':') {
-      port = rest.substr(close + 2);
-    }
-  } else {
-    auto colon = rest.rfind(':');
-    host = rest.substr(0, colon);
-    if (colon != std::string::npos) {
-      port = rest.substr(colon + 1);
-    }
-  }
-  if (host.empty()) {
-    return fail("server \"" + url + "\" has no host");
-  }
-  return {};
 }
 
 Result<std::unique_ptr<HttpsClient>> HttpsClient::create(const config::ClusterAccess& access) {

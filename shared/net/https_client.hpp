@@ -16,8 +16,6 @@ namespace kflex::net_client {
 /// A TLS connection over TCP with Beast's timeouts.
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
-/// Splits https://HOST[:PORT][/...] (IPv6 in brackets); port defaults to 443.
-Result<void> splitHttpsUrl(const std::string& url, std::string& host, std::string& port);
 /// Resolves, connects and does the TLS handshake with SNI and host-name verification, under the
 /// stream's current deadline. Returns an error message for a person, or "" on success.
 net::awaitable<std::string> openTls(TlsStream& stream, const std::string& host, const std::string& port,

@@ -214,7 +214,7 @@ class RawLink {
  public:
   RawLink(const std::string& url, const std::string& ca, const std::string& cert, const std::string& key)
       : ctx_(tls::makeClientContext({ca, cert, key}).value()), ws_(ioc_, *ctx_) {
-    net_client::splitHttpsUrl(url, host_, port_).value();
+    splitHttpsUrl(url, host_, port_).value();
   }
   // Connects; the HTTP status when the upgrade was declined, 101 on success.
   unsigned connect() { return connectAndReadBody().first; }
@@ -315,7 +315,7 @@ class FakeAgent {
                  .value()),
         ws_(ioc_, *ctx_),
         state_(std::make_shared<State>()) {
-    net_client::splitHttpsUrl(url, host_, port_).value();
+    splitHttpsUrl(url, host_, port_).value();
   }
   ~FakeAgent() {
     boost::system::error_code ec;

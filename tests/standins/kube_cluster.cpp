@@ -492,7 +492,7 @@ class Controllers {
       std::vector<std::string> sans = vc->tls_sans;
       std::string host;
       std::string out_port;
-      if (net_client::splitHttpsUrl(vc->out_server, host, out_port)) {
+      if (splitHttpsUrl(vc->out_server, host, out_port)) {
         sans.push_back(host);
       }
       int port = 0;

@@ -302,6 +302,46 @@ TEST(Kubeconfig, RouteThroughProxyAndAMergeKeepsIt) {
   EXPECT_NE(refused.error().message.find("certificate authority"), std::string::npos);
 }
 
+TEST(Kubeconfig, RouteThroughHubTakesHostsAndPortsFromTheUrls) {
+  config::Kubeconfig kc;
+  kc.setContext("c", "k", "u", {{"server", "https://10.0.0.5:7443/"}, {"certificate-authority-data", base64Encode("CP-CA\n")}},
+                nlohmann::json::object());
+  ASSERT_TRUE(kc.routeThroughHub("c", "cp1.controlplanes.kflex", "https://[fd00::1]:9443/base", "t.s", "HUB-CA\n"));
+  auto a = kc.access("c");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->server, "https://cp1.controlplanes.kflex:7443");
+  EXPECT_EQ(a->proxy_url, "https://tunnel:t.s@[fd00::1]:9443");
+  // No port: 443, as for any https URL; "" keeps the server (an adopted cluster).
+  config::Kubeconfig adopted;
+  adopted.setContext("a", "k", "u", {{"server", "https://[fd00::7]"}, {"certificate-authority-data", base64Encode("X\n")}},
+                     nlohmann::json::object());
+  ASSERT_TRUE(adopted.routeThroughHub("a", "", "https://hub.example", "t.s", "HUB-CA\n"));
+  EXPECT_EQ(adopted.access("a")->server, "https://[fd00::7]");
+  EXPECT_EQ(adopted.access("a")->proxy_url, "https://tunnel:t.s@hub.example:443");
+  config::Kubeconfig named;
+  named.setContext("n", "k", "u", {{"server", "https://cp.example"}, {"certificate-authority-data", base64Encode("X\n")}},
+                   nlohmann::json::object());
+  ASSERT_TRUE(named.routeThroughHub("n", "n.controlplanes.kflex", "https://hub.example:6443", "t.s", "HUB-CA\n"));
+  EXPECT_EQ(named.access("n")->server, "https://n.controlplanes.kflex:443");
+  EXPECT_FALSE(named.routeThroughHub("n", "n.controlplanes.kflex", "http://hub.example:6443", "t.s", "HUB-CA\n"));
+}
+
+TEST(SplitHttpsUrl, HostsPortsAndIpv6) {
+  std::string host;
+  std::string port;
+  ASSERT_TRUE(splitHttpsUrl("https://a.example:6443/x", host, port));
+  EXPECT_EQ(host + " " + port, "a.example 6443");
+  ASSERT_TRUE(splitHttpsUrl("https://[::1]", host, port));
+  EXPECT_EQ(host + " " + port, "::1 443");
+  ASSERT_TRUE(splitHttpsUrl("https://[fd00::5]:8443", host, port));
+  EXPECT_EQ(host + " " + port, "fd00::5 8443");
+  EXPECT_EQ(joinHostPort(host, port), "[fd00::5]:8443");
+  EXPECT_EQ(joinHostPort("10.0.0.1", "6443"), "10.0.0.1:6443");
+  EXPECT_FALSE(splitHttpsUrl("http://a:1", host, port));
+  EXPECT_FALSE(splitHttpsUrl("https://[::1", host, port));
+  EXPECT_FALSE(splitHttpsUrl("https://:443", host, port));
+}
+
 TEST(PluckJson, FindsValuesAtPathsWithoutBuildingTheDocument) {
   std::string doc = R"({"metadata":{"name":"a","annotations":{"x/y":"1","z":"2"},"deletionTimestamp":null},
     "spec":{"type":"k3s","hooks":[{"type":"not-this"}],"nested":{"type":"nor-this"}},"status":{"n":3}})";
