@@ -5,6 +5,8 @@
 // with that server in the same run: one large stream's throughput, a small request's round trip,
 // and the hub's memory per idle stream with 1,000 of them open over 100 agents, with the
 // desired-state fan-out measured with and without them.
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -65,6 +67,7 @@ class Target {
     thread_.join();
   }
   net::ip::tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
+  std::thread& thread() { return thread_; }
 
  private:
   net::awaitable<void> accept() {
@@ -201,6 +204,29 @@ T runOn(net::io_context& ioc, net::awaitable<T> a) {
   ioc.run();
   return f.get();
 }
+
+// The CPU time a thread has used (s).
+double threadCpuSeconds(pthread_t thread) {
+  clockid_t clock = 0;
+  timespec ts{};
+  if (pthread_getcpuclockid(thread, &clock) != 0 || clock_gettime(clock, &ts) != 0) {
+    return 0;
+  }
+  return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
+}
+
+// The CPU each party of a stream used, read before and after it: the client (this thread), the
+// target, the agents (one thread for all) and the hub (its process).
+struct PartyCpu {
+  double client = 0, target = 0, agents = 0, hub = 0;
+  static PartyCpu now(pthread_t target, pthread_t agents, pid_t hub) {
+    return {threadCpuSeconds(pthread_self()), threadCpuSeconds(target), threadCpuSeconds(agents), cpuSeconds(hub)};
+  }
+  PartyCpu since(const PartyCpu& before) const {
+    return {client - before.client, target - before.target, agents - before.agents, hub - before.hub};
+  }
+  double busiest() const { return std::max({client, target, agents, hub}); }
+};
 
 // One large stream: MB/s.
 template <class Stream>
@@ -374,6 +400,14 @@ int main(int argc, char** argv) {
   double tunnel_mbs = 0;
   double hub_cores = 0;     // during the fastest stream through the hub
   double others_cores = 0;
+  // Each party on a core of its own (as on separate machines), a stream goes as fast as the
+  // busiest party's CPU lets it: the bytes over that party's CPU seconds, best of the rounds.
+  double direct_bound = 0;
+  double tunnel_bound = 0;
+  PartyCpu direct_cpu;
+  PartyCpu tunnel_cpu;
+  pthread_t target_thread = target.thread().native_handle();
+  pthread_t agents_thread = fleet_thread.native_handle();
   for (int round = 0; round < 2; ++round) {
     auto d = runOn(ioc, dialDirect(*target_ctx, target.endpoint()));
     auto t = runOn(ioc, dialTunnel(*anon, *target_ctx, ep, "tun-0", auth));
@@ -382,12 +416,24 @@ int main(int argc, char** argv) {
       stop_all();
       return 1;
     }
+    auto d0 = PartyCpu::now(target_thread, agents_thread, hub.pid());
     direct_mbs = std::max(direct_mbs, runOn(ioc, throughput(*d, bytes)));
+    auto dcpu = PartyCpu::now(target_thread, agents_thread, hub.pid()).since(d0);
+    if (double b = double(bytes) / 1e6 / dcpu.busiest(); b > direct_bound) {
+      direct_bound = b;
+      direct_cpu = dcpu;
+    }
     double hub_cpu0 = cpuSeconds(hub.pid());
     double all_cpu0 = cpuSeconds(getpid());
+    auto t_cpu0 = PartyCpu::now(target_thread, agents_thread, hub.pid());
     auto t0 = bench::Clock::now();
     double mbs = runOn(ioc, throughput(*t, bytes));
     double wall = std::chrono::duration<double>(bench::Clock::now() - t0).count();
+    auto tcpu = PartyCpu::now(target_thread, agents_thread, hub.pid()).since(t_cpu0);
+    if (double b = double(bytes) / 1e6 / tcpu.busiest(); b > tunnel_bound) {
+      tunnel_bound = b;
+      tunnel_cpu = tcpu;
+    }
     if (mbs > tunnel_mbs) {
       tunnel_mbs = mbs;
       hub_cores = (cpuSeconds(hub.pid()) - hub_cpu0) / wall;
@@ -398,6 +444,14 @@ int main(int argc, char** argv) {
               "used %.2f cores, the bench (client, agents, target) %.2f\n",
               (unsigned long long)megabytes, direct_mbs, tunnel_mbs, 100 * tunnel_mbs / direct_mbs, hub_cores,
               others_cores);
+  auto ms_per_mb = [&](double secs) { return 1000 * secs / (double(bytes) / 1e6); };
+  std::printf("  CPU per MB (ms): direct: client %.2f, target %.2f; through the hub: client %.2f, hub %.2f, agent %.2f, "
+              "target %.2f\n",
+              ms_per_mb(direct_cpu.client), ms_per_mb(direct_cpu.target), ms_per_mb(tunnel_cpu.client),
+              ms_per_mb(tunnel_cpu.hub), ms_per_mb(tunnel_cpu.agents), ms_per_mb(tunnel_cpu.target));
+  std::printf("  with a core for each party, the busiest one's CPU bounds a stream at: direct %.0f MB/s, through the hub "
+              "%.0f MB/s: %.0f%% of direct\n",
+              direct_bound, tunnel_bound, 100 * tunnel_bound / direct_bound);
 
   // 2. Small requests on an open connection, and opening one.
   auto d = runOn(ioc, dialDirect(*target_ctx, target.endpoint()));
@@ -467,6 +521,9 @@ int main(int argc, char** argv) {
               {"direct_mb_per_s", direct_mbs},
               {"tunnel_mb_per_s", tunnel_mbs},
               {"tunnel_share_of_direct", tunnel_mbs / direct_mbs},
+              {"direct_cpu_bound_mb_per_s", direct_bound},
+              {"tunnel_cpu_bound_mb_per_s", tunnel_bound},
+              {"tunnel_cpu_bound_share_of_direct", tunnel_bound / direct_bound},
               {"hub_cores_during_stream", hub_cores},
               {"bench_cores_during_stream", others_cores},
               {"direct_round_trip_p50_ms", direct_rt.pct(0.5)},
