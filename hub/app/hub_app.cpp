@@ -629,6 +629,9 @@ int runHub(const HubConfig& cfg) {
   } else {
     leadership.set(1);
   }
+  // SIGTERM and SIGINT are ours before the hub says it serves (systemd may stop it as soon as it is
+  // ready): one that comes before the wait below is queued for it, never the default death.
+  net::signal_set signals(ioc, SIGTERM, SIGINT);
   gateway.start();
   placement.start();
   clusters.start();
@@ -659,7 +662,6 @@ int runHub(const HubConfig& cfg) {
   };
   housekeep();
 
-  net::signal_set signals(ioc, SIGTERM, SIGINT);
   net::steady_timer drain(ioc);
   auto deadline = std::make_shared<std::chrono::steady_clock::time_point>();
   std::function<void()> poll = [&] {
