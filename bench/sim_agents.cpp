@@ -12,6 +12,7 @@
 #include "shared/config/kubeconfig.hpp"
 #include "shared/protocol/link.hpp"
 #include "shared/protocol/tunnel.hpp"
+#include "shared/tls/lean_stream.hpp"
 #include "shared/tls/context.hpp"
 #include "shared/tls/pki.hpp"
 
@@ -20,7 +21,7 @@ namespace {
 
 namespace websocket = beast::websocket;
 using namespace net::experimental::awaitable_operators;
-using WsStream = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
+using WsStream = websocket::stream<tls::LeanStream>;  // (as the agent's link)
 constexpr const char* kApi = "/apis/tenancy.kflex.kubestellar.org/v1alpha1/";
 
 // Serializes writes on one link: everything goes through a queue drained by one coroutine.
@@ -144,56 +145,66 @@ net::awaitable<void> runAgent(SimAgent& a, Fleet& fleet, ssl::context& ctx, cons
     net::ip::tcp::endpoint ep = replicas[a.at].ep;
     std::string host = replicas[a.at].host;
     auto w = std::make_shared<Writer>();
-    w->ws = std::make_shared<WsStream>(exec, ctx);
-    SSL* ssl = w->ws->next_layer().native_handle();
+    auto handshake = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(exec, ctx);
+    SSL* ssl = handshake->native_handle();
     SSL_use_certificate(ssl, a.cert.get());
     SSL_use_PrivateKey(ssl, a.key.get());
-    auto& tcp = beast::get_lowest_layer(*w->ws);
+    auto& tcp = beast::get_lowest_layer(*handshake);
     tcp.expires_after(std::chrono::seconds(15));
     bool welcomed = false;
     auto [cec] = co_await tcp.async_connect(ep, net::as_tuple(net::use_awaitable));
+    boost::system::error_code hec = cec;
     if (!cec) {
-      auto [hec] = co_await w->ws->next_layer().async_handshake(ssl::stream_base::client,
-                                                                 net::as_tuple(net::use_awaitable));
-      if (!hec) {
-        tcp.expires_never();
-        websocket::stream_base::timeout t{};
-        t.handshake_timeout = std::chrono::seconds(15);
-        t.idle_timeout = std::chrono::seconds(60);
-        t.keep_alive_pings = true;
-        w->ws->set_option(t);
-        w->ws->write_buffer_bytes(protocol::tunnel::kLinkWriteBuffer);  // (as the agent's link)
-        auto [wec] = co_await w->ws->async_handshake(host, protocol::kConnectPath, net::as_tuple(net::use_awaitable));
-        if (!wec) {
-          Json hello = {{"name", a.name}, {"acknowledgedRevision", a.acked}, {"os", "linux"}, {"arch", "amd64"},
-                        {"agentVersion", "bench"}, {"capacity", {{"cpu", "64"}, {"memory", "256Gi"}}}};
-          if (fleet.sinks) {
-            hello["tunnel"] = protocol::tunnel::kVersion;
-          }
-          w->ws->text(true);
-          std::string m = protocol::encode(protocol::msg::kHello, "1", 0, hello);
-          auto [sec, sn] = co_await w->ws->async_write(net::buffer(m), net::as_tuple(net::use_awaitable));
-          beast::flat_buffer buf;
-          boost::system::error_code rec = sec;
-          if (!sec) {
-            auto [e, rn] = co_await w->ws->async_read(buf, net::as_tuple(net::use_awaitable));
-            rec = e;
-          }
-          auto env = protocol::decode(rec ? std::string("{}") : beast::buffers_to_string(buf.data()));
-          if (env && env->type == protocol::msg::kWelcome) {
-            welcomed = true;
-            auto renew = std::chrono::seconds(env->body.value("leaseRenewSeconds", int64_t(10)));
-            ++fleet.welcomed;
-            ++fleet.handshakes;
-            backoff.reset();
-            co_await linkLoop(a, fleet, w, renew);
-            --fleet.welcomed;
-          }
+      auto [e] = co_await handshake->async_handshake(ssl::stream_base::client, net::as_tuple(net::use_awaitable));
+      hec = e;
+    }
+    if (!hec) {
+      tcp.expires_never();
+      if (auto lean = tls::LeanStream::adopt(std::move(handshake))) {
+        w->ws = std::make_shared<WsStream>(std::move(lean.value()));
+      }
+    }
+    if (w->ws) {
+      websocket::stream_base::timeout t{};
+      t.handshake_timeout = std::chrono::seconds(15);
+      t.idle_timeout = std::chrono::seconds(60);
+      t.keep_alive_pings = true;
+      w->ws->set_option(t);
+      w->ws->write_buffer_bytes(protocol::tunnel::kLinkWriteBuffer);  // (as the agent's link)
+      auto [wec] = co_await w->ws->async_handshake(host, protocol::kConnectPath, net::as_tuple(net::use_awaitable));
+      if (!wec) {
+        Json hello = {{"name", a.name}, {"acknowledgedRevision", a.acked}, {"os", "linux"}, {"arch", "amd64"},
+                      {"agentVersion", "bench"}, {"capacity", {{"cpu", "64"}, {"memory", "256Gi"}}}};
+        if (fleet.sinks) {
+          hello["tunnel"] = protocol::tunnel::kVersion;
+        }
+        w->ws->text(true);
+        std::string m = protocol::encode(protocol::msg::kHello, "1", 0, hello);
+        auto [sec, sn] = co_await w->ws->async_write(net::buffer(m), net::as_tuple(net::use_awaitable));
+        beast::flat_buffer buf;
+        boost::system::error_code rec = sec;
+        if (!sec) {
+          auto [e, rn] = co_await w->ws->async_read(buf, net::as_tuple(net::use_awaitable));
+          rec = e;
+        }
+        auto env = protocol::decode(rec ? std::string("{}") : beast::buffers_to_string(buf.data()));
+        if (env && env->type == protocol::msg::kWelcome) {
+          welcomed = true;
+          auto renew = std::chrono::seconds(env->body.value("leaseRenewSeconds", int64_t(10)));
+          ++fleet.welcomed;
+          ++fleet.handshakes;
+          backoff.reset();
+          co_await linkLoop(a, fleet, w, renew);
+          --fleet.welcomed;
         }
       }
     }
     boost::system::error_code ignored;
-    tcp.socket().close(ignored);
+    if (w->ws) {
+      beast::get_lowest_layer(*w->ws).socket().close(ignored);
+    } else if (handshake) {
+      beast::get_lowest_layer(*handshake).socket().close(ignored);
+    }
     if (!welcomed) {
       ++fleet.failures;
     }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <deque>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "shared/net/https_client.hpp"
 #include "shared/protocol/messages.hpp"
 #include "shared/tls/context.hpp"
+#include "shared/tls/lean_stream.hpp"
 #include "shared/tls/pki.hpp"
 
 namespace kflex::agent {
@@ -43,9 +45,13 @@ std::string goArch(const std::string& machine) {
 
 }  // namespace
 
+// One link's connection: Asio's TLS stream for the handshake, then the WebSocket over a
+// tls::LeanStream, where OpenSSL reads and writes the socket itself (no copy of every record
+// through a BIO pair, as with the hub's end of the link).
 struct HubLink::Conn {
-  Conn(net::io_context& ioc, ssl::context& ctx) : ws(ioc, ctx) {}
-  websocket::stream<net_client::TlsStream> ws;
+  Conn(net::io_context& ioc, ssl::context& ctx) : tls(std::make_unique<net_client::TlsStream>(ioc, ctx)) {}
+  std::unique_ptr<net_client::TlsStream> tls;            // until the TLS handshake is done
+  std::optional<websocket::stream<tls::LeanStream>> ws;  // from then on
 };
 
 HubLink::HubLink(net::io_context& ioc, Identity identity, AgentState& state, const std::filesystem::path& data_dir,
@@ -97,8 +103,12 @@ void HubLink::stop() {
   stopping_ = true;
   sleep_.cancel();
   if (auto c = conn_) {
-    c->ws.async_close(websocket::close_reason(websocket::close_code::going_away, "agent stopping"),
-                      [c](boost::system::error_code) {});
+    if (c->ws) {
+      c->ws->async_close(websocket::close_reason(websocket::close_code::going_away, "agent stopping"),
+                         [c](boost::system::error_code) {});
+    } else if (c->tls) {
+      beast::get_lowest_layer(*c->tls).close();  // (the TLS handshake ends with an error)
+    }
   }
 }
 
@@ -213,13 +223,20 @@ net::awaitable<HubLink::SessionEnd> HubLink::session(const std::string& url) {
   }
   auto conn = std::make_shared<Conn>(ioc_, *tls_);
   conn_ = conn;
-  auto& ws = conn->ws;
-  auto& tcp = beast::get_lowest_layer(ws);
+  auto& tcp = beast::get_lowest_layer(*conn->tls);
   tcp.expires_after(options_.connect_timeout);
-  if (std::string err = co_await net_client::openTls(ws.next_layer(), host, port, url); !err.empty()) {
+  if (std::string err = co_await net_client::openTls(*conn->tls, host, port, url); !err.empty()) {
     co_return ended(err);
   }
   tcp.expires_never();
+  if (stopping_) {
+    co_return ended("the agent is stopping");
+  }
+  auto lean = tls::LeanStream::adopt(std::move(conn->tls));
+  if (!lean) {
+    co_return ended("cannot carry the link to " + url + ": " + lean.error().message);
+  }
+  auto& ws = conn->ws.emplace(std::move(lean.value()));
   websocket::stream_base::timeout t{};
   t.handshake_timeout = options_.connect_timeout;
   t.idle_timeout = options_.idle_timeout;
