@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <list>
 #include <functional>
 #include <memory>
@@ -101,12 +102,14 @@ class TunnelStream : public std::enable_shared_from_this<TunnelStream<Socket>> {
       onFrame(f);
       return;
     }
-    auto offset = size_t(f.payload.data() - message.data());
-    if (offset + f.payload.size() != message.size()) {
-      onFrame(f);  // (not a view of this message's tail: copied)
+    // (Compared as addresses: a payload that is not this message's tail is copied.)
+    auto begin = reinterpret_cast<uintptr_t>(message.data());
+    auto payload = reinterpret_cast<uintptr_t>(f.payload.data());
+    if (payload < begin || payload + f.payload.size() != begin + message.size()) {
+      onFrame(f);
       return;
     }
-    onData(f, Chunk{std::move(message), offset});
+    onData(f, Chunk{std::move(message), size_t(payload - begin)});
   }
 
   /// Ends the stream at once: RESET to the peer (when `tell_peer`), the socket closed.
