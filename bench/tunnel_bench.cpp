@@ -423,7 +423,6 @@ int main(int argc, char** argv) {
       direct_bound = b;
       direct_cpu = dcpu;
     }
-    double hub_cpu0 = cpuSeconds(hub.pid());
     double all_cpu0 = cpuSeconds(getpid());
     auto t_cpu0 = PartyCpu::now(target_thread, agents_thread, hub.pid());
     auto t0 = bench::Clock::now();
@@ -436,7 +435,7 @@ int main(int argc, char** argv) {
     }
     if (mbs > tunnel_mbs) {
       tunnel_mbs = mbs;
-      hub_cores = (cpuSeconds(hub.pid()) - hub_cpu0) / wall;
+      hub_cores = tcpu.hub / wall;
       others_cores = (cpuSeconds(getpid()) - all_cpu0) / wall;
     }
   }

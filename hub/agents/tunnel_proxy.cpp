@@ -48,7 +48,7 @@ std::string authorityOf(const std::string& url) {
   if (!splitHttpsUrl(url, host, port)) {
     return "";
   }
-  return lower(host.find(':') != std::string::npos ? "[" + host + "]:" + port : host + ":" + port);
+  return lower(joinHostPort(host, port));
 }
 
 // A reason phrase carries the message to the user (Go shows only it for a refused CONNECT):
@@ -384,10 +384,8 @@ net::awaitable<bool> TunnelProxy::forward(std::unique_ptr<HttpStream>& stream,
     back.set(http::field::content_length, "0");
     back.keep_alive(false);
   }
-  for (auto field : {http::field::proxy_authenticate}) {
-    if (res.count(field) > 0) {
-      back.set(field, res[field]);
-    }
+  if (res.count(http::field::proxy_authenticate) > 0) {
+    back.set(http::field::proxy_authenticate, res[http::field::proxy_authenticate]);
   }
   auto [bec, bn] = co_await http::async_write(*stream, back, net::as_tuple(net::use_awaitable));
   if (bec || res.result_int() != 200) {

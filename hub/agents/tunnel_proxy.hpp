@@ -41,7 +41,7 @@ class TunnelProxy {
   /// The header a replica marks a CONNECT it passes on with (never passed on again).
   static constexpr const char* kForwardedHeader = "Kflex-Tunnel-Forwarded";
   /// Whether the tunnel reaches control plane `cp` (the object): served by an agent it is placed
-  /// on, not adopted, and that agent speaks the tunnel (linked now or not).
+  /// on (an adopted cluster included), and that agent speaks the tunnel (linked now or not).
   bool reaches(const Json& cp) const;
   /// Whether tunnel token `token` (ID.SECRET) opens streams to control plane `name` now.
   bool opens(const std::string& token, const std::string& name) const;

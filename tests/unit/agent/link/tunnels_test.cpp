@@ -65,6 +65,14 @@ struct Fixture {
     }
     return out;
   }
+  // The bytes the DATA frames of stream `id` carried so far, in order.
+  std::string data(uint32_t id) {
+    std::string out;
+    for (const auto& d : frames(tunnel::FrameType::Data, id)) {
+      out += d;
+    }
+    return out;
+  }
 };
 
 TEST(AgentTunnels, AStreamToOneOfItsControlPlanesCarriesBytesBothWays) {
@@ -74,11 +82,7 @@ TEST(AgentTunnels, AStreamToOneOfItsControlPlanesCarriesBytesBothWays) {
   ASSERT_EQ(t.frames(tunnel::FrameType::Opened, 1).size(), 1u);
   t.tunnels.onMessage(tunnel::encode(tunnel::FrameType::Data, 1, "GET /version"));
   t.run();
-  std::string echoed;
-  for (const auto& d : t.frames(tunnel::FrameType::Data, 1)) {
-    echoed += d;
-  }
-  EXPECT_EQ(echoed, "GET /version");
+  EXPECT_EQ(t.data(1), "GET /version");
   EXPECT_EQ(t.tunnels.size(), 1u);
   // The link ends: the stream with it, nothing more is sent.
   size_t before = t.sent.size();
@@ -98,11 +102,7 @@ TEST(AgentTunnels, AServerByNameIsResolvedHere) {
   ASSERT_EQ(t.frames(tunnel::FrameType::Opened, 1).size(), 1u);
   t.tunnels.onMessage(tunnel::encode(tunnel::FrameType::Data, 1, "hello"));
   t.run();
-  std::string echoed;
-  for (const auto& d : t.frames(tunnel::FrameType::Data, 1)) {
-    echoed += d;
-  }
-  EXPECT_EQ(echoed, "hello");
+  EXPECT_EQ(t.data(1), "hello");
 }
 
 // Only names of control planes it runs: anything else is refused before any connection is made.
